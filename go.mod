@@ -1,0 +1,3 @@
+module github.com/marsmesh/marsmesh
+
+go 1.26.0
