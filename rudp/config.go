@@ -1,0 +1,83 @@
+package rudp
+
+import (
+	"log/slog"
+	"net/netip"
+	"time"
+)
+
+// Config tunes a Transport. The zero value of every field means its default.
+type Config struct {
+	// RetryInterval is the base of the keepalive period: an idle session
+	// sends a ping every min(RetryInterval, RetryTimeout/4). Default 1 s.
+	RetryInterval time.Duration
+	// RetryTimeout is how long a peer may stay silent (or a handshake stay
+	// unanswered) before its session is declared dead. Default 3 s.
+	RetryTimeout time.Duration
+	// Interval is the KCP retransmission timer tick. Default 10 ms (the KCP minimum).
+	Interval time.Duration
+	// SendWindow and RecvWindow are the KCP windows in segments. Default 1024.
+	SendWindow, RecvWindow int
+	// MaxQueued bounds the bytes a peer session buffers before Send blocks.
+	// A message is always accepted into an empty queue. Default 32 MiB.
+	MaxQueued int
+	// CloseTimeout bounds how long Close waits for queued reliable data to
+	// be acknowledged before it sends the close frames. Default 1 s.
+	CloseTimeout time.Duration
+	// ReassemblyTTL is how long the parts of an unreliable message wait for
+	// the rest. Default 3 s.
+	ReassemblyTTL time.Duration
+	// ReassemblyLimit bounds the bytes held for incomplete unreliable
+	// messages; the oldest are dropped first. Default 32 MiB.
+	ReassemblyLimit int
+
+	// OnMessage receives every message, on the transport's read goroutine:
+	// it must not block. payload is owned by the callee. Reliable messages
+	// from one peer arrive in the order they were sent.
+	OnMessage func(from netip.AddrPort, kind byte, payload []byte, reliable bool)
+	// OnPeerUp is called when a session with a peer incarnation is established.
+	OnPeerUp func(addr netip.AddrPort, incarnation uint64)
+	// OnPeerDown is called once when a session ends; err is a *PeerError.
+	OnPeerDown func(addr netip.AddrPort, err error)
+	// Logger receives rate-limited warnings. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.RetryInterval <= 0 {
+		c.RetryInterval = time.Second
+	}
+	if c.RetryTimeout <= 0 {
+		c.RetryTimeout = 3 * time.Second
+	}
+	if c.Interval <= 0 {
+		c.Interval = 10 * time.Millisecond
+	}
+	if c.SendWindow <= 0 {
+		c.SendWindow = 1024
+	}
+	if c.RecvWindow <= 0 {
+		c.RecvWindow = 1024
+	}
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = 32 << 20
+	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = time.Second
+	}
+	if c.ReassemblyTTL <= 0 {
+		c.ReassemblyTTL = 3 * time.Second
+	}
+	if c.ReassemblyLimit <= 0 {
+		c.ReassemblyLimit = 32 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// keepalive is how long a session may send nothing before it pings.
+func (c Config) keepalive() time.Duration {
+	return min(c.RetryInterval, c.RetryTimeout/4)
+}

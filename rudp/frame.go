@@ -1,0 +1,76 @@
+package rudp
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// frameDecoder cuts the reliable byte stream back into frames. It keeps at
+// most one partial frame; a header announcing more than MaxMessageSize is a
+// protocol error and allocates nothing.
+type frameDecoder struct {
+	hdr  [frameHeaderSize]byte
+	hn   int    // header bytes held
+	size int    // body length of the current frame, valid when hn == frameHeaderSize
+	body []byte // body bytes held so far
+}
+
+// maxPrealloc caps how much of an announced body is allocated before its
+// bytes arrive; the rest grows as data comes in.
+const maxPrealloc = 64 << 10
+
+// feed consumes p and calls emit for every complete frame, in order. The
+// payload handed to emit is owned by the callee. It returns an error
+// wrapping ErrProtocol on an impossible header; the decoder is then unusable.
+func (d *frameDecoder) feed(p []byte, emit func(kind byte, payload []byte)) error {
+	for len(p) > 0 {
+		if d.hn < frameHeaderSize {
+			// Fast path: a whole frame sits in p.
+			if d.hn == 0 && len(p) >= frameHeaderSize {
+				n := binary.BigEndian.Uint32(p)
+				if n > MaxMessageSize {
+					return fmt.Errorf("%w: frame announces %d bytes, limit %d", ErrProtocol, n, MaxMessageSize)
+				}
+				if int(n) <= len(p)-frameHeaderSize {
+					body := make([]byte, n)
+					copy(body, p[frameHeaderSize:])
+					emit(p[4], body)
+					p = p[frameHeaderSize+int(n):]
+					continue
+				}
+			}
+			c := copy(d.hdr[d.hn:], p)
+			d.hn += c
+			p = p[c:]
+			if d.hn < frameHeaderSize {
+				return nil
+			}
+			n := binary.BigEndian.Uint32(d.hdr[:])
+			if n > MaxMessageSize {
+				return fmt.Errorf("%w: frame announces %d bytes, limit %d", ErrProtocol, n, MaxMessageSize)
+			}
+			d.size = int(n)
+			d.body = make([]byte, 0, min(d.size, maxPrealloc))
+		}
+		want := d.size - len(d.body)
+		c := min(want, len(p))
+		d.body = append(d.body, p[:c]...)
+		p = p[c:]
+		if len(d.body) == d.size {
+			body := d.body
+			d.body, d.hn, d.size = nil, 0, 0
+			emit(d.hdr[4], body)
+		}
+	}
+	return nil
+}
+
+// appendFrame appends one frame holding the concatenation of parts.
+func appendFrame(b []byte, kind byte, size int, parts [][]byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(size))
+	b = append(b, kind)
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return b
+}

@@ -1,0 +1,43 @@
+package rudp
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// rateLog logs each distinct cause at most once per period, with a count of
+// what it suppressed in between, so a flood of bad packets cannot flood the log.
+type rateLog struct {
+	log    *slog.Logger
+	period time.Duration
+	mu     sync.Mutex
+	last   map[string]time.Time
+	quiet  map[string]int
+}
+
+func newRateLog(l *slog.Logger, period time.Duration) *rateLog {
+	return &rateLog{log: l, period: period, last: map[string]time.Time{}, quiet: map[string]int{}}
+}
+
+func (r *rateLog) warn(cause string, args ...any) {
+	r.mu.Lock()
+	now := time.Now()
+	if t, ok := r.last[cause]; ok && now.Sub(t) < r.period {
+		r.quiet[cause]++
+		r.mu.Unlock()
+		return
+	}
+	if len(r.last) > 1024 {
+		clear(r.last)
+		clear(r.quiet)
+	}
+	n := r.quiet[cause]
+	r.last[cause] = now
+	r.quiet[cause] = 0
+	r.mu.Unlock()
+	if n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	r.log.Warn(cause, args...)
+}

@@ -1,0 +1,280 @@
+package rudp
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+)
+
+func (t *Transport) readFrom(buf []byte) (int, netip.AddrPort, error) {
+	if t.fast != nil {
+		n, ap, err := t.fast.ReadFromUDPAddrPort(buf)
+		return n, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), err
+	}
+	n, a, err := t.conn.ReadFrom(buf)
+	if err != nil {
+		return 0, netip.AddrPort{}, err
+	}
+	ap, err := addrPortOf(a)
+	return n, ap, err
+}
+
+// readLoop is the only reader of the socket; every reliable message is
+// delivered from here, which keeps per-peer order.
+func (t *Transport) readLoop() {
+	defer t.wg.Done()
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := t.readFrom(buf)
+		if err != nil {
+			if t.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			t.warn.warn("rudp: read error", "local", t.local, "err", err)
+			continue
+		}
+		t.stats.packetsIn.Add(1)
+		t.handlePacket(buf[:n], from)
+	}
+}
+
+func (t *Transport) bad(cause string, from netip.AddrPort) {
+	t.stats.badPackets.Add(1)
+	t.warn.warn("rudp: dropped packet: "+cause, "local", t.local, "from", from)
+}
+
+func (t *Transport) handlePacket(p []byte, from netip.AddrPort) {
+	if len(p) == 0 {
+		t.bad("empty", from)
+		return
+	}
+	switch p[0] {
+	case pktKCP:
+		t.handleKCP(p[1:], from)
+	case pktDatagram:
+		if len(p) < 2 {
+			t.bad("short datagram", from)
+			return
+		}
+		t.deliver(from, p[1], append([]byte{}, p[2:]...), false)
+	case pktFragment:
+		kind, msg, err := t.reasm.add(from, p, t.now())
+		if err != nil {
+			t.bad(err.Error(), from)
+			return
+		}
+		if msg != nil {
+			t.deliver(from, kind, msg, false)
+		}
+	case pktSyn, pktSynAck, pktPing, pktFin, pktRst:
+		c, ok := parseControl(p)
+		if !ok {
+			t.bad("bad control packet", from)
+			return
+		}
+		t.handleControl(c, from)
+	default:
+		t.bad("unknown packet type", from)
+	}
+}
+
+func (t *Transport) deliver(from netip.AddrPort, kind byte, payload []byte, reliable bool) {
+	if t.cfg.OnMessage != nil {
+		t.cfg.OnMessage(from, kind, payload, reliable)
+	}
+}
+
+// rst tells a peer that a session it uses does not exist here, at most
+// once per 100 ms per address.
+func (t *Transport) rst(to netip.AddrPort, c control) {
+	now := t.now()
+	if last, ok := t.rstAt[to]; ok && now-last < 100e6 {
+		return
+	}
+	if len(t.rstAt) > 4096 {
+		clear(t.rstAt)
+	}
+	t.rstAt[to] = now
+	t.sendControl(to, c)
+}
+
+func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
+	conv, ok := kcpConv(seg)
+	if !ok {
+		t.bad("short KCP packet", from)
+		return
+	}
+	s := t.lookup(from)
+	if s == nil {
+		t.rst(from, control{typ: pktRst, src: t.inc, conv: conv})
+		return
+	}
+	now := t.now()
+	s.mu.Lock()
+	switch {
+	case s.state == stateDialing:
+		// The peer finished its side of the handshake first; our SYN
+		// retry will bring its SYN-ACK, and KCP retransmits the data.
+		s.mu.Unlock()
+		return
+	case s.state != stateEstablished:
+		s.mu.Unlock()
+		return
+	case conv != s.conv:
+		// A previous incarnation's session (ours or the peer's).
+		s.mu.Unlock()
+		t.rst(from, control{typ: pktRst, src: t.inc, conv: conv})
+		return
+	}
+	s.lastRecv.Store(now)
+	if s.kcp.Input(seg, kcp.IKCP_PACKET_REGULAR, false) < 0 {
+		s.mu.Unlock()
+		t.bad("malformed KCP segment", from)
+		return
+	}
+	frames := t.frames[:0]
+	emit := func(kind byte, payload []byte) { frames = append(frames, frame{kind, payload}) }
+	var perr error
+	for perr == nil {
+		n := s.kcp.Recv(s.rbuf)
+		if n == -1 {
+			break
+		}
+		if n < 0 {
+			perr = errors.New("oversized KCP message")
+			break
+		}
+		perr = s.dec.feed(s.rbuf[:n], emit)
+	}
+	if perr != nil {
+		s.mu.Unlock()
+		t.frames = clearFrames(frames)
+		t.warn.warn("rudp: protocol error, resetting session", "local", t.local, "peer", from, "err", perr)
+		t.kill(s, ErrProtocol, true)
+		return
+	}
+	acked := s.ackLocked()
+	if s.pushLocked() {
+		kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
+	} else {
+		kcpFlush(s.kcp, kcp.IKCP_FLUSH_ACKONLY)
+	}
+	if acked {
+		s.changed.broadcast()
+	}
+	s.mu.Unlock()
+	for _, f := range frames {
+		t.deliver(from, f.kind, f.payload, true)
+	}
+	t.frames = clearFrames(frames)
+}
+
+func clearFrames(f []frame) []frame {
+	clear(f)
+	return f[:0]
+}
+
+func (t *Transport) handleControl(c control, from netip.AddrPort) {
+	now := t.now()
+	switch c.typ {
+	case pktSyn:
+		t.handleSyn(c, from, now)
+	case pktSynAck:
+		if c.dst != t.inc {
+			return // answers a SYN of a previous incarnation
+		}
+		s := t.lookup(from)
+		if s == nil {
+			return
+		}
+		s.mu.Lock()
+		up := s.state == stateDialing
+		if up {
+			s.establishLocked(c.src, now)
+		}
+		s.mu.Unlock()
+		if up {
+			t.peerUp(s, c.src)
+		}
+	case pktPing, pktFin:
+		s := t.lookup(from)
+		match := false
+		if s != nil {
+			s.mu.Lock()
+			match = s.state == stateEstablished && s.remoteInc == c.src && c.dst == t.inc
+			s.mu.Unlock()
+		}
+		switch {
+		case match && c.typ == pktPing:
+			s.lastRecv.Store(now)
+		case match:
+			t.kill(s, ErrPeerClosed, false)
+		case c.typ == pktPing:
+			t.rst(from, control{typ: pktRst, src: t.inc, dst: c.src, conv: convOf(c.src, c.dst)})
+		}
+	case pktRst:
+		s := t.lookup(from)
+		if s == nil {
+			return
+		}
+		s.mu.Lock()
+		match := s.state == stateEstablished && s.conv == c.conv
+		s.mu.Unlock()
+		if match {
+			t.kill(s, ErrPeerReset, false)
+		}
+	}
+}
+
+// handleSyn accepts a session, completes a simultaneous open, or replaces
+// the session of a peer's previous incarnation.
+func (t *Transport) handleSyn(c control, from netip.AddrPort, now int64) {
+	t.mu.Lock()
+	if t.closing.Load() {
+		t.mu.Unlock()
+		return
+	}
+	var old *session
+	s := t.sessions[from]
+	if s != nil {
+		s.mu.Lock()
+		state, inc := s.state, s.remoteInc
+		s.mu.Unlock()
+		switch {
+		case state == stateEstablished && inc == c.src:
+			t.mu.Unlock() // a retransmitted SYN: answer it again
+			t.sendControl(from, control{typ: pktSynAck, src: t.inc, dst: c.src, conv: convOf(t.inc, c.src)})
+			return
+		case state != stateDialing:
+			old, s = s, nil // the peer restarted
+		}
+	}
+	if s == nil {
+		s = newSession(t, from, now)
+		t.sessions[from] = s
+	}
+	s.mu.Lock()
+	s.establishLocked(c.src, now)
+	s.mu.Unlock()
+	t.mu.Unlock()
+	if old != nil {
+		t.kill(old, ErrPeerReset, false)
+	}
+	t.sendControl(from, control{typ: pktSynAck, src: t.inc, dst: c.src, conv: convOf(t.inc, c.src)})
+	t.peerUp(s, c.src)
+}
+
+func (t *Transport) peerUp(s *session, inc uint64) {
+	s.mu.Lock()
+	activate := !s.active && !s.idleLocked()
+	s.active = s.active || activate
+	s.mu.Unlock()
+	if activate {
+		t.activate(s)
+	}
+	if t.cfg.OnPeerUp != nil {
+		t.cfg.OnPeerUp(s.addr, inc)
+	}
+}

@@ -1,0 +1,59 @@
+package rudp
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestKCPFlushLinked(t *testing.T) {
+	// kcpFlush links to an unexported kcp-go method; this fails (or the
+	// build does) if a kcp-go upgrade removes or renames it.
+	a := listenUDP(t, Config{})
+	bIn := newInbox()
+	b := listenUDP(t, bIn.config(Config{}))
+	start := time.Now()
+	if err := a.Send(b.LocalAddr(), 1, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if !bIn.waitFor(5*time.Second, func() bool { return len(bIn.msgs) == 1 }) {
+		t.Fatal("message not delivered")
+	}
+	t.Logf("first message (with handshake) took %v", time.Since(start))
+}
+
+func TestSizesOverUDP(t *testing.T) {
+	a := listenUDP(t, Config{})
+	bIn := newInbox()
+	b := listenUDP(t, bIn.config(Config{}))
+	sizes := []int{0, 1, 1299, 1300, 1301, 65536, 1 << 20, MaxMessageSize}
+	var want [][]byte
+	for i, n := range sizes {
+		p := make([]byte, n)
+		for j := range p {
+			p[j] = byte(i*31 + j*7)
+		}
+		want = append(want, p)
+		if err := a.Send(b.LocalAddr(), byte(i), p); err != nil {
+			t.Fatalf("send %d bytes: %v", n, err)
+		}
+	}
+	if !bIn.waitFor(30*time.Second, func() bool { return len(bIn.msgs) == len(sizes) }) {
+		t.Fatalf("got %d of %d messages", bIn.count(), len(sizes))
+	}
+	for i, m := range bIn.msgs {
+		if m.kind != byte(i) || !bytes.Equal(m.payload, want[i]) || !m.reliable {
+			t.Fatalf("message %d: kind %d, %d bytes, want kind %d, %d bytes", i, m.kind, len(m.payload), i, len(want[i]))
+		}
+	}
+	err := a.Send(b.LocalAddr(), 9, make([]byte, MaxMessageSize+1))
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized send: %v, want ErrTooLarge", err)
+	}
+	// Split across parts, the limit still holds.
+	err = a.Send(b.LocalAddr(), 9, make([]byte, MaxMessageSize), []byte{1})
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized send in parts: %v, want ErrTooLarge", err)
+	}
+}

@@ -1,0 +1,553 @@
+package rudp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+)
+
+// addrPortConn is the allocation-free fast path of *net.UDPConn, also
+// implemented by faultnet.Conn.
+type addrPortConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+}
+
+// Transport is one UDP port carrying reliable and unreliable messages to
+// any number of peers. It is safe for concurrent use.
+type Transport struct {
+	cfg   Config
+	conn  net.PacketConn
+	fast  addrPortConn
+	local netip.AddrPort
+	inc   uint64
+	epoch time.Time
+
+	mu       sync.RWMutex
+	sessions map[netip.AddrPort]*session
+
+	activeMu  sync.Mutex
+	newActive []*session
+	wake      chan struct{}
+
+	closing   atomic.Bool
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+
+	fragID atomic.Uint32
+	reasm  *reassembler
+	stats  counters
+	warn   *rateLog
+
+	// read-loop scratch
+	frames []frame
+	rstAt  map[netip.AddrPort]int64
+}
+
+type frame struct {
+	kind    byte
+	payload []byte
+}
+
+// Listen binds a UDP socket on addr ("host:port"; port 0 picks a free one)
+// and starts a transport on it.
+func Listen(addr string, cfg Config) (*Transport, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("rudp: listen %q: %w", addr, err)
+	}
+	network := "udp"
+	if ua.IP.To4() != nil {
+		network = "udp4"
+	}
+	c, err := net.ListenUDP(network, ua)
+	if err != nil {
+		return nil, fmt.Errorf("rudp: listen %q: %w", addr, err)
+	}
+	_ = c.SetReadBuffer(4 << 20)
+	_ = c.SetWriteBuffer(4 << 20)
+	return New(c, cfg)
+}
+
+// ListenScan binds host:port, trying the next port while one is taken, up
+// to tries ports. Port 0 binds any free port.
+func ListenScan(host string, port, tries int, cfg Config) (*Transport, error) {
+	if port == 0 || tries < 1 {
+		tries = 1
+	}
+	var err error
+	for i := 0; i < tries && port+i <= 65535; i++ {
+		var t *Transport
+		t, err = Listen(net.JoinHostPort(host, fmt.Sprint(port+i)), cfg)
+		if err == nil {
+			return t, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("rudp: no free port in %s:%d..%d: %w", host, port, port+tries-1, err)
+}
+
+// New starts a transport on conn, which it owns from now on: Close closes it.
+func New(conn net.PacketConn, cfg Config) (*Transport, error) {
+	local, err := addrPortOf(conn.LocalAddr())
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	t := &Transport{
+		cfg:      cfg,
+		conn:     conn,
+		local:    local,
+		inc:      newIncarnation(),
+		epoch:    time.Now(),
+		sessions: make(map[netip.AddrPort]*session),
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		rstAt:    make(map[netip.AddrPort]int64),
+		warn:     newRateLog(cfg.Logger, 10*time.Second),
+	}
+	t.fast, _ = conn.(addrPortConn)
+	t.reasm = newReassembler(cfg.ReassemblyLimit, cfg.ReassemblyTTL)
+	t.wg.Add(2)
+	go t.readLoop()
+	go t.timerLoop()
+	return t, nil
+}
+
+func newIncarnation() uint64 {
+	for {
+		if v := rand.Uint64(); v != 0 {
+			return v
+		}
+	}
+}
+
+func addrPortOf(a net.Addr) (netip.AddrPort, error) {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		ap := ua.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("rudp: local address %q: %w", a.String(), err)
+	}
+	return ap, nil
+}
+
+// LocalAddr is the address peers reach this transport at.
+func (t *Transport) LocalAddr() netip.AddrPort { return t.local }
+
+// Incarnation identifies this transport instance; a restart on the same
+// address gets a new one.
+func (t *Transport) Incarnation() uint64 { return t.inc }
+
+func (t *Transport) now() int64 { return int64(time.Since(t.epoch)) }
+
+func (t *Transport) write(b []byte, to netip.AddrPort) error {
+	var err error
+	if t.fast != nil {
+		_, err = t.fast.WriteToUDPAddrPort(b, to)
+	} else {
+		_, err = t.conn.WriteTo(b, net.UDPAddrFromAddrPort(to))
+	}
+	if err != nil {
+		t.stats.writeErrors.Add(1)
+		return err
+	}
+	t.stats.packetsOut.Add(1)
+	return nil
+}
+
+func (t *Transport) sendControl(to netip.AddrPort, c control) {
+	var b [controlSize]byte
+	t.write(c.append(b[:0]), to)
+}
+
+// Send queues one reliable message (the concatenation of parts) to a peer,
+// dialing it if needed, and returns once it is queued. Messages to one peer
+// arrive in order, each exactly once, or the session dies and OnPeerDown
+// says how many were not acknowledged. Send blocks while the peer's queue
+// holds more than Config.MaxQueued bytes.
+func (t *Transport) Send(to netip.AddrPort, kind byte, parts ...[]byte) error {
+	size := 0
+	for _, p := range parts {
+		size += len(p)
+	}
+	if size > MaxMessageSize {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxMessageSize)
+	}
+	for attempt := 0; ; attempt++ {
+		s, err := t.session(to)
+		if err != nil {
+			return err
+		}
+		err = t.enqueue(s, kind, size, parts)
+		if err == errSessionGone && attempt == 0 {
+			continue // it died before this message joined it: dial again
+		}
+		if err == errSessionGone {
+			err = s.err
+		}
+		return err
+	}
+}
+
+var errSessionGone = errors.New("session gone")
+
+func (t *Transport) enqueue(s *session, kind byte, size int, parts [][]byte) error {
+	s.mu.Lock()
+	waited := false
+	for {
+		if s.state == stateDead {
+			err := error(s.err)
+			if !waited {
+				err = errSessionGone
+			}
+			s.mu.Unlock()
+			return err
+		}
+		if t.closing.Load() {
+			s.mu.Unlock()
+			return ErrClosed
+		}
+		q := s.queuedLocked()
+		if q == 0 || q+uint64(size) <= uint64(t.cfg.MaxQueued) {
+			break
+		}
+		ch := s.changed.wait()
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-t.done:
+			return ErrClosed
+		}
+		waited = true
+		s.mu.Lock()
+	}
+	s.pending = appendFrame(s.pending, kind, size, parts)
+	s.appended += uint64(frameHeaderSize + size)
+	s.msgEnds.push(s.appended)
+	if s.state == stateEstablished {
+		s.pushLocked()
+		kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
+	}
+	activate := !s.active
+	s.active = true
+	s.mu.Unlock()
+	if activate {
+		t.activate(s)
+	}
+	return nil
+}
+
+// activate hands a session with data in flight to the timer loop.
+func (t *Transport) activate(s *session) {
+	t.activeMu.Lock()
+	t.newActive = append(t.newActive, s)
+	t.activeMu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// session returns the session with a peer, starting a dial if there is none.
+func (t *Transport) session(to netip.AddrPort) (*session, error) {
+	t.mu.RLock()
+	s := t.sessions[to]
+	t.mu.RUnlock()
+	if s != nil {
+		return s, nil
+	}
+	if !to.IsValid() || to.Port() == 0 {
+		return nil, fmt.Errorf("rudp: invalid peer address %q", to)
+	}
+	t.mu.Lock()
+	if t.closing.Load() {
+		t.mu.Unlock()
+		return nil, ErrClosed
+	}
+	s = t.sessions[to]
+	dial := s == nil
+	if dial {
+		s = newSession(t, to, t.now())
+		t.sessions[to] = s
+	}
+	t.mu.Unlock()
+	if dial {
+		s.mu.Lock()
+		t.sendSynLocked(s, t.now())
+		s.mu.Unlock()
+	}
+	return s, nil
+}
+
+func (t *Transport) sendSynLocked(s *session, now int64) {
+	t.sendControl(s.addr, control{typ: pktSyn, src: t.inc})
+	s.synNext = now + int64(s.synWait)
+	s.synWait = min(2*s.synWait, time.Second)
+}
+
+func (t *Transport) lookup(addr netip.AddrPort) *session {
+	t.mu.RLock()
+	s := t.sessions[addr]
+	t.mu.RUnlock()
+	return s
+}
+
+// kill ends a session: it leaves the table, pending work fails, and
+// OnPeerDown hears about it (unless the transport is closing).
+func (t *Transport) kill(s *session, reason error, rst bool) {
+	t.mu.Lock()
+	if t.sessions[s.addr] == s {
+		delete(t.sessions, s.addr)
+	}
+	t.mu.Unlock()
+	s.mu.Lock()
+	if s.state == stateDead {
+		s.mu.Unlock()
+		return
+	}
+	wasUp := s.state == stateEstablished
+	c := control{typ: pktRst, src: t.inc, dst: s.remoteInc, conv: s.conv}
+	s.dieLocked(reason)
+	err := s.err
+	s.mu.Unlock()
+	if rst && wasUp {
+		t.sendControl(s.addr, c)
+	}
+	if t.cfg.OnPeerDown != nil && !t.closing.Load() {
+		t.cfg.OnPeerDown(s.addr, err)
+	}
+}
+
+// Drain waits until every reliable message queued to a peer so far is
+// acknowledged. It fails with the session's *PeerError if the peer dies
+// with messages unacknowledged.
+func (t *Transport) Drain(ctx context.Context, to netip.AddrPort) error {
+	s := t.lookup(to)
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	for {
+		if s.state == stateDead {
+			err := s.err
+			s.mu.Unlock()
+			if err.Unacked == 0 {
+				return nil
+			}
+			return err
+		}
+		if s.state == stateEstablished && s.idleLocked() {
+			s.mu.Unlock()
+			return nil
+		}
+		ch := s.changed.wait()
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.done:
+			return ErrClosed
+		}
+		s.mu.Lock()
+	}
+}
+
+// PeerStatus describes a peer session.
+type PeerStatus struct {
+	Addr        netip.AddrPort
+	Established bool   // handshake done (false while dialing)
+	Incarnation uint64 // the peer's, once established
+	Queued      int    // bytes not yet acknowledged
+}
+
+// Peer reports the session with addr, if there is one.
+func (t *Transport) Peer(addr netip.AddrPort) (PeerStatus, bool) {
+	s := t.lookup(addr)
+	if s == nil {
+		return PeerStatus{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return PeerStatus{
+		Addr:        addr,
+		Established: s.state == stateEstablished,
+		Incarnation: s.remoteInc,
+		Queued:      int(s.queuedLocked()),
+	}, s.state != stateDead
+}
+
+// Peers lists the addresses of every live session.
+func (t *Transport) Peers() []netip.AddrPort {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]netip.AddrPort, 0, len(t.sessions))
+	for a := range t.sessions {
+		out = append(out, a)
+	}
+	return out
+}
+
+// Close flushes queued reliable data (bounded by Config.CloseTimeout),
+// tells every peer the session is closed, stops the goroutines and closes
+// the socket. It is idempotent and returns once everything has stopped.
+func (t *Transport) Close() error {
+	t.closeOnce.Do(func() {
+		t.closing.Store(true)
+		t.mu.RLock()
+		all := make([]*session, 0, len(t.sessions))
+		for _, s := range t.sessions {
+			all = append(all, s)
+		}
+		t.mu.RUnlock()
+
+		ctx, cancel := context.WithTimeout(context.Background(), t.cfg.CloseTimeout)
+		for _, s := range all {
+			t.Drain(ctx, s.addr)
+		}
+		cancel()
+		for _, s := range all {
+			s.mu.Lock()
+			if s.state == stateEstablished {
+				fin := control{typ: pktFin, src: t.inc, dst: s.remoteInc, conv: s.conv}
+				t.sendControl(s.addr, fin)
+				t.sendControl(s.addr, fin) // a second copy in case one is lost
+			}
+			if s.state != stateDead {
+				s.dieLocked(ErrClosed)
+			}
+			s.mu.Unlock()
+		}
+		close(t.done)
+		t.conn.Close()
+		t.wg.Wait()
+		t.mu.Lock()
+		clear(t.sessions)
+		t.mu.Unlock()
+	})
+	return nil
+}
+
+func (t *Transport) timerLoop() {
+	defer t.wg.Done()
+	sweepEvery := min(max(t.cfg.RetryTimeout/30, 10*time.Millisecond), 100*time.Millisecond)
+	timer := time.NewTimer(t.cfg.Interval)
+	defer timer.Stop()
+	active := make(map[*session]struct{})
+	var nextSweep int64
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-timer.C:
+		case <-t.wake:
+		}
+		t.activeMu.Lock()
+		for _, s := range t.newActive {
+			active[s] = struct{}{}
+		}
+		clear(t.newActive)
+		t.newActive = t.newActive[:0]
+		t.activeMu.Unlock()
+		for s := range active {
+			if s.tick() {
+				delete(active, s)
+			}
+		}
+		now := t.now()
+		if now >= nextSweep {
+			t.sweep(now)
+			nextSweep = now + int64(sweepEvery)
+		}
+		next := time.Duration(nextSweep - now)
+		if len(active) > 0 {
+			next = min(next, t.cfg.Interval)
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(max(next, time.Millisecond))
+	}
+}
+
+// sweep enforces liveness: handshake retries and timeouts, keepalives, and
+// the silence limit. It also expires partial unreliable messages.
+func (t *Transport) sweep(now int64) {
+	t.mu.RLock()
+	all := make([]*session, 0, len(t.sessions))
+	for _, s := range t.sessions {
+		all = append(all, s)
+	}
+	t.mu.RUnlock()
+	timeout := int64(t.cfg.RetryTimeout)
+	keepalive := int64(t.cfg.keepalive())
+	for _, s := range all {
+		s.mu.Lock()
+		var reason error
+		switch s.state {
+		case stateDialing:
+			if now-s.created > timeout {
+				reason = ErrUnreachable
+			} else if now >= s.synNext {
+				t.sendSynLocked(s, now)
+			}
+		case stateEstablished:
+			if now-s.lastRecv.Load() > timeout {
+				reason = ErrPeerTimeout
+			} else if now-s.lastSend.Load() >= keepalive {
+				t.sendControl(s.addr, control{typ: pktPing, src: t.inc, dst: s.remoteInc, conv: s.conv})
+				s.lastSend.Store(now)
+			}
+		}
+		s.mu.Unlock()
+		if reason != nil {
+			t.kill(s, reason, false)
+		}
+	}
+	t.reasm.expire(now)
+}
+
+// Stats is a snapshot of transport counters.
+type Stats struct {
+	PacketsIn, PacketsOut uint64
+	BadPackets            uint64 // malformed or unexpected packets dropped
+	WriteErrors           uint64
+	Sessions              int
+}
+
+type counters struct {
+	packetsIn, packetsOut, badPackets, writeErrors atomic.Uint64
+}
+
+// Stats returns the transport's counters.
+func (t *Transport) Stats() Stats {
+	t.mu.RLock()
+	n := len(t.sessions)
+	t.mu.RUnlock()
+	return Stats{
+		PacketsIn:   t.stats.packetsIn.Load(),
+		PacketsOut:  t.stats.packetsOut.Load(),
+		BadPackets:  t.stats.badPackets.Load(),
+		WriteErrors: t.stats.writeErrors.Load(),
+		Sessions:    n,
+	}
+}
