@@ -1,39 +1,69 @@
-// Package config holds the mesh configuration: the Diarkis keys, their
-// defaults, JSON loading, DIARKIS_* environment overrides and validation.
-//
-// Load order: Default() -> JSON file -> environment -> Validate().
 package config
 
-import "time"
+import (
+	"net"
+	"time"
+)
 
 // Mesh is the configuration of one mesh node (and of the MARS address it
-// talks to). JSON keys follow the Diarkis mesh configuration.
+// talks to). JSON keys follow the Diarkis mesh configuration; each field
+// comment names its key, its environment variable, its default and what
+// Validate accepts.
+//
+// Mesh deliberately carries no envconfig tags: read the environment with
+// LoadEnv (or Load), not with envconfig.Process on a Mesh. See the package
+// documentation for why.
 type Mesh struct {
-	// Address is the IP the node binds its UDP port to.
-	Address string `json:"address" envconfig:"ADDRESS"`
+	// Address is the IP address or host name the node binds its UDP port
+	// to. Key "address", env DIARKIS_ADDRESS, default "127.0.0.1".
+	// Valid: an IP literal (IPv4 or IPv6, optionally with a zone) or a host
+	// name that resolves. It may be empty only when NIC is set; when NIC is
+	// set, NIC wins (see BindAddress), but a non-empty Address is still
+	// checked.
+	Address string `json:"address"`
 	// NIC, when set, names a network interface whose first IPv4 address
-	// replaces Address.
-	NIC string `json:"nic" envconfig:"NIC"`
-	// Port is where the port scan starts ("0" = any free port). JSON
-	// accepts a string or a number.
-	Port string `json:"port" envconfig:"PORT"`
-	// MarsAddress and MarsPort locate the MARS registry server.
-	MarsAddress string `json:"marsAddress" envconfig:"MARS_ADDR"`
-	MarsPort    string `json:"marsPort" envconfig:"MARS_PORT"`
-	// MarsAddressCacheTTL is how long a resolved MARS address is reused, in seconds.
-	MarsAddressCacheTTL int `json:"marsAddressCacheTTL" envconfig:"MARS_ADDRESS_CACHE_TTL"`
-	// RetryInterval is the keepalive/retry interval in milliseconds.
-	RetryInterval int `json:"retryInterval" envconfig:"RETRY_INTERVAL"`
+	// replaces Address. Key "nic", env DIARKIS_NIC, default "" (not used).
+	// Valid: empty, or the name of an interface that exists on this host.
+	NIC string `json:"nic"`
+	// Port is where the port scan starts ("0" = any free port). Key "port",
+	// env DIARKIS_PORT, default "8000". JSON accepts a string or an integer
+	// number. Valid: a decimal integer 0..65535.
+	Port string `json:"port"`
+	// MarsAddress locates the MARS registry server. Key "marsAddress", env
+	// DIARKIS_MARS_ADDR, default "127.0.0.1". Valid: a non-empty IP literal
+	// or host name, without a port (the port goes in MarsPort). It is not
+	// resolved by Validate: MARS may not be resolvable yet when a node
+	// starts.
+	MarsAddress string `json:"marsAddress"`
+	// MarsPort is the UDP port of the MARS registry server. Key "marsPort",
+	// env DIARKIS_MARS_PORT, default "6789". JSON accepts a string or an
+	// integer number. Valid: a decimal integer 1..65535.
+	MarsPort string `json:"marsPort"`
+	// MarsAddressCacheTTL is how long a resolved MARS address is reused, in
+	// seconds. Key "marsAddressCacheTTL", env DIARKIS_MARS_ADDRESS_CACHE_TTL,
+	// default 60. Valid: 0..86400 (0 = resolve every time, no cache).
+	MarsAddressCacheTTL int `json:"marsAddressCacheTTL"`
+	// RetryInterval is the keepalive/retry interval in milliseconds. Key
+	// "retryInterval", env DIARKIS_RETRY_INTERVAL, default 1000.
+	// Valid: 10..60000.
+	RetryInterval int `json:"retryInterval"`
 	// RetryTimeout is how long a silent peer stays alive, in milliseconds.
-	RetryTimeout int `json:"retryTimeout" envconfig:"RETRY_TIMEOUT"`
+	// Key "retryTimeout", env DIARKIS_RETRY_TIMEOUT, default 3000.
+	// Valid: 100..600000 and greater than RetryInterval.
+	RetryTimeout int `json:"retryTimeout"`
 	// StrictCheckForExternal drops messages from senders MARS does not list.
-	StrictCheckForExternal bool `json:"strictCheckForExternal" envconfig:"STRICT_CHECK_FOR_EXTERNAL"`
+	// Key "strictCheckForExternal", env DIARKIS_STRICT_CHECK_FOR_EXTERNAL,
+	// default false.
+	StrictCheckForExternal bool `json:"strictCheckForExternal"`
 	// SendInterval buffers outgoing messages per peer for this many
-	// milliseconds (0 = send at once; otherwise at least 17).
-	SendInterval int `json:"sendInterval" envconfig:"SEND_INTERVAL"`
+	// milliseconds. Key "sendInterval", env DIARKIS_SEND_INTERVAL, default 0.
+	// Valid: 0 (send at once, no buffering) or 17..60000; 1..16 is an error
+	// (the minimum buffering interval is 17).
+	SendInterval int `json:"sendInterval"`
 }
 
-// Default returns the configuration with every default filled in.
+// Default returns the configuration with every default filled in. It is
+// the only place defaults live.
 func Default() Mesh {
 	return Mesh{
 		Address:             "127.0.0.1",
@@ -44,6 +74,32 @@ func Default() Mesh {
 		RetryInterval:       1000,
 		RetryTimeout:        3000,
 	}
+}
+
+// MarsAddr returns the MARS server address as "host:port" (IPv6 hosts in
+// brackets), ready for net.Dial or net.ResolveUDPAddr.
+func (m Mesh) MarsAddr() string {
+	return net.JoinHostPort(m.MarsAddress, m.MarsPort)
+}
+
+// PortNumber returns Port as an int in 0..65535 (0 = any free port), or an
+// *Error if Port is not such a number.
+func (m Mesh) PortNumber() (int, error) {
+	n, msg := parsePort(m.Port, 0)
+	if msg != "" {
+		return 0, newError(keyPort, quote(m.Port), msg)
+	}
+	return n, nil
+}
+
+// MarsPortNumber returns MarsPort as an int in 1..65535, or an *Error if
+// MarsPort is not such a number.
+func (m Mesh) MarsPortNumber() (int, error) {
+	n, msg := parsePort(m.MarsPort, 1)
+	if msg != "" {
+		return 0, newError(keyMarsPort, quote(m.MarsPort), msg)
+	}
+	return n, nil
 }
 
 // RetryIntervalDuration returns RetryInterval as a time.Duration.
@@ -64,4 +120,127 @@ func (m Mesh) SendIntervalDuration() time.Duration {
 // MarsAddressCacheTTLDuration returns MarsAddressCacheTTL as a time.Duration.
 func (m Mesh) MarsAddressCacheTTLDuration() time.Duration {
 	return time.Duration(m.MarsAddressCacheTTL) * time.Second
+}
+
+// JSON keys.
+const (
+	keyAddress                = "address"
+	keyNIC                    = "nic"
+	keyPort                   = "port"
+	keyMarsAddress            = "marsAddress"
+	keyMarsPort               = "marsPort"
+	keyMarsAddressCacheTTL    = "marsAddressCacheTTL"
+	keyRetryInterval          = "retryInterval"
+	keyRetryTimeout           = "retryTimeout"
+	keyStrictCheckForExternal = "strictCheckForExternal"
+	keySendInterval           = "sendInterval"
+)
+
+// Validation bounds (inclusive).
+const (
+	minMarsAddressCacheTTL = 0
+	maxMarsAddressCacheTTL = 86400
+	minRetryInterval       = 10
+	maxRetryInterval       = 60000
+	minRetryTimeout        = 100
+	maxRetryTimeout        = 600000
+	minSendInterval        = 17
+	maxSendInterval        = 60000
+)
+
+// kind is how a key is written in JSON and in the environment.
+type kind int
+
+const (
+	kindString kind = iota // JSON string
+	kindPort               // JSON string or integer number, stored as a decimal string
+	kindInt                // JSON integer number
+	kindBool               // JSON true or false
+)
+
+// field describes one configuration key: its JSON name, its environment
+// variable, how it is written, what Validate allows, and where it lives.
+type field struct {
+	key     string
+	env     string
+	kind    kind
+	allowed string
+	str     func(*Mesh) *string // kindString, kindPort
+	num     func(*Mesh) *int    // kindInt
+	flag    func(*Mesh) *bool   // kindBool
+	fromEnv func(*envVars) *string
+}
+
+// fields lists every key in documentation order.
+var fields = []field{
+	{
+		key: keyAddress, env: "DIARKIS_ADDRESS", kind: kindString,
+		allowed: "an IP address or a resolvable host name; empty only when nic is set",
+		str:     func(m *Mesh) *string { return &m.Address },
+		fromEnv: func(e *envVars) *string { return e.Address },
+	},
+	{
+		key: keyNIC, env: "DIARKIS_NIC", kind: kindString,
+		allowed: "the name of a network interface of this host, or empty",
+		str:     func(m *Mesh) *string { return &m.NIC },
+		fromEnv: func(e *envVars) *string { return e.NIC },
+	},
+	{
+		key: keyPort, env: "DIARKIS_PORT", kind: kindPort,
+		allowed: "an integer 0..65535; 0 = any free port",
+		str:     func(m *Mesh) *string { return &m.Port },
+		fromEnv: func(e *envVars) *string { return e.Port },
+	},
+	{
+		key: keyMarsAddress, env: "DIARKIS_MARS_ADDR", kind: kindString,
+		allowed: "a non-empty IP address or host name, without a port",
+		str:     func(m *Mesh) *string { return &m.MarsAddress },
+		fromEnv: func(e *envVars) *string { return e.MarsAddr },
+	},
+	{
+		key: keyMarsPort, env: "DIARKIS_MARS_PORT", kind: kindPort,
+		allowed: "an integer 1..65535",
+		str:     func(m *Mesh) *string { return &m.MarsPort },
+		fromEnv: func(e *envVars) *string { return e.MarsPort },
+	},
+	{
+		key: keyMarsAddressCacheTTL, env: "DIARKIS_MARS_ADDRESS_CACHE_TTL", kind: kindInt,
+		allowed: "an integer 0..86400 seconds; 0 = no cache",
+		num:     func(m *Mesh) *int { return &m.MarsAddressCacheTTL },
+		fromEnv: func(e *envVars) *string { return e.MarsAddressCacheTTL },
+	},
+	{
+		key: keyRetryInterval, env: "DIARKIS_RETRY_INTERVAL", kind: kindInt,
+		allowed: "an integer 10..60000 milliseconds",
+		num:     func(m *Mesh) *int { return &m.RetryInterval },
+		fromEnv: func(e *envVars) *string { return e.RetryInterval },
+	},
+	{
+		key: keyRetryTimeout, env: "DIARKIS_RETRY_TIMEOUT", kind: kindInt,
+		allowed: "an integer 100..600000 milliseconds, greater than retryInterval",
+		num:     func(m *Mesh) *int { return &m.RetryTimeout },
+		fromEnv: func(e *envVars) *string { return e.RetryTimeout },
+	},
+	{
+		key: keyStrictCheckForExternal, env: "DIARKIS_STRICT_CHECK_FOR_EXTERNAL", kind: kindBool,
+		allowed: "true or false",
+		flag:    func(m *Mesh) *bool { return &m.StrictCheckForExternal },
+		fromEnv: func(e *envVars) *string { return e.StrictCheckForExternal },
+	},
+	{
+		key: keySendInterval, env: "DIARKIS_SEND_INTERVAL", kind: kindInt,
+		allowed: "0 = no buffering, or an integer 17..60000 milliseconds",
+		num:     func(m *Mesh) *int { return &m.SendInterval },
+		fromEnv: func(e *envVars) *string { return e.SendInterval },
+	},
+}
+
+// fieldByKey returns the field with JSON key key (case-sensitive), or nil.
+func fieldByKey(key string) *field {
+	for i := range fields {
+		if fields[i].key == key {
+			return &fields[i]
+		}
+	}
+	return nil
 }

@@ -1,0 +1,68 @@
+// Package config holds the mesh configuration: the Diarkis mesh keys, their
+// defaults, JSON loading, DIARKIS_* environment overrides and validation.
+//
+// # Load order
+//
+// Load(path) builds a Mesh in four steps, each overriding the one before:
+//
+//  1. Default() (the only place defaults live; there are no default: tags),
+//  2. the JSON file at path (skipped when path is ""),
+//  3. the DIARKIS_* environment variables (LoadEnv),
+//  4. Validate.
+//
+// LoadFile, LoadEnv and Mesh.Validate are exported for callers that build a
+// Mesh some other way (from flags, or a Mesh embedded in a larger JSON
+// document: Mesh implements json.Unmarshaler with the same strict rules).
+//
+// # Keys
+//
+//	key                     default      environment                        allowed
+//	address                 "127.0.0.1"  DIARKIS_ADDRESS                    IP literal or resolvable host name; "" only with nic
+//	nic                     ""           DIARKIS_NIC                        "" or an existing interface (its first IPv4 is used)
+//	port                    "8000"       DIARKIS_PORT                       0..65535 (string or number; scan starts here; 0 = any)
+//	marsAddress             "127.0.0.1"  DIARKIS_MARS_ADDR                  non-empty IP literal or host name, no port
+//	marsPort                "6789"       DIARKIS_MARS_PORT                  1..65535 (string or number)
+//	marsAddressCacheTTL     60           DIARKIS_MARS_ADDRESS_CACHE_TTL     0..86400 seconds (0 = no cache)
+//	retryInterval           1000         DIARKIS_RETRY_INTERVAL             10..60000 ms
+//	retryTimeout            3000         DIARKIS_RETRY_TIMEOUT              100..600000 ms, > retryInterval
+//	strictCheckForExternal  false        DIARKIS_STRICT_CHECK_FOR_EXTERNAL  true or false
+//	sendInterval            0            DIARKIS_SEND_INTERVAL              0 (no buffering) or 17..60000 ms
+//
+// # JSON
+//
+// The file must hold one JSON object. Unknown keys (keys are
+// case-sensitive), duplicate keys, values of the wrong type and syntax
+// errors are rejected with the file name, line and column. Keys absent from
+// the file keep their defaults. port and marsPort may be strings or integer
+// numbers; other numbers must be integer literals (1000, not 1e3 or 1000.0);
+// null is a wrong type, not "use the default".
+//
+// # Environment
+//
+// An unset variable leaves the value from the file (or the default) alone.
+// A variable that is set but empty (after trimming white space) is treated
+// as unset for numbers and booleans; for the strings address, nic and
+// marsAddress it sets the empty string, which Validate accepts only where
+// empty is valid (nic; address when nic is set). Numbers are decimal;
+// booleans take true/false, 1/0, t/f.
+//
+// The variables are read with envconfig and the prefix "DIARKIS", but Mesh
+// itself has no envconfig tags: envconfig v1.4.0 turns a tag such as
+// `envconfig:"PORT"` into DIARKIS_PORT and, when that is unset, falls back
+// to a bare PORT variable, so any PORT or ADDRESS in a container's
+// environment would silently reconfigure the mesh. Do not pass a Mesh to
+// envconfig.Process; use LoadEnv.
+//
+// # Errors
+//
+// Every problem is an *Error naming where the value came from, the key, the
+// value and what is allowed; several problems are joined with errors.Join.
+// For example:
+//
+//	config: mesh.json:3:19: sendInterval=5: below the minimum 17 (allowed: 0 = no buffering, or an integer 17..60000 milliseconds)
+//	config: mesh.json:1:19: retryInterval="fast": wrong type: want an integer, got a string (allowed: an integer 10..60000 milliseconds)
+//	config: mesh.json:2:3: unknown key "prot" (allowed: the keys address, nic, port, marsAddress, ...)
+//	config: mesh.json:3:1: invalid JSON: invalid character '}' looking for beginning of object key string
+//	config: env DIARKIS_RETRY_INTERVAL="fast" (retryInterval): not an integer (allowed: an integer 10..60000 milliseconds)
+//	config: env DIARKIS_NIC="eth9" (nic): no such network interface (allowed: an interface of this host (lo, eth0), or empty)
+package config
