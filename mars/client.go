@@ -1,0 +1,722 @@
+package mars
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Transport is what a Client needs from the node's rudp transport
+// (*rudp.Transport satisfies it). If it also has an Incarnation() uint64
+// method, the client uses that incarnation.
+type Transport interface {
+	Send(to netip.AddrPort, kind byte, parts ...[]byte) error
+	LocalAddr() netip.AddrPort
+}
+
+// ClientConfig configures a Client. Zero values mean the defaults.
+type ClientConfig struct {
+	// Transport carries the client's messages; required.
+	Transport Transport
+	// MarsAddr is MARS's "host:port"; required.
+	MarsAddr string
+	// MarsAddrTTL is how long a resolved MarsAddr is reused. Default 60 s;
+	// negative resolves before every report (config.Mesh's
+	// marsAddressCacheTTL of 0).
+	MarsAddrTTL time.Duration
+	// App is the app name (namespace); "" is the default namespace. At most
+	// MaxAppLen bytes of printable UTF-8.
+	App string
+	// Interval is the report period. Default 1 s.
+	Interval time.Duration
+	// InTouchSpan is how recent MARS's last reply must be for InTouch to
+	// hold. Default 3 × Interval.
+	InTouchSpan time.Duration
+	// Guest nodes sync the view (and may set shared data) but are never listed.
+	Guest bool
+
+	// Addr overrides the node's mesh address (default: the transport's
+	// LocalAddr().String()). Incarnation overrides the node's incarnation
+	// (default: the transport's, if it has one, else random).
+	Addr        string
+	Incarnation uint64
+	// What the node says about itself; each can be changed later with a setter.
+	Type     string
+	Role     string
+	Status   Status // default StatusOnline
+	EndPoint string
+	Values   map[string]interface{}
+
+	// ReregisterJitter spreads re-registration after a MARS restart over
+	// [0, ReregisterJitter). Default 500 ms.
+	ReregisterJitter time.Duration
+	// Debounce is how long a local change waits for more before it is
+	// reported. Default 5 ms.
+	Debounce time.Duration
+	// Logger receives warnings (rate-limited). Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Client keeps a node registered with MARS and its View in sync. Create it
+// with NewClient, then Start it. The mesh layer passes it every message of a
+// MARS kind (HandleMessage) and, optionally, the transport's peer-down
+// events (HandlePeerDown), which let it retry at once when MARS restarts.
+//
+// Callbacks (OnUpdate, OnSharedDataUpdate, ...) run on the client's own
+// goroutine, never under a lock of the client or the view, so they may call
+// any lookup or setter; they should return promptly, since reports wait for
+// them.
+type Client struct {
+	cfg   ClientConfig
+	tr    Transport
+	addr  string
+	inc   uint64
+	log   *slog.Logger
+	warn  *rateLog
+	view  *View
+	epoch time.Time
+
+	inbox    chan clientMsg
+	kick     chan struct{}
+	peerDown chan struct{}
+	done     chan struct{}
+	wg       sync.WaitGroup
+	started  atomic.Bool
+	closed   atomic.Bool
+	closeMu  sync.Mutex
+
+	mars      atomic.Pointer[netip.AddrPort] // resolved MARS address
+	lastReply atomic.Int64                   // client clock (ns since epoch) of MARS's last reply; 0 = never
+	ready     chan struct{}
+
+	syncMu sync.Mutex
+	syncN  uint64        // completed syncs
+	syncCh chan struct{} // closed and replaced after every sync
+
+	cb callbacks
+
+	// mu guards the node's own state and its outbox of changes.
+	mu         sync.Mutex
+	app        string
+	oldApp     *string // set by SetApp until the loop has left the old app
+	info       nodeInfo
+	values     map[string]interface{}
+	seq        uint64        // last local change number
+	infoSeq    uint64        // change number of the latest info change
+	ops        map[string]op // unacknowledged shared-data changes, latest per key
+	acked      uint64        // MARS has applied every change up to here
+	sentSeq    uint64        // changes up to here were sent (maybe unacknowledged)
+	needFull   bool          // send the complete state (register)
+	reseed     bool          // include the view's shared data (new MARS)
+	seedAt     int64         // Unix ms of the view the seed comes from
+	lastErr    error
+	registered bool // some MARS has acknowledged a registration of ours
+
+	// Owned by the loop goroutine.
+	marsInc    uint64 // incarnation of the MARS we talk to
+	regAt      time.Time
+	graceOn    bool
+	part       *partialSync
+	buf        []byte
+	resolvedAt time.Time
+	initial    bool // the initial sync happened
+	soonArmed  bool
+}
+
+type clientMsg struct {
+	kind byte
+	p    []byte
+}
+
+type partialSync struct {
+	head syncHead
+	body syncBody
+	next uint64
+	size int
+}
+
+// NewClient checks cfg and builds a client; nothing runs until Start.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.Transport == nil {
+		return nil, errors.New("mars: ClientConfig.Transport is required")
+	}
+	if cfg.MarsAddr == "" {
+		return nil, errors.New("mars: ClientConfig.MarsAddr is required")
+	}
+	if err := CheckApp(cfg.App); err != nil {
+		return nil, err
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.InTouchSpan <= 0 {
+		cfg.InTouchSpan = 3 * cfg.Interval
+	}
+	if cfg.MarsAddrTTL == 0 {
+		cfg.MarsAddrTTL = 60 * time.Second
+	}
+	if cfg.ReregisterJitter <= 0 {
+		cfg.ReregisterJitter = 500 * time.Millisecond
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = 5 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Status == 0 {
+		cfg.Status = StatusOnline
+	}
+	c := &Client{
+		cfg:      cfg,
+		tr:       cfg.Transport,
+		addr:     cfg.Addr,
+		inc:      cfg.Incarnation,
+		log:      cfg.Logger,
+		warn:     newRateLog(cfg.Logger, 10*time.Second),
+		epoch:    time.Now(),
+		inbox:    make(chan clientMsg, 256),
+		kick:     make(chan struct{}, 1),
+		peerDown: make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		ready:    make(chan struct{}),
+		syncCh:   make(chan struct{}),
+		app:      cfg.App,
+		ops:      make(map[string]op),
+		needFull: true,
+	}
+	if c.addr == "" {
+		c.addr = cfg.Transport.LocalAddr().String()
+	}
+	if err := checkAddr("mesh address", c.addr, true); err != nil {
+		return nil, err
+	}
+	if c.inc == 0 {
+		if ti, ok := cfg.Transport.(interface{ Incarnation() uint64 }); ok {
+			c.inc = ti.Incarnation()
+		}
+	}
+	if c.inc == 0 {
+		c.inc = newIncarnation()
+	}
+	c.info = nodeInfo{Type: cfg.Type, Role: cfg.Role, Status: cfg.Status, EndPoint: cfg.EndPoint}
+	if err := c.info.check(); err != nil {
+		return nil, err
+	}
+	c.values = make(map[string]interface{}, len(cfg.Values))
+	for k, v := range cfg.Values {
+		c.values[k] = v
+	}
+	b, err := encodeValues(c.values)
+	if err != nil {
+		return nil, err
+	}
+	c.info.Values = b
+	c.view = newView(c.addr, c.inc)
+	return c, nil
+}
+
+// Start begins reporting to MARS. It is idempotent.
+func (c *Client) Start() {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed.Load() || !c.started.CompareAndSwap(false, true) {
+		return
+	}
+	c.wg.Add(1)
+	go c.run()
+}
+
+// Close stops the client and tells MARS the node leaves, so MARS lists it
+// offline at once (and removes it after RemoveAfter). It is idempotent and
+// returns once the client's goroutine has stopped. The leave is queued on
+// the transport: close the transport after the client so it is flushed.
+func (c *Client) Close() error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed.Swap(true) {
+		return nil
+	}
+	close(c.done)
+	c.wg.Wait()
+	if !c.started.Load() {
+		return nil
+	}
+	if to := c.mars.Load(); to != nil {
+		c.mu.Lock()
+		l := leave{App: c.app, Addr: c.addr, Inc: c.inc}
+		c.mu.Unlock()
+		c.tr.Send(*to, KindLeave, l.append(nil))
+	}
+	return nil
+}
+
+// abort stops the client without the graceful leave, as if the process
+// died (tests use it).
+func (c *Client) abort() {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed.Swap(true) {
+		return
+	}
+	close(c.done)
+	c.wg.Wait()
+}
+
+// HandleMessage takes a message of a MARS kind from the transport. It is
+// meant for the transport's read goroutine: it never blocks (when the
+// client is far behind, the message is dropped and the next report asks
+// again). Messages not from the resolved MARS address are ignored.
+func (c *Client) HandleMessage(from netip.AddrPort, kind byte, payload []byte) {
+	if m := c.mars.Load(); m == nil || *m != from {
+		c.warn.warn("mars: ignoring a MARS message from an unexpected address", "from", from)
+		return
+	}
+	if kind != KindSync && kind != KindError {
+		c.warn.warn("mars: ignoring a message of an unexpected kind", "kind", kind)
+		return
+	}
+	select {
+	case c.inbox <- clientMsg{kind, payload}:
+	default:
+		c.warn.warn("mars: client inbox full, dropping a MARS message")
+	}
+}
+
+// HandlePeerDown tells the client the transport lost a peer. If it is MARS,
+// the client re-sends what MARS may not have received, at once: forwarding
+// the transport's OnPeerDown shortens recovery after a MARS restart by up
+// to one Interval. Never blocks.
+func (c *Client) HandlePeerDown(addr netip.AddrPort) {
+	if m := c.mars.Load(); m == nil || *m != addr {
+		return
+	}
+	select {
+	case c.peerDown <- struct{}{}:
+	default:
+	}
+}
+
+// View is the node's local view of its app.
+func (c *Client) View() *View { return c.view }
+
+// Addr is the node's mesh address as MARS lists it.
+func (c *Client) Addr() string { return c.addr }
+
+// Incarnation is the node's incarnation as MARS lists it.
+func (c *Client) Incarnation() uint64 { return c.inc }
+
+// App returns the node's app name.
+func (c *Client) App() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.app
+}
+
+// Self returns what the node says about itself (not what MARS lists).
+func (c *Client) Self() Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	vals := make(map[string]interface{}, len(c.values))
+	for k, v := range c.values {
+		vals[k] = v
+	}
+	return Node{
+		Addr: c.addr, Incarnation: c.inc, Type: c.info.Type, Role: c.info.Role,
+		Status: c.info.Status, EndPoint: c.info.EndPoint, Values: vals, Self: true,
+	}
+}
+
+// InTouch reports whether MARS replied within the accepted span
+// (InTouchSpan, default 3 intervals). It backs mesh.IsPartOfCluster.
+func (c *Client) InTouch() bool {
+	t := c.lastReply.Load()
+	return t != 0 && time.Duration(c.clock()-t) <= c.cfg.InTouchSpan
+}
+
+func (c *Client) clock() int64 { return int64(time.Since(c.epoch)) }
+
+// Ready is closed after the first sync with MARS.
+func (c *Client) Ready() <-chan struct{} { return c.ready }
+
+// LastError returns the last error MARS reported for this node (a
+// *RemoteError), or nil.
+func (c *Client) LastError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastErr
+}
+
+// WaitForLatestNodeData waits until two more syncs with MARS complete, so
+// every change other nodes made before the call has had a full report
+// interval to reach MARS and come back. It gives up after 3 intervals
+// (ErrTimeout) or when the client closes (ErrClosed).
+func (c *Client) WaitForLatestNodeData() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*c.cfg.Interval)
+	defer cancel()
+	err := c.WaitForLatestNodeDataContext(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: no two syncs within %v", ErrTimeout, 3*c.cfg.Interval)
+	}
+	return err
+}
+
+// WaitForLatestNodeDataContext is WaitForLatestNodeData bounded by ctx.
+func (c *Client) WaitForLatestNodeDataContext(ctx context.Context) error {
+	c.syncMu.Lock()
+	target := c.syncN + 2
+	c.syncMu.Unlock()
+	for {
+		c.syncMu.Lock()
+		n, ch := c.syncN, c.syncCh
+		c.syncMu.Unlock()
+		if n >= target {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.done:
+			return ErrClosed
+		}
+	}
+}
+
+func (c *Client) syncDone() {
+	c.syncMu.Lock()
+	c.syncN++
+	close(c.syncCh)
+	c.syncCh = make(chan struct{})
+	c.syncMu.Unlock()
+}
+
+// changed records a local change (under c.mu) and wakes the loop.
+func (c *Client) changedLocked() uint64 {
+	c.seq++
+	return c.seq
+}
+
+func (c *Client) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Client) setInfo(f func(i *nodeInfo) error) error {
+	c.mu.Lock()
+	i := c.info
+	if err := f(&i); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	if err := i.check(); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	if i.equal(&c.info) {
+		c.mu.Unlock()
+		return nil
+	}
+	c.info = i
+	c.infoSeq = c.changedLocked()
+	c.mu.Unlock()
+	c.wake()
+	return nil
+}
+
+// SetType sets the node's type (at most MaxLabelLen bytes).
+func (c *Client) SetType(t string) error {
+	return c.setInfo(func(i *nodeInfo) error { i.Type = t; return nil })
+}
+
+// SetRole sets the node's role (at most MaxLabelLen bytes).
+func (c *Client) SetRole(r string) error {
+	return c.setInfo(func(i *nodeInfo) error { i.Role = r; return nil })
+}
+
+// SetStatus sets the node's status (online, offline or taken).
+func (c *Client) SetStatus(s Status) error {
+	return c.setInfo(func(i *nodeInfo) error { i.Status = s; return nil })
+}
+
+// SetEndPoint sets the node's public endpoint.
+func (c *Client) SetEndPoint(ep string) error {
+	return c.setInfo(func(i *nodeInfo) error { i.EndPoint = ep; return nil })
+}
+
+// SetValue sets one metadata value; nil removes it. v must encode with
+// msgpack, maps inside it must have string keys, and all values together
+// must encode to at most MaxValuesSize bytes.
+func (c *Client) SetValue(name string, v interface{}) error {
+	c.mu.Lock()
+	vals := make(map[string]interface{}, len(c.values)+1)
+	for k, x := range c.values {
+		vals[k] = x
+	}
+	if v == nil {
+		delete(vals, name)
+	} else {
+		vals[name] = v
+	}
+	b, err := encodeValues(vals)
+	if err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	c.values = vals
+	changed := string(b) != string(c.info.Values)
+	if changed {
+		c.info.Values = b
+		c.infoSeq = c.changedLocked()
+	}
+	c.mu.Unlock()
+	if changed {
+		c.wake()
+	}
+	return nil
+}
+
+func encodeValues(vals map[string]interface{}) ([]byte, error) {
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	var buf bytesBuffer
+	enc.Reset(&buf)
+	enc.SetSortMapKeys(true)
+	if err := enc.Encode(vals); err != nil {
+		return nil, fmt.Errorf("%w: values: %v", ErrBadNode, err)
+	}
+	if len(buf) > MaxValuesSize {
+		return nil, fmt.Errorf("%w: values of %d bytes, limit %d", ErrBadNode, len(buf), MaxValuesSize)
+	}
+	if err := checkValues(buf); err != nil {
+		return nil, fmt.Errorf("%w: values: %v", ErrBadNode, err)
+	}
+	return buf, nil
+}
+
+type bytesBuffer []byte
+
+func (b *bytesBuffer) Write(p []byte) (int, error) {
+	*b = append(*b, p...)
+	return len(p), nil
+}
+
+// SetApp moves the node to another app name. The node leaves the old app
+// (as with Close) and registers in the new one; its view empties and fills
+// again from the new app; unacknowledged shared-data changes are dropped.
+func (c *Client) SetApp(app string) error {
+	if err := CheckApp(app); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if app == c.app {
+		c.mu.Unlock()
+		return nil
+	}
+	if c.oldApp == nil {
+		old := c.app
+		c.oldApp = &old
+	}
+	c.app = app
+	c.mu.Unlock()
+	c.wake()
+	return nil
+}
+
+// SetSharedData sets a shared key (1..MaxKeyLen bytes) for the whole app.
+// The change reaches MARS within milliseconds and every node's view within
+// about one Interval; this node's view shows it once MARS has answered.
+// Concurrent writers of one key race: the last to reach MARS wins.
+func (c *Client) SetSharedData(key string, v int16) error {
+	return c.addOp(op{Key: key, Val: v})
+}
+
+// RemoveSharedData removes a shared key from the whole app.
+func (c *Client) RemoveSharedData(key string) error {
+	return c.addOp(op{Key: key, Del: true})
+}
+
+func (c *Client) addOp(o op) error {
+	if err := CheckKey(o.Key); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if _, ok := c.ops[o.Key]; !ok && len(c.ops) >= 100_000 {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: %d shared data changes waiting for MARS", ErrLimit, len(c.ops))
+	}
+	o.Seq = c.changedLocked()
+	c.ops[o.Key] = o
+	c.mu.Unlock()
+	c.wake()
+	return nil
+}
+
+// jitter is a random delay in [0, d).
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
+}
+
+// callbacks holds the event handlers. Handlers are copied out under mu and
+// called without it.
+type callbacks struct {
+	mu       sync.Mutex
+	initial  []func()
+	update   []func()
+	updated  []func()
+	sdUpdate []handler[func(string, int16)]
+	sdRemove []handler[func(string)]
+	nextID   uint64
+}
+
+type handler[F any] struct {
+	id uint64
+	f  F
+}
+
+// OnInitialSync registers a callback for the first sync with MARS. If that
+// sync already happened, the callback runs at once on the caller's goroutine.
+func (c *Client) OnInitialSync(f func()) {
+	c.cb.mu.Lock()
+	select {
+	case <-c.ready:
+		c.cb.mu.Unlock()
+		f()
+		return
+	default:
+	}
+	c.cb.initial = append(c.cb.initial, f)
+	c.cb.mu.Unlock()
+}
+
+// OnUpdate registers a callback run before each sync with MARS is applied
+// (about once per Interval, whether or not anything changed).
+func (c *Client) OnUpdate(f func()) {
+	c.cb.mu.Lock()
+	c.cb.update = append(c.cb.update, f)
+	c.cb.mu.Unlock()
+}
+
+// OnUpdated registers a callback run after each sync with MARS is applied.
+func (c *Client) OnUpdated(f func()) {
+	c.cb.mu.Lock()
+	c.cb.updated = append(c.cb.updated, f)
+	c.cb.mu.Unlock()
+}
+
+// OnSharedDataUpdate registers a callback for every shared key that is set
+// or changes value in the view. It returns a function that removes exactly
+// this registration.
+func (c *Client) OnSharedDataUpdate(f func(key string, v int16)) (remove func()) {
+	c.cb.mu.Lock()
+	defer c.cb.mu.Unlock()
+	c.cb.nextID++
+	id := c.cb.nextID
+	c.cb.sdUpdate = append(c.cb.sdUpdate, handler[func(string, int16)]{id, f})
+	return func() {
+		c.cb.mu.Lock()
+		defer c.cb.mu.Unlock()
+		c.cb.sdUpdate = removeID(c.cb.sdUpdate, id)
+	}
+}
+
+// OnSharedDataRemove registers a callback for every shared key removed
+// from the view. It returns a function that removes exactly this registration.
+func (c *Client) OnSharedDataRemove(f func(key string)) (remove func()) {
+	c.cb.mu.Lock()
+	defer c.cb.mu.Unlock()
+	c.cb.nextID++
+	id := c.cb.nextID
+	c.cb.sdRemove = append(c.cb.sdRemove, handler[func(string)]{id, f})
+	return func() {
+		c.cb.mu.Lock()
+		defer c.cb.mu.Unlock()
+		c.cb.sdRemove = removeID(c.cb.sdRemove, id)
+	}
+}
+
+// RemoveOnSharedDataUpdate removes the most recent registration of f,
+// matched by its code pointer (reflect.Value.Pointer), as the mesh API does.
+// Closures made by one function literal share a code pointer: to remove a
+// specific closure, use the function OnSharedDataUpdate returned.
+func (c *Client) RemoveOnSharedDataUpdate(f func(key string, v int16)) {
+	c.cb.mu.Lock()
+	defer c.cb.mu.Unlock()
+	c.cb.sdUpdate = removeFunc(c.cb.sdUpdate, f)
+}
+
+// RemoveOnSharedDataRemove is RemoveOnSharedDataUpdate for removal callbacks.
+func (c *Client) RemoveOnSharedDataRemove(f func(key string)) {
+	c.cb.mu.Lock()
+	defer c.cb.mu.Unlock()
+	c.cb.sdRemove = removeFunc(c.cb.sdRemove, f)
+}
+
+func removeID[F any](hs []handler[F], id uint64) []handler[F] {
+	for i := range hs {
+		if hs[i].id == id {
+			return append(hs[:i:i], hs[i+1:]...)
+		}
+	}
+	return hs
+}
+
+func removeFunc[F any](hs []handler[F], f F) []handler[F] {
+	p := reflect.ValueOf(f).Pointer()
+	for i := len(hs) - 1; i >= 0; i-- {
+		if reflect.ValueOf(hs[i].f).Pointer() == p {
+			return append(hs[:i:i], hs[i+1:]...)
+		}
+	}
+	return hs
+}
+
+// fire runs the handlers of one sync: OnUpdate was run before it was applied;
+// this runs the shared-data handlers, the initial-sync handlers (once) and
+// OnUpdated.
+func (c *Client) fireChanges(changes []keyChange) {
+	if len(changes) == 0 {
+		return
+	}
+	c.cb.mu.Lock()
+	up := append([]handler[func(string, int16)](nil), c.cb.sdUpdate...)
+	rm := append([]handler[func(string)](nil), c.cb.sdRemove...)
+	c.cb.mu.Unlock()
+	for _, ch := range changes {
+		if ch.removed {
+			for _, h := range rm {
+				h.f(ch.key)
+			}
+		} else {
+			for _, h := range up {
+				h.f(ch.key, ch.val)
+			}
+		}
+	}
+}
+
+func (c *Client) fire(which *[]func()) {
+	c.cb.mu.Lock()
+	fs := append([]func(){}, (*which)...)
+	c.cb.mu.Unlock()
+	for _, f := range fs {
+		f()
+	}
+}

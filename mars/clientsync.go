@@ -1,0 +1,369 @@
+package mars
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/marsmesh/marsmesh/rudp"
+)
+
+// The client's loop. It owns the fields marked "owned by the loop" in
+// Client, and is the only goroutine that sends reports and applies syncs.
+//
+// Sync protocol, node side:
+//   - Every Interval, and Debounce after a local change, the node sends a
+//     report: its identity, the version of its view, and every change
+//     (node info, shared-data operations) it has not sent yet, numbered
+//     (From, Seq]. MARS answers with a sync: what changed since the view's
+//     version (or everything), and the highest change number it has applied
+//     with nothing missing before it (Ack). Unacknowledged changes are sent
+//     again when MARS restarts, when MARS says it missed some, when the
+//     transport reports MARS down, or when MARS has been silent for two
+//     intervals; MARS skips what it has already applied.
+//   - A heartbeat (nothing changed on either side) is about 50 bytes each way.
+//   - When MARS does not know the node (first contact, removed after a long
+//     silence, MARS restarted), its sync says so and the node registers:
+//     its full info and pending changes, and after a MARS restart also the
+//     shared data of its view (the seed), at a random moment within
+//     ReregisterJitter so a whole cluster does not register at once.
+//   - After a MARS restart the view keeps the entries the new MARS does not
+//     list yet for a grace period (3 intervals + ReregisterJitter), while the
+//     other nodes re-register; whatever the new MARS has not confirmed by
+//     then is dropped. Lookups never see the cluster vanish and come back.
+
+func (c *Client) graceSpan() time.Duration {
+	return 3*c.cfg.Interval + c.cfg.ReregisterJitter
+}
+
+func (c *Client) run() {
+	defer c.wg.Done()
+	tick := time.NewTicker(c.cfg.Interval)
+	defer tick.Stop()
+	soon := time.NewTimer(0) // the first report goes out at once
+	defer soon.Stop()
+	c.soonArmed = true
+	soonAt := time.Now()
+	grace := time.NewTimer(time.Hour)
+	grace.Stop()
+	defer grace.Stop()
+	armSoon := func(d time.Duration) {
+		at := time.Now().Add(d)
+		if !c.soonArmed || at.Before(soonAt) {
+			soon.Reset(d)
+			c.soonArmed, soonAt = true, at
+		}
+	}
+	for {
+		var after action
+		select {
+		case <-c.done:
+			return
+		case <-tick.C:
+			after = c.report()
+		case <-soon.C:
+			c.soonArmed = false
+			after = c.report()
+		case <-c.kick:
+			armSoon(c.cfg.Debounce)
+		case <-c.peerDown:
+			c.mu.Lock()
+			c.sentSeq = c.acked
+			c.mu.Unlock()
+			armSoon(c.cfg.Debounce)
+		case m := <-c.inbox:
+			after = c.handle(m)
+		case <-grace.C:
+			c.graceOn = false
+			c.fireChanges(c.view.endGrace())
+		}
+		if after.soon >= 0 && after.set {
+			armSoon(after.soon)
+		}
+		if after.grace {
+			grace.Reset(c.graceSpan())
+		}
+	}
+}
+
+// action is what a step asks the loop to schedule.
+type action struct {
+	set   bool
+	soon  time.Duration // report again after this long
+	grace bool          // (re)start the grace period
+}
+
+func soonAction(d time.Duration) action { return action{set: true, soon: d} }
+
+// resolve returns MARS's address, resolving MarsAddr when the cached
+// answer is older than MarsAddrTTL. On a resolver error it keeps the last
+// good address.
+func (c *Client) resolve(now time.Time) (netip.AddrPort, bool) {
+	cur := c.mars.Load()
+	if cur != nil && c.cfg.MarsAddrTTL > 0 && now.Sub(c.resolvedAt) < c.cfg.MarsAddrTTL {
+		return *cur, true
+	}
+	ua, err := net.ResolveUDPAddr("udp", c.cfg.MarsAddr)
+	if err != nil {
+		c.warn.warn("mars: cannot resolve the MARS address", "addr", c.cfg.MarsAddr, "err", err)
+		if cur != nil {
+			return *cur, true
+		}
+		return netip.AddrPort{}, false
+	}
+	ap := ua.AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if cur == nil || *cur != ap {
+		c.mars.Store(&ap)
+	}
+	c.resolvedAt = now
+	return ap, true
+}
+
+// report sends what the node has to say. It returns a follow-up action.
+func (c *Client) report() action {
+	now := time.Now()
+	if !c.regAt.IsZero() {
+		if now.Before(c.regAt) {
+			return soonAction(c.regAt.Sub(now)) // registration is jittered
+		}
+		c.regAt = time.Time{}
+	}
+	to, ok := c.resolve(now)
+	if !ok {
+		return action{}
+	}
+	var forgotten []keyChange
+	var leaveMsg []byte
+	c.mu.Lock()
+	if c.oldApp != nil { // SetApp: leave the old app, start over in the new one
+		l := leave{App: *c.oldApp, Addr: c.addr, Inc: c.inc}
+		leaveMsg = l.append(nil)
+		c.oldApp = nil
+		clear(c.ops)
+		c.acked, c.sentSeq, c.needFull, c.reseed, c.registered = 0, 0, true, false, false
+		c.part = nil
+		forgotten = c.view.forget()
+	}
+	if last := c.lastReply.Load(); last != 0 && time.Duration(c.clock()-last) > 2*c.cfg.Interval {
+		c.sentSeq = min(c.sentSeq, c.acked) // MARS may have missed what we sent
+	}
+	marsInc, ver, _ := c.view.state()
+	r := report{App: c.app, Addr: c.addr, Inc: c.inc, MarsInc: marsInc, Ver: ver, Seq: c.seq}
+	if c.cfg.Guest {
+		r.Flags |= flagGuest
+	}
+	var ops []op
+	var seed []kv
+	if c.needFull {
+		c.needFull = false
+		if !c.cfg.Guest {
+			info := c.info
+			r.Info = &info
+		}
+		for _, o := range c.ops {
+			ops = append(ops, o)
+		}
+		if c.reseed {
+			seed, r.SeedAt = c.view.sharedSnapshot(), c.seedAt
+			c.reseed = false
+		}
+	} else {
+		r.From = c.sentSeq
+		if c.infoSeq > c.sentSeq && !c.cfg.Guest {
+			info := c.info
+			r.Info = &info
+		}
+		for _, o := range c.ops {
+			if o.Seq > c.sentSeq {
+				ops = append(ops, o)
+			}
+		}
+	}
+	c.sentSeq = c.seq
+	c.mu.Unlock()
+
+	if leaveMsg != nil {
+		c.send(to, KindLeave, leaveMsg)
+	}
+	c.fireChanges(forgotten)
+	slices.SortFunc(ops, func(a, b op) int {
+		switch {
+		case a.Seq < b.Seq:
+			return -1
+		case a.Seq > b.Seq:
+			return 1
+		}
+		return 0
+	})
+	c.sendReport(to, r, ops, seed)
+	return action{}
+}
+
+// sendReport sends r with its changes, split over several reports when
+// there are more than one report may carry; each part covers a contiguous
+// range of change numbers.
+func (c *Client) sendReport(to netip.AddrPort, r report, ops []op, seed []kv) {
+	parts := max(1, (len(ops)+maxOpsPerReport-1)/maxOpsPerReport, (len(seed)+maxSeedPerReport-1)/maxSeedPerReport)
+	from, last := r.From, r.Seq
+	for i := 0; i < parts; i++ {
+		p := r
+		p.From = from
+		p.Ops = ops[min(i*maxOpsPerReport, len(ops)):min((i+1)*maxOpsPerReport, len(ops))]
+		p.Seed = seed[min(i*maxSeedPerReport, len(seed)):min((i+1)*maxSeedPerReport, len(seed))]
+		if i > 0 {
+			p.Info = nil
+		}
+		if len(p.Seed) == 0 {
+			p.SeedAt = 0
+		}
+		if i < parts-1 {
+			p.Seq = from
+			if len(p.Ops) > 0 {
+				p.Seq = p.Ops[len(p.Ops)-1].Seq
+			}
+		} else {
+			p.Seq = last
+		}
+		from = p.Seq
+		c.buf = p.append(c.buf[:0])
+		c.send(to, KindReport, c.buf)
+	}
+	if cap(c.buf) > 64<<10 {
+		c.buf = nil
+	}
+}
+
+func (c *Client) send(to netip.AddrPort, kind byte, p []byte) {
+	if err := c.tr.Send(to, kind, p); err != nil && !errors.Is(err, rudp.ErrClosed) {
+		c.warn.warn("mars: cannot send to MARS", "mars", to, "err", err)
+	}
+}
+
+func (c *Client) handle(m clientMsg) action {
+	switch m.kind {
+	case KindSync:
+		return c.handleSync(m.p)
+	case KindError:
+		c.handleError(m.p)
+	}
+	return action{}
+}
+
+func (c *Client) handleError(p []byte) {
+	e, err := decodeError(p)
+	if err != nil {
+		c.warn.warn("mars: malformed error message from MARS", "err", err)
+		return
+	}
+	if e.Addr != "" && e.Addr != c.addr {
+		return
+	}
+	c.mu.Lock()
+	c.lastErr = &RemoteError{Code: int(e.Code), Message: e.Message}
+	c.mu.Unlock()
+	c.warn.warn("mars: MARS refused a message: "+causeOf(int(e.Code)), "node", c.addr, "reason", e.Message)
+}
+
+func (c *Client) handleSync(p []byte) action {
+	h, r, fields, err := decodeSyncHead(p)
+	if err != nil {
+		c.warn.warn("mars: malformed sync from MARS", "err", err)
+		return action{}
+	}
+	if h.Addr != c.addr {
+		return action{}
+	}
+	if h.Part == 0 {
+		c.part = &partialSync{head: h}
+	} else if ps := c.part; ps == nil || h.Part != ps.next || h.MarsInc != ps.head.MarsInc ||
+		h.To != ps.head.To || h.Echo != ps.head.Echo {
+		c.part = nil
+		c.warn.warn("mars: sync part out of sequence, waiting for the next sync")
+		return action{}
+	}
+	if err := decodeSyncBody(&r, fields, &c.part.body); err != nil {
+		c.part = nil
+		c.warn.warn("mars: malformed sync from MARS", "err", err)
+		return action{}
+	}
+	if h.Flags&syncMore != 0 {
+		c.part.next++
+		return action{}
+	}
+	ps := c.part
+	c.part = nil
+	h.From = ps.head.From
+
+	c.lastReply.Store(c.clock())
+	now := time.Now()
+	act := c.absorb(&h, now)
+	c.fire(&c.cb.update)
+	changes, ok := c.view.apply(&h, &ps.body, c.graceOn, now)
+	c.fireChanges(changes)
+	if ok && !c.initial {
+		c.initial = true
+		c.cb.mu.Lock()
+		close(c.ready)
+		fs := c.cb.initial
+		c.cb.initial = nil
+		c.cb.mu.Unlock()
+		for _, f := range fs {
+			f()
+		}
+	}
+	c.fire(&c.cb.updated)
+	if ok {
+		c.syncDone()
+	}
+	return act
+}
+
+// absorb takes the bookkeeping of a sync: MARS's incarnation, the
+// acknowledgement, and whether MARS needs the node's full state.
+func (c *Client) absorb(h *syncHead, now time.Time) action {
+	var act action
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h.MarsInc != c.marsInc {
+		prev := c.marsInc
+		c.marsInc = h.MarsInc
+		c.acked = h.Ack
+		c.sentSeq = c.acked // whatever this MARS has not acknowledged goes again
+		if prev != 0 {
+			// A new MARS: it lost everything but what it persisted. Keep the
+			// view for a grace period and seed it with our shared data.
+			_, _, syncedAt := c.view.state()
+			c.reseed, c.seedAt = true, syncedAt.UnixMilli()
+			c.graceOn, act.grace = true, true
+		}
+	} else if h.Ack > c.acked {
+		c.acked = h.Ack
+	}
+	for k, o := range c.ops {
+		if o.Seq <= c.acked {
+			delete(c.ops, k)
+		}
+	}
+	if h.Ack < h.Echo && c.acked < h.Echo && h.Echo <= c.sentSeq {
+		// MARS missed changes before this report: send them again.
+		c.sentSeq = c.acked
+		act.set, act.soon = true, c.cfg.Debounce
+	}
+	if h.Flags&syncNeedInfo == 0 {
+		c.registered = true
+		return act
+	}
+	if !c.needFull && c.regAt.IsZero() {
+		c.needFull = true
+		var d time.Duration
+		if c.registered || c.reseed {
+			d = jitter(c.cfg.ReregisterJitter)
+		}
+		c.regAt = now.Add(d)
+		act.set, act.soon = true, d
+	}
+	return act
+}

@@ -1,0 +1,69 @@
+// Package mars is the MARS registry: a server that knows every node of a
+// cluster, and the client a node uses to stay registered and keep a local
+// view of the others.
+//
+// # Model
+//
+// MARS keeps state per app name (namespace; "" is the default one). An app
+// holds nodes and shared data. A node is listed by its mesh address
+// ("host:port" of its one UDP port) with its incarnation, type, role,
+// status (online, offline, taken), public endpoint and metadata values
+// (a map of any msgpack-encodable values). Shared data maps keys of 1 to
+// MaxKeyLen (54) bytes to int16 values; an app holds up to
+// ServerOptions.MaxSharedKeys keys (default 100,000). Apps never see each
+// other.
+//
+// # Protocol
+//
+// Nodes and MARS exchange msgpack-encoded messages of kinds KindMin..KindMax
+// (0x40..0x4F) over the node's rudp transport, reliably. Every Interval (1 s)
+// and a few milliseconds after a local change, a node reports; MARS answers
+// with what changed since the version of the node's view (a delta), or a
+// full snapshot on first contact, after a MARS restart, or when the view is
+// older than MARS's tombstones reach (5 minutes by default). Versions come
+// from one counter per MARS, so they increase within each app; removed
+// nodes and keys leave tombstones for the deltas. A heartbeat with nothing
+// to say is about 50 bytes each way, so steady-state traffic is O(changes):
+// MARS finds the changes since a version by binary search in its change log.
+// See clientsync.go for the node side and server.go for MARS's.
+//
+// # Liveness
+//
+// A node silent for OfflineAfter (3 s) is listed offline; silent for
+// RemoveAfter (10 s) it is removed. A node that closes its Client sends a
+// leave and is offline at once, then removed RemoveAfter after its last
+// report. A node that restarts on the same address with a new incarnation
+// replaces the old entry at its first report; reports still arriving from
+// the old incarnation are refused.
+//
+// # MARS restarts
+//
+// Every sync carries MARS's random incarnation. A node that sees a new one
+// re-registers within a random delay of up to 500 ms, sending its info, its
+// pending changes and the shared data of its view. A seeded key is added
+// only when MARS has no value for it and has not removed it since it
+// started, so the first value to arrive wins; when MARS loaded shared data
+// from ServerOptions.DataDir and the node's view was last synced before that
+// file was saved, the file wins and the seed is ignored. A key removed in
+// the last moments before a crash, while some node had not yet synced the
+// removal, may therefore come back. Meanwhile the node's view keeps listing
+// what it knew, for a grace period of 3 intervals + 500 ms, and drops what
+// the new MARS has not confirmed by then. While MARS is down, nodes answer
+// lookups from their last view and Client.InTouch turns false after 3
+// intervals.
+//
+// # Bad input
+//
+// Malformed, truncated or oversized messages, unknown kinds, bad keys and
+// bad app names are refused: the sender gets a KindError reply (surfaced by
+// Client.LastError), MARS logs each cause at most once per 10 s, and every
+// other node keeps being served. The client checks keys, app names and node
+// fields before it sends anything.
+//
+// # Use with the mesh layer
+//
+// A node has one rudp transport. The mesh layer owns its OnMessage and
+// passes every message with IsMarsKind(kind) to Client.HandleMessage, and
+// may pass OnPeerDown to Client.HandlePeerDown. Lookups go to Client.View;
+// Client.InTouch backs IsPartOfCluster.
+package mars

@@ -1,0 +1,587 @@
+package mars
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/marsmesh/marsmesh/rudp"
+)
+
+// ServerOptions configures a MARS server. Zero values mean the defaults.
+type ServerOptions struct {
+	// OfflineAfter: a node silent this long is listed offline. Default 3 s.
+	OfflineAfter time.Duration
+	// RemoveAfter: a node silent this long is removed. Default 10 s. A node
+	// that leaves gracefully is offline at once and removed RemoveAfter
+	// after its last report.
+	RemoveAfter time.Duration
+	// DataDir, when set, keeps the shared data of every app in
+	// DataDir/shared-data.msgpack: loaded at start, written (atomically) at
+	// most once per PersistInterval while it changes, and on Close.
+	DataDir string
+	// PersistInterval bounds how often the shared data is written. Default 1 s.
+	PersistInterval time.Duration
+	// Logger receives the server's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Transport tunes the server's rudp transport. Its callbacks are
+	// replaced; its CloseTimeout defaults to 200 ms here.
+	Transport rudp.Config
+	// RequireApp refuses reports with the empty (default) app name.
+	RequireApp bool
+	// MaxApps bounds the number of app names. Default 1,024.
+	MaxApps int
+	// MaxNodes bounds the nodes of one app, and separately its guests.
+	// Default 100,000.
+	MaxNodes int
+	// MaxSharedKeys bounds the shared-data keys of one app. Default 100,000.
+	MaxSharedKeys int
+	// TombstoneTTL is how long removed nodes and keys are remembered for
+	// deltas; a node that has not synced for longer gets a full snapshot.
+	// Default 5 minutes. At most MaxSharedKeys+MaxNodes tombstones are kept.
+	TombstoneTTL time.Duration
+	// QueueSize bounds the messages waiting for the server's worker; beyond
+	// it reports are dropped (and retried by the nodes). Default 65,536.
+	QueueSize int
+}
+
+func (o ServerOptions) withDefaults() ServerOptions {
+	if o.OfflineAfter <= 0 {
+		o.OfflineAfter = 3 * time.Second
+	}
+	if o.RemoveAfter <= 0 {
+		o.RemoveAfter = 10 * time.Second
+	}
+	if o.RemoveAfter < o.OfflineAfter {
+		o.RemoveAfter = o.OfflineAfter
+	}
+	if o.PersistInterval <= 0 {
+		o.PersistInterval = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Transport.CloseTimeout <= 0 {
+		o.Transport.CloseTimeout = 200 * time.Millisecond
+	}
+	if o.Transport.Logger == nil {
+		o.Transport.Logger = o.Logger
+	}
+	if o.MaxApps <= 0 {
+		o.MaxApps = 1024
+	}
+	if o.MaxNodes <= 0 {
+		o.MaxNodes = 100_000
+	}
+	if o.MaxSharedKeys <= 0 {
+		o.MaxSharedKeys = 100_000
+	}
+	if o.TombstoneTTL <= 0 {
+		o.TombstoneTTL = 5 * time.Minute
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 65536
+	}
+	return o
+}
+
+// maxPeerBacklog: MARS skips a reply to a peer that has this many bytes
+// unacknowledged, rather than let its worker block on a slow peer.
+const maxPeerBacklog = 8 << 20
+
+// Server is a MARS registry server on one rudp transport. One worker
+// goroutine owns all state: messages are queued to it from the transport's
+// read goroutine, so a slow step never stalls the socket.
+type Server struct {
+	opts  ServerOptions
+	tr    *rudp.Transport
+	inc   uint64
+	log   *slog.Logger
+	warn  *rateLog
+	epoch time.Time
+
+	inbox     chan inMsg
+	done      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+
+	// Owned by the worker (and by Close once the worker has stopped).
+	apps     map[string]*appState
+	clock    uint64 // version clock shared by the apps
+	buf      []byte
+	loadedAt int64 // wall-clock Unix ns the loaded data file was saved at; 0 = none
+	dirty    bool  // shared data changed since the last save
+	persist  *persister
+
+	stats serverCounters
+}
+
+type inMsg struct {
+	from netip.AddrPort
+	kind byte
+	p    []byte
+}
+
+type serverCounters struct {
+	reports, leaves, bad, dropped, syncs, syncBytes, skipped atomic.Uint64
+}
+
+// ServerStats is a snapshot of a server's counters.
+type ServerStats struct {
+	Reports   uint64 // reports handled
+	Leaves    uint64 // graceful leaves handled
+	Bad       uint64 // messages refused as malformed or invalid
+	Dropped   uint64 // messages dropped because the worker queue was full
+	Syncs     uint64 // sync messages sent
+	SyncBytes uint64 // bytes of sync messages sent
+	Skipped   uint64 // replies skipped because the peer had a large backlog
+}
+
+// Listen starts a MARS server on a UDP address ("host:port").
+func Listen(addr string, opts ServerOptions) (*Server, error) {
+	s, cfg, err := newServer(opts)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := rudp.Listen(addr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.start(tr)
+	return s, nil
+}
+
+// NewServer starts a MARS server on conn (for example a faultnet endpoint
+// in tests); the server owns conn from now on.
+func NewServer(conn net.PacketConn, opts ServerOptions) (*Server, error) {
+	s, cfg, err := newServer(opts)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	tr, err := rudp.New(conn, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.start(tr)
+	return s, nil
+}
+
+func newServer(opts ServerOptions) (*Server, rudp.Config, error) {
+	opts = opts.withDefaults()
+	s := &Server{
+		opts:  opts,
+		inc:   newIncarnation(),
+		log:   opts.Logger,
+		warn:  newRateLog(opts.Logger, 10*time.Second),
+		epoch: time.Now(),
+		inbox: make(chan inMsg, opts.QueueSize),
+		done:  make(chan struct{}),
+		apps:  make(map[string]*appState),
+	}
+	if opts.DataDir != "" {
+		p, err := newPersister(opts.DataDir, opts.Logger)
+		if err != nil {
+			return nil, rudp.Config{}, err
+		}
+		saved, at, err := p.load()
+		if err != nil {
+			return nil, rudp.Config{}, err
+		}
+		s.persist, s.loadedAt = p, at
+		s.restore(saved)
+	}
+	cfg := opts.Transport
+	cfg.OnMessage = s.onMessage
+	cfg.OnPeerUp, cfg.OnPeerDown = nil, nil
+	return s, cfg, nil
+}
+
+func (s *Server) start(tr *rudp.Transport) {
+	s.tr = tr
+	s.wg.Add(1)
+	go s.run()
+	if s.persist != nil {
+		s.wg.Add(1)
+		go s.persist.run(s.done, &s.wg)
+	}
+}
+
+func newIncarnation() uint64 {
+	for {
+		if v := rand.Uint64(); v != 0 {
+			return v
+		}
+	}
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() netip.AddrPort { return s.tr.LocalAddr() }
+
+// Incarnation identifies this server instance; every reply carries it, and
+// nodes re-register when it changes.
+func (s *Server) Incarnation() uint64 { return s.inc }
+
+// Stats returns the server's counters.
+func (s *Server) Stats() ServerStats {
+	return ServerStats{
+		Reports: s.stats.reports.Load(), Leaves: s.stats.leaves.Load(), Bad: s.stats.bad.Load(),
+		Dropped: s.stats.dropped.Load(), Syncs: s.stats.syncs.Load(), SyncBytes: s.stats.syncBytes.Load(),
+		Skipped: s.stats.skipped.Load(),
+	}
+}
+
+// Close stops the server: the worker stops, the transport closes, and the
+// shared data is saved when DataDir is set. It is idempotent and returns
+// once every goroutine has stopped.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.wg.Wait()
+		s.tr.Close()
+		if s.persist != nil {
+			s.closeErr = s.persist.save(s.snapshotData())
+		}
+	})
+	return s.closeErr
+}
+
+// onMessage runs on the transport's read goroutine: it only queues.
+func (s *Server) onMessage(from netip.AddrPort, kind byte, p []byte, _ bool) {
+	select {
+	case s.inbox <- inMsg{from, kind, p}:
+	default:
+		s.stats.dropped.Add(1)
+		s.warn.warn("mars: worker queue full, dropping messages", "from", from)
+	}
+}
+
+func (s *Server) now() int64 { return int64(time.Since(s.epoch)) }
+
+func (s *Server) run() {
+	defer s.wg.Done()
+	every := min(s.opts.OfflineAfter, s.opts.RemoveAfter) / 20
+	every = min(max(every, 10*time.Millisecond), 100*time.Millisecond)
+	sweep := time.NewTicker(every)
+	defer sweep.Stop()
+	save := time.NewTimer(time.Hour)
+	save.Stop()
+	defer save.Stop()
+	saving := false
+	for {
+		select {
+		case <-s.done:
+			return
+		case m := <-s.inbox:
+			s.handle(m)
+		case <-sweep.C:
+			s.sweep()
+		case <-save.C:
+			saving = false
+			if s.dirty && s.persist.offer(s.snapshotData()) {
+				s.dirty = false
+			}
+		}
+		if s.dirty && !saving && s.persist != nil {
+			save.Reset(s.opts.PersistInterval)
+			saving = true
+		}
+	}
+}
+
+func (s *Server) handle(m inMsg) {
+	switch m.kind {
+	case KindReport:
+		s.handleReport(m)
+	case KindLeave:
+		s.handleLeave(m)
+	default:
+		s.refuse(m.from, "", 0, CodeBadMessage, fmt.Sprintf("unknown message kind 0x%02x", m.kind))
+	}
+}
+
+// refuse answers a message with an error and logs the cause (rate-limited).
+func (s *Server) refuse(to netip.AddrPort, addr string, echo uint64, code int, msg string) {
+	s.stats.bad.Add(1)
+	s.warn.warn("mars: refused message: "+causeOf(code), "from", to, "node", addr, "reason", msg)
+	e := errorMsg{Addr: addr, Code: uint64(code), Message: msg, Echo: echo}
+	s.buf = e.append(s.buf[:0])
+	s.send(to, KindError, s.buf)
+}
+
+func causeOf(code int) string {
+	switch code {
+	case CodeBadMessage:
+		return "malformed"
+	case CodeBadApp:
+		return "bad app name"
+	case CodeBadKey:
+		return "bad shared data key"
+	case CodeBadNode:
+		return "bad node info"
+	case CodeLimit:
+		return "limit reached"
+	case CodeSuperseded:
+		return "superseded incarnation"
+	}
+	return "other"
+}
+
+func (s *Server) send(to netip.AddrPort, kind byte, p []byte) {
+	if st, ok := s.tr.Peer(to); ok && st.Queued > maxPeerBacklog {
+		s.stats.skipped.Add(1)
+		s.warn.warn("mars: peer backlog too large, skipping replies", "peer", to, "queued", st.Queued)
+		return
+	}
+	if err := s.tr.Send(to, kind, p); err != nil && !errors.Is(err, rudp.ErrClosed) {
+		s.warn.warn("mars: send failed", "peer", to, "err", err)
+	}
+}
+
+// app returns the state of an app, creating it if there is room.
+func (s *Server) app(name string) *appState {
+	a := s.apps[name]
+	if a == nil && len(s.apps) < s.opts.MaxApps {
+		a = newAppState(name, &s.clock)
+		s.apps[name] = a
+	}
+	return a
+}
+
+func (s *Server) handleReport(m inMsg) {
+	s.stats.reports.Add(1)
+	r, err := decodeReport(m.p)
+	if err != nil {
+		s.refuse(m.from, "", 0, CodeBadMessage, err.Error())
+		return
+	}
+	if err := CheckApp(r.App); err != nil {
+		s.refuse(m.from, r.Addr, r.Seq, CodeBadApp, err.Error())
+		return
+	}
+	if r.App == "" && s.opts.RequireApp {
+		s.refuse(m.from, r.Addr, r.Seq, CodeBadApp, "this MARS requires an app name")
+		return
+	}
+	if err := checkAddr("mesh address", r.Addr, true); err != nil {
+		s.refuse(m.from, r.Addr, r.Seq, CodeBadNode, err.Error())
+		return
+	}
+	if r.Info != nil {
+		if err := r.Info.check(); err != nil {
+			s.refuse(m.from, r.Addr, r.Seq, CodeBadNode, err.Error())
+			return
+		}
+		r.Info.Values = bytes.Clone(r.Info.Values) // do not pin the message buffer
+	}
+	a := s.app(r.App)
+	if a == nil {
+		s.refuse(m.from, r.Addr, r.Seq, CodeLimit, fmt.Sprintf("too many apps (limit %d)", s.opts.MaxApps))
+		return
+	}
+	now := s.now()
+	var e *nodeEntry
+	var flags uint64
+	if r.Flags&flagGuest != 0 {
+		e = a.guests[r.Addr]
+		if e == nil || e.inc != r.Inc {
+			if e == nil && len(a.guests) >= s.opts.MaxNodes {
+				s.refuse(m.from, r.Addr, r.Seq, CodeLimit, fmt.Sprintf("too many guests (limit %d)", s.opts.MaxNodes))
+				return
+			}
+			e = &nodeEntry{addr: r.Addr, inc: r.Inc}
+			a.guests[r.Addr] = e
+		}
+		e.lastSeen = now
+	} else {
+		e = a.nodes[r.Addr]
+		switch {
+		case e != nil && e.inc == r.Inc:
+			e.lastSeen = now
+			changed := !e.alive
+			e.alive = true
+			if r.Info != nil && !e.info.equal(r.Info) {
+				e.info = *r.Info
+				changed = true
+			}
+			if changed {
+				a.nodeChanged(e)
+			}
+		case e != nil && r.Inc == e.prevInc:
+			s.refuse(m.from, r.Addr, r.Seq, CodeSuperseded, "a newer incarnation of this node has registered")
+			return
+		case r.Info == nil:
+			e, flags = nil, syncNeedInfo
+		case e != nil: // the node restarted on the same address
+			e.prevInc, e.inc, e.ack = e.inc, r.Inc, 0
+			e.info, e.alive, e.lastSeen = *r.Info, true, now
+			a.nodeChanged(e)
+		default:
+			if len(a.nodes) >= s.opts.MaxNodes {
+				s.refuse(m.from, r.Addr, r.Seq, CodeLimit, fmt.Sprintf("too many nodes (limit %d)", s.opts.MaxNodes))
+				return
+			}
+			e = &nodeEntry{addr: r.Addr, inc: r.Inc, info: *r.Info, alive: true, lastSeen: now}
+			a.addNode(e)
+		}
+	}
+	var ack uint64
+	if e != nil {
+		s.applyData(m.from, a, e, r, now)
+		ack = e.ack
+	}
+	s.sendSync(m.from, a, r.Addr, r.MarsInc, r.Ver, flags, r.Seq, ack)
+}
+
+// applyData applies a report's seed and shared-data changes.
+//
+// Seed rule (re-registration after a MARS restart): a seeded key is added
+// only if this MARS has no value for it and has not removed it since it
+// started; the first value to arrive wins. When shared data was loaded from
+// DataDir and the seeding node's view is older than the file (seedAt before
+// the file's save time), the whole seed is ignored: the file already holds
+// everything that view held, and its removals.
+func (s *Server) applyData(from netip.AddrPort, a *appState, e *nodeEntry, r *report, now int64) {
+	var badKey, full int
+	if len(r.Seed) > 0 && (s.loadedAt == 0 || r.SeedAt*int64(time.Millisecond) >= s.loadedAt) {
+		for _, kv := range r.Seed {
+			switch {
+			case CheckKey(kv.Key) != nil:
+				badKey++
+				continue
+			case len(a.keys) >= s.opts.MaxSharedKeys:
+				full++
+				continue
+			}
+			if _, ok := a.keys[kv.Key]; ok {
+				continue
+			}
+			if _, ok := a.goneKeys[kv.Key]; ok {
+				continue
+			}
+			a.setKey(kv.Key, kv.Val)
+			s.dirty = true
+		}
+	}
+	for _, o := range r.Ops {
+		if o.Seq <= e.ack {
+			continue // applied already (a resend)
+		}
+		if CheckKey(o.Key) != nil {
+			badKey++
+			continue
+		}
+		if o.Del {
+			if a.removeKey(o.Key, now) {
+				s.dirty = true
+			}
+			continue
+		}
+		if _, ok := a.keys[o.Key]; !ok && len(a.keys) >= s.opts.MaxSharedKeys {
+			full++
+			continue
+		}
+		if a.setKey(o.Key, o.Val) {
+			s.dirty = true
+		}
+	}
+	if r.From <= e.ack {
+		e.ack = max(e.ack, r.Seq)
+	}
+	if badKey > 0 {
+		s.refuse(from, r.Addr, r.Seq, CodeBadKey, fmt.Sprintf("%d shared data keys refused: keys are 1..%d bytes", badKey, MaxKeyLen))
+	}
+	if full > 0 {
+		s.refuse(from, r.Addr, r.Seq, CodeLimit, fmt.Sprintf("%d shared data keys refused: app %q holds the maximum of %d keys", full, a.name, s.opts.MaxSharedKeys))
+	}
+}
+
+// sendSync answers a report with the changes since the node's version.
+func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, ver, flags, echo, ack uint64) {
+	var parts [][]byte
+	full := a.needsFull(marsInc == s.inc, ver)
+	if !full {
+		var ok bool
+		parts, ok = a.delta(ver)
+		full = !ok
+	}
+	if full {
+		parts = a.full()
+		flags |= syncFull
+		ver = 0
+	}
+	for i, body := range parts {
+		h := syncHead{Addr: addr, MarsInc: s.inc, Flags: flags, Part: uint64(i), Echo: echo, Ack: ack, From: ver, To: a.ver}
+		if i < len(parts)-1 {
+			h.Flags |= syncMore
+		}
+		s.buf = appendSync(s.buf[:0], &h, body)
+		s.stats.syncs.Add(1)
+		s.stats.syncBytes.Add(uint64(len(s.buf)))
+		s.send(to, KindSync, s.buf)
+	}
+	if cap(s.buf) > 1<<20 {
+		s.buf = nil
+	}
+}
+
+func (s *Server) handleLeave(m inMsg) {
+	s.stats.leaves.Add(1)
+	l, err := decodeLeave(m.p)
+	if err != nil {
+		s.refuse(m.from, "", 0, CodeBadMessage, err.Error())
+		return
+	}
+	a := s.apps[l.App]
+	if a == nil {
+		return
+	}
+	if g := a.guests[l.Addr]; g != nil && g.inc == l.Inc {
+		delete(a.guests, l.Addr)
+	}
+	if e := a.nodes[l.Addr]; e != nil && e.inc == l.Inc && e.alive {
+		e.alive = false
+		a.nodeChanged(e)
+	}
+}
+
+// sweep applies liveness: silent nodes go offline, then away; tombstones
+// expire; empty apps are forgotten.
+func (s *Server) sweep() {
+	now := s.now()
+	offline, remove := int64(s.opts.OfflineAfter), int64(s.opts.RemoveAfter)
+	maxTombs := s.opts.MaxNodes + s.opts.MaxSharedKeys
+	for name, a := range s.apps {
+		for addr, e := range a.nodes {
+			silent := now - e.lastSeen
+			switch {
+			case silent > remove:
+				a.removeNode(addr, now)
+			case silent > offline && e.alive:
+				e.alive = false
+				a.nodeChanged(e)
+			}
+		}
+		for addr, g := range a.guests {
+			if now-g.lastSeen > remove {
+				delete(a.guests, addr)
+			}
+		}
+		a.expireTombs(now, int64(s.opts.TombstoneTTL), maxTombs)
+		a.compact()
+		if a.fullVer != a.ver {
+			a.fullParts = nil
+		}
+		if a.empty() {
+			delete(s.apps, name)
+		}
+	}
+}

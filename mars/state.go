@@ -1,0 +1,326 @@
+package mars
+
+import (
+	"slices"
+	"sort"
+)
+
+// appState is everything MARS knows about one app name (namespace). It is
+// owned by the server's worker goroutine and never locked.
+//
+// Versions: every change in the app (a node added, changed, gone offline or
+// removed; a shared key set or removed) takes the next version of a clock
+// the server shares between its apps, so an app's versions increase and an
+// app that is forgotten (empty) and created again never reuses a version a
+// node may still hold: its horizon starts past every version issued so far. Each
+// live entity and each tombstone remembers the version of its last change,
+// and the change log lists (version, entity) in version order, so the
+// changes since a node's version are found by binary search and cost
+// O(changes), not O(nodes). Obsolete log entries (an entity changed again
+// later) are skipped when read and dropped when the log is compacted.
+//
+// Tombstones remember removed nodes and keys for tombstoneTTL so a delta can
+// say "gone"; when one expires, horizon rises to its version, and a node
+// whose version is below the horizon gets a full snapshot instead.
+type appState struct {
+	name      string
+	clock     *uint64 // the server's version clock
+	ver       uint64  // the app's latest version
+	nodes     map[string]*nodeEntry
+	guests    map[string]*nodeEntry
+	keys      map[string]keyEntry
+	goneNodes map[string]uint64 // tombstones: address -> version of removal
+	goneKeys  map[string]uint64
+	tombs     []tomb // removal order (= version order)
+	tombHead  int
+	horizon   uint64
+	log       []logEntry
+
+	fullVer   uint64 // version fullParts was built at; 0 = none
+	fullParts [][]byte
+}
+
+// nodeEntry is one node (or guest) of an app.
+type nodeEntry struct {
+	addr     string
+	inc      uint64
+	prevInc  uint64 // the incarnation this one replaced; its reports are refused
+	info     nodeInfo
+	alive    bool  // reported within OfflineAfter and has not left
+	lastSeen int64 // server clock, ns
+	ver      uint64
+	ack      uint64 // every change of this incarnation up to ack has been applied
+	rec      []byte // the node's encoded record, rebuilt on every change
+}
+
+func (e *nodeEntry) status() Status {
+	if !e.alive {
+		return StatusOffline
+	}
+	return e.info.Status
+}
+
+func (e *nodeEntry) encode() {
+	e.rec = appendRecord(e.rec[:0], &nodeRecord{
+		Addr: e.addr, Inc: e.inc, Type: e.info.Type, Role: e.info.Role,
+		Status: e.status(), EndPoint: e.info.EndPoint, Values: e.info.Values,
+	})
+}
+
+type keyEntry struct {
+	val int16
+	ver uint64
+}
+
+type logEntry struct {
+	ver  uint64
+	key  string // node address or shared-data key
+	node bool
+}
+
+type tomb struct {
+	ver  uint64
+	at   int64 // server clock, ns
+	key  string
+	node bool
+}
+
+func newAppState(name string, clock *uint64) *appState {
+	*clock++ // reserve a version: the app starts there, past any older view
+	return &appState{
+		name:      name,
+		clock:     clock,
+		ver:       *clock,
+		horizon:   *clock,
+		nodes:     make(map[string]*nodeEntry),
+		guests:    make(map[string]*nodeEntry),
+		keys:      make(map[string]keyEntry),
+		goneNodes: make(map[string]uint64),
+		goneKeys:  make(map[string]uint64),
+	}
+}
+
+func (a *appState) bump(key string, node bool) uint64 {
+	*a.clock++
+	a.ver = *a.clock
+	a.log = append(a.log, logEntry{ver: a.ver, key: key, node: node})
+	return a.ver
+}
+
+// nodeChanged records a change of e (new, new info, liveness).
+func (a *appState) nodeChanged(e *nodeEntry) {
+	e.ver = a.bump(e.addr, true)
+	e.encode()
+	delete(a.goneNodes, e.addr)
+}
+
+func (a *appState) addNode(e *nodeEntry) {
+	a.nodes[e.addr] = e
+	a.nodeChanged(e)
+}
+
+func (a *appState) removeNode(addr string, now int64) {
+	delete(a.nodes, addr)
+	v := a.bump(addr, true)
+	a.goneNodes[addr] = v
+	a.tombs = append(a.tombs, tomb{ver: v, at: now, key: addr, node: true})
+}
+
+// setKey sets a shared key; it reports whether anything changed.
+func (a *appState) setKey(key string, val int16) bool {
+	if e, ok := a.keys[key]; ok && e.val == val {
+		return false
+	}
+	a.keys[key] = keyEntry{val: val, ver: a.bump(key, false)}
+	delete(a.goneKeys, key)
+	return true
+}
+
+// removeKey removes a shared key; it reports whether it existed.
+func (a *appState) removeKey(key string, now int64) bool {
+	if _, ok := a.keys[key]; !ok {
+		return false
+	}
+	delete(a.keys, key)
+	v := a.bump(key, false)
+	a.goneKeys[key] = v
+	a.tombs = append(a.tombs, tomb{ver: v, at: now, key: key})
+	return true
+}
+
+// expireTombs forgets tombstones older than ttl, and the oldest ones while
+// there are more than max, raising the horizon past them.
+func (a *appState) expireTombs(now int64, ttl int64, maxTombs int) {
+	for a.tombHead < len(a.tombs) {
+		t := a.tombs[a.tombHead]
+		live := len(a.goneNodes) + len(a.goneKeys)
+		if now-t.at < ttl && live <= maxTombs {
+			break
+		}
+		gone := a.goneKeys
+		if t.node {
+			gone = a.goneNodes
+		}
+		if v, ok := gone[t.key]; ok && v == t.ver {
+			delete(gone, t.key)
+			a.horizon = max(a.horizon, t.ver)
+		}
+		a.tombs[a.tombHead] = tomb{}
+		a.tombHead++
+	}
+	if a.tombHead == len(a.tombs) {
+		a.tombs, a.tombHead = a.tombs[:0], 0
+	} else if a.tombHead > 1024 && 2*a.tombHead > len(a.tombs) {
+		n := copy(a.tombs, a.tombs[a.tombHead:])
+		clear(a.tombs[n:])
+		a.tombs, a.tombHead = a.tombs[:n], 0
+	}
+}
+
+// live is the number of entities the log must keep an entry for.
+func (a *appState) live() int {
+	return len(a.nodes) + len(a.keys) + len(a.goneNodes) + len(a.goneKeys)
+}
+
+// compact rebuilds the change log from the live entities when obsolete
+// entries dominate it.
+func (a *appState) compact() {
+	if len(a.log) <= 2*a.live()+1024 {
+		return
+	}
+	log := make([]logEntry, 0, a.live()+64)
+	for addr, e := range a.nodes {
+		log = append(log, logEntry{ver: e.ver, key: addr, node: true})
+	}
+	for addr, v := range a.goneNodes {
+		log = append(log, logEntry{ver: v, key: addr, node: true})
+	}
+	for k, e := range a.keys {
+		log = append(log, logEntry{ver: e.ver, key: k})
+	}
+	for k, v := range a.goneKeys {
+		log = append(log, logEntry{ver: v, key: k})
+	}
+	slices.SortFunc(log, func(x, y logEntry) int {
+		switch {
+		case x.ver < y.ver:
+			return -1
+		case x.ver > y.ver:
+			return 1
+		}
+		return 0
+	})
+	a.log = log
+}
+
+func (a *appState) empty() bool {
+	return len(a.nodes) == 0 && len(a.guests) == 0 && len(a.keys) == 0 &&
+		len(a.goneNodes) == 0 && len(a.goneKeys) == 0
+}
+
+// needsFull reports whether a node whose view is at version v (of MARS
+// incarnation inc, compared with ours) must get a full snapshot.
+func (a *appState) needsFull(sameInc bool, v uint64) bool {
+	return !sameInc || v == 0 || v > a.ver || v < a.horizon
+}
+
+// delta returns the body parts of the changes since version v, or ok=false
+// when a full snapshot is cheaper (or required).
+func (a *appState) delta(v uint64) (parts [][]byte, ok bool) {
+	i := sort.Search(len(a.log), func(i int) bool { return a.log[i].ver > v })
+	pending := a.log[i:]
+	if len(pending) == 0 {
+		return [][]byte{nil}, true
+	}
+	if len(pending) > (len(a.nodes)+len(a.keys))/2+32 {
+		return nil, false
+	}
+	var b bodyBuilder
+	for _, l := range pending {
+		if l.node {
+			if e := a.nodes[l.key]; e != nil && e.ver == l.ver {
+				b.nodes = append(b.nodes, e.rec)
+			} else if g, ok := a.goneNodes[l.key]; ok && g == l.ver {
+				b.gone = append(b.gone, l.key)
+			}
+		} else {
+			if e, ok := a.keys[l.key]; ok && e.ver == l.ver {
+				b.keys = append(b.keys, kv{l.key, e.val})
+			} else if g, ok := a.goneKeys[l.key]; ok && g == l.ver {
+				b.dropped = append(b.dropped, l.key)
+			}
+		}
+	}
+	return b.build(), true
+}
+
+// full returns the body parts of a full snapshot, built once per version
+// and shared by every node that needs it at that version.
+func (a *appState) full() [][]byte {
+	if a.fullVer == a.ver && a.fullParts != nil {
+		return a.fullParts
+	}
+	var b bodyBuilder
+	b.nodes = make([][]byte, 0, len(a.nodes))
+	for _, e := range a.nodes {
+		b.nodes = append(b.nodes, e.rec)
+	}
+	b.keys = make([]kv, 0, len(a.keys))
+	for k, e := range a.keys {
+		b.keys = append(b.keys, kv{k, e.val})
+	}
+	a.fullParts, a.fullVer = b.build(), a.ver
+	return a.fullParts
+}
+
+// bodyBuilder encodes the body of a sync, split into parts of about
+// syncPartSize bytes. Every part carries the four body arrays.
+type bodyBuilder struct {
+	nodes   [][]byte // encoded records
+	gone    []string
+	keys    []kv
+	dropped []string
+}
+
+func (b *bodyBuilder) build() [][]byte {
+	if len(b.nodes)+len(b.gone)+len(b.keys)+len(b.dropped) == 0 {
+		return [][]byte{nil}
+	}
+	var parts [][]byte
+	nodes, gone, keys, dropped := b.nodes, b.gone, b.keys, b.dropped
+	for len(nodes)+len(gone)+len(keys)+len(dropped) > 0 || parts == nil {
+		size := 0
+		cut := func(n int, each func(i int) int) int { // how many items fit
+			i := 0
+			for ; i < n && (size < syncPartSize || i == 0 && size == 0); i++ {
+				size += each(i)
+			}
+			return i
+		}
+		nn := cut(len(nodes), func(i int) int { return len(nodes[i]) })
+		ng := cut(len(gone), func(i int) int { return len(gone[i]) + 2 })
+		nk := cut(len(keys), func(i int) int { return len(keys[i].Key) + 4 })
+		nd := cut(len(dropped), func(i int) int { return len(dropped[i]) + 2 })
+		p := make([]byte, 0, size+32)
+		p = appendArrayLen(p, nn)
+		for _, r := range nodes[:nn] {
+			p = append(p, r...)
+		}
+		p = appendArrayLen(p, ng)
+		for _, g := range gone[:ng] {
+			p = appendString(p, g)
+		}
+		p = appendMapLen(p, nk)
+		for _, e := range keys[:nk] {
+			p = appendString(p, e.Key)
+			p = appendInt(p, int64(e.Val))
+		}
+		p = appendArrayLen(p, nd)
+		for _, d := range dropped[:nd] {
+			p = appendString(p, d)
+		}
+		parts = append(parts, p)
+		nodes, gone, keys, dropped = nodes[nn:], gone[ng:], keys[nk:], dropped[nd:]
+	}
+	return parts
+}
