@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/marsmesh/marsmesh/internal/leaktest"
 	"github.com/marsmesh/marsmesh/rudp"
 )
@@ -17,7 +19,15 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childMain())
 	}
-	leaktest.VerifyTestMain(m)
+	goleak.VerifyTestMain(cleanupRunner{m}, leaktest.Options()...)
+}
+
+// cleanupRunner removes the e2e build directory after the tests ran.
+type cleanupRunner struct{ m *testing.M }
+
+func (r cleanupRunner) Run() int {
+	defer removeBuildDir()
+	return r.m.Run()
 }
 
 // quietLogger discards logs unless MARS_TEST_LOG is set.

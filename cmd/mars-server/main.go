@@ -1,0 +1,110 @@
+// Command mars-server runs a MARS registry server.
+//
+//	mars-server [-config FILE] [-offline-after 3s] [-remove-after 10s] [-data DIR] [-log-level info]
+//
+// It reads the mesh configuration with config.Load (defaults, then the JSON
+// file given with -config, then DIARKIS_* environment variables such as
+// DIARKIS_MARS_ADDR and DIARKIS_MARS_PORT) and listens on UDP at
+// marsAddress:marsPort (127.0.0.1:6789 by default), using retryInterval and
+// retryTimeout for its transport. It logs with log/slog to stderr, starting
+// with the address it bound. SIGINT or SIGTERM stop it cleanly (exit 0);
+// with -data the shared data is saved on the way out. A bad flag, a bad
+// configuration or an address that cannot be bound exits non-zero with a
+// one-line reason on stderr.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/marsmesh/marsmesh/config"
+	"github.com/marsmesh/marsmesh/mars"
+	"github.com/marsmesh/marsmesh/rudp"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is the whole program; it returns the exit code. It serves until ctx
+// is done.
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("mars-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "mesh configuration `file` (JSON); DIARKIS_* environment variables override it")
+	offlineAfter := fs.Duration("offline-after", 3*time.Second, "list a node offline after this long without a report")
+	removeAfter := fs.Duration("remove-after", 10*time.Second, "remove a node after this long without a report")
+	dataDir := fs.String("data", "", "`directory` to persist shared data in (default: memory only)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: mars-server [flags]\n\n"+
+			"Runs the MARS registry server on UDP marsAddress:marsPort of the mesh configuration\n"+
+			"(default 127.0.0.1:6789; env DIARKIS_MARS_ADDR, DIARKIS_MARS_PORT).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2 // flag has printed the reason and the usage
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "mars-server: "+oneLine(err))
+		return 1
+	}
+	if fs.NArg() > 0 {
+		return fail(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	if *offlineAfter <= 0 || *removeAfter < *offlineAfter {
+		return fail(fmt.Errorf("-offline-after (%v) must be positive and -remove-after (%v) at least as long", *offlineAfter, *removeAfter))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fail(fmt.Errorf("-log-level %q: want debug, info, warn or error", *logLevel))
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return fail(err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	srv, err := mars.Listen(cfg.MarsAddr(), mars.ServerOptions{
+		OfflineAfter: *offlineAfter,
+		RemoveAfter:  *removeAfter,
+		DataDir:      *dataDir,
+		Logger:       log,
+		Transport: rudp.Config{
+			RetryInterval: cfg.RetryIntervalDuration(),
+			RetryTimeout:  cfg.RetryTimeoutDuration(),
+		},
+	})
+	if err != nil {
+		return fail(err)
+	}
+	log.Info("mars-server listening", "addr", srv.Addr().String(), "incarnation", fmt.Sprintf("%016x", srv.Incarnation()),
+		"offlineAfter", *offlineAfter, "removeAfter", *removeAfter, "data", *dataDir)
+	<-ctx.Done()
+	log.Info("mars-server stopping")
+	if err := srv.Close(); err != nil {
+		log.Error("mars-server: closing", "err", err)
+		return 1
+	}
+	log.Info("mars-server stopped")
+	return 0
+}
+
+// oneLine joins a multi-line error (errors.Join) into one line.
+func oneLine(err error) string {
+	return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+}
