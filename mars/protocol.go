@@ -303,7 +303,7 @@ func (m *report) append(b []byte) []byte {
 	return appendInt(b, m.SeedAt)
 }
 
-// decodeReport parses a report. Keys are read up to MaxKeyLen+1 bytes so a
+// decodeReport parses a report. Keys are read up to MaxAddrLen bytes so a
 // key that is too long is reported as a bad key, not a bad message; the
 // caller validates keys, app and node info.
 func decodeReport(p []byte) (*report, error) {
@@ -352,7 +352,7 @@ func decodeReport(p []byte) (*report, error) {
 			if r.err == nil && f != 2 && f != 3 {
 				r.fail(fmt.Errorf("%w: op has %d fields", errType, f))
 			}
-			o := op{Seq: r.uint(), Key: r.str(MaxKeyLen + 1)}
+			o := op{Seq: r.uint(), Key: r.str(MaxAddrLen)}
 			if f == 3 {
 				o.Val = r.int16()
 			} else {
@@ -370,7 +370,7 @@ func decodeReport(p []byte) (*report, error) {
 			m.Seed = make([]kv, 0, k)
 		}
 		for i := 0; i < k && r.err == nil; i++ {
-			m.Seed = append(m.Seed, kv{Key: r.str(MaxKeyLen + 1), Val: r.int16()})
+			m.Seed = append(m.Seed, kv{Key: r.str(MaxAddrLen), Val: r.int16()})
 		}
 	}
 	if n > 12 {
