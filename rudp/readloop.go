@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	kcp "github.com/xtaci/kcp-go/v5"
+	"golang.org/x/net/ipv4"
 )
 
 func (t *Transport) readFrom(buf []byte) (int, netip.AddrPort, error) {
@@ -22,12 +23,47 @@ func (t *Transport) readFrom(buf []byte) (int, netip.AddrPort, error) {
 }
 
 // readLoop is the only reader of the socket; every reliable message is
-// delivered from here, which keeps per-peer order.
+// delivered from here, which keeps per-peer order. It reads packets in
+// batches where the socket allows (recvmmsg) and acknowledges once per
+// batch and session, so a burst of segments costs one ack packet.
 func (t *Transport) readLoop() {
 	defer t.wg.Done()
-	buf := make([]byte, 64<<10)
+	var read func() (int, error)
+	var bufs [][]byte
+	var from []netip.AddrPort
+	if t.batch != nil {
+		msgs := make([]ipv4.Message, readBatch)
+		bufs = make([][]byte, readBatch)
+		from = make([]netip.AddrPort, readBatch)
+		for i := range msgs {
+			bufs[i] = make([]byte, 2*MaxPacketSize)
+			msgs[i].Buffers = [][]byte{bufs[i]}
+		}
+		read = func() (int, error) {
+			n, err := t.batch.pc.ReadBatch(msgs, 0)
+			for i := range n {
+				ap, _ := addrPortOf(msgs[i].Addr)
+				from[i] = ap
+				bufs[i] = msgs[i].Buffers[0][:msgs[i].N]
+				msgs[i].Addr = nil
+			}
+			return n, err
+		}
+	} else {
+		buf := make([]byte, 64<<10)
+		bufs = [][]byte{buf}
+		from = make([]netip.AddrPort, 1)
+		read = func() (int, error) {
+			n, ap, err := t.readFrom(buf)
+			bufs[0], from[0] = buf[:n], ap
+			if err != nil {
+				return 0, err
+			}
+			return 1, nil
+		}
+	}
 	for {
-		n, from, err := t.readFrom(buf)
+		n, err := read()
 		if err != nil {
 			if t.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return
@@ -35,9 +71,30 @@ func (t *Transport) readLoop() {
 			t.warn.warn("rudp: read error", "local", t.local, "err", err)
 			continue
 		}
-		t.stats.packetsIn.Add(1)
-		t.handlePacket(buf[:n], from)
+		t.stats.packetsIn.Add(uint64(n))
+		for i := range n {
+			t.handlePacket(bufs[i], from[i])
+		}
+		t.flushAcks()
 	}
+}
+
+// readBatch is how many packets one recvmmsg call takes at most.
+const readBatch = 32
+
+// flushAcks sends the acknowledgements owed for the last batch of packets
+// (those no reply carried already).
+func (t *Transport) flushAcks() {
+	for i, s := range t.acksDue {
+		s.mu.Lock()
+		if s.ackDue && s.state == stateEstablished {
+			kcpFlush(s.kcp, kcp.IKCP_FLUSH_ACKONLY)
+		}
+		s.ackDue = false
+		s.unlockAndWrite()
+		t.acksDue[i] = nil
+	}
+	t.acksDue = t.acksDue[:0]
 }
 
 func (t *Transport) bad(cause string, from netip.AddrPort) {
@@ -130,7 +187,7 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 	}
 	s.lastRecv.Store(now)
 	if s.kcp.Input(seg, kcp.IKCP_PACKET_REGULAR, false) < 0 {
-		s.mu.Unlock()
+		s.unlockAndWrite()
 		t.bad("malformed KCP segment", from)
 		return
 	}
@@ -149,7 +206,7 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 		perr = s.dec.feed(s.rbuf[:n], emit)
 	}
 	if perr != nil {
-		s.mu.Unlock()
+		s.unlockAndWrite()
 		t.frames = clearFrames(frames)
 		t.warn.warn("rudp: protocol error, resetting session", "local", t.local, "peer", from, "err", perr)
 		t.kill(s, ErrProtocol, true)
@@ -158,13 +215,14 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 	acked := s.ackLocked()
 	if s.pushLocked() {
 		kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
-	} else {
-		kcpFlush(s.kcp, kcp.IKCP_FLUSH_ACKONLY)
+	} else if !s.ackDue {
+		s.ackDue = true
+		t.acksDue = append(t.acksDue, s)
 	}
 	if acked {
 		s.changed.broadcast()
 	}
-	s.mu.Unlock()
+	s.unlockAndWrite()
 	for _, f := range frames {
 		t.deliver(from, f.kind, f.payload, true)
 	}
@@ -194,7 +252,7 @@ func (t *Transport) handleControl(c control, from netip.AddrPort) {
 		if up {
 			s.establishLocked(c.src, now)
 		}
-		s.mu.Unlock()
+		s.unlockAndWrite()
 		if up {
 			t.peerUp(s, c.src)
 		}
@@ -257,7 +315,7 @@ func (t *Transport) handleSyn(c control, from netip.AddrPort, now int64) {
 	}
 	s.mu.Lock()
 	s.establishLocked(c.src, now)
-	s.mu.Unlock()
+	s.unlockAndWrite()
 	t.mu.Unlock()
 	if old != nil {
 		t.kill(old, ErrPeerReset, false)

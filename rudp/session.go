@@ -1,6 +1,8 @@
 package rudp
 
 import (
+	"encoding/binary"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -38,11 +40,17 @@ type session struct {
 	conv      uint32
 	kcp       *kcp.KCP
 	active    bool // listed in the timer's active set
+	ackDue    bool // listed in the read loop's acksDue
 
-	// Outgoing bytes: framed messages not yet handed to KCP live in
-	// pending[pendOff:]. Counters are cumulative byte offsets in the stream.
-	pending    []byte
-	pendOff    int
+	// Outgoing bytes: framed messages waiting for KCP window room live in
+	// queue. Counters are cumulative byte offsets in the stream.
+	queue      gather
+	direct     gather   // a message going straight to KCP (reused)
+	directBufs [][]byte // its slices (reused)
+	hdr        [frameHeaderSize]byte
+	scratch    []byte // a piece gathered across slices
+	tx         *txBatch
+	naddr      net.Addr
 	appended   uint64 // bytes framed so far
 	handed     uint64 // bytes handed to KCP
 	ackedBytes uint64 // bytes the peer acknowledged
@@ -62,7 +70,8 @@ type session struct {
 }
 
 func newSession(t *Transport, addr netip.AddrPort, now int64) *session {
-	s := &session{t: t, addr: addr, created: now, synWait: 50 * time.Millisecond}
+	s := &session{t: t, addr: addr, created: now, synWait: 50 * time.Millisecond,
+		naddr: net.UDPAddrFromAddrPort(addr)}
 	s.lastRecv.Store(now)
 	s.lastSend.Store(now)
 	return s
@@ -79,22 +88,70 @@ func (s *session) establishLocked(remoteInc uint64, now int64) {
 	k.SetMtu(kcpMTU)
 	s.kcp = k
 	s.rbuf = make([]byte, 2*MaxPacketSize)
-	s.obuf = make([]byte, 1, MaxPacketSize+kcp.IKCP_OVERHEAD)
-	s.obuf[0] = pktKCP
+	s.scratch = make([]byte, 0, kcpMSS)
 	s.state = stateEstablished
 	s.lastRecv.Store(now)
-	if s.pendOff < len(s.pending) {
+	if s.queue.n > 0 {
 		s.pushLocked()
 		kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
 	}
 }
 
-// output is KCP's output callback: one packet, prefixed with its type byte.
-// It runs under s.mu.
+// output is KCP's output callback: one packet, prefixed with its type
+// byte, queued in the session's batch. It runs under s.mu.
 func (s *session) output(buf []byte, size int) {
-	b := append(s.obuf[:1], buf[:size]...)
-	s.t.write(b, s.addr)
+	if s.tx == nil {
+		s.tx = txPool.Get().(*txBatch)
+	}
+	s.tx.add(pktKCP, buf[:size])
 	s.lastSend.Store(s.t.now())
+}
+
+// unlockAndWrite releases s.mu, then writes the packets flushed under it.
+func (s *session) unlockAndWrite() {
+	b := s.tx
+	s.tx = nil
+	s.mu.Unlock()
+	if b != nil {
+		s.t.writeBatch(b, s.addr, s.naddr)
+	}
+}
+
+// enqueueLocked frames one message. When the session is established and
+// nothing waits ahead of it, it goes straight into KCP from the caller's
+// slices; whatever does not fit the window is copied into the queue.
+func (s *session) enqueueLocked(kind byte, size int, parts [][]byte) {
+	binary.BigEndian.PutUint32(s.hdr[:], uint32(size))
+	s.hdr[4] = kind
+	s.appended += uint64(frameHeaderSize + size)
+	s.msgEnds.push(s.appended)
+	if s.state != stateEstablished || s.queue.n > 0 {
+		frame := appendFrame(make([]byte, 0, frameHeaderSize+size), kind, size, parts)
+		s.queue.push(frame)
+		if s.state == stateEstablished {
+			s.pushLocked()
+			kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
+		}
+		return
+	}
+	s.directBufs = append(append(s.directBufs[:0], s.hdr[:]), parts...)
+	s.direct.reset(s.directBufs)
+	limit := 2 * s.t.cfg.SendWindow
+	for s.direct.n > 0 && s.kcp.WaitSnd() < limit {
+		s.sendPieceLocked(s.direct.next(kcpMSS, s.scratch))
+	}
+	if s.direct.n > 0 {
+		s.queue.push(s.direct.copyOut())
+	}
+	clear(s.directBufs)
+	kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
+}
+
+func (s *session) sendPieceLocked(piece []byte) {
+	s.kcp.Send(piece)
+	s.handed += uint64(len(piece))
+	s.pushed++
+	s.segEnds.push(s.handed)
 }
 
 // queuedLocked is how many framed bytes are not yet acknowledged.
@@ -103,36 +160,19 @@ func (s *session) queuedLocked() uint64 { return s.appended - s.ackedBytes }
 // idleLocked reports whether the session has nothing left to transmit.
 func (s *session) idleLocked() bool {
 	if s.state != stateEstablished {
-		return s.state == stateDead || s.pendOff == len(s.pending)
+		return s.state == stateDead || s.queue.n == 0
 	}
-	return s.pendOff == len(s.pending) && s.kcp.WaitSnd() == 0
+	return s.queue.n == 0 && s.kcp.WaitSnd() == 0
 }
 
-// pushLocked hands pending bytes to KCP in segment-sized pieces while KCP's
+// pushLocked hands queued bytes to KCP in segment-sized pieces while KCP's
 // queue has room, so small messages share segments under load.
 func (s *session) pushLocked() bool {
 	limit := 2 * s.t.cfg.SendWindow
 	moved := false
-	for s.pendOff < len(s.pending) && s.kcp.WaitSnd() < limit {
-		n := min(len(s.pending)-s.pendOff, kcpMSS)
-		s.kcp.Send(s.pending[s.pendOff : s.pendOff+n])
-		s.pendOff += n
-		s.handed += uint64(n)
-		s.pushed++
-		s.segEnds.push(s.handed)
+	for s.queue.n > 0 && s.kcp.WaitSnd() < limit {
+		s.sendPieceLocked(s.queue.next(kcpMSS, s.scratch))
 		moved = true
-	}
-	switch {
-	case s.pendOff == len(s.pending):
-		if cap(s.pending) > 4<<20 {
-			s.pending = nil
-		} else {
-			s.pending = s.pending[:0]
-		}
-		s.pendOff = 0
-	case s.pendOff > 1<<20 && s.pendOff*2 > len(s.pending):
-		n := copy(s.pending, s.pending[s.pendOff:])
-		s.pending, s.pendOff = s.pending[:n], 0
 	}
 	return moved
 }
@@ -162,7 +202,7 @@ func (s *session) dieLocked(reason error) {
 	s.state = stateDead
 	s.err = &PeerError{Addr: s.addr, Reason: reason, Unacked: s.msgEnds.len()}
 	s.kcp = nil
-	s.pending, s.pendOff = nil, 0
+	s.queue, s.direct, s.directBufs = gather{}, gather{}, nil
 	s.segEnds, s.msgEnds = fifo{}, fifo{}
 	s.dec = frameDecoder{}
 	s.changed.broadcast()
@@ -172,7 +212,7 @@ func (s *session) dieLocked(reason error) {
 // idle and can leave the active set.
 func (s *session) tick() bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlockAndWrite()
 	if s.state == stateEstablished {
 		s.pushLocked()
 		kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)

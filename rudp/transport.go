@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	kcp "github.com/xtaci/kcp-go/v5"
 )
 
 // addrPortConn is the allocation-free fast path of *net.UDPConn, also
@@ -28,6 +26,7 @@ type Transport struct {
 	cfg   Config
 	conn  net.PacketConn
 	fast  addrPortConn
+	batch *batchWriter
 	local netip.AddrPort
 	inc   uint64
 	epoch time.Time
@@ -50,8 +49,9 @@ type Transport struct {
 	warn   *rateLog
 
 	// read-loop scratch
-	frames []frame
-	rstAt  map[netip.AddrPort]int64
+	frames  []frame
+	rstAt   map[netip.AddrPort]int64
+	acksDue []*session
 }
 
 type frame struct {
@@ -120,6 +120,7 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 		warn:     newRateLog(cfg.Logger, 10*time.Second),
 	}
 	t.fast, _ = conn.(addrPortConn)
+	t.batch = newBatchWriter(conn, local)
 	t.reasm = newReassembler(cfg.ReassemblyLimit, cfg.ReassemblyTTL)
 	t.wg.Add(2)
 	go t.readLoop()
@@ -237,16 +238,10 @@ func (t *Transport) enqueue(s *session, kind byte, size int, parts [][]byte) err
 		waited = true
 		s.mu.Lock()
 	}
-	s.pending = appendFrame(s.pending, kind, size, parts)
-	s.appended += uint64(frameHeaderSize + size)
-	s.msgEnds.push(s.appended)
-	if s.state == stateEstablished {
-		s.pushLocked()
-		kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
-	}
+	s.enqueueLocked(kind, size, parts)
 	activate := !s.active
 	s.active = true
-	s.mu.Unlock()
+	s.unlockAndWrite()
 	if activate {
 		t.activate(s)
 	}

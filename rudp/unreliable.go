@@ -102,6 +102,7 @@ var (
 	errFragCount    = errors.New("fragment count out of range")
 	errFragSize     = errors.New("fragment size does not match its index")
 	errFragMismatch = errors.New("fragment disagrees with earlier parts")
+	errFragLimit    = errors.New("fragmented message larger than the reassembly limit")
 )
 
 // add takes one fragment packet (type byte included). When it completes a
@@ -128,7 +129,7 @@ func (r *reassembler) add(from netip.AddrPort, p []byte, now int64) (byte, []byt
 	if pt == nil {
 		cost := count * 24 // the parts table
 		if cost+len(part) > r.limit {
-			return 0, nil, errFragCount
+			return 0, nil, errFragLimit
 		}
 		pt = &partial{kind: kind, born: now, cost: cost, parts: make([][]byte, count)}
 		r.m[key] = pt

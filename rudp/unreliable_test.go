@@ -1,0 +1,164 @@
+package rudp
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/marsmesh/marsmesh/rudp/faultnet"
+)
+
+func patterned(id, n int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(id*13 + i*3)
+	}
+	if n >= 4 {
+		binary.BigEndian.PutUint32(p, uint32(id))
+	}
+	return p
+}
+
+func TestUnreliableSizesOverUDP(t *testing.T) {
+	a := listenUDP(t, Config{})
+	bIn := newInbox()
+	b := listenUDP(t, bIn.config(Config{}))
+	sizes := []int{0, 1, MaxSize, MaxSize + 1, 60000}
+	for i, n := range sizes {
+		if err := a.USend(b.LocalAddr(), byte(i), patterned(i, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bIn.waitFor(5*time.Second, func() bool { return len(bIn.msgs) == len(sizes) }) {
+		t.Fatalf("got %d of %d unreliable messages on loopback", bIn.count(), len(sizes))
+	}
+	got := map[byte][]byte{}
+	for _, m := range bIn.msgs {
+		if m.reliable {
+			t.Fatal("unreliable message marked reliable")
+		}
+		got[m.kind] = m.payload
+	}
+	for i, n := range sizes {
+		if !bytes.Equal(got[byte(i)], patterned(i, n)) {
+			t.Fatalf("size %d: got %d bytes", n, len(got[byte(i)]))
+		}
+	}
+	if err := a.USend(b.LocalAddr(), 1, make([]byte, MaxMessageSize+1)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized USend: %v", err)
+	}
+}
+
+// TestUnreliableWholeOrNothing: under loss, duplication and reordering a
+// split message arrives intact or not at all.
+func TestUnreliableWholeOrNothing(t *testing.T) {
+	n := faultnet.New(4)
+	n.SetFaults(faultnet.Faults{Loss: 0.02, Duplicate: 0.05, Reorder: 0.1})
+	bIn := newInbox()
+	a := listenMem(t, n, Config{})
+	b := listenMem(t, n, bIn.config(Config{}))
+	const count = 300
+	for i := range count {
+		size := MaxSize + 1
+		if i%2 == 1 {
+			size = 60000
+		}
+		if err := a.USend(b.LocalAddr(), 3, patterned(i, size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait for the reassembly TTL to pass, so everything that will
+	// arrive has arrived (reordered packets are held 2 ms).
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if msgs, _ := b.reasm.pending(); msgs == 0 && bIn.count() > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	bIn.mu.Lock()
+	defer bIn.mu.Unlock()
+	seen := map[int]int{}
+	for _, m := range bIn.msgs {
+		id := int(binary.BigEndian.Uint32(m.payload))
+		size := MaxSize + 1
+		if id%2 == 1 {
+			size = 60000
+		}
+		if !bytes.Equal(m.payload, patterned(id, size)) {
+			t.Fatalf("message %d arrived damaged (%d bytes)", id, len(m.payload))
+		}
+		seen[id]++
+	}
+	small, large := 0, 0
+	for id := range seen {
+		if id%2 == 0 {
+			small++
+		} else {
+			large++
+		}
+	}
+	t.Logf("delivered %d of %d split messages of 1301 B, %d of %d of 60000 B", small, count/2, large, count/2)
+	if small == 0 || large == 0 {
+		t.Fatal("nothing got through at 2% loss")
+	}
+}
+
+func fragment(id uint32, idx, count int, part []byte) []byte {
+	b := []byte{pktFragment, 9}
+	b = binary.BigEndian.AppendUint32(b, id)
+	b = binary.BigEndian.AppendUint16(b, uint16(idx))
+	b = binary.BigEndian.AppendUint16(b, uint16(count))
+	return append(b, part...)
+}
+
+func TestReassemblyBoundsAndTTL(t *testing.T) {
+	from := netip.MustParseAddrPort("127.0.0.1:1")
+	r := newReassembler(100_000, time.Second)
+	full := bytes.Repeat([]byte{1}, MaxSize)
+	// Many incomplete messages: memory stays under the limit.
+	for id := range uint32(1000) {
+		if _, msg, err := r.add(from, fragment(id, 0, 3, full), 0); err != nil || msg != nil {
+			t.Fatal(err, msg)
+		}
+		if _, held := r.pending(); held > 100_000 {
+			t.Fatalf("holding %d bytes, limit 100000", held)
+		}
+	}
+	// A part claiming more parts than the limit can hold is refused.
+	if _, _, err := r.add(from, fragment(5000, 0, maxFragments, full), 0); !errors.Is(err, errFragLimit) {
+		t.Fatalf("huge count: %v, want errFragLimit", err)
+	}
+	if _, held := r.pending(); held > 100_000 {
+		t.Fatalf("holding %d bytes", held)
+	}
+	// Past the TTL everything goes.
+	r.expire(int64(2 * time.Second))
+	if msgs, held := r.pending(); msgs != 0 || held != 0 {
+		t.Fatalf("after TTL: %d messages, %d bytes held", msgs, held)
+	}
+	// A message completes only when every part is in.
+	r.add(from, fragment(7, 1, 2, []byte("tail")), 0)
+	kind, msg, err := r.add(from, fragment(7, 0, 2, full), 0)
+	if err != nil || kind != 9 || len(msg) != MaxSize+4 || string(msg[MaxSize:]) != "tail" {
+		t.Fatalf("reassembled kind %d, %d bytes, err %v", kind, len(msg), err)
+	}
+	// Malformed parts are refused.
+	bad := [][]byte{
+		{pktFragment, 1, 2},
+		fragment(8, 0, 1, full),                  // count 1
+		fragment(8, 2, 2, full),                  // index past count
+		fragment(8, 0, 2, []byte("short")),       // non-final part not full
+		fragment(8, 1, 2, nil),                   // empty final part
+		fragment(8, 0, maxFragments+1, full),     // too many parts
+		fragment(8, 1, 2, append(full, 1, 2, 3)), // final part too long
+	}
+	for i, p := range bad {
+		if _, _, err := r.add(from, p, 0); err == nil {
+			t.Fatalf("bad fragment %d accepted", i)
+		}
+	}
+}
