@@ -6,7 +6,7 @@ import (
 )
 
 // frameDecoder cuts the reliable byte stream back into frames. It keeps at
-// most one partial frame; a header announcing more than MaxMessageSize is a
+// most one partial frame; a header announcing more than maxFrameSize is a
 // protocol error and allocates nothing.
 type frameDecoder struct {
 	hdr  [frameHeaderSize]byte
@@ -28,8 +28,8 @@ func (d *frameDecoder) feed(p []byte, emit func(kind byte, payload []byte)) erro
 			// Fast path: a whole frame sits in p.
 			if d.hn == 0 && len(p) >= frameHeaderSize {
 				n := binary.BigEndian.Uint32(p)
-				if n > MaxMessageSize {
-					return fmt.Errorf("%w: frame announces %d bytes, limit %d", ErrProtocol, n, MaxMessageSize)
+				if n > maxFrameSize {
+					return fmt.Errorf("%w: frame announces %d bytes, limit %d", ErrProtocol, n, maxFrameSize)
 				}
 				if int(n) <= len(p)-frameHeaderSize {
 					body := make([]byte, n)
@@ -46,8 +46,8 @@ func (d *frameDecoder) feed(p []byte, emit func(kind byte, payload []byte)) erro
 				return nil
 			}
 			n := binary.BigEndian.Uint32(d.hdr[:])
-			if n > MaxMessageSize {
-				return fmt.Errorf("%w: frame announces %d bytes, limit %d", ErrProtocol, n, MaxMessageSize)
+			if n > maxFrameSize {
+				return fmt.Errorf("%w: frame announces %d bytes, limit %d", ErrProtocol, n, maxFrameSize)
 			}
 			d.size = int(n)
 			d.body = make([]byte, 0, min(d.size, maxPrealloc))

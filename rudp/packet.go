@@ -31,6 +31,11 @@ const (
 const (
 	// MaxMessageSize is the largest message, reliable or not, in bytes.
 	MaxMessageSize = 10_000_000
+	// MaxHeaderSize is the room SendWithHeader and USendWithHeader give an
+	// upper layer's header on top of a MaxMessageSize body.
+	MaxHeaderSize = 64 << 10
+	// maxFrameSize is the most a frame may carry on the wire.
+	maxFrameSize = MaxMessageSize + MaxHeaderSize
 	// MaxSize is the largest unreliable message sent as one datagram;
 	// larger ones are split into parts of this many bytes.
 	MaxSize = 1300
@@ -41,7 +46,7 @@ const (
 	fragmentHeaderSize = 10 // type, kind, id u32, index u16, count u16
 	controlSize        = 21 // type, src u64, dst u64, conv u32
 	kcpMTU             = MaxPacketSize - 1
-	maxFragments       = (MaxMessageSize + MaxSize - 1) / MaxSize
+	maxFragments       = (maxFrameSize + MaxSize - 1) / MaxSize
 )
 
 // control is the decoded form of SYN, SYN-ACK, PING, FIN and RST.

@@ -57,3 +57,44 @@ func TestSizesOverUDP(t *testing.T) {
 		t.Fatalf("oversized send in parts: %v, want ErrTooLarge", err)
 	}
 }
+
+// TestHeaderRoom: a header rides on top of a full-size body, and each has
+// its own limit.
+func TestHeaderRoom(t *testing.T) {
+	a := listenUDP(t, Config{})
+	bIn := newInbox()
+	b := listenUDP(t, bIn.config(Config{}))
+	hdr := []byte("header")
+	body := make([]byte, MaxMessageSize)
+	body[len(body)-1] = 0xAB
+	if err := a.SendWithHeader(b.LocalAddr(), 3, hdr, body); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.USendWithHeader(b.LocalAddr(), 4, hdr, []byte("small")); err != nil {
+		t.Fatal(err)
+	}
+	if !bIn.waitFor(30*time.Second, func() bool { return len(bIn.msgs) == 2 }) {
+		t.Fatalf("got %d of 2", bIn.count())
+	}
+	for _, m := range bIn.msgs {
+		switch m.kind {
+		case 3:
+			if len(m.payload) != len(hdr)+MaxMessageSize || string(m.payload[:6]) != "header" || m.payload[len(m.payload)-1] != 0xAB {
+				t.Fatalf("reliable message of %d bytes is wrong", len(m.payload))
+			}
+		case 4:
+			if string(m.payload) != "headersmall" {
+				t.Fatalf("unreliable message %q", m.payload)
+			}
+		}
+	}
+	for _, err := range []error{
+		a.SendWithHeader(b.LocalAddr(), 3, hdr, make([]byte, MaxMessageSize+1)),
+		a.SendWithHeader(b.LocalAddr(), 3, make([]byte, MaxHeaderSize+1), nil),
+		a.USendWithHeader(b.LocalAddr(), 3, hdr, make([]byte, MaxMessageSize+1)),
+	} {
+		if !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("oversized: %v, want ErrTooLarge", err)
+		}
+	}
+}

@@ -177,19 +177,51 @@ func (t *Transport) sendControl(to netip.AddrPort, c control) {
 	t.write(c.append(b[:0]), to)
 }
 
-// Send queues one reliable message (the concatenation of parts) to a peer,
-// dialing it if needed, and returns once it is queued. Messages to one peer
-// arrive in order, each exactly once, or the session dies and OnPeerDown
-// says how many were not acknowledged. Send blocks while the peer's queue
-// holds more than Config.MaxQueued bytes.
+// Send queues one reliable message (the concatenation of parts, at most
+// MaxMessageSize bytes) to a peer, dialing it if needed, and returns once
+// it is queued. Messages to one peer arrive in order, each exactly once, or
+// the session dies and OnPeerDown says how many were not acknowledged.
+// Send blocks while the peer's queue holds more than Config.MaxQueued bytes.
 func (t *Transport) Send(to netip.AddrPort, kind byte, parts ...[]byte) error {
+	size, err := messageSize(parts)
+	if err != nil {
+		return err
+	}
+	return t.send(to, kind, size, parts)
+}
+
+// SendWithHeader is Send for a message made of an upper layer's header
+// (at most MaxHeaderSize bytes) and a body of at most MaxMessageSize bytes,
+// so the header never eats into the body's limit.
+func (t *Transport) SendWithHeader(to netip.AddrPort, kind byte, header, body []byte) error {
+	if err := checkHeaderBody(header, body); err != nil {
+		return err
+	}
+	return t.send(to, kind, len(header)+len(body), [][]byte{header, body})
+}
+
+func messageSize(parts [][]byte) (int, error) {
 	size := 0
 	for _, p := range parts {
 		size += len(p)
 	}
 	if size > MaxMessageSize {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxMessageSize)
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxMessageSize)
 	}
+	return size, nil
+}
+
+func checkHeaderBody(header, body []byte) error {
+	if len(header) > MaxHeaderSize {
+		return fmt.Errorf("%w: header of %d bytes, limit %d", ErrTooLarge, len(header), MaxHeaderSize)
+	}
+	if len(body) > MaxMessageSize {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), MaxMessageSize)
+	}
+	return nil
+}
+
+func (t *Transport) send(to netip.AddrPort, kind byte, size int, parts [][]byte) error {
 	for attempt := 0; ; attempt++ {
 		s, err := t.session(to)
 		if err != nil {

@@ -11,18 +11,28 @@ import (
 
 var datagramPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxPacketSize); return &b }}
 
-// USend sends one unreliable message (the concatenation of parts): never
-// retransmitted, no session needed. Above MaxSize bytes it is split into
-// parts that the receiver reassembles; if any part is lost the whole
-// message is dropped.
+// USend sends one unreliable message (the concatenation of parts, at most
+// MaxMessageSize bytes): never retransmitted, no session needed. Above
+// MaxSize bytes it is split into parts that the receiver reassembles; if
+// any part is lost the whole message is dropped.
 func (t *Transport) USend(to netip.AddrPort, kind byte, parts ...[]byte) error {
-	size := 0
-	for _, p := range parts {
-		size += len(p)
+	size, err := messageSize(parts)
+	if err != nil {
+		return err
 	}
-	if size > MaxMessageSize {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxMessageSize)
+	return t.usend(to, kind, size, parts)
+}
+
+// USendWithHeader is USend for an upper layer's header (at most
+// MaxHeaderSize bytes) and a body of at most MaxMessageSize bytes.
+func (t *Transport) USendWithHeader(to netip.AddrPort, kind byte, header, body []byte) error {
+	if err := checkHeaderBody(header, body); err != nil {
+		return err
 	}
+	return t.usend(to, kind, len(header)+len(body), [][]byte{header, body})
+}
+
+func (t *Transport) usend(to netip.AddrPort, kind byte, size int, parts [][]byte) error {
 	if t.closing.Load() {
 		return ErrClosed
 	}
@@ -40,7 +50,7 @@ func (t *Transport) USend(to netip.AddrPort, kind byte, parts ...[]byte) error {
 	}
 	count := (size + MaxSize - 1) / MaxSize
 	id := t.fragID.Add(1)
-	var cur [][]byte = parts
+	cur := append([][]byte(nil), parts...)
 	for i := 0; i < count; i++ {
 		b := append((*bp)[:0], pktFragment, kind)
 		b = binary.BigEndian.AppendUint32(b, id)
