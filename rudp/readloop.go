@@ -68,7 +68,7 @@ func (t *Transport) readLoop() {
 			if t.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			t.warn.warn("rudp: read error", "local", t.local, "err", err)
+			t.warn.Warn("rudp: read error", "local", t.local, "err", err)
 			continue
 		}
 		t.stats.packetsIn.Add(uint64(n))
@@ -99,7 +99,7 @@ func (t *Transport) flushAcks() {
 
 func (t *Transport) bad(cause string, from netip.AddrPort) {
 	t.stats.badPackets.Add(1)
-	t.warn.warn("rudp: dropped packet: "+cause, "local", t.local, "from", from)
+	t.warn.Warn("rudp: dropped packet: "+cause, "local", t.local, "from", from)
 }
 
 func (t *Transport) handlePacket(p []byte, from netip.AddrPort) {
@@ -208,7 +208,7 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 	if perr != nil {
 		s.unlockAndWrite()
 		t.frames = clearFrames(frames)
-		t.warn.warn("rudp: protocol error, resetting session", "local", t.local, "peer", from, "err", perr)
+		t.warn.Warn("rudp: protocol error, resetting session", "local", t.local, "peer", from, "err", perr)
 		t.kill(s, ErrProtocol, true)
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/marsmesh/marsmesh/internal/ratelog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -46,7 +47,7 @@ type Transport struct {
 	fragID atomic.Uint32
 	reasm  *reassembler
 	stats  counters
-	warn   *rateLog
+	warn   *ratelog.Logger
 
 	// read-loop scratch
 	frames  []frame
@@ -117,7 +118,7 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		rstAt:    make(map[netip.AddrPort]int64),
-		warn:     newRateLog(cfg.Logger, 10*time.Second),
+		warn:     ratelog.New(cfg.Logger, 10*time.Second),
 	}
 	t.fast, _ = conn.(addrPortConn)
 	t.batch = newBatchWriter(conn, local)

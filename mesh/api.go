@@ -1,0 +1,478 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/marsmesh/marsmesh/config"
+	"github.com/marsmesh/marsmesh/mars"
+)
+
+// The package-level API works on a default node made by Setup (or Guest).
+// Handlers registered before Setup are kept and apply to it; so do the
+// node settings (SetNodeType, SetNodeValue, ...) and callbacks (OnReady,
+// OnSharedDataUpdate, ...) made before Setup. Before Setup, lookups return
+// zero values and senders fail with ErrNotSetup.
+
+var (
+	defMu    sync.RWMutex
+	def      *Node
+	marsSrv  *mars.Server
+	pre      = newRegistry()
+	preOpts  []Option
+	preHooks []func(*Node)
+)
+
+// Default returns the node Setup or Guest made, or nil.
+func Default() *Node {
+	defMu.RLock()
+	defer defMu.RUnlock()
+	return def
+}
+
+// Setup loads the configuration (an empty path means defaults plus
+// DIARKIS_* environment variables), binds the node's UDP port, starts
+// syncing with MARS and returns. OnReady and OnInitialSync callbacks fire
+// after the first sync.
+func Setup(confpath string) error { return setup(confpath) }
+
+// Guest is Setup for a node that can send and receive but is never listed.
+func Guest(confpath string) error { return setup(confpath, AsGuest()) }
+
+func setup(confpath string, extra ...Option) error {
+	cfg, err := config.Load(confpath)
+	if err != nil {
+		return err
+	}
+	defMu.Lock()
+	defer defMu.Unlock()
+	if def != nil {
+		return errors.New("mesh: already set up (call Shutdown first)")
+	}
+	opts := append(append(append([]Option(nil), preOpts...), extra...), withRegistry(pre))
+	n, err := New(cfg, opts...)
+	if err != nil {
+		return err
+	}
+	for _, h := range preHooks {
+		h(n)
+	}
+	preOpts, preHooks = nil, nil
+	def = n
+	return nil
+}
+
+func withRegistry(r *registry) Option { return func(o *options) { o.handlers = r } }
+
+// StartAsMARS starts a MARS registry server inside this process, listening
+// at marsAddress:marsPort of the configuration. Shutdown stops it.
+func StartAsMARS(confpath string) error {
+	cfg, err := config.Load(confpath)
+	if err != nil {
+		return err
+	}
+	defMu.Lock()
+	defer defMu.Unlock()
+	if marsSrv != nil {
+		return errors.New("mesh: MARS already started in this process")
+	}
+	srv, err := mars.Listen(cfg.MarsAddr(), mars.ServerOptions{})
+	if err != nil {
+		return fmt.Errorf("mesh: start MARS: %w", err)
+	}
+	marsSrv = srv
+	return nil
+}
+
+// Shutdown shuts the default node down (see Node.Shutdown) and stops a
+// MARS started by StartAsMARS. It is safe to call more than once; Setup
+// may be called again afterwards.
+func Shutdown() error {
+	defMu.Lock()
+	n, srv := def, marsSrv
+	def, marsSrv = nil, nil
+	defMu.Unlock()
+	var errs []error
+	if n != nil {
+		errs = append(errs, n.Shutdown())
+	}
+	if srv != nil {
+		errs = append(errs, srv.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// beforeSetup records a setting for the node Setup will make, and reports
+// whether there is no default node yet.
+func beforeSetup(o Option, h func(*Node)) bool {
+	defMu.Lock()
+	defer defMu.Unlock()
+	if def != nil {
+		return false
+	}
+	if o != nil {
+		preOpts = append(preOpts, o)
+	}
+	if h != nil {
+		preHooks = append(preHooks, h)
+	}
+	return true
+}
+
+// withDefault runs f on the default node, or records it for Setup.
+func withDefault(f func(*Node)) {
+	if n := Default(); n != nil {
+		f(n)
+		return
+	}
+	if !beforeSetup(nil, f) {
+		f(Default())
+	}
+}
+
+var errNotSetupSend = fmt.Errorf("%w: %w", ErrSend, ErrNotSetup)
+
+// HandleRPC sets the handler SendRPC reaches with command ID cmd on the
+// default node; it returns false if cmd already has one.
+func HandleRPC(cmd uint16, handler func(data []byte, senderAddr string) (response []byte, err error)) bool {
+	return pre.addRPC(cmd, rpcHandler{plain: handler})
+}
+
+// HandleRPCWithContext is HandleRPC for a handler that takes a context.
+func HandleRPCWithContext(cmd uint16, handler func(ctx context.Context, data []byte, senderAddr string) ([]byte, error)) bool {
+	return pre.addRPC(cmd, rpcHandler{ctx: handler})
+}
+
+// HandleCommand sets the handler of command ID cmd (see Node.HandleCommand).
+func HandleCommand(cmd uint16, cb func(requestData map[string]interface{}) ([]byte, error)) {
+	pre.addCmd(cmd, cmdHandler{decoded: cb})
+}
+
+// SetCommandHandler sets a raw-bytes handler of command ID cmd.
+func SetCommandHandler(cmd uint16, cb func(payload []byte, senderAddress string) ([]byte, error)) {
+	pre.addCmd(cmd, cmdHandler{raw: cb})
+}
+
+// Command sets a handler of command ID cmd that returns a map.
+//
+// Deprecated: use HandleCommand.
+func Command(commandID uint16, callback func(map[string]interface{}) (map[string]interface{}, error)) {
+	HandleCommand(commandID, func(req map[string]interface{}) ([]byte, error) {
+		resp, err := callback(req)
+		if err != nil {
+			return nil, err
+		}
+		return CreateReturnBytes(resp)
+	})
+}
+
+// IsCommandDuplicate reports whether a second handler was offered for cmd.
+func IsCommandDuplicate(commandID uint16) bool { return pre.isDup(commandID) }
+
+// Send sends a reliable one-way message from the default node.
+func Send(commandID uint16, addr string, data interface{}) error {
+	if n := Default(); n != nil {
+		return n.Send(commandID, addr, data)
+	}
+	return errNotSetupSend
+}
+
+// USend sends an unreliable one-way message from the default node.
+func USend(commandID uint16, addr string, data interface{}) error {
+	if n := Default(); n != nil {
+		return n.USend(commandID, addr, data)
+	}
+	return errNotSetupSend
+}
+
+// SendMany fans a reliable message out from the default node.
+func SendMany(commandID uint16, addrs []string, data interface{}, limit int) error {
+	if n := Default(); n != nil {
+		return n.SendMany(commandID, addrs, data, limit)
+	}
+	return errNotSetupSend
+}
+
+// USendMany fans an unreliable message out from the default node.
+func USendMany(command uint16, addrs []string, data interface{}, limit int) error {
+	if n := Default(); n != nil {
+		return n.USendMany(command, addrs, data, limit)
+	}
+	return errNotSetupSend
+}
+
+// SendRPC sends an RPC from the default node with DefaultRPCTimeout.
+func SendRPC(cmd uint16, addr string, data []byte) ([]byte, error) {
+	if n := Default(); n != nil {
+		return n.SendRPC(cmd, addr, data)
+	}
+	return nil, fmt.Errorf("%w: %w", ErrUnhealthy, ErrNotSetup)
+}
+
+// SendRPCWithContext sends an RPC from the default node.
+func SendRPCWithContext(ctx context.Context, cmd uint16, addr string, data []byte) ([]byte, error) {
+	if n := Default(); n != nil {
+		return n.SendRPCWithContext(ctx, cmd, addr, data)
+	}
+	return nil, fmt.Errorf("%w: %w", ErrUnhealthy, ErrNotSetup)
+}
+
+// SendRequest sends a request from the default node; see Node.SendRequest.
+func SendRequest(commandID uint16, addr string, data interface{}, callback func(err error, responseData map[string]interface{})) {
+	if n := Default(); n != nil {
+		n.SendRequest(commandID, addr, data, callback)
+		return
+	}
+	if callback != nil {
+		callback(fmt.Errorf("%w: %w", ErrUnhealthy, ErrNotSetup), nil)
+	}
+}
+
+// OnSendFailure registers a callback for every peer a send of the default
+// node could not reach.
+func OnSendFailure(cb func(addr string, err error)) {
+	withDefault(func(n *Node) { n.OnSendFailure(cb) })
+}
+
+// OnReady registers a callback run when the default node has synced.
+func OnReady(cb func()) { withDefault(func(n *Node) { n.OnReady(cb) }) }
+
+// OnInitialSync registers a callback run after the default node's first sync.
+func OnInitialSync(cb func()) { withDefault(func(n *Node) { n.OnInitialSync(cb) }) }
+
+// OnUpdate registers a callback run before each sync is applied.
+func OnUpdate(handler func()) { withDefault(func(n *Node) { n.OnUpdate(handler) }) }
+
+// OnUpdated registers a callback run after each sync is applied.
+func OnUpdated(handler func()) { withDefault(func(n *Node) { n.OnUpdated(handler) }) }
+
+// OnSharedDataUpdate registers a callback for shared data set anywhere.
+func OnSharedDataUpdate(cb func(string, int16)) {
+	withDefault(func(n *Node) { n.OnSharedDataUpdate(cb) })
+}
+
+// OnSharedDataRemove registers a callback for shared data removed anywhere.
+func OnSharedDataRemove(cb func(string)) { withDefault(func(n *Node) { n.OnSharedDataRemove(cb) }) }
+
+// RemoveOnSharedDataUpdate removes a callback given to OnSharedDataUpdate.
+func RemoveOnSharedDataUpdate(cb func(string, int16)) {
+	if n := Default(); n != nil {
+		n.RemoveOnSharedDataUpdate(cb)
+	}
+}
+
+// RemoveOnSharedDataRemove removes a callback given to OnSharedDataRemove.
+func RemoveOnSharedDataRemove(cb func(string)) {
+	if n := Default(); n != nil {
+		n.RemoveOnSharedDataRemove(cb)
+	}
+}
+
+// SetCheckForShutdownReadiness sets what Shutdown polls before it closes.
+func SetCheckForShutdownReadiness(cb func() bool) {
+	withDefault(func(n *Node) { n.SetCheckForShutdownReadiness(cb) })
+}
+
+// SetNodeType sets the default node's type (before Setup: its initial type).
+func SetNodeType(nodeType string) {
+	if !beforeSetup(WithType(nodeType), nil) {
+		Default().SetNodeType(nodeType)
+	}
+}
+
+// SetNodeRole sets the default node's role.
+func SetNodeRole(role string) {
+	if !beforeSetup(WithRole(role), nil) {
+		Default().SetNodeRole(role)
+	}
+}
+
+// SetEndPoint sets the default node's public endpoint.
+func SetEndPoint(endPoint string) {
+	if !beforeSetup(WithEndPoint(endPoint), nil) {
+		Default().SetEndPoint(endPoint)
+	}
+}
+
+// SetAppName sets the default node's app name (MARS namespace).
+func SetAppName(name string) {
+	if !beforeSetup(WithApp(name), nil) {
+		Default().SetAppName(name)
+	}
+}
+
+// SetNodeValue sets one of the default node's metadata values.
+func SetNodeValue(name string, val interface{}) {
+	withDefault(func(n *Node) { n.SetNodeValue(name, val) })
+}
+
+// SetStatus sets the default node's status (StatusOnline, StatusOffline, StatusTaken).
+func SetStatus(status int) { withDefault(func(n *Node) { n.SetStatus(status) }) }
+
+// SetSharedData sets a shared counter cluster-wide from the default node.
+func SetSharedData(key string, value int16) bool {
+	if n := Default(); n != nil {
+		return n.SetSharedData(key, value)
+	}
+	return false
+}
+
+// RemoveSharedData removes a shared counter cluster-wide.
+func RemoveSharedData(key string) bool {
+	if n := Default(); n != nil {
+		return n.RemoveSharedData(key)
+	}
+	return false
+}
+
+// GetSharedData returns a shared counter from the default node's view.
+func GetSharedData(key string) (int16, bool) {
+	if n := Default(); n != nil {
+		return n.GetSharedData(key)
+	}
+	return 0, false
+}
+
+// IsPartOfCluster reports whether the default node is in touch with MARS.
+func IsPartOfCluster() bool {
+	n := Default()
+	return n != nil && n.IsPartOfCluster()
+}
+
+// WaitForLatestNodeData waits for two more syncs of the default node.
+func WaitForLatestNodeData() {
+	if n := Default(); n != nil {
+		n.WaitForLatestNodeData()
+	}
+}
+
+// lookup answers f from the default node, or the zero value before Setup.
+func lookup[T any](f func(*Node) T) T {
+	if n := Default(); n != nil {
+		return f(n)
+	}
+	var zero T
+	return zero
+}
+
+// GetNode returns the record of the node at a mesh address, or nil.
+func GetNode(nodeAddr string) *Node {
+	return lookup(func(n *Node) *Node { return n.GetNode(nodeAddr) })
+}
+
+// GetNodeByEndPoint returns the record of the node with a public endpoint, or nil.
+func GetNodeByEndPoint(endPoint string) *Node {
+	return lookup(func(n *Node) *Node { return n.GetNodeByEndPoint(endPoint) })
+}
+
+// GetNodeAddresses returns every listed node's mesh address but those ignored.
+func GetNodeAddresses(ignoreList []string) []string {
+	return lookup(func(n *Node) []string { return n.GetNodeAddresses(ignoreList) })
+}
+
+// GetNodeAddressesByType returns the mesh addresses of the nodes of a type.
+func GetNodeAddressesByType(nType string) []string {
+	return lookup(func(n *Node) []string { return n.GetNodeAddressesByType(nType) })
+}
+
+// GetNodeAddressesByRole returns the mesh addresses of the nodes of a role.
+func GetNodeAddressesByRole(nRole string) []string {
+	return lookup(func(n *Node) []string { return n.GetNodeAddressesByRole(nRole) })
+}
+
+// GetNodeTypes returns every node type in the cluster.
+func GetNodeTypes() []string { return lookup((*Node).GetNodeTypes) }
+
+// GetNodeEndPoint returns the public endpoint of the node at a mesh address.
+func GetNodeEndPoint(nodeAddr string) string {
+	return lookup(func(n *Node) string { return n.GetNodeEndPoint(nodeAddr) })
+}
+
+// GetNodeMeshEndpoint returns the mesh address of the node with a public endpoint.
+func GetNodeMeshEndpoint(publicEndpoint string) string {
+	return lookup(func(n *Node) string { return n.GetNodeMeshEndpoint(publicEndpoint) })
+}
+
+// GetNodeRoleByAddress returns the role of the node at a mesh address.
+func GetNodeRoleByAddress(addr string) string {
+	return lookup(func(n *Node) string { return n.GetNodeRoleByAddress(addr) })
+}
+
+// GetNodeTypeByAddress returns the type of the node at a mesh address.
+func GetNodeTypeByAddress(addr string) string {
+	return lookup(func(n *Node) string { return n.GetNodeTypeByAddress(addr) })
+}
+
+// GetNodeRoleByType returns the role of the nodes of a type.
+func GetNodeRoleByType(nType string) string {
+	return lookup(func(n *Node) string { return n.GetNodeRoleByType(nType) })
+}
+
+// GetNodeValue returns one metadata value of the node at a mesh address.
+func GetNodeValue(nodeAddr string, name string) interface{} {
+	return lookup(func(n *Node) interface{} { return n.GetNodeValue(nodeAddr, name) })
+}
+
+// GetNodeValues returns the metadata values of the node at a mesh address.
+func GetNodeValues(nodeAddr string) map[string]interface{} {
+	return lookup(func(n *Node) map[string]interface{} { return n.GetNodeValues(nodeAddr) })
+}
+
+// GetNodesWithDifferentPublicAddr returns the nodes whose public host differs.
+func GetNodesWithDifferentPublicAddr() (meshAddrs []string) {
+	return lookup((*Node).GetNodesWithDifferentPublicAddr)
+}
+
+// GetRandomNodeAddressByType returns a random online node of a type, or "".
+func GetRandomNodeAddressByType(nType string) string {
+	return lookup(func(n *Node) string { return n.GetRandomNodeAddressByType(nType) })
+}
+
+// GetSiblingNodeAddress returns a random online node of the default node's type.
+func GetSiblingNodeAddress() string { return lookup((*Node).GetSiblingNodeAddress) }
+
+// IsNodeOnline reports whether the node at a mesh address is listed online.
+func IsNodeOnline(nodeAddr string) bool {
+	return lookup(func(n *Node) bool { return n.IsNodeOnline(nodeAddr) })
+}
+
+// IsNodeOffline reports whether the node at a mesh address is listed offline.
+func IsNodeOffline(nodeAddr string) bool {
+	return lookup(func(n *Node) bool { return n.IsNodeOffline(nodeAddr) })
+}
+
+// IsNodeTaken reports whether the node at a mesh address is listed taken.
+func IsNodeTaken(nodeAddr string) bool {
+	return lookup(func(n *Node) bool { return n.IsNodeTaken(nodeAddr) })
+}
+
+// IsMyNodeOnline reports whether the default node's status is online.
+func IsMyNodeOnline() bool { return lookup((*Node).IsMyNodeOnline) }
+
+// IsMyNodeOffline reports whether the default node's status is offline.
+func IsMyNodeOffline() bool { return lookup((*Node).IsMyNodeOffline) }
+
+// IsMyNodeTaken reports whether the default node's status is taken.
+func IsMyNodeTaken() bool { return lookup((*Node).IsMyNodeTaken) }
+
+// GetMyEndPoint returns the default node's mesh address.
+func GetMyEndPoint() string { return lookup((*Node).GetMyEndPoint) }
+
+// GetMyNodeEndPoint returns the default node's public endpoint.
+func GetMyNodeEndPoint() string { return lookup((*Node).GetMyNodeEndPoint) }
+
+// GetMyNodeType returns the default node's type.
+func GetMyNodeType() string { return lookup((*Node).GetMyNodeType) }
+
+// GetNodeType returns the default node's type.
+func GetNodeType() string { return lookup((*Node).GetNodeType) }
+
+// GetNodeRole returns the default node's role.
+func GetNodeRole() string { return lookup((*Node).GetNodeRole) }
+
+// GetMyNodeValue returns one of the default node's metadata values.
+func GetMyNodeValue(name string) interface{} {
+	return lookup(func(n *Node) interface{} { return n.GetMyNodeValue(name) })
+}

@@ -1,0 +1,260 @@
+package mesh
+
+import (
+	"math/rand/v2"
+	"net"
+
+	"github.com/marsmesh/marsmesh/mars"
+)
+
+// Lookups answer from the node's local view of the cluster, kept in sync
+// with MARS about every second: no network call, at most about two seconds
+// old while MARS is reachable, and stale but usable while it is not (see
+// IsPartOfCluster).
+
+// IsPartOfCluster reports whether the node has heard from MARS within the
+// accepted span (three sync intervals).
+func (n *Node) IsPartOfCluster() bool { return n.mc.InTouch() }
+
+// WaitForLatestNodeData waits until two more syncs with MARS have been
+// applied (bounded), so changes made across the cluster at about the same
+// moment (a mass restart) are in the view.
+func (n *Node) WaitForLatestNodeData() { n.mc.WaitForLatestNodeData() }
+
+func record(m mars.Node) *Node {
+	return &Node{Addr: m.Addr, Type: m.Type, Role: m.Role, Values: m.Values, Self: m.Self}
+}
+
+// GetNode returns the record of the node at a mesh address, or nil.
+func (n *Node) GetNode(nodeAddr string) *Node {
+	if m, ok := n.mc.View().Node(nodeAddr); ok {
+		return record(m)
+	}
+	return nil
+}
+
+// GetNodeByEndPoint returns the record of the node with a public endpoint, or nil.
+func (n *Node) GetNodeByEndPoint(endPoint string) *Node {
+	if m, ok := n.mc.View().NodeByEndPoint(endPoint); ok {
+		return record(m)
+	}
+	return nil
+}
+
+// GetNodeAddresses returns every listed node's mesh address (any status),
+// except those in ignoreList.
+func (n *Node) GetNodeAddresses(ignoreList []string) []string {
+	return n.mc.View().Addrs(ignoreList...)
+}
+
+// GetNodeAddressesByType returns the mesh addresses of the nodes of a type
+// (any status).
+func (n *Node) GetNodeAddressesByType(nType string) []string {
+	return n.mc.View().AddrsByType(nType)
+}
+
+// GetNodeAddressesByRole returns the mesh addresses of the nodes of a role.
+func (n *Node) GetNodeAddressesByRole(nRole string) []string {
+	return n.mc.View().AddrsByRole(nRole)
+}
+
+// GetNodeTypes returns every node type in the cluster.
+func (n *Node) GetNodeTypes() []string { return n.mc.View().Types() }
+
+// GetNodeEndPoint returns the public endpoint of the node at a mesh address.
+func (n *Node) GetNodeEndPoint(nodeAddr string) string {
+	m, _ := n.mc.View().Node(nodeAddr)
+	return m.EndPoint
+}
+
+// GetNodeMeshEndpoint returns the mesh address of the node with a public endpoint.
+func (n *Node) GetNodeMeshEndpoint(publicEndpoint string) string {
+	m, _ := n.mc.View().NodeByEndPoint(publicEndpoint)
+	return m.Addr
+}
+
+// GetNodeRoleByAddress returns the role of the node at a mesh address.
+func (n *Node) GetNodeRoleByAddress(addr string) string {
+	m, _ := n.mc.View().Node(addr)
+	return m.Role
+}
+
+// GetNodeTypeByAddress returns the type of the node at a mesh address.
+func (n *Node) GetNodeTypeByAddress(addr string) string {
+	m, _ := n.mc.View().Node(addr)
+	return m.Type
+}
+
+// GetNodeRoleByType returns the role of the nodes of a type.
+func (n *Node) GetNodeRoleByType(nType string) string {
+	v := n.mc.View()
+	for _, a := range v.AddrsByType(nType) {
+		if m, ok := v.Node(a); ok && m.Role != "" {
+			return m.Role
+		}
+	}
+	return ""
+}
+
+// GetNodeValue returns one metadata value of the node at a mesh address.
+func (n *Node) GetNodeValue(nodeAddr, name string) interface{} {
+	v, _ := n.mc.View().NodeValue(nodeAddr, name)
+	return v
+}
+
+// GetNodeValues returns the metadata values of the node at a mesh address.
+func (n *Node) GetNodeValues(nodeAddr string) map[string]interface{} {
+	m, _ := n.mc.View().Node(nodeAddr)
+	return m.Values
+}
+
+// GetNodesWithDifferentPublicAddr returns the mesh addresses of the nodes
+// whose public endpoint's host differs from this node's.
+func (n *Node) GetNodesWithDifferentPublicAddr() (meshAddrs []string) {
+	mine := host(n.mc.Self().EndPoint)
+	for _, m := range n.mc.View().Nodes() {
+		if !m.Self && host(m.EndPoint) != mine {
+			meshAddrs = append(meshAddrs, m.Addr)
+		}
+	}
+	return meshAddrs
+}
+
+func host(endPoint string) string {
+	if h, _, err := net.SplitHostPort(endPoint); err == nil {
+		return h
+	}
+	return endPoint
+}
+
+// GetRandomNodeAddressByType returns the mesh address of a random online
+// node of a type, or "" if there is none.
+func (n *Node) GetRandomNodeAddressByType(nType string) string {
+	return n.randomOnline(nType, false)
+}
+
+// GetSiblingNodeAddress returns the mesh address of a random online node of
+// this node's type other than itself, or "".
+func (n *Node) GetSiblingNodeAddress() string {
+	return n.randomOnline(n.mc.Self().Type, true)
+}
+
+func (n *Node) randomOnline(nType string, notSelf bool) string {
+	v := n.mc.View()
+	var online []string
+	for _, a := range v.AddrsByType(nType) {
+		if m, ok := v.Node(a); ok && m.Status == mars.StatusOnline && !(notSelf && m.Self) {
+			online = append(online, a)
+		}
+	}
+	if len(online) == 0 {
+		return ""
+	}
+	return online[rand.IntN(len(online))]
+}
+
+func (n *Node) statusOf(addr string) mars.Status {
+	m, _ := n.mc.View().Node(addr)
+	return m.Status
+}
+
+// IsNodeOnline reports whether the node at a mesh address is listed online.
+func (n *Node) IsNodeOnline(nodeAddr string) bool { return n.statusOf(nodeAddr) == mars.StatusOnline }
+
+// IsNodeOffline reports whether the node at a mesh address is listed offline.
+func (n *Node) IsNodeOffline(nodeAddr string) bool {
+	return n.statusOf(nodeAddr) == mars.StatusOffline
+}
+
+// IsNodeTaken reports whether the node at a mesh address is listed taken.
+func (n *Node) IsNodeTaken(nodeAddr string) bool { return n.statusOf(nodeAddr) == mars.StatusTaken }
+
+// IsMyNodeOnline reports whether this node's status is online.
+func (n *Node) IsMyNodeOnline() bool { return n.mc.Self().Status == mars.StatusOnline }
+
+// IsMyNodeOffline reports whether this node's status is offline.
+func (n *Node) IsMyNodeOffline() bool { return n.mc.Self().Status == mars.StatusOffline }
+
+// IsMyNodeTaken reports whether this node's status is taken.
+func (n *Node) IsMyNodeTaken() bool { return n.mc.Self().Status == mars.StatusTaken }
+
+// GetMyEndPoint returns this node's mesh address, the one other nodes send to.
+func (n *Node) GetMyEndPoint() string { return n.selfStr }
+
+// GetMyNodeEndPoint returns this node's public endpoint.
+func (n *Node) GetMyNodeEndPoint() string { return n.mc.Self().EndPoint }
+
+// GetMyNodeType returns this node's type.
+func (n *Node) GetMyNodeType() string { return n.mc.Self().Type }
+
+// GetNodeType returns this node's type.
+func (n *Node) GetNodeType() string { return n.mc.Self().Type }
+
+// GetNodeRole returns this node's role.
+func (n *Node) GetNodeRole() string { return n.mc.Self().Role }
+
+// GetMyNodeValue returns one of this node's metadata values.
+func (n *Node) GetMyNodeValue(name string) interface{} { return n.mc.Self().Values[name] }
+
+// SetNodeType changes this node's type; other nodes see it within about 2 s.
+func (n *Node) SetNodeType(nodeType string) { n.logSet("type", n.mc.SetType(nodeType)) }
+
+// SetNodeRole changes this node's role.
+func (n *Node) SetNodeRole(role string) { n.logSet("role", n.mc.SetRole(role)) }
+
+// SetNodeValue sets one metadata value (any msgpack-able value).
+func (n *Node) SetNodeValue(name string, val interface{}) {
+	n.logSet("value "+name, n.mc.SetValue(name, val))
+}
+
+// SetStatus sets this node's status: StatusOnline, StatusOffline or StatusTaken.
+func (n *Node) SetStatus(status int) { n.logSet("status", n.mc.SetStatus(mars.Status(status))) }
+
+// SetEndPoint sets this node's public endpoint.
+func (n *Node) SetEndPoint(endPoint string) { n.logSet("endpoint", n.mc.SetEndPoint(endPoint)) }
+
+// SetAppName moves the node into another MARS namespace.
+func (n *Node) SetAppName(name string) { n.logSet("app name", n.mc.SetApp(name)) }
+
+func (n *Node) logSet(what string, err error) {
+	if err != nil {
+		n.log.Warn("mesh: setting "+what+" failed", "err", err)
+	}
+}
+
+// GetSharedData returns a shared counter from the local view.
+func (n *Node) GetSharedData(key string) (int16, bool) { return n.mc.View().SharedData(key) }
+
+// SetSharedData sets a shared counter cluster-wide (key of 1 to 54 bytes);
+// it returns false on a bad key. Concurrent writers race: the last one
+// MARS applies wins.
+func (n *Node) SetSharedData(key string, value int16) bool {
+	err := n.mc.SetSharedData(key, value)
+	n.logSet("shared data "+key, err)
+	return err == nil
+}
+
+// RemoveSharedData removes a shared counter cluster-wide.
+func (n *Node) RemoveSharedData(key string) bool {
+	err := n.mc.RemoveSharedData(key)
+	n.logSet("shared data "+key, err)
+	return err == nil
+}
+
+// OnSharedDataUpdate registers a callback for shared data set anywhere.
+func (n *Node) OnSharedDataUpdate(cb func(string, int16)) { n.mc.OnSharedDataUpdate(cb) }
+
+// OnSharedDataRemove registers a callback for shared data removed anywhere.
+func (n *Node) OnSharedDataRemove(cb func(string)) { n.mc.OnSharedDataRemove(cb) }
+
+// RemoveOnSharedDataUpdate removes a callback given to OnSharedDataUpdate.
+func (n *Node) RemoveOnSharedDataUpdate(cb func(string, int16)) { n.mc.RemoveOnSharedDataUpdate(cb) }
+
+// RemoveOnSharedDataRemove removes a callback given to OnSharedDataRemove.
+func (n *Node) RemoveOnSharedDataRemove(cb func(string)) { n.mc.RemoveOnSharedDataRemove(cb) }
+
+// OnUpdate registers a callback run before each sync with MARS is applied.
+func (n *Node) OnUpdate(handler func()) { n.mc.OnUpdate(handler) }
+
+// OnUpdated registers a callback run after each sync with MARS is applied.
+func (n *Node) OnUpdated(handler func()) { n.mc.OnUpdated(handler) }

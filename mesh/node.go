@@ -1,0 +1,384 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/marsmesh/marsmesh/config"
+	"github.com/marsmesh/marsmesh/internal/ratelog"
+	"github.com/marsmesh/marsmesh/mars"
+	"github.com/marsmesh/marsmesh/rudp"
+)
+
+// portScan is how many ports New tries, from the configured one upwards.
+const portScan = 1000
+
+// Node is both a live mesh node and a node record, because the mesh API
+// uses the one name for both:
+//
+//   - New, Setup and Default give a live node: a UDP port carrying its
+//     messages, a MARS client keeping its view of the cluster, and its
+//     handlers. Its methods are the mesh API; it is safe for concurrent use.
+//     Its exported fields describe it as it was created.
+//   - GetNode and GetNodeByEndPoint give records: the exported fields of a
+//     node as the local view lists it. A record has no live node inside and
+//     its methods must not be called.
+type Node struct {
+	Addr   string // mesh address, "ip:port"
+	Type   string
+	Role   string
+	Values map[string]interface{}
+	Self   bool // the record is of the node that looked it up
+
+	*node
+}
+
+// node is the live part of a Node.
+type node struct {
+	cfg     config.Mesh
+	log     *slog.Logger
+	tr      *rudp.Transport
+	mc      *mars.Client
+	self    netip.AddrPort
+	selfStr string
+	guest   bool
+
+	handlers *registry
+
+	nextID atomic.Uint64
+	callMu sync.Mutex
+	calls  map[uint64]*call
+
+	serveMu sync.Mutex
+	serving map[serveKey]context.CancelFunc
+
+	queueMu sync.Mutex
+	queues  map[netip.AddrPort]*cmdQueue
+
+	fan    fanoutState
+	buffer *sendBuffer
+
+	cbMu          sync.RWMutex
+	onSendFailure []func(addr string, err error)
+	onReady       []func()
+	onInitial     []func()
+	readiness     func() bool
+
+	warn         *ratelog.Logger
+	strictMu     sync.Mutex
+	strictWarned map[netip.AddrPort]bool
+	strictDrops  atomic.Uint64
+
+	names sync.Map // netip.AddrPort -> string
+
+	closed    atomic.Bool
+	runMu     sync.RWMutex // guards stopping against wg.Add
+	stopping  bool
+	ctx       context.Context // cancelled by Shutdown; parent of handler contexts
+	stop      context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	wg        sync.WaitGroup // handler goroutines
+}
+
+// Option adjusts a node built by New.
+type Option func(*options)
+
+type options struct {
+	typ, role, endPoint, app string
+	values                   map[string]interface{}
+	guest                    bool
+	logger                   *slog.Logger
+	syncInterval             time.Duration
+	handlers                 *registry
+}
+
+// WithType sets the node type (default "node").
+func WithType(t string) Option { return func(o *options) { o.typ = t } }
+
+// WithRole sets the node role (DGSRole, HTTPRole, TCPRole, UDPRole or your own).
+func WithRole(r string) Option { return func(o *options) { o.role = r } }
+
+// WithEndPoint sets the public endpoint game clients use.
+func WithEndPoint(ep string) Option { return func(o *options) { o.endPoint = ep } }
+
+// WithApp sets the app name: the MARS namespace the node lives in.
+func WithApp(app string) Option { return func(o *options) { o.app = app } }
+
+// WithValues sets initial metadata values.
+func WithValues(v map[string]interface{}) Option { return func(o *options) { o.values = v } }
+
+// AsGuest makes the node a guest: it syncs the cluster view and can send
+// and receive, but MARS never lists it.
+func AsGuest() Option { return func(o *options) { o.guest = true } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithSyncInterval sets how often the node reports to MARS (default 1 s).
+func WithSyncInterval(d time.Duration) Option { return func(o *options) { o.syncInterval = d } }
+
+// New validates cfg, binds the node's UDP port (scanning upwards from
+// cfg.Port while ports are taken), starts syncing with MARS and returns.
+// OnReady and OnInitialSync callbacks fire after the first sync.
+func New(cfg config.Mesh, opts ...Option) (*Node, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	if o.typ == "" {
+		o.typ = "node"
+	}
+	if o.handlers == nil {
+		o.handlers = newRegistry()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	bind, err := cfg.BindAddress()
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.Atoi(cfg.Port)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: port %q: %w", cfg.Port, err)
+	}
+	n := &Node{Type: o.typ, Role: o.role, Self: true, node: &node{
+		cfg:          cfg,
+		log:          o.logger,
+		guest:        o.guest,
+		handlers:     o.handlers,
+		calls:        make(map[uint64]*call),
+		serving:      make(map[serveKey]context.CancelFunc),
+		queues:       make(map[netip.AddrPort]*cmdQueue),
+		strictWarned: make(map[netip.AddrPort]bool),
+		done:         make(chan struct{}),
+		warn:         ratelog.New(o.logger, 10*time.Second),
+	}}
+	n.ctx, n.stop = context.WithCancel(context.Background())
+	n.fan.init()
+	n.tr, err = rudp.ListenScan(bind, port, portScan, rudp.Config{
+		RetryInterval: cfg.RetryIntervalDuration(),
+		RetryTimeout:  cfg.RetryTimeoutDuration(),
+		OnMessage:     n.onMessage,
+		OnPeerDown:    n.onPeerDown,
+		Logger:        o.logger,
+	})
+	if err != nil {
+		n.stop()
+		return nil, fmt.Errorf("mesh: %w", err)
+	}
+	n.self = advertised(n.tr.LocalAddr(), cfg.MarsAddr())
+	n.selfStr = n.self.String()
+	n.Addr = n.selfStr
+	if cfg.SendInterval > 0 {
+		n.buffer = newSendBuffer(n, cfg.SendIntervalDuration())
+	}
+	n.mc, err = mars.NewClient(mars.ClientConfig{
+		Transport:   n.tr,
+		MarsAddr:    cfg.MarsAddr(),
+		MarsAddrTTL: marsTTL(cfg),
+		App:         o.app,
+		Interval:    o.syncInterval,
+		Guest:       o.guest,
+		Addr:        n.selfStr,
+		Type:        o.typ,
+		Role:        o.role,
+		EndPoint:    o.endPoint,
+		Values:      o.values,
+		Logger:      o.logger,
+	})
+	if err != nil {
+		n.stop()
+		n.tr.Close()
+		return nil, fmt.Errorf("mesh: %w", err)
+	}
+	n.mc.OnInitialSync(n.fireInitialSync)
+	n.mc.Start()
+	n.log.Debug("mesh node started", "addr", n.selfStr, "guest", n.guest)
+	return n, nil
+}
+
+func marsTTL(cfg config.Mesh) time.Duration {
+	if cfg.MarsAddressCacheTTL == 0 {
+		return -1 // resolve every time
+	}
+	return cfg.MarsAddressCacheTTLDuration()
+}
+
+// advertised turns a bound address into one peers can reach: an
+// unspecified IP (0.0.0.0) is replaced by the local IP that routes to MARS.
+func advertised(bound netip.AddrPort, marsAddr string) netip.AddrPort {
+	if !bound.Addr().IsUnspecified() {
+		return bound
+	}
+	c, err := net.Dial("udp", marsAddr)
+	if err != nil {
+		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), bound.Port())
+	}
+	defer c.Close()
+	ip := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	return netip.AddrPortFrom(ip, bound.Port())
+}
+
+// IsGuest reports whether the node joined as a guest.
+func (n *Node) IsGuest() bool { return n.guest }
+
+// Mars gives access to the node's MARS client (its view of the cluster).
+func (n *Node) Mars() *mars.Client { return n.mc }
+
+// name returns the mesh address string of a peer, cached.
+func (n *Node) name(a netip.AddrPort) string {
+	if v, ok := n.names.Load(a); ok {
+		return v.(string)
+	}
+	s := a.String()
+	n.names.Store(a, s)
+	return s
+}
+
+// resolve parses a mesh address ("ip:port", or "host:port" resolved once).
+func (n *Node) resolve(addr string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	}
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("bad mesh address %q: %w", addr, err)
+	}
+	ap := ua.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// onPeerDown runs when rudp ends a session: calls and fan-out hops waiting
+// on the peer fail now, and OnSendFailure listeners hear of lost messages.
+func (n *Node) onPeerDown(addr netip.AddrPort, err error) {
+	n.mc.HandlePeerDown(addr)
+	failed := n.failCalls(addr, err)
+	failed = n.fan.peerDown(addr, err) || failed
+	var pe *rudp.PeerError
+	if failed || (errors.As(err, &pe) && pe.Unacked > 0) {
+		n.sendFailed(n.name(addr), err)
+	}
+}
+
+// OnSendFailure registers a callback that hears every peer a send could
+// not reach, with the reason.
+func (n *Node) OnSendFailure(cb func(addr string, err error)) {
+	n.cbMu.Lock()
+	n.onSendFailure = append(n.onSendFailure, cb)
+	n.cbMu.Unlock()
+}
+
+func (n *Node) warnOnce(cause string, args ...any) {
+	n.warn.Warn(cause, append(args, "node", n.selfStr)...)
+}
+
+func (n *Node) sendFailed(addr string, err error) {
+	n.cbMu.RLock()
+	cbs := n.onSendFailure
+	n.cbMu.RUnlock()
+	for _, cb := range cbs {
+		cb(addr, err)
+	}
+}
+
+// OnReady registers a callback run once the node has synced with MARS
+// (at once if it already has).
+func (n *Node) OnReady(cb func()) { n.onFirstSync(&n.onReady, cb) }
+
+// OnInitialSync registers a callback run after the first sync with MARS
+// (at once if it already happened).
+func (n *Node) OnInitialSync(cb func()) { n.onFirstSync(&n.onInitial, cb) }
+
+func (n *Node) onFirstSync(list *[]func(), cb func()) {
+	n.cbMu.Lock()
+	select {
+	case <-n.mc.Ready():
+		n.cbMu.Unlock()
+		cb()
+		return
+	default:
+	}
+	*list = append(*list, cb)
+	n.cbMu.Unlock()
+}
+
+func (n *Node) fireInitialSync() {
+	n.cbMu.Lock()
+	initial, ready := n.onInitial, n.onReady
+	n.onInitial, n.onReady = nil, nil
+	n.cbMu.Unlock()
+	for _, cb := range initial {
+		cb()
+	}
+	for _, cb := range ready {
+		cb()
+	}
+}
+
+// Ready is closed once the node has synced with MARS.
+func (n *Node) Ready() <-chan struct{} { return n.mc.Ready() }
+
+// SetCheckForShutdownReadiness sets a function Shutdown polls (for up to
+// 10 s) before it goes offline-and-close, so in-flight game work can end.
+func (n *Node) SetCheckForShutdownReadiness(cb func() bool) {
+	n.cbMu.Lock()
+	n.readiness = cb
+	n.cbMu.Unlock()
+}
+
+// Shutdown marks the node offline at MARS, waits for in-flight handlers
+// (up to the retry timeout), flushes queued messages and closes the
+// socket. It is safe to call more than once; later calls return the
+// first call's result.
+func (n *Node) Shutdown() error {
+	n.closeOnce.Do(func() {
+		n.cbMu.RLock()
+		ready := n.readiness
+		n.cbMu.RUnlock()
+		if ready != nil {
+			deadline := time.Now().Add(10 * time.Second)
+			for !ready() && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		n.closed.Store(true)
+		mcErr := n.mc.Close() // graceful leave: offline at once
+		if n.buffer != nil {
+			n.buffer.close()
+		}
+		// Let running handlers finish and answer; past the retry timeout,
+		// cancel their contexts and wait for them to return.
+		n.runMu.Lock()
+		n.stopping = true
+		n.runMu.Unlock()
+		waited := make(chan struct{})
+		go func() { n.wg.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-time.After(n.cfg.RetryTimeoutDuration()):
+			n.log.Warn("mesh: shutdown is cancelling running handlers", "addr", n.selfStr)
+		}
+		close(n.done)
+		n.stop()
+		<-waited
+		n.failAllCalls(ErrClosed)
+		n.fan.closeAll()
+		trErr := n.tr.Close()
+		n.closeErr = errors.Join(mcErr, trErr)
+	})
+	return n.closeErr
+}

@@ -1,0 +1,92 @@
+package mesh
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+)
+
+// Message kinds on the node's rudp transport. MARS uses 0x40..0x4F; the
+// mesh uses the kinds below, so internal traffic never shares a command ID
+// space with user handlers.
+const (
+	kindCommand   byte = 0x01 // [cmd u16][payload]
+	kindRequest   byte = 0x02 // [id u64][table u8][cmd u16][timeout ms u32][payload]
+	kindResponse  byte = 0x03 // [id u64][status u8][payload or error text]
+	kindCancel    byte = 0x04 // [id u64]
+	kindFanout    byte = 0x05 // see fanout.go
+	kindFanoutAck byte = 0x06 // [id u64][count u16]{addr}
+	kindBatch     byte = 0x07 // {[kind u8][length u32][body]}, see buffer.go
+)
+
+// Handler tables a request can address.
+const (
+	tableRPC      byte = 1 // HandleRPC
+	tableCommand  byte = 2 // HandleCommand / SetCommandHandler (SendRequest)
+	tableInternal byte = 3 // the mesh's own (health check)
+)
+
+// Response statuses.
+const (
+	statusOK        byte = 0
+	statusError     byte = 1 // the handler returned an error; payload is its text
+	statusNoHandler byte = 2
+	statusExpired   byte = 3 // the deadline passed before the handler ran
+	statusTooLarge  byte = 4 // the response exceeds MaxMessageSize
+)
+
+// Internal commands (tableInternal).
+const internalHealth uint16 = 1
+
+const (
+	requestHeaderSize  = 15
+	responseHeaderSize = 9
+)
+
+var errMalformed = errors.New("malformed mesh message")
+
+func appendRequestHeader(b []byte, id uint64, table byte, cmd uint16, timeoutMs uint32) []byte {
+	b = binary.BigEndian.AppendUint64(b, id)
+	b = append(b, table)
+	b = binary.BigEndian.AppendUint16(b, cmd)
+	return binary.BigEndian.AppendUint32(b, timeoutMs)
+}
+
+type requestHeader struct {
+	id        uint64
+	table     byte
+	cmd       uint16
+	timeoutMs uint32
+}
+
+func parseRequest(p []byte) (requestHeader, []byte, error) {
+	if len(p) < requestHeaderSize {
+		return requestHeader{}, nil, errMalformed
+	}
+	return requestHeader{
+		id:        binary.BigEndian.Uint64(p),
+		table:     p[8],
+		cmd:       binary.BigEndian.Uint16(p[9:]),
+		timeoutMs: binary.BigEndian.Uint32(p[11:]),
+	}, p[requestHeaderSize:], nil
+}
+
+// appendAddr writes an address as [length u8][AddrPort binary].
+func appendAddr(b []byte, a netip.AddrPort) []byte {
+	at := len(b)
+	b = append(b, 0)
+	b, _ = a.AppendBinary(b)
+	b[at] = byte(len(b) - at - 1)
+	return b
+}
+
+func readAddr(p []byte) (netip.AddrPort, []byte, error) {
+	if len(p) < 1 || len(p) < 1+int(p[0]) {
+		return netip.AddrPort{}, nil, errMalformed
+	}
+	var a netip.AddrPort
+	if err := a.UnmarshalBinary(p[1 : 1+int(p[0])]); err != nil || !a.IsValid() {
+		return netip.AddrPort{}, nil, errMalformed
+	}
+	return a, p[1+int(p[0]):], nil
+}
