@@ -127,9 +127,7 @@ func TestPeerRestarted(t *testing.T) {
 	}
 	b1In.waitFor(2*time.Second, func() bool { return len(b1In.msgs) == 1 })
 	inc1 := b1.Incarnation()
-	// Kill b1 without FIN: close its socket, then its goroutines.
-	b1.conn.Close()
-	b1.Close()
+	b1.Abort() // killed: no FIN
 
 	b2In := newInbox()
 	b2, err := Listen(addr.String(), b2In.config(fastConfig()))
@@ -176,8 +174,7 @@ func TestRestartedPeerDialsFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	aIn.waitFor(2*time.Second, func() bool { return len(aIn.msgs) == 1 })
-	b1.conn.Close()
-	b1.Close()
+	b1.Abort()
 	b2, err := Listen(addr.String(), fastConfig())
 	if err != nil {
 		t.Fatal(err)

@@ -436,6 +436,18 @@ func (t *Transport) Peers() []netip.AddrPort {
 // tells every peer the session is closed, stops the goroutines and closes
 // the socket. It is idempotent and returns once everything has stopped.
 func (t *Transport) Close() error {
+	t.shutdown(true)
+	return nil
+}
+
+// Abort closes the socket at once, with no flush and no close frames, as
+// a crashed process would: peers find out through silence. For tests and
+// emergencies; it is idempotent, and Close after it does nothing.
+func (t *Transport) Abort() {
+	t.shutdown(false)
+}
+
+func (t *Transport) shutdown(graceful bool) {
 	t.closeOnce.Do(func() {
 		t.closing.Store(true)
 		t.mu.RLock()
@@ -444,15 +456,18 @@ func (t *Transport) Close() error {
 			all = append(all, s)
 		}
 		t.mu.RUnlock()
-
-		ctx, cancel := context.WithTimeout(context.Background(), t.cfg.CloseTimeout)
-		for _, s := range all {
-			t.Drain(ctx, s.addr)
+		if !graceful {
+			t.conn.Close()
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), t.cfg.CloseTimeout)
+			for _, s := range all {
+				t.Drain(ctx, s.addr)
+			}
+			cancel()
 		}
-		cancel()
 		for _, s := range all {
 			s.mu.Lock()
-			if s.state == stateEstablished {
+			if graceful && s.state == stateEstablished {
 				fin := control{typ: pktFin, src: t.inc, dst: s.remoteInc, conv: s.conv}
 				t.sendControl(s.addr, fin)
 				t.sendControl(s.addr, fin) // a second copy in case one is lost
@@ -469,7 +484,6 @@ func (t *Transport) Close() error {
 		clear(t.sessions)
 		t.mu.Unlock()
 	})
-	return nil
 }
 
 func (t *Transport) timerLoop() {
