@@ -1,0 +1,83 @@
+// Package mesh is the server-to-server API of marsmesh: nodes find each
+// other through a MARS registry and message each other over reliable UDP.
+// It follows the Diarkis mesh API, so code written against it reads the
+// same here.
+//
+// # Nodes
+//
+// Setup (or Guest) makes the default node that the package-level functions
+// use; New makes independent nodes, so tests and tools can run many in one
+// process. A node binds one UDP port (scanning upwards from the configured
+// port), keeps a local view of the cluster in sync with MARS about every
+// second, and answers every lookup (GetNodeAddressesByType, GetNodeValue,
+// GetSharedData, ...) from that view without a network call.
+//
+// # Messages
+//
+//   - Send: reliable one-way message to the HandleCommand (decoded map) or
+//     SetCommandHandler (raw bytes) handler of a command ID. Messages from
+//     one sender are handled in order.
+//   - USend: the same, unreliable: it arrives whole or not at all.
+//   - SendMany, USendMany: fan-out along a tree; the sender reaches at most
+//     limit nodes and each relays to its share of the rest. Every node gets
+//     the message exactly once; when a relay is unreachable its share is
+//     still delivered and a *FanoutError names the nodes that failed.
+//   - SendRPC, SendRPCWithContext: bytes in, bytes out, to a HandleRPC
+//     handler; default timeout 3 s. The deadline travels with the request
+//     (HandleRPCWithContext handlers see it), and cancelling the context
+//     returns at once and cancels the handler's context.
+//   - SendRequest: a map or struct in, a map out through a callback.
+//
+// Data for Send, USend, SendMany, USendMany and SendRequest is a
+// map[string]interface{}, a struct (pointer; json tags name its fields), a
+// *Parcel (all encoded with msgpack), or []byte sent as it is. Payloads are
+// up to MaxMessageSize (10,000,000) bytes.
+//
+// Internal traffic (RPC responses, fan-out relays and acks, health checks,
+// MARS) uses message kinds of its own, so every uint16 command ID is free
+// for the application; RPC and command handlers are separate tables. A
+// second handler for an ID already taken is refused and IsCommandDuplicate
+// reports it.
+//
+// # Errors
+//
+// Every error wraps at most one of ErrSend (IsSendError: bad address, too
+// large, unreachable or dead node, shut down), ErrRequest (IsRequestError:
+// the remote handler failed, with its message in a *RemoteError, had no
+// handler, or the caller cancelled), ErrRequestTimeout
+// (IsRequestTimeoutError) and ErrUnhealthy (IsUnhealthyError: this node is
+// not part of the cluster, so it refuses to start requests). OnSendFailure
+// hears every peer a send could not reach.
+//
+// # Configuration
+//
+// See package config: the Diarkis keys (address, nic, port, marsAddress,
+// marsPort, marsAddressCacheTTL, retryInterval, retryTimeout,
+// strictCheckForExternal, sendInterval) from a JSON file and DIARKIS_*
+// environment variables. retryTimeout is how long a silent peer stays
+// alive; with sendInterval >= 17 ms one-way messages (Send, USend) are
+// held per peer and sent together every interval, while RPCs and fan-out
+// are never held; with strictCheckForExternal, messages from senders MARS
+// does not list are dropped (health checks excepted).
+//
+// # Deviations from the Diarkis mesh API
+//
+//   - Setup, Guest and StartAsMARS return an error instead of nothing.
+//   - Shutdown (new) marks the node offline at MARS, lets running handlers
+//     finish, flushes and closes; it is safe to call twice.
+//   - New, Default, Options (WithType, AsGuest, ...) and Node methods (new)
+//     give independent nodes. Node is both a live node (from New, Setup)
+//     and a node record (from GetNode, GetNodeByEndPoint), because the
+//     reference uses the one name for both.
+//   - CreateRequestData returns a *Parcel defined in this package (the
+//     reference's util.Parcel).
+//   - GetInt, GetString and the other getters return the zero value on a
+//     missing field or a wrong type instead of panicking; numbers convert
+//     between widths when the value fits.
+//   - StatusOnline (1), StatusOffline (2), StatusTaken (3) for SetStatus.
+//   - HandleRPCWithContext, OnSendFailure, Node.HealthCheck, CreateResponseBytes
+//     and FanoutError are additions. SendRequest's callback runs on its own
+//     goroutine. SetCommandHandler and HandleCommand share one table.
+//   - TestPackPacket is left out; Msg, SendData and Shrink exist for
+//     compatibility only (splitting happens inside the transport).
+package mesh
