@@ -87,11 +87,13 @@ const readBatch = 32
 func (t *Transport) flushAcks() {
 	for i, s := range t.acksDue {
 		s.mu.Lock()
-		if s.ackDue && s.state == stateEstablished {
-			kcpFlush(s.kcp, kcp.IKCP_FLUSH_ACKONLY)
-		}
+		due := s.ackDue
 		s.ackDue = false
-		s.unlockAndWrite()
+		if due {
+			s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
+		} else {
+			s.unlockAndWrite()
+		}
 		t.acksDue[i] = nil
 	}
 	t.acksDue = t.acksDue[:0]
@@ -213,16 +215,18 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 		return
 	}
 	acked := s.ackLocked()
-	if s.pushLocked() {
-		kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
-	} else if !s.ackDue {
-		s.ackDue = true
-		t.acksDue = append(t.acksDue, s)
-	}
 	if acked {
 		s.changed.broadcast()
 	}
-	s.unlockAndWrite()
+	if s.pushLocked() {
+		s.flushUnlock(kcp.IKCP_FLUSH_FULL, false)
+	} else {
+		if !s.ackDue {
+			s.ackDue = true
+			t.acksDue = append(t.acksDue, s)
+		}
+		s.unlockAndWrite()
+	}
 	for _, f := range frames {
 		t.deliver(from, f.kind, f.payload, true)
 	}

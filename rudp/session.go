@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,13 +35,17 @@ type session struct {
 	lastRecv atomic.Int64 // transport clock, ns
 	lastSend atomic.Int64
 
-	mu        sync.Mutex
-	state     sessionState
-	remoteInc uint64
-	conv      uint32
-	kcp       *kcp.KCP
-	active    bool // listed in the timer's active set
-	ackDue    bool // listed in the read loop's acksDue
+	mu          sync.Mutex
+	state       sessionState
+	remoteInc   uint64
+	conv        uint32
+	kcp         *kcp.KCP
+	active      bool  // listed in the timer's active set
+	flushing    bool  // a goroutine is flushing and writing (see flushUnlock)
+	queuedFlush bool  // listed for the transport's flusher goroutine
+	sendFlushAt int64 // when a sender last flushed this session itself
+	flushWant   kcp.FlushType
+	ackDue      bool // listed in the read loop's acksDue
 
 	// Outgoing bytes: framed messages waiting for KCP window room live in
 	// queue. Counters are cumulative byte offsets in the stream.
@@ -107,6 +112,53 @@ func (s *session) output(buf []byte, size int) {
 	s.lastSend.Store(s.t.now())
 }
 
+// flushUnlock flushes KCP, releases s.mu and writes the packets. If
+// another goroutine is already flushing this session, it only leaves a
+// note: that goroutine flushes again after its write, so messages queued
+// by many senders meanwhile leave in shared packets and syscalls. The
+// flusher takes at most a few extra rounds, then hands the job back.
+func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
+	if s.state != stateEstablished {
+		s.unlockAndWrite()
+		return
+	}
+	if s.flushing {
+		s.flushWant = max(s.flushWant, ft)
+		s.unlockAndWrite()
+		return
+	}
+	s.flushing = true
+	if yield {
+		// Let goroutines that are ready to run (other senders, typically
+		// woken by the same batch of responses) queue their messages
+		// first, so they share this flush. With nothing else runnable
+		// this costs next to nothing.
+		s.mu.Unlock()
+		runtime.Gosched()
+		s.mu.Lock()
+		if s.state != stateEstablished {
+			s.flushing = false
+			s.unlockAndWrite()
+			return
+		}
+	}
+	for round := 0; ; round++ {
+		kcpFlush(s.kcp, ft)
+		s.unlockAndWrite()
+		s.mu.Lock()
+		if s.flushWant == 0 || s.state != stateEstablished {
+			break
+		}
+		ft, s.flushWant = s.flushWant, 0
+		if round == 8 {
+			kcpFlush(s.kcp, ft) // the last round; later notes flush themselves
+			break
+		}
+	}
+	s.flushing = false
+	s.unlockAndWrite()
+}
+
 // unlockAndWrite releases s.mu, then writes the packets flushed under it.
 func (s *session) unlockAndWrite() {
 	b := s.tx
@@ -130,7 +182,6 @@ func (s *session) enqueueLocked(kind byte, size int, parts [][]byte) {
 		s.queue.push(frame)
 		if s.state == stateEstablished {
 			s.pushLocked()
-			kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
 		}
 		return
 	}
@@ -144,7 +195,6 @@ func (s *session) enqueueLocked(kind byte, size int, parts [][]byte) {
 		s.queue.push(s.direct.copyOut())
 	}
 	clear(s.directBufs)
-	kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
 }
 
 func (s *session) sendPieceLocked(piece []byte) {
@@ -212,17 +262,16 @@ func (s *session) dieLocked(reason error) {
 // idle and can leave the active set.
 func (s *session) tick() bool {
 	s.mu.Lock()
-	defer s.unlockAndWrite()
 	if s.state == stateEstablished {
 		s.pushLocked()
-		kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
 		if s.ackLocked() {
 			s.changed.broadcast()
 		}
 	}
-	if s.idleLocked() {
+	idle := s.idleLocked()
+	if idle {
 		s.active = false
-		return true
 	}
-	return false
+	s.flushUnlock(kcp.IKCP_FLUSH_FULL, false)
+	return idle
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"github.com/marsmesh/marsmesh/internal/ratelog"
+	kcp "github.com/xtaci/kcp-go/v5"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -34,6 +36,10 @@ type Transport struct {
 
 	mu       sync.RWMutex
 	sessions map[netip.AddrPort]*session
+
+	flushMu   sync.Mutex
+	flushq    []*session
+	flushWake chan struct{}
 
 	activeMu  sync.Mutex
 	newActive []*session
@@ -109,23 +115,25 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 	}
 	cfg = cfg.withDefaults()
 	t := &Transport{
-		cfg:      cfg,
-		conn:     conn,
-		local:    local,
-		inc:      newIncarnation(),
-		epoch:    time.Now(),
-		sessions: make(map[netip.AddrPort]*session),
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		rstAt:    make(map[netip.AddrPort]int64),
-		warn:     ratelog.New(cfg.Logger, 10*time.Second),
+		cfg:       cfg,
+		conn:      conn,
+		local:     local,
+		inc:       newIncarnation(),
+		epoch:     time.Now(),
+		sessions:  make(map[netip.AddrPort]*session),
+		wake:      make(chan struct{}, 1),
+		flushWake: make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		rstAt:     make(map[netip.AddrPort]int64),
+		warn:      ratelog.New(cfg.Logger, 10*time.Second),
 	}
 	t.fast, _ = conn.(addrPortConn)
 	t.batch = newBatchWriter(conn, local)
 	t.reasm = newReassembler(cfg.ReassemblyLimit, cfg.ReassemblyTTL)
-	t.wg.Add(2)
+	t.wg.Add(3)
 	go t.readLoop()
 	go t.timerLoop()
+	go t.flushLoop()
 	return t, nil
 }
 
@@ -274,11 +282,64 @@ func (t *Transport) enqueue(s *session, kind byte, size int, parts [][]byte) err
 	s.enqueueLocked(kind, size, parts)
 	activate := !s.active
 	s.active = true
-	s.unlockAndWrite()
+	now := t.now()
+	if s.state == stateEstablished && !s.flushing && size < kcpMSS && now-s.sendFlushAt < int64(hotWindow) {
+		// A stream of small sends: let the flusher goroutine send what
+		// accumulates, in full packets, while this sender goes on.
+		queue := !s.queuedFlush
+		s.queuedFlush = true
+		s.mu.Unlock()
+		if queue {
+			t.queueFlush(s)
+		}
+	} else {
+		s.sendFlushAt = now
+		s.flushUnlock(kcp.IKCP_FLUSH_FULL, true)
+	}
 	if activate {
 		t.activate(s)
 	}
 	return nil
+}
+
+// hotWindow: a small send coming this soon after the session's last flush
+// by a sender is left to the flusher goroutine. An RPC at a time (tens of
+// µs apart) is flushed by its sender at once; a tight loop of sends is
+// not. Large messages fill whole segments anyway and are flushed inline.
+const hotWindow = 15 * time.Microsecond
+
+func (t *Transport) queueFlush(s *session) {
+	t.flushMu.Lock()
+	t.flushq = append(t.flushq, s)
+	t.flushMu.Unlock()
+	select {
+	case t.flushWake <- struct{}{}:
+	default:
+	}
+}
+
+// flushLoop flushes sessions whose senders handed the job over.
+func (t *Transport) flushLoop() {
+	defer t.wg.Done()
+	var batch []*session
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-t.flushWake:
+		}
+		runtime.Gosched() // let the senders that are ready queue more first
+		t.flushMu.Lock()
+		batch, t.flushq = t.flushq, batch[:0]
+		t.flushMu.Unlock()
+		for i, s := range batch {
+			s.mu.Lock()
+			s.queuedFlush = false
+			s.sendFlushAt = t.now()
+			s.flushUnlock(kcp.IKCP_FLUSH_FULL, false)
+			batch[i] = nil
+		}
+	}
 }
 
 // activate hands a session with data in flight to the timer loop.
