@@ -146,7 +146,7 @@ func (n *Node) result(c *call, r callResult) ([]byte, error) {
 	case statusError:
 		return nil, &RemoteError{Addr: c.addr, Cmd: c.cmd, Message: string(r.payload)}
 	case statusExpired:
-		return nil, n.timeoutErr(c.cmd, c.addr, errors.New("deadline passed before the handler ran"))
+		return nil, n.timeoutErr(c.cmd, c.addr, fmt.Errorf("on the remote node: %w", context.DeadlineExceeded))
 	default:
 		return nil, fmt.Errorf("%w: command %d on %s: %s", ErrRequest, c.cmd, c.addr, r.payload)
 	}
@@ -264,6 +264,10 @@ func (n *Node) serve(from netip.AddrPort, hdr requestHeader, run func(context.Co
 	}
 	resp, err := n.protect(hdr.cmd, func() ([]byte, error) { return run(ctx, n.name(from)) })
 	switch {
+	case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		// The caller's deadline passed: a timeout for the caller, not a
+		// handler error (the handler most likely returned ctx.Err()).
+		n.respond(from, hdr.id, statusExpired, nil)
 	case err != nil:
 		n.respond(from, hdr.id, statusError, []byte(err.Error()))
 	case len(resp) > MaxMessageSize:
