@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/marsmesh/marsmesh/config"
+	"github.com/marsmesh/marsmesh/mesh"
+)
+
+// cmdRun joins the cluster through the package-level mesh API, the way a
+// game server embeds it, and serves until ctx ends.
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("run", "[-config FILE] [-type TYPE] [flags]",
+		"Joins the cluster as a node (mesh.Setup), serves the example handlers (echo RPC 1,\n"+
+			"counter command 10, broadcast receiver command 11), logs its mesh address and\n"+
+			"leaves cleanly on SIGINT or SIGTERM (mesh.Shutdown, exit 0).")
+	configPath := fs.String("config", "", "mesh configuration `file` (JSON); empty: defaults. DIARKIS_* environment variables override both")
+	typ := fs.String("type", "game", "node `type` listed in MARS")
+	role := fs.String("role", "", "node `role` listed in MARS (e.g. UDP, TCP, DGS, HTTP)")
+	endpoint := fs.String("endpoint", "", "public `host:port` game clients use, listed in MARS")
+	app := fs.String("app", "", "app `name`: the MARS namespace (default: the default namespace)")
+	values := valuesFlag{}
+	fs.Var(values, "value", "metadata `k=v` listed in MARS; repeatable; v is an integer, true/false, or else a string")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	name := fs.Name()
+	if *typ == "" {
+		return usageError(stderr, name, errors.New("-type must not be empty"))
+	}
+	if *endpoint != "" {
+		if _, _, err := net.SplitHostPort(*endpoint); err != nil {
+			return usageError(stderr, name, fmt.Errorf("-endpoint %q: want host:port", *endpoint))
+		}
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return usageError(stderr, name, err)
+	}
+	cfg, err := config.Load(*configPath) // mesh.Setup loads it again; this check makes a bad one exit 2
+	if err != nil {
+		return usageError(stderr, name, err)
+	}
+	slog.SetDefault(log) // the default node logs through slog.Default()
+
+	// Everything set before Setup applies to the node Setup makes.
+	h := newHandlers(log)
+	if !h.register(meshDefault{}) {
+		return failure(stderr, name, errors.New("example handler IDs already taken"))
+	}
+	mesh.SetNodeType(*typ)
+	if *role != "" {
+		mesh.SetNodeRole(*role)
+	}
+	if *endpoint != "" {
+		mesh.SetEndPoint(*endpoint)
+	}
+	if *app != "" {
+		mesh.SetAppName(*app)
+	}
+	for _, k := range values.keys() {
+		mesh.SetNodeValue(k, values[k])
+	}
+	if err := mesh.Setup(*configPath); err != nil {
+		return failure(stderr, name, err)
+	}
+	log.Info("node started", "addr", mesh.GetMyEndPoint(), "type", *typ, "role", *role,
+		"endpoint", *endpoint, "mars", cfg.MarsAddr())
+
+	warn := time.NewTimer(5 * time.Second)
+	defer warn.Stop()
+	ready := mesh.Default().Ready()
+	for ready != nil {
+		select {
+		case <-ready:
+			log.Info("joined the cluster", "addr", mesh.GetMyEndPoint())
+			ready = nil
+		case <-warn.C:
+			log.Warn("MARS has not answered yet; still trying", "mars", cfg.MarsAddr())
+		case <-ctx.Done():
+			ready = nil
+		}
+	}
+	<-ctx.Done()
+	log.Info("stopping", "addr", mesh.GetMyEndPoint())
+	if err := mesh.Shutdown(); err != nil {
+		log.Error("shutdown", "err", err)
+		return exitFail
+	}
+	total, msgs := h.counter()
+	log.Info("stopped", "counterTotal", total, "counterMessages", msgs, "broadcasts", h.broadcasts.Load())
+	return exitOK
+}
+
+// valuesFlag collects repeated -value k=v flags.
+type valuesFlag map[string]interface{}
+
+func (v valuesFlag) String() string {
+	parts := make([]string, 0, len(v))
+	for _, k := range v.keys() {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, v[k]))
+	}
+	return strings.Join(parts, ",")
+}
+
+func (v valuesFlag) Set(s string) error {
+	k, val, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%q: want k=v", s)
+	}
+	v[k] = parseValue(val)
+	return nil
+}
+
+func (v valuesFlag) keys() []string {
+	keys := make([]string, 0, len(v))
+	for k := range v {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// parseValue types a -value: an integer, true or false, or else a string.
+func parseValue(s string) interface{} {
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return i
+	}
+	switch s {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	return s
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/marsmesh/marsmesh/config"
+	"github.com/marsmesh/marsmesh/mars"
+)
+
+// cmdStatus joins as a guest, waits for the first sync and prints the view.
+func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("status", "[-mars HOST:PORT] [-app NAME] [flags]",
+		"Joins the cluster as a guest (never listed), waits for the first sync with MARS and\n"+
+			"prints every node by type (role, status, mesh address, public endpoint, values)\n"+
+			"and the shared data. Exits 1 if MARS does not answer within -timeout.")
+	configPath := fs.String("config", "", "mesh configuration `file` (JSON); empty: defaults. DIARKIS_* environment variables override both")
+	marsAddr := fs.String("mars", "", "MARS `host:port` (default: marsAddress:marsPort of the configuration, 127.0.0.1:6789)")
+	app := fs.String("app", "", "app `name` (MARS namespace) to show (default: the default namespace)")
+	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for MARS to answer")
+	logLevel := fs.String("log-level", "error", "log `level` of the guest node (stderr): debug, info, warn or error")
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	name := fs.Name()
+	if *timeout <= 0 {
+		return usageError(stderr, name, fmt.Errorf("-timeout %v: must be positive", *timeout))
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return usageError(stderr, name, err)
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return usageError(stderr, name, err)
+	}
+	if *marsAddr != "" {
+		host, port, err := net.SplitHostPort(*marsAddr)
+		if err != nil {
+			return usageError(stderr, name, fmt.Errorf("-mars %q: want host:port", *marsAddr))
+		}
+		cfg.MarsAddress, cfg.MarsPort = host, port
+		if err := cfg.Validate(); err != nil {
+			return usageError(stderr, name, fmt.Errorf("-mars %q: %w", *marsAddr, err))
+		}
+	}
+	g, err := startGuest(cfg, *app, log)
+	if err != nil {
+		return failure(stderr, name, err)
+	}
+	defer stopGuest(g, 500*time.Millisecond)
+
+	t := time.NewTimer(*timeout)
+	defer t.Stop()
+	select {
+	case <-g.Ready():
+	case <-t.C:
+		err := fmt.Errorf("MARS at %s did not answer within %v (is mars-server running there? see -mars)", cfg.MarsAddr(), *timeout)
+		if last := g.Mars().LastError(); last != nil {
+			err = fmt.Errorf("MARS at %s refused the guest: %w", cfg.MarsAddr(), last)
+		}
+		return failure(stderr, name, err)
+	case <-ctx.Done():
+		return failure(stderr, name, errors.New("interrupted"))
+	}
+	v := g.Mars().View()
+	printStatus(stdout, cfg.MarsAddr(), *app, v.Nodes(), v.AllSharedData())
+	return exitOK
+}
+
+// printStatus writes the cluster as a guest sees it.
+func printStatus(w io.Writer, marsAddr, app string, nodes []mars.Node, shared map[string]int16) {
+	appName := strconv.Quote(app)
+	if app == "" {
+		appName = `"" (default)`
+	}
+	byType := map[string][]mars.Node{}
+	for _, n := range nodes {
+		byType[n.Type] = append(byType[n.Type], n)
+	}
+	types := make([]string, 0, len(byType))
+	for t := range byType {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	fmt.Fprintf(w, "MARS %s, app %s: %s, %s\n", marsAddr, appName,
+		plural(len(nodes), "node"), plural(len(shared), "shared data key"))
+	for _, typ := range types {
+		list := byType[typ]
+		sort.Slice(list, func(i, j int) bool { return list[i].Addr < list[j].Addr })
+		fmt.Fprintf(w, "\ntype %s: %s\n", typ, plural(len(list), "node"))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  ADDRESS\tROLE\tSTATUS\tENDPOINT\tVALUES")
+		for _, n := range list {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", n.Addr, dash(n.Role), n.Status, dash(n.EndPoint), formatValues(n.Values))
+		}
+		tw.Flush()
+	}
+	fmt.Fprintln(w)
+	if len(shared) == 0 {
+		fmt.Fprintln(w, "shared data: none")
+		return
+	}
+	keys := make([]string, 0, len(shared))
+	for k := range shared {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Fprintln(w, "shared data:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  KEY\tVALUE")
+	for _, k := range keys {
+		fmt.Fprintf(tw, "  %s\t%d\n", k, shared[k])
+	}
+	tw.Flush()
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// formatValues prints metadata as k=v pairs sorted by key; strings that
+// are empty or hold spaces are quoted.
+func formatValues(vals map[string]interface{}) string {
+	if len(vals) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(vals))
+	for k := range vals {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		v := fmt.Sprint(vals[k])
+		if s, ok := vals[k].(string); ok && (s == "" || strings.ContainsAny(s, " \t\n=\"")) {
+			v = strconv.Quote(s)
+		}
+		parts[i] = k + "=" + v
+	}
+	return strings.Join(parts, " ")
+}
