@@ -1,0 +1,773 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/marsmesh/marsmesh/config"
+	"github.com/marsmesh/marsmesh/mars"
+	"github.com/marsmesh/marsmesh/mesh"
+	"github.com/marsmesh/marsmesh/rudp"
+)
+
+// Liveness settings of the demo only, so a crash shows within seconds.
+// The defaults are retryTimeout 3000 ms, retryInterval 1000 ms, a 1 s sync
+// interval, and MARS offline/remove after 3 s/10 s.
+const (
+	demoType          = "game"
+	demoRetryInterval = 250  // ms
+	demoRetryTimeout  = 1000 // ms
+	demoSyncInterval  = 200 * time.Millisecond
+	demoOfflineAfter  = time.Second
+	demoRemoveAfter   = 3 * time.Second
+
+	// RPC IDs served only by the demo's in-process nodes.
+	cmdFail uint16 = 100 // always fails with failMessage
+	cmdSlow uint16 = 101 // waits until its context ends
+)
+
+const failMessage = "table 7 is full"
+
+// demoConfig is the configuration of every demo node: loopback, any free
+// port, the demo's MARS and short liveness limits. It ignores DIARKIS_*
+// variables, so the demo runs the same everywhere.
+func demoConfig(marsHost, marsPort string) config.Mesh {
+	cfg := config.Default()
+	cfg.Address = "127.0.0.1"
+	cfg.Port = "0"
+	cfg.MarsAddress, cfg.MarsPort = marsHost, marsPort
+	cfg.RetryInterval = demoRetryInterval
+	cfg.RetryTimeout = demoRetryTimeout
+	return cfg
+}
+
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("demo", "[-nodes 5]",
+		"Starts a MARS and -nodes nodes in this process, plus one node in a child process, all\n"+
+			"on 127.0.0.1 with free ports; exercises RPC (echo, handler error, timeout), Send,\n"+
+			"USend, SendMany, shared data, node values, a guest and health checks, a node killed\n"+
+			"with SIGKILL and a graceful shutdown; prints a report. Exit 0 only if every step\n"+
+			"passed. Liveness limits are shortened for the demo (see the report's header).")
+	size := fs.Int("nodes", 5, "number of in-process nodes (2..32)")
+	verbose := fs.Bool("v", false, "log the nodes' warnings and info to stderr")
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	if *size < 2 || *size > 32 {
+		return usageError(stderr, fs.Name(), fmt.Errorf("-nodes %d: want 2..32", *size))
+	}
+	level := "error"
+	if *verbose {
+		level = "info"
+	}
+	log, _ := newLogger(stderr, level)
+	ctx, cancel := context.WithCancel(ctx)
+	d := &demo{ctx: ctx, cancel: cancel, log: log, size: *size, slow: make(chan time.Duration, 4)}
+	defer d.teardown()
+
+	r := newReport(stdout)
+	r.header(
+		fmt.Sprintf("marsmesh demo: a MARS and %d nodes in this process, 1 node in a child process, on 127.0.0.1.", d.size),
+		fmt.Sprintf("Liveness shortened for the demo [defaults]: retryTimeout %d ms [3000], retryInterval %d ms [1000],",
+			demoRetryTimeout, demoRetryInterval),
+		fmt.Sprintf("sync every %v [1s], MARS lists a silent node offline after %v [3s] and removes it after %v [10s].",
+			demoSyncInterval, demoOfflineAfter, demoRemoveAfter),
+		"Every message crosses loopback UDP, also between nodes of this process.")
+	steps := []struct {
+		name string
+		run  func() (string, error)
+	}{
+		{"cluster up", d.up},
+		{"RPC echo", d.rpcEcho},
+		{"RPC handler error", d.rpcError},
+		{"RPC timeout", d.rpcTimeout},
+		{"Send", d.send},
+		{"USend", d.usend},
+		{"SendMany (limit 2)", d.sendMany},
+		{"shared data", d.sharedData},
+		{"node values, status", d.values},
+		{"guest, health check", d.guestHealth},
+		{"node killed", d.kill},
+		{"killed node leaves", d.leaves},
+		{"graceful shutdown", d.graceful},
+	}
+	for i, s := range steps {
+		if !r.step(s.name, s.run) && i == 0 {
+			for _, rest := range steps[1:] {
+				r.skip(rest.name, "the cluster did not come up")
+			}
+			break
+		}
+	}
+	if r.finish() {
+		return exitOK
+	}
+	if tail := d.childErr.String(); tail != "" {
+		fmt.Fprintf(stderr, "child node's stderr:\n%s", tail)
+	}
+	return exitFail
+}
+
+// demo is the running demo cluster.
+type demo struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	log    *slog.Logger
+	size   int
+	wg     sync.WaitGroup // the kill step's watcher
+
+	srv   *mars.Server
+	cfg   config.Mesh
+	nodes []*mesh.Node
+	hs    []*handlers
+	guest *mesh.Node
+	slow  chan time.Duration // how long a cmdSlow handler waited for its context to end
+
+	child     *exec.Cmd
+	childIn   io.Closer
+	childOut  syncBuffer
+	childErr  syncBuffer
+	childAddr string
+	childPID  int
+
+	failMu   sync.Mutex
+	failures map[string]error // heard by node 0's OnSendFailure
+
+	gone chan leaveTimes // the kill step's watcher reports here
+}
+
+type leaveTimes struct {
+	offline, removed time.Duration // after the kill; 0 = not seen
+	err              error
+}
+
+func (d *demo) addrs() []string {
+	out := make([]string, len(d.nodes))
+	for i, n := range d.nodes {
+		out[i] = n.GetMyEndPoint()
+	}
+	return out
+}
+
+// waitFor polls cond every 2 ms until it holds, timeout passes or the
+// demo is interrupted.
+func (d *demo) waitFor(timeout time.Duration, what string, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if d.ctx.Err() != nil {
+			return errors.New("interrupted")
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %v waiting until %s", timeout, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return nil
+}
+
+// up starts MARS, the child node and the in-process nodes, and waits
+// until every node lists all of them.
+func (d *demo) up() (string, error) {
+	srv, err := mars.Listen("127.0.0.1:0", mars.ServerOptions{
+		OfflineAfter: demoOfflineAfter,
+		RemoveAfter:  demoRemoveAfter,
+		Logger:       d.log,
+		Transport: rudp.Config{
+			RetryInterval: demoRetryInterval * time.Millisecond,
+			RetryTimeout:  demoRetryTimeout * time.Millisecond,
+		},
+	})
+	if err != nil {
+		return "", fmt.Errorf("start MARS: %w", err)
+	}
+	d.srv = srv
+	host, port, _ := net.SplitHostPort(srv.Addr().String())
+	d.cfg = demoConfig(host, port)
+	if err := d.startChild(); err != nil {
+		return "", fmt.Errorf("start the child node: %w", err)
+	}
+	d.failures = map[string]error{}
+	for i := range d.size {
+		log := d.log.With("node", i)
+		h := newHandlers(log)
+		n, err := mesh.New(d.cfg, mesh.WithType(demoType), mesh.WithLogger(log), mesh.WithSyncInterval(demoSyncInterval),
+			mesh.WithEndPoint(demoEndPoint(i)),
+			mesh.WithValues(map[string]interface{}{"index": int64(i), "region": []string{"eu", "us"}[i%2]}))
+		if err != nil {
+			return "", fmt.Errorf("start node %d: %w", i, err)
+		}
+		d.nodes = append(d.nodes, n)
+		d.hs = append(d.hs, h)
+		if !h.register(n) || !d.registerDemoHandlers(n) {
+			return "", fmt.Errorf("node %d: handler IDs taken", i)
+		}
+	}
+	d.nodes[0].OnSendFailure(func(addr string, err error) {
+		d.failMu.Lock()
+		if d.failures[addr] == nil {
+			d.failures[addr] = err
+		}
+		d.failMu.Unlock()
+	})
+	if err := d.waitFor(10*time.Second, "the child node prints its address", func() bool {
+		return strings.Contains(d.childOut.String(), "\n")
+	}); err != nil {
+		return "", err
+	}
+	d.childAddr = strings.TrimSpace(d.childOut.String())
+	want := d.size + 1
+	if err := d.waitFor(10*time.Second, fmt.Sprintf("every node lists %d nodes", want), func() bool {
+		for _, n := range d.nodes {
+			if len(n.GetNodeAddresses(nil)) != want {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("MARS %s; %d nodes here + 1 child process (pid %d, %s); every node lists %d",
+		srv.Addr(), d.size, d.childPID, d.childAddr, want), nil
+}
+
+func demoEndPoint(i int) string { return fmt.Sprintf("198.51.100.%d:7000", i+1) }
+
+// startChild starts the node the kill step crashes, as a child process
+// of this same program.
+func (d *demo) startChild() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, demoNodeCmd, "-mars", net.JoinHostPort(d.cfg.MarsAddress, d.cfg.MarsPort))
+	cmd.Stdout = &d.childOut
+	cmd.Stderr = &d.childErr
+	in, err := cmd.StdinPipe() // the child exits when this closes, also if we die
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	d.child, d.childIn, d.childPID = cmd, in, cmd.Process.Pid
+	return nil
+}
+
+func (d *demo) registerDemoHandlers(n *mesh.Node) bool {
+	ok := n.HandleRPC(cmdFail, func([]byte, string) ([]byte, error) { return nil, errors.New(failMessage) })
+	return n.HandleRPCWithContext(cmdSlow, func(ctx context.Context, _ []byte, _ string) ([]byte, error) {
+		start := time.Now()
+		t := time.NewTimer(10 * time.Second)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			select {
+			case d.slow <- time.Since(start):
+			default:
+			}
+			return nil, ctx.Err()
+		case <-t.C:
+			return []byte("late"), nil
+		}
+	}) && ok
+}
+
+func (d *demo) rpcEcho() (string, error) {
+	a := d.nodes[0]
+	peers := d.addrs()[1:]
+	payload := make([]byte, 64)
+	rand.Read(payload)
+	echo := func(to string, p []byte) (time.Duration, error) {
+		start := time.Now()
+		resp, err := a.SendRPC(cmdEcho, to, p)
+		took := time.Since(start)
+		if err != nil {
+			return 0, err
+		}
+		if !bytes.Equal(resp, p) {
+			return 0, fmt.Errorf("echo from %s differs (%d bytes back, %d sent)", to, len(resp), len(p))
+		}
+		return took, nil
+	}
+	const here, there = 500, 200
+	var local, remote []time.Duration
+	for i := range here {
+		rtt, err := echo(peers[i%len(peers)], payload)
+		if err != nil {
+			return "", err
+		}
+		local = append(local, rtt)
+	}
+	for range there {
+		rtt, err := echo(d.childAddr, payload)
+		if err != nil {
+			return "", err
+		}
+		remote = append(remote, rtt)
+	}
+	big := make([]byte, 1<<20)
+	rand.Read(big)
+	bigRTT, err := echo(peers[0], big)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d × 64 B to %d peers here: p50 %s, p99 %s; %d × 64 B to the child: p50 %s, p99 %s; 1 MiB: %s",
+		here, len(peers), fmtDur(percentile(local, 50)), fmtDur(percentile(local, 99)),
+		there, fmtDur(percentile(remote, 50)), fmtDur(percentile(remote, 99)), fmtDur(bigRTT)), nil
+}
+
+func (d *demo) rpcError() (string, error) {
+	a, b := d.nodes[0], d.nodes[1].GetMyEndPoint()
+	_, err := a.SendRPC(cmdFail, b, []byte("join"))
+	var re *mesh.RemoteError
+	if !mesh.IsRequestError(err) || mesh.IsSendError(err) || mesh.IsRequestTimeoutError(err) || !errors.As(err, &re) {
+		return "", fmt.Errorf("want a remote error (IsRequestError only), got %v", err)
+	}
+	if re.Message != failMessage {
+		return "", fmt.Errorf("remote error text %q, want %q", re.Message, failMessage)
+	}
+	_, err = a.SendRPC(999, b, nil)
+	if !mesh.IsRequestError(err) {
+		return "", fmt.Errorf("unregistered command: want IsRequestError, got %v", err)
+	}
+	return fmt.Sprintf("the handler's error came back as IsRequestError with its text %q; an unregistered command: IsRequestError", re.Message), nil
+}
+
+func (d *demo) rpcTimeout() (string, error) {
+	const deadline = 300 * time.Millisecond
+	for len(d.slow) > 0 {
+		<-d.slow
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, deadline)
+	defer cancel()
+	start := time.Now()
+	_, err := d.nodes[0].SendRPCWithContext(ctx, cmdSlow, d.nodes[1].GetMyEndPoint(), nil)
+	took := time.Since(start)
+	if !mesh.IsRequestTimeoutError(err) {
+		return "", fmt.Errorf("want IsRequestTimeoutError, got %v", err)
+	}
+	// The handler's copy of the deadline is whole milliseconds, so its
+	// "expired" answer may arrive just before the caller's own timer fires.
+	if took < deadline-50*time.Millisecond || took > deadline+500*time.Millisecond {
+		return "", fmt.Errorf("returned after %s, deadline %s", fmtDur(took), fmtDur(deadline))
+	}
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	select {
+	case waited := <-d.slow:
+		return fmt.Sprintf("IsRequestTimeoutError after %s (deadline %s); the handler's context ended after %s: the deadline travels with the request",
+			fmtDur(took), fmtDur(deadline), fmtDur(waited)), nil
+	case <-t.C:
+		return "", errors.New("the slow handler's context was not cancelled")
+	}
+}
+
+func (d *demo) send() (string, error) {
+	a, b, hb := d.nodes[0], d.nodes[1].GetMyEndPoint(), d.hs[1]
+	const count = 1000
+	total0, msgs0 := hb.counter()
+	start := time.Now()
+	for i := range count {
+		if err := a.Send(cmdCount, b, map[string]interface{}{"add": i + 1}); err != nil {
+			return "", err
+		}
+	}
+	queued := time.Since(start)
+	if err := d.waitFor(10*time.Second, fmt.Sprintf("%d messages are handled", count), func() bool {
+		_, m := hb.counter()
+		return m-msgs0 >= count
+	}); err != nil {
+		return "", err
+	}
+	handled := time.Since(start)
+	total, _ := hb.counter()
+	if want := int64(count * (count + 1) / 2); total-total0 != want {
+		return "", fmt.Errorf("counter grew by %d, want %d", total-total0, want)
+	}
+	// SendRequest: a command with a response, decoded into a map.
+	type answer struct {
+		m   map[string]interface{}
+		err error
+	}
+	ch := make(chan answer, 1)
+	a.SendRequest(cmdCount, b, map[string]interface{}{"add": 0}, func(err error, m map[string]interface{}) {
+		ch <- answer{m, err}
+	})
+	ans := <-ch
+	if ans.err != nil {
+		return "", fmt.Errorf("SendRequest: %w", ans.err)
+	}
+	if got := mesh.GetInt64(ans.m, "count"); got != total {
+		return "", fmt.Errorf("SendRequest answered count=%d, want %d", got, total)
+	}
+	return fmt.Sprintf("%d reliable messages: queued in %s, all handled after %s (%.0f msg/s), sums match; SendRequest answered count=%d",
+		count, fmtDur(queued), fmtDur(handled), count/handled.Seconds(), total), nil
+}
+
+func (d *demo) usend() (string, error) {
+	i := 2 % d.size
+	if i == 0 {
+		i = 1
+	}
+	a, c, hc := d.nodes[0], d.nodes[i].GetMyEndPoint(), d.hs[i]
+	const count = 200
+	_, msgs0 := hc.counter()
+	start := time.Now()
+	for range count {
+		if err := a.USend(cmdCount, c, map[string]interface{}{"add": 1}); err != nil {
+			return "", err
+		}
+	}
+	arrived := func() int64 { _, m := hc.counter(); return m - msgs0 }
+	d.waitFor(2*time.Second, "", func() bool { return arrived() >= count })
+	got := arrived()
+	detail := fmt.Sprintf("%d unreliable messages to node %d: %d arrived after %s", count, i, got, fmtDur(time.Since(start)))
+	if got < count/2 {
+		return detail, fmt.Errorf("fewer than half arrived (some loss is allowed, not this much)")
+	}
+	return detail + " (loss is allowed; loopback rarely loses any)", nil
+}
+
+func (d *demo) childStats() (stats, error) {
+	resp, err := d.nodes[0].SendRPC(cmdStats, d.childAddr, nil)
+	if err != nil {
+		return stats{}, err
+	}
+	return decodeStats(resp)
+}
+
+func (d *demo) sendMany() (string, error) {
+	a := d.nodes[0]
+	targets := append(d.addrs(), d.childAddr)
+	base := make([]int64, d.size)
+	for i, h := range d.hs {
+		base[i] = h.broadcasts.Load()
+	}
+	cbase, err := d.childStats()
+	if err != nil {
+		return "", fmt.Errorf("child stats: %w", err)
+	}
+	start := time.Now()
+	if err := a.SendMany(cmdBroadcast, targets, map[string]interface{}{"text": "round 1 starts"}, 2); err != nil {
+		return "", err
+	}
+	took := time.Since(start)
+	var cs stats
+	if err := d.waitFor(5*time.Second, "every node has the broadcast", func() bool {
+		for i, h := range d.hs {
+			if h.broadcasts.Load() == base[i] {
+				return false
+			}
+		}
+		cs, err = d.childStats()
+		return err == nil && cs.Broadcasts > cbase.Broadcasts
+	}); err != nil {
+		return "", err
+	}
+	for i, h := range d.hs {
+		if got := h.broadcasts.Load() - base[i]; got != 1 {
+			return "", fmt.Errorf("node %d got the broadcast %d times", i, got)
+		}
+	}
+	if got := cs.Broadcasts - cbase.Broadcasts; got != 1 {
+		return "", fmt.Errorf("the child got the broadcast %d times", got)
+	}
+	return fmt.Sprintf("1 message to %d nodes (self and the child included), each sender reaching at most 2: "+
+		"returned after %s, every hop acknowledged; each node got it exactly once (the child's count read over its td-encoded stats RPC)",
+		len(targets), fmtDur(took)), nil
+}
+
+func (d *demo) sharedData() (string, error) {
+	b := d.nodes[1]
+	const key = "rooms"
+	start := time.Now()
+	if !b.SetSharedData(key, 42) {
+		return "", errors.New("SetSharedData refused")
+	}
+	if err := d.waitFor(5*time.Second, "every node sees rooms=42", func() bool {
+		for _, n := range d.nodes {
+			if v, ok := n.GetSharedData(key); !ok || v != 42 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return "", err
+	}
+	set := time.Since(start)
+	start = time.Now()
+	if !b.RemoveSharedData(key) {
+		return "", errors.New("RemoveSharedData refused")
+	}
+	if err := d.waitFor(5*time.Second, "rooms is gone everywhere", func() bool {
+		for _, n := range d.nodes {
+			if _, ok := n.GetSharedData(key); ok {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("node 1 set %s=42: in every node's view after %s; removed: gone everywhere after %s (sync every %v)",
+		key, fmtDur(set), fmtDur(time.Since(start)), demoSyncInterval), nil
+}
+
+func (d *demo) values() (string, error) {
+	a, b := d.nodes[0], d.nodes[1]
+	ci := d.size - 1
+	c := d.nodes[ci]
+	start := time.Now()
+	b.SetNodeValue("load", int64(7))
+	if err := d.waitFor(5*time.Second, "node 0 sees load=7 on node 1", func() bool {
+		return fmt.Sprint(a.GetNodeValue(b.GetMyEndPoint(), "load")) == "7"
+	}); err != nil {
+		return "", err
+	}
+	valueSeen := time.Since(start)
+	start = time.Now()
+	c.SetStatus(mesh.StatusTaken)
+	if err := d.waitFor(5*time.Second, fmt.Sprintf("node 0 sees node %d taken", ci), func() bool {
+		return a.IsNodeTaken(c.GetMyEndPoint())
+	}); err != nil {
+		return "", err
+	}
+	takenSeen := time.Since(start)
+	c.SetStatus(mesh.StatusOnline)
+	if err := d.waitFor(5*time.Second, fmt.Sprintf("node 0 sees node %d online again", ci), func() bool {
+		return a.IsNodeOnline(c.GetMyEndPoint())
+	}); err != nil {
+		return "", err
+	}
+	rec := a.GetNodeByEndPoint(demoEndPoint(1))
+	if rec == nil || rec.Addr != b.GetMyEndPoint() {
+		return "", fmt.Errorf("GetNodeByEndPoint(%s) = %v, want node 1", demoEndPoint(1), rec)
+	}
+	if r := a.GetNodeValue(b.GetMyEndPoint(), "region"); r != "us" {
+		return "", fmt.Errorf("node 1's region is %v, want us", r)
+	}
+	games := len(a.GetNodeAddressesByType(demoType))
+	if games != d.size+1 {
+		return "", fmt.Errorf("%d nodes of type %s, want %d", games, demoType, d.size+1)
+	}
+	return fmt.Sprintf("node 1 set load=7: node 0 saw it after %s; node %d set status taken: seen after %s, then online again; "+
+		"GetNodeByEndPoint(%s) is node 1 (region=us); %d nodes of type %s",
+		fmtDur(valueSeen), ci, fmtDur(takenSeen), demoEndPoint(1), games, demoType), nil
+}
+
+func (d *demo) guestHealth() (string, error) {
+	g, err := mesh.New(d.cfg, mesh.AsGuest(), mesh.WithLogger(d.log), mesh.WithSyncInterval(demoSyncInterval))
+	if err != nil {
+		return "", err
+	}
+	d.guest = g
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-g.Ready():
+	case <-t.C:
+		return "", errors.New("the guest did not sync within 5s")
+	}
+	d.nodes[0].WaitForLatestNodeData() // the guest would be listed by now, were it a node
+	if rec := d.nodes[0].GetNode(g.GetMyEndPoint()); rec != nil {
+		return "", errors.New("the guest is listed as a node")
+	}
+	seen := len(g.GetNodeAddresses(nil))
+	ctx, cancel := context.WithTimeout(d.ctx, 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := g.HealthCheck(ctx, d.childAddr); err != nil {
+		return "", fmt.Errorf("health check of the child: %w", err)
+	}
+	ok := time.Since(start)
+	closed, err := closedPort()
+	if err != nil {
+		return "", err
+	}
+	const patience = 500 * time.Millisecond
+	ctx2, cancel2 := context.WithTimeout(d.ctx, patience)
+	defer cancel2()
+	start = time.Now()
+	err = g.HealthCheck(ctx2, closed)
+	if !mesh.IsSendError(err) {
+		return "", fmt.Errorf("health check of a closed port: want IsSendError, got %v", err)
+	}
+	return fmt.Sprintf("a guest synced the view (%d nodes) and is not listed; its health check of the child answered in %s, "+
+		"of a closed port: IsSendError after %s", seen, fmtDur(ok), fmtDur(time.Since(start))), nil
+}
+
+// closedPort returns a loopback UDP address nothing listens on (it was
+// free a moment ago).
+func closedPort() (string, error) {
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := c.LocalAddr().String()
+	c.Close()
+	return addr, nil
+}
+
+// kill crashes the child node with SIGKILL: no goodbye to its peers, no
+// leave to MARS. Its peers find out through silence.
+func (d *demo) kill() (string, error) {
+	a := d.nodes[0]
+	if err := d.child.Process.Kill(); err != nil {
+		return "", err
+	}
+	killed := time.Now()
+	d.gone = make(chan leaveTimes, 1)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.watchLeave(killed)
+	}()
+
+	start := time.Now()
+	_, err := a.SendRPC(cmdEcho, d.childAddr, []byte("are you there?"))
+	rpcTook := time.Since(start)
+	if !mesh.IsSendError(err) {
+		return "", fmt.Errorf("RPC to the killed node: want IsSendError, got %v", err)
+	}
+
+	// Fan-out with the dead node as the first relay: its share is re-sent.
+	others := d.addrs()
+	base := make([]int64, d.size)
+	for i, h := range d.hs {
+		base[i] = h.broadcasts.Load()
+	}
+	start = time.Now()
+	err = a.SendMany(cmdBroadcast, append([]string{d.childAddr}, others...), map[string]interface{}{"text": "round 2 starts"}, 2)
+	manyTook := time.Since(start)
+	var fe *mesh.FanoutError
+	if !errors.As(err, &fe) || !mesh.IsSendError(err) || len(fe.Failed) != 1 || fe.Failed[0] != d.childAddr {
+		return "", fmt.Errorf("SendMany with the dead node: want a FanoutError naming only %s, got %v", d.childAddr, err)
+	}
+	if err := d.waitFor(5*time.Second, "the other nodes have the broadcast", func() bool {
+		for i, h := range d.hs {
+			if h.broadcasts.Load() == base[i] {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return "", err
+	}
+	d.failMu.Lock()
+	heard := d.failures[d.childAddr] != nil
+	d.failMu.Unlock()
+	if !heard {
+		return "", errors.New("OnSendFailure did not report the killed node")
+	}
+	return fmt.Sprintf("SIGKILL pid %d: an RPC to it failed with IsSendError after %s (retryTimeout %d ms); "+
+		"SendMany with it as first relay: FanoutError names only it, the other %d got the message after %s; OnSendFailure reported it",
+		d.childPID, fmtDur(rpcTook), demoRetryTimeout, d.size, fmtDur(manyTook)), nil
+}
+
+// watchLeave records when node 0 lists the killed child offline and when
+// it is gone from every node's view.
+func (d *demo) watchLeave(killed time.Time) {
+	var lt leaveTimes
+	lt.err = d.waitFor(demoRemoveAfter+7*time.Second, "the killed node is gone from every view", func() bool {
+		if lt.offline == 0 && d.nodes[0].IsNodeOffline(d.childAddr) {
+			lt.offline = time.Since(killed)
+		}
+		for _, n := range d.nodes {
+			if n.GetNode(d.childAddr) != nil {
+				return false
+			}
+		}
+		return true
+	})
+	lt.removed = time.Since(killed)
+	d.gone <- lt
+}
+
+func (d *demo) leaves() (string, error) {
+	if d.gone == nil {
+		return "", errors.New("the node was not killed")
+	}
+	lt := <-d.gone
+	if lt.err != nil {
+		return "", lt.err
+	}
+	offline := "not seen (removed within one sync)"
+	if lt.offline > 0 {
+		offline = "after " + fmtDur(lt.offline)
+	}
+	return fmt.Sprintf("after the kill, node 0 listed it offline %s and it was gone from all %d views after %s (MARS: offline after %v, removed after %v of silence)",
+		offline, d.size, fmtDur(lt.removed), demoOfflineAfter, demoRemoveAfter), nil
+}
+
+func (d *demo) graceful() (string, error) {
+	a := d.nodes[0]
+	i := d.size - 1
+	n := d.nodes[i]
+	addr := n.GetMyEndPoint()
+	start := time.Now()
+	if err := n.Shutdown(); err != nil {
+		return "", fmt.Errorf("Shutdown: %w", err)
+	}
+	shut := time.Since(start)
+	if err := d.waitFor(5*time.Second, fmt.Sprintf("node 0 sees node %d offline", i), func() bool {
+		return a.IsNodeOffline(addr) || a.GetNode(addr) == nil
+	}); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("node %d called Shutdown (returned after %s): node 0 listed it offline after %s; no silence to wait for, unlike a crash",
+		i, fmtDur(shut), fmtDur(time.Since(start))), nil
+}
+
+// teardown stops everything the demo started, in parallel.
+func (d *demo) teardown() {
+	d.cancel()
+	d.wg.Wait()
+	if d.child != nil {
+		d.childIn.Close()
+		d.child.Process.Kill()
+		d.child.Wait()
+	}
+	var wg sync.WaitGroup
+	for _, n := range append(d.nodes, d.guest) {
+		if n != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				n.Shutdown()
+			}()
+		}
+	}
+	wg.Wait()
+	if d.srv != nil {
+		d.srv.Close()
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
