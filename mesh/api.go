@@ -47,20 +47,25 @@ func setup(confpath string, extra ...Option) error {
 		return err
 	}
 	defMu.Lock()
-	defer defMu.Unlock()
 	if def != nil {
+		defMu.Unlock()
 		return errors.New("mesh: already set up (call Shutdown first)")
 	}
 	opts := append(append(append([]Option(nil), preOpts...), extra...), withRegistry(pre))
 	n, err := New(cfg, opts...)
 	if err != nil {
+		defMu.Unlock()
 		return err
 	}
-	for _, h := range preHooks {
-		h(n)
-	}
+	hooks := preHooks
 	preOpts, preHooks = nil, nil
 	def = n
+	defMu.Unlock()
+	// Outside the lock: a hook may run a callback at once (OnReady after
+	// the first sync), and the callback may call package-level functions.
+	for _, h := range hooks {
+		h(n)
+	}
 	return nil
 }
 
