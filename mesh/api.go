@@ -263,16 +263,12 @@ func OnSharedDataRemove(cb func(string)) { withDefault(func(n *Node) { n.OnShare
 
 // RemoveOnSharedDataUpdate removes a callback given to OnSharedDataUpdate.
 func RemoveOnSharedDataUpdate(cb func(string, int16)) {
-	if n := Default(); n != nil {
-		n.RemoveOnSharedDataUpdate(cb)
-	}
+	withDefault(func(n *Node) { n.RemoveOnSharedDataUpdate(cb) })
 }
 
 // RemoveOnSharedDataRemove removes a callback given to OnSharedDataRemove.
 func RemoveOnSharedDataRemove(cb func(string)) {
-	if n := Default(); n != nil {
-		n.RemoveOnSharedDataRemove(cb)
-	}
+	withDefault(func(n *Node) { n.RemoveOnSharedDataRemove(cb) })
 }
 
 // SetCheckForShutdownReadiness sets what Shutdown polls before it closes.

@@ -3,6 +3,8 @@ package mesh
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -73,5 +75,53 @@ func TestSetupOnReadyCallbackCallsPackageAPI(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("OnReady callback did not run")
+	}
+}
+
+// TestRemoveSharedDataCallbacksBeforeSetup: callbacks given to
+// OnSharedDataUpdate and OnSharedDataRemove before Setup are kept for the
+// default node, so removing them before Setup must be kept too; the
+// removals used to be dropped and the callbacks fired anyway.
+func TestRemoveSharedDataCallbacksBeforeSetup(t *testing.T) {
+	c := newCluster(t, 1)
+	t.Setenv("DIARKIS_MARS_PORT", c.cfg.MarsPort)
+	t.Setenv("DIARKIS_PORT", "0")
+	var removedCalls atomic.Int32
+	removedUpdate := func(string, int16) { removedCalls.Add(1) }
+	removedRemove := func(string) { removedCalls.Add(1) }
+	OnSharedDataUpdate(removedUpdate)
+	OnSharedDataRemove(removedRemove)
+	RemoveOnSharedDataUpdate(removedUpdate)
+	RemoveOnSharedDataRemove(removedRemove)
+	key := fmt.Sprintf("regress-%d", time.Now().UnixNano())
+	updated, removed := make(chan struct{}, 1), make(chan struct{}, 1)
+	OnSharedDataUpdate(func(k string, _ int16) {
+		if k == key {
+			updated <- struct{}{}
+		}
+	})
+	OnSharedDataRemove(func(k string) {
+		if k == key {
+			removed <- struct{}{}
+		}
+	})
+	if err := Setup(""); err != nil {
+		t.Fatal(err)
+	}
+	defer Shutdown()
+	c.nodes[0].SetSharedData(key, 1)
+	select {
+	case <-updated:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the kept OnSharedDataUpdate callback did not fire")
+	}
+	c.nodes[0].RemoveSharedData(key)
+	select {
+	case <-removed:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the kept OnSharedDataRemove callback did not fire")
+	}
+	if n := removedCalls.Load(); n != 0 {
+		t.Fatalf("callbacks removed before Setup fired %d times", n)
 	}
 }
