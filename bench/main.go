@@ -1,0 +1,259 @@
+// Command bench measures marsmesh beside gRPC, NATS, raw kcp-go and raw
+// UDP on loopback, in one process, on the same work, and writes the
+// comparison as markdown tables and an SVG chart.
+//
+//	cd bench && go run . -suite all -duration 5s
+//
+// Every case stops at a message count and at a time limit, and stops every
+// server, node and goroutine it started before the next begins.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"time"
+)
+
+// plan is the cases and their bounds.
+type plan struct {
+	duration   time.Duration // time limit of one measured run
+	payloads   []int         // request/response payloads
+	concs      []int         // request/response concurrencies
+	latCount   int64         // requests at concurrency 1 (latency)
+	tputCount  int64         // requests at higher concurrency (1 KiB or less)
+	owPayloads []int
+	owCount    int64
+	fanNodes   []int
+	fanLimits  []int
+	fanPayload int
+	fanRounds  int
+	costRPC    int64
+	costOW     int64
+	sessions   int
+}
+
+func fullPlan(d time.Duration) plan {
+	return plan{
+		duration: d, payloads: []int{64, 1024, 64 << 10}, concs: []int{1, 16, 64, 256},
+		latCount: 20000, tputCount: 60000,
+		owPayloads: []int{64, 1024}, owCount: 300000,
+		fanNodes: []int{8, 32, 64}, fanLimits: []int{2, 4, 8}, fanPayload: 64, fanRounds: 300,
+		costRPC: 30000, costOW: 200000, sessions: 1000,
+	}
+}
+
+func quickPlan(d time.Duration) plan {
+	return plan{
+		duration: d, payloads: []int{64, 1024}, concs: []int{1, 64},
+		latCount: 3000, tputCount: 10000,
+		owPayloads: []int{64}, owCount: 50000,
+		fanNodes: []int{8, 64}, fanLimits: []int{8}, fanPayload: 64, fanRounds: 50,
+		costRPC: 5000, costOW: 50000, sessions: 200,
+	}
+}
+
+// countFor scales a request count down for large payloads, so a 64 KiB case
+// moves about as many bytes as a 4 KiB one would.
+func countFor(base int64, payload int) int64 {
+	if payload <= 4096 {
+		return base
+	}
+	return max(base*4096/int64(payload), 200)
+}
+
+type bench struct {
+	plan
+	run        Run
+	profileDir string
+	profileSys string
+	budgetEnd  time.Time
+	only       map[string]bool // systems to run (empty: all)
+}
+
+func main() {
+	suite := flag.String("suite", "all", "suites to run: all, or a comma list of rpc, oneway, fanout, cost")
+	duration := flag.Duration("duration", 5*time.Second, "time limit of each measured case (each also stops at its count)")
+	quick := flag.Bool("quick", false, "fewer, shorter cases (for CI; well under a minute)")
+	out := flag.String("out", "../BENCHMARKS.md", "markdown report to write ('-' for stdout only)")
+	svgPath := flag.String("svg", "results/charts.svg", "SVG chart to write ('' for none); linked from the report")
+	jsonPath := flag.String("json", "", "also write the raw results as JSON here")
+	merge := flag.String("merge", "", "comma list of JSON results to merge (medians) instead of running")
+	budget := flag.Duration("budget", 0, "skip cases that would start after this much time (default 4m30s, or 55s with -quick)")
+	profDir := flag.String("cpuprofile", "", "write a CPU profile of each measured case of -profile-system into this directory")
+	profSys := flag.String("profile-system", sysMarsmesh, "system key the CPU profiles are taken of")
+	systems := flag.String("systems", "", "comma list of system keys to run (default all): marsmesh, marsmesh-usend, grpc, nats, kcp, udp")
+	flag.Parse()
+
+	var run Run
+	var sources []Run
+	if *merge != "" {
+		for _, p := range strings.Split(*merge, ",") {
+			r, err := loadRun(p)
+			if err != nil {
+				fatalf("merge: %v", err)
+			}
+			sources = append(sources, r)
+		}
+		run = MergeRuns(sources)
+		run.Command = "cd bench && go run . " + strings.Join(os.Args[1:], " ")
+		for _, s := range sources {
+			run.Sources = append(run.Sources, s.Command)
+		}
+	} else {
+		p := fullPlan(*duration)
+		if *quick {
+			d := *duration
+			if !flagSet("duration") {
+				d = 400 * time.Millisecond
+			}
+			p = quickPlan(d)
+		}
+		if *budget == 0 {
+			*budget = 270 * time.Second
+			if *quick {
+				*budget = 55 * time.Second
+			}
+		}
+		b := &bench{plan: p, profileDir: *profDir, profileSys: *profSys, budgetEnd: time.Now().Add(*budget), only: map[string]bool{}}
+		for _, s := range strings.Split(*systems, ",") {
+			if s != "" {
+				b.only[s] = true
+			}
+		}
+		if b.profileDir != "" {
+			if err := os.MkdirAll(b.profileDir, 0o755); err != nil {
+				fatalf("%v", err)
+			}
+		}
+		b.run = Run{Env: currentEnv(), Command: "cd bench && go run . " + strings.Join(os.Args[1:], " "),
+			Quick: *quick, Duration: p.duration.String()}
+		start := time.Now()
+		want := map[string]bool{}
+		for _, s := range strings.Split(*suite, ",") {
+			want[strings.TrimSpace(s)] = true
+		}
+		all := want["all"]
+		if all || want["rpc"] {
+			b.suiteRPC()
+		}
+		if all || want["oneway"] {
+			b.suiteOneWay()
+		}
+		if all || want["fanout"] {
+			b.suiteFanout()
+		}
+		if all || want["cost"] {
+			b.suiteCost()
+		}
+		b.run.Elapsed = time.Since(start).Seconds()
+		run = b.run
+		logf("all cases done in %.1f s", run.Elapsed)
+	}
+
+	if *jsonPath != "" {
+		if err := saveRun(*jsonPath, run); err != nil {
+			fatalf("json: %v", err)
+		}
+	}
+	svgLink := ""
+	if *svgPath != "" {
+		if err := os.MkdirAll(filepath.Dir(*svgPath), 0o755); err != nil {
+			fatalf("%v", err)
+		}
+		if err := os.WriteFile(*svgPath, []byte(Charts(run)), 0o644); err != nil {
+			fatalf("svg: %v", err)
+		}
+		svgLink = *svgPath
+		if *out != "-" {
+			if rel, err := relPath(filepath.Dir(*out), *svgPath); err == nil {
+				svgLink = rel
+			}
+		}
+	}
+	md := Markdown(run, svgLink)
+	if *out == "-" {
+		fmt.Print(md)
+		return
+	}
+	if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
+		fatalf("%v", err)
+	}
+	logf("wrote %s", *out)
+}
+
+func relPath(base, target string) (string, error) {
+	ab, err := filepath.Abs(base)
+	if err != nil {
+		return "", err
+	}
+	at, err := filepath.Abs(target)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Rel(ab, at)
+}
+
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+func fatalf(format string, args ...any) {
+	logf(format, args...)
+	os.Exit(1)
+}
+
+// overBudget reports (and logs, once per case) that the time budget is spent.
+func (b *bench) overBudget(what string) bool {
+	if time.Now().After(b.budgetEnd) {
+		logf("skipped %s: time budget spent", what)
+		return true
+	}
+	return false
+}
+
+func (b *bench) skipSystem(key string) bool { return len(b.only) > 0 && !b.only[key] }
+
+// profile starts a CPU profile for a case of the profiled system; the
+// returned func stops it.
+func (b *bench) profile(system, name string) func() {
+	if b.profileDir == "" || system != b.profileSys {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(b.profileDir, name+".pprof"))
+	if err != nil {
+		logf("profile: %v", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		logf("profile: %v", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1024 && n%1024 == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func fileSize(n int) string { return strings.ReplaceAll(sizeName(n), " ", "") }

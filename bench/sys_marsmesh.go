@@ -1,0 +1,114 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/marsmesh/marsmesh/config"
+	"github.com/marsmesh/marsmesh/mars"
+	"github.com/marsmesh/marsmesh/mesh"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// meshCluster is an in-process MARS server and mesh nodes on loopback,
+// all with the default configuration (port scan from 0, no send buffering).
+type meshCluster struct {
+	mars  *mars.Server
+	nodes []*mesh.Node
+}
+
+func newMeshCluster(nodes int) (*meshCluster, error) {
+	srv, err := mars.Listen("127.0.0.1:0", mars.ServerOptions{Logger: quiet})
+	if err != nil {
+		return nil, err
+	}
+	c := &meshCluster{mars: srv}
+	cfg := config.Default()
+	cfg.Port = "0"
+	cfg.MarsPort = fmt.Sprint(srv.Addr().Port())
+	for range nodes {
+		n, err := mesh.New(cfg, mesh.WithLogger(quiet))
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.nodes = append(c.nodes, n)
+	}
+	deadline := time.After(10 * time.Second)
+	for _, n := range c.nodes {
+		select {
+		case <-n.Ready():
+		case <-deadline:
+			c.Close()
+			return nil, errors.New("mesh node did not sync with MARS in 10 s")
+		}
+	}
+	// Every node must be part of the cluster (SendRPC refuses otherwise).
+	for _, n := range c.nodes {
+		for !n.IsPartOfCluster() {
+			select {
+			case <-deadline:
+				c.Close()
+				return nil, errors.New("mesh node is not part of the cluster after 10 s")
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	return c, nil
+}
+
+// Close shuts every node down (in parallel: each says goodbye to MARS),
+// then MARS.
+func (c *meshCluster) Close() error {
+	errs := make(chan error, len(c.nodes))
+	for _, n := range c.nodes {
+		go func() { errs <- n.Shutdown() }()
+	}
+	var all []error
+	for range c.nodes {
+		all = append(all, <-errs)
+	}
+	all = append(all, c.mars.Close())
+	return errors.Join(all...)
+}
+
+// addrs lists the mesh addresses of nodes[from:].
+func (c *meshCluster) addrs(from int) []string {
+	var a []string
+	for _, n := range c.nodes[from:] {
+		a = append(a, n.GetMyEndPoint())
+	}
+	return a
+}
+
+const cmdEcho = 100
+
+type meshRPC struct {
+	c    *meshCluster
+	addr string
+}
+
+func startMeshRPC(int) (rpcTarget, error) {
+	c, err := newMeshCluster(2)
+	if err != nil {
+		return nil, err
+	}
+	c.nodes[1].HandleRPC(cmdEcho, func(data []byte, _ string) ([]byte, error) { return data, nil })
+	return &meshRPC{c: c, addr: c.nodes[1].GetMyEndPoint()}, nil
+}
+
+func (m *meshRPC) Prepare(int) error { return nil }
+
+func (m *meshRPC) Call(req []byte) error {
+	resp, err := m.c.nodes[0].SendRPC(cmdEcho, m.addr, req)
+	if err != nil {
+		return err
+	}
+	return checkEcho(len(resp), len(req))
+}
+
+func (m *meshRPC) Close() error { return m.c.Close() }
