@@ -244,7 +244,9 @@ func getSigned(v interface{}, lo, hi int64) int64 {
 	if u, ok := asUint64(v); ok && u <= uint64(hi) {
 		return int64(u)
 	}
-	if f, ok := asFloat(v); ok && f == math.Trunc(f) && f >= float64(lo) && f <= float64(hi) {
+	// float64(hi)+1 is exact or rounds to a power of two; either way it
+	// is the first integral float above hi (float64(MaxInt64) is 2^63).
+	if f, ok := asFloat(v); ok && f == math.Trunc(f) && f >= float64(lo) && f < float64(hi)+1 {
 		return int64(f)
 	}
 	return 0
@@ -258,7 +260,7 @@ func getUnsigned(v interface{}, hi uint64) uint64 {
 	if i, ok := asInt64(v); ok && i >= 0 && uint64(i) <= hi {
 		return uint64(i)
 	}
-	if f, ok := asFloat(v); ok && f == math.Trunc(f) && f >= 0 && f <= float64(hi) {
+	if f, ok := asFloat(v); ok && f == math.Trunc(f) && f >= 0 && f < float64(hi)+1 {
 		return uint64(f)
 	}
 	return 0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -123,5 +124,30 @@ func TestRemoveSharedDataCallbacksBeforeSetup(t *testing.T) {
 	}
 	if n := removedCalls.Load(); n != 0 {
 		t.Fatalf("callbacks removed before Setup fired %d times", n)
+	}
+}
+
+// TestGettersFloatOutOfRange: a float64 just past the int64 or uint64
+// range (2^63, 2^64: what float64(math.MaxInt64) and
+// float64(math.MaxUint64) round to) does not fit, so the getters give 0.
+// They used to convert it, giving math.MinInt64 for 2^63 and 2^63 for 2^64.
+func TestGettersFloatOutOfRange(t *testing.T) {
+	m := map[string]interface{}{
+		"2^63": math.Ldexp(1, 63), "-2^63": -math.Ldexp(1, 63), "2^64": math.Ldexp(1, 64), "2^53": math.Ldexp(1, 53),
+	}
+	for _, c := range []struct {
+		name      string
+		got, want interface{}
+	}{
+		{"GetInt64(2^63)", GetInt64(m, "2^63"), int64(0)},
+		{"GetInt(2^63)", GetInt(m, "2^63"), 0},
+		{"GetInt64(-2^63)", GetInt64(m, "-2^63"), int64(math.MinInt64)},
+		{"GetUint64(2^64)", GetUint64(m, "2^64"), uint64(0)},
+		{"GetUint64(2^63)", GetUint64(m, "2^63"), uint64(1) << 63},
+		{"GetInt64(2^53)", GetInt64(m, "2^53"), int64(1) << 53},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
 	}
 }
