@@ -28,7 +28,7 @@ type savedData struct {
 const dataVersion = 1
 
 // persister writes snapshots of the shared data on its own goroutine, so
-// the worker never waits for the disk.
+// message handling never waits for the disk.
 type persister struct {
 	path string
 	log  *slog.Logger

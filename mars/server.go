@@ -31,8 +31,9 @@ type ServerOptions struct {
 	PersistInterval time.Duration
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
-	// Transport tunes the server's rudp transport. Its callbacks are
-	// replaced; its CloseTimeout defaults to 200 ms here.
+	// Transport tunes the server's rudp transport. OnMessage is replaced;
+	// OnPeerUp and OnPeerDown are kept (for monitoring; they must not
+	// block). CloseTimeout defaults to 200 ms here.
 	Transport rudp.Config
 	// RequireApp refuses reports with the empty (default) app name.
 	RequireApp bool
@@ -47,9 +48,6 @@ type ServerOptions struct {
 	// deltas; a node that has not synced for longer gets a full snapshot.
 	// Default 5 minutes. At most MaxSharedKeys+MaxNodes tombstones are kept.
 	TombstoneTTL time.Duration
-	// QueueSize bounds the messages waiting for the server's worker; beyond
-	// it reports are dropped (and retried by the nodes). Default 65,536.
-	QueueSize int
 }
 
 func (o ServerOptions) withDefaults() ServerOptions {
@@ -86,19 +84,21 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	if o.TombstoneTTL <= 0 {
 		o.TombstoneTTL = 5 * time.Minute
 	}
-	if o.QueueSize <= 0 {
-		o.QueueSize = 65536
-	}
 	return o
 }
 
 // maxPeerBacklog: MARS skips a reply to a peer that has this many bytes
-// unacknowledged, rather than let its worker block on a slow peer.
+// unacknowledged (a quarter of rudp's default MaxQueued), so a reply never
+// blocks the transport's read goroutine on a slow peer.
 const maxPeerBacklog = 8 << 20
 
-// Server is a MARS registry server on one rudp transport. One worker
-// goroutine owns all state: messages are queued to it from the transport's
-// read goroutine, so a slow step never stalls the socket.
+// Server is a MARS registry server on one rudp transport. Messages are
+// handled on the transport's read goroutine, under mu, and answered at
+// once: a reply sent while the report is being delivered carries the
+// transport's acknowledgement, and no goroutine hand-off is paid per
+// message. Handling never waits for anything but mu (replies to a peer
+// with a large backlog are skipped); a second goroutine applies liveness
+// and schedules saves under the same mutex.
 type Server struct {
 	opts  ServerOptions
 	tr    *rudp.Transport
@@ -107,13 +107,13 @@ type Server struct {
 	warn  *rateLog
 	epoch time.Time
 
-	inbox     chan inMsg
 	done      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
 
-	// Owned by the worker (and by Close once the worker has stopped).
+	mu       sync.Mutex // guards everything below
+	closed   bool
 	apps     map[string]*appState
 	clock    uint64 // version clock shared by the apps
 	buf      []byte
@@ -131,7 +131,7 @@ type inMsg struct {
 }
 
 type serverCounters struct {
-	reports, leaves, bad, dropped, syncs, syncBytes, skipped atomic.Uint64
+	reports, leaves, bad, syncs, syncBytes, skipped atomic.Uint64
 }
 
 // ServerStats is a snapshot of a server's counters.
@@ -139,7 +139,6 @@ type ServerStats struct {
 	Reports   uint64 // reports handled
 	Leaves    uint64 // graceful leaves handled
 	Bad       uint64 // messages refused as malformed or invalid
-	Dropped   uint64 // messages dropped because the worker queue was full
 	Syncs     uint64 // sync messages sent
 	SyncBytes uint64 // bytes of sync messages sent
 	Skipped   uint64 // replies skipped because the peer had a large backlog
@@ -183,7 +182,6 @@ func newServer(opts ServerOptions) (*Server, rudp.Config, error) {
 		log:   opts.Logger,
 		warn:  newRateLog(opts.Logger, 10*time.Second),
 		epoch: time.Now(),
-		inbox: make(chan inMsg, opts.QueueSize),
 		done:  make(chan struct{}),
 		apps:  make(map[string]*appState),
 	}
@@ -201,12 +199,13 @@ func newServer(opts ServerOptions) (*Server, rudp.Config, error) {
 	}
 	cfg := opts.Transport
 	cfg.OnMessage = s.onMessage
-	cfg.OnPeerUp, cfg.OnPeerDown = nil, nil
 	return s, cfg, nil
 }
 
 func (s *Server) start(tr *rudp.Transport) {
-	s.tr = tr
+	s.mu.Lock()
+	s.tr = tr // messages arriving before this are dropped; nodes resend
+	s.mu.Unlock()
 	s.wg.Add(1)
 	go s.run()
 	if s.persist != nil {
@@ -234,18 +233,21 @@ func (s *Server) Incarnation() uint64 { return s.inc }
 func (s *Server) Stats() ServerStats {
 	return ServerStats{
 		Reports: s.stats.reports.Load(), Leaves: s.stats.leaves.Load(), Bad: s.stats.bad.Load(),
-		Dropped: s.stats.dropped.Load(), Syncs: s.stats.syncs.Load(), SyncBytes: s.stats.syncBytes.Load(),
+		Syncs: s.stats.syncs.Load(), SyncBytes: s.stats.syncBytes.Load(),
 		Skipped: s.stats.skipped.Load(),
 	}
 }
 
-// Close stops the server: the worker stops, the transport closes, and the
-// shared data is saved when DataDir is set. It is idempotent and returns
-// once every goroutine has stopped.
+// Close stops the server: messages are no longer handled, the transport
+// closes, and the shared data is saved when DataDir is set. It is
+// idempotent and returns once every goroutine has stopped.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.done)
 		s.wg.Wait()
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 		s.tr.Close()
 		if s.persist != nil {
 			s.closeErr = s.persist.save(s.snapshotData())
@@ -254,14 +256,14 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
-// onMessage runs on the transport's read goroutine: it only queues.
+// onMessage runs on the transport's read goroutine.
 func (s *Server) onMessage(from netip.AddrPort, kind byte, p []byte, _ bool) {
-	select {
-	case s.inbox <- inMsg{from, kind, p}:
-	default:
-		s.stats.dropped.Add(1)
-		s.warn.warn("mars: worker queue full, dropping messages", "from", from)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.tr == nil {
+		return
 	}
+	s.handle(inMsg{from, kind, p})
 }
 
 func (s *Server) now() int64 { return int64(time.Since(s.epoch)) }
@@ -281,17 +283,24 @@ func (s *Server) run() {
 		select {
 		case <-s.done:
 			return
-		case m := <-s.inbox:
-			s.handle(m)
 		case <-sweep.C:
+			s.mu.Lock()
 			s.sweep()
+			s.mu.Unlock()
 		case <-save.C:
 			saving = false
-			if s.dirty && s.persist.offer(s.snapshotData()) {
+			s.mu.Lock()
+			if s.persist.offer(s.snapshotData()) {
 				s.dirty = false
 			}
+			s.mu.Unlock()
 		}
-		if s.dirty && !saving && s.persist != nil {
+		// Schedule a save when shared data changed; the check runs at every
+		// sweep, so a change waits at most PersistInterval plus one sweep.
+		s.mu.Lock()
+		dirty := s.dirty
+		s.mu.Unlock()
+		if dirty && !saving && s.persist != nil {
 			save.Reset(s.opts.PersistInterval)
 			saving = true
 		}
@@ -514,13 +523,18 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 		parts, ok = a.delta(ver)
 		full = !ok
 	}
+	at := a.ver
 	if full {
-		parts = a.full()
+		seen := ver
+		if marsInc != s.inc {
+			seen = 0 // a version of another MARS means nothing here
+		}
+		parts, at = a.full(s.now(), seen)
 		flags |= syncFull
 		ver = 0
 	}
 	for i, body := range parts {
-		h := syncHead{Addr: addr, MarsInc: s.inc, Flags: flags, Part: uint64(i), Echo: echo, Ack: ack, From: ver, To: a.ver}
+		h := syncHead{Addr: addr, MarsInc: s.inc, Flags: flags, Part: uint64(i), Echo: echo, Ack: ack, From: ver, To: at}
 		if i < len(parts)-1 {
 			h.Flags |= syncMore
 		}
@@ -578,8 +592,8 @@ func (s *Server) sweep() {
 		}
 		a.expireTombs(now, int64(s.opts.TombstoneTTL), maxTombs)
 		a.compact()
-		if a.fullVer != a.ver {
-			a.fullParts = nil
+		if a.fullVer != a.ver && now-a.fullAt >= fullReuse {
+			a.fullParts = nil // free it
 		}
 		if a.empty() {
 			delete(s.apps, name)

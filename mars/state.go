@@ -3,10 +3,11 @@ package mars
 import (
 	"slices"
 	"sort"
+	"time"
 )
 
 // appState is everything MARS knows about one app name (namespace). It is
-// owned by the server's worker goroutine and never locked.
+// guarded by the server's mutex.
 //
 // Versions: every change in the app (a node added, changed, gone offline or
 // removed; a shared key set or removed) takes the next version of a clock
@@ -36,7 +37,8 @@ type appState struct {
 	horizon   uint64
 	log       []logEntry
 
-	fullVer   uint64 // version fullParts was built at; 0 = none
+	fullVer   uint64 // version fullParts was built at
+	fullAt    int64  // server clock when it was built
 	fullParts [][]byte
 }
 
@@ -232,8 +234,8 @@ func (a *appState) delta(v uint64) (parts [][]byte, ok bool) {
 	if len(pending) == 0 {
 		return [][]byte{nil}, true
 	}
-	if len(pending) > (len(a.nodes)+len(a.keys))/2+32 {
-		return nil, false
+	if len(pending) > len(a.nodes)+len(a.keys)+32 {
+		return nil, false // the delta would be about as large as a full snapshot
 	}
 	var b bodyBuilder
 	for _, l := range pending {
@@ -254,11 +256,16 @@ func (a *appState) delta(v uint64) (parts [][]byte, ok bool) {
 	return b.build(), true
 }
 
-// full returns the body parts of a full snapshot, built once per version
-// and shared by every node that needs it at that version.
-func (a *appState) full() [][]byte {
-	if a.fullVer == a.ver && a.fullParts != nil {
-		return a.fullParts
+// full returns the body parts of a full snapshot and the version they are
+// at. A snapshot is built at most once per version, and is reused for
+// fullReuse even when newer changes arrived (the node catches up with a
+// delta on its next report) unless the asking node's view (at version
+// seen) is already newer: a burst of registrations, where every
+// registration is a new version, then costs one build per fullReuse, not
+// one per node.
+func (a *appState) full(now int64, seen uint64) ([][]byte, uint64) {
+	if a.fullParts != nil && (a.fullVer == a.ver || now-a.fullAt < fullReuse && a.fullVer >= seen) {
+		return a.fullParts, a.fullVer
 	}
 	var b bodyBuilder
 	b.nodes = make([][]byte, 0, len(a.nodes))
@@ -269,9 +276,12 @@ func (a *appState) full() [][]byte {
 	for k, e := range a.keys {
 		b.keys = append(b.keys, kv{k, e.val})
 	}
-	a.fullParts, a.fullVer = b.build(), a.ver
-	return a.fullParts
+	a.fullParts, a.fullVer, a.fullAt = b.build(), a.ver, now
+	return a.fullParts, a.fullVer
 }
+
+// fullReuse is how long a full snapshot may be served after newer changes.
+const fullReuse = int64(200 * time.Millisecond)
 
 // bodyBuilder encodes the body of a sync, split into parts of about
 // syncPartSize bytes. Every part carries the four body arrays.

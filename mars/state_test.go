@@ -61,11 +61,16 @@ func TestDeltaCarriesOnlyChanges(t *testing.T) {
 		len(b.Keys) != 1 || b.Keys[0] != (kv{"k7", 71}) || len(b.Dropped) != 1 || b.Dropped[0] != "k8" {
 		t.Fatalf("delta: %+v", b)
 	}
-	// A node far behind gets a full snapshot instead.
+	// A node far behind, with more changes since its version than the
+	// snapshot has entries, gets a full snapshot instead.
+	for i := range 300 {
+		a.setKey("k1", int16(i))
+	}
 	if _, ok := a.delta(1); ok {
 		t.Fatal("a delta of nearly everything should become a full snapshot")
 	}
-	full := decodeParts(t, a.full())
+	fp, _ := a.full(0, 0)
+	full := decodeParts(t, fp)
 	if len(full.Nodes) != 99 || len(full.Keys) != 99 || len(full.Gone)+len(full.Dropped) != 0 {
 		t.Fatalf("full: %d nodes %d keys", len(full.Nodes), len(full.Keys))
 	}

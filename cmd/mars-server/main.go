@@ -1,6 +1,6 @@
 // Command mars-server runs a MARS registry server.
 //
-//	mars-server [-config FILE] [-offline-after 3s] [-remove-after 10s] [-data DIR] [-log-level info]
+//	mars-server [-config FILE] [-offline-after 3s] [-remove-after 10s] [-data DIR] [-log-level info] [-cpuprofile FILE]
 //
 // It reads the mesh configuration with config.Load (defaults, then the JSON
 // file given with -config, then DIARKIS_* environment variables such as
@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -48,6 +49,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	removeAfter := fs.Duration("remove-after", 10*time.Second, "remove a node after this long without a report")
 	dataDir := fs.String("data", "", "`directory` to persist shared data in (default: memory only)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file` until the server stops (for performance work)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mars-server [flags]\n\n"+
 			"Runs the MARS registry server on UDP marsAddress:marsPort of the mesh configuration\n"+
@@ -92,6 +94,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			srv.Close()
+			return fail(err)
+		}
+		defer stop()
+	}
 	log.Info("mars-server listening", "addr", srv.Addr().String(), "incarnation", fmt.Sprintf("%016x", srv.Incarnation()),
 		"offlineAfter", *offlineAfter, "removeAfter", *removeAfter, "data", *dataDir)
 	<-ctx.Done()
@@ -102,6 +112,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log.Info("mars-server stopped")
 	return 0
+}
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // oneLine joins a multi-line error (errors.Join) into one line.

@@ -1,0 +1,402 @@
+package mars
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/marsmesh/marsmesh/rudp"
+)
+
+// TestScale measures one MARS process serving many simulated nodes. It
+// runs only when MARS_SCALE lists node counts:
+//
+//	MARS_SCALE=1000,10000 go test -run=TestScale -v -timeout=20m ./mars
+//
+// MARS runs as a separate mars-server process, so its CPU time comes from
+// /proc/PID/stat (utime+stime, at USER_HZ=100) and its memory from VmRSS in
+// /proc/PID/status. The simulated nodes live in this process: they speak
+// the real protocol over real loopback UDP, MARS_SCALE_PER_TRANSPORT (200)
+// of them sharing one rudp transport (MARS identifies a node by the mesh
+// address in its report and answers the source address). Each reports once
+// a second, spread evenly over the second. A simulated node keeps no view:
+// it reads the head of every sync, and the body of deltas only (to see the
+// probe change). Registration is spread over MARS_SCALE_RAMP (default
+// N × 10 ms), node i starting at RAMP × (i/N)², so the bytes of full
+// snapshots per second (each new node gets the whole list, which grows with
+// i) stay about even; every node gets its real full snapshot.
+//
+// Reported, after the cluster settles, over MARS_SCALE_WINDOW (10 s):
+// MARS CPU in cores (CPU seconds per wall second), RSS, the mean payload
+// bytes of a report and of a sync reply, the rudp packets per report (both
+// directions, acks included, counted on the node side), and the time for a
+// change on one node (a shared key and its type) to reach every node.
+func TestScale(t *testing.T) {
+	spec := os.Getenv("MARS_SCALE")
+	if spec == "" {
+		t.Skip("set MARS_SCALE=1000,10000 to run the scale measurement")
+	}
+	for _, f := range strings.Split(spec, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 || n > 50_000 {
+			t.Fatalf("MARS_SCALE: %q is not a node count in 2..50000", f)
+		}
+		t.Run(fmt.Sprint(n), func(t *testing.T) { runScale(t, n) })
+	}
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// simNode is one simulated node.
+type simNode struct {
+	addr    string
+	inc     uint64
+	tr      *rudp.Transport
+	startAt time.Time
+
+	mu         sync.Mutex
+	marsInc    uint64
+	ver        uint64
+	seq        uint64
+	needFull   bool
+	registered bool
+	pending    *report // a change to send with the next report
+
+	probeAt atomic.Int64 // unix ns when the probe change arrived
+}
+
+type simStats struct {
+	reports, reportBytes, syncs, syncBytes, fulls, fullBytes atomic.Uint64
+}
+
+type simCluster struct {
+	mars  netip.AddrPort
+	sims  []*simNode
+	byTr  map[*rudp.Transport][]*simNode
+	byKey sync.Map // addr -> *simNode
+	stats simStats
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	trs   []*rudp.Transport
+
+	probeKey  string
+	probeVal  int16
+	probeType string
+	probeFrom string
+}
+
+func (c *simCluster) onMessage(from netip.AddrPort, kind byte, p []byte, _ bool) {
+	if kind != KindSync {
+		return
+	}
+	h, r, fields, err := decodeSyncHead(p)
+	if err != nil {
+		return
+	}
+	v, ok := c.byKey.Load(h.Addr)
+	if !ok {
+		return
+	}
+	s := v.(*simNode)
+	c.stats.syncs.Add(1)
+	c.stats.syncBytes.Add(uint64(len(p)))
+	full := h.Flags&syncFull != 0
+	if full {
+		c.stats.fulls.Add(1)
+		c.stats.fullBytes.Add(uint64(len(p)))
+	} else if fields > 0 && s.probeAt.Load() == 0 && c.probeKey != "" {
+		var b syncBody
+		if decodeSyncBody(&r, fields, &b) == nil {
+			key, typ := false, c.probeType == ""
+			for _, e := range b.Keys {
+				key = key || e == (kv{c.probeKey, c.probeVal})
+			}
+			for _, n := range b.Nodes {
+				typ = typ || n.Addr == c.probeFrom && n.Type == c.probeType
+			}
+			if key && typ {
+				s.probeAt.Store(time.Now().UnixNano())
+			}
+		}
+	}
+	s.mu.Lock()
+	s.marsInc, s.ver = h.MarsInc, h.To
+	if h.Flags&syncNeedInfo != 0 {
+		s.needFull = true
+	} else {
+		s.registered = true
+	}
+	s.mu.Unlock()
+}
+
+func (c *simCluster) report(s *simNode, buf []byte) []byte {
+	s.mu.Lock()
+	r := report{App: "scale", Addr: s.addr, Inc: s.inc, MarsInc: s.marsInc, Ver: s.ver, From: s.seq, Seq: s.seq}
+	if s.needFull {
+		r.From = 0
+		r.Info = &nodeInfo{Type: "sim", Role: "UDP", Status: StatusOnline}
+		s.needFull = false
+	}
+	if p := s.pending; p != nil {
+		s.seq++
+		r.Seq = s.seq
+		r.Info, r.Ops = p.Info, p.Ops
+		for i := range r.Ops {
+			r.Ops[i].Seq = s.seq
+		}
+		s.pending = nil
+	}
+	s.mu.Unlock()
+	buf = r.append(buf[:0])
+	c.stats.reports.Add(1)
+	c.stats.reportBytes.Add(uint64(len(buf)))
+	s.tr.Send(c.mars, KindReport, buf)
+	return buf
+}
+
+// reporter sends the reports of one transport's nodes, each once a second
+// at its own offset, until stop.
+func (c *simCluster) reporter(sims []*simNode, phase time.Duration) {
+	defer c.wg.Done()
+	step := time.Second / time.Duration(len(sims))
+	start := time.Now().Add(phase)
+	var buf []byte
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for round := 0; ; round++ {
+		for j, s := range sims {
+			at := start.Add(time.Duration(round)*time.Second + time.Duration(j)*step)
+			timer.Reset(time.Until(at))
+			select {
+			case <-c.stop:
+				return
+			case <-timer.C:
+			}
+			if time.Now().Before(s.startAt) {
+				continue
+			}
+			buf = c.report(s, buf)
+		}
+	}
+}
+
+func (c *simCluster) registered() int {
+	n := 0
+	for _, s := range c.sims {
+		s.mu.Lock()
+		if s.registered {
+			n++
+		}
+		s.mu.Unlock()
+	}
+	return n
+}
+
+func (c *simCluster) close() {
+	close(c.stop)
+	c.wg.Wait()
+	var wg sync.WaitGroup
+	for _, tr := range c.trs {
+		wg.Add(1)
+		go func() { defer wg.Done(); tr.Close() }()
+	}
+	wg.Wait()
+}
+
+// procCPU returns the CPU seconds (user+system) a process has used.
+func procCPU(t *testing.T, pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // fields from 3 (state) on
+	ut, _ := strconv.ParseFloat(f[11], 64)                   // field 14
+	st, _ := strconv.ParseFloat(f[12], 64)                   // field 15
+	return (ut + st) / 100                                   // USER_HZ
+}
+
+func procRSS(t *testing.T, pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			return strings.Join(strings.Fields(l)[1:], " ")
+		}
+	}
+	return "?"
+}
+
+var (
+	scaleDowns, simDowns atomic.Int64
+	scaleDownLog         = newRateLog(slog.Default(), 5*time.Second)
+)
+
+func runScale(t *testing.T, n int) {
+	perTr := envInt("MARS_SCALE_PER_TRANSPORT", 200)
+	window := envDuration("MARS_SCALE_WINDOW", 10*time.Second)
+	ramp := envDuration("MARS_SCALE_RAMP", time.Duration(n)*10*time.Millisecond)
+	var marsAddr string
+	pid := 0
+	var inproc *Server
+	if os.Getenv("MARS_SCALE_INPROC") != "" { // for profiling with -cpuprofile: MARS in this process
+		inproc = startServer(t, "", ServerOptions{Transport: rudp.Config{OnPeerDown: func(a netip.AddrPort, err error) {
+			scaleDowns.Add(1)
+			scaleDownLog.warn("MARS peer down: "+err.Error(), "peer", a)
+		}}})
+		marsAddr, pid = inproc.Addr().String(), os.Getpid()
+	} else {
+		var args []string
+		if f := os.Getenv("MARS_SCALE_PROF"); f != "" {
+			args = []string{"-cpuprofile", f}
+		}
+		p := startMarsProc(t, freeUDPPort(t), args...)
+		defer p.signal(os.Interrupt)
+		marsAddr, pid = p.addr, p.cmd.Process.Pid
+	}
+	c := &simCluster{mars: netip.MustParseAddrPort(marsAddr), byTr: map[*rudp.Transport][]*simNode{}, stop: make(chan struct{})}
+	startAt := time.Now()
+	cpuStart := procCPU(t, pid)
+	for i := 0; i < n; i += perTr {
+		tr, err := rudp.Listen("127.0.0.1:0", rudp.Config{OnMessage: c.onMessage, Logger: quietLogger(), CloseTimeout: 200 * time.Millisecond,
+			OnPeerDown: func(a netip.AddrPort, err error) {
+				simDowns.Add(1)
+				scaleDownLog.warn("sim peer down: "+err.Error(), "peer", a)
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.trs = append(c.trs, tr)
+		for j := i; j < min(i+perTr, n); j++ {
+			s := &simNode{
+				addr: fmt.Sprintf("10.%d.%d.%d:%d", j>>16&255, j>>8&255, j&255, 8000), inc: rand.Uint64() | 1, tr: tr,
+				startAt: startAt.Add(time.Duration(float64(ramp) * math.Pow(float64(j)/float64(n), 2))), needFull: true,
+			}
+			c.sims = append(c.sims, s)
+			c.byTr[tr] = append(c.byTr[tr], s)
+			c.byKey.Store(s.addr, s)
+		}
+	}
+	for i, tr := range c.trs {
+		c.wg.Add(1)
+		go c.reporter(c.byTr[tr], time.Duration(i)*time.Second/time.Duration(len(c.trs)))
+	}
+	defer c.close()
+
+	deadline := time.Now().Add(ramp + 2*time.Minute)
+	lastLog := time.Now()
+	for c.registered() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d nodes registered", c.registered(), n)
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			lastLog = time.Now()
+			msg := fmt.Sprintf("%v: %d registered, %d fulls received (%d MB), peer downs: MARS %d sims %d", time.Since(startAt).Round(time.Second),
+				c.registered(), c.stats.fulls.Load(), c.stats.fullBytes.Load()>>20, scaleDowns.Load(), simDowns.Load())
+			if inproc != nil {
+				msg += fmt.Sprintf(", MARS %+v", inproc.Stats())
+			}
+			t.Log(msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	regTime := time.Since(startAt)
+	regCPU := procCPU(t, pid) - cpuStart
+	fulls, fullBytes := c.stats.fulls.Load(), c.stats.fullBytes.Load()
+	time.Sleep(3 * time.Second) // settle: every node has had a steady-state sync
+	f0 := c.stats.fulls.Load()
+	c.sims[0].mu.Lock()
+	v0 := c.sims[0].ver
+	c.sims[0].mu.Unlock()
+
+	// Steady state.
+	r0, rb0, s0, sb0 := c.stats.reports.Load(), c.stats.reportBytes.Load(), c.stats.syncs.Load(), c.stats.syncBytes.Load()
+	var pin0, pout0 uint64
+	for _, tr := range c.trs {
+		st := tr.Stats()
+		pin0, pout0 = pin0+st.PacketsIn, pout0+st.PacketsOut
+	}
+	cpu0, self0, w0 := procCPU(t, pid), procCPU(t, os.Getpid()), time.Now()
+	time.Sleep(window)
+	cpu1, self1, wall := procCPU(t, pid), procCPU(t, os.Getpid()), time.Since(w0).Seconds()
+	r1, rb1, s1, sb1 := c.stats.reports.Load(), c.stats.reportBytes.Load(), c.stats.syncs.Load(), c.stats.syncBytes.Load()
+	var pin1, pout1 uint64
+	for _, tr := range c.trs {
+		st := tr.Stats()
+		pin1, pout1 = pin1+st.PacketsIn, pout1+st.PacketsOut
+	}
+	rss := procRSS(t, pid)
+	reports, syncs := r1-r0, s1-s0
+	f1 := c.stats.fulls.Load()
+	c.sims[0].mu.Lock()
+	v1 := c.sims[0].ver
+	c.sims[0].mu.Unlock()
+
+	// Propagation: node 0 sets a shared key and changes its type.
+	src := c.sims[0]
+	c.probeKey, c.probeVal, c.probeType, c.probeFrom = "probe", 4242, "probed", src.addr
+	src.mu.Lock()
+	src.pending = &report{Info: &nodeInfo{Type: "probed", Role: "UDP", Status: StatusOnline}, Ops: []op{{Key: "probe", Val: 4242}}}
+	src.mu.Unlock()
+	sent := time.Now()
+	c.report(src, nil)
+	deadline = time.Now().Add(10 * time.Second)
+	var lat []time.Duration
+	for {
+		lat = lat[:0]
+		for _, s := range c.sims[1:] {
+			if at := s.probeAt.Load(); at != 0 {
+				lat = append(lat, time.Duration(at-sent.UnixNano()))
+			}
+		}
+		if len(lat) == n-1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	slices.Sort(lat)
+	if len(lat) < n-1 {
+		t.Errorf("the change reached %d of %d nodes in 10 s", len(lat), n-1)
+	}
+	pct := func(q float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(q*float64(len(lat))))]
+	}
+
+	t.Logf("nodes=%d transports=%d registration (ramp %v): all registered in %v, MARS CPU %.2f s; %d full snapshots, mean %d bytes",
+		n, len(c.trs), ramp, regTime.Round(time.Millisecond), regCPU, fulls, fullBytes/max(fulls, 1))
+	t.Logf("steady state: %d versions changed and %d full snapshots sent during the window (want 0 and 0)", v1-v0, f1-f0)
+	t.Logf("steady state over %.1fs: MARS CPU %.3f cores (%.1f µs per report), RSS %s; this process (simulated nodes) %.2f cores",
+		wall, (cpu1-cpu0)/wall, (cpu1-cpu0)/float64(max(reports, 1))*1e6, rss, (self1-self0)/wall)
+	t.Logf("steady state: %.0f reports/s, report %.1f bytes, sync reply %.1f bytes (msgpack payload); %.2f UDP packets per report exchange",
+		float64(reports)/wall, float64(rb1-rb0)/float64(max(reports, 1)), float64(sb1-sb0)/float64(max(syncs, 1)),
+		float64((pin1-pin0)+(pout1-pout0))/float64(max(reports, 1)))
+	t.Logf("propagation of one change to %d nodes: p50 %v, p99 %v, max %v",
+		len(lat), pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), pct(1).Round(time.Millisecond))
+}
