@@ -109,13 +109,14 @@ func Shutdown() error {
 	return errors.Join(errs...)
 }
 
-// beforeSetup records a setting for the node Setup will make, and reports
-// whether there is no default node yet.
-func beforeSetup(o Option, h func(*Node)) bool {
+// beforeSetup records a setting for the node Setup will make and returns
+// nil, or returns the default node if there is one (the caller applies the
+// setting to it; looking it up again could find it shut down and gone).
+func beforeSetup(o Option, h func(*Node)) *Node {
 	defMu.Lock()
 	defer defMu.Unlock()
 	if def != nil {
-		return false
+		return def
 	}
 	if o != nil {
 		preOpts = append(preOpts, o)
@@ -123,7 +124,7 @@ func beforeSetup(o Option, h func(*Node)) bool {
 	if h != nil {
 		preHooks = append(preHooks, h)
 	}
-	return true
+	return nil
 }
 
 // withDefault runs f on the default node, or records it for Setup.
@@ -132,8 +133,8 @@ func withDefault(f func(*Node)) {
 		f(n)
 		return
 	}
-	if !beforeSetup(nil, f) {
-		f(Default())
+	if n := beforeSetup(nil, f); n != nil {
+		f(n)
 	}
 }
 
@@ -278,29 +279,29 @@ func SetCheckForShutdownReadiness(cb func() bool) {
 
 // SetNodeType sets the default node's type (before Setup: its initial type).
 func SetNodeType(nodeType string) {
-	if !beforeSetup(WithType(nodeType), nil) {
-		Default().SetNodeType(nodeType)
+	if n := beforeSetup(WithType(nodeType), nil); n != nil {
+		n.SetNodeType(nodeType)
 	}
 }
 
 // SetNodeRole sets the default node's role.
 func SetNodeRole(role string) {
-	if !beforeSetup(WithRole(role), nil) {
-		Default().SetNodeRole(role)
+	if n := beforeSetup(WithRole(role), nil); n != nil {
+		n.SetNodeRole(role)
 	}
 }
 
 // SetEndPoint sets the default node's public endpoint.
 func SetEndPoint(endPoint string) {
-	if !beforeSetup(WithEndPoint(endPoint), nil) {
-		Default().SetEndPoint(endPoint)
+	if n := beforeSetup(WithEndPoint(endPoint), nil); n != nil {
+		n.SetEndPoint(endPoint)
 	}
 }
 
 // SetAppName sets the default node's app name (MARS namespace).
 func SetAppName(name string) {
-	if !beforeSetup(WithApp(name), nil) {
-		Default().SetAppName(name)
+	if n := beforeSetup(WithApp(name), nil); n != nil {
+		n.SetAppName(name)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -150,4 +151,56 @@ func TestGettersFloatOutOfRange(t *testing.T) {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
 		}
 	}
+}
+
+// TestPackageSettersDuringShutdown: package-level setters may run while
+// another goroutine shuts the default node down (a game loop and a SIGTERM
+// handler). SetNodeType, SetNodeRole, SetEndPoint, SetAppName and the
+// setters built on withDefault used to look the default node up twice and
+// dereference nil when Shutdown came in between.
+func TestPackageSettersDuringShutdown(t *testing.T) {
+	if Default() != nil {
+		t.Fatal("a default node is still set up from an earlier test")
+	}
+	c := newCluster(t, 0)
+	useMarsEnv(t, c.cfg.MarsPort)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var panics atomic.Int32
+	setters := []func(){
+		func() { SetNodeType("game") },
+		func() { SetNodeRole(UDPRole) },
+		func() { SetEndPoint("203.0.113.1:1") },
+		func() { SetNodeValue("v", 1) },
+	}
+	for _, set := range setters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				func() {
+					defer func() {
+						if r := recover(); r != nil && panics.Add(1) == 1 {
+							t.Errorf("setter panicked during Setup/Shutdown: %v", r)
+						}
+					}()
+					set()
+				}()
+			}
+		}()
+	}
+	for range 100 {
+		if err := Setup(""); err != nil {
+			t.Error(err)
+			break
+		}
+		Shutdown()
+	}
+	stop.Store(true)
+	wg.Wait()
+	// Consume the settings made while no node was set up.
+	if err := Setup(""); err != nil {
+		t.Fatal(err)
+	}
+	Shutdown()
 }
