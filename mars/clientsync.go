@@ -49,6 +49,10 @@ func (c *Client) run() {
 	grace := time.NewTimer(time.Hour)
 	grace.Stop()
 	defer grace.Stop()
+	retry := time.NewTimer(time.Hour) // checks that the last report was answered
+	retry.Stop()
+	defer retry.Stop()
+	var reportedAt int64
 	armSoon := func(d time.Duration) {
 		at := time.Now().Add(d)
 		if !c.soonArmed || at.Before(soonAt) {
@@ -78,6 +82,24 @@ func (c *Client) run() {
 		case <-grace.C:
 			c.graceOn = false
 			c.fireChanges(c.view.endGrace())
+		case <-retry.C:
+			if c.lastReply.Load() >= reportedAt {
+				break // answered
+			}
+			if c.sessionLost() {
+				// The report died with its session (MARS restarted and reset
+				// it): send again now rather than at the next tick.
+				c.mu.Lock()
+				c.sentSeq = c.acked
+				c.mu.Unlock()
+				after = c.report()
+			} else {
+				retry.Reset(c.cfg.Interval / 4) // still in flight: look again
+			}
+		}
+		if after.sent {
+			reportedAt = c.clock()
+			retry.Reset(c.cfg.Interval / 4)
 		}
 		if after.soon >= 0 && after.set {
 			armSoon(after.soon)
@@ -93,6 +115,25 @@ type action struct {
 	set   bool
 	soon  time.Duration // report again after this long
 	grace bool          // (re)start the grace period
+	sent  bool          // a report went out
+}
+
+// sessionLost reports whether the transport has no session with MARS any
+// more, so what was queued on it is gone (a session still dialing keeps its
+// queue). A transport that cannot tell is assumed to have lost it.
+func (c *Client) sessionLost() bool {
+	to := c.mars.Load()
+	if to == nil {
+		return false
+	}
+	p, ok := c.tr.(interface {
+		Peer(netip.AddrPort) (rudp.PeerStatus, bool)
+	})
+	if !ok {
+		return true
+	}
+	_, up := p.Peer(*to)
+	return !up
 }
 
 func soonAction(d time.Duration) action { return action{set: true, soon: d} }
@@ -199,7 +240,7 @@ func (c *Client) report() action {
 		return 0
 	})
 	c.sendReport(to, r, ops, seed)
-	return action{}
+	return action{sent: true}
 }
 
 // sendReport sends r with its changes, split over several reports when

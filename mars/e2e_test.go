@@ -81,7 +81,8 @@ func TestE2EMarsKilledAndRestarted(t *testing.T) {
 	port := freeUDPPort(t)
 	p := startMarsProc(t, port)
 	a := startNode(t, p.addr, ClientConfig{Type: "HTTP"})
-	b := startNode(t, p.addr, ClientConfig{Type: "UDP"})
+	b := newTestNodeWith(t, p.addr, ClientConfig{Type: "UDP"}, false) // recovers without peer-down events
+	b.c.Start()
 	c := startNode(t, p.addr, ClientConfig{Type: "UDP", Guest: true})
 	want := map[string]int16{}
 	for i := range 20 {
@@ -121,10 +122,21 @@ func TestE2EMarsKilledAndRestarted(t *testing.T) {
 	p2 := startMarsProc(t, port)
 	restarted := time.Now()
 	fresh := startNode(t, p2.addr, ClientConfig{Type: "fresh"})
+	var seenA, seenB, seenData time.Duration
 	waitFor(t, 3*time.Second, "every node and all shared data back at MARS", func() bool {
+		v := fresh.c.View()
+		if seenA == 0 && hasNode(v, a.c.Addr(), online) {
+			seenA = time.Since(restarted)
+		}
+		if seenB == 0 && hasNode(v, b.c.Addr(), online) {
+			seenB = time.Since(restarted)
+		}
+		if seenData == 0 && len(v.AllSharedData()) == len(want) {
+			seenData = time.Since(restarted)
+		}
 		return complete(fresh.c.View(), a, b)
 	})
-	t.Logf("fresh node sees the whole cluster %v after the restart", time.Since(restarted))
+	t.Logf("fresh node sees the whole cluster %v after the restart (a %v, b %v, data %v)", time.Since(restarted), seenA, seenB, seenData)
 	for _, n := range []*testNode{a, b, c} {
 		waitFor(t, 3*time.Second-time.Since(restarted)+slack, "old nodes in touch and complete", func() bool {
 			return n.c.InTouch() && complete(n.c.View(), a, b, fresh)

@@ -72,6 +72,13 @@ type testNode struct {
 
 func newTestNode(t testing.TB, marsAddr string, cfg ClientConfig) *testNode {
 	t.Helper()
+	return newTestNodeWith(t, marsAddr, cfg, true)
+}
+
+// newTestNodeWith builds a node; forwardPeerDown says whether the
+// transport's peer-down events reach the client (the mesh layer may not).
+func newTestNodeWith(t testing.TB, marsAddr string, cfg ClientConfig, forwardPeerDown bool) *testNode {
+	t.Helper()
 	var cl atomic.Pointer[Client]
 	tr, err := rudp.Listen("127.0.0.1:0", rudp.Config{
 		Logger:       quietLogger(),
@@ -82,7 +89,7 @@ func newTestNode(t testing.TB, marsAddr string, cfg ClientConfig) *testNode {
 			}
 		},
 		OnPeerDown: func(addr netip.AddrPort, _ error) {
-			if c := cl.Load(); c != nil {
+			if c := cl.Load(); c != nil && forwardPeerDown {
 				c.HandlePeerDown(addr)
 			}
 		},
