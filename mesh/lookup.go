@@ -169,11 +169,17 @@ func (n *Node) IsNodeOffline(nodeAddr string) bool {
 // IsNodeTaken reports whether the node at a mesh address is listed taken.
 func (n *Node) IsNodeTaken(nodeAddr string) bool { return n.statusOf(nodeAddr) == mars.StatusTaken }
 
-// IsMyNodeOnline reports whether this node's status is online.
-func (n *Node) IsMyNodeOnline() bool { return n.mc.Self().Status == mars.StatusOnline }
+// IsMyNodeOnline reports whether this node's status is online (a node
+// that was shut down is not).
+func (n *Node) IsMyNodeOnline() bool {
+	return !n.closed.Load() && n.mc.Self().Status == mars.StatusOnline
+}
 
-// IsMyNodeOffline reports whether this node's status is offline.
-func (n *Node) IsMyNodeOffline() bool { return n.mc.Self().Status == mars.StatusOffline }
+// IsMyNodeOffline reports whether this node's status is offline, or the
+// node was shut down.
+func (n *Node) IsMyNodeOffline() bool {
+	return n.closed.Load() || n.mc.Self().Status == mars.StatusOffline
+}
 
 // IsMyNodeTaken reports whether this node's status is taken.
 func (n *Node) IsMyNodeTaken() bool { return n.mc.Self().Status == mars.StatusTaken }

@@ -204,3 +204,23 @@ func TestPackageSettersDuringShutdown(t *testing.T) {
 	}
 	Shutdown()
 }
+
+// TestShutdownNodeIsOfflineToItself: Shutdown (the mesh's SIGTERM) marks
+// the node offline at MARS, so other nodes see IsNodeOffline; the node
+// must agree (IsMyNodeOffline, "true if the node received SIGTERM" in the
+// reference). It used to go on calling itself online.
+func TestShutdownNodeIsOfflineToItself(t *testing.T) {
+	c := newCluster(t, 2)
+	a, b := c.nodes[0], c.nodes[1]
+	if !a.IsMyNodeOnline() || a.IsMyNodeOffline() {
+		t.Fatal("a running node is not online")
+	}
+	if err := a.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, func() bool { return b.IsNodeOffline(a.GetMyEndPoint()) || b.GetNode(a.GetMyEndPoint()) == nil },
+		"the others see the shut-down node offline")
+	if a.IsMyNodeOnline() || !a.IsMyNodeOffline() {
+		t.Fatalf("after Shutdown: IsMyNodeOnline %v, IsMyNodeOffline %v", a.IsMyNodeOnline(), a.IsMyNodeOffline())
+	}
+}
