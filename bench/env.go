@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"time"
@@ -17,6 +19,7 @@ type Env struct {
 	OS         string `json:"os"`
 	Kernel     string `json:"kernel"`
 	Date       string `json:"date"`
+	Commit     string `json:"commit,omitempty"` // the library's git commit, and whether its files had local changes
 }
 
 func currentEnv() Env {
@@ -28,6 +31,7 @@ func currentEnv() Env {
 		OS:         runtime.GOOS + "/" + runtime.GOARCH,
 		Date:       time.Now().UTC().Format("2006-01-02 15:04 UTC"),
 	}
+	e.Commit = libraryCommit()
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		e.Kernel = strings.TrimSpace(string(b))
 	}
@@ -47,4 +51,23 @@ func cpuModel() string {
 		}
 	}
 	return "unknown"
+}
+
+// libraryCommit names the commit of the library the benchmark was built
+// from (the parent directory's git checkout), noting uncommitted changes
+// to the library's own files; "" when git cannot tell.
+func libraryCommit() string {
+	out, err := exec.Command("git", "-C", "..", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	c := strings.TrimSpace(string(out))
+	st, err := exec.Command("git", "-C", "..", "status", "--porcelain", "--untracked-files=no", "--",
+		"config", "internal", "mars", "mesh", "rudp", "td", "go.mod", "go.sum").Output()
+	if err == nil {
+		if n := len(strings.FieldsFunc(string(st), func(r rune) bool { return r == '\n' })); n > 0 {
+			c += fmt.Sprintf(" + uncommitted changes in %d library files", n)
+		}
+	}
+	return c
 }

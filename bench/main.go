@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -39,7 +40,7 @@ type plan struct {
 func fullPlan(d time.Duration) plan {
 	return plan{
 		duration: d, payloads: []int{64, 1024, 64 << 10}, concs: []int{1, 16, 64, 256},
-		latCount: 20000, tputCount: 60000,
+		latCount: 20000, tputCount: 120000,
 		owPayloads: []int{64, 1024}, owCount: 300000,
 		fanNodes: []int{8, 32, 64}, fanLimits: []int{2, 4, 8}, fanPayload: 64, fanRounds: 300,
 		costRPC: 30000, costOW: 200000, sessions: 1000,
@@ -54,6 +55,13 @@ func quickPlan(d time.Duration) plan {
 		fanNodes: []int{8, 64}, fanLimits: []int{8}, fanPayload: 64, fanRounds: 50,
 		costRPC: 5000, costOW: 50000, sessions: 200,
 	}
+}
+
+func (p *plan) scale(f float64) {
+	for _, c := range []*int64{&p.latCount, &p.tputCount, &p.owCount, &p.costRPC, &p.costOW} {
+		*c = max(int64(float64(*c)*f), 1)
+	}
+	p.fanRounds = max(int(float64(p.fanRounds)*f), 1)
 }
 
 // countFor scales a request count down for large payloads, so a 64 KiB case
@@ -85,6 +93,9 @@ func main() {
 	budget := flag.Duration("budget", 0, "skip cases that would start after this much time (default 4m30s, or 55s with -quick)")
 	profDir := flag.String("cpuprofile", "", "write a CPU profile of each measured case of -profile-system into this directory")
 	profSys := flag.String("profile-system", sysMarsmesh, "system key the CPU profiles are taken of")
+	payloads := flag.String("payloads", "", "comma list of request/response and one-way payload sizes in bytes (default: the plan's)")
+	concs := flag.String("concs", "", "comma list of request/response concurrencies (default: the plan's)")
+	scale := flag.Float64("scale", 1, "multiply every case's count by this (longer, steadier runs, e.g. for profiles)")
 	systems := flag.String("systems", "", "comma list of system keys to run (default all): marsmesh, marsmesh-usend, grpc, nats, kcp, udp")
 	flag.Parse()
 
@@ -111,6 +122,16 @@ func main() {
 				d = 400 * time.Millisecond
 			}
 			p = quickPlan(d)
+		}
+		if *payloads != "" {
+			p.payloads = intList(*payloads)
+			p.owPayloads = p.payloads
+		}
+		if *scale != 1 {
+			p.scale(*scale)
+		}
+		if *concs != "" {
+			p.concs = intList(*concs)
 		}
 		if *budget == 0 {
 			*budget = 270 * time.Second
@@ -185,6 +206,18 @@ func main() {
 	logf("wrote %s", *out)
 }
 
+func intList(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			fatalf("bad number %q in %q", f, s)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 func relPath(base, target string) (string, error) {
 	ab, err := filepath.Abs(base)
 	if err != nil {
@@ -243,7 +276,20 @@ func (b *bench) profile(system, name string) func() {
 		f.Close()
 		return func() {}
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
+	// Allocation profiles before and after: compare them with
+	// go tool pprof -sample_index=alloc_objects -diff_base NAME.allocs0.pprof NAME.allocs.pprof
+	writeAllocs := func(suffix string) {
+		if af, err := os.Create(filepath.Join(b.profileDir, name+suffix)); err == nil {
+			pprof.Lookup("allocs").WriteTo(af, 0)
+			af.Close()
+		}
+	}
+	writeAllocs(".allocs0.pprof")
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		writeAllocs(".allocs.pprof")
+	}
 }
 
 func sizeName(n int) string {

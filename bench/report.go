@@ -28,8 +28,11 @@ func Markdown(run Run, svg string) string {
 	w("| | |\n| --- | --- |\n")
 	w("| machine | %s, %d cores (GOMAXPROCS %d), %s, Linux %s |\n", e.CPU, e.Cores, e.GOMAXPROCS, e.OS, e.Kernel)
 	w("| Go | %s |\n", e.Go)
+	if e.Commit != "" {
+		w("| library | commit %s |\n", e.Commit)
+	}
 	w("| date | %s |\n", e.Date)
-	if len(run.Sources) > 0 {
+	if len(run.Sources) > 1 {
 		w("| figures | median of %d runs, each `%s` |\n", len(run.Sources), dedupe(run.Sources))
 		w("| merged with | `%s` |\n", run.Command)
 	} else {

@@ -28,9 +28,45 @@ const (
 	gridColor, axisColor, textColour = "#dddddd", "#555555", "#222222"
 )
 
-// palette colours series in order; marsmesh series come first and get the
-// warm colours.
-var palette = []string{markColor, "#e67e22", "#f1c40f", "#2c7fb8", "#41ab5d", "#756bb1", "#7f7f7f", "#17becf"}
+// Series are coloured by whose they are: marsmesh's (named "marsmesh ..."
+// or "SendMany ...") in warm colours, the peers' in cool ones, each in
+// order of appearance.
+var (
+	warmColours = []string{markColor, "#e67e22", "#f1c40f", "#8e44ad"}
+	coolColours = []string{"#9ecae1", "#74c476", "#bcbddc"}
+)
+
+func isMine(series string) bool {
+	return strings.HasPrefix(series, "marsmesh") || strings.HasPrefix(series, "SendMany")
+}
+
+// peerColours keeps a peer's colour the same in every panel.
+var peerColours = []struct{ prefix, colour string }{
+	{"gRPC", "#2c7fb8"}, {"NATS", "#41ab5d"}, {"kcp-go", "#7f7f7f"}, {"raw UDP", "#17becf"},
+}
+
+// seriesColours assigns each series its colour.
+func seriesColours(series []string) []string {
+	out := make([]string, len(series))
+	w, c := 0, 0
+	for i, s := range series {
+		if isMine(s) {
+			out[i] = warmColours[w%len(warmColours)]
+			w++
+			continue
+		}
+		for _, p := range peerColours {
+			if strings.HasPrefix(s, p.prefix) {
+				out[i] = p.colour
+			}
+		}
+		if out[i] == "" {
+			out[i] = coolColours[c%len(coolColours)]
+			c++
+		}
+	}
+	return out
+}
 
 // axis is the y range of a panel and its ticks.
 type axis struct {
@@ -122,6 +158,7 @@ func esc(s string) string { return html.EscapeString(s) }
 // renderPanel draws p with its top-left corner at (x, y).
 func renderPanel(b *strings.Builder, p Panel, x, y int) {
 	a := newAxis(p.Values, p.Log)
+	colours := seriesColours(p.Series)
 	fmt.Fprintf(b, "<g transform=\"translate(%d,%d)\">\n", x, y)
 	fmt.Fprintf(b, "<rect x=\"0.5\" y=\"0.5\" width=\"%d\" height=\"%d\" fill=\"#ffffff\" stroke=\"#cccccc\"/>\n", panelW-1, panelH-1)
 	fmt.Fprintf(b, "<text x=\"%d\" y=\"20\" font-size=\"14\" font-weight=\"bold\" fill=\"%s\">%s</text>\n", padL-50, textColour, esc(p.Title))
@@ -135,7 +172,7 @@ func renderPanel(b *strings.Builder, p Panel, x, y int) {
 		if lx+w > panelW-padR {
 			break
 		}
-		fmt.Fprintf(b, "<rect x=\"%d\" y=\"44\" width=\"10\" height=\"10\" fill=\"%s\"/>", lx, palette[i%len(palette)])
+		fmt.Fprintf(b, "<rect x=\"%d\" y=\"44\" width=\"10\" height=\"10\" fill=\"%s\"/>", lx, colours[i])
 		fmt.Fprintf(b, "<text x=\"%d\" y=\"53\" font-size=\"10\" fill=\"%s\">%s</text>\n", lx+13, textColour, esc(s))
 		lx += w + 8
 	}
@@ -164,7 +201,7 @@ func renderPanel(b *strings.Builder, p Panel, x, y int) {
 			h := float64(plotH) * a.frac(v)
 			by := float64(padT+plotH) - h
 			fmt.Fprintf(b, "<rect class=\"bar\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>%s, %s: %s</title></rect>\n",
-				bx, by, math.Max(barW-1, 1), h, palette[s%len(palette)], esc(p.Series[s]), esc(name), esc(shortNum(v)))
+				bx, by, math.Max(barW-1, 1), h, colours[s], esc(p.Series[s]), esc(name), esc(shortNum(v)))
 			if barW >= 14 {
 				fmt.Fprintf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"8\" text-anchor=\"middle\" fill=\"%s\">%s</text>\n", bx+barW/2, by-2, textColour, esc(shortNum(v)))
 			}
@@ -297,7 +334,7 @@ func Charts(run Run) string {
 		panels = append(panels, p)
 	}
 	sub := fmt.Sprintf("%s, %d cores; %s; %s", run.Env.CPU, run.Env.Cores, run.Env.Go, run.Env.Date)
-	if len(run.Sources) > 0 {
+	if len(run.Sources) > 1 {
 		sub += fmt.Sprintf("; median of %d runs", len(run.Sources))
 	}
 	return RenderSVG("marsmesh beside gRPC, NATS, kcp-go and raw UDP (loopback, one process)", sub, panels, 2)

@@ -47,6 +47,13 @@ func TestRenderSVGBarsAndEscaping(t *testing.T) {
 	}
 }
 
+func TestSeriesColours(t *testing.T) {
+	c := seriesColours([]string{"marsmesh Send", "gRPC unary", "marsmesh USend", "NATS publish", "SendMany limit 2", "other"})
+	if c[0] != markColor || c[1] != "#2c7fb8" || c[2] != warmColours[1] || c[3] != "#41ab5d" || c[4] != warmColours[2] || c[5] != coolColours[0] {
+		t.Fatalf("colours %v", c)
+	}
+}
+
 func TestAxis(t *testing.T) {
 	a := newAxis([][]float64{{15, 900}, {math.NaN(), 0}}, true)
 	if a.lo != 10 || a.hi != 1000 || len(a.ticks) != 3 {
