@@ -583,7 +583,12 @@ func (d *demo) guestHealth() (string, error) {
 	if rec := d.nodes[0].GetNode(g.GetMyEndPoint()); rec != nil {
 		return "", errors.New("the guest is listed as a node")
 	}
-	seen := len(g.GetNodeAddresses(nil))
+	want := d.size + 1
+	if err := d.waitFor(5*time.Second, fmt.Sprintf("the guest lists %d nodes", want), func() bool {
+		return len(g.GetNodeAddresses(nil)) == want
+	}); err != nil {
+		return "", err
+	}
 	ctx, cancel := context.WithTimeout(d.ctx, 2*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -604,7 +609,7 @@ func (d *demo) guestHealth() (string, error) {
 		return "", fmt.Errorf("health check of a closed port: want IsSendError, got %v", err)
 	}
 	return fmt.Sprintf("a guest synced the view (%d nodes) and is not listed; its health check of the child answered in %s, "+
-		"of a closed port: IsSendError after %s", seen, fmtDur(ok), fmtDur(time.Since(start))), nil
+		"of a closed port: IsSendError after %s", want, fmtDur(ok), fmtDur(time.Since(start))), nil
 }
 
 // closedPort returns a loopback UDP address nothing listens on (it was

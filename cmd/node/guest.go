@@ -11,9 +11,9 @@ import (
 // startGuest starts a guest node: it can send and sync the view, but MARS
 // never lists it. It binds any free port, never cfg.Port: a status query or
 // a probe must not take the port a node is about to start on.
-func startGuest(cfg config.Mesh, app string, log *slog.Logger) (*mesh.Node, error) {
+func startGuest(cfg config.Mesh, app string, log *slog.Logger, extra ...mesh.Option) (*mesh.Node, error) {
 	cfg.Port = "0"
-	opts := []mesh.Option{mesh.AsGuest(), mesh.WithLogger(log)}
+	opts := append([]mesh.Option{mesh.AsGuest(), mesh.WithLogger(log)}, extra...)
 	if app != "" {
 		opts = append(opts, mesh.WithApp(app))
 	}

@@ -14,7 +14,11 @@ import (
 
 	"github.com/marsmesh/marsmesh/config"
 	"github.com/marsmesh/marsmesh/mars"
+	"github.com/marsmesh/marsmesh/mesh"
 )
+
+// statusSyncInterval is how often the status guest syncs while it runs.
+const statusSyncInterval = 100 * time.Millisecond
 
 // cmdStatus joins as a guest, waits for the first sync and prints the view.
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -52,7 +56,8 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return usageError(stderr, name, fmt.Errorf("-mars %q: %w", *marsAddr, err))
 		}
 	}
-	g, err := startGuest(cfg, *app, log)
+	// A short sync interval: the guest waits for two syncs after the first.
+	g, err := startGuest(cfg, *app, log, mesh.WithSyncInterval(statusSyncInterval))
 	if err != nil {
 		return failure(stderr, name, err)
 	}
@@ -71,6 +76,12 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	case <-ctx.Done():
 		return failure(stderr, name, errors.New("interrupted"))
 	}
+	// MARS may answer a first contact with a full snapshot up to a moment
+	// old (it reuses one across a burst of registrations); the syncs after
+	// it bring the changes since.
+	wctx, cancel := context.WithTimeout(ctx, 5*statusSyncInterval)
+	defer cancel()
+	g.Mars().WaitForLatestNodeDataContext(wctx)
 	v := g.Mars().View()
 	printStatus(stdout, cfg.MarsAddr(), *app, v.Nodes(), v.AllSharedData())
 	return exitOK
