@@ -203,9 +203,9 @@ func TestManySharedKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "writer sees every key", func() bool { return len(w.c.View().AllSharedData()) == n })
+	waitFor(t, 20*time.Second, "writer sees every key", func() bool { return len(w.c.View().AllSharedData()) == n })
 	late := startNode(t, addr, ClientConfig{Interval: fastInterval})
-	waitFor(t, 5*time.Second, "new node gets every key", func() bool { return len(late.c.View().AllSharedData()) == n })
+	waitFor(t, 20*time.Second, "new node gets every key", func() bool { return len(late.c.View().AllSharedData()) == n })
 	if v, _ := late.c.View().SharedData("shared-key-039999"); v != 39999%30000 {
 		t.Fatalf("value %d", v)
 	}

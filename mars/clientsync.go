@@ -120,7 +120,8 @@ type action struct {
 
 // sessionLost reports whether the transport has no session with MARS any
 // more, so what was queued on it is gone (a session still dialing keeps its
-// queue). A transport that cannot tell is assumed to have lost it.
+// queue). A transport that cannot tell (it has no Peer method) never
+// counts as lost: its reports wait for the next tick.
 func (c *Client) sessionLost() bool {
 	to := c.mars.Load()
 	if to == nil {
@@ -130,7 +131,7 @@ func (c *Client) sessionLost() bool {
 		Peer(netip.AddrPort) (rudp.PeerStatus, bool)
 	})
 	if !ok {
-		return true
+		return false
 	}
 	_, up := p.Peer(*to)
 	return !up
