@@ -1,0 +1,442 @@
+package mars
+
+import (
+	"errors"
+	"fmt"
+)
+
+// The MARS messages and their msgpack codec. Every message is a positional
+// msgpack array; trailing optional fields may be left out, and fields a
+// later revision appends are skipped by this one.
+
+// Report flags.
+const (
+	flagGuest = 1 << 0
+)
+
+// report is a node's periodic message to MARS.
+//
+//	[version, app, addr, inc, flags, marsInc, ver, from, seq, info?, ops?, seed?, seedAt?]
+//
+// The trailing fields may be left out. ops and info cover every local
+// change with a sequence number in (from, seq]; MARS acknowledges the
+// highest seq up to which it has seen everything. seed carries the shared
+// data of the node's view when it re-registers with a new MARS; seedAt is
+// when that view was last synced (Unix ms).
+type report struct {
+	App     string
+	Addr    string
+	Inc     uint64
+	Flags   uint64
+	MarsInc uint64 // MARS incarnation the node's view comes from (0: none)
+	Ver     uint64 // version of the node's view
+	From    uint64
+	Seq     uint64
+	Info    *nodeInfo
+	Ops     []op
+	Seed    []kv
+	SeedAt  int64
+}
+
+func (m *report) append(b []byte) []byte {
+	n := 9
+	switch {
+	case m.SeedAt != 0 || len(m.Seed) > 0:
+		n = 13
+	case len(m.Ops) > 0:
+		n = 11
+	case m.Info != nil:
+		n = 10
+	}
+	b = appendArrayLen(b, n)
+	b = appendUint(b, protoVersion)
+	b = appendString(b, m.App)
+	b = appendString(b, m.Addr)
+	b = appendUint(b, m.Inc)
+	b = appendUint(b, m.Flags)
+	b = appendUint(b, m.MarsInc)
+	b = appendUint(b, m.Ver)
+	b = appendUint(b, m.From)
+	b = appendUint(b, m.Seq)
+	if n == 9 {
+		return b
+	}
+	if m.Info == nil {
+		b = appendNil(b)
+	} else {
+		b = appendArrayLen(b, 5)
+		b = appendString(b, m.Info.Type)
+		b = appendString(b, m.Info.Role)
+		b = appendUint(b, uint64(m.Info.Status))
+		b = appendString(b, m.Info.EndPoint)
+		if len(m.Info.Values) == 0 {
+			b = appendNil(b)
+		} else {
+			b = append(b, m.Info.Values...)
+		}
+	}
+	if n == 10 {
+		return b
+	}
+	b = appendArrayLen(b, len(m.Ops))
+	for _, o := range m.Ops {
+		if o.Del {
+			b = appendArrayLen(b, 2)
+			b = appendUint(b, o.Seq)
+			b = appendString(b, o.Key)
+		} else {
+			b = appendArrayLen(b, 3)
+			b = appendUint(b, o.Seq)
+			b = appendString(b, o.Key)
+			b = appendInt(b, int64(o.Val))
+		}
+	}
+	if n == 11 {
+		return b
+	}
+	b = appendMapLen(b, len(m.Seed))
+	for _, e := range m.Seed {
+		b = appendString(b, e.Key)
+		b = appendInt(b, int64(e.Val))
+	}
+	return appendInt(b, m.SeedAt)
+}
+
+// decodeReport parses a report. Keys are read up to MaxAddrLen bytes so a
+// key that is too long is reported as a bad key, not a bad message; the
+// caller validates keys, app and node info.
+func decodeReport(p []byte) (*report, error) {
+	if len(p) > MaxReportSize {
+		return nil, fmt.Errorf("%w: report of %d bytes, limit %d", ErrProtocol, len(p), MaxReportSize)
+	}
+	r := reader{b: p}
+	n := r.arrayLen()
+	if r.err == nil && n < 9 {
+		return nil, fmt.Errorf("%w: report has %d fields, want at least 9", ErrProtocol, n)
+	}
+	if v := r.uint(); r.err == nil && v != protoVersion {
+		return nil, fmt.Errorf("%w: protocol version %d, want %d", ErrProtocol, v, protoVersion)
+	}
+	m := &report{}
+	m.App = r.str(MaxAppLen * 4)
+	m.Addr = r.str(MaxAddrLen)
+	m.Inc = r.uint()
+	m.Flags = r.uint()
+	m.MarsInc = r.uint()
+	m.Ver = r.uint()
+	m.From = r.uint()
+	m.Seq = r.uint()
+	if n > 9 && !r.isNil() {
+		if k := r.arrayLen(); r.err == nil && k != 5 {
+			r.fail(fmt.Errorf("%w: node info has %d fields, want 5", errType, k))
+		}
+		i := &nodeInfo{}
+		i.Type = r.str(MaxLabelLen)
+		i.Role = r.str(MaxLabelLen)
+		i.Status = Status(r.uint())
+		i.EndPoint = r.str(MaxAddrLen)
+		i.Values = r.rawValues(MaxValuesSize)
+		m.Info = i
+	}
+	if n > 10 {
+		k := r.arrayLen()
+		if k > maxOpsPerReport {
+			r.fail(fmt.Errorf("%d ops, limit %d", k, maxOpsPerReport))
+		}
+		if r.err == nil && k > 0 {
+			m.Ops = make([]op, 0, k)
+		}
+		for i := 0; i < k && r.err == nil; i++ {
+			f := r.arrayLen()
+			if r.err == nil && f != 2 && f != 3 {
+				r.fail(fmt.Errorf("%w: op has %d fields", errType, f))
+			}
+			o := op{Seq: r.uint(), Key: r.str(MaxAddrLen)}
+			if f == 3 {
+				o.Val = r.int16()
+			} else {
+				o.Del = true
+			}
+			m.Ops = append(m.Ops, o)
+		}
+	}
+	if n > 11 {
+		k := r.mapLen()
+		if k > maxSeedPerReport {
+			r.fail(fmt.Errorf("%d seed entries, limit %d", k, maxSeedPerReport))
+		}
+		if r.err == nil && k > 0 {
+			m.Seed = make([]kv, 0, k)
+		}
+		for i := 0; i < k && r.err == nil; i++ {
+			m.Seed = append(m.Seed, kv{Key: r.str(MaxAddrLen), Val: r.int16()})
+		}
+	}
+	if n > 12 {
+		m.SeedAt = r.int()
+	}
+	for i := 13; i < n && r.err == nil; i++ { // fields of a later protocol revision
+		r.skip(maxValueDepth)
+	}
+	if r.err == nil && r.left() != 0 {
+		r.fail(errors.New("trailing bytes"))
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: report: %v", ErrProtocol, r.err)
+	}
+	return m, nil
+}
+
+// leave is a node's graceful goodbye: [app, addr, inc].
+type leave struct {
+	App  string
+	Addr string
+	Inc  uint64
+}
+
+func (m *leave) append(b []byte) []byte {
+	b = appendArrayLen(b, 3)
+	b = appendString(b, m.App)
+	b = appendString(b, m.Addr)
+	return appendUint(b, m.Inc)
+}
+
+func decodeLeave(p []byte) (*leave, error) {
+	r := reader{b: p}
+	n := r.arrayLen()
+	if r.err == nil && n < 3 {
+		return nil, fmt.Errorf("%w: leave has %d fields, want 3", ErrProtocol, n)
+	}
+	m := &leave{App: r.str(MaxAppLen * 4), Addr: r.str(MaxAddrLen), Inc: r.uint()}
+	for i := 3; i < n && r.err == nil; i++ {
+		r.skip(maxValueDepth)
+	}
+	if r.err == nil && r.left() != 0 {
+		r.fail(errors.New("trailing bytes"))
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: leave: %v", ErrProtocol, r.err)
+	}
+	return m, nil
+}
+
+// Sync flags.
+const (
+	syncFull     = 1 << 0 // the body is the whole state: replace the view
+	syncNeedInfo = 1 << 1 // MARS does not know this node: send full state
+	syncMore     = 1 << 2 // more parts of this reply follow
+)
+
+// nodeRecord is one node as MARS lists it.
+type nodeRecord struct {
+	Addr     string
+	Inc      uint64
+	Type     string
+	Role     string
+	Status   Status
+	EndPoint string
+	Values   []byte
+}
+
+func appendRecord(b []byte, n *nodeRecord) []byte {
+	b = appendArrayLen(b, 7)
+	b = appendString(b, n.Addr)
+	b = appendUint(b, n.Inc)
+	b = appendString(b, n.Type)
+	b = appendString(b, n.Role)
+	b = appendUint(b, uint64(n.Status))
+	b = appendString(b, n.EndPoint)
+	if len(n.Values) == 0 {
+		return appendNil(b)
+	}
+	return append(b, n.Values...)
+}
+
+// syncHead is the fixed part of a sync message.
+//
+//	[addr, marsInc, flags, part, echo, ack, from, to, nodes?, gone?, keys?, dropped?]
+//
+// addr is the mesh address the reply is for (several simulated nodes may
+// share a transport), echo the seq of the report answered, ack the highest
+// seq MARS has seen everything up to. from..to is the version span the body
+// covers. The body fields may be left out when empty.
+type syncHead struct {
+	Addr    string
+	MarsInc uint64
+	Flags   uint64
+	Part    uint64
+	Echo    uint64
+	Ack     uint64
+	From    uint64
+	To      uint64
+}
+
+// syncBody is the changes a sync carries: nodes added or changed, nodes
+// removed (by address), shared keys set, shared keys removed.
+type syncBody struct {
+	Nodes   []nodeRecord
+	Gone    []string
+	Keys    []kv
+	Dropped []string
+}
+
+// appendSync writes a sync message; body holds the encoded body fields
+// (nodes, gone, keys, dropped arrays) or is empty.
+func appendSync(b []byte, h *syncHead, body []byte) []byte {
+	n := 8
+	if len(body) > 0 {
+		n = 12
+	}
+	b = appendArrayLen(b, n)
+	b = appendString(b, h.Addr)
+	b = appendUint(b, h.MarsInc)
+	b = appendUint(b, h.Flags)
+	b = appendUint(b, h.Part)
+	b = appendUint(b, h.Echo)
+	b = appendUint(b, h.Ack)
+	b = appendUint(b, h.From)
+	b = appendUint(b, h.To)
+	return append(b, body...)
+}
+
+// decodeSyncHead parses the fixed part and returns a reader positioned at
+// the body and the number of body fields.
+func decodeSyncHead(p []byte) (syncHead, reader, int, error) {
+	var h syncHead
+	r := reader{b: p}
+	if len(p) > maxSyncSize {
+		return h, r, 0, fmt.Errorf("%w: sync of %d bytes, limit %d", ErrProtocol, len(p), maxSyncSize)
+	}
+	n := r.arrayLen()
+	if r.err == nil && n < 8 {
+		return h, r, 0, fmt.Errorf("%w: sync has %d fields, want at least 8", ErrProtocol, n)
+	}
+	h.Addr = r.str(MaxAddrLen)
+	h.MarsInc = r.uint()
+	h.Flags = r.uint()
+	h.Part = r.uint()
+	h.Echo = r.uint()
+	h.Ack = r.uint()
+	h.From = r.uint()
+	h.To = r.uint()
+	if r.err != nil {
+		return h, r, 0, fmt.Errorf("%w: sync: %v", ErrProtocol, r.err)
+	}
+	return h, r, n - 8, nil
+}
+
+// decodeSyncBody reads the body fields into b (appending, so the parts of
+// a multi-part sync accumulate).
+func decodeSyncBody(r *reader, fields int, b *syncBody) error {
+	if fields > 0 {
+		k := r.arrayLen()
+		for i := 0; i < k && r.err == nil; i++ {
+			f := r.arrayLen()
+			if r.err == nil && f != 7 {
+				r.fail(fmt.Errorf("%w: node record has %d fields", errType, f))
+			}
+			n := nodeRecord{
+				Addr: r.str(MaxAddrLen), Inc: r.uint(), Type: r.str(MaxLabelLen), Role: r.str(MaxLabelLen),
+				Status: Status(r.uint()), EndPoint: r.str(MaxAddrLen),
+			}
+			if v := r.rawValues(MaxValuesSize); v != nil {
+				n.Values = append([]byte(nil), v...)
+			}
+			b.Nodes = append(b.Nodes, n)
+		}
+	}
+	if fields > 1 {
+		k := r.arrayLen()
+		for i := 0; i < k && r.err == nil; i++ {
+			b.Gone = append(b.Gone, r.str(MaxAddrLen))
+		}
+	}
+	if fields > 2 {
+		k := r.mapLen()
+		for i := 0; i < k && r.err == nil; i++ {
+			b.Keys = append(b.Keys, kv{Key: r.str(MaxKeyLen), Val: r.int16()})
+		}
+	}
+	if fields > 3 {
+		k := r.arrayLen()
+		for i := 0; i < k && r.err == nil; i++ {
+			b.Dropped = append(b.Dropped, r.str(MaxKeyLen))
+		}
+	}
+	for i := 4; i < fields && r.err == nil; i++ {
+		r.skip(maxValueDepth)
+	}
+	if r.err == nil && r.left() != 0 {
+		r.fail(errors.New("trailing bytes"))
+	}
+	if r.err != nil {
+		return fmt.Errorf("%w: sync body: %v", ErrProtocol, r.err)
+	}
+	return nil
+}
+
+// errorMsg is MARS's refusal: [addr, code, message, echo].
+type errorMsg struct {
+	Addr    string
+	Code    uint64
+	Message string
+	Echo    uint64
+}
+
+func (m *errorMsg) append(b []byte) []byte {
+	b = appendArrayLen(b, 4)
+	b = appendString(b, m.Addr)
+	b = appendUint(b, m.Code)
+	msg := m.Message
+	if len(msg) > maxMessage {
+		msg = msg[:maxMessage]
+	}
+	b = appendString(b, msg)
+	return appendUint(b, m.Echo)
+}
+
+func decodeError(p []byte) (*errorMsg, error) {
+	r := reader{b: p}
+	n := r.arrayLen()
+	if r.err == nil && n < 4 {
+		return nil, fmt.Errorf("%w: error has %d fields, want 4", ErrProtocol, n)
+	}
+	m := &errorMsg{Addr: r.str(MaxAddrLen), Code: r.uint(), Message: r.str(maxMessage), Echo: r.uint()}
+	for i := 4; i < n && r.err == nil; i++ {
+		r.skip(maxValueDepth)
+	}
+	if r.err == nil && r.left() != 0 {
+		r.fail(errors.New("trailing bytes"))
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: error: %v", ErrProtocol, r.err)
+	}
+	return m, nil
+}
+
+// decodeMessage parses any MARS message; it is the fuzzing entry point. It
+// never panics and allocates no more than a small multiple of len(p).
+func decodeMessage(kind byte, p []byte) (any, error) {
+	switch kind {
+	case KindReport:
+		return decodeReport(p)
+	case KindLeave:
+		return decodeLeave(p)
+	case KindSync:
+		h, r, fields, err := decodeSyncHead(p)
+		if err != nil {
+			return nil, err
+		}
+		var b syncBody
+		if err := decodeSyncBody(&r, fields, &b); err != nil {
+			return nil, err
+		}
+		return &struct {
+			syncHead
+			syncBody
+		}{h, b}, nil
+	case KindError:
+		return decodeError(p)
+	}
+	return nil, fmt.Errorf("%w: unknown kind 0x%02x", ErrProtocol, kind)
+}
