@@ -87,10 +87,18 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	return o
 }
 
-// maxPeerBacklog: MARS skips a reply to a peer that has this many bytes
-// unacknowledged (a quarter of rudp's default MaxQueued), so a reply never
-// blocks the transport's read goroutine on a slow peer.
-const maxPeerBacklog = 8 << 20
+// Flow control. rudp's Send blocks while a peer's queue is over MaxQueued,
+// which must never happen on the read goroutine (it would stop reading the
+// acknowledgements that drain the queue). So MARS never queues past
+// MaxQueued, and it skips a sync reply altogether while the peer still has
+// replyBacklog bytes unacknowledged: the node asks again with its next
+// report and then gets one reply covering everything, instead of MARS
+// stacking up deltas that each supersede the one before on a slow link.
+const (
+	replyBacklog      = 1 << 20
+	defaultMaxQueued  = 32 << 20 // rudp's default Config.MaxQueued
+	frameOverheadSize = 5        // rudp frame header per message
+)
 
 // Server is a MARS registry server on one rudp transport. Messages are
 // handled on the transport's read goroutine, under mu, and answered at
@@ -141,7 +149,7 @@ type ServerStats struct {
 	Bad       uint64 // messages refused as malformed or invalid
 	Syncs     uint64 // sync messages sent
 	SyncBytes uint64 // bytes of sync messages sent
-	Skipped   uint64 // replies skipped because the peer had a large backlog
+	Skipped   uint64 // replies skipped because the peer had a backlog (it asks again)
 }
 
 // Listen starts a MARS server on a UDP address ("host:port").
@@ -345,10 +353,28 @@ func causeOf(code int) string {
 	return "other"
 }
 
+// queued is how many bytes a peer has not acknowledged yet.
+func (s *Server) queued(to netip.AddrPort) int {
+	if st, ok := s.tr.Peer(to); ok {
+		return st.Queued
+	}
+	return 0
+}
+
+// fits reports whether n more bytes can be queued on top of q without
+// blocking (rudp always accepts a message into an empty queue).
+func (s *Server) fits(q, n int) bool {
+	limit := s.opts.Transport.MaxQueued
+	if limit <= 0 {
+		limit = defaultMaxQueued
+	}
+	return q == 0 || q+n <= limit
+}
+
 func (s *Server) send(to netip.AddrPort, kind byte, p []byte) {
-	if st, ok := s.tr.Peer(to); ok && st.Queued > maxPeerBacklog {
+	if !s.fits(s.queued(to), len(p)+frameOverheadSize) {
 		s.stats.skipped.Add(1)
-		s.warn.warn("mars: peer backlog too large, skipping replies", "peer", to, "queued", st.Queued)
+		s.warn.warn("mars: peer queue full, dropping a reply", "peer", to)
 		return
 	}
 	if err := s.tr.Send(to, kind, p); err != nil && !errors.Is(err, rudp.ErrClosed) {
@@ -516,6 +542,11 @@ func (s *Server) applyData(from netip.AddrPort, a *appState, e *nodeEntry, r *re
 
 // sendSync answers a report with the changes since the node's version.
 func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, ver, flags, echo, ack uint64) {
+	q := s.queued(to)
+	if q > replyBacklog {
+		s.stats.skipped.Add(1)
+		return
+	}
 	var parts [][]byte
 	full := a.needsFull(marsInc == s.inc, ver)
 	if !full {
@@ -539,9 +570,20 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 			h.Flags |= syncMore
 		}
 		s.buf = appendSync(s.buf[:0], &h, body)
+		if !s.fits(q, len(s.buf)+frameOverheadSize) {
+			// The rest would block: drop it; the node discards the parts it
+			// got and asks again.
+			s.stats.skipped.Add(1)
+			s.warn.warn("mars: sync larger than the peer's queue allows, dropped", "peer", to, "parts", len(parts))
+			break
+		}
+		q += len(s.buf) + frameOverheadSize
 		s.stats.syncs.Add(1)
 		s.stats.syncBytes.Add(uint64(len(s.buf)))
-		s.send(to, KindSync, s.buf)
+		if err := s.tr.Send(to, KindSync, s.buf); err != nil && !errors.Is(err, rudp.ErrClosed) {
+			s.warn.warn("mars: send failed", "peer", to, "err", err)
+			break
+		}
 	}
 	if cap(s.buf) > 1<<20 {
 		s.buf = nil
