@@ -46,7 +46,7 @@ func cmdHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	cfg, err := config.Load(*configPath)
 	if err != nil {
-		return usageError(stderr, name, err)
+		return badConfig(stderr, name, err)
 	}
 	// Bind where the target can be reached from, whatever address the
 	// configuration names: loopback for a loopback target, else any.

@@ -134,6 +134,13 @@ func usageError(stderr io.Writer, name string, err error) int {
 	return exitUsage
 }
 
+// badConfig prints a one-line reason for a configuration that does not
+// load or validate, and returns exitUsage.
+func badConfig(stderr io.Writer, name string, err error) int {
+	fmt.Fprintf(stderr, "%s: %s\n", name, oneLine(err))
+	return exitUsage
+}
+
 // failure prints a one-line reason and returns exitFail.
 func failure(stderr io.Writer, name string, err error) int {
 	fmt.Fprintf(stderr, "%s: %s\n", name, oneLine(err))

@@ -21,8 +21,8 @@ import (
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", "[-config FILE] [-type TYPE] [flags]",
 		"Joins the cluster as a node (mesh.Setup), serves the example handlers (echo RPC 1,\n"+
-			"counter command 10, broadcast receiver command 11), logs its mesh address and\n"+
-			"leaves cleanly on SIGINT or SIGTERM (mesh.Shutdown, exit 0).")
+			"stats RPC 2, counter command 10, broadcast receiver command 11), logs its mesh\n"+
+			"address and leaves cleanly on SIGINT or SIGTERM (mesh.Shutdown, exit 0).")
 	configPath := fs.String("config", "", "mesh configuration `file` (JSON); empty: defaults. DIARKIS_* environment variables override both")
 	typ := fs.String("type", "game", "node `type` listed in MARS")
 	role := fs.String("role", "", "node `role` listed in MARS (e.g. UDP, TCP, DGS, HTTP)")
@@ -49,7 +49,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(*configPath) // mesh.Setup loads it again; this check makes a bad one exit 2
 	if err != nil {
-		return usageError(stderr, name, err)
+		return badConfig(stderr, name, err)
 	}
 	slog.SetDefault(log) // the default node logs through slog.Default()
 

@@ -44,7 +44,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	cfg, err := config.Load(*configPath)
 	if err != nil {
-		return usageError(stderr, name, err)
+		return badConfig(stderr, name, err)
 	}
 	if *marsAddr != "" {
 		host, port, err := net.SplitHostPort(*marsAddr)
@@ -53,7 +53,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		cfg.MarsAddress, cfg.MarsPort = host, port
 		if err := cfg.Validate(); err != nil {
-			return usageError(stderr, name, fmt.Errorf("-mars %q: %w", *marsAddr, err))
+			return badConfig(stderr, name, fmt.Errorf("-mars %q: %w", *marsAddr, err))
 		}
 	}
 	// A short sync interval: the guest waits for two syncs after the first.
