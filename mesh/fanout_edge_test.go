@@ -10,10 +10,10 @@ import (
 
 // Fan-out and failure-notification edge cases.
 
-// fanCluster is a sender and 20 receivers recording command 80.
-func fanCluster(t *testing.T) (*cluster, *Node, []string, *recorder) {
+// fanCluster is a sender and receivers-1 receivers recording command 80.
+func fanCluster(t *testing.T, nodes int) (*cluster, *Node, []string, *recorder) {
 	t.Helper()
-	c := newCluster(t, 21)
+	c := newCluster(t, nodes)
 	rec := newRecorder()
 	var addrs []string
 	for _, n := range c.nodes[1:] {
@@ -44,7 +44,7 @@ func waitOnce(t *testing.T, rec *recorder, addrs []string, skip ...string) {
 // TestUSendManyReachesAll: unreliable fan-out on loopback reaches every
 // node once.
 func TestUSendManyReachesAll(t *testing.T) {
-	_, sender, addrs, rec := fanCluster(t)
+	_, sender, addrs, rec := fanCluster(t, 11)
 	if err := sender.USendMany(80, addrs, map[string]interface{}{"u": 1}, 3); err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestUSendManyReachesAll(t *testing.T) {
 // a target, limit <= 0 means no limit, and a bad address is reported while
 // the others are reached.
 func TestSendManyInputs(t *testing.T) {
-	c, sender, addrs, rec := fanCluster(t)
+	c, sender, addrs, rec := fanCluster(t, 11)
 	rec.register(t, sender, 80)
 	self := sender.GetMyEndPoint()
 	list := append(append(append([]string{}, addrs...), addrs[:5]...), self, self)
@@ -70,7 +70,7 @@ func TestSendManyInputs(t *testing.T) {
 	}
 	err := sender.SendMany(81, append([]string{"not-an-address"}, addrs...), nil, 3)
 	var fe *FanoutError
-	if !errors.As(err, &fe) || !IsSendError(err) || len(fe.Failed) != 1 || fe.Failed[0] != "not-an-address" || fe.Total != 21 {
+	if !errors.As(err, &fe) || !IsSendError(err) || len(fe.Failed) != 1 || fe.Failed[0] != "not-an-address" || fe.Total != 11 {
 		t.Fatalf("SendMany with a bad address: %v (%+v)", err, fe)
 	}
 	waitOnce(t, rec2, addrs)
@@ -80,9 +80,9 @@ func TestSendManyInputs(t *testing.T) {
 // another relay) is dead; its share is still delivered, and the sender
 // learns which node failed.
 func TestSendManyDeadInnerRelay(t *testing.T) {
-	c, sender, addrs, rec := fanCluster(t)
-	// limit 3 over 20: the first relay (addrs[0]) gets addrs[1:7] and
-	// splits them into pairs led by addrs[1], addrs[3], addrs[5].
+	c, sender, addrs, rec := fanCluster(t, 11)
+	// limit 2 over 10: the first relay (addrs[0]) gets addrs[1:5] and
+	// splits them into pairs led by addrs[1] and addrs[3].
 	dead := c.nodes[1+3]
 	if dead.GetMyEndPoint() != addrs[3] {
 		t.Fatal("cluster order")
@@ -93,9 +93,9 @@ func TestSendManyDeadInnerRelay(t *testing.T) {
 	}
 	dead.tr.Abort()
 	start := time.Now()
-	err := sender.SendMany(80, addrs, map[string]interface{}{"v": 1}, 3)
+	err := sender.SendMany(80, addrs, map[string]interface{}{"v": 1}, 2)
 	var fe *FanoutError
-	if !errors.As(err, &fe) || len(fe.Failed) != 1 || fe.Failed[0] != addrs[3] || fe.Total != 20 {
+	if !errors.As(err, &fe) || len(fe.Failed) != 1 || fe.Failed[0] != addrs[3] || fe.Total != 10 {
 		t.Fatalf("SendMany with a dead inner relay: %v", err)
 	}
 	t.Logf("returned after %v: %v", time.Since(start), err)

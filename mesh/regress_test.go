@@ -189,7 +189,7 @@ func TestPackageSettersDuringShutdown(t *testing.T) {
 			}
 		}()
 	}
-	for range 100 {
+	for range 50 {
 		if err := Setup(""); err != nil {
 			t.Error(err)
 			break
