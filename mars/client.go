@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -148,8 +149,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Transport == nil {
 		return nil, errors.New("mars: ClientConfig.Transport is required")
 	}
-	if cfg.MarsAddr == "" {
-		return nil, errors.New("mars: ClientConfig.MarsAddr is required")
+	if _, _, err := net.SplitHostPort(cfg.MarsAddr); err != nil {
+		return nil, fmt.Errorf("mars: ClientConfig.MarsAddr %q: want host:port: %w", cfg.MarsAddr, err)
 	}
 	if err := CheckApp(cfg.App); err != nil {
 		return nil, err

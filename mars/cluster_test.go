@@ -301,6 +301,11 @@ func TestClientRefusesBadInputLocally(t *testing.T) {
 	if _, err := NewClient(ClientConfig{Transport: n.tr, MarsAddr: "x:1", App: "\n"}); !errors.Is(err, ErrBadApp) {
 		t.Fatalf("NewClient with a bad app: %v", err)
 	}
+	for _, bad := range []string{"", "no-port", "a:b:c"} {
+		if _, err := NewClient(ClientConfig{Transport: n.tr, MarsAddr: bad}); err == nil {
+			t.Fatalf("NewClient with MarsAddr %q accepted", bad)
+		}
+	}
 	n.c.Start()
 	waitFor(t, 2*time.Second, "54-byte key accepted", func() bool {
 		_, ok := n.c.View().SharedData(strings.Repeat("k", 54))
