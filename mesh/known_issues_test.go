@@ -23,7 +23,7 @@ func knownIssue(t *testing.T, what string) {
 
 // TestKnownIssueRemoveClosureCallback: RemoveOnSharedDataUpdate must
 // remove the callback it is given. mars.Client identifies callbacks by
-// their code pointer (removeFunc in mars/client.go), which every closure
+// their code pointer (removeFunc, now in mars/events.go), which every closure
 // made from one function literal shares, so removing the first of three
 // per-room closures removes the last one instead.
 func TestKnownIssueRemoveClosureCallback(t *testing.T) {
