@@ -67,7 +67,7 @@ func (c *cluster) add(opts ...Option) *Node {
 // waitListed waits until every node lists count nodes.
 func (c *cluster) waitListed(count int) {
 	c.t.Helper()
-	eventually(c.t, 5*time.Second, func() bool {
+	eventually(c.t, 15*time.Second, func() bool {
 		for _, n := range c.nodes {
 			if !n.closed.Load() && len(n.GetNodeAddresses(nil)) != count {
 				return false

@@ -21,7 +21,13 @@ func TestRPCEcho(t *testing.T) {
 	})
 	for _, size := range []int{0, 64, 1 << 20, MaxMessageSize} {
 		req := bytes.Repeat([]byte{byte(size)}, size)
-		resp, err := a.SendRPC(1, b.GetMyEndPoint(), req)
+		// 20 MB each way can outlast SendRPC's 3 s under -race on a busy
+		// machine; the size limits are what this test checks.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		start := time.Now()
+		resp, err := a.SendRPCWithContext(ctx, 1, b.GetMyEndPoint(), req)
+		cancel()
+		t.Logf("%d bytes: round trip %v", size, time.Since(start))
 		if err != nil {
 			t.Fatalf("%d bytes: %v", size, err)
 		}
