@@ -35,6 +35,7 @@ type plan struct {
 	costRPC    int64
 	costOW     int64
 	sessions   int
+	rounds     int // slices each case is cut into, the systems taking turns
 }
 
 func fullPlan(d time.Duration) plan {
@@ -43,7 +44,7 @@ func fullPlan(d time.Duration) plan {
 		latCount: 20000, tputCount: 120000,
 		owPayloads: []int{64, 1024}, owCount: 300000,
 		fanNodes: []int{8, 32, 64}, fanLimits: []int{2, 4, 8}, fanPayload: 64, fanRounds: 300,
-		costRPC: 30000, costOW: 200000, sessions: 1000,
+		costRPC: 30000, costOW: 200000, sessions: 1000, rounds: 5,
 	}
 }
 
@@ -53,7 +54,7 @@ func quickPlan(d time.Duration) plan {
 		latCount: 3000, tputCount: 10000,
 		owPayloads: []int{64}, owCount: 50000,
 		fanNodes: []int{8, 64}, fanLimits: []int{8}, fanPayload: 64, fanRounds: 50,
-		costRPC: 5000, costOW: 50000, sessions: 200,
+		costRPC: 5000, costOW: 50000, sessions: 200, rounds: 2,
 	}
 }
 

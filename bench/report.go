@@ -253,6 +253,33 @@ func rpcTables(b *strings.Builder, run Run) {
 			fmt.Fprintf(b, " %s | %s |\n", ratioCell(mine, all, false), ratioCell(mine, app, false))
 		}
 	}
+	fmt.Fprintf(b, "\n### CPU per request (µs of process CPU, both ends: unlike req/s, not skewed by other load on the machine)\n\n")
+	header(b, []string{"payload", "c"}, cols, "marsmesh / best peer", "marsmesh / best of gRPC, NATS")
+	for _, p := range payloads {
+		for _, cc := range concs {
+			fmt.Fprintf(b, "| %s | %d |", sizeName(p), cc)
+			all, app := map[string]float64{}, map[string]float64{}
+			for _, c := range cols {
+				r := run.find("rpc", c.key, p, cc, 0, 0)
+				if r == nil || r.Err != "" || r.CPUPerM <= 0 {
+					fmt.Fprintf(b, " %s |", cellErr(r))
+					continue
+				}
+				fmt.Fprintf(b, " %s |", fmtNum(r.CPUPerM))
+				if c.key != sysMarsmesh {
+					all[shortName[c.key]] = r.CPUPerM
+					if c.key == sysGRPC || c.key == sysNATS {
+						app[shortName[c.key]] = r.CPUPerM
+					}
+				}
+			}
+			mine := nan
+			if r := run.find("rpc", sysMarsmesh, p, cc, 0, 0); r != nil && r.Err == "" && r.CPUPerM > 0 {
+				mine = r.CPUPerM
+			}
+			fmt.Fprintf(b, " %s | %s |\n", ratioCell(mine, all, true), ratioCell(mine, app, true))
+		}
+	}
 	fmt.Fprintf(b, "\n### Latency under load (µs: p50 / p99 at concurrency `c`)\n\n")
 	header(b, []string{"payload", "c"}, cols, "marsmesh / best peer (p99)")
 	for _, p := range payloads {
@@ -577,4 +604,24 @@ func goals(b *strings.Builder, run Run) {
 			fmtRatio(g.ratio()), g.targetText(), g.verdict())
 	}
 	b.WriteString("\n")
+	var ref []string
+	for _, p := range distinct(recs(run, "rpc"), func(r Record) int { return r.Payload }) {
+		m := run.find("rpc", sysMarsmesh, p, 64, 0, 0)
+		if m == nil || m.Err != "" || m.CPUPerM <= 0 {
+			continue
+		}
+		var parts []string
+		for _, peer := range []string{sysNATS, sysGRPC} {
+			if r := run.find("rpc", peer, p, 64, 0, 0); r != nil && r.Err == "" && r.CPUPerM > 0 {
+				parts = append(parts, fmt.Sprintf("%s vs %s", fmtRatio(r.CPUPerM/m.CPUPerM), shortName[peer]))
+			}
+		}
+		if len(parts) > 0 {
+			ref = append(ref, fmt.Sprintf("%s: %s", sizeName(p), strings.Join(parts, ", ")))
+		}
+	}
+	if len(ref) > 0 {
+		fmt.Fprintf(b, "For reference, not the goal: requests per CPU-second at c=64 (throughput if each system had the\n")
+		fmt.Fprintf(b, "cores to itself), marsmesh over the peer: %s.\n\n", strings.Join(ref, "; "))
+	}
 }

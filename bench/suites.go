@@ -19,20 +19,60 @@ func (b *bench) add(r Record) {
 	}
 }
 
-// rpcRun measures one system at one payload and concurrency on a started
-// target.
-func (b *bench) rpcRun(suite string, sys rpcSystem, t rpcTarget, payload, conc int, count int64) Record {
-	rec := Record{Suite: suite, System: sys.key, Name: sys.name, Payload: payload, Conc: conc}
-	if err := t.Prepare(conc); err != nil {
-		rec.Err = err.Error()
-		return rec
+// The systems of a suite run side by side: every target of a payload is
+// started, then each case is measured in b.rounds slices, the systems
+// taking turns (in a rotating order), so that load from outside this
+// process falls on all of them alike rather than on whichever ran at the
+// wrong moment. A system's figures are the sums over its slices.
+
+// add merges one slice into the total.
+func (r *runResult) add(s runResult) {
+	r.Done += s.Done
+	r.Errors += s.Errors
+	r.Lat = append(r.Lat, s.Lat...)
+	r.TimedOut = r.TimedOut || s.TimedOut
+	r.Cost.add(s.Cost, r.Elapsed, s.Elapsed)
+	r.Elapsed += s.Elapsed
+}
+
+// add merges the cost of a slice that took el2 into one that took el1.
+func (c *cost) add(o cost, el1, el2 time.Duration) {
+	c.CPU += o.CPU
+	c.Mallocs += o.Mallocs
+	c.AllocBytes += o.AllocBytes
+	switch {
+	case c.OtherCores < 0 || o.OtherCores < 0:
+		c.OtherCores = -1
+	case el1+el2 > 0:
+		c.OtherCores = (c.OtherCores*el1.Seconds() + o.OtherCores*el2.Seconds()) / (el1 + el2).Seconds()
 	}
-	runClosedLoop(t, payload, conc, max(int64(conc)*20, 500), time.Second, false) // warm-up
-	stop := b.profile(sys.key, fmt.Sprintf("%s-%s-%s-c%d", suite, sys.key, fileSize(payload), conc))
-	r := runClosedLoop(t, payload, conc, count, b.duration, true)
-	stop()
+}
+
+// slices returns how many slices a case is cut into (one while profiling,
+// so each profile covers a whole case).
+func (b *bench) slices() int {
+	if b.profileDir != "" {
+		return 1
+	}
+	return max(b.rounds, 1)
+}
+
+// turns calls f(i, round) for every system i in every round, rotating the
+// order from round to round.
+func turns(n, rounds int, f func(i, round int)) {
+	for round := range rounds {
+		for k := range n {
+			f((k+round)%n, round)
+		}
+	}
+}
+
+func rpcRecord(suite string, sys rpcSystem, payload, conc int, r runResult) Record {
+	rec := Record{Suite: suite, System: sys.key, Name: sys.name, Payload: payload, Conc: conc}
 	rec.Count, rec.Errors, rec.Seconds, rec.TimedOut = r.Done, r.Errors, r.Elapsed.Seconds(), r.TimedOut
-	rec.Rate = float64(r.Done) / r.Elapsed.Seconds()
+	if r.Elapsed > 0 {
+		rec.Rate = float64(r.Done) / r.Elapsed.Seconds()
+	}
 	rec.MBps = rec.Rate * float64(payload) / 1e6
 	lat := Summarize(r.Lat)
 	rec.Lat = &lat
@@ -43,18 +83,27 @@ func (b *bench) rpcRun(suite string, sys rpcSystem, t rpcTarget, payload, conc i
 	return rec
 }
 
+func warmRPC(t rpcTarget, payload, conc int) {
+	runClosedLoop(t, payload, conc, max(int64(conc)*20, 500), time.Second, false)
+}
+
+type liveRPC struct {
+	sys rpcSystem
+	t   rpcTarget
+	err string // this case failed for the system
+	acc runResult
+}
+
 func (b *bench) suiteRPC() {
 	for _, payload := range b.payloads {
+		var lives []*liveRPC
 		for _, sys := range rpcSystems() {
 			if b.skipSystem(sys.key) {
 				continue
 			}
-			base := Record{Suite: "rpc", System: sys.key, Name: sys.name, Payload: payload}
 			fail := func(msg string) {
 				for _, c := range b.concs {
-					r := base
-					r.Conc, r.Err = c, msg
-					b.add(r)
+					b.add(Record{Suite: "rpc", System: sys.key, Name: sys.name, Payload: payload, Conc: c, Err: msg})
 				}
 			}
 			if sys.maxSize > 0 && payload > sys.maxSize {
@@ -70,40 +119,53 @@ func (b *bench) suiteRPC() {
 				fail("setup: " + err.Error())
 				continue
 			}
-			for _, conc := range b.concs {
-				count := countFor(b.tputCount, payload)
-				if conc == 1 {
-					count = countFor(b.latCount, payload)
+			lives = append(lives, &liveRPC{sys: sys, t: t})
+		}
+		for _, conc := range b.concs {
+			over := b.overBudget(fmt.Sprintf("request/response %s c=%d", sizeName(payload), conc))
+			for _, l := range lives {
+				l.err, l.acc = "", runResult{}
+				if over {
+					l.err = "skipped: time budget spent"
+				} else if err := l.t.Prepare(conc); err != nil {
+					l.err = err.Error()
+				} else {
+					warmRPC(l.t, payload, conc)
 				}
-				b.add(b.rpcRun("rpc", sys, t, payload, conc, count))
 			}
-			if err := t.Close(); err != nil {
-				logf("%s close: %v", sys.name, err)
+			count := countFor(b.tputCount, payload)
+			if conc == 1 {
+				count = countFor(b.latCount, payload)
+			}
+			n := b.slices()
+			sliceCount, sliceDur := (count+int64(n)-1)/int64(n), b.duration/time.Duration(n)
+			turns(len(lives), n, func(i, _ int) {
+				l := lives[i]
+				if l.err != "" {
+					return
+				}
+				stop := b.profile(l.sys.key, fmt.Sprintf("rpc-%s-%s-c%d", l.sys.key, fileSize(payload), conc))
+				l.acc.add(runClosedLoop(l.t, payload, conc, sliceCount, sliceDur, true))
+				stop()
+			})
+			for _, l := range lives {
+				rec := rpcRecord("rpc", l.sys, payload, conc, l.acc)
+				if l.err != "" {
+					rec = Record{Suite: "rpc", System: l.sys.key, Name: l.sys.name, Payload: payload, Conc: conc, Err: l.err}
+				}
+				b.add(rec)
+			}
+		}
+		for _, l := range lives {
+			if err := l.t.Close(); err != nil {
+				logf("%s close: %v", l.sys.name, err)
 			}
 		}
 	}
 }
 
-func (b *bench) onewayRun(suite string, sys onewaySystem, payload int, count int64) Record {
+func onewayRecord(suite string, sys onewaySystem, payload int, r onewayResult) Record {
 	rec := Record{Suite: suite, System: sys.key, Name: sys.name, Payload: payload}
-	if b.overBudget(sys.name) {
-		rec.Err = "skipped: time budget spent"
-		return rec
-	}
-	t, err := sys.start(payload)
-	if err != nil {
-		rec.Err = "setup: " + err.Error()
-		return rec
-	}
-	defer func() {
-		if err := t.Close(); err != nil {
-			logf("%s close: %v", sys.name, err)
-		}
-	}()
-	runOneWay(t, payload, 2000, time.Second, false) // warm-up
-	stop := b.profile(sys.key, fmt.Sprintf("%s-%s-%s", suite, sys.key, fileSize(payload)))
-	r := runOneWay(t, payload, count, b.duration, true)
-	stop()
 	rec.Count, rec.Sent, rec.Errors, rec.Seconds = r.Delivered, r.Sent, r.SendErrors, r.Elapsed.Seconds()
 	if r.Elapsed > 0 {
 		rec.Rate = float64(r.Delivered) / r.Elapsed.Seconds()
@@ -119,16 +181,61 @@ func (b *bench) onewayRun(suite string, sys onewaySystem, payload int, count int
 	return rec
 }
 
-func (b *bench) suiteOneWay() {
-	for _, payload := range b.owPayloads {
+func (r *onewayResult) add(s onewayResult) {
+	r.Sent += s.Sent
+	r.Delivered += s.Delivered
+	r.SendErrors += s.SendErrors
+	r.Cost.add(s.Cost, r.Elapsed, s.Elapsed)
+	r.Elapsed += s.Elapsed
+}
+
+type liveOneWay struct {
+	sys onewaySystem
+	t   onewayTarget
+	acc onewayResult
+}
+
+// onewaySuite measures the one-way systems side by side at each payload.
+func (b *bench) onewaySuite(suite string, payloads []int, count int64) {
+	for _, payload := range payloads {
+		var lives []*liveOneWay
 		for _, sys := range onewaySystems() {
 			if b.skipSystem(sys.key) {
 				continue
 			}
-			b.add(b.onewayRun("oneway", sys, payload, b.owCount))
+			rec := Record{Suite: suite, System: sys.key, Name: sys.name, Payload: payload}
+			if b.overBudget(sys.name) {
+				rec.Err = "skipped: time budget spent"
+				b.add(rec)
+				continue
+			}
+			t, err := sys.start(payload)
+			if err != nil {
+				rec.Err = "setup: " + err.Error()
+				b.add(rec)
+				continue
+			}
+			runOneWay(t, payload, 2000, time.Second, false) // warm-up
+			lives = append(lives, &liveOneWay{sys: sys, t: t})
+		}
+		n := b.slices()
+		sliceCount, sliceDur := (count+int64(n)-1)/int64(n), b.duration/time.Duration(n)
+		turns(len(lives), n, func(i, _ int) {
+			l := lives[i]
+			stop := b.profile(l.sys.key, fmt.Sprintf("%s-%s-%s", suite, l.sys.key, fileSize(payload)))
+			l.acc.add(runOneWay(l.t, payload, sliceCount, sliceDur, true))
+			stop()
+		})
+		for _, l := range lives {
+			b.add(onewayRecord(suite, l.sys, payload, l.acc))
+			if err := l.t.Close(); err != nil {
+				logf("%s close: %v", l.sys.name, err)
+			}
 		}
 	}
 }
+
+func (b *bench) suiteOneWay() { b.onewaySuite("oneway", b.owPayloads, b.owCount) }
 
 func fanRecord(system, name string, nodes, limit, payload int, lat []time.Duration, c cost, err error) Record {
 	rec := Record{Suite: "fanout", System: system, Name: name, Nodes: nodes, Limit: limit, Payload: payload}
@@ -154,47 +261,89 @@ func fanRecord(system, name string, nodes, limit, payload int, lat []time.Durati
 	return rec
 }
 
+// fanCase is one fan-out configuration measured side by side with the
+// others of the same receiver count.
+type fanCase struct {
+	system, name string
+	limit        int
+	run          func(warm, rounds int, d time.Duration) ([]time.Duration, error)
+	lat          []time.Duration
+	cost         cost
+	err          error
+}
+
 func (b *bench) suiteFanout() {
 	for _, n := range b.fanNodes {
+		var cases []*fanCase
+		var closers []func() error
+		skip := func(system, name string, limit int, msg string) {
+			b.add(Record{Suite: "fanout", System: system, Name: name, Nodes: n, Limit: limit, Payload: b.fanPayload, Err: msg})
+		}
 		if !b.skipSystem(sysMarsmesh) {
 			if b.overBudget("fan-out") {
 				for _, l := range b.fanLimits {
-					b.add(Record{Suite: "fanout", System: sysMarsmesh, Name: "marsmesh SendMany", Nodes: n, Limit: l, Payload: b.fanPayload, Err: "skipped: time budget spent"})
+					skip(sysMarsmesh, "marsmesh SendMany", l, "skipped: time budget spent")
 				}
 			} else if f, err := startMeshFanout(n); err != nil {
 				for _, l := range b.fanLimits {
-					b.add(Record{Suite: "fanout", System: sysMarsmesh, Name: "marsmesh SendMany", Nodes: n, Limit: l, Payload: b.fanPayload, Err: "setup: " + err.Error()})
+					skip(sysMarsmesh, "marsmesh SendMany", l, "setup: "+err.Error())
 				}
 			} else {
+				closers = append(closers, f.Close)
 				for _, l := range b.fanLimits {
-					f.run(b.fanPayload, l, 10, 0, time.Second) // warm-up: every session of this tree
-					var m costMeter
-					m.start()
-					stop := b.profile(sysMarsmesh, fmt.Sprintf("fanout-marsmesh-n%d-l%d", n, l))
-					lat, err := f.run(b.fanPayload, l, 0, b.fanRounds, b.duration)
-					stop()
-					b.add(fanRecord(sysMarsmesh, "marsmesh SendMany", n, l, b.fanPayload, lat, m.stop(), err))
-				}
-				if err := f.Close(); err != nil {
-					logf("fan-out close: %v", err)
+					cases = append(cases, &fanCase{system: sysMarsmesh, name: "marsmesh SendMany", limit: l,
+						run: func(warm, rounds int, d time.Duration) ([]time.Duration, error) {
+							return f.run(b.fanPayload, l, warm, rounds, d)
+						}})
 				}
 			}
 		}
 		if !b.skipSystem(sysNATS) {
-			rec := Record{Suite: "fanout", System: sysNATS, Name: "NATS publish", Nodes: n, Payload: b.fanPayload}
 			if b.overBudget("NATS fan-out") {
-				rec.Err = "skipped: time budget spent"
-				b.add(rec)
+				skip(sysNATS, "NATS publish", 0, "skipped: time budget spent")
 			} else if f, err := startNATSFanout(n); err != nil {
-				rec.Err = "setup: " + err.Error()
-				b.add(rec)
+				skip(sysNATS, "NATS publish", 0, "setup: "+err.Error())
 			} else {
-				f.run(b.fanPayload, 10, 0, time.Second)
-				var m costMeter
-				m.start()
-				lat, err := f.run(b.fanPayload, 0, b.fanRounds, b.duration)
-				b.add(fanRecord(sysNATS, "NATS publish", n, 0, b.fanPayload, lat, m.stop(), err))
-				f.Close()
+				closers = append(closers, f.Close)
+				cases = append(cases, &fanCase{system: sysNATS, name: "NATS publish",
+					run: func(warm, rounds int, d time.Duration) ([]time.Duration, error) {
+						return f.run(b.fanPayload, warm, rounds, d)
+					}})
+			}
+		}
+		for _, c := range cases {
+			_, c.err = c.run(10, 0, time.Second) // warm-up: every session of this tree
+		}
+		slices := b.slices()
+		rounds, d := (b.fanRounds+slices-1)/slices, b.duration/time.Duration(slices)
+		turns(len(cases), slices, func(i, _ int) {
+			c := cases[i]
+			if c.err != nil {
+				return
+			}
+			var m costMeter
+			m.start()
+			stop := b.profile(c.system, fmt.Sprintf("fanout-%s-n%d-l%d", c.system, n, c.limit))
+			lat, err := c.run(2, rounds, d)
+			stop()
+			cs := m.stop()
+			var el time.Duration
+			for _, x := range c.lat {
+				el += x
+			}
+			var sel time.Duration
+			for _, x := range lat {
+				sel += x
+			}
+			c.cost.add(cs, el, sel)
+			c.lat, c.err = append(c.lat, lat...), err
+		})
+		for _, c := range cases {
+			b.add(fanRecord(c.system, c.name, n, c.limit, b.fanPayload, c.lat, c.cost, c.err))
+		}
+		for _, cl := range closers {
+			if err := cl(); err != nil {
+				logf("fan-out close: %v", err)
 			}
 		}
 	}
@@ -217,15 +366,20 @@ func (b *bench) suiteCost() {
 			b.add(rec)
 			continue
 		}
-		b.add(b.rpcRun("cost-rpc", sys, t, 64, 16, b.costRPC))
-		t.Close()
-	}
-	for _, sys := range onewaySystems() {
-		if b.skipSystem(sys.key) {
+		if err := t.Prepare(16); err != nil {
+			rec.Err = err.Error()
+			b.add(rec)
+			t.Close()
 			continue
 		}
-		b.add(b.onewayRun("cost-oneway", sys, 64, b.costOW))
+		warmRPC(t, 64, 16)
+		stop := b.profile(sys.key, "cost-rpc-"+sys.key)
+		r := runClosedLoop(t, 64, 16, b.costRPC, b.duration, true)
+		stop()
+		b.add(rpcRecord("cost-rpc", sys, 64, 16, r))
+		t.Close()
 	}
+	b.onewaySuite("cost-oneway", []int{64}, b.costOW)
 	for _, viaMesh := range []bool{false, true} {
 		sys, name := "rudp", "rudp Transport"
 		if viaMesh {
