@@ -60,6 +60,37 @@
 // other node keeps being served. The client checks keys, app names and node
 // fields before it sends anything.
 //
+// # Scale
+//
+// Measured with TestScale (scale_test.go; it runs only when MARS_SCALE is
+// set) on a 2-core AMD EPYC VM shared with other jobs (load average 2 to 6),
+// Go 1.26, rudp at commit 03b516c, 2026-11-22:
+//
+//	MARS_SCALE=1000,10000 go test -run=TestScale -v -timeout=24m ./mars
+//
+// MARS ran as a separate mars-server process (CPU from /proc/PID/stat,
+// memory from VmRSS); the simulated nodes ran in the test process, 200 per
+// rudp transport, each reporting once a second. Steady state, over 10 s:
+//
+//	nodes   MARS CPU (cores)  µs per report  RSS (MB)  report  sync reply  UDP packets per exchange
+//	1,000   0.07 - 0.10       65 - 100       13        48 B    36 B        3
+//	10,000  0.31 - 0.36       31 - 36        31 - 60   48 B    36 B        3
+//
+// Report and reply sizes are msgpack payloads (rudp adds a 5-byte frame and
+// a 24-byte KCP header per packet; the third packet is the node's
+// acknowledgement, MARS's own acknowledgement rides on its reply). No
+// version changed and no full snapshot was sent during the window:
+// steady-state traffic is O(changes). Most of MARS's CPU is the transport's
+// system calls. A change on one node (a shared key and its type) reached
+// all others in p50 0.5 s, max 1.0 s: the report interval, since nodes pull.
+//
+// Registration is the expensive part: every new node gets the whole list
+// (about 30 bytes per node here), so N nodes joining cost O(N²) bytes; 10,000
+// nodes joining over 100 s took 41 s of MARS CPU and 1.8 GB of snapshots.
+// A MARS restart in a 10,000-node cluster costs the same burst. MARS paces
+// it by skipping replies to peers with a backlog; nodes ask again each
+// interval.
+//
 // # Use with the mesh layer
 //
 // A node has one rudp transport. The mesh layer owns its OnMessage and

@@ -126,10 +126,11 @@ func (n *testNode) close() {
 	n.tr.Close()
 }
 
-// kill stops the node as a crash would: no leave, the socket just closes.
+// kill stops the node as a crash would: no leave, and the socket closes
+// with no rudp goodbye either.
 func (n *testNode) kill() {
 	n.c.abort()
-	n.tr.Close()
+	n.tr.Abort()
 }
 
 // waitFor polls cond every 5 ms until it holds or timeout passes.
