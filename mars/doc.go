@@ -44,7 +44,8 @@
 // only when MARS has no value for it and has not removed it since it
 // started, so the first value to arrive wins; when MARS loaded shared data
 // from ServerOptions.DataDir and the node's view was last synced before that
-// file was saved, the file wins and the seed is ignored. A key removed in
+// file was saved, the file wins and the seed is ignored (this compares the
+// node's wall clock with MARS's: keep them in sync, as NTP does). A key removed in
 // the last moments before a crash, while some node had not yet synced the
 // removal, may therefore come back. Meanwhile the node's view keeps listing
 // what it knew, for a grace period of 3 intervals + 500 ms, and drops what
@@ -95,6 +96,8 @@
 //
 // A node has one rudp transport. The mesh layer owns its OnMessage and
 // passes every message with IsMarsKind(kind) to Client.HandleMessage, and
-// may pass OnPeerDown to Client.HandlePeerDown. Lookups go to Client.View;
+// may pass OnPeerDown to Client.HandlePeerDown. The client accepts MARS
+// messages only from the address MarsAddr resolves to, so MARS must answer
+// from that address (it does, unless a multi-homed host routes otherwise). Lookups go to Client.View;
 // Client.InTouch backs IsPartOfCluster.
 package mars
