@@ -3,6 +3,7 @@ package mars
 import (
 	"reflect"
 	"sync"
+	"unsafe"
 )
 
 // callbacks holds the event handlers. Handlers are copied out under mu and
@@ -83,10 +84,11 @@ func (c *Client) OnSharedDataRemove(f func(key string)) (remove func()) {
 	}
 }
 
-// RemoveOnSharedDataUpdate removes the most recent registration of f,
-// matched by its code pointer (reflect.Value.Pointer), as the mesh API does.
-// Closures made by one function literal share a code pointer: to remove a
-// specific closure, use the function OnSharedDataUpdate returned.
+// RemoveOnSharedDataUpdate removes the most recent registration of f, as
+// the mesh API does: the registration of this very func value (this
+// closure), or else of a func with the same code (for method values, which
+// are new values each time they are written). The function
+// OnSharedDataUpdate returned removes its registration without any matching.
 func (c *Client) RemoveOnSharedDataUpdate(f func(key string, v int16)) {
 	c.cb.mu.Lock()
 	defer c.cb.mu.Unlock()
@@ -109,7 +111,20 @@ func removeID[F any](hs []handler[F], id uint64) []handler[F] {
 	return hs
 }
 
+// removeFunc removes the most recent registration of f. It first looks for
+// the very same func value (the same closure: closures made by one function
+// literal share their code but not their value), then, failing that, for a
+// func with the same code (reflect.Value.Pointer): a method value such as
+// obj.Method is a new func value each time it is written, so only its code
+// matches. Only when the exact value is not found can that fallback pick
+// another closure of the same literal.
 func removeFunc[F any](hs []handler[F], f F) []handler[F] {
+	v := funcValue(f)
+	for i := len(hs) - 1; i >= 0; i-- {
+		if funcValue(hs[i].f) == v {
+			return append(hs[:i:i], hs[i+1:]...)
+		}
+	}
 	p := reflect.ValueOf(f).Pointer()
 	for i := len(hs) - 1; i >= 0; i-- {
 		if reflect.ValueOf(hs[i].f).Pointer() == p {
@@ -117,6 +132,14 @@ func removeFunc[F any](hs []handler[F], f F) []handler[F] {
 		}
 	}
 	return hs
+}
+
+// funcValue returns the identity of a func value: a Go func value is a
+// pointer to its closure record (code pointer plus captured variables), so
+// two closures of one literal differ here while reflect sees the same code.
+// F must be a func type.
+func funcValue[F any](f F) unsafe.Pointer {
+	return *(*unsafe.Pointer)(unsafe.Pointer(&f))
 }
 
 // fire runs the handlers of one sync: OnUpdate was run before it was applied;
