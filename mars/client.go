@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/marsmesh/marsmesh/internal/ratelog"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -81,7 +82,7 @@ type Client struct {
 	addr  string
 	inc   uint64
 	log   *slog.Logger
-	warn  *rateLog
+	warn  *ratelog.Logger
 	view  *View
 	epoch time.Time
 
@@ -182,7 +183,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		addr:     cfg.Addr,
 		inc:      cfg.Incarnation,
 		log:      cfg.Logger,
-		warn:     newRateLog(cfg.Logger, 10*time.Second),
+		warn:     ratelog.New(cfg.Logger, 10*time.Second),
 		epoch:    time.Now(),
 		inbox:    make(chan clientMsg, 256),
 		kick:     make(chan struct{}, 1),
@@ -278,17 +279,17 @@ func (c *Client) abort() {
 // again). Messages not from the resolved MARS address are ignored.
 func (c *Client) HandleMessage(from netip.AddrPort, kind byte, payload []byte) {
 	if m := c.mars.Load(); m == nil || *m != from {
-		c.warn.warn("mars: ignoring a MARS message from an unexpected address", "from", from)
+		c.warn.Warn("mars: ignoring a MARS message from an unexpected address", "from", from)
 		return
 	}
 	if kind != KindSync && kind != KindError {
-		c.warn.warn("mars: ignoring a message of an unexpected kind", "kind", kind)
+		c.warn.Warn("mars: ignoring a message of an unexpected kind", "kind", kind)
 		return
 	}
 	select {
 	case c.inbox <- clientMsg{kind, payload}:
 	default:
-		c.warn.warn("mars: client inbox full, dropping a MARS message")
+		c.warn.Warn("mars: client inbox full, dropping a MARS message")
 	}
 }
 

@@ -149,7 +149,7 @@ func (c *Client) resolve(now time.Time) (netip.AddrPort, bool) {
 	}
 	ua, err := net.ResolveUDPAddr("udp", c.cfg.MarsAddr)
 	if err != nil {
-		c.warn.warn("mars: cannot resolve the MARS address", "addr", c.cfg.MarsAddr, "err", err)
+		c.warn.Warn("mars: cannot resolve the MARS address", "addr", c.cfg.MarsAddr, "err", err)
 		if cur != nil {
 			return *cur, true
 		}
@@ -280,7 +280,7 @@ func (c *Client) sendReport(to netip.AddrPort, r report, ops []op, seed []kv) {
 
 func (c *Client) send(to netip.AddrPort, kind byte, p []byte) {
 	if err := c.tr.Send(to, kind, p); err != nil && !errors.Is(err, rudp.ErrClosed) {
-		c.warn.warn("mars: cannot send to MARS", "mars", to, "err", err)
+		c.warn.Warn("mars: cannot send to MARS", "mars", to, "err", err)
 	}
 }
 
@@ -297,7 +297,7 @@ func (c *Client) handle(m clientMsg) action {
 func (c *Client) handleError(p []byte) {
 	e, err := decodeError(p)
 	if err != nil {
-		c.warn.warn("mars: malformed error message from MARS", "err", err)
+		c.warn.Warn("mars: malformed error message from MARS", "err", err)
 		return
 	}
 	if e.Addr != "" && e.Addr != c.addr {
@@ -306,13 +306,13 @@ func (c *Client) handleError(p []byte) {
 	c.mu.Lock()
 	c.lastErr = &RemoteError{Code: int(e.Code), Message: e.Message}
 	c.mu.Unlock()
-	c.warn.warn("mars: MARS refused a message: "+causeOf(int(e.Code)), "node", c.addr, "reason", e.Message)
+	c.warn.Warn("mars: MARS refused a message: "+causeOf(int(e.Code)), "node", c.addr, "reason", e.Message)
 }
 
 func (c *Client) handleSync(p []byte) action {
 	h, r, fields, err := decodeSyncHead(p)
 	if err != nil {
-		c.warn.warn("mars: malformed sync from MARS", "err", err)
+		c.warn.Warn("mars: malformed sync from MARS", "err", err)
 		return action{}
 	}
 	if h.Addr != c.addr {
@@ -323,12 +323,12 @@ func (c *Client) handleSync(p []byte) action {
 	} else if ps := c.part; ps == nil || h.Part != ps.next || h.MarsInc != ps.head.MarsInc ||
 		h.To != ps.head.To || h.Echo != ps.head.Echo {
 		c.part = nil
-		c.warn.warn("mars: sync part out of sequence, waiting for the next sync")
+		c.warn.Warn("mars: sync part out of sequence, waiting for the next sync")
 		return action{}
 	}
 	if err := decodeSyncBody(&r, fields, &c.part.body); err != nil {
 		c.part = nil
-		c.warn.warn("mars: malformed sync from MARS", "err", err)
+		c.warn.Warn("mars: malformed sync from MARS", "err", err)
 		return action{}
 	}
 	if h.Flags&syncMore != 0 {

@@ -2,6 +2,7 @@ package mars
 
 import (
 	"fmt"
+	"github.com/marsmesh/marsmesh/internal/ratelog"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -253,7 +254,7 @@ func procRSS(t *testing.T, pid int) string {
 
 var (
 	scaleDowns, simDowns atomic.Int64
-	scaleDownLog         = newRateLog(slog.Default(), 5*time.Second)
+	scaleDownLog         = ratelog.New(slog.Default(), 5*time.Second)
 )
 
 func runScale(t *testing.T, n int) {
@@ -266,7 +267,7 @@ func runScale(t *testing.T, n int) {
 	if os.Getenv("MARS_SCALE_INPROC") != "" { // for profiling with -cpuprofile: MARS in this process
 		inproc = startServer(t, "", ServerOptions{Transport: rudp.Config{OnPeerDown: func(a netip.AddrPort, err error) {
 			scaleDowns.Add(1)
-			scaleDownLog.warn("MARS peer down: "+err.Error(), "peer", a)
+			scaleDownLog.Warn("MARS peer down: "+err.Error(), "peer", a)
 		}}})
 		marsAddr, pid = inproc.Addr().String(), os.Getpid()
 	} else {
@@ -285,7 +286,7 @@ func runScale(t *testing.T, n int) {
 		tr, err := rudp.Listen("127.0.0.1:0", rudp.Config{OnMessage: c.onMessage, Logger: quietLogger(), CloseTimeout: 200 * time.Millisecond,
 			OnPeerDown: func(a netip.AddrPort, err error) {
 				simDowns.Add(1)
-				scaleDownLog.warn("sim peer down: "+err.Error(), "peer", a)
+				scaleDownLog.Warn("sim peer down: "+err.Error(), "peer", a)
 			}})
 		if err != nil {
 			t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/marsmesh/marsmesh/internal/ratelog"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -112,7 +113,7 @@ type Server struct {
 	tr    *rudp.Transport
 	inc   uint64
 	log   *slog.Logger
-	warn  *rateLog
+	warn  *ratelog.Logger
 	epoch time.Time
 
 	done      chan struct{}
@@ -188,7 +189,7 @@ func newServer(opts ServerOptions) (*Server, rudp.Config, error) {
 		opts:  opts,
 		inc:   newIncarnation(),
 		log:   opts.Logger,
-		warn:  newRateLog(opts.Logger, 10*time.Second),
+		warn:  ratelog.New(opts.Logger, 10*time.Second),
 		epoch: time.Now(),
 		done:  make(chan struct{}),
 		apps:  make(map[string]*appState),
@@ -329,7 +330,7 @@ func (s *Server) handle(m inMsg) {
 // refuse answers a message with an error and logs the cause (rate-limited).
 func (s *Server) refuse(to netip.AddrPort, addr string, echo uint64, code int, msg string) {
 	s.stats.bad.Add(1)
-	s.warn.warn("mars: refused message: "+causeOf(code), "from", to, "node", addr, "reason", msg)
+	s.warn.Warn("mars: refused message: "+causeOf(code), "from", to, "node", addr, "reason", msg)
 	e := errorMsg{Addr: addr, Code: uint64(code), Message: msg, Echo: echo}
 	s.buf = e.append(s.buf[:0])
 	s.send(to, KindError, s.buf)
@@ -374,11 +375,11 @@ func (s *Server) fits(q, n int) bool {
 func (s *Server) send(to netip.AddrPort, kind byte, p []byte) {
 	if !s.fits(s.queued(to), len(p)+frameOverheadSize) {
 		s.stats.skipped.Add(1)
-		s.warn.warn("mars: peer queue full, dropping a reply", "peer", to)
+		s.warn.Warn("mars: peer queue full, dropping a reply", "peer", to)
 		return
 	}
 	if err := s.tr.Send(to, kind, p); err != nil && !errors.Is(err, rudp.ErrClosed) {
-		s.warn.warn("mars: send failed", "peer", to, "err", err)
+		s.warn.Warn("mars: send failed", "peer", to, "err", err)
 	}
 }
 
@@ -574,14 +575,14 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 			// The rest would block: drop it; the node discards the parts it
 			// got and asks again.
 			s.stats.skipped.Add(1)
-			s.warn.warn("mars: sync larger than the peer's queue allows, dropped", "peer", to, "parts", len(parts))
+			s.warn.Warn("mars: sync larger than the peer's queue allows, dropped", "peer", to, "parts", len(parts))
 			break
 		}
 		q += len(s.buf) + frameOverheadSize
 		s.stats.syncs.Add(1)
 		s.stats.syncBytes.Add(uint64(len(s.buf)))
 		if err := s.tr.Send(to, KindSync, s.buf); err != nil && !errors.Is(err, rudp.ErrClosed) {
-			s.warn.warn("mars: send failed", "peer", to, "err", err)
+			s.warn.Warn("mars: send failed", "peer", to, "err", err)
 			break
 		}
 	}
