@@ -136,6 +136,8 @@ type demo struct {
 
 	child     *exec.Cmd
 	childIn   io.Closer
+	childDone chan struct{}  // closed once the child has exited and been reaped
+	tombstone net.PacketConn // holds the killed child's port (see kill)
 	childOut  syncBuffer
 	childErr  syncBuffer
 	childAddr string
@@ -261,6 +263,11 @@ func (d *demo) startChild() error {
 		return err
 	}
 	d.child, d.childIn, d.childPID = cmd, in, cmd.Process.Pid
+	d.childDone = make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(d.childDone)
+	}()
 	return nil
 }
 
@@ -596,32 +603,21 @@ func (d *demo) guestHealth() (string, error) {
 		return "", fmt.Errorf("health check of the child: %w", err)
 	}
 	ok := time.Since(start)
-	closed, err := closedPort()
+	silent, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
+	defer silent.Close()
 	const patience = 500 * time.Millisecond
 	ctx2, cancel2 := context.WithTimeout(d.ctx, patience)
 	defer cancel2()
 	start = time.Now()
-	err = g.HealthCheck(ctx2, closed)
+	err = g.HealthCheck(ctx2, silent.LocalAddr().String())
 	if !mesh.IsSendError(err) {
-		return "", fmt.Errorf("health check of a closed port: want IsSendError, got %v", err)
+		return "", fmt.Errorf("health check of a silent port: want IsSendError, got %v", err)
 	}
 	return fmt.Sprintf("a guest synced the view (%d nodes) and is not listed; its health check of the child answered in %s, "+
-		"of a closed port: IsSendError after %s", want, fmtDur(ok), fmtDur(time.Since(start))), nil
-}
-
-// closedPort returns a loopback UDP address nothing listens on (it was
-// free a moment ago).
-func closedPort() (string, error) {
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := c.LocalAddr().String()
-	c.Close()
-	return addr, nil
+		"of a port where nothing answers: IsSendError after %s", want, fmtDur(ok), fmtDur(time.Since(start))), nil
 }
 
 // kill crashes the child node with SIGKILL: no goodbye to its peers, no
@@ -632,6 +628,19 @@ func (d *demo) kill() (string, error) {
 		return "", err
 	}
 	killed := time.Now()
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-d.childDone:
+	case <-t.C:
+		return "", errors.New("the child did not exit within 5s of SIGKILL")
+	}
+	// Hold the dead node's port with a socket that never answers: on a busy
+	// machine another program could otherwise bind it within the second
+	// the checks below take, and answer in the dead node's place.
+	if c, err := net.ListenPacket("udp4", d.childAddr); err == nil {
+		d.tombstone = c
+	}
 	d.gone = make(chan leaveTimes, 1)
 	d.wg.Add(1)
 	go func() {
@@ -645,6 +654,8 @@ func (d *demo) kill() (string, error) {
 	if !mesh.IsSendError(err) {
 		return "", fmt.Errorf("RPC to the killed node: want IsSendError, got %v", err)
 	}
+	so := fmt.Sprintf("SIGKILL pid %d: an RPC to it failed with IsSendError after %s (retryTimeout %d ms)",
+		d.childPID, fmtDur(rpcTook), demoRetryTimeout)
 
 	// Fan-out with the dead node as the first relay: its share is re-sent.
 	others := d.addrs()
@@ -657,7 +668,8 @@ func (d *demo) kill() (string, error) {
 	manyTook := time.Since(start)
 	var fe *mesh.FanoutError
 	if !errors.As(err, &fe) || !mesh.IsSendError(err) || len(fe.Failed) != 1 || fe.Failed[0] != d.childAddr {
-		return "", fmt.Errorf("SendMany with the dead node: want a FanoutError naming only %s, got %v", d.childAddr, err)
+		return so, fmt.Errorf("SendMany with the dead node returned after %s: want a FanoutError naming only %s, got %v",
+			fmtDur(manyTook), d.childAddr, err)
 	}
 	if err := d.waitFor(5*time.Second, "the other nodes have the broadcast", func() bool {
 		for i, h := range d.hs {
@@ -675,9 +687,8 @@ func (d *demo) kill() (string, error) {
 	if !heard {
 		return "", errors.New("OnSendFailure did not report the killed node")
 	}
-	return fmt.Sprintf("SIGKILL pid %d: an RPC to it failed with IsSendError after %s (retryTimeout %d ms); "+
-		"SendMany with it as first relay: FanoutError names only it, the other %d got the message after %s; OnSendFailure reported it",
-		d.childPID, fmtDur(rpcTook), demoRetryTimeout, d.size, fmtDur(manyTook)), nil
+	return so + fmt.Sprintf("; SendMany with it as first relay: FanoutError names only it, the other %d got the message after %s; OnSendFailure reported it",
+		d.size, fmtDur(manyTook)), nil
 }
 
 // watchLeave records when node 0 lists the killed child offline and when
@@ -741,7 +752,10 @@ func (d *demo) teardown() {
 	if d.child != nil {
 		d.childIn.Close()
 		d.child.Process.Kill()
-		d.child.Wait()
+		<-d.childDone
+	}
+	if d.tombstone != nil {
+		d.tombstone.Close()
 	}
 	var wg sync.WaitGroup
 	for _, n := range append(d.nodes, d.guest) {

@@ -166,14 +166,24 @@ func startMARS(t *testing.T) *mars.Server {
 	return srv
 }
 
-// closedAddr returns a loopback UDP address nothing listens on.
-func closedAddr(t *testing.T) string {
+// silentAddr returns a loopback UDP address where nothing answers: a
+// socket the test holds (so no other program can take the port) and
+// never reads.
+func silentAddr(t *testing.T) string {
 	t.Helper()
-	addr, err := closedPort()
+	return hold(t, "127.0.0.1:0")
+}
+
+// hold binds addr with a socket that never answers until the test ends,
+// and returns its address.
+func hold(t *testing.T, addr string) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return addr
+	t.Cleanup(func() { c.Close() })
+	return c.LocalAddr().String()
 }
 
 var joinedRE = regexp.MustCompile(`msg="joined the cluster" addr=(\S+)`)
@@ -294,6 +304,10 @@ func TestRunStatusHealthcheck(t *testing.T) {
 	eventually(t, 5*time.Second, "MARS lists the stopped node offline", func() bool {
 		return g.IsNodeOffline(addrA) || g.GetNode(addrA) == nil
 	})
+	// Hold the stopped node's port, so no other program takes it and answers.
+	if c, err := net.ListenPacket("udp4", addrA); err == nil {
+		defer c.Close()
+	}
 	start := time.Now()
 	code, _, errOut = runNode(t, 10*time.Second, nil, "healthcheck", "-addr", addrA, "-timeout", "500ms")
 	if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "did not answer") {
@@ -307,7 +321,7 @@ func TestRunStatusHealthcheck(t *testing.T) {
 // TestHealthcheckWithoutMARS: the health check needs no MARS, answers
 // fast for a live node and fails for a dead address.
 func TestHealthcheckWithoutMARS(t *testing.T) {
-	noMARS := closedAddr(t)
+	noMARS := silentAddr(t)
 	_, port, _ := net.SplitHostPort(noMARS)
 	cfg := config.Default()
 	cfg.Port, cfg.MarsPort = "0", port
@@ -332,14 +346,14 @@ func TestHealthcheckWithoutMARS(t *testing.T) {
 		t.Fatalf("-q: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 
-	code, out, errOut = runNode(t, 10*time.Second, env, "healthcheck", "-addr", closedAddr(t), "-timeout", "300ms")
+	code, out, errOut = runNode(t, 10*time.Second, env, "healthcheck", "-addr", silentAddr(t), "-timeout", "300ms")
 	if code != 1 || out != "" || !strings.HasPrefix(errOut, "node healthcheck: ") || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("dead address: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 
 func TestStatusWithoutMARS(t *testing.T) {
-	code, out, errOut := runNode(t, 10*time.Second, nil, "status", "-mars", closedAddr(t), "-timeout", "300ms")
+	code, out, errOut := runNode(t, 10*time.Second, nil, "status", "-mars", silentAddr(t), "-timeout", "300ms")
 	if code != 1 || out != "" || !strings.Contains(errOut, "did not answer within 300ms") || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
