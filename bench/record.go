@@ -20,22 +20,23 @@ type Record struct {
 	Nodes   int    `json:"nodes,omitempty"` // receivers (fanout) or sessions (memory)
 	Limit   int    `json:"limit,omitempty"` // SendMany limit
 
-	Count    int64    `json:"count"` // requests done, messages delivered, rounds
-	Sent     int64    `json:"sent,omitempty"`
-	Errors   int64    `json:"errors,omitempty"`
-	Seconds  float64  `json:"seconds"`
-	Rate     float64  `json:"rate"` // per second
-	MBps     float64  `json:"mbps,omitempty"`
-	LossPct  float64  `json:"loss_pct,omitempty"`
-	Lat      *Latency `json:"latency,omitempty"`
-	CPUPerM  float64  `json:"cpu_s_per_million"`
-	Allocs   float64  `json:"allocs_per_msg"`
-	HeapPer  float64  `json:"heap_bytes_per_session,omitempty"`
-	GorPer   float64  `json:"goroutines_per_session,omitempty"`
-	Other    float64  `json:"other_cores"` // CPU other processes used meanwhile, in cores
-	TimedOut bool     `json:"timed_out,omitempty"`
-	Err      string   `json:"error,omitempty"`
-	Runs     int      `json:"runs,omitempty"` // runs merged into this record
+	Count    int64            `json:"count"` // requests done, messages delivered, rounds
+	Sent     int64            `json:"sent,omitempty"`
+	Errors   int64            `json:"errors,omitempty"`
+	Seconds  float64          `json:"seconds"`
+	Rate     float64          `json:"rate"` // per second
+	MBps     float64          `json:"mbps,omitempty"`
+	LossPct  float64          `json:"loss_pct,omitempty"`
+	Lat      *Latency         `json:"latency,omitempty"`
+	CPUPerM  float64          `json:"cpu_s_per_million"`
+	Allocs   float64          `json:"allocs_per_msg"`
+	HeapPer  float64          `json:"heap_bytes_per_session,omitempty"`
+	GorPer   float64          `json:"goroutines_per_session,omitempty"`
+	Other    float64          `json:"other_cores"` // CPU other processes used meanwhile, in cores
+	TimedOut bool             `json:"timed_out,omitempty"`
+	Err      string           `json:"error,omitempty"`
+	ErrKinds map[string]int64 `json:"failed_requests,omitempty"` // by error text
+	Runs     int              `json:"runs,omitempty"`            // runs merged into this record
 }
 
 func (r Record) key() string {
@@ -51,6 +52,9 @@ type Run struct {
 	Elapsed  float64  `json:"elapsed_s"`
 	Records  []Record `json:"records"`
 	Sources  []string `json:"sources,omitempty"` // merged runs' commands/files
+	// GoalRatios holds, for a merged run, each goal's ratio in every source
+	// run (key: goal and case).
+	GoalRatios map[string][]float64 `json:"goal_ratios,omitempty"`
 }
 
 func (r *Run) find(suite, system string, payload, conc, nodes, limit int) *Record {
@@ -108,6 +112,14 @@ func MergeRuns(runs []Run) Run {
 		el = append(el, run.Elapsed)
 	}
 	out.Elapsed = Median(el)
+	if len(runs) > 1 {
+		out.GoalRatios = map[string][]float64{}
+		for _, run := range runs {
+			for _, g := range Goals(run) {
+				out.GoalRatios[g.key()] = append(out.GoalRatios[g.key()], g.ratio())
+			}
+		}
+	}
 	return out
 }
 
@@ -153,6 +165,15 @@ func mergeRecords(rs []Record) Record {
 			P99:  lat(func(l Latency) float64 { return l.P99 }),
 			P999: lat(func(l Latency) float64 { return l.P999 }),
 			Max:  lat(func(l Latency) float64 { return l.Max }),
+		}
+	}
+	m.ErrKinds = nil
+	for _, r := range ok {
+		for k, v := range r.ErrKinds {
+			if m.ErrKinds == nil {
+				m.ErrKinds = map[string]int64{}
+			}
+			m.ErrKinds[k] += v // summed over the runs
 		}
 	}
 	m.Runs = len(ok)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -311,6 +312,44 @@ func rpcTables(b *strings.Builder, run Run) {
 	if failed {
 		failures(b, rs)
 	}
+	requestErrors(b, rs)
+}
+
+// requestErrors lists the cases in which some requests failed, and why.
+func requestErrors(b *strings.Builder, rs []Record) {
+	var lines []string
+	for _, r := range rs {
+		if r.Errors == 0 || r.Err != "" {
+			continue
+		}
+		var kinds []string
+		for _, k := range sortedByCount(r.ErrKinds) {
+			kinds = append(kinds, fmt.Sprintf("%s × `%s`", thousands(r.ErrKinds[k]), k))
+		}
+		line := fmt.Sprintf("- %s, %s, c=%d: %s of %s requests failed", r.Name, sizeName(r.Payload), r.Conc,
+			thousands(r.Errors), thousands(r.Errors+r.Count))
+		if len(kinds) > 0 {
+			line += ": " + strings.Join(kinds, "; ")
+		}
+		lines = append(lines, line)
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(b, "Failed requests (counted in no figure above but this list; merged runs: summed over the runs):\n\n%s\n\n", strings.Join(lines, "\n"))
+	}
+}
+
+func sortedByCount(m map[string]int64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		if m[a] != m[b] {
+			return int(m[b] - m[a])
+		}
+		return strings.Compare(a, b)
+	})
+	return keys
 }
 
 // failures lists the cases that failed, with their errors.
@@ -491,6 +530,8 @@ type goal struct {
 
 func (g goal) ratio() float64 { return g.mine / g.peer }
 
+func (g goal) key() string { return g.what + "|" + g.where }
+
 func (g goal) met() bool {
 	r := g.ratio()
 	switch {
@@ -594,14 +635,35 @@ func goals(b *strings.Builder, run Run) {
 		return
 	}
 	fmt.Fprintf(b, "## Goals (issue 7)\n\n")
-	fmt.Fprintf(b, "| goal | case | marsmesh | peer | ratio | target | result |\n| --- | --- | ---: | ---: | ---: | ---: | --- |\n")
+	ranges := len(run.GoalRatios) > 0
+	if ranges {
+		fmt.Fprintf(b, "Figures are medians over the runs; the ratio is of the medians, and the next column gives the ratio\n")
+		fmt.Fprintf(b, "in each run, with how many runs met the target.\n\n")
+		fmt.Fprintf(b, "| goal | case | marsmesh | peer | ratio | per run | target | result |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	} else {
+		fmt.Fprintf(b, "| goal | case | marsmesh | peer | ratio | target | result |\n| --- | --- | ---: | ---: | ---: | ---: | --- |\n")
+	}
 	for _, g := range gs {
 		f := fmtUs
 		if g.unit == "/s" {
 			f = fmtRate
 		}
-		fmt.Fprintf(b, "| %s | %s | %s %s | %s %s | %s | %s | %s |\n", g.what, g.where, f(g.mine), g.unit, f(g.peer), g.unit,
-			fmtRatio(g.ratio()), g.targetText(), g.verdict())
+		per := ""
+		if ranges {
+			var rs []string
+			met := 0
+			for _, r := range run.GoalRatios[g.key()] {
+				rs = append(rs, strings.TrimSuffix(fmtRatio(r), "x"))
+				h := g
+				h.mine, h.peer = r, 1
+				if h.met() {
+					met++
+				}
+			}
+			per = fmt.Sprintf(" %s (%d of %d met) |", strings.Join(rs, ", "), met, len(rs))
+		}
+		fmt.Fprintf(b, "| %s | %s | %s %s | %s %s | %s |%s %s | %s |\n", g.what, g.where, f(g.mine), g.unit, f(g.peer), g.unit,
+			fmtRatio(g.ratio()), per, g.targetText(), g.verdict())
 	}
 	b.WriteString("\n")
 	var ref []string

@@ -168,6 +168,19 @@ func TestMergeRunsTakesMedians(t *testing.T) {
 	}
 }
 
+func TestMergedGoalsShowEveryRun(t *testing.T) {
+	a, b := sampleRun(), sampleRun()
+	for i := range b.Records {
+		if b.Records[i].Suite == "rpc" && b.Records[i].System == sysMarsmesh && b.Records[i].Conc == 1 && b.Records[i].Payload == 64 {
+			b.Records[i].Lat.P50 = 40 // 2.5x raw UDP: misses in this run
+		}
+	}
+	md := Markdown(MergeRuns([]Run{a, b}), "")
+	if !strings.Contains(md, "| SendRPC p50 vs raw UDP ping-pong | 64 B, c=1 | 35 µs | 16 µs | 2.19x | 1.88, 2.50 (1 of 2 met) | ≤ 2.00x |") {
+		t.Errorf("per-run ratios missing:\n%s", md)
+	}
+}
+
 func TestRunJSONRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "run.json")
 	r := sampleRun()

@@ -61,6 +61,9 @@ type runResult struct {
 	Lat      []time.Duration
 	Cost     cost
 	TimedOut bool // stopped by the time limit, not the count
+	// ErrKinds counts failed requests by error text (numbers and
+	// addresses left in), at most 8 distinct texts.
+	ErrKinds map[string]int64
 }
 
 // runClosedLoop runs conc workers, each sending one request and waiting for
@@ -68,6 +71,8 @@ type runResult struct {
 // Every request's latency is recorded.
 func runClosedLoop(t rpcTarget, payload, conc int, count int64, d time.Duration, measure bool) runResult {
 	var claimed, errs atomic.Int64
+	var kindsMu sync.Mutex
+	kinds := map[string]int64{}
 	lats := make([][]time.Duration, conc)
 	var wg sync.WaitGroup
 	var c costMeter
@@ -97,6 +102,11 @@ func runClosedLoop(t rpcTarget, payload, conc int, count int64, d time.Duration,
 				}
 				if err := t.Call(req); err != nil {
 					errs.Add(1)
+					kindsMu.Lock()
+					if _, ok := kinds[err.Error()]; ok || len(kinds) < 8 {
+						kinds[err.Error()]++
+					}
+					kindsMu.Unlock()
 					continue
 				}
 				own = append(own, time.Since(t0))
@@ -106,7 +116,7 @@ func runClosedLoop(t rpcTarget, payload, conc int, count int64, d time.Duration,
 	}
 	wg.Wait()
 	el := time.Since(start)
-	r := runResult{Errors: errs.Load(), Elapsed: el, TimedOut: timedOut.Load()}
+	r := runResult{Errors: errs.Load(), Elapsed: el, TimedOut: timedOut.Load(), ErrKinds: kinds}
 	if measure {
 		r.Cost = c.stop()
 	}

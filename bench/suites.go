@@ -11,6 +11,9 @@ func (b *bench) add(r Record) {
 	case r.Err != "":
 		logf("%-11s %-22s %6s c=%-3d n=%-3d l=%d: %s", r.Suite, r.Name, sizeName(r.Payload), r.Conc, r.Nodes, r.Limit, r.Err)
 	case r.Lat != nil:
+		for k, v := range r.ErrKinds {
+			logf("  %d requests failed with: %s", v, k)
+		}
 		logf("%-11s %-22s %6s c=%-3d n=%-3d l=%d: %8.0f/s p50 %7.1fus p99 %7.1fus  cpu %.2fs/M allocs %.1f err %d other %.2f",
 			r.Suite, r.Name, sizeName(r.Payload), r.Conc, r.Nodes, r.Limit, r.Rate, r.Lat.P50, r.Lat.P99, r.CPUPerM, r.Allocs, r.Errors, r.Other)
 	default:
@@ -31,6 +34,14 @@ func (r *runResult) add(s runResult) {
 	r.Errors += s.Errors
 	r.Lat = append(r.Lat, s.Lat...)
 	r.TimedOut = r.TimedOut || s.TimedOut
+	for k, v := range s.ErrKinds {
+		if r.ErrKinds == nil {
+			r.ErrKinds = map[string]int64{}
+		}
+		if _, ok := r.ErrKinds[k]; ok || len(r.ErrKinds) < 8 {
+			r.ErrKinds[k] += v
+		}
+	}
 	r.Cost.add(s.Cost, r.Elapsed, s.Elapsed)
 	r.Elapsed += s.Elapsed
 }
@@ -77,6 +88,7 @@ func rpcRecord(suite string, sys rpcSystem, payload, conc int, r runResult) Reco
 	lat := Summarize(r.Lat)
 	rec.Lat = &lat
 	rec.CPUPerM, rec.Allocs, rec.Other = r.Cost.perMillion(r.Done), r.Cost.allocsPer(r.Done), r.Cost.OtherCores
+	rec.ErrKinds = r.ErrKinds
 	if r.Done == 0 {
 		rec.Err = fmt.Sprintf("no request completed (%d errors)", r.Errors)
 	}
