@@ -111,7 +111,7 @@ func main() {
 			sources = append(sources, r)
 		}
 		run = MergeRuns(sources)
-		run.Command = "cd bench && go run . " + strings.Join(os.Args[1:], " ")
+		run.Command = commandLine()
 		for _, s := range sources {
 			run.Sources = append(run.Sources, s.Command)
 		}
@@ -151,7 +151,7 @@ func main() {
 				fatalf("%v", err)
 			}
 		}
-		b.run = Run{Env: currentEnv(), Command: "cd bench && go run . " + strings.Join(os.Args[1:], " "),
+		b.run = Run{Env: currentEnv(), Command: commandLine(),
 			Quick: *quick, Duration: p.duration.String()}
 		start := time.Now()
 		want := map[string]bool{}
@@ -197,14 +197,45 @@ func main() {
 		}
 	}
 	md := Markdown(run, svgLink)
-	if *out == "-" {
+	if *out != "-" {
+		if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
+			fatalf("%v", err)
+		}
+		logf("wrote %s", *out)
+	} else {
 		fmt.Print(md)
-		return
 	}
-	if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
-		fatalf("%v", err)
+	if *merge == "" {
+		// A case that could not run at all means the benchmark (or the
+		// library) is broken: say so in the exit status, for CI. Missed
+		// goals and requests that failed under load are figures, not this.
+		broken := 0
+		for _, r := range run.Records {
+			if r.Err != "" && !strings.HasPrefix(r.Err, "n/a") && !strings.HasPrefix(r.Err, "skipped") {
+				logf("case failed: %s %s %s c=%d n=%d l=%d: %s", r.Suite, r.Name, sizeName(r.Payload), r.Conc, r.Nodes, r.Limit, r.Err)
+				broken++
+			}
+		}
+		if broken > 0 {
+			fatalf("%d cases failed", broken)
+		}
 	}
-	logf("wrote %s", *out)
+}
+
+// commandLine is how to repeat this invocation from a shell.
+func commandLine() string {
+	args := []string{"cd bench && go run ."}
+	for _, a := range os.Args[1:] {
+		args = append(args, shellQuote(a))
+	}
+	return strings.Join(args, " ")
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./,=:+-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func intList(s string) []int {

@@ -36,6 +36,7 @@ type Record struct {
 	TimedOut bool             `json:"timed_out,omitempty"`
 	Err      string           `json:"error,omitempty"`
 	ErrKinds map[string]int64 `json:"failed_requests,omitempty"` // by error text
+	FailedIn []string         `json:"failed_in,omitempty"`       // merged: the runs with failed requests
 	Runs     int              `json:"runs,omitempty"`            // runs merged into this record
 }
 
@@ -94,18 +95,25 @@ func MergeRuns(runs []Run) Run {
 	out := runs[0]
 	out.Records = nil
 	groups := map[string][]Record{}
+	failedIn := map[string][]string{}
 	var order []string
-	for _, run := range runs {
+	for i, run := range runs {
 		for _, r := range run.Records {
 			k := r.key()
 			if _, ok := groups[k]; !ok {
 				order = append(order, k)
 			}
 			groups[k] = append(groups[k], r)
+			if r.Errors > 0 && r.Err == "" {
+				failedIn[k] = append(failedIn[k], fmt.Sprintf("run %d: %s of %s, other processes using %.2f cores",
+					i+1, thousands(r.Errors), thousands(r.Errors+r.Count), r.Other))
+			}
 		}
 	}
 	for _, k := range order {
-		out.Records = append(out.Records, mergeRecords(groups[k]))
+		m := mergeRecords(groups[k])
+		m.FailedIn = failedIn[k]
+		out.Records = append(out.Records, m)
 	}
 	var el []float64
 	for _, run := range runs {

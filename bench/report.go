@@ -319,22 +319,36 @@ func rpcTables(b *strings.Builder, run Run) {
 func requestErrors(b *strings.Builder, rs []Record) {
 	var lines []string
 	for _, r := range rs {
-		if r.Errors == 0 || r.Err != "" {
+		failed := r.Errors
+		if len(r.ErrKinds) > 0 {
+			failed = 0
+			for _, v := range r.ErrKinds {
+				failed += v
+			}
+		}
+		if failed == 0 || r.Err != "" {
 			continue
 		}
 		var kinds []string
 		for _, k := range sortedByCount(r.ErrKinds) {
 			kinds = append(kinds, fmt.Sprintf("%s × `%s`", thousands(r.ErrKinds[k]), k))
 		}
-		line := fmt.Sprintf("- %s, %s, c=%d: %s of %s requests failed", r.Name, sizeName(r.Payload), r.Conc,
-			thousands(r.Errors), thousands(r.Errors+r.Count))
+		line := fmt.Sprintf("- %s, %s, c=%d: %s requests failed", r.Name, sizeName(r.Payload), r.Conc, thousands(failed))
+		if r.Runs > 1 {
+			line += fmt.Sprintf(" over %d runs", r.Runs)
+		}
+		if len(r.FailedIn) > 0 {
+			line += " (" + strings.Join(r.FailedIn, "; ") + ")"
+		} else {
+			line += fmt.Sprintf(" (of %s, other processes using %.2f cores)", thousands(failed+r.Count), r.Other)
+		}
 		if len(kinds) > 0 {
 			line += ": " + strings.Join(kinds, "; ")
 		}
 		lines = append(lines, line)
 	}
 	if len(lines) > 0 {
-		fmt.Fprintf(b, "Failed requests (counted in no figure above but this list; merged runs: summed over the runs):\n\n%s\n\n", strings.Join(lines, "\n"))
+		fmt.Fprintf(b, "Failed requests (in no figure above):\n\n%s\n\n", strings.Join(lines, "\n"))
 	}
 }
 
@@ -458,6 +472,32 @@ func fanoutTable(b *strings.Builder, run Run) {
 		} else {
 			fmt.Fprintf(b, " %s (%s) |\n", fmtRatio(v/r.Lat.P99), name)
 		}
+	}
+	fmt.Fprintf(b, "\nProcess CPU per delivered message, µs (allocations per delivered message):\n\n")
+	fmt.Fprintf(b, "| %s |\n|", strings.Join(head[:len(head)-1], " | "))
+	for i := range head[:len(head)-1] {
+		if i == 0 {
+			b.WriteString(" --- |")
+		} else {
+			b.WriteString(" ---: |")
+		}
+	}
+	b.WriteString("\n")
+	for _, n := range distinct(rs, func(r Record) int { return r.Nodes }) {
+		fmt.Fprintf(b, "| %d |", n)
+		for _, l := range append(slices.Clone(limits), 0) {
+			sys := sysMarsmesh
+			if l == 0 {
+				sys = sysNATS
+			}
+			r := run.find("fanout", sys, payload, 0, n, l)
+			if r == nil || r.Err != "" || r.CPUPerM <= 0 {
+				fmt.Fprintf(b, " %s |", cellErr(r))
+				continue
+			}
+			fmt.Fprintf(b, " %s (%s) |", fmtNum(r.CPUPerM), fmtNum(r.Allocs))
+		}
+		b.WriteString("\n")
 	}
 	b.WriteString("\n")
 	failures(b, rs)

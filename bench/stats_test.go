@@ -71,3 +71,11 @@ func TestCountFor(t *testing.T) {
 		t.Errorf("floor: %d", got)
 	}
 }
+
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{"": "''", "-svg": "-svg", "a b": "'a b'", "it's": `'it'\''s'`, "results/run-1.json,x.json": "results/run-1.json,x.json"} {
+		if got := shellQuote(in); got != want {
+			t.Errorf("shellQuote(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
