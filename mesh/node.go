@@ -88,6 +88,8 @@ type node struct {
 	closeOnce sync.Once
 	closeErr  error
 	wg        sync.WaitGroup // handler goroutines
+	bg        sync.WaitGroup // the node's own goroutines (deadline sweeper)
+	sweepWake chan struct{}
 }
 
 // Option adjusts a node built by New.
@@ -165,6 +167,7 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		queues:       make(map[netip.AddrPort]*cmdQueue),
 		strictWarned: make(map[netip.AddrPort]bool),
 		done:         make(chan struct{}),
+		sweepWake:    make(chan struct{}, 1),
 		warn:         ratelog.New(o.logger, 10*time.Second),
 	}}
 	n.ctx, n.stop = context.WithCancel(context.Background())
@@ -207,6 +210,8 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	}
 	n.mc.OnInitialSync(n.fireInitialSync)
 	n.mc.Start()
+	n.bg.Add(1)
+	go n.sweepLoop()
 	n.log.Debug("mesh node started", "addr", n.selfStr, "guest", n.guest)
 	return n, nil
 }
@@ -378,6 +383,7 @@ func (n *Node) Shutdown() error {
 		n.failAllCalls(ErrClosed)
 		n.fan.closeAll()
 		trErr := n.tr.Close()
+		n.bg.Wait()
 		n.closeErr = errors.Join(mcErr, trErr)
 	})
 	return n.closeErr

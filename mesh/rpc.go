@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/marsmesh/marsmesh/rudp"
@@ -16,17 +17,28 @@ import (
 const DefaultRPCTimeout = 3 * time.Second
 
 type call struct {
-	to   netip.AddrPort
-	addr string
-	cmd  uint16
-	ch   chan callResult // buffered: the one result never blocks its sender
+	to       netip.AddrPort
+	addr     string
+	cmd      uint16
+	deadline int64           // unix ns, watched by the sweeper; 0 if a context watches it
+	ch       chan callResult // buffered: the one result never blocks its sender
 }
 
 type callResult struct {
 	status  byte
 	payload []byte
 	err     error // set when the call failed locally (peer down, shutdown)
+	expired bool  // the sweeper found the deadline passed
 }
+
+// Calls are reused: a call goes back to the pool only once its one result
+// has been received, or once it was taken out of the table by its caller
+// (so nothing can send to it any more).
+var callPool = sync.Pool{New: func() any { return &call{ch: make(chan callResult, 1)} }}
+
+// sweepEvery is how often the sweeper looks for calls past their deadline
+// (SendRPC and SendRequest use it instead of a timer per call).
+const sweepEvery = 10 * time.Millisecond
 
 type serveKey struct {
 	from netip.AddrPort
@@ -48,9 +60,10 @@ func (n *Node) HandleRPCWithContext(cmd uint16, h func(ctx context.Context, data
 
 // SendRPC is SendRPCWithContext with DefaultRPCTimeout.
 func (n *Node) SendRPC(cmd uint16, addr string, data []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), DefaultRPCTimeout)
-	defer cancel()
-	return n.SendRPCWithContext(ctx, cmd, addr, data)
+	if !n.IsPartOfCluster() {
+		return nil, fmt.Errorf("%w: RPC %d to %s refused", ErrUnhealthy, cmd, addr)
+	}
+	return n.request(nil, time.Now().Add(DefaultRPCTimeout), tableRPC, cmd, addr, data)
 }
 
 // SendRPCWithContext sends data to the HandleRPC handler of cmd on the
@@ -64,17 +77,19 @@ func (n *Node) SendRPCWithContext(ctx context.Context, cmd uint16, addr string, 
 	if !n.IsPartOfCluster() {
 		return nil, fmt.Errorf("%w: RPC %d to %s refused", ErrUnhealthy, cmd, addr)
 	}
-	return n.request(ctx, tableRPC, cmd, addr, data)
+	return n.request(ctx, time.Time{}, tableRPC, cmd, addr, data)
 }
 
 // HealthCheck asks the node at addr whether it is serving, with no MARS
 // involved (it works from guests and before the first sync).
 func (n *Node) HealthCheck(ctx context.Context, addr string) error {
-	_, err := n.request(ctx, tableInternal, internalHealth, addr, nil)
+	_, err := n.request(ctx, time.Time{}, tableInternal, internalHealth, addr, nil)
 	return err
 }
 
-func (n *Node) request(ctx context.Context, table byte, cmd uint16, addr string, data []byte) ([]byte, error) {
+// request sends one request and waits for its response, until ctx is
+// done (if ctx is not nil) or the deadline passes (if not zero).
+func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd uint16, addr string, data []byte) ([]byte, error) {
 	if n.closed.Load() {
 		return nil, sendErr(addr, ErrClosed)
 	}
@@ -85,34 +100,51 @@ func (n *Node) request(ctx context.Context, table byte, cmd uint16, addr string,
 	if len(data) > MaxMessageSize {
 		return nil, sendErr(addr, fmt.Errorf("%w: %d bytes, limit %d", rudp.ErrTooLarge, len(data), MaxMessageSize))
 	}
+	var done <-chan struct{}
+	watched := !deadline.IsZero() // by the sweeper
+	if ctx != nil {
+		done = ctx.Done()
+		if dl, ok := ctx.Deadline(); ok && (deadline.IsZero() || dl.Before(deadline)) {
+			deadline, watched = dl, false
+		}
+	}
 	var timeoutMs uint32
-	if dl, ok := ctx.Deadline(); ok {
-		left := time.Until(dl)
+	if !deadline.IsZero() {
+		left := time.Until(deadline)
 		if left <= 0 {
 			return nil, n.timeoutErr(cmd, addr, context.DeadlineExceeded)
 		}
 		timeoutMs = uint32(min(max(left.Milliseconds(), 1), math.MaxUint32))
 	}
 	id := n.nextID.Add(1)
-	c := &call{to: to, addr: addr, cmd: cmd, ch: make(chan callResult, 1)}
+	c := callPool.Get().(*call)
+	c.to, c.addr, c.cmd, c.deadline = to, addr, cmd, 0
+	if watched {
+		c.deadline = deadline.UnixNano()
+	}
 	n.callMu.Lock()
 	n.calls[id] = c
 	n.callMu.Unlock()
+	if watched {
+		n.watchDeadlines()
+	}
 
 	var hdr [requestHeaderSize]byte
 	appendRequestHeader(hdr[:0], id, table, cmd, timeoutMs)
 	if to == n.self {
 		n.dispatchRequest(to, hdr[:], data)
 	} else if err := n.tr.SendWithHeader(to, kindRequest, hdr[:], data); err != nil {
-		n.dropCall(id)
+		n.releaseIfDropped(id, c)
 		n.sendFailed(addr, err)
 		return nil, sendErr(addr, err)
 	}
 	select {
 	case r := <-c.ch:
-		return n.result(c, r)
-	case <-ctx.Done():
-		n.dropCall(id)
+		resp, err := n.result(c, r)
+		callPool.Put(c)
+		return resp, err
+	case <-done:
+		n.releaseIfDropped(id, c)
 		if to != n.self {
 			var b [8]byte
 			binary.BigEndian.PutUint64(b[:], id)
@@ -121,15 +153,89 @@ func (n *Node) request(ctx context.Context, table byte, cmd uint16, addr string,
 		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, fmt.Errorf("%w: command %d to %s: %w", ErrRequest, cmd, addr, ctx.Err())
 		}
-		if st, ok := n.tr.Peer(to); to != n.self && (!ok || !st.Established) {
-			// The node never answered the handshake: unreachable, not slow.
-			return nil, sendErr(addr, rudp.ErrUnreachable)
-		}
-		return nil, n.timeoutErr(cmd, addr, ctx.Err())
+		return nil, n.expired(to, cmd, addr, ctx.Err())
 	case <-n.done:
-		n.dropCall(id)
+		n.releaseIfDropped(id, c)
 		return nil, sendErr(addr, ErrClosed)
 	}
+}
+
+// expired is the error of a call whose deadline passed: a timeout, unless
+// the node never answered the handshake (unreachable, not slow).
+func (n *Node) expired(to netip.AddrPort, cmd uint16, addr string, cause error) error {
+	if st, ok := n.tr.Peer(to); to != n.self && (!ok || !st.Established) {
+		return sendErr(addr, rudp.ErrUnreachable)
+	}
+	return n.timeoutErr(cmd, addr, cause)
+}
+
+// releaseIfDropped takes a call out of the table; if it was still there,
+// no result can come any more and the call is reused.
+func (n *Node) releaseIfDropped(id uint64, c *call) {
+	n.callMu.Lock()
+	_, ok := n.calls[id]
+	delete(n.calls, id)
+	n.callMu.Unlock()
+	if ok {
+		callPool.Put(c)
+	}
+}
+
+// watchDeadlines makes sure the sweeper runs.
+func (n *Node) watchDeadlines() {
+	select {
+	case n.sweepWake <- struct{}{}:
+	default:
+	}
+}
+
+// sweepLoop fails calls whose deadline passed, every sweepEvery while
+// there are any, and sleeps otherwise.
+func (n *Node) sweepLoop() {
+	defer n.bg.Done()
+	t := time.NewTimer(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-n.sweepWake:
+		}
+		for {
+			t.Reset(sweepEvery)
+			select {
+			case <-n.done:
+				return
+			case <-t.C:
+			}
+			if n.sweep(time.Now().UnixNano()) == 0 {
+				break
+			}
+		}
+	}
+}
+
+// sweep fails the calls past their deadline and returns how many watched
+// calls are left.
+func (n *Node) sweep(now int64) int {
+	var late []*call
+	left := 0
+	n.callMu.Lock()
+	for id, c := range n.calls {
+		switch {
+		case c.deadline == 0:
+		case c.deadline <= now:
+			late = append(late, c)
+			delete(n.calls, id)
+		default:
+			left++
+		}
+	}
+	n.callMu.Unlock()
+	for _, c := range late {
+		c.ch <- callResult{expired: true}
+	}
+	return left
 }
 
 func (n *Node) timeoutErr(cmd uint16, addr string, cause error) error {
@@ -139,6 +245,9 @@ func (n *Node) timeoutErr(cmd uint16, addr string, cause error) error {
 func (n *Node) result(c *call, r callResult) ([]byte, error) {
 	if r.err != nil {
 		return nil, r.err
+	}
+	if r.expired {
+		return nil, n.expired(c.to, c.cmd, c.addr, context.DeadlineExceeded)
 	}
 	switch r.status {
 	case statusOK:
@@ -150,12 +259,6 @@ func (n *Node) result(c *call, r callResult) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("%w: command %d on %s: %s", ErrRequest, c.cmd, c.addr, r.payload)
 	}
-}
-
-func (n *Node) dropCall(id uint64) {
-	n.callMu.Lock()
-	delete(n.calls, id)
-	n.callMu.Unlock()
 }
 
 // failCalls fails every call waiting on addr; it reports whether there was any.
@@ -219,36 +322,82 @@ func (n *Node) dispatchRequest(from netip.AddrPort, p []byte, data []byte) {
 	if hdr.table != tableInternal && n.strictDrop(from) {
 		return
 	}
-	var run func(ctx context.Context, sender string) ([]byte, error)
+	j := &serveJob{n: n, from: from, hdr: hdr, body: body}
+	ok := false
 	switch hdr.table {
 	case tableRPC:
-		h, ok := n.handlers.getRPC(hdr.cmd)
-		if ok && h.ctx != nil {
-			run = func(ctx context.Context, s string) ([]byte, error) { return h.ctx(ctx, body, s) }
-		} else if ok {
-			run = func(_ context.Context, s string) ([]byte, error) { return h.plain(body, s) }
-		}
+		j.rpc, ok = n.handlers.getRPC(hdr.cmd)
 	case tableCommand:
-		if h, ok := n.handlers.getCmd(hdr.cmd); ok {
-			run = func(_ context.Context, s string) ([]byte, error) { return h.call(body, s) }
-		}
+		j.cmd, ok = n.handlers.getCmd(hdr.cmd)
 	case tableInternal:
-		if hdr.cmd == internalHealth {
-			run = func(context.Context, string) ([]byte, error) { return nil, nil }
-		}
+		ok = hdr.cmd == internalHealth
 	}
-	if run == nil {
+	if !ok {
 		n.respond(from, hdr.id, statusNoHandler, []byte(fmt.Sprintf("no handler for command %d", hdr.cmd)))
 		return
 	}
-	if !n.startHandler(func() { n.serve(from, hdr, run) }) {
+	if hdr.timeoutMs > 0 {
+		j.deadline = time.Now().Add(time.Duration(hdr.timeoutMs) * time.Millisecond)
+	}
+	if !n.startHandler(j.run) {
 		n.respond(from, hdr.id, statusError, []byte("node is shutting down"))
 	}
 }
 
-func (n *Node) serve(from netip.AddrPort, hdr requestHeader, run func(context.Context, string) ([]byte, error)) {
-	ctx, cancel := n.handlerContext(hdr.timeoutMs)
-	key := serveKey{from, hdr.id}
+// serveJob is one request being served.
+type serveJob struct {
+	n        *Node
+	from     netip.AddrPort
+	hdr      requestHeader
+	body     []byte
+	deadline time.Time // zero: the caller set none
+	rpc      rpcHandler
+	cmd      cmdHandler
+}
+
+func (j *serveJob) run() {
+	n := j.n
+	if !j.deadline.IsZero() && !time.Now().Before(j.deadline) {
+		n.respond(j.from, j.hdr.id, statusExpired, nil)
+		return
+	}
+	sender := n.name(j.from)
+	var resp []byte
+	var err, ctxErr error
+	switch {
+	case j.rpc.ctx != nil:
+		// Only context-aware handlers get a context, with the caller's
+		// deadline, cancelled by its cancel message or by Shutdown.
+		resp, err, ctxErr = j.runWithContext(sender)
+	case j.rpc.plain != nil:
+		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.rpc.plain(j.body, sender) })
+	case j.cmd.raw != nil || j.cmd.decoded != nil:
+		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.cmd.call(j.body, sender) })
+	}
+	switch {
+	case err != nil && errors.Is(ctxErr, context.DeadlineExceeded):
+		// The caller's deadline passed: a timeout for the caller, not a
+		// handler error (the handler most likely returned ctx.Err()).
+		n.respond(j.from, j.hdr.id, statusExpired, nil)
+	case err != nil:
+		n.respond(j.from, j.hdr.id, statusError, []byte(err.Error()))
+	case len(resp) > MaxMessageSize:
+		n.respond(j.from, j.hdr.id, statusTooLarge, []byte(fmt.Sprintf("response of %d bytes exceeds %d", len(resp), MaxMessageSize)))
+	default:
+		n.respond(j.from, j.hdr.id, statusOK, resp)
+	}
+}
+
+func (j *serveJob) runWithContext(sender string) (resp []byte, err, ctxErr error) {
+	n := j.n
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if j.deadline.IsZero() {
+		ctx, cancel = context.WithCancel(n.ctx)
+	} else {
+		ctx, cancel = context.WithDeadline(n.ctx, j.deadline)
+	}
+	key := serveKey{j.from, j.hdr.id}
 	n.serveMu.Lock()
 	n.serving[key] = cancel
 	n.serveMu.Unlock()
@@ -258,32 +407,8 @@ func (n *Node) serve(from netip.AddrPort, hdr requestHeader, run func(context.Co
 		n.serveMu.Unlock()
 		cancel()
 	}()
-	if ctx.Err() != nil {
-		n.respond(from, hdr.id, statusExpired, nil)
-		return
-	}
-	resp, err := n.protect(hdr.cmd, func() ([]byte, error) { return run(ctx, n.name(from)) })
-	switch {
-	case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
-		// The caller's deadline passed: a timeout for the caller, not a
-		// handler error (the handler most likely returned ctx.Err()).
-		n.respond(from, hdr.id, statusExpired, nil)
-	case err != nil:
-		n.respond(from, hdr.id, statusError, []byte(err.Error()))
-	case len(resp) > MaxMessageSize:
-		n.respond(from, hdr.id, statusTooLarge, []byte(fmt.Sprintf("response of %d bytes exceeds %d", len(resp), MaxMessageSize)))
-	default:
-		n.respond(from, hdr.id, statusOK, resp)
-	}
-}
-
-// handlerContext is cancelled by the request's deadline, by the caller's
-// cancel message, or by Shutdown.
-func (n *Node) handlerContext(timeoutMs uint32) (context.Context, context.CancelFunc) {
-	if timeoutMs == 0 {
-		return context.WithCancel(n.ctx)
-	}
-	return context.WithTimeout(n.ctx, time.Duration(timeoutMs)*time.Millisecond)
+	resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.rpc.ctx(ctx, j.body, sender) })
+	return resp, err, ctx.Err()
 }
 
 // protect runs a handler, turning a panic into an error for the caller.
@@ -346,9 +471,7 @@ func (n *Node) SendRequest(cmd uint16, addr string, data interface{}, callback f
 		return
 	}
 	started := n.startHandler(func() {
-		ctx, cancel := context.WithTimeout(n.ctx, DefaultRPCTimeout)
-		defer cancel()
-		resp, err := n.request(ctx, tableCommand, cmd, addr, payload)
+		resp, err := n.request(nil, time.Now().Add(DefaultRPCTimeout), tableCommand, cmd, addr, payload)
 		if err != nil {
 			callback(err, nil)
 			return
