@@ -16,7 +16,8 @@ import (
 // the rest, so N nodes are reached in about log_limit(N) hops.
 //
 // Reliable fan-out is acknowledged hop by hop: a relay answers its parent
-// once its whole share is done, listing the nodes it could not reach. When
+// once its whole share is done, listing the nodes it could not reach; a
+// leaf is confirmed by the transport's acknowledgement of the message. When
 // a relay is unreachable (its session dies, or the hop's deadline passes),
 // its parent takes over the relay's share. Every message carries a random
 // ID and receivers drop IDs they have seen, so a share that is sent twice
@@ -237,7 +238,7 @@ func (n *Node) spread(m *fanMsg, targets []netip.AddrPort) []netip.AddrPort {
 	if m.flags&fanReliable == 0 {
 		var failed []netip.AddrPort
 		for _, g := range groups {
-			if err := n.sendHop(m, g[0], g[1:]); err != nil {
+			if err := n.sendHop(m, g[0], g[1:], nil); err != nil {
 				failed = append(failed, g[0])
 			}
 		}
@@ -260,12 +261,20 @@ func (n *Node) spread(m *fanMsg, targets []netip.AddrPort) []netip.AddrPort {
 	return failed
 }
 
-// relay hands head its share (rest) and waits for its ack. If head cannot
-// be reached, this node delivers head's share itself.
+// relay hands head its share (rest) and waits until head confirms: a hop
+// with a share is confirmed by a fan-out ack (sent once the share is
+// done), a hop without one by the transport's acknowledgement of the
+// message. If head cannot be reached, this node delivers head's share
+// itself.
 func (n *Node) relay(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort) []netip.AddrPort {
 	k := fanKey{m.id, head}
 	ch := n.fan.wait(k)
-	err := n.sendHop(m, head, rest)
+	var err error
+	if len(rest) == 0 {
+		err = n.sendHop(m, head, nil, func(err error) { n.fan.deliver(k, fanAck{err: err}) })
+	} else {
+		err = n.sendHop(m, head, rest, nil)
+	}
 	if err == nil {
 		// Leave the child time to report its own share before our deadline.
 		hop := time.Until(m.deadline) * 9 / 10
@@ -288,8 +297,9 @@ func (n *Node) relay(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort) []ne
 	return append([]netip.AddrPort{head}, n.spread(m, rest)...)
 }
 
-// sendHop sends m to head with rest as its share.
-func (n *Node) sendHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort) error {
+// sendHop sends m to head with rest as its share; done, if set, hears the
+// transport's acknowledgement (reliable fan-out only).
+func (n *Node) sendHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, done func(error)) error {
 	hdr := make([]byte, 0, 24+8*(len(rest)+1))
 	hdr = binary.BigEndian.AppendUint64(hdr, m.id)
 	hdr = binary.BigEndian.AppendUint16(hdr, m.cmd)
@@ -308,17 +318,17 @@ func (n *Node) sendHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort) er
 	if len(rest) > math.MaxUint16 {
 		return fmt.Errorf("fan-out share of %d nodes is too large", len(rest))
 	}
-	return n.transmitFan(head, hdr, m.payload, m.flags&fanReliable != 0)
-}
-
-func (n *Node) transmitFan(to netip.AddrPort, hdr, body []byte, reliable bool) error {
 	if n.closed.Load() {
 		return ErrClosed
 	}
-	if reliable {
-		return n.tr.SendWithHeader(to, kindFanout, hdr, body)
+	switch {
+	case m.flags&fanReliable == 0:
+		return n.tr.USendWithHeader(head, kindFanout, hdr, m.payload)
+	case done != nil:
+		return n.tr.SendTracked(head, kindFanout, hdr, m.payload, done)
+	default:
+		return n.tr.SendWithHeader(head, kindFanout, hdr, m.payload)
 	}
-	return n.tr.USendWithHeader(to, kindFanout, hdr, body)
 }
 
 // split cuts targets into at most k contiguous groups of near-equal size.
@@ -395,6 +405,9 @@ func (n *Node) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
 		m.flags &^= fanReliable
 		n.spread(m, share)
 		return
+	}
+	if len(share) == 0 {
+		return // a leaf: the transport's acknowledgement is the parent's confirmation
 	}
 	ok := n.startHandler(func() {
 		failed := n.spread(m, share)

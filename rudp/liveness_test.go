@@ -268,3 +268,51 @@ func TestCloseIdempotentAndSendAfterClose(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestSendTracked: done hears the acknowledgement of each message, or the
+// session's end for those never acknowledged.
+func TestSendTracked(t *testing.T) {
+	n := faultnet.New(5)
+	a := listenMem(t, n, fastConfig())
+	bIn := newInbox()
+	bc, _ := n.Listen("127.0.0.1:0")
+	b, err := New(bc, bIn.config(fastConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	results := make(chan error, 20)
+	track := func(err error) { results <- err }
+	for range 10 {
+		if err := a.SendTracked(b.LocalAddr(), 1, []byte("h"), make([]byte, 3000), track); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		select {
+		case err := <-results:
+			if err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("message %d: no acknowledgement", i)
+		}
+	}
+	if bIn.count() != 10 {
+		t.Fatalf("b got %d messages when all 10 were acknowledged", bIn.count())
+	}
+	bc.Close() // b dies silently
+	for range 5 {
+		a.SendTracked(b.LocalAddr(), 1, nil, []byte("lost"), track)
+	}
+	for i := range 5 {
+		select {
+		case err := <-results:
+			if !errors.Is(err, ErrPeerTimeout) {
+				t.Fatalf("lost message %d: %v, want ErrPeerTimeout", i, err)
+			}
+		case <-time.After(testTimeout + 2*time.Second):
+			t.Fatalf("lost message %d: done not called", i)
+		}
+	}
+}

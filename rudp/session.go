@@ -63,6 +63,8 @@ type session struct {
 	ackedSegs  uint64
 	segEnds    fifo // stream offset at the end of each unacknowledged segment
 	msgEnds    fifo // stream offset at the end of each unacknowledged message
+	tracked    []trackedMsg
+	fire       []firing // callbacks to run once s.mu is released
 
 	dec     frameDecoder
 	rbuf    []byte
@@ -161,12 +163,27 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 
 // unlockAndWrite releases s.mu, then writes the packets flushed under it.
 func (s *session) unlockAndWrite() {
-	b := s.tx
-	s.tx = nil
+	b, fire := s.tx, s.fire
+	s.tx, s.fire = nil, nil
 	s.mu.Unlock()
 	if b != nil {
 		s.t.writeBatch(b, s.addr, s.naddr)
 	}
+	for _, f := range fire {
+		f.done(f.err)
+	}
+}
+
+// trackedMsg is a message sent with SendTracked: done hears when the
+// stream up to end is acknowledged, or the session dies first.
+type trackedMsg struct {
+	end  uint64
+	done func(error)
+}
+
+type firing struct {
+	done func(error)
+	err  error
 }
 
 // enqueueLocked frames one message. When the session is established and
@@ -241,6 +258,16 @@ func (s *session) ackLocked() bool {
 	for s.msgEnds.len() > 0 && s.msgEnds.front() <= s.ackedBytes {
 		s.msgEnds.pop()
 	}
+	n := 0
+	for n < len(s.tracked) && s.tracked[n].end <= s.ackedBytes {
+		s.fire = append(s.fire, firing{done: s.tracked[n].done})
+		n++
+	}
+	if n > 0 {
+		rest := copy(s.tracked, s.tracked[n:])
+		clear(s.tracked[rest:])
+		s.tracked = s.tracked[:rest]
+	}
 	return true
 }
 
@@ -251,6 +278,10 @@ func (s *session) dieLocked(reason error) {
 	}
 	s.state = stateDead
 	s.err = &PeerError{Addr: s.addr, Reason: reason, Unacked: s.msgEnds.len()}
+	for _, m := range s.tracked {
+		s.fire = append(s.fire, firing{m.done, s.err})
+	}
+	s.tracked = nil
 	s.kcp = nil
 	s.queue, s.direct, s.directBufs = gather{}, gather{}, nil
 	s.segEnds, s.msgEnds = fifo{}, fifo{}

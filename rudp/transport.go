@@ -196,7 +196,7 @@ func (t *Transport) Send(to netip.AddrPort, kind byte, parts ...[]byte) error {
 	if err != nil {
 		return err
 	}
-	return t.send(to, kind, size, parts)
+	return t.send(to, kind, size, parts, nil)
 }
 
 // SendWithHeader is Send for a message made of an upper layer's header
@@ -206,7 +206,19 @@ func (t *Transport) SendWithHeader(to netip.AddrPort, kind byte, header, body []
 	if err := checkHeaderBody(header, body); err != nil {
 		return err
 	}
-	return t.send(to, kind, len(header)+len(body), [][]byte{header, body})
+	return t.send(to, kind, len(header)+len(body), [][]byte{header, body}, nil)
+}
+
+// SendTracked is SendWithHeader that also reports delivery: done(nil) runs
+// once the peer's transport has acknowledged the whole message, or
+// done(err) with the session's *PeerError if the session dies first. done
+// runs exactly once, on a transport goroutine (it must not block), and not
+// at all if SendTracked returns an error.
+func (t *Transport) SendTracked(to netip.AddrPort, kind byte, header, body []byte, done func(error)) error {
+	if err := checkHeaderBody(header, body); err != nil {
+		return err
+	}
+	return t.send(to, kind, len(header)+len(body), [][]byte{header, body}, done)
 }
 
 func messageSize(parts [][]byte) (int, error) {
@@ -230,13 +242,13 @@ func checkHeaderBody(header, body []byte) error {
 	return nil
 }
 
-func (t *Transport) send(to netip.AddrPort, kind byte, size int, parts [][]byte) error {
+func (t *Transport) send(to netip.AddrPort, kind byte, size int, parts [][]byte, done func(error)) error {
 	for attempt := 0; ; attempt++ {
 		s, err := t.session(to)
 		if err != nil {
 			return err
 		}
-		err = t.enqueue(s, kind, size, parts)
+		err = t.enqueue(s, kind, size, parts, done)
 		if err == errSessionGone && attempt == 0 {
 			continue // it died before this message joined it: dial again
 		}
@@ -249,7 +261,7 @@ func (t *Transport) send(to netip.AddrPort, kind byte, size int, parts [][]byte)
 
 var errSessionGone = errors.New("session gone")
 
-func (t *Transport) enqueue(s *session, kind byte, size int, parts [][]byte) error {
+func (t *Transport) enqueue(s *session, kind byte, size int, parts [][]byte, done func(error)) error {
 	s.mu.Lock()
 	waited := false
 	for {
@@ -280,6 +292,9 @@ func (t *Transport) enqueue(s *session, kind byte, size int, parts [][]byte) err
 		s.mu.Lock()
 	}
 	s.enqueueLocked(kind, size, parts)
+	if done != nil {
+		s.tracked = append(s.tracked, trackedMsg{end: s.appended, done: done})
+	}
 	activate := !s.active
 	s.active = true
 	now := t.now()
@@ -414,7 +429,7 @@ func (t *Transport) kill(s *session, reason error, rst bool) {
 	c := control{typ: pktRst, src: t.inc, dst: s.remoteInc, conv: s.conv}
 	s.dieLocked(reason)
 	err := s.err
-	s.mu.Unlock()
+	s.unlockAndWrite()
 	if rst && wasUp {
 		t.sendControl(s.addr, c)
 	}
@@ -536,7 +551,7 @@ func (t *Transport) shutdown(graceful bool) {
 			if s.state != stateDead {
 				s.dieLocked(ErrClosed)
 			}
-			s.mu.Unlock()
+			s.unlockAndWrite()
 		}
 		close(t.done)
 		t.conn.Close()
