@@ -90,6 +90,7 @@ func FuzzPacket(f *testing.F) {
 	f.Add(control{typ: pktSyn, src: 42}.append(nil))
 	f.Add(control{typ: pktRst, conv: 1}.append(nil))
 	f.Add([]byte{pktDatagram, 1, 'h', 'i'})
+	f.Add([]byte{pktDatagramBatch, 1, 0, 2, 'h', 'i', 2, 0, 0})
 	f.Add(fragment(1, 0, 2, make([]byte, MaxSize)))
 	a := listenUDP(f, Config{})
 	bIn := newInbox()

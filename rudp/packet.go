@@ -7,6 +7,7 @@ import "encoding/binary"
 //	KCP       [0x01][KCP segments...]                      reliable stream
 //	Datagram  [0x02][kind][payload]                        unreliable, whole
 //	Fragment  [0x03][kind][id u32][index u16][count u16][part]
+//	Batch     [0x04]{[kind][length u16][payload]}          small unreliable messages
 //	SYN       [0x10][src incarnation u64][dst incarnation u64][conv u32]
 //	SYN-ACK   [0x11] same layout as SYN
 //	PING      [0x12] same layout

@@ -118,6 +118,13 @@ func (t *Transport) handlePacket(p []byte, from netip.AddrPort) {
 			return
 		}
 		t.deliver(from, p[1], append([]byte{}, p[2:]...), false)
+	case pktDatagramBatch:
+		err := splitBatch(p, func(kind byte, payload []byte) {
+			t.deliver(from, kind, append([]byte{}, payload...), false)
+		})
+		if err != nil {
+			t.bad(err.Error(), from)
+		}
 	case pktFragment:
 		kind, msg, err := t.reasm.add(from, p, t.now())
 		if err != nil {

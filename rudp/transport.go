@@ -37,8 +37,12 @@ type Transport struct {
 	mu       sync.RWMutex
 	sessions map[netip.AddrPort]*session
 
-	flushMu   sync.Mutex
-	flushq    []*session
+	flushMu sync.Mutex
+	flushq  []*session
+	uflushq []*udest
+
+	udMu      sync.RWMutex
+	ud        map[netip.AddrPort]*udest
 	flushWake chan struct{}
 
 	activeMu  sync.Mutex
@@ -121,6 +125,7 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 		inc:       newIncarnation(),
 		epoch:     time.Now(),
 		sessions:  make(map[netip.AddrPort]*session),
+		ud:        make(map[netip.AddrPort]*udest),
 		wake:      make(chan struct{}, 1),
 		flushWake: make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -337,6 +342,7 @@ func (t *Transport) queueFlush(s *session) {
 func (t *Transport) flushLoop() {
 	defer t.wg.Done()
 	var batch []*session
+	var ubatch []*udest
 	for {
 		select {
 		case <-t.done:
@@ -346,7 +352,10 @@ func (t *Transport) flushLoop() {
 		runtime.Gosched() // let the senders that are ready queue more first
 		t.flushMu.Lock()
 		batch, t.flushq = t.flushq, batch[:0]
+		ubatch, t.uflushq = t.uflushq, ubatch[:0]
 		t.flushMu.Unlock()
+		t.flushDatagrams(ubatch)
+		clear(ubatch)
 		for i, s := range batch {
 			s.mu.Lock()
 			s.queuedFlush = false
@@ -642,6 +651,7 @@ func (t *Transport) sweep(now int64) {
 		}
 	}
 	t.reasm.expire(now)
+	t.expireUdests(now)
 }
 
 // Stats is a snapshot of transport counters.

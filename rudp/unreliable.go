@@ -39,6 +39,9 @@ func (t *Transport) usend(to netip.AddrPort, kind byte, size int, parts [][]byte
 	if !to.IsValid() || to.Port() == 0 {
 		return fmt.Errorf("rudp: invalid peer address %q", to)
 	}
+	if size <= maxBatchedPayload {
+		return t.usendSmall(to, kind, size, parts)
+	}
 	bp := datagramPool.Get().(*[]byte)
 	defer datagramPool.Put(bp)
 	if size <= MaxSize {

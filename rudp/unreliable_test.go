@@ -162,3 +162,40 @@ func TestReassemblyBoundsAndTTL(t *testing.T) {
 		}
 	}
 }
+
+// TestUnreliableBatching: a burst of small unreliable messages shares
+// datagrams, and each message still arrives intact and separate.
+func TestUnreliableBatching(t *testing.T) {
+	a := listenUDP(t, Config{})
+	bIn := newInbox()
+	b := listenUDP(t, bIn.config(Config{}))
+	const count = 2000
+	before := a.Stats().PacketsOut
+	for i := range count {
+		if err := a.USend(b.LocalAddr(), byte(i), patterned(i, 4+i%200)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bIn.waitFor(5*time.Second, func() bool { return len(bIn.msgs) == count }) {
+		t.Fatalf("got %d of %d on loopback", bIn.count(), count)
+	}
+	packets := a.Stats().PacketsOut - before
+	t.Logf("%d messages in %d datagrams", count, packets)
+	if packets >= count {
+		t.Fatalf("%d datagrams for %d messages: no batching", packets, count)
+	}
+	seen := map[int]bool{}
+	for _, m := range bIn.msgs {
+		id := int(binary.BigEndian.Uint32(m.payload))
+		if m.kind != byte(id) || !bytes.Equal(m.payload, patterned(id, 4+id%200)) || seen[id] {
+			t.Fatalf("message %d damaged or repeated", id)
+		}
+		seen[id] = true
+	}
+	// A malformed batch delivers nothing.
+	before = uint64(bIn.count())
+	b.handlePacket([]byte{pktDatagramBatch, 1, 0, 5, 'a', 'b'}, a.LocalAddr())
+	if uint64(bIn.count()) != before {
+		t.Fatal("a truncated batch delivered something")
+	}
+}
