@@ -300,24 +300,10 @@ func (n *Node) relay(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort) []ne
 // sendHop sends m to head with rest as its share; done, if set, hears the
 // transport's acknowledgement (reliable fan-out only).
 func (n *Node) sendHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, done func(error)) error {
-	hdr := make([]byte, 0, 24+8*(len(rest)+1))
-	hdr = binary.BigEndian.AppendUint64(hdr, m.id)
-	hdr = binary.BigEndian.AppendUint16(hdr, m.cmd)
-	hdr = append(hdr, m.flags)
-	hdr = binary.BigEndian.AppendUint16(hdr, uint16(min(m.limit, math.MaxUint16)))
-	var ms uint32
-	if !m.deadline.IsZero() {
-		ms = uint32(min(max(time.Until(m.deadline).Milliseconds(), 1), math.MaxUint32))
-	}
-	hdr = binary.BigEndian.AppendUint32(hdr, ms)
-	hdr = appendAddr(hdr, m.origin)
-	hdr = binary.BigEndian.AppendUint16(hdr, uint16(len(rest)))
-	for _, a := range rest {
-		hdr = appendAddr(hdr, a)
-	}
 	if len(rest) > math.MaxUint16 {
 		return fmt.Errorf("fan-out share of %d nodes is too large", len(rest))
 	}
+	hdr := fanoutHeader(m, rest)
 	if n.closed.Load() {
 		return ErrClosed
 	}
@@ -329,6 +315,26 @@ func (n *Node) sendHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, do
 	default:
 		return n.tr.SendWithHeader(head, kindFanout, hdr, m.payload)
 	}
+}
+
+// fanoutHeader encodes the frame of m, with share, up to the payload.
+func fanoutHeader(m *fanMsg, share []netip.AddrPort) []byte {
+	hdr := make([]byte, 0, 24+8*(len(share)+1))
+	hdr = binary.BigEndian.AppendUint64(hdr, m.id)
+	hdr = binary.BigEndian.AppendUint16(hdr, m.cmd)
+	hdr = append(hdr, m.flags)
+	hdr = binary.BigEndian.AppendUint16(hdr, uint16(min(m.limit, math.MaxUint16)))
+	var ms uint32
+	if !m.deadline.IsZero() {
+		ms = uint32(min(max(time.Until(m.deadline).Milliseconds(), 1), math.MaxUint32))
+	}
+	hdr = binary.BigEndian.AppendUint32(hdr, ms)
+	hdr = appendAddr(hdr, m.origin)
+	hdr = binary.BigEndian.AppendUint16(hdr, uint16(len(share)))
+	for _, a := range share {
+		hdr = appendAddr(hdr, a)
+	}
+	return hdr
 }
 
 // split cuts targets into at most k contiguous groups of near-equal size.
@@ -430,26 +436,32 @@ func (n *Node) sendFanAck(to netip.AddrPort, id uint64, failed []netip.AddrPort)
 }
 
 func (n *Node) handleFanoutAck(from netip.AddrPort, p []byte) {
-	if len(p) < 10 {
-		n.bad("short fan-out ack", from)
+	id, failed, err := parseFanoutAck(p)
+	if err != nil {
+		n.bad("malformed fan-out ack", from)
 		return
+	}
+	n.fan.deliver(fanKey{id, from}, fanAck{failed: failed})
+}
+
+func parseFanoutAck(p []byte) (uint64, []netip.AddrPort, error) {
+	if len(p) < 10 {
+		return 0, nil, errMalformed
 	}
 	id := binary.BigEndian.Uint64(p)
 	count := int(binary.BigEndian.Uint16(p[8:]))
 	p = p[10:]
 	if count > len(p)/2 {
-		n.bad("malformed fan-out ack", from)
-		return
+		return 0, nil, errMalformed
 	}
 	failed := make([]netip.AddrPort, 0, count)
 	for range count {
 		var a netip.AddrPort
 		var err error
 		if a, p, err = readAddr(p); err != nil {
-			n.bad("malformed fan-out ack", from)
-			return
+			return 0, nil, err
 		}
 		failed = append(failed, a)
 	}
-	n.fan.deliver(fanKey{id, from}, fanAck{failed: failed})
+	return id, failed, nil
 }
