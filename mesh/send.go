@@ -169,6 +169,7 @@ func (n *Node) deliverCommand(key netip.AddrPort, sender string, cmd uint16, pay
 
 type cmdQueue struct {
 	items   []cmdItem
+	spare   []cmdItem // the previous burst's slice, reused for the next
 	running bool
 }
 
@@ -183,7 +184,7 @@ func (n *Node) drainQueue(key netip.AddrPort, q *cmdQueue) {
 	for {
 		n.queueMu.Lock()
 		items := q.items
-		q.items = nil
+		q.items, q.spare = q.spare, nil
 		if len(items) == 0 {
 			q.running = false
 			if n.queues[key] == q {
@@ -198,6 +199,12 @@ func (n *Node) drainQueue(key netip.AddrPort, q *cmdQueue) {
 				n.log.Debug("mesh: command handler failed", "cmd", it.cmd, "from", it.sender, "err", err)
 			}
 		}
+		clear(items)
+		n.queueMu.Lock()
+		if q.spare == nil && cap(items) <= maxQueuedCommands {
+			q.spare = items[:0]
+		}
+		n.queueMu.Unlock()
 	}
 }
 

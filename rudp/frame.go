@@ -15,6 +15,14 @@ type frameDecoder struct {
 	body []byte // body bytes held so far
 }
 
+// ackNowBit, in a frame's length field, asks the receiver to acknowledge
+// the packet at once instead of after ackDelay (SendTracked sets it: its
+// sender waits for that acknowledgement).
+const ackNowBit = 1 << 31
+
+// frameLength splits a length field into the length and the ack-now flag.
+func frameLength(v uint32) (uint32, bool) { return v &^ ackNowBit, v&ackNowBit != 0 }
+
 // maxPrealloc caps how much of an announced body is allocated before its
 // bytes arrive; the rest grows as data comes in.
 const maxPrealloc = 64 << 10
@@ -22,19 +30,19 @@ const maxPrealloc = 64 << 10
 // feed consumes p and calls emit for every complete frame, in order. The
 // payload handed to emit is owned by the callee. It returns an error
 // wrapping ErrProtocol on an impossible header; the decoder is then unusable.
-func (d *frameDecoder) feed(p []byte, emit func(kind byte, payload []byte)) error {
+func (d *frameDecoder) feed(p []byte, emit func(kind byte, payload []byte, ackNow bool)) error {
 	for len(p) > 0 {
 		if d.hn < frameHeaderSize {
 			// Fast path: a whole frame sits in p.
 			if d.hn == 0 && len(p) >= frameHeaderSize {
-				n := binary.BigEndian.Uint32(p)
+				n, now := frameLength(binary.BigEndian.Uint32(p))
 				if n > maxFrameSize {
 					return fmt.Errorf("%w: frame announces %d bytes, limit %d", ErrProtocol, n, maxFrameSize)
 				}
 				if int(n) <= len(p)-frameHeaderSize {
 					body := make([]byte, n)
 					copy(body, p[frameHeaderSize:])
-					emit(p[4], body)
+					emit(p[4], body, now)
 					p = p[frameHeaderSize+int(n):]
 					continue
 				}
@@ -45,7 +53,7 @@ func (d *frameDecoder) feed(p []byte, emit func(kind byte, payload []byte)) erro
 			if d.hn < frameHeaderSize {
 				return nil
 			}
-			n := binary.BigEndian.Uint32(d.hdr[:])
+			n, _ := frameLength(binary.BigEndian.Uint32(d.hdr[:]))
 			if n > maxFrameSize {
 				return fmt.Errorf("%w: frame announces %d bytes, limit %d", ErrProtocol, n, maxFrameSize)
 			}
@@ -59,18 +67,27 @@ func (d *frameDecoder) feed(p []byte, emit func(kind byte, payload []byte)) erro
 		if len(d.body) == d.size {
 			body := d.body
 			d.body, d.hn, d.size = nil, 0, 0
-			emit(d.hdr[4], body)
+			_, now := frameLength(binary.BigEndian.Uint32(d.hdr[:]))
+			emit(d.hdr[4], body, now)
 		}
 	}
 	return nil
 }
 
 // appendFrame appends one frame holding the concatenation of parts.
-func appendFrame(b []byte, kind byte, size int, parts [][]byte) []byte {
-	b = binary.BigEndian.AppendUint32(b, uint32(size))
+func appendFrame(b []byte, kind byte, size int, parts [][]byte, ackNow bool) []byte {
+	b = binary.BigEndian.AppendUint32(b, frameField(size, ackNow))
 	b = append(b, kind)
 	for _, p := range parts {
 		b = append(b, p...)
 	}
 	return b
+}
+
+// frameField is the length field of a frame.
+func frameField(size int, ackNow bool) uint32 {
+	if ackNow {
+		return uint32(size) | ackNowBit
+	}
+	return uint32(size)
 }

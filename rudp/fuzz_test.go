@@ -15,8 +15,8 @@ import (
 // the input.
 func FuzzFrameDecoder(f *testing.F) {
 	var two []byte
-	two = appendFrame(two, 1, 3, [][]byte{[]byte("abc")})
-	two = appendFrame(two, 2, 0, nil)
+	two = appendFrame(two, 1, 3, [][]byte{[]byte("abc")}, false)
+	two = appendFrame(two, 2, 0, nil, true)
 	f.Add(two, uint8(1))
 	f.Add(two, uint8(7))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1}, uint8(2))
@@ -25,8 +25,8 @@ func FuzzFrameDecoder(f *testing.F) {
 		var d frameDecoder
 		var out []byte
 		emitted := 0
-		emit := func(kind byte, p []byte) {
-			out = appendFrame(out, kind, len(p), [][]byte{p})
+		emit := func(kind byte, p []byte, ackNow bool) {
+			out = appendFrame(out, kind, len(p), [][]byte{p}, ackNow)
 			emitted += len(p)
 		}
 		chunk := int(step%32) + 1

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"time"
 
 	kcp "github.com/xtaci/kcp-go/v5"
 	"golang.org/x/net/ipv4"
@@ -75,28 +76,61 @@ func (t *Transport) readLoop() {
 		for i := range n {
 			t.handlePacket(bufs[i], from[i])
 		}
-		t.flushAcks()
+		t.scheduleAcks()
 	}
 }
 
 // readBatch is how many packets one recvmmsg call takes at most.
 const readBatch = 32
 
-// flushAcks sends the acknowledgements owed for the last batch of packets
-// (those no reply carried already).
+// ackDelay is how long a pure acknowledgement waits for data going the
+// same way to carry it. A request's ack usually rides on its reply, and
+// a reply's on the caller's next request, which halves the datagrams of a
+// request/response exchange; KCP still acks at once when a full packet of
+// acks is owed, and retransmission timers (30 ms minimum) dwarf the wait.
+const ackDelay = 200 * time.Microsecond
+
+// scheduleAcks hands the sessions that owe acks after the last batch of
+// packets to the ack timer.
+func (t *Transport) scheduleAcks() {
+	if len(t.acksDue) == 0 {
+		return
+	}
+	t.ackMu.Lock()
+	t.ackq = append(t.ackq, t.acksDue...)
+	arm := !t.ackArmed
+	t.ackArmed = true
+	t.ackMu.Unlock()
+	clear(t.acksDue)
+	t.acksDue = t.acksDue[:0]
+	if arm {
+		select {
+		case t.ackWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// flushAcks sends the acknowledgements that no outgoing data carried
+// meanwhile (a FULL flush clears ackDue).
 func (t *Transport) flushAcks() {
-	for i, s := range t.acksDue {
+	t.ackMu.Lock()
+	due := t.ackq
+	t.ackq, t.ackArmed = t.ackSpare[:0], false
+	t.ackMu.Unlock()
+	for _, s := range due {
 		s.mu.Lock()
-		due := s.ackDue
-		s.ackDue = false
-		if due {
+		if s.ackDue {
+			s.ackDue = false
 			s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
 		} else {
 			s.unlockAndWrite()
 		}
-		t.acksDue[i] = nil
 	}
-	t.acksDue = t.acksDue[:0]
+	clear(due)
+	t.ackMu.Lock()
+	t.ackSpare = due[:0]
+	t.ackMu.Unlock()
 }
 
 func (t *Transport) bad(cause string, from netip.AddrPort) {
@@ -201,7 +235,11 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 		return
 	}
 	frames := t.frames[:0]
-	emit := func(kind byte, payload []byte) { frames = append(frames, frame{kind, payload}) }
+	ackNow := false
+	emit := func(kind byte, payload []byte, now bool) {
+		frames = append(frames, frame{kind, payload})
+		ackNow = ackNow || now
+	}
 	var perr error
 	for perr == nil {
 		n := s.kcp.Recv(s.rbuf)
@@ -225,9 +263,12 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 	if acked {
 		s.changed.broadcast()
 	}
-	if s.pushLocked() {
+	switch {
+	case s.pushLocked():
 		s.flushUnlock(kcp.IKCP_FLUSH_FULL, false)
-	} else {
+	case ackNow:
+		s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
+	default:
 		if !s.ackDue {
 			s.ackDue = true
 			t.acksDue = append(t.acksDue, s)

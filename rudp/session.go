@@ -45,7 +45,7 @@ type session struct {
 	queuedFlush bool  // listed for the transport's flusher goroutine
 	sendFlushAt int64 // when a sender last flushed this session itself
 	flushWant   kcp.FlushType
-	ackDue      bool // listed in the read loop's acksDue
+	ackDue      bool // owes acks no data carried yet (see scheduleAcks)
 
 	// Outgoing bytes: framed messages waiting for KCP window room live in
 	// queue. Counters are cumulative byte offsets in the stream.
@@ -130,6 +130,7 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 		return
 	}
 	s.flushing = true
+	s.ackDue = false // the flush below carries the acks owed
 	if yield {
 		// Let goroutines that are ready to run (other senders, typically
 		// woken by the same batch of responses) queue their messages
@@ -189,13 +190,13 @@ type firing struct {
 // enqueueLocked frames one message. When the session is established and
 // nothing waits ahead of it, it goes straight into KCP from the caller's
 // slices; whatever does not fit the window is copied into the queue.
-func (s *session) enqueueLocked(kind byte, size int, parts [][]byte) {
-	binary.BigEndian.PutUint32(s.hdr[:], uint32(size))
+func (s *session) enqueueLocked(kind byte, size int, parts [][]byte, ackNow bool) {
+	binary.BigEndian.PutUint32(s.hdr[:], frameField(size, ackNow))
 	s.hdr[4] = kind
 	s.appended += uint64(frameHeaderSize + size)
 	s.msgEnds.push(s.appended)
 	if s.state != stateEstablished || s.queue.n > 0 {
-		frame := appendFrame(make([]byte, 0, frameHeaderSize+size), kind, size, parts)
+		frame := appendFrame(make([]byte, 0, frameHeaderSize+size), kind, size, parts, ackNow)
 		s.queue.push(frame)
 		if s.state == stateEstablished {
 			s.pushLocked()

@@ -63,6 +63,12 @@ type Transport struct {
 	frames  []frame
 	rstAt   map[netip.AddrPort]int64
 	acksDue []*session
+
+	ackMu    sync.Mutex
+	ackq     []*session // owe acks; flushed when ackTimer fires
+	ackSpare []*session
+	ackArmed bool // the flusher's ack timer runs
+	ackWake  chan struct{}
 }
 
 type frame struct {
@@ -132,6 +138,7 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 		rstAt:     make(map[netip.AddrPort]int64),
 		warn:      ratelog.New(cfg.Logger, 10*time.Second),
 	}
+	t.ackWake = make(chan struct{}, 1)
 	t.fast, _ = conn.(addrPortConn)
 	t.batch = newBatchWriter(conn, local)
 	t.reasm = newReassembler(cfg.ReassemblyLimit, cfg.ReassemblyTTL)
@@ -296,7 +303,7 @@ func (t *Transport) enqueue(s *session, kind byte, size int, parts [][]byte, don
 		waited = true
 		s.mu.Lock()
 	}
-	s.enqueueLocked(kind, size, parts)
+	s.enqueueLocked(kind, size, parts, done != nil)
 	if done != nil {
 		s.tracked = append(s.tracked, trackedMsg{end: s.appended, done: done})
 	}
@@ -338,15 +345,25 @@ func (t *Transport) queueFlush(s *session) {
 	}
 }
 
-// flushLoop flushes sessions whose senders handed the job over.
+// flushLoop flushes sessions whose senders handed the job over, and
+// sends the acks owed ackDelay after the read loop asks.
 func (t *Transport) flushLoop() {
 	defer t.wg.Done()
 	var batch []*session
 	var ubatch []*udest
+	ackTimer := time.NewTimer(time.Hour)
+	ackTimer.Stop()
+	defer ackTimer.Stop()
 	for {
 		select {
 		case <-t.done:
 			return
+		case <-t.ackWake:
+			ackTimer.Reset(ackDelay)
+			continue
+		case <-ackTimer.C:
+			t.flushAcks()
+			continue
 		case <-t.flushWake:
 		}
 		runtime.Gosched() // let the senders that are ready queue more first
@@ -565,6 +582,7 @@ func (t *Transport) shutdown(graceful bool) {
 		close(t.done)
 		t.conn.Close()
 		t.wg.Wait()
+
 		t.mu.Lock()
 		clear(t.sessions)
 		t.mu.Unlock()

@@ -21,9 +21,9 @@ const (
 	pktDatagramBatch byte = 0x04
 	// batchEntryHeader is the kind and length in front of each message.
 	batchEntryHeader = 3
-	// maxBatchedPayload is the largest unreliable message that may share a
-	// datagram with others.
-	maxBatchedPayload = MaxPacketSize - 1 - batchEntryHeader
+	// maxBatchedPayload is the largest unreliable message that goes into a
+	// batch: at least two such messages fit in one datagram.
+	maxBatchedPayload = (MaxPacketSize-1)/2 - batchEntryHeader
 	// udestIdle is how long an address's batching state outlives its last send.
 	udestIdle = 10 * time.Second
 )
