@@ -1,0 +1,49 @@
+// Package rudp carries reliable and unreliable messages between processes
+// over one UDP port each, on the KCP state machine of kcp-go.
+//
+// # Reliable messages
+//
+// Send (and SendWithHeader, SendTracked) queue one message to a peer
+// address. The transport keeps one session per peer, used in both
+// directions: the first message dials it with a handshake that exchanges
+// the two transports' incarnations (random 64-bit identities), so a peer
+// restarted on the same address is a new peer and nothing meant for the
+// old one reaches it. When both sides dial at once, the two handshakes
+// complete the same session. Messages are framed ([length u32][kind]) on
+// the KCP stream, so boundaries are kept; one peer's messages arrive in
+// order, each exactly once. A message is 0 to MaxMessageSize bytes (plus
+// up to MaxHeaderSize of header for SendWithHeader); a larger one is
+// refused before anything is sent, and a frame announcing more is a
+// protocol error that resets the session.
+//
+// # Unreliable messages
+//
+// USend sends a message as datagrams, never retransmitted and with no
+// session. Above MaxSize bytes it is split into parts of at most
+// MaxPacketSize bytes on the wire; the receiver reassembles it, or drops
+// it whole when a part is missing after Config.ReassemblyTTL, holding at
+// most Config.ReassemblyLimit bytes. Small messages sent to one address in
+// quick succession share datagrams.
+//
+// # Liveness
+//
+// KCP has no close and no heartbeat; rudp adds both. An idle session sends
+// a keepalive every min(RetryInterval, RetryTimeout/4); a peer silent for
+// RetryTimeout is dead; Close flushes and sends a close frame; a packet
+// for a session the receiver does not know draws a reset. When a session
+// ends, OnPeerDown hears why (a *PeerError wrapping ErrPeerDown and one
+// reason) and how many messages were never acknowledged; Drain and
+// SendTracked callers learn it too, and the next Send dials again.
+//
+// # Batching
+//
+// The read loop takes packets with recvmmsg and acknowledges per batch;
+// a pure acknowledgement waits briefly for outgoing data to carry it.
+// Senders to one peer share flushes, and a stream of small sends is packed
+// into full datagrams by a flusher goroutine, written with sendmmsg.
+//
+// # Testing
+//
+// New takes any net.PacketConn; package faultnet provides an in-memory
+// one with loss, duplication, reordering, delay and partitions.
+package rudp
