@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/marsmesh/marsmesh/config"
 	"github.com/marsmesh/marsmesh/mars"
@@ -34,8 +35,9 @@ func Default() *Node {
 
 // Setup loads the configuration (an empty path means defaults plus
 // DIARKIS_* environment variables), binds the node's UDP port, starts
-// syncing with MARS and returns. OnReady and OnInitialSync callbacks fire
-// after the first sync.
+// syncing with MARS and returns: once the first sync is done, or after a
+// second if MARS does not answer (the node keeps trying). OnReady and
+// OnInitialSync callbacks fire after the first sync.
 func Setup(confpath string) error { return setup(confpath) }
 
 // Guest is Setup for a node that can send and receive but is never listed.
@@ -66,8 +68,17 @@ func setup(confpath string, extra ...Option) error {
 	for _, h := range hooks {
 		h(n)
 	}
+	// Give the first sync a moment, so a call right after Setup finds the
+	// node part of the cluster; without MARS, Setup returns anyway.
+	select {
+	case <-n.Ready():
+	case <-time.After(setupSyncWait):
+	}
 	return nil
 }
+
+// setupSyncWait bounds how long Setup and Guest wait for the first sync.
+const setupSyncWait = time.Second
 
 func withRegistry(r *registry) Option { return func(o *options) { o.handlers = r } }
 
