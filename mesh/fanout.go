@@ -313,7 +313,8 @@ func (n *Node) sendHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, do
 	case done != nil:
 		return n.tr.SendTracked(head, kindFanout, hdr, m.payload, done)
 	default:
-		return n.tr.SendWithHeader(head, kindFanout, hdr, m.payload)
+		// A relay: its ack would otherwise wait for data that never comes.
+		return n.tr.SendAckNow(head, kindFanout, hdr, m.payload)
 	}
 }
 
@@ -430,7 +431,7 @@ func (n *Node) sendFanAck(to netip.AddrPort, id uint64, failed []netip.AddrPort)
 	for _, a := range failed[:min(len(failed), math.MaxUint16)] {
 		b = appendAddr(b, a)
 	}
-	if err := n.tr.Send(to, kindFanoutAck, b); err != nil {
+	if err := n.tr.SendAckNow(to, kindFanoutAck, nil, b); err != nil {
 		n.log.Debug("mesh: fan-out ack not sent", "to", to, "err", err)
 	}
 }

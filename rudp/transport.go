@@ -233,6 +233,13 @@ func (t *Transport) SendTracked(to netip.AddrPort, kind byte, header, body []byt
 	return t.send(to, kind, len(header)+len(body), [][]byte{header, body}, done)
 }
 
+// SendAckNow is SendWithHeader for a message whose sender waits on its
+// delivery: the receiver acknowledges it at once instead of waiting
+// briefly for data to carry the acknowledgement.
+func (t *Transport) SendAckNow(to netip.AddrPort, kind byte, header, body []byte) error {
+	return t.SendTracked(to, kind, header, body, func(error) {})
+}
+
 func messageSize(parts [][]byte) (int, error) {
 	size := 0
 	for _, p := range parts {
