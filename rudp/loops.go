@@ -1,0 +1,149 @@
+package rudp
+
+import (
+	"runtime"
+	"time"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+)
+
+// The transport's own goroutines besides the read loop: the flusher
+// (handed-over flushes, batched datagrams, delayed acks) and the timer
+// (retransmissions, liveness).
+
+// hotWindow: a small send coming this soon after the session's last flush
+// by a sender is left to the flusher goroutine. An RPC at a time (tens of
+// µs apart) is flushed by its sender at once; a tight loop of sends is
+// not. Large messages fill whole segments anyway and are flushed inline.
+const hotWindow = 15 * time.Microsecond
+
+func (t *Transport) queueFlush(s *session) {
+	t.flushMu.Lock()
+	t.flushq = append(t.flushq, s)
+	t.flushMu.Unlock()
+	select {
+	case t.flushWake <- struct{}{}:
+	default:
+	}
+}
+
+// flushLoop flushes sessions whose senders handed the job over, and
+// sends the acks owed ackDelay after the read loop asks.
+func (t *Transport) flushLoop() {
+	defer t.wg.Done()
+	var batch []*session
+	var ubatch []*udest
+	ackTimer := time.NewTimer(time.Hour)
+	ackTimer.Stop()
+	defer ackTimer.Stop()
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-t.ackWake:
+			ackTimer.Reset(ackDelay)
+			continue
+		case <-ackTimer.C:
+			t.flushAcks()
+			continue
+		case <-t.flushWake:
+		}
+		runtime.Gosched() // let the senders that are ready queue more first
+		t.flushMu.Lock()
+		batch, t.flushq = t.flushq, batch[:0]
+		ubatch, t.uflushq = t.uflushq, ubatch[:0]
+		t.flushMu.Unlock()
+		t.flushDatagrams(ubatch)
+		clear(ubatch)
+		for i, s := range batch {
+			s.mu.Lock()
+			s.queuedFlush = false
+			s.sendFlushAt = t.now()
+			s.flushUnlock(kcp.IKCP_FLUSH_FULL, false)
+			batch[i] = nil
+		}
+	}
+}
+
+func (t *Transport) timerLoop() {
+	defer t.wg.Done()
+	sweepEvery := min(max(t.cfg.RetryTimeout/30, 10*time.Millisecond), 100*time.Millisecond)
+	timer := time.NewTimer(t.cfg.Interval)
+	defer timer.Stop()
+	active := make(map[*session]struct{})
+	var nextSweep int64
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-timer.C:
+		case <-t.wake:
+		}
+		t.activeMu.Lock()
+		for _, s := range t.newActive {
+			active[s] = struct{}{}
+		}
+		clear(t.newActive)
+		t.newActive = t.newActive[:0]
+		t.activeMu.Unlock()
+		for s := range active {
+			if s.tick() {
+				delete(active, s)
+			}
+		}
+		now := t.now()
+		if now >= nextSweep {
+			t.sweep(now)
+			nextSweep = now + int64(sweepEvery)
+		}
+		next := time.Duration(nextSweep - now)
+		if len(active) > 0 {
+			next = min(next, t.cfg.Interval)
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(max(next, time.Millisecond))
+	}
+}
+
+// sweep enforces liveness: handshake retries and timeouts, keepalives, and
+// the silence limit. It also expires partial unreliable messages.
+func (t *Transport) sweep(now int64) {
+	t.mu.RLock()
+	all := make([]*session, 0, len(t.sessions))
+	for _, s := range t.sessions {
+		all = append(all, s)
+	}
+	t.mu.RUnlock()
+	timeout := int64(t.cfg.RetryTimeout)
+	keepalive := int64(t.cfg.keepalive())
+	for _, s := range all {
+		s.mu.Lock()
+		var reason error
+		switch s.state {
+		case stateDialing:
+			if now-s.created > timeout {
+				reason = ErrUnreachable
+			} else if now >= s.synNext {
+				t.sendSynLocked(s, now)
+			}
+		case stateEstablished:
+			if now-s.lastRecv.Load() > timeout {
+				reason = ErrPeerTimeout
+			} else if now-s.lastSend.Load() >= keepalive {
+				t.sendControl(s.addr, control{typ: pktPing, src: t.inc, dst: s.remoteInc, conv: s.conv})
+				s.lastSend.Store(now)
+			}
+		}
+		s.mu.Unlock()
+		if reason != nil {
+			t.kill(s, reason, false)
+		}
+	}
+	t.reasm.expire(now)
+	t.expireUdests(now)
+}
