@@ -2,8 +2,8 @@ package mars
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
+	"github.com/marsmesh/marsmesh/internal/syncbuf"
 	"net"
 	"net/netip"
 	"os"
@@ -127,29 +127,11 @@ func removeBuildDir() {
 	}
 }
 
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // marsProc is a mars-server process.
 type marsProc struct {
 	cmd  *exec.Cmd
 	addr string
-	out  *lockedBuffer
+	out  *syncbuf.Buffer
 }
 
 // freeUDPPort finds a UDP port that is free right now on 127.0.0.1.
@@ -169,7 +151,7 @@ func startMarsProc(t testing.TB, port int, args ...string) *marsProc {
 	t.Helper()
 	cmd := exec.Command(marsServerBinary(t), args...)
 	cmd.Env = append(os.Environ(), "DIARKIS_MARS_ADDR=127.0.0.1", fmt.Sprintf("DIARKIS_MARS_PORT=%d", port))
-	p := &marsProc{cmd: cmd, addr: fmt.Sprintf("127.0.0.1:%d", port), out: &lockedBuffer{}}
+	p := &marsProc{cmd: cmd, addr: fmt.Sprintf("127.0.0.1:%d", port), out: &syncbuf.Buffer{}}
 	cmd.Stderr = p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,8 @@
 package mesh
 
 import (
+	"github.com/marsmesh/marsmesh/internal/benchutil"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,15 +14,6 @@ import (
 // Benchmarks run mesh beside raw rudp in the same run, on loopback:
 //
 //	go test -run '^$' -bench . -benchmem -count 5 ./mesh
-
-func reportLatency(b *testing.B, lat []time.Duration) {
-	if len(lat) == 0 {
-		return
-	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-us")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-us")
-}
 
 func benchClusterRoundTrip(b *testing.B, size int) {
 	c := newCluster(b, 2)
@@ -46,7 +37,7 @@ func benchClusterRoundTrip(b *testing.B, size int) {
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
-	reportLatency(b, lat)
+	benchutil.ReportLatency(b, lat)
 }
 
 func BenchmarkRPC(b *testing.B) {
@@ -95,7 +86,7 @@ func rudpRoundTrip(b *testing.B, size int) {
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
-	reportLatency(b, lat)
+	benchutil.ReportLatency(b, lat)
 }
 
 // BenchmarkRPCParallel: 64 concurrent callers on one node.
@@ -183,5 +174,5 @@ func BenchmarkSendMany(b *testing.B) {
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
-	reportLatency(b, lat)
+	benchutil.ReportLatency(b, lat)
 }

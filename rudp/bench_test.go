@@ -1,8 +1,8 @@
 package rudp
 
 import (
+	"github.com/marsmesh/marsmesh/internal/benchutil"
 	"net/netip"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,15 +16,6 @@ import (
 // measured in one run:
 //
 //	go test -run '^$' -bench . -benchmem -count 5 ./rudp
-
-func reportLatency(b *testing.B, lat []time.Duration) {
-	if len(lat) == 0 {
-		return
-	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-us")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-us")
-}
 
 func benchRudpRoundTrip(b *testing.B, size int) {
 	server, err := Listen("127.0.0.1:0", Config{})
@@ -61,7 +52,7 @@ func benchRudpRoundTrip(b *testing.B, size int) {
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
-	reportLatency(b, lat)
+	benchutil.ReportLatency(b, lat)
 }
 
 // kcpPair returns a client session and the server side of a raw kcp-go
@@ -134,7 +125,7 @@ func benchKCPRoundTrip(b *testing.B, size int) {
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
-	reportLatency(b, lat)
+	benchutil.ReportLatency(b, lat)
 }
 
 func BenchmarkRoundTrip(b *testing.B) {

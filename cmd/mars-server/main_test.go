@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/marsmesh/marsmesh/internal/syncbuf"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -23,23 +22,6 @@ import (
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func freePort(t *testing.T) int {
 	t.Helper()
 	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -51,7 +33,7 @@ func freePort(t *testing.T) int {
 }
 
 func TestHelp(t *testing.T) {
-	var out syncBuffer
+	var out syncbuf.Buffer
 	if code := run(context.Background(), []string{"-h"}, &out); code != 0 {
 		t.Fatalf("-h exit %d", code)
 	}
@@ -79,7 +61,7 @@ func TestBadInvocationsExitNonZeroWithOneLine(t *testing.T) {
 		{[]string{"-log-level", "loud"}, "-log-level"},
 		{[]string{"stray"}, "unexpected argument"},
 	} {
-		var out syncBuffer
+		var out syncbuf.Buffer
 		code := run(context.Background(), tc.args, &out)
 		text := strings.TrimRight(out.String(), "\n")
 		if code == 0 || strings.Count(text, "\n") != 0 || !strings.Contains(text, tc.want) ||
@@ -87,7 +69,7 @@ func TestBadInvocationsExitNonZeroWithOneLine(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q (want one line with %q)", tc.args, code, text, tc.want)
 		}
 	}
-	var out syncBuffer
+	var out syncbuf.Buffer
 	if code := run(context.Background(), []string{"-offline-after", "soon"}, &out); code != 2 {
 		t.Errorf("bad flag value: exit %d", code)
 	}
@@ -100,7 +82,7 @@ func TestPortInUse(t *testing.T) {
 	}
 	defer c.Close()
 	t.Setenv("DIARKIS_MARS_PORT", fmt.Sprint(c.LocalAddr().(*net.UDPAddr).Port))
-	var out syncBuffer
+	var out syncbuf.Buffer
 	code := run(context.Background(), nil, &out)
 	text := strings.TrimRight(out.String(), "\n")
 	if code == 0 || strings.Contains(text, "\n") || !strings.Contains(text, "address already in use") {
@@ -114,7 +96,7 @@ func TestServesUntilCancelled(t *testing.T) {
 	t.Setenv("DIARKIS_MARS_PORT", fmt.Sprint(port))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"-data", t.TempDir()}, &out) }()
 	deadline := time.Now().Add(5 * time.Second)
@@ -175,7 +157,7 @@ func TestSIGTERMExitsZero(t *testing.T) {
 	}
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "DIARKIS_MARS_ADDR=127.0.0.1", fmt.Sprintf("DIARKIS_MARS_PORT=%d", freePort(t)))
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,10 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/marsmesh/marsmesh/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net"
@@ -137,8 +137,8 @@ type demo struct {
 	childIn   io.Closer
 	childDone chan struct{}  // closed once the child has exited and been reaped
 	tombstone net.PacketConn // holds the killed child's port (see kill)
-	childOut  syncBuffer
-	childErr  syncBuffer
+	childOut  syncbuf.Buffer
+	childErr  syncbuf.Buffer
 	childAddr string
 	childPID  int
 
@@ -315,22 +315,4 @@ func (d *demo) teardown() {
 	if d.srv != nil {
 		d.srv.Close()
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/marsmesh/marsmesh/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net"
@@ -77,12 +78,12 @@ func nodeBin(t *testing.T) string {
 	return binPath
 }
 
-// syncBuffer is defined in demo.go.
+// syncbuf.Buffer is defined in demo.go.
 
 // proc is a node child process; the test's cleanup kills it.
 type proc struct {
 	cmd            *exec.Cmd
-	stdout, stderr syncBuffer
+	stdout, stderr syncbuf.Buffer
 	done           chan struct{}
 	err            error // Wait's result, once done is closed
 }
