@@ -130,7 +130,8 @@ type Server struct {
 	dirty    bool  // shared data changed since the last save
 	persist  *persister
 
-	stats serverCounters
+	stats  serverCounters
+	nstats nodeStatsTable // admin endpoint only (nodestats.go)
 }
 
 type inMsg struct {
@@ -322,6 +323,8 @@ func (s *Server) handle(m inMsg) {
 		s.handleReport(m)
 	case KindLeave:
 		s.handleLeave(m)
+	case KindNodeStats:
+		s.handleNodeStats(m)
 	default:
 		s.refuse(m.from, "", 0, CodeBadMessage, fmt.Sprintf("unknown message kind 0x%02x", m.kind))
 	}
@@ -395,6 +398,7 @@ func (s *Server) app(name string) *appState {
 
 func (s *Server) handleReport(m inMsg) {
 	s.stats.reports.Add(1)
+	s.noteReport(m.p)
 	r, err := decodeReport(m.p)
 	if err != nil {
 		s.refuse(m.from, "", 0, CodeBadMessage, err.Error())
@@ -622,6 +626,7 @@ func (s *Server) sweep() {
 			silent := now - e.lastSeen
 			switch {
 			case silent > remove:
+				s.nodeRemoved(a, e, now)
 				a.removeNode(addr, now)
 			case silent > offline && e.alive:
 				e.alive = false

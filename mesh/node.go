@@ -76,6 +76,7 @@ type node struct {
 	strictMu     sync.Mutex
 	strictWarned map[netip.AddrPort]bool
 	strictDrops  atomic.Uint64
+	metrics      meshMetrics // counters for Collector (metrics.go)
 
 	names sync.Map // netip.AddrPort -> string
 
@@ -212,6 +213,7 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	n.mc.Start()
 	n.bg.Add(1)
 	go n.sweepLoop()
+	n.startStatsReport() // counters to MARS for its dashboard (metrics_report.go)
 	n.log.Debug("mesh node started", "addr", n.selfStr, "guest", n.guest)
 	return n, nil
 }
