@@ -59,7 +59,7 @@
         body.append(el("tr", { class: "typehead" }, el("td", { colspan: "12" },
           "type " + (type || "(none)") + " — " + on + " of " + count.length + " online")));
       }
-      const r = (n.stats && n.stats.rates) || {};
+      const r = (n.status === "online" && n.stats && n.stats.rates) || {}; // no stale rates for a silent node
       body.append(el("tr", { class: "node " + n.status, "data-addr": n.addr, "data-status": n.status, "data-type": n.type },
         el("td", null, statusCell(n.status)), el("td", null, n.role || "–"), el("td", { class: "mono" }, n.addr),
         el("td", { class: "mono" }, n.endpoint || "–"), el("td", null, values(n.values)),
@@ -96,7 +96,7 @@
 
   function render(status, nodes, shared) {
     document.getElementById("mars").textContent = "MARS " + status.addr + " · incarnation " + status.incarnation +
-      " · " + (status.version ? status.version.Version + " " + String(status.version.Revision).slice(0, 12) : "") +
+      " · " + (status.version ? "version " + status.version.Version + " rev " + String(status.version.Revision).slice(0, 12) : "") +
       " · up " + status.uptimeSec + " s";
     const sharedBy = {};
     for (const a of shared.apps) sharedBy[a.app] = a.shared;
