@@ -43,6 +43,7 @@ func (n *Node) nodeStats() mars.NodeStats {
 		MessagesSent: t.MessagesSent, MessagesReceived: t.MessagesReceived, MessageSendErrors: t.MessageSendErrors,
 		RPCs: t.RPCs, RPCErrors: t.RPCErrors,
 		DatagramsIn: st.PacketsIn, DatagramsOut: st.PacketsOut,
+		BytesIn: st.BytesIn, BytesOut: st.BytesOut,
 		Sessions: uint64(st.Sessions),
 	}
 }

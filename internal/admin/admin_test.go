@@ -155,12 +155,23 @@ func (c *testCluster) load(t *testing.T) {
 	if err := c.b.SendMany(10, []string{c.a.Addr}, []byte("all"), 2); err != nil {
 		t.Fatal(err)
 	}
-	for range 6 {
+	big := make([]byte, 5000) // split into several datagrams
+	if err := c.b.USend(10, c.a.Addr, big); err != nil {
+		t.Fatal(err)
+	}
+	for range 6 { // the USend may be lost
 		select {
 		case <-got:
 		case <-time.After(10 * time.Second):
 			t.Fatal("messages not delivered")
 		}
+	}
+	// A node that never answers: the handshake goes unanswered, a send error.
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, err = c.b.SendRPCWithContext(ctx, 1, "127.0.0.1:9", nil)
+	cancel()
+	if !mesh.IsSendError(err) {
+		t.Fatalf("RPC to a silent address: %v, want a send error", err)
 	}
 	if !c.b.SetSharedData("rooms", 7) {
 		t.Fatal("SetSharedData refused")
@@ -253,6 +264,10 @@ func TestMetricsAfterLoad(t *testing.T) {
 		return false
 	})
 
+	eventually(t, "the silent peer declared dead", func() bool {
+		v, _ := value(scrape(t, c.bURL), "marsmesh_transport_peers_dead_total")
+		return v > 0
+	})
 	caller := scrape(t, c.bURL)
 	expect(t, "caller node", caller, []check{
 		{"marsmesh_rpcs_total", []string{"cmd", "1", "outcome", "ok"}, true},
@@ -268,6 +283,13 @@ func TestMetricsAfterLoad(t *testing.T) {
 		{"marsmesh_transport_datagrams_received_total", nil, true},
 		{"marsmesh_transport_sessions", nil, true},
 		{"marsmesh_transport_bad_datagrams_total", nil, false},
+		{"marsmesh_transport_sent_bytes_total", nil, true},
+		{"marsmesh_transport_received_bytes_total", nil, true},
+		{"marsmesh_transport_unreliable_splits_total", nil, true},
+		{"marsmesh_transport_retransmissions_total", nil, false},
+		{"marsmesh_transport_reassembly_drops_total", nil, false},
+		{"marsmesh_transport_peers_dead_total", nil, true},
+		{"marsmesh_backpressure_transport_pauses_total", nil, false},
 		{"marsmesh_node_part_of_cluster", nil, true},
 		{"marsmesh_build_info", nil, true},
 		{"go_goroutines", nil, true},
@@ -278,11 +300,11 @@ func TestMetricsAfterLoad(t *testing.T) {
 		{"marsmesh_fanout_deliveries_total", nil, true},
 		{"marsmesh_transport_datagrams_received_total", nil, true},
 	})
-	if v, _ := value(callee, "marsmesh_messages_received_total", "cmd", "10"); v != 6 {
-		t.Errorf("callee received %v messages of command 10, want 6 (5 Send + 1 SendMany)", v)
+	if v, _ := value(callee, "marsmesh_messages_received_total", "cmd", "10"); v < 6 || v > 7 {
+		t.Errorf("callee received %v messages of command 10, want 6 or 7 (5 Send, 1 SendMany, 1 USend that may be lost)", v)
 	}
-	if v, _ := value(caller, "marsmesh_rpcs_total", "cmd", "1"); v != 6 {
-		t.Errorf("caller counted %v RPCs of command 1, want 6", v)
+	if v, _ := value(caller, "marsmesh_rpcs_total", "cmd", "1"); v != 7 {
+		t.Errorf("caller counted %v RPCs of command 1, want 7", v)
 	}
 
 	m := scrape(t, c.marsURL)
@@ -367,8 +389,8 @@ func TestEndpoints(t *testing.T) {
 		if n.Status != "online" || n.Role != "UDP" || n.Values["cap"] == nil {
 			t.Errorf("/v1/nodes lists %+v", n)
 		}
-		if n.Addr == c.b.Addr && n.Stats.RPCs < 8 {
-			t.Errorf("/v1/nodes: the caller reports %d RPCs, want at least 8", n.Stats.RPCs)
+		if n.Addr == c.b.Addr && n.Stats.RPCs < 9 {
+			t.Errorf("/v1/nodes: the caller reports %d RPCs, want at least 9", n.Stats.RPCs)
 		}
 	}
 	if _, body := get(t, c.marsURL+"/v1/nodes?app=other"); !strings.Contains(body, `"apps": []`) {
