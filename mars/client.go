@@ -98,6 +98,7 @@ type Client struct {
 	mars      atomic.Pointer[netip.AddrPort] // resolved MARS address
 	lastReply atomic.Int64                   // client clock (ns since epoch) of MARS's last reply; 0 = never
 	ready     chan struct{}
+	dropped   atomic.Uint64 // MARS-kind messages ignored by HandleMessage
 
 	syncMu sync.Mutex
 	syncN  uint64        // completed syncs
@@ -273,16 +274,26 @@ func (c *Client) abort() {
 	c.wg.Wait()
 }
 
-// HandleMessage takes a message of a MARS kind from the transport. It is
-// meant for the transport's read goroutine: it never blocks (when the
-// client is far behind, the message is dropped and the next report asks
-// again). Messages not from the resolved MARS address are ignored.
-func (c *Client) HandleMessage(from netip.AddrPort, kind byte, payload []byte) {
+// HandleMessage takes a message of a MARS kind from the transport, with
+// the transport's reliable flag. It is meant for the transport's read
+// goroutine: it never blocks (when the client is far behind, the message
+// is dropped and the next report asks again). Only reliable messages (they
+// arrive on an established session) from the MARS address the client
+// dialed are taken; anything else is counted (Dropped) and ignored, so a
+// forged datagram cannot rewrite the view.
+func (c *Client) HandleMessage(from netip.AddrPort, kind byte, payload []byte, reliable bool) {
+	if !reliable {
+		c.dropped.Add(1)
+		c.warn.Warn("mars: ignoring an unreliable MARS message", "from", from)
+		return
+	}
 	if m := c.mars.Load(); m == nil || *m != from {
+		c.dropped.Add(1)
 		c.warn.Warn("mars: ignoring a MARS message from an unexpected address", "from", from)
 		return
 	}
 	if kind != KindSync && kind != KindError {
+		c.dropped.Add(1)
 		c.warn.Warn("mars: ignoring a message of an unexpected kind", "kind", kind)
 		return
 	}
@@ -292,6 +303,10 @@ func (c *Client) HandleMessage(from netip.AddrPort, kind byte, payload []byte) {
 		c.warn.Warn("mars: client inbox full, dropping a MARS message")
 	}
 }
+
+// Dropped is how many MARS-kind messages HandleMessage ignored (unreliable,
+// not from MARS, or of a kind MARS never sends).
+func (c *Client) Dropped() uint64 { return c.dropped.Load() }
 
 // HandlePeerDown tells the client the transport lost a peer. If it is MARS,
 // the client re-sends what MARS may not have received, at once: forwarding

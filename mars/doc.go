@@ -53,6 +53,17 @@
 // lookups from their last view and Client.InTouch turns false after 3
 // intervals.
 //
+// # Who may speak
+//
+// MARS takes only reliable messages, which arrive on an established rudp
+// session; an unreliable datagram of a MARS kind (its source may be
+// forged) is counted (ServerStats.Ignored) and dropped unanswered. A report
+// or leave for a mesh address is taken only from that address's own
+// session (ServerOptions.TrustReportedAddr turns this off, for load
+// generators only): mesh nodes and guests list the address they send from.
+// A node takes MARS messages only as reliable messages from the MARS
+// address it dialed (Client.Dropped counts the rest).
+//
 // # Bad input
 //
 // Malformed, truncated or oversized messages, unknown kinds, bad keys and
@@ -95,7 +106,8 @@
 // # Use with the mesh layer
 //
 // A node has one rudp transport. The mesh layer owns its OnMessage and
-// passes every message with IsMarsKind(kind) to Client.HandleMessage, and
+// passes every message with IsMarsKind(kind) to Client.HandleMessage (with
+// the transport's reliable flag), and
 // may pass OnPeerDown to Client.HandlePeerDown. The client accepts MARS
 // messages only from the address MarsAddr resolves to, so MARS must answer
 // from that address (it does, unless a multi-homed host routes otherwise). Lookups go to Client.View;

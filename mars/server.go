@@ -45,6 +45,11 @@ type ServerOptions struct {
 	MaxNodes int
 	// MaxSharedKeys bounds the shared-data keys of one app. Default 100,000.
 	MaxSharedKeys int
+	// TrustReportedAddr turns off the check that a report or leave for a
+	// mesh address comes from that address's own session. Leave it off:
+	// with it, any peer that reaches MARS can speak for any node. It exists
+	// for load generators that simulate many nodes on one socket.
+	TrustReportedAddr bool
 	// TombstoneTTL is how long removed nodes and keys are remembered for
 	// deltas; a node that has not synced for longer gets a full snapshot.
 	// Default 5 minutes. At most MaxSharedKeys+MaxNodes tombstones are kept.
@@ -140,7 +145,7 @@ type inMsg struct {
 }
 
 type serverCounters struct {
-	reports, leaves, bad, syncs, syncBytes, skipped atomic.Uint64
+	reports, leaves, bad, syncs, syncBytes, skipped, ignored atomic.Uint64
 }
 
 // ServerStats is a snapshot of a server's counters.
@@ -151,6 +156,7 @@ type ServerStats struct {
 	Syncs     uint64 // sync messages sent
 	SyncBytes uint64 // bytes of sync messages sent
 	Skipped   uint64 // replies skipped because the peer had a backlog (it asks again)
+	Ignored   uint64 // unreliable datagrams of MARS kinds, dropped unanswered
 }
 
 // Listen starts a MARS server on a UDP address ("host:port").
@@ -243,7 +249,7 @@ func (s *Server) Stats() ServerStats {
 	return ServerStats{
 		Reports: s.stats.reports.Load(), Leaves: s.stats.leaves.Load(), Bad: s.stats.bad.Load(),
 		Syncs: s.stats.syncs.Load(), SyncBytes: s.stats.syncBytes.Load(),
-		Skipped: s.stats.skipped.Load(),
+		Skipped: s.stats.skipped.Load(), Ignored: s.stats.ignored.Load(),
 	}
 }
 
@@ -265,8 +271,16 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
-// onMessage runs on the transport's read goroutine.
-func (s *Server) onMessage(from netip.AddrPort, kind byte, p []byte, _ bool) {
+// onMessage runs on the transport's read goroutine. MARS takes only
+// reliable messages, which arrive on an established session; an
+// unreliable datagram (its source may be forged) is counted and dropped
+// without an answer, so MARS reflects nothing to a forged source.
+func (s *Server) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool) {
+	if !reliable {
+		s.stats.ignored.Add(1)
+		s.warn.Warn("mars: ignored an unreliable message", "from", from, "kind", kind)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.tr == nil {
@@ -418,6 +432,10 @@ func (s *Server) handleReport(m inMsg) {
 			return
 		}
 		r.Info.Values = bytes.Clone(r.Info.Values) // do not pin the message buffer
+	}
+	if err := s.checkSender(m.from, r.Addr); err != nil {
+		s.refuse(m.from, r.Addr, r.Seq, CodeBadNode, err.Error())
+		return
 	}
 	a := s.app(r.App)
 	if a == nil {
@@ -598,6 +616,10 @@ func (s *Server) handleLeave(m inMsg) {
 		s.refuse(m.from, "", 0, CodeBadMessage, err.Error())
 		return
 	}
+	if err := s.checkSender(m.from, l.Addr); err != nil {
+		s.refuse(m.from, l.Addr, 0, CodeBadNode, err.Error())
+		return
+	}
 	a := s.apps[l.App]
 	if a == nil {
 		return
@@ -609,6 +631,25 @@ func (s *Server) handleLeave(m inMsg) {
 		e.alive = false
 		a.nodeChanged(e)
 	}
+}
+
+// checkSender checks that a report or leave for the mesh address addr came
+// from that address's own session: a node speaks only for itself. Mesh
+// nodes list the address they send from (a node bound to 0.0.0.0 lists the
+// local IP that routes to MARS, which is the source MARS sees), and so do
+// guests.
+func (s *Server) checkSender(from netip.AddrPort, addr string) error {
+	if s.opts.TrustReportedAddr {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return fmt.Errorf("%w: mesh address %q is not ip:port (it must be the address the node sends from, %s)", ErrBadNode, addr, from)
+	}
+	if netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()) != netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) {
+		return fmt.Errorf("%w: a message for %s came from %s: a node may speak only for its own address", ErrBadNode, addr, from)
+	}
+	return nil
 }
 
 // sweep applies liveness: silent nodes go offline, then away; tombstones

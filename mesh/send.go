@@ -102,7 +102,7 @@ func (n *Node) transmit(to netip.AddrPort, kind byte, hdr, body []byte, reliable
 // goroutine: nothing here blocks).
 func (n *Node) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool) {
 	if mars.IsMarsKind(kind) {
-		n.mc.HandleMessage(from, kind, p)
+		n.mc.HandleMessage(from, kind, p, reliable)
 		return
 	}
 	switch kind {

@@ -49,6 +49,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	removeAfter := fs.Duration("remove-after", 10*time.Second, "remove a node after this long without a report")
 	dataDir := fs.String("data", "", "`directory` to persist shared data in (default: memory only)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	trustAddr := fs.Bool("insecure-trust-reported-addr", false, "accept a node's report or leave from any session, not only from the address it lists (for load generators that simulate many nodes on one socket; never in production)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file` until the server stops (for performance work)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mars-server [flags]\n\n"+
@@ -86,6 +87,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		RemoveAfter:  *removeAfter,
 		DataDir:      *dataDir,
 		Logger:       log,
+
+		TrustReportedAddr: *trustAddr,
 		Transport: rudp.Config{
 			RetryInterval: cfg.RetryIntervalDuration(),
 			RetryTimeout:  cfg.RetryTimeoutDuration(),
