@@ -131,6 +131,7 @@ type Client struct {
 	buf        []byte
 	resolvedAt time.Time
 	initial    bool // the initial sync happened
+	lost       bool // "lost MARS" was logged; "MARS back" is next
 	soonArmed  bool
 }
 
@@ -357,6 +358,16 @@ func (c *Client) Self() Node {
 func (c *Client) InTouch() bool {
 	t := c.lastReply.Load()
 	return t != 0 && time.Duration(c.clock()-t) <= c.cfg.InTouchSpan
+}
+
+// SyncAge returns how long ago MARS last answered, and false if it never
+// has.
+func (c *Client) SyncAge() (time.Duration, bool) {
+	t := c.lastReply.Load()
+	if t == 0 {
+		return 0, false
+	}
+	return time.Duration(c.clock() - t), true
 }
 
 func (c *Client) clock() int64 { return int64(time.Since(c.epoch)) }

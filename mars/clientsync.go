@@ -66,6 +66,7 @@ func (c *Client) run() {
 		case <-c.done:
 			return
 		case <-tick.C:
+			c.noteSilence()
 			after = c.report()
 		case <-soon.C:
 			c.soonArmed = false
@@ -108,6 +109,28 @@ func (c *Client) run() {
 			grace.Reset(c.graceSpan())
 		}
 	}
+}
+
+// noteSilence logs once when MARS has not answered for InTouchSpan (the
+// node keeps its view and keeps working); handleSync logs once when it
+// answers again.
+func (c *Client) noteSilence() {
+	if c.lost {
+		return
+	}
+	last := c.lastReply.Load()
+	silent := time.Duration(c.clock() - last)
+	if silent <= c.cfg.InTouchSpan {
+		return
+	}
+	c.lost = true
+	if last == 0 {
+		c.log.Warn("mars: no answer from MARS yet; the node keeps trying", "mars", c.cfg.MarsAddr, "node", c.addr,
+			"waited", silent.Round(time.Millisecond))
+		return
+	}
+	c.log.Warn("mars: lost MARS; the node keeps its last view and keeps working", "mars", c.cfg.MarsAddr,
+		"node", c.addr, "silent", silent.Round(time.Millisecond))
 }
 
 // action is what a step asks the loop to schedule.
@@ -339,7 +362,12 @@ func (c *Client) handleSync(p []byte) action {
 	c.part = nil
 	h.From = ps.head.From
 
-	c.lastReply.Store(c.clock())
+	prev := c.lastReply.Swap(c.clock())
+	if c.lost {
+		c.lost = false
+		c.log.Info("mars: MARS back", "mars", c.cfg.MarsAddr, "node", c.addr,
+			"silent", time.Duration(c.clock()-prev).Round(time.Millisecond))
+	}
 	now := time.Now()
 	act := c.absorb(&h, now)
 	c.fire(&c.cb.update)
