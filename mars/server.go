@@ -93,13 +93,14 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	return o
 }
 
-// Flow control. rudp's Send blocks while a peer's queue is over MaxQueued,
-// which must never happen on the read goroutine (it would stop reading the
-// acknowledgements that drain the queue). So MARS never queues past
-// MaxQueued, and it skips a sync reply altogether while the peer still has
-// replyBacklog bytes unacknowledged: the node asks again with its next
-// report and then gets one reply covering everything, instead of MARS
-// stacking up deltas that each supersede the one before on a slow link.
+// Flow control. MARS answers on the transport's read goroutine, which must
+// never wait on a queue (it would stop reading the acknowledgements that
+// drain it), so every send is NoWait: a full queue drops the reply
+// (ErrWouldBlock, counted as skipped). MARS also skips a sync reply
+// altogether while the peer still has replyBacklog bytes unacknowledged:
+// the node asks again with its next report and then gets one reply
+// covering everything, instead of MARS stacking up deltas that each
+// supersede the one before on a slow link.
 const (
 	replyBacklog      = 1 << 20
 	defaultMaxQueued  = 32 << 20 // rudp's default Config.MaxQueued
@@ -392,9 +393,23 @@ func (s *Server) send(to netip.AddrPort, kind byte, p []byte) {
 		s.warn.Warn("mars: peer queue full, dropping a reply", "peer", to)
 		return
 	}
-	if err := s.tr.Send(to, kind, p); err != nil && !errors.Is(err, rudp.ErrClosed) {
+	s.sendNoWait(to, kind, p)
+}
+
+// sendNoWait queues one reply without ever waiting; it reports whether the
+// reply was queued.
+func (s *Server) sendNoWait(to netip.AddrPort, kind byte, p []byte) bool {
+	err := s.tr.SendMsg(nil, to, kind, nil, p, rudp.SendOptions{NoWait: true})
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, rudp.ErrWouldBlock):
+		s.stats.skipped.Add(1)
+		s.warn.Warn("mars: peer queue full, dropping a reply", "peer", to)
+	case !errors.Is(err, rudp.ErrClosed):
 		s.warn.Warn("mars: send failed", "peer", to, "err", err)
 	}
+	return false
 }
 
 // app returns the state of an app, creating it if there is room.
@@ -596,13 +611,12 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 			s.warn.Warn("mars: sync larger than the peer's queue allows, dropped", "peer", to, "parts", len(parts))
 			break
 		}
+		if !s.sendNoWait(to, KindSync, s.buf) {
+			break
+		}
 		q += len(s.buf) + frameOverheadSize
 		s.stats.syncs.Add(1)
 		s.stats.syncBytes.Add(uint64(len(s.buf)))
-		if err := s.tr.Send(to, KindSync, s.buf); err != nil && !errors.Is(err, rudp.ErrClosed) {
-			s.warn.Warn("mars: send failed", "peer", to, "err", err)
-			break
-		}
 	}
 	if cap(s.buf) > 1<<20 {
 		s.buf = nil
