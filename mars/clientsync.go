@@ -34,6 +34,13 @@ import (
 //     other nodes re-register; whatever the new MARS has not confirmed by
 //     then is dropped. Lookups never see the cluster vanish and come back.
 
+// recentSpan is how long MARS must keep answering after acknowledging a
+// change before every node's view surely holds it: each node pulls every
+// Interval, so two intervals and some slack.
+func (c *Client) recentSpan() time.Duration {
+	return 2*c.cfg.Interval + c.cfg.Interval/2
+}
+
 func (c *Client) graceSpan() time.Duration {
 	return 3*c.cfg.Interval + c.cfg.ReregisterJitter
 }
@@ -208,6 +215,7 @@ func (c *Client) report() action {
 		leaveMsg = l.append(nil)
 		c.oldApp = nil
 		clear(c.ops)
+		clear(c.recent)
 		c.acked, c.sentSeq, c.needFull, c.reseed, c.registered = 0, 0, true, false, false
 		c.part = nil
 		forgotten = c.view.forget()
@@ -397,6 +405,7 @@ func (c *Client) absorb(h *syncHead, now time.Time) action {
 	var act action
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	nowClock := c.clock()
 	if h.MarsInc != c.marsInc {
 		prev := c.marsInc
 		c.marsInc = h.MarsInc
@@ -404,10 +413,18 @@ func (c *Client) absorb(h *syncHead, now time.Time) action {
 		c.sentSeq = c.acked // whatever this MARS has not acknowledged goes again
 		if prev != 0 {
 			// A new MARS: it lost everything but what it persisted. Keep the
-			// view for a grace period and seed it with our shared data.
+			// view for a grace period and seed it with our shared data; our
+			// recent acknowledged changes go again as changes, so they win
+			// over seeds from views that had not caught up with them.
 			_, _, syncedAt := c.view.state()
 			c.reseed, c.seedAt = true, syncedAt.UnixMilli()
 			c.graceOn, act.grace = true, true
+			for k, r := range c.recent {
+				if _, pending := c.ops[k]; !pending {
+					c.ops[k] = r.op
+				}
+			}
+			clear(c.recent)
 		}
 	} else if h.Ack > c.acked {
 		c.acked = h.Ack
@@ -415,6 +432,12 @@ func (c *Client) absorb(h *syncHead, now time.Time) action {
 	for k, o := range c.ops {
 		if o.Seq <= c.acked {
 			delete(c.ops, k)
+			c.recent[k] = recentOp{op: o, ackAt: nowClock}
+		}
+	}
+	for k, r := range c.recent {
+		if time.Duration(nowClock-r.ackAt) > c.recentSpan() {
+			delete(c.recent, k)
 		}
 	}
 	if h.Ack < h.Echo && c.acked < h.Echo && h.Echo <= c.sentSeq {

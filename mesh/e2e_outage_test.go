@@ -35,6 +35,10 @@ func TestE2EMarsOutage(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool {
 		return strings.Contains(a.do("nodes"), b.addr) && strings.Contains(b.do("nodes"), a.addr)
 	}, "the nodes see each other")
+	if r := a.do("shared-set base 5"); r != "true" {
+		t.Fatalf("shared-set: %s", r)
+	}
+	eventually(t, 10*time.Second, func() bool { return b.do("shared-get base") == "5 true" }, "b sees base=5")
 
 	// RPCs both ways, every 10 ms, for the whole test.
 	var sent, failed atomic.Int64
@@ -66,6 +70,12 @@ func TestE2EMarsOutage(t *testing.T) {
 	defer halt()
 	time.Sleep(500 * time.Millisecond) // some RPCs with MARS up
 
+	// A write 150 ms before the kill (MARS acknowledges it within
+	// milliseconds on loopback; a's view may not have it yet).
+	if r := b.do("shared-set late 9"); r != "true" {
+		t.Fatalf("shared-set: %s", r)
+	}
+	time.Sleep(150 * time.Millisecond)
 	mp.cmd.Process.Signal(syscall.SIGKILL)
 	killed := time.Now()
 	eventually(t, 20*time.Second, func() bool {
@@ -89,7 +99,19 @@ func TestE2EMarsOutage(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool {
 		return strings.Contains(a.stderr.String(), "MARS back") && strings.Contains(b.stderr.String(), "MARS back")
 	}, "both nodes log that MARS is back")
-	time.Sleep(500 * time.Millisecond) // more RPCs after the restart
+	// Shared data unchanged, also past the re-registration grace period
+	// (3 intervals + 500 ms), when views drop what MARS did not confirm.
+	shared := func() bool {
+		v1, _ := obs.GetSharedData("base")
+		v2, _ := obs.GetSharedData("late")
+		return v1 == 5 && v2 == 9 && a.do("shared-get base") == "5 true" && a.do("shared-get late") == "9 true" &&
+			b.do("shared-get late") == "9 true"
+	}
+	eventually(t, 10*time.Second, shared, "shared data back after the restart")
+	time.Sleep(4 * time.Second)
+	if !shared() {
+		t.Error("shared data changed after the grace period")
+	}
 	halt()
 	t.Logf("outage %v; both nodes listed again %v after the restart; %d RPCs, %d failed",
 		back.Sub(killed).Round(time.Millisecond), relisted.Round(time.Millisecond), sent.Load(), failed.Load())
