@@ -112,14 +112,15 @@ type Client struct {
 	oldApp     *string // set by SetApp until the loop has left the old app
 	info       nodeInfo
 	values     map[string]interface{}
-	seq        uint64        // last local change number
-	infoSeq    uint64        // change number of the latest info change
-	ops        map[string]op // unacknowledged shared-data changes, latest per key
-	acked      uint64        // MARS has applied every change up to here
-	sentSeq    uint64        // changes up to here were sent (maybe unacknowledged)
-	needFull   bool          // send the complete state (register)
-	reseed     bool          // include the view's shared data (new MARS)
-	seedAt     int64         // Unix ms of the view the seed comes from
+	seq        uint64              // last local change number
+	infoSeq    uint64              // change number of the latest info change
+	ops        map[string]op       // unacknowledged shared-data changes, latest per key
+	recent     map[string]recentOp // acknowledged changes other views may not hold yet
+	acked      uint64              // MARS has applied every change up to here
+	sentSeq    uint64              // changes up to here were sent (maybe unacknowledged)
+	needFull   bool                // send the complete state (register)
+	reseed     bool                // include the view's shared data (new MARS)
+	seedAt     int64               // Unix ms of the view the seed comes from
 	lastErr    error
 	registered bool // some MARS has acknowledged a registration of ours
 
@@ -131,7 +132,18 @@ type Client struct {
 	buf        []byte
 	resolvedAt time.Time
 	initial    bool // the initial sync happened
+	lost       bool // "lost MARS" was logged; "MARS back" is next
 	soonArmed  bool
+}
+
+// recentOp is a shared-data change MARS acknowledged at ackAt (client
+// clock). Until MARS has kept answering for recentSpan after that, other
+// nodes' views may not hold it, and their re-registration seeds after a
+// MARS restart would bring back the value it replaced; so on a new MARS the
+// writer sends it again, as a change, and it wins over seeds.
+type recentOp struct {
+	op    op
+	ackAt int64
 }
 
 type clientMsg struct {
@@ -194,6 +206,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		syncCh:   make(chan struct{}),
 		app:      cfg.App,
 		ops:      make(map[string]op),
+		recent:   make(map[string]recentOp),
 		needFull: true,
 	}
 	if c.addr == "" {
@@ -357,6 +370,16 @@ func (c *Client) Self() Node {
 func (c *Client) InTouch() bool {
 	t := c.lastReply.Load()
 	return t != 0 && time.Duration(c.clock()-t) <= c.cfg.InTouchSpan
+}
+
+// SyncAge returns how long ago MARS last answered, and false if it never
+// has.
+func (c *Client) SyncAge() (time.Duration, bool) {
+	t := c.lastReply.Load()
+	if t == 0 {
+		return 0, false
+	}
+	return time.Duration(c.clock() - t), true
 }
 
 func (c *Client) clock() int64 { return int64(time.Since(c.epoch)) }

@@ -40,14 +40,21 @@
 //
 // Every sync carries MARS's random incarnation. A node that sees a new one
 // re-registers within a random delay of up to 500 ms, sending its info, its
-// pending changes and the shared data of its view. A seeded key is added
-// only when MARS has no value for it and has not removed it since it
-// started, so the first value to arrive wins; when MARS loaded shared data
+// pending changes, the changes MARS acknowledged in the last 2.5 intervals
+// (other views may not hold them yet) and the shared data of its view.
+// Changes apply as changes, so an acknowledged write beats any seed. A
+// seeded key is added only when MARS has no value for it and has not
+// removed it since it started, so the first seed to arrive wins; when MARS loaded shared data
 // from ServerOptions.DataDir and the node's view was last synced before that
 // file was saved, the file wins and the seed is ignored (this compares the
 // node's wall clock with MARS's: keep them in sync, as NTP does). A key removed in
 // the last moments before a crash, while some node had not yet synced the
-// removal, may therefore come back. Meanwhile the node's view keeps listing
+// removal, may therefore come back. With DataDir, MARS acknowledges a
+// shared-data change only once the data file holds it (the reply waits for
+// the write and fsync), so an acknowledged write survives a crash of MARS
+// and of its writer. Two nodes writing one key within 2.5 intervals of a
+// crash race again at the restart, as they did before it.
+// Meanwhile the node's view keeps listing
 // what it knew, for a grace period of 3 intervals + 500 ms, and drops what
 // the new MARS has not confirmed by then. While MARS is down, nodes answer
 // lookups from their last view and Client.InTouch turns false after 3

@@ -26,7 +26,8 @@ type ServerOptions struct {
 	RemoveAfter time.Duration
 	// DataDir, when set, keeps the shared data of every app in
 	// DataDir/shared-data.msgpack: loaded at start, written (atomically) at
-	// most once per PersistInterval while it changes, and on Close.
+	// most once per PersistInterval while it changes, on Close, and before
+	// MARS acknowledges a node's shared-data change (the reply waits).
 	DataDir string
 	// PersistInterval bounds how often the shared data is written. Default 1 s.
 	PersistInterval time.Duration
@@ -93,13 +94,14 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	return o
 }
 
-// Flow control. rudp's Send blocks while a peer's queue is over MaxQueued,
-// which must never happen on the read goroutine (it would stop reading the
-// acknowledgements that drain the queue). So MARS never queues past
-// MaxQueued, and it skips a sync reply altogether while the peer still has
-// replyBacklog bytes unacknowledged: the node asks again with its next
-// report and then gets one reply covering everything, instead of MARS
-// stacking up deltas that each supersede the one before on a slow link.
+// Flow control. MARS answers on the transport's read goroutine, which must
+// never wait on a queue (it would stop reading the acknowledgements that
+// drain it), so every send is NoWait: a full queue drops the reply
+// (ErrWouldBlock, counted as skipped). MARS also skips a sync reply
+// altogether while the peer still has replyBacklog bytes unacknowledged:
+// the node asks again with its next report and then gets one reply
+// covering everything, instead of MARS stacking up deltas that each
+// supersede the one before on a slow link.
 const (
 	replyBacklog      = 1 << 20
 	defaultMaxQueued  = 32 << 20 // rudp's default Config.MaxQueued
@@ -134,8 +136,21 @@ type Server struct {
 	loadedAt int64 // wall-clock Unix ns the loaded data file was saved at; 0 = none
 	dirty    bool  // shared data changed since the last save
 	persist  *persister
+	held     map[netip.AddrPort]heldReply // with DataDir: replies waiting for a save
+	saveNow  chan struct{}
 
 	stats serverCounters
+}
+
+// heldReply is a sync reply that acknowledges shared-data changes; with
+// DataDir it waits until the data file holds them.
+type heldReply struct {
+	app, addr    string
+	guest        bool
+	inc          uint64 // the node's incarnation
+	marsInc, ver uint64
+	flags, echo  uint64
+	ack          uint64 // what the reply acknowledges
 }
 
 type inMsg struct {
@@ -199,6 +214,9 @@ func newServer(opts ServerOptions) (*Server, rudp.Config, error) {
 		epoch: time.Now(),
 		done:  make(chan struct{}),
 		apps:  make(map[string]*appState),
+		held:  make(map[netip.AddrPort]heldReply),
+
+		saveNow: make(chan struct{}, 1),
 	}
 	if opts.DataDir != "" {
 		p, err := newPersister(opts.DataDir, opts.Logger)
@@ -310,6 +328,8 @@ func (s *Server) run() {
 			s.mu.Lock()
 			s.sweep()
 			s.mu.Unlock()
+		case <-s.saveNow:
+			s.saveHeld()
 		case <-save.C:
 			saving = false
 			s.mu.Lock()
@@ -338,6 +358,48 @@ func (s *Server) handle(m inMsg) {
 		s.handleLeave(m)
 	default:
 		s.refuse(m.from, "", 0, CodeBadMessage, fmt.Sprintf("unknown message kind 0x%02x", m.kind))
+	}
+}
+
+// saveHeld writes the shared data, then sends the replies that waited for
+// it (persist before acknowledging). It runs on the server's own goroutine;
+// reports arriving meanwhile are held for the next save.
+func (s *Server) saveHeld() {
+	s.mu.Lock()
+	if len(s.held) == 0 || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	d := s.snapshotData()
+	held := s.held
+	s.held = make(map[netip.AddrPort]heldReply)
+	s.dirty = false
+	s.mu.Unlock()
+	if err := s.persist.save(d); err != nil {
+		s.log.Error("mars: cannot save shared data; acknowledging the changes anyway", "err", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	for to, h := range held {
+		a := s.apps[h.app]
+		if a == nil {
+			continue
+		}
+		e := a.nodes[h.addr]
+		if h.guest {
+			e = a.guests[h.addr]
+		}
+		if e == nil || e.inc != h.inc {
+			continue
+		}
+		e.durable = max(e.durable, h.ack)
+		if e.ack == e.durable {
+			e.unsaved = false
+		}
+		s.sendSync(to, a, h.addr, h.marsInc, h.ver, h.flags, h.echo, h.ack)
 	}
 }
 
@@ -392,9 +454,23 @@ func (s *Server) send(to netip.AddrPort, kind byte, p []byte) {
 		s.warn.Warn("mars: peer queue full, dropping a reply", "peer", to)
 		return
 	}
-	if err := s.tr.Send(to, kind, p); err != nil && !errors.Is(err, rudp.ErrClosed) {
+	s.sendNoWait(to, kind, p)
+}
+
+// sendNoWait queues one reply without ever waiting; it reports whether the
+// reply was queued.
+func (s *Server) sendNoWait(to netip.AddrPort, kind byte, p []byte) bool {
+	err := s.tr.SendMsg(nil, to, kind, nil, p, rudp.SendOptions{NoWait: true})
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, rudp.ErrWouldBlock):
+		s.stats.skipped.Add(1)
+		s.warn.Warn("mars: peer queue full, dropping a reply", "peer", to)
+	case !errors.Is(err, rudp.ErrClosed):
 		s.warn.Warn("mars: send failed", "peer", to, "err", err)
 	}
+	return false
 }
 
 // app returns the state of an app, creating it if there is room.
@@ -476,7 +552,7 @@ func (s *Server) handleReport(m inMsg) {
 		case r.Info == nil:
 			e, flags = nil, syncNeedInfo
 		case e != nil: // the node restarted on the same address
-			e.prevInc, e.inc, e.ack = e.inc, r.Inc, 0
+			e.prevInc, e.inc, e.ack, e.durable, e.unsaved = e.inc, r.Inc, 0, 0, false
 			e.info, e.alive, e.lastSeen = *r.Info, true, now
 			a.nodeChanged(e)
 		default:
@@ -490,13 +566,28 @@ func (s *Server) handleReport(m inMsg) {
 	}
 	var ack uint64
 	if e != nil {
-		s.applyData(m.from, a, e, r, now)
+		if s.applyData(m.from, a, e, r, now) && s.persist != nil {
+			// Persist before acknowledging: the reply (and its ack) goes
+			// out once the data file holds these changes.
+			s.held[m.from] = heldReply{app: a.name, addr: r.Addr, guest: r.Flags&flagGuest != 0, inc: e.inc,
+				marsInc: r.MarsInc, ver: r.Ver, flags: flags, echo: r.Seq, ack: e.ack}
+			e.unsaved = true
+			select {
+			case s.saveNow <- struct{}{}:
+			default:
+			}
+			return
+		}
 		ack = e.ack
+		if e.unsaved {
+			ack = e.durable // a held reply acknowledges the rest after the save
+		}
 	}
 	s.sendSync(m.from, a, r.Addr, r.MarsInc, r.Ver, flags, r.Seq, ack)
 }
 
-// applyData applies a report's seed and shared-data changes.
+// applyData applies a report's seed and shared-data changes; it reports
+// whether it applied any change (a seed is not one: it acknowledges nothing).
 //
 // Seed rule (re-registration after a MARS restart): a seeded key is added
 // only if this MARS has no value for it and has not removed it since it
@@ -504,7 +595,7 @@ func (s *Server) handleReport(m inMsg) {
 // DataDir and the seeding node's view is older than the file (seedAt before
 // the file's save time), the whole seed is ignored: the file already holds
 // everything that view held, and its removals.
-func (s *Server) applyData(from netip.AddrPort, a *appState, e *nodeEntry, r *report, now int64) {
+func (s *Server) applyData(from netip.AddrPort, a *appState, e *nodeEntry, r *report, now int64) (changed bool) {
 	var badKey, full int
 	if len(r.Seed) > 0 && (s.loadedAt == 0 || r.SeedAt*int64(time.Millisecond) >= s.loadedAt) {
 		for _, kv := range r.Seed {
@@ -534,6 +625,7 @@ func (s *Server) applyData(from netip.AddrPort, a *appState, e *nodeEntry, r *re
 			badKey++
 			continue
 		}
+		changed = true
 		if o.Del {
 			if a.removeKey(o.Key, now) {
 				s.dirty = true
@@ -557,6 +649,7 @@ func (s *Server) applyData(from netip.AddrPort, a *appState, e *nodeEntry, r *re
 	if full > 0 {
 		s.refuse(from, r.Addr, r.Seq, CodeLimit, fmt.Sprintf("%d shared data keys refused: app %q holds the maximum of %d keys", full, a.name, s.opts.MaxSharedKeys))
 	}
+	return changed
 }
 
 // sendSync answers a report with the changes since the node's version.
@@ -596,13 +689,12 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 			s.warn.Warn("mars: sync larger than the peer's queue allows, dropped", "peer", to, "parts", len(parts))
 			break
 		}
+		if !s.sendNoWait(to, KindSync, s.buf) {
+			break
+		}
 		q += len(s.buf) + frameOverheadSize
 		s.stats.syncs.Add(1)
 		s.stats.syncBytes.Add(uint64(len(s.buf)))
-		if err := s.tr.Send(to, KindSync, s.buf); err != nil && !errors.Is(err, rudp.ErrClosed) {
-			s.warn.Warn("mars: send failed", "peer", to, "err", err)
-			break
-		}
 	}
 	if cap(s.buf) > 1<<20 {
 		s.buf = nil

@@ -348,7 +348,8 @@ func GetSharedData(key string) (int16, bool) {
 	return 0, false
 }
 
-// IsPartOfCluster reports whether the default node is in touch with MARS.
+// IsPartOfCluster reports whether the default node is healthy: synced with
+// MARS at least once and not shut down (see Node.IsPartOfCluster).
 func IsPartOfCluster() bool {
 	n := Default()
 	return n != nil && n.IsPartOfCluster()

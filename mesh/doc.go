@@ -45,8 +45,9 @@
 // large, unreachable or dead node, shut down), ErrRequest (IsRequestError:
 // the remote handler failed, with its message in a *RemoteError, had no
 // handler, or the caller cancelled), ErrRequestTimeout
-// (IsRequestTimeoutError) and ErrUnhealthy (IsUnhealthyError: this node is
-// not part of the cluster, so it refuses to start requests). OnSendFailure
+// (IsRequestTimeoutError) and ErrUnhealthy (IsUnhealthyError: this node has
+// not synced with MARS yet, or is shut down, so it refuses to start
+// requests; a MARS outage after the first sync does not make it unhealthy). OnSendFailure
 // hears every peer a send could not reach.
 //
 // # Configuration

@@ -334,7 +334,8 @@ func (n *Node) fireInitialSync() {
 	}
 }
 
-// Ready is closed once the node has synced with MARS.
+// Ready is closed once the node has synced with MARS. With MARS down it
+// stays open: bound the wait with WaitReady, or select on Ready and a timer.
 func (n *Node) Ready() <-chan struct{} { return n.mc.Ready() }
 
 // SetCheckForShutdownReadiness sets a function Shutdown polls (for up to

@@ -373,6 +373,8 @@ func (j *serveJob) run() {
 		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.rpc.plain(j.body, sender) })
 	case j.cmd.raw != nil || j.cmd.decoded != nil:
 		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.cmd.call(j.body, sender) })
+	case j.hdr.table == tableInternal:
+		resp = n.healthAnswer() // the node's sync state (ready.go)
 	}
 	switch {
 	case err != nil && errors.Is(ctxErr, context.DeadlineExceeded):
