@@ -20,7 +20,7 @@ type call struct {
 	to       netip.AddrPort
 	addr     string
 	cmd      uint16
-	deadline int64           // unix ns, watched by the sweeper; 0 if a context watches it
+	deadline int64           // node clock ns, watched by the sweeper; 0 if a context watches it
 	ch       chan callResult // buffered: the one result never blocks its sender
 }
 
@@ -120,7 +120,7 @@ func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd 
 	c := callPool.Get().(*call)
 	c.to, c.addr, c.cmd, c.deadline = to, addr, cmd, 0
 	if watched {
-		c.deadline = deadline.UnixNano()
+		c.deadline = max(int64(deadline.Sub(n.epoch)), 1) // monotonic
 	}
 	n.callMu.Lock()
 	n.calls[id] = c
@@ -208,7 +208,7 @@ func (n *Node) sweepLoop() {
 				return
 			case <-t.C:
 			}
-			if n.sweep(time.Now().UnixNano()) == 0 {
+			if n.sweep(n.clock()) == 0 {
 				break
 			}
 		}
