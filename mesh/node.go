@@ -63,8 +63,9 @@ type node struct {
 	queueMu sync.Mutex
 	queues  map[netip.AddrPort]*cmdQueue
 
-	fan    fanoutState
-	buffer *sendBuffer
+	fan     fanoutState
+	buffer  *sendBuffer
+	streams streamTable
 
 	cbMu          sync.RWMutex
 	onSendFailure []func(addr string, err error)
@@ -172,7 +173,7 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	}}
 	n.ctx, n.stop = context.WithCancel(context.Background())
 	n.fan.init()
-	n.tr, err = rudp.ListenScan(bind, port, portScan, rudp.Config{
+	n.tr, err = listenScan(bind, port, portScan, rudp.Config{
 		RetryInterval: cfg.RetryIntervalDuration(),
 		RetryTimeout:  cfg.RetryTimeoutDuration(),
 		OnMessage:     n.onMessage,
@@ -273,6 +274,7 @@ func (n *Node) onPeerDown(addr netip.AddrPort, err error) {
 	n.mc.HandlePeerDown(addr)
 	failed := n.failCalls(addr, err)
 	failed = n.fan.peerDown(addr, err) || failed
+	n.streamsPeerDown(addr, err)
 	var pe *rudp.PeerError
 	if failed || (errors.As(err, &pe) && pe.Unacked > 0) {
 		n.sendFailed(n.name(addr), err)
