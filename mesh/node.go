@@ -63,9 +63,10 @@ type node struct {
 	queueMu sync.Mutex
 	queues  map[netip.AddrPort]*cmdQueue
 
-	fan    fanoutState
-	relays atomic.Int64 // fan-out relays running
-	buffer *sendBuffer
+	fan     fanoutState
+	relays  atomic.Int64 // fan-out relays running
+	buffer  *sendBuffer
+	streams streamTable
 
 	cbMu          sync.RWMutex
 	onSendFailure []func(addr string, err error)
@@ -179,7 +180,7 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	n.epoch = time.Now()
 	n.fan.init(n.clock)
 	n.ev.init()
-	n.tr, err = rudp.ListenScan(bind, port, portScan, rudp.Config{
+	n.tr, err = listenScan(bind, port, portScan, rudp.Config{
 		RetryInterval: cfg.RetryIntervalDuration(),
 		RetryTimeout:  cfg.RetryTimeoutDuration(),
 		OnMessage:     n.onMessage,
@@ -300,6 +301,7 @@ func (n *Node) onPeerDown(addr netip.AddrPort, err error) {
 	n.mc.HandlePeerDown(addr)
 	failed := n.failCalls(addr, err)
 	failed = n.fan.peerDown(addr, err) || failed
+	n.streamsPeerDown(addr, err)
 	var pe *rudp.PeerError
 	if failed || (errors.As(err, &pe) && pe.Unacked > 0) {
 		n.sendFailed(n.name(addr), err)
