@@ -60,6 +60,11 @@ type Mesh struct {
 	// Valid: 0 (send at once, no buffering) or 17..60000; 1..16 is an error
 	// (the minimum buffering interval is 17).
 	SendInterval int `json:"sendInterval"`
+	// AdminAddress is where mars-server and node run serve their admin HTTP
+	// endpoint (metrics, probes, pprof, status). Key "adminAddress", env
+	// DIARKIS_ADMIN_ADDRESS, default "" (off; the -admin flag overrides it).
+	// Valid: empty, or host:port with a port 0..65535.
+	AdminAddress string `json:"adminAddress"`
 }
 
 // Default returns the configuration with every default filled in. It is
@@ -134,6 +139,7 @@ const (
 	keyRetryTimeout           = "retryTimeout"
 	keyStrictCheckForExternal = "strictCheckForExternal"
 	keySendInterval           = "sendInterval"
+	keyAdminAddress           = "adminAddress"
 )
 
 // Validation bounds (inclusive).
@@ -232,6 +238,12 @@ var fields = []field{
 		allowed: "0 = no buffering, or an integer 17..60000 milliseconds",
 		num:     func(m *Mesh) *int { return &m.SendInterval },
 		fromEnv: func(e *envVars) *string { return e.SendInterval },
+	},
+	{
+		key: keyAdminAddress, env: "DIARKIS_ADMIN_ADDRESS", kind: kindString,
+		allowed: "empty (off), or host:port of the admin HTTP endpoint, e.g. 127.0.0.1:9090",
+		str:     func(m *Mesh) *string { return &m.AdminAddress },
+		fromEnv: func(e *envVars) *string { return e.AdminAddress },
 	},
 }
 

@@ -27,11 +27,17 @@
 //	retryTimeout            3000         DIARKIS_RETRY_TIMEOUT              100..600000 ms, > retryInterval
 //	strictCheckForExternal  false        DIARKIS_STRICT_CHECK_FOR_EXTERNAL  true or false
 //	sendInterval            0            DIARKIS_SEND_INTERVAL              0 (no buffering) or 17..60000 ms
+//	adminAddress            ""           DIARKIS_ADMIN_ADDRESS              "" (off) or host:port of the admin HTTP endpoint
+//
+// "reliableRetryTimeout", the name the Diarkis mesh documentation uses, is
+// accepted in JSON as an alias of "retryTimeout" (giving both is a
+// duplicate key).
 //
 // # JSON
 //
 // The file must hold one JSON object. Unknown keys (keys are
-// case-sensitive), duplicate keys, values of the wrong type and syntax
+// case-sensitive; a key within edit distance 2 of a known one gets a
+// "did you mean"), duplicate keys, values of the wrong type and syntax
 // errors are rejected with the file name, line and column. Keys absent from
 // the file keep their defaults. port and marsPort may be strings or integer
 // numbers; other numbers must be integer literals (1000, not 1e3 or 1000.0);
@@ -45,6 +51,10 @@
 // marsAddress it sets the empty string, which Validate accepts only where
 // empty is valid (nic; address when nic is set). Numbers are decimal;
 // booleans take true/false, 1/0, t/f.
+//
+// Load ignores DIARKIS_* variables it does not know; UnknownEnv lists them
+// (with a did-you-mean) so programs can warn once at start-up, as
+// mars-server and node do.
 //
 // The variables are read with envconfig and the prefix "DIARKIS", but Mesh
 // itself has no envconfig tags: envconfig v1.4.0 turns a tag such as
@@ -61,7 +71,8 @@
 //
 //	config: mesh.json:3:19: sendInterval=5: below the minimum 17 (allowed: 0 = no buffering, or an integer 17..60000 milliseconds)
 //	config: mesh.json:1:19: retryInterval="fast": wrong type: want an integer, got a string (allowed: an integer 10..60000 milliseconds)
-//	config: mesh.json:2:3: unknown key "prot" (allowed: the keys address, nic, port, marsAddress, ...)
+//	config: mesh.json:2:3: unknown key "prot" (did you mean "port"?)
+//	config: mesh.json:2:3: unknown key "zzz" (allowed: the keys address, nic, port, marsAddress, ...)
 //	config: mesh.json:3:1: invalid JSON: invalid character '}' looking for beginning of object key string
 //	config: env DIARKIS_RETRY_INTERVAL="fast" (retryInterval): not an integer (allowed: an integer 10..60000 milliseconds)
 //	config: env DIARKIS_NIC="eth9" (nic): no such network interface (allowed: an interface of this host (lo, eth0), or empty)

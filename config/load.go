@@ -140,15 +140,20 @@ func decode(data []byte, file string, m *Mesh, src origins) error {
 		}
 		valOff := int(dec.InputOffset()) - len(raw)
 
+		if canon, ok := aliases[key]; ok {
+			key = canon // an alias sets its key; using both is a duplicate
+		}
 		f := fieldByKey(key)
 		if f == nil {
 			e := errAt(keyOff, "", "", "unknown key "+quote(key))
 			e.Allowed = "the keys " + keyList()
-			for i := range fields {
-				if strings.EqualFold(fields[i].key, key) {
-					e.Problem += " (keys are case-sensitive: did you mean " + quote(fields[i].key) + "?)"
-					e.Allowed = ""
+			if near, caseOnly := didYouMean(key); near != "" {
+				if caseOnly {
+					e.Problem += " (keys are case-sensitive: did you mean " + quote(near) + "?)"
+				} else {
+					e.Problem += " (did you mean " + quote(near) + "?)"
 				}
+				e.Allowed = ""
 			}
 			return e
 		}
@@ -297,8 +302,8 @@ func keyList() string {
 // With split_words and the "DIARKIS" prefix the field names give exactly
 // DIARKIS_ADDRESS, DIARKIS_NIC, DIARKIS_PORT, DIARKIS_MARS_ADDR,
 // DIARKIS_MARS_PORT, DIARKIS_MARS_ADDRESS_CACHE_TTL, DIARKIS_RETRY_INTERVAL,
-// DIARKIS_RETRY_TIMEOUT, DIARKIS_STRICT_CHECK_FOR_EXTERNAL and
-// DIARKIS_SEND_INTERVAL (a test checks this against the field table).
+// DIARKIS_RETRY_TIMEOUT, DIARKIS_STRICT_CHECK_FOR_EXTERNAL,
+// DIARKIS_SEND_INTERVAL and DIARKIS_ADMIN_ADDRESS (a test checks this against the field table).
 type envVars struct {
 	Address                *string `split_words:"true"`
 	NIC                    *string
@@ -310,6 +315,7 @@ type envVars struct {
 	RetryTimeout           *string `split_words:"true"`
 	StrictCheckForExternal *string `split_words:"true"`
 	SendInterval           *string `split_words:"true"`
+	AdminAddress           *string `split_words:"true"`
 }
 
 // loadEnv applies the environment over m (see LoadEnv) and, if src is not

@@ -260,8 +260,12 @@ func TestBadFile(t *testing.T) {
 		{"trailing", `{} {}`, []string{"mesh.json:1:4: invalid JSON: invalid character '{' after top-level value"}},
 		{"empty", " \n", []string{"mesh.json:1:1: the file is empty (allowed: a JSON object"}},
 		{"array", `[1, 2]`, []string{"mesh.json:1:1: the top level is an array, not an object"}},
-		{"unknown-key", "{\n  \"port\": 1,\n  \"prot\": 8000\n}",
-			[]string{`mesh.json:3:3: unknown key "prot" (allowed: the keys address, nic, port, marsAddress, marsPort,`}},
+		{"unknown-key", "{\n  \"port\": 1,\n  \"zzz\": 8000\n}",
+			[]string{`mesh.json:3:3: unknown key "zzz" (allowed: the keys address, nic, port, marsAddress, marsPort,`}},
+		{"misspelt-key", "{\n  \"port\": 1,\n  \"prot\": 8000\n}", []string{`mesh.json:3:3: unknown key "prot" (did you mean "port"?)`}},
+		{"misspelt-key-2", `{"retryIntreval": 500}`, []string{`unknown key "retryIntreval" (did you mean "retryInterval"?)`}},
+		{"misspelt-key-case", `{"MarsAdress": "x"}`, []string{`unknown key "MarsAdress" (did you mean "marsAddress"?)`}},
+		{"alias-duplicate", `{"retryTimeout": 3000, "reliableRetryTimeout": 4000}`, []string{`retryTimeout: duplicate key`}},
 		{"key-case", `{"MarsPort": 1}`, []string{`mesh.json:1:2: unknown key "MarsPort" (keys are case-sensitive: did you mean "marsPort"?)`}},
 		{"duplicate", "{\"port\": 1,\n \"port\": 2}", []string{`mesh.json:2:2: port: duplicate key (first at line 1, column 10)`}},
 		{"string-for-int", `{"retryInterval": "fast"}`,
@@ -441,5 +445,44 @@ func TestUnmarshalJSONEmbedded(t *testing.T) {
 	var back Mesh
 	if err := json.Unmarshal(b, &back); err != nil || back != want {
 		t.Errorf("round trip: %+v, %v", back, err)
+	}
+}
+
+func TestReliableRetryTimeoutAlias(t *testing.T) {
+	m := Default()
+	if err := LoadFile(writeFile(t, `{"reliableRetryTimeout": 4500}`), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.RetryTimeout != 4500 {
+		t.Fatalf("RetryTimeout = %d, want 4500 from the alias", m.RetryTimeout)
+	}
+}
+
+func TestAdminAddress(t *testing.T) {
+	t.Setenv("DIARKIS_ADMIN_ADDRESS", "127.0.0.1:9090")
+	m, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.AdminAddress != "127.0.0.1:9090" {
+		t.Fatalf("AdminAddress = %q", m.AdminAddress)
+	}
+	for _, bad := range []string{"9090", "127.0.0.1:70000", "host:port"} {
+		m := Default()
+		m.AdminAddress = bad
+		if err := m.Validate(); err == nil || !strings.Contains(err.Error(), "adminAddress") {
+			t.Errorf("%q: err = %v, want an adminAddress error", bad, err)
+		}
+	}
+}
+
+func TestUnknownEnv(t *testing.T) {
+	got := UnknownEnv([]string{"DIARKIS_PORT=1", "DIARKIS_MARS_PROT=2", "DIARKIS_ZZZ=3", "DIARKIS_ZZZ=4", "HOME=/", "DIARKIS_MINE=5"}, "DIARKIS_MINE")
+	want := []string{
+		"unknown environment variable DIARKIS_MARS_PROT is ignored (did you mean DIARKIS_MARS_PORT?)",
+		"unknown environment variable DIARKIS_ZZZ is ignored",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("UnknownEnv =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

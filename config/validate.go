@@ -27,6 +27,7 @@ const lookupTimeout = 5 * time.Second
 //   - retryInterval: 10..60000 milliseconds.
 //   - retryTimeout: 100..600000 milliseconds, and greater than retryInterval.
 //   - sendInterval: 0 (no buffering) or 17..60000 milliseconds.
+//   - adminAddress: empty, or host:port with a port 0..65535.
 func (m Mesh) Validate() error {
 	return m.validate(nil)
 }
@@ -91,6 +92,13 @@ func (m Mesh) validate(src origins) error {
 			}
 		}
 		bad(keyRetryTimeout, strconv.Itoa(m.RetryTimeout), problem)
+	}
+	if m.AdminAddress != "" {
+		if _, port, err := net.SplitHostPort(m.AdminAddress); err != nil {
+			bad(keyAdminAddress, quote(m.AdminAddress), "not host:port")
+		} else if _, problem := parsePort(port, 0); problem != "" {
+			bad(keyAdminAddress, quote(m.AdminAddress), "port "+problem)
+		}
 	}
 	switch v := m.SendInterval; {
 	case v < 0:

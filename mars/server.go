@@ -139,7 +139,8 @@ type Server struct {
 	held     map[netip.AddrPort]heldReply // with DataDir: replies waiting for a save
 	saveNow  chan struct{}
 
-	stats serverCounters
+	stats  serverCounters
+	nstats nodeStatsTable // admin endpoint only (nodestats.go)
 }
 
 // heldReply is a sync reply that acknowledges shared-data changes; with
@@ -356,6 +357,8 @@ func (s *Server) handle(m inMsg) {
 		s.handleReport(m)
 	case KindLeave:
 		s.handleLeave(m)
+	case KindNodeStats:
+		s.handleNodeStats(m)
 	default:
 		s.refuse(m.from, "", 0, CodeBadMessage, fmt.Sprintf("unknown message kind 0x%02x", m.kind))
 	}
@@ -485,6 +488,7 @@ func (s *Server) app(name string) *appState {
 
 func (s *Server) handleReport(m inMsg) {
 	s.stats.reports.Add(1)
+	s.noteReport(m.p)
 	r, err := decodeReport(m.p)
 	if err != nil {
 		s.refuse(m.from, "", 0, CodeBadMessage, err.Error())
@@ -755,6 +759,7 @@ func (s *Server) sweep() {
 			silent := now - e.lastSeen
 			switch {
 			case silent > remove:
+				s.nodeRemoved(a, e, now)
 				a.removeNode(addr, now)
 			case silent > offline && e.alive:
 				e.alive = false

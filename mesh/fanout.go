@@ -220,6 +220,7 @@ func (n *Node) sendMany(cmd uint16, addrs []string, data interface{}, limit int,
 	if limit <= 0 || limit > len(targets) {
 		limit = max(len(targets), 1)
 	}
+	n.metrics.fanoutSends.Add(1)
 	m := &fanMsg{id: rand.Uint64(), cmd: cmd, limit: limit, origin: n.self, payload: payload}
 	if reliable {
 		m.flags = fanReliable
@@ -322,6 +323,7 @@ func (n *Node) relay(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort) []ne
 	} else {
 		n.fan.deliver(k, fanAck{})
 	}
+	n.metrics.relayTakeovers.Add(1)
 	n.sendFailed(n.name(head), err)
 	return append([]netip.AddrPort{head}, n.spread(m, rest)...)
 }
@@ -423,6 +425,7 @@ func (n *Node) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
 		return
 	}
 	if n.fan.firstSight(m.id) {
+		n.metrics.fanoutDelivered.Add(1)
 		n.deliverCommand(m.origin, n.name(m.origin), m.cmd, m.payload)
 	}
 	if len(share) == 0 {

@@ -78,6 +78,7 @@ type node struct {
 	strictMu     sync.Mutex
 	strictWarned map[netip.AddrPort]bool
 	strictDrops  atomic.Uint64
+	metrics      meshMetrics // counters for Collector (metrics.go)
 
 	names    sync.Map // netip.AddrPort -> string, at most maxNames entries
 	numNames atomic.Int64
@@ -221,6 +222,7 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	go n.sweepLoop()
 	n.mc.OnInitialSync(func() { n.post(n.fireInitialSync) })
 	n.mc.Start()
+	n.startStatsReport() // counters to MARS for its dashboard (metrics_report.go)
 	n.log.Debug("mesh node started", "addr", n.selfStr, "guest", n.guest)
 	return n, nil
 }

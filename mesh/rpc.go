@@ -90,7 +90,8 @@ func (n *Node) HealthCheck(ctx context.Context, addr string) error {
 
 // request sends one request and waits for its response, until ctx is
 // done (if ctx is not nil) or the deadline passes (if not zero).
-func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd uint16, addr string, data []byte) ([]byte, error) {
+func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd uint16, addr string, data []byte) (_ []byte, err error) {
+	defer n.metrics.rpcDone(table, cmd, time.Now(), &err)
 	if n.closed.Load() {
 		return nil, sendErr(addr, ErrClosed)
 	}

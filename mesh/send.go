@@ -47,7 +47,8 @@ func (n *Node) USend(cmd uint16, addr string, data interface{}) error {
 	return n.sendCommand(cmd, addr, data, false)
 }
 
-func (n *Node) sendCommand(cmd uint16, addr string, data interface{}, reliable bool) error {
+func (n *Node) sendCommand(cmd uint16, addr string, data interface{}, reliable bool) (err error) {
+	defer n.metrics.sentDone(cmd, &err)
 	payload, err := encodeData(data)
 	if err != nil {
 		return sendErr(addr, err)
@@ -143,10 +144,12 @@ func (n *Node) deliverCommand(key netip.AddrPort, sender string, cmd uint16, pay
 	}
 	if len(q.items) >= maxQueuedCommands {
 		n.queueMu.Unlock()
+		n.metrics.queueDrops.Add(1)
 		n.warnOnce("mesh: command queue full, message dropped", "from", sender)
 		return
 	}
 	q.items = append(q.items, cmdItem{h: h, cmd: cmd, payload: payload, sender: sender})
+	n.metrics.delivered(cmd)
 	start := !q.running
 	q.running = true
 	n.queueMu.Unlock()

@@ -1,16 +1,25 @@
 // Command mars-server runs a MARS registry server.
 //
-//	mars-server [-config FILE] [-offline-after 3s] [-remove-after 10s] [-data DIR] [-log-level info] [-cpuprofile FILE]
+//	mars-server [-config FILE] [-offline-after 3s] [-remove-after 10s] [-data DIR] [-admin HOST:PORT]
+//	            [-log-level info] [-log-format text] [-cpuprofile FILE]
+//	mars-server -version
 //
 // It reads the mesh configuration with config.Load (defaults, then the JSON
 // file given with -config, then DIARKIS_* environment variables such as
 // DIARKIS_MARS_ADDR and DIARKIS_MARS_PORT) and listens on UDP at
 // marsAddress:marsPort (127.0.0.1:6789 by default), using retryInterval and
-// retryTimeout for its transport. It logs with log/slog to stderr, starting
-// with the address it bound. SIGINT or SIGTERM stop it cleanly (exit 0);
-// with -data the shared data is saved on the way out. A bad flag, a bad
-// configuration or an address that cannot be bound exits non-zero with a
-// one-line reason on stderr.
+// retryTimeout for its transport. It logs with log/slog to stderr (text or
+// JSON), starting with the address it bound. SIGINT or SIGTERM stop it
+// cleanly (exit 0); with -data the shared data is saved on the way out.
+//
+// -admin (or the adminAddress key, DIARKIS_ADMIN_ADDRESS) opens the admin
+// HTTP endpoint: /metrics, /healthz, /readyz, /debug/pprof/, /v1/status,
+// /v1/nodes, /v1/shared and the live dashboard at /.
+//
+// Exit codes, as for node: 0 success; 1 the server failed (an address
+// that cannot be bound); 2 bad usage or configuration (a bad flag, a stray
+// argument, a bad configuration value). Every failure prints one line on
+// stderr.
 package main
 
 import (
@@ -19,7 +28,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -28,6 +36,9 @@ import (
 	"time"
 
 	"github.com/marsmesh/marsmesh/config"
+	"github.com/marsmesh/marsmesh/internal/admin"
+	"github.com/marsmesh/marsmesh/internal/cli"
+	"github.com/marsmesh/marsmesh/internal/version"
 	"github.com/marsmesh/marsmesh/mars"
 	"github.com/marsmesh/marsmesh/rudp"
 )
@@ -39,17 +50,23 @@ func main() {
 	os.Exit(code)
 }
 
+// stdout receives -version.
+var stdout io.Writer = os.Stdout
+
 // run is the whole program; it returns the exit code. It serves until ctx
 // is done.
 func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mars-server", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // a bad flag is reported in one line below
 	configPath := fs.String("config", "", "mesh configuration `file` (JSON); DIARKIS_* environment variables override it")
 	offlineAfter := fs.Duration("offline-after", 3*time.Second, "list a node offline after this long without a report")
 	removeAfter := fs.Duration("remove-after", 10*time.Second, "remove a node after this long without a report")
 	dataDir := fs.String("data", "", "`directory` to persist shared data in (default: memory only)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	trustAddr := fs.Bool("insecure-trust-reported-addr", false, "accept a node's report or leave from any session, not only from the address it lists (for load generators that simulate many nodes on one socket; never in production)")
+	logFormat := fs.String("log-format", "text", "log format: "+cli.LogFormats)
+	adminAddr := fs.String("admin", "", "serve the admin HTTP endpoint and dashboard on `host:port` (default: adminAddress of the configuration; off when empty)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file` until the server stops (for performance work)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mars-server [flags]\n\n"+
@@ -57,31 +74,47 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 			"(default 127.0.0.1:6789; env DIARKIS_MARS_ADDR, DIARKIS_MARS_PORT).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
+	usage := func(err error) int {
+		fmt.Fprintf(stderr, "mars-server: %s (see 'mars-server -h')\n", oneLine(err))
+		return cli.ExitUsage
+	}
+	fail := func(code int, err error) int {
+		fmt.Fprintln(stderr, "mars-server: "+oneLine(err))
+		return code
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			fs.SetOutput(stderr)
+			fs.Usage()
+			return cli.ExitOK
 		}
-		return 2 // flag has printed the reason and the usage
+		return usage(err)
 	}
-	fail := func(err error) int {
-		fmt.Fprintln(stderr, "mars-server: "+oneLine(err))
-		return 1
+	if *showVersion {
+		fmt.Fprintln(stdout, "mars-server", version.Get())
+		return cli.ExitOK
 	}
 	if fs.NArg() > 0 {
-		return fail(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+		return usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	if *offlineAfter <= 0 || *removeAfter < *offlineAfter {
-		return fail(fmt.Errorf("-offline-after (%v) must be positive and -remove-after (%v) at least as long", *offlineAfter, *removeAfter))
+		return usage(fmt.Errorf("-offline-after (%v) must be positive and -remove-after (%v) at least as long", *offlineAfter, *removeAfter))
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fail(fmt.Errorf("-log-level %q: want debug, info, warn or error", *logLevel))
+	log, err := cli.NewLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		return usage(err)
 	}
 	cfg, err := config.Load(*configPath)
 	if err != nil {
-		return fail(err)
+		return fail(cli.ExitUsage, err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *adminAddr != "" {
+		cfg.AdminAddress = *adminAddr
+		if err := cfg.Validate(); err != nil {
+			return usage(fmt.Errorf("-admin %q: %w", *adminAddr, err))
+		}
+	}
+	cli.WarnUnknownEnv(log)
 	srv, err := mars.Listen(cfg.MarsAddr(), mars.ServerOptions{
 		OfflineAfter: *offlineAfter,
 		RemoveAfter:  *removeAfter,
@@ -95,15 +128,26 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		},
 	})
 	if err != nil {
-		return fail(err)
+		return fail(cli.ExitFail, err)
 	}
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
 		if err != nil {
 			srv.Close()
-			return fail(err)
+			return fail(cli.ExitFail, err)
 		}
 		defer stop()
+	}
+	if cfg.AdminAddress != "" {
+		opts := admin.MarsOptions(srv, cfg.AdminAddress)
+		opts.Logger = log
+		adm, err := admin.Start(opts)
+		if err != nil {
+			srv.Close()
+			return fail(cli.ExitFail, err)
+		}
+		defer adm.Close()
+		log.Info("admin endpoint listening", "addr", adm.Addr(), "dashboard", "http://"+adm.Addr()+"/")
 	}
 	log.Info("mars-server listening", "addr", srv.Addr().String(), "incarnation", fmt.Sprintf("%016x", srv.Incarnation()),
 		"offlineAfter", *offlineAfter, "removeAfter", *removeAfter, "data", *dataDir)

@@ -29,7 +29,7 @@ func cmdHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	addr := fs.String("addr", "", "mesh `host:port` of the node to check (required)")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
 	configPath := fs.String("config", "", "mesh configuration `file` (JSON); empty: defaults. DIARKIS_* environment variables override both")
-	logLevel := fs.String("log-level", "error", "log `level` (stderr): debug, info, warn or error")
+	newLog := logFlags(fs, "error", " (stderr)")
 	quiet := fs.Bool("q", false, "print nothing on success")
 	ready := fs.Bool("ready", false, "readiness: also require that the node synced with MARS within its last three sync intervals")
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
@@ -46,7 +46,7 @@ func cmdHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	if *timeout <= 0 {
 		return usageError(stderr, name, fmt.Errorf("-timeout %v: must be positive", *timeout))
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, err := newLog(stderr)
 	if err != nil {
 		return usageError(stderr, name, err)
 	}

@@ -1,17 +1,24 @@
 // Command node is a ready-made game-server node on the marsmesh mesh, and a
 // one-command local cluster demo.
 //
-//	node run -type TYPE [-config FILE] [-role ROLE] [-endpoint HOST:PORT] [-value k=v ...]
+//	node run -type TYPE [-config FILE] [-role ROLE] [-endpoint HOST:PORT] [-value k=v ...] [-admin HOST:PORT]
 //	node demo [-nodes 5]
 //	node status [-mars HOST:PORT] [-app NAME] [-timeout 5s]
 //	node healthcheck -addr HOST:PORT [-timeout 5s]
+//	node version (or node -version)
 //
 // run joins the cluster with mesh.Setup, serves the example handlers
 // (handlers.go) and leaves cleanly on SIGINT or SIGTERM. demo starts a MARS
 // and a small cluster on 127.0.0.1 in one process (plus one child process
 // it kills), exercises every kind of message and prints a report. status
 // joins as a guest and prints what MARS lists. healthcheck sends the mesh
-// health-check request to one node: a liveness or startup probe.
+// health-check request to one node: a liveness or startup probe. version
+// prints the module version and VCS revision. run, status and healthcheck
+// log with log/slog to stderr (-log-format text or json).
+//
+// run -admin HOST:PORT (or the adminAddress key, DIARKIS_ADMIN_ADDRESS)
+// opens the node's admin HTTP endpoint: /metrics, /healthz, /readyz
+// (ready while in touch with MARS), /debug/pprof/ and /v1/status.
 //
 // The mesh configuration comes from config.Load: defaults, then the JSON
 // file given with -config, then DIARKIS_* environment variables.
@@ -33,12 +40,15 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/marsmesh/marsmesh/internal/cli"
+	"github.com/marsmesh/marsmesh/internal/version"
 )
 
 const (
-	exitOK    = 0
-	exitFail  = 1
-	exitUsage = 2
+	exitOK    = cli.ExitOK
+	exitFail  = cli.ExitFail
+	exitUsage = cli.ExitUsage
 )
 
 func main() {
@@ -63,6 +73,7 @@ func commands() []command {
 		{name: "demo", summary: "start MARS and a local cluster, exercise every capability, print a report", run: cmdDemo},
 		{name: "status", summary: "join as a guest and print the cluster: nodes by type, and the shared data", run: cmdStatus},
 		{name: "healthcheck", summary: "ask one node whether it is serving (exit 0 if it answers in time)", run: cmdHealthcheck},
+		{name: "version", summary: "print the module version and VCS revision", run: cmdVersion},
 		{name: demoNodeCmd, run: cmdDemoNode, hidden: true},
 	}
 }
@@ -77,6 +88,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return exitOK
+	case "-version", "--version":
+		return cmdVersion(ctx, args[1:], stdout, stderr)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
@@ -154,9 +167,23 @@ func oneLine(err error) string {
 
 // newLogger returns a text logger to w at the named level.
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
+	return cli.NewLogger(w, level, "text")
+}
+
+// logFlags adds -log-level (default level) and -log-format to fs; the
+// function it returns builds the logger they ask for.
+func logFlags(fs *flag.FlagSet, level, about string) func(w io.Writer) (*slog.Logger, error) {
+	l := fs.String("log-level", level, "log `level`"+about+": debug, info, warn or error")
+	f := fs.String("log-format", "text", "log `format`: "+cli.LogFormats)
+	return func(w io.Writer) (*slog.Logger, error) { return cli.NewLogger(w, *l, *f) }
+}
+
+// cmdVersion prints the version recorded in the binary.
+func cmdVersion(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("version", "", "Prints the module version and VCS revision this binary was built from.")
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	fmt.Fprintln(stdout, "node", version.Get())
+	return exitOK
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/marsmesh/marsmesh/config"
+	"github.com/marsmesh/marsmesh/internal/admin"
+	"github.com/marsmesh/marsmesh/internal/cli"
 	"github.com/marsmesh/marsmesh/mesh"
 )
 
@@ -33,7 +35,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := fs.String("app", "", "app `name`: the MARS namespace (default: the default namespace)")
 	values := valuesFlag{}
 	fs.Var(values, "value", "metadata `k=v` listed in MARS; repeatable; v is an integer, true/false, or else a string")
-	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	newLog := logFlags(fs, "info", "")
+	adminAddr := fs.String("admin", "", "serve the admin HTTP endpoint (metrics, probes, pprof, status) on `host:port` (default: adminAddress of the configuration; off when empty)")
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
@@ -46,7 +49,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return usageError(stderr, name, fmt.Errorf("-endpoint %q: want host:port", *endpoint))
 		}
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, err := newLog(stderr)
 	if err != nil {
 		return usageError(stderr, name, err)
 	}
@@ -54,6 +57,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return badConfig(stderr, name, err)
 	}
+	if *adminAddr != "" {
+		cfg.AdminAddress = *adminAddr
+		if err := cfg.Validate(); err != nil {
+			return usageError(stderr, name, fmt.Errorf("-admin %q: %w", *adminAddr, err))
+		}
+	}
+	cli.WarnUnknownEnv(log)
 	slog.SetDefault(log) // the default node logs through slog.Default()
 
 	// Everything set before Setup applies to the node Setup makes.
@@ -83,6 +93,17 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	addr := mesh.GetMyEndPoint()
 	log.Info("node started", "addr", addr, "type", *typ, "role", *role,
 		"endpoint", *endpoint, "mars", cfg.MarsAddr())
+	if cfg.AdminAddress != "" {
+		opts := admin.NodeOptions(mesh.Default(), cfg.AdminAddress, cfg.MarsAddr())
+		opts.Logger = log
+		adm, err := admin.Start(opts)
+		if err != nil {
+			mesh.Shutdown()
+			return failure(stderr, name, err)
+		}
+		defer adm.Close()
+		log.Info("admin endpoint listening", "addr", adm.Addr())
+	}
 
 	warn := time.NewTimer(5 * time.Second)
 	defer warn.Stop()

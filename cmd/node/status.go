@@ -30,7 +30,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	marsAddr := fs.String("mars", "", "MARS `host:port` (default: marsAddress:marsPort of the configuration, 127.0.0.1:6789)")
 	app := fs.String("app", "", "app `name` (MARS namespace) to show (default: the default namespace)")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for MARS to answer")
-	logLevel := fs.String("log-level", "error", "log `level` of the guest node (stderr): debug, info, warn or error")
+	newLog := logFlags(fs, "error", " of the guest node (stderr)")
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
@@ -38,7 +38,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if *timeout <= 0 {
 		return usageError(stderr, name, fmt.Errorf("-timeout %v: must be positive", *timeout))
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, err := newLog(stderr)
 	if err != nil {
 		return usageError(stderr, name, err)
 	}

@@ -1,0 +1,152 @@
+// marsmesh dashboard: polls this MARS's admin endpoint and redraws. Every
+// value is set with textContent, never parsed as HTML.
+"use strict";
+(function () {
+  const EVERY_MS = 1500;
+
+  function el(tag, attrs, ...kids) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") e.className = v; else e.setAttribute(k, v);
+    }
+    for (const k of kids) {
+      if (k === null || k === undefined) continue;
+      e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+    }
+    return e;
+  }
+  function rate(v) {
+    if (v === undefined || v === null) return "–";
+    if (v >= 100) return v.toFixed(0);
+    if (v >= 10) return v.toFixed(1);
+    return v.toFixed(2);
+  }
+  function bytesRate(v) {
+    if (v === undefined || v === null) return "–";
+    const u = ["B/s", "KB/s", "MB/s", "GB/s"]; let i = 0;
+    while (v >= 1000 && i < u.length - 1) { v /= 1000; i++; }
+    return (v >= 100 ? v.toFixed(0) : v.toFixed(1)) + " " + u[i];
+  }
+  function ago(ms) {
+    if (ms < 1000) return "now";
+    const s = Math.round(ms / 1000);
+    if (s < 120) return s + " s ago";
+    return Math.round(s / 60) + " min ago";
+  }
+  function statusCell(status) {
+    return el("span", { class: "status " + status }, el("span", { class: "dot" }), status);
+  }
+  function values(v) {
+    const keys = Object.keys(v || {}).sort();
+    if (keys.length === 0) return el("span", { class: "muted" }, "–");
+    return el("span", { class: "mono" }, keys.map(k => k + "=" + JSON.stringify(v[k])).join("  "));
+  }
+  function card(k, v) { return el("div", { class: "card" }, el("div", { class: "v" }, v), el("div", { class: "k" }, k)); }
+
+  function nodesTable(nodes) {
+    if (nodes.length === 0) return el("div", { class: "empty" }, "no nodes");
+    const head = el("tr", null, el("th", null, "Status"), el("th", null, "Role"), el("th", null, "Mesh address"),
+      el("th", null, "Endpoint"), el("th", null, "Values"), el("th", { class: "num" }, "Msgs out/s"),
+      el("th", { class: "num" }, "Msgs in/s"), el("th", { class: "num" }, "RPC/s"), el("th", { class: "num" }, "RPC err/s"),
+      el("th", { class: "num" }, "Datagrams in / out /s"), el("th", { class: "num" }, "Bytes in / out /s"), el("th", { class: "num" }, "Last report"));
+    const body = el("tbody");
+    let type = null;
+    for (const n of nodes) {
+      if (n.type !== type) {
+        type = n.type;
+        const count = nodes.filter(x => x.type === type);
+        const on = count.filter(x => x.status === "online").length;
+        body.append(el("tr", { class: "typehead" }, el("td", { colspan: "12" },
+          "type " + (type || "(none)") + " — " + on + " of " + count.length + " online")));
+      }
+      const r = (n.status === "online" && n.stats && n.stats.rates) || {}; // no stale rates for a silent node
+      body.append(el("tr", { class: "node " + n.status, "data-addr": n.addr, "data-status": n.status, "data-type": n.type },
+        el("td", null, statusCell(n.status)), el("td", null, n.role || "–"), el("td", { class: "mono" }, n.addr),
+        el("td", { class: "mono" }, n.endpoint || "–"), el("td", null, values(n.values)),
+        el("td", { class: "num" }, rate(r.messagesSent)), el("td", { class: "num" }, rate(r.messagesReceived)),
+        el("td", { class: "num" }, rate(r.rpcs)), el("td", { class: "num" }, rate(r.rpcErrors)),
+        el("td", { class: "num" }, r.datagramsIn === undefined ? "–" : rate(r.datagramsIn) + " / " + rate(r.datagramsOut)),
+        el("td", { class: "num" }, r.bytesIn === undefined ? "–" : bytesRate(r.bytesIn) + " / " + bytesRate(r.bytesOut)),
+        el("td", { class: "num" }, ago(n.lastSeenMs))));
+    }
+    return el("table", null, el("thead", null, head), body);
+  }
+
+  function sharedTable(shared) {
+    const keys = Object.keys(shared || {}).sort();
+    if (keys.length === 0) return el("div", { class: "empty" }, "no shared data");
+    const body = el("tbody");
+    for (const k of keys) body.append(el("tr", { class: "shared", "data-key": k }, el("td", { class: "mono" }, k), el("td", { class: "num" }, shared[k])));
+    return el("table", null, el("thead", null, el("tr", null, el("th", null, "Key"), el("th", { class: "num" }, "Value"))), body);
+  }
+
+  function offlineTable(app) {
+    const rows = [];
+    for (const n of app.nodes) if (n.status === "offline") rows.push({ status: "offline", addr: n.addr, type: n.type, role: n.role, when: ago(n.lastSeenMs), note: "listed offline" });
+    const now = Date.now();
+    for (const g of app.gone || []) rows.push({ status: "gone", addr: g.addr, type: g.type, role: g.role, when: ago(now - Date.parse(g.lastSeen)), note: "removed " + ago(now - Date.parse(g.removed)) });
+    if (rows.length === 0) return el("div", { class: "empty" }, "none in the last minutes");
+    const body = el("tbody");
+    for (const r of rows) body.append(el("tr", { class: "recent", "data-addr": r.addr, "data-status": r.status },
+      el("td", null, statusCell(r.status)), el("td", { class: "mono" }, r.addr), el("td", null, r.type), el("td", null, r.role || "–"),
+      el("td", null, r.when), el("td", { class: "muted" }, r.note)));
+    return el("table", null, el("thead", null, el("tr", null, el("th", null, "Status"), el("th", null, "Mesh address"),
+      el("th", null, "Type"), el("th", null, "Role"), el("th", null, "Last report"), el("th", null, ""))), body);
+  }
+
+  function render(status, nodes, shared) {
+    document.getElementById("mars").textContent = "MARS " + status.addr + " · incarnation " + status.incarnation +
+      " · " + (status.version ? "version " + status.version.Version + " rev " + String(status.version.Revision).slice(0, 12) : "") +
+      " · up " + status.uptimeSec + " s";
+    const sharedBy = {};
+    for (const a of shared.apps) sharedBy[a.app] = a.shared;
+    let online = 0, offline = 0, keys = 0, msgs = 0, rpcs = 0;
+    for (const a of nodes.apps) {
+      for (const n of a.nodes) {
+        if (n.status === "online") online++; else if (n.status === "offline") offline++;
+        const r = n.stats && n.stats.rates;
+        if (r && n.status === "online") { msgs += r.messagesSent; rpcs += r.rpcs; }
+      }
+      keys += Object.keys(sharedBy[a.app] || {}).length;
+    }
+    const summary = document.getElementById("summary");
+    summary.replaceChildren(card("apps", nodes.apps.length), card("nodes online", online), card("nodes offline", offline),
+      card("shared keys", keys), card("messages/s", rate(msgs)), card("RPCs/s", rate(rpcs)));
+    const apps = document.getElementById("apps");
+    const frag = document.createDocumentFragment();
+    if (nodes.apps.length === 0) frag.append(el("div", { class: "app empty" }, "MARS lists no nodes yet."));
+    for (const a of nodes.apps) {
+      frag.append(el("section", { class: "app", "data-app": a.app },
+        el("h2", null, "app " + (a.app === "" ? "(default)" : a.app) + " ", el("span", { class: "muted" },
+          "· " + a.nodes.length + " nodes · " + a.guests + " guests")),
+        el("h3", null, "Nodes by type"), nodesTable(a.nodes),
+        el("div", { class: "cols" },
+          el("div", null, el("h3", null, "Offline in the last minutes"), offlineTable(a)),
+          el("div", null, el("h3", null, "Shared data"), sharedTable(sharedBy[a.app])))));
+    }
+    apps.replaceChildren(frag);
+  }
+
+  async function get(path) {
+    const r = await fetch(path, { cache: "no-store" });
+    if (!r.ok) throw new Error(path + ": HTTP " + r.status);
+    return r.json();
+  }
+  let updates = 0;
+  async function tick() {
+    const conn = document.getElementById("conn");
+    try {
+      const [status, nodes, shared] = await Promise.all([get("/v1/status"), get("/v1/nodes"), get("/v1/shared")]);
+      render(status, nodes, shared);
+      updates++;
+      document.body.dataset.updates = String(updates);
+      conn.textContent = "live · updated " + new Date().toLocaleTimeString();
+      conn.className = "conn ok";
+    } catch (e) {
+      conn.textContent = "MARS unreachable: " + e.message;
+      conn.className = "conn bad";
+    }
+    setTimeout(tick, EVERY_MS);
+  }
+  tick();
+})();

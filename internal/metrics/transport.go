@@ -1,0 +1,47 @@
+// Package metrics holds the Prometheus collectors shared by nodes and MARS:
+// the rudp transport's counters, and the build information.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/marsmesh/marsmesh/rudp"
+)
+
+// Transport exports the counters of one rudp transport, read at scrape
+// time from stats (typically (*rudp.Transport).Stats).
+type Transport struct {
+	stats func() rudp.Stats
+}
+
+// NewTransport returns a collector of the transport counters stats reports.
+func NewTransport(stats func() rudp.Stats) *Transport { return &Transport{stats: stats} }
+
+var (
+	trDatagramsIn  = prometheus.NewDesc("marsmesh_transport_datagrams_received_total", "UDP datagrams received by the rudp transport.", nil, nil)
+	trDatagramsOut = prometheus.NewDesc("marsmesh_transport_datagrams_sent_total", "UDP datagrams sent by the rudp transport.", nil, nil)
+	trBad          = prometheus.NewDesc("marsmesh_transport_bad_datagrams_total", "Malformed or unexpected datagrams dropped.", nil, nil)
+	trWriteErrors  = prometheus.NewDesc("marsmesh_transport_write_errors_total", "Socket writes that failed.", nil, nil)
+	trSessions     = prometheus.NewDesc("marsmesh_transport_sessions", "Reliable sessions (peers) open.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (t *Transport) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range transportDescs() {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (t *Transport) Collect(ch chan<- prometheus.Metric) {
+	st := t.stats()
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	counter(trDatagramsIn, st.PacketsIn)
+	counter(trDatagramsOut, st.PacketsOut)
+	counter(trBad, st.BadPackets)
+	counter(trWriteErrors, st.WriteErrors)
+	ch <- prometheus.MustNewConstMetric(trSessions, prometheus.GaugeValue, float64(st.Sessions))
+	collectMore(ch, counter, st)
+}
