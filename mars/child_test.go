@@ -29,9 +29,9 @@ const childEnv = "MARS_TEST_CHILD" // set: this process is a child node; value =
 func childMain() int {
 	var cl atomic.Pointer[Client]
 	tr, err := rudp.Listen("127.0.0.1:0", rudp.Config{
-		OnMessage: func(from netip.AddrPort, kind byte, p []byte, _ bool) {
+		OnMessage: func(from netip.AddrPort, kind byte, p []byte, reliable bool) {
 			if c := cl.Load(); c != nil && IsMarsKind(kind) {
-				c.HandleMessage(from, kind, p)
+				c.HandleMessage(from, kind, p, reliable)
 			}
 		},
 	})

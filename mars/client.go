@@ -98,6 +98,7 @@ type Client struct {
 	mars      atomic.Pointer[netip.AddrPort] // resolved MARS address
 	lastReply atomic.Int64                   // client clock (ns since epoch) of MARS's last reply; 0 = never
 	ready     chan struct{}
+	dropped   atomic.Uint64 // MARS-kind messages ignored by HandleMessage
 
 	syncMu sync.Mutex
 	syncN  uint64        // completed syncs
@@ -111,14 +112,15 @@ type Client struct {
 	oldApp     *string // set by SetApp until the loop has left the old app
 	info       nodeInfo
 	values     map[string]interface{}
-	seq        uint64        // last local change number
-	infoSeq    uint64        // change number of the latest info change
-	ops        map[string]op // unacknowledged shared-data changes, latest per key
-	acked      uint64        // MARS has applied every change up to here
-	sentSeq    uint64        // changes up to here were sent (maybe unacknowledged)
-	needFull   bool          // send the complete state (register)
-	reseed     bool          // include the view's shared data (new MARS)
-	seedAt     int64         // Unix ms of the view the seed comes from
+	seq        uint64              // last local change number
+	infoSeq    uint64              // change number of the latest info change
+	ops        map[string]op       // unacknowledged shared-data changes, latest per key
+	recent     map[string]recentOp // acknowledged changes other views may not hold yet
+	acked      uint64              // MARS has applied every change up to here
+	sentSeq    uint64              // changes up to here were sent (maybe unacknowledged)
+	needFull   bool                // send the complete state (register)
+	reseed     bool                // include the view's shared data (new MARS)
+	seedAt     int64               // Unix ms of the view the seed comes from
 	lastErr    error
 	registered bool // some MARS has acknowledged a registration of ours
 
@@ -130,7 +132,18 @@ type Client struct {
 	buf        []byte
 	resolvedAt time.Time
 	initial    bool // the initial sync happened
+	lost       bool // "lost MARS" was logged; "MARS back" is next
 	soonArmed  bool
+}
+
+// recentOp is a shared-data change MARS acknowledged at ackAt (client
+// clock). Until MARS has kept answering for recentSpan after that, other
+// nodes' views may not hold it, and their re-registration seeds after a
+// MARS restart would bring back the value it replaced; so on a new MARS the
+// writer sends it again, as a change, and it wins over seeds.
+type recentOp struct {
+	op    op
+	ackAt int64
 }
 
 type clientMsg struct {
@@ -192,6 +205,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		syncCh:   make(chan struct{}),
 		app:      cfg.App,
 		ops:      make(map[string]op),
+		recent:   make(map[string]recentOp),
 		needFull: true,
 	}
 	if c.addr == "" {
@@ -272,16 +286,26 @@ func (c *Client) abort() {
 	c.wg.Wait()
 }
 
-// HandleMessage takes a message of a MARS kind from the transport. It is
-// meant for the transport's read goroutine: it never blocks (when the
-// client is far behind, the message is dropped and the next report asks
-// again). Messages not from the resolved MARS address are ignored.
-func (c *Client) HandleMessage(from netip.AddrPort, kind byte, payload []byte) {
+// HandleMessage takes a message of a MARS kind from the transport, with
+// the transport's reliable flag. It is meant for the transport's read
+// goroutine: it never blocks (when the client is far behind, the message
+// is dropped and the next report asks again). Only reliable messages (they
+// arrive on an established session) from the MARS address the client
+// dialed are taken; anything else is counted (Dropped) and ignored, so a
+// forged datagram cannot rewrite the view.
+func (c *Client) HandleMessage(from netip.AddrPort, kind byte, payload []byte, reliable bool) {
+	if !reliable {
+		c.dropped.Add(1)
+		c.warn.Warn("mars: ignoring an unreliable MARS message", "from", from)
+		return
+	}
 	if m := c.mars.Load(); m == nil || *m != from {
+		c.dropped.Add(1)
 		c.warn.Warn("mars: ignoring a MARS message from an unexpected address", "from", from)
 		return
 	}
 	if kind != KindSync && kind != KindError {
+		c.dropped.Add(1)
 		c.warn.Warn("mars: ignoring a message of an unexpected kind", "kind", kind)
 		return
 	}
@@ -291,6 +315,10 @@ func (c *Client) HandleMessage(from netip.AddrPort, kind byte, payload []byte) {
 		c.warn.Warn("mars: client inbox full, dropping a MARS message")
 	}
 }
+
+// Dropped is how many MARS-kind messages HandleMessage ignored (unreliable,
+// not from MARS, or of a kind MARS never sends).
+func (c *Client) Dropped() uint64 { return c.dropped.Load() }
 
 // HandlePeerDown tells the client the transport lost a peer. If it is MARS,
 // the client re-sends what MARS may not have received, at once: forwarding
@@ -341,6 +369,16 @@ func (c *Client) Self() Node {
 func (c *Client) InTouch() bool {
 	t := c.lastReply.Load()
 	return t != 0 && time.Duration(c.clock()-t) <= c.cfg.InTouchSpan
+}
+
+// SyncAge returns how long ago MARS last answered, and false if it never
+// has.
+func (c *Client) SyncAge() (time.Duration, bool) {
+	t := c.lastReply.Load()
+	if t == 0 {
+		return 0, false
+	}
+	return time.Duration(c.clock() - t), true
 }
 
 func (c *Client) clock() int64 { return int64(time.Since(c.epoch)) }

@@ -34,6 +34,13 @@ import (
 //     other nodes re-register; whatever the new MARS has not confirmed by
 //     then is dropped. Lookups never see the cluster vanish and come back.
 
+// recentSpan is how long MARS must keep answering after acknowledging a
+// change before every node's view surely holds it: each node pulls every
+// Interval, so two intervals and some slack.
+func (c *Client) recentSpan() time.Duration {
+	return 2*c.cfg.Interval + c.cfg.Interval/2
+}
+
 func (c *Client) graceSpan() time.Duration {
 	return 3*c.cfg.Interval + c.cfg.ReregisterJitter
 }
@@ -66,6 +73,7 @@ func (c *Client) run() {
 		case <-c.done:
 			return
 		case <-tick.C:
+			c.noteSilence()
 			after = c.report()
 		case <-soon.C:
 			c.soonArmed = false
@@ -108,6 +116,28 @@ func (c *Client) run() {
 			grace.Reset(c.graceSpan())
 		}
 	}
+}
+
+// noteSilence logs once when MARS has not answered for InTouchSpan (the
+// node keeps its view and keeps working); handleSync logs once when it
+// answers again.
+func (c *Client) noteSilence() {
+	if c.lost {
+		return
+	}
+	last := c.lastReply.Load()
+	silent := time.Duration(c.clock() - last)
+	if silent <= c.cfg.InTouchSpan {
+		return
+	}
+	c.lost = true
+	if last == 0 {
+		c.log.Warn("mars: no answer from MARS yet; the node keeps trying", "mars", c.cfg.MarsAddr, "node", c.addr,
+			"waited", silent.Round(time.Millisecond))
+		return
+	}
+	c.log.Warn("mars: lost MARS; the node keeps its last view and keeps working", "mars", c.cfg.MarsAddr,
+		"node", c.addr, "silent", silent.Round(time.Millisecond))
 }
 
 // action is what a step asks the loop to schedule.
@@ -185,6 +215,7 @@ func (c *Client) report() action {
 		leaveMsg = l.append(nil)
 		c.oldApp = nil
 		clear(c.ops)
+		clear(c.recent)
 		c.acked, c.sentSeq, c.needFull, c.reseed, c.registered = 0, 0, true, false, false
 		c.part = nil
 		forgotten = c.view.forget()
@@ -339,7 +370,12 @@ func (c *Client) handleSync(p []byte) action {
 	c.part = nil
 	h.From = ps.head.From
 
-	c.lastReply.Store(c.clock())
+	prev := c.lastReply.Swap(c.clock())
+	if c.lost {
+		c.lost = false
+		c.log.Info("mars: MARS back", "mars", c.cfg.MarsAddr, "node", c.addr,
+			"silent", time.Duration(c.clock()-prev).Round(time.Millisecond))
+	}
 	now := time.Now()
 	act := c.absorb(&h, now)
 	c.fire(&c.cb.update)
@@ -369,6 +405,7 @@ func (c *Client) absorb(h *syncHead, now time.Time) action {
 	var act action
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	nowClock := c.clock()
 	if h.MarsInc != c.marsInc {
 		prev := c.marsInc
 		c.marsInc = h.MarsInc
@@ -376,10 +413,18 @@ func (c *Client) absorb(h *syncHead, now time.Time) action {
 		c.sentSeq = c.acked // whatever this MARS has not acknowledged goes again
 		if prev != 0 {
 			// A new MARS: it lost everything but what it persisted. Keep the
-			// view for a grace period and seed it with our shared data.
+			// view for a grace period and seed it with our shared data; our
+			// recent acknowledged changes go again as changes, so they win
+			// over seeds from views that had not caught up with them.
 			_, _, syncedAt := c.view.state()
 			c.reseed, c.seedAt = true, syncedAt.UnixMilli()
 			c.graceOn, act.grace = true, true
+			for k, r := range c.recent {
+				if _, pending := c.ops[k]; !pending {
+					c.ops[k] = r.op
+				}
+			}
+			clear(c.recent)
 		}
 	} else if h.Ack > c.acked {
 		c.acked = h.Ack
@@ -387,6 +432,12 @@ func (c *Client) absorb(h *syncHead, now time.Time) action {
 	for k, o := range c.ops {
 		if o.Seq <= c.acked {
 			delete(c.ops, k)
+			c.recent[k] = recentOp{op: o, ackAt: nowClock}
+		}
+	}
+	for k, r := range c.recent {
+		if time.Duration(nowClock-r.ackAt) > c.recentSpan() {
+			delete(c.recent, k)
 		}
 	}
 	if h.Ack < h.Echo && c.acked < h.Echo && h.Echo <= c.sentSeq {

@@ -202,7 +202,9 @@ func TestGracefulLeaveIsOfflineAtOnce(t *testing.T) {
 }
 
 func TestRestartWithNewIncarnationReplaces(t *testing.T) {
-	s := startServer(t, "", fastOpts())
+	opts := fastOpts()
+	opts.TrustReportedAddr = true // two transports play one address
+	s := startServer(t, "", opts)
 	addr := s.Addr().String()
 	watcher := startNode(t, addr, ClientConfig{Interval: fastInterval})
 	first := newTestNode(t, addr, ClientConfig{Interval: fastInterval, Addr: "10.0.0.1:8000", Incarnation: 1, Type: "old"})

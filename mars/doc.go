@@ -40,18 +40,36 @@
 //
 // Every sync carries MARS's random incarnation. A node that sees a new one
 // re-registers within a random delay of up to 500 ms, sending its info, its
-// pending changes and the shared data of its view. A seeded key is added
-// only when MARS has no value for it and has not removed it since it
-// started, so the first value to arrive wins; when MARS loaded shared data
+// pending changes, the changes MARS acknowledged in the last 2.5 intervals
+// (other views may not hold them yet) and the shared data of its view.
+// Changes apply as changes, so an acknowledged write beats any seed. A
+// seeded key is added only when MARS has no value for it and has not
+// removed it since it started, so the first seed to arrive wins; when MARS loaded shared data
 // from ServerOptions.DataDir and the node's view was last synced before that
 // file was saved, the file wins and the seed is ignored (this compares the
 // node's wall clock with MARS's: keep them in sync, as NTP does). A key removed in
 // the last moments before a crash, while some node had not yet synced the
-// removal, may therefore come back. Meanwhile the node's view keeps listing
+// removal, may therefore come back. With DataDir, MARS acknowledges a
+// shared-data change only once the data file holds it (the reply waits for
+// the write and fsync), so an acknowledged write survives a crash of MARS
+// and of its writer. Two nodes writing one key within 2.5 intervals of a
+// crash race again at the restart, as they did before it.
+// Meanwhile the node's view keeps listing
 // what it knew, for a grace period of 3 intervals + 500 ms, and drops what
 // the new MARS has not confirmed by then. While MARS is down, nodes answer
 // lookups from their last view and Client.InTouch turns false after 3
 // intervals.
+//
+// # Who may speak
+//
+// MARS takes only reliable messages, which arrive on an established rudp
+// session; an unreliable datagram of a MARS kind (its source may be
+// forged) is counted (ServerStats.Ignored) and dropped unanswered. A report
+// or leave for a mesh address is taken only from that address's own
+// session (ServerOptions.TrustReportedAddr turns this off, for load
+// generators only): mesh nodes and guests list the address they send from.
+// A node takes MARS messages only as reliable messages from the MARS
+// address it dialed (Client.Dropped counts the rest).
 //
 // # Bad input
 //
@@ -95,7 +113,8 @@
 // # Use with the mesh layer
 //
 // A node has one rudp transport. The mesh layer owns its OnMessage and
-// passes every message with IsMarsKind(kind) to Client.HandleMessage, and
+// passes every message with IsMarsKind(kind) to Client.HandleMessage (with
+// the transport's reliable flag), and
 // may pass OnPeerDown to Client.HandlePeerDown. The client accepts MARS
 // messages only from the address MarsAddr resolves to, so MARS must answer
 // from that address (it does, unless a multi-homed host routes otherwise). Lookups go to Client.View;

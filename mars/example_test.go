@@ -20,9 +20,9 @@ func Example() {
 
 	var client atomic.Pointer[mars.Client]
 	tr, err := rudp.Listen("127.0.0.1:0", rudp.Config{
-		OnMessage: func(from netip.AddrPort, kind byte, payload []byte, _ bool) {
+		OnMessage: func(from netip.AddrPort, kind byte, payload []byte, reliable bool) {
 			if c := client.Load(); c != nil && mars.IsMarsKind(kind) {
-				c.HandleMessage(from, kind, payload)
+				c.HandleMessage(from, kind, payload, reliable)
 			}
 		},
 		OnPeerDown: func(addr netip.AddrPort, _ error) {

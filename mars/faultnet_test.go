@@ -23,9 +23,9 @@ func memNode(t *testing.T, n *faultnet.Network, marsAddr string, cfg ClientConfi
 	tr, err := rudp.New(conn, rudp.Config{
 		Logger: quietLogger(), RetryInterval: 100 * time.Millisecond, RetryTimeout: 500 * time.Millisecond,
 		CloseTimeout: 100 * time.Millisecond,
-		OnMessage: func(from netip.AddrPort, kind byte, p []byte, _ bool) {
+		OnMessage: func(from netip.AddrPort, kind byte, p []byte, reliable bool) {
 			if c := cl.Load(); c != nil && IsMarsKind(kind) {
-				c.HandleMessage(from, kind, p)
+				c.HandleMessage(from, kind, p, reliable)
 			}
 		},
 		OnPeerDown: func(addr netip.AddrPort, _ error) {

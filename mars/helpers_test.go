@@ -83,9 +83,9 @@ func newTestNodeWith(t testing.TB, marsAddr string, cfg ClientConfig, forwardPee
 	tr, err := rudp.Listen("127.0.0.1:0", rudp.Config{
 		Logger:       quietLogger(),
 		CloseTimeout: 100 * time.Millisecond,
-		OnMessage: func(from netip.AddrPort, kind byte, p []byte, _ bool) {
+		OnMessage: func(from netip.AddrPort, kind byte, p []byte, reliable bool) {
 			if c := cl.Load(); c != nil && IsMarsKind(kind) {
-				c.HandleMessage(from, kind, p)
+				c.HandleMessage(from, kind, p, reliable)
 			}
 		},
 		OnPeerDown: func(addr netip.AddrPort, _ error) {

@@ -126,6 +126,11 @@ func TestSeedRule(t *testing.T) {
 			a.c.SetSharedData("k1", 1)
 			a.c.SetSharedData("k2", 2)
 			waitFor(t, 2*time.Second, "synced", func() bool { return len(a.c.View().AllSharedData()) == 2 })
+			// Let the writes age past the writer's recent span (acknowledged
+			// writes that recent go again as changes after a restart, and win).
+			for range 3 {
+				a.c.WaitForLatestNodeData()
+			}
 			s1.Close()
 			writeDataFile(t, dir, savedData{
 				SavedAt: time.Now().Add(-tc.fileAge).UnixNano(),

@@ -265,15 +265,15 @@ func runScale(t *testing.T, n int) {
 	pid := 0
 	var inproc *Server
 	if os.Getenv("MARS_SCALE_INPROC") != "" { // for profiling with -cpuprofile: MARS in this process
-		inproc = startServer(t, "", ServerOptions{Transport: rudp.Config{OnPeerDown: func(a netip.AddrPort, err error) {
+		inproc = startServer(t, "", ServerOptions{TrustReportedAddr: true, Transport: rudp.Config{OnPeerDown: func(a netip.AddrPort, err error) {
 			scaleDowns.Add(1)
 			scaleDownLog.Warn("MARS peer down: "+err.Error(), "peer", a)
 		}}})
 		marsAddr, pid = inproc.Addr().String(), os.Getpid()
 	} else {
-		var args []string
+		args := []string{"-insecure-trust-reported-addr"} // many simulated nodes share one socket
 		if f := os.Getenv("MARS_SCALE_PROF"); f != "" {
-			args = []string{"-cpuprofile", f}
+			args = append(args, "-cpuprofile", f)
 		}
 		p := startMarsProc(t, freeUDPPort(t), args...)
 		defer p.signal(os.Interrupt)

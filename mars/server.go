@@ -26,7 +26,8 @@ type ServerOptions struct {
 	RemoveAfter time.Duration
 	// DataDir, when set, keeps the shared data of every app in
 	// DataDir/shared-data.msgpack: loaded at start, written (atomically) at
-	// most once per PersistInterval while it changes, and on Close.
+	// most once per PersistInterval while it changes, on Close, and before
+	// MARS acknowledges a node's shared-data change (the reply waits).
 	DataDir string
 	// PersistInterval bounds how often the shared data is written. Default 1 s.
 	PersistInterval time.Duration
@@ -45,6 +46,11 @@ type ServerOptions struct {
 	MaxNodes int
 	// MaxSharedKeys bounds the shared-data keys of one app. Default 100,000.
 	MaxSharedKeys int
+	// TrustReportedAddr turns off the check that a report or leave for a
+	// mesh address comes from that address's own session. Leave it off:
+	// with it, any peer that reaches MARS can speak for any node. It exists
+	// for load generators that simulate many nodes on one socket.
+	TrustReportedAddr bool
 	// TombstoneTTL is how long removed nodes and keys are remembered for
 	// deltas; a node that has not synced for longer gets a full snapshot.
 	// Default 5 minutes. At most MaxSharedKeys+MaxNodes tombstones are kept.
@@ -88,13 +94,14 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	return o
 }
 
-// Flow control. rudp's Send blocks while a peer's queue is over MaxQueued,
-// which must never happen on the read goroutine (it would stop reading the
-// acknowledgements that drain the queue). So MARS never queues past
-// MaxQueued, and it skips a sync reply altogether while the peer still has
-// replyBacklog bytes unacknowledged: the node asks again with its next
-// report and then gets one reply covering everything, instead of MARS
-// stacking up deltas that each supersede the one before on a slow link.
+// Flow control. MARS answers on the transport's read goroutine, which must
+// never wait on a queue (it would stop reading the acknowledgements that
+// drain it), so every send is NoWait: a full queue drops the reply
+// (ErrWouldBlock, counted as skipped). MARS also skips a sync reply
+// altogether while the peer still has replyBacklog bytes unacknowledged:
+// the node asks again with its next report and then gets one reply
+// covering everything, instead of MARS stacking up deltas that each
+// supersede the one before on a slow link.
 const (
 	replyBacklog      = 1 << 20
 	defaultMaxQueued  = 32 << 20 // rudp's default Config.MaxQueued
@@ -129,9 +136,22 @@ type Server struct {
 	loadedAt int64 // wall-clock Unix ns the loaded data file was saved at; 0 = none
 	dirty    bool  // shared data changed since the last save
 	persist  *persister
+	held     map[netip.AddrPort]heldReply // with DataDir: replies waiting for a save
+	saveNow  chan struct{}
 
 	stats  serverCounters
 	nstats nodeStatsTable // admin endpoint only (nodestats.go)
+}
+
+// heldReply is a sync reply that acknowledges shared-data changes; with
+// DataDir it waits until the data file holds them.
+type heldReply struct {
+	app, addr    string
+	guest        bool
+	inc          uint64 // the node's incarnation
+	marsInc, ver uint64
+	flags, echo  uint64
+	ack          uint64 // what the reply acknowledges
 }
 
 type inMsg struct {
@@ -141,7 +161,7 @@ type inMsg struct {
 }
 
 type serverCounters struct {
-	reports, leaves, bad, syncs, syncBytes, skipped atomic.Uint64
+	reports, leaves, bad, syncs, syncBytes, skipped, ignored atomic.Uint64
 }
 
 // ServerStats is a snapshot of a server's counters.
@@ -152,6 +172,7 @@ type ServerStats struct {
 	Syncs     uint64 // sync messages sent
 	SyncBytes uint64 // bytes of sync messages sent
 	Skipped   uint64 // replies skipped because the peer had a backlog (it asks again)
+	Ignored   uint64 // unreliable datagrams of MARS kinds, dropped unanswered
 }
 
 // Listen starts a MARS server on a UDP address ("host:port").
@@ -194,6 +215,9 @@ func newServer(opts ServerOptions) (*Server, rudp.Config, error) {
 		epoch: time.Now(),
 		done:  make(chan struct{}),
 		apps:  make(map[string]*appState),
+		held:  make(map[netip.AddrPort]heldReply),
+
+		saveNow: make(chan struct{}, 1),
 	}
 	if opts.DataDir != "" {
 		p, err := newPersister(opts.DataDir, opts.Logger)
@@ -244,7 +268,7 @@ func (s *Server) Stats() ServerStats {
 	return ServerStats{
 		Reports: s.stats.reports.Load(), Leaves: s.stats.leaves.Load(), Bad: s.stats.bad.Load(),
 		Syncs: s.stats.syncs.Load(), SyncBytes: s.stats.syncBytes.Load(),
-		Skipped: s.stats.skipped.Load(),
+		Skipped: s.stats.skipped.Load(), Ignored: s.stats.ignored.Load(),
 	}
 }
 
@@ -266,8 +290,16 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
-// onMessage runs on the transport's read goroutine.
-func (s *Server) onMessage(from netip.AddrPort, kind byte, p []byte, _ bool) {
+// onMessage runs on the transport's read goroutine. MARS takes only
+// reliable messages, which arrive on an established session; an
+// unreliable datagram (its source may be forged) is counted and dropped
+// without an answer, so MARS reflects nothing to a forged source.
+func (s *Server) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool) {
+	if !reliable {
+		s.stats.ignored.Add(1)
+		s.warn.Warn("mars: ignored an unreliable message", "from", from, "kind", kind)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.tr == nil {
@@ -297,6 +329,8 @@ func (s *Server) run() {
 			s.mu.Lock()
 			s.sweep()
 			s.mu.Unlock()
+		case <-s.saveNow:
+			s.saveHeld()
 		case <-save.C:
 			saving = false
 			s.mu.Lock()
@@ -327,6 +361,48 @@ func (s *Server) handle(m inMsg) {
 		s.handleNodeStats(m)
 	default:
 		s.refuse(m.from, "", 0, CodeBadMessage, fmt.Sprintf("unknown message kind 0x%02x", m.kind))
+	}
+}
+
+// saveHeld writes the shared data, then sends the replies that waited for
+// it (persist before acknowledging). It runs on the server's own goroutine;
+// reports arriving meanwhile are held for the next save.
+func (s *Server) saveHeld() {
+	s.mu.Lock()
+	if len(s.held) == 0 || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	d := s.snapshotData()
+	held := s.held
+	s.held = make(map[netip.AddrPort]heldReply)
+	s.dirty = false
+	s.mu.Unlock()
+	if err := s.persist.save(d); err != nil {
+		s.log.Error("mars: cannot save shared data; acknowledging the changes anyway", "err", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	for to, h := range held {
+		a := s.apps[h.app]
+		if a == nil {
+			continue
+		}
+		e := a.nodes[h.addr]
+		if h.guest {
+			e = a.guests[h.addr]
+		}
+		if e == nil || e.inc != h.inc {
+			continue
+		}
+		e.durable = max(e.durable, h.ack)
+		if e.ack == e.durable {
+			e.unsaved = false
+		}
+		s.sendSync(to, a, h.addr, h.marsInc, h.ver, h.flags, h.echo, h.ack)
 	}
 }
 
@@ -381,9 +457,23 @@ func (s *Server) send(to netip.AddrPort, kind byte, p []byte) {
 		s.warn.Warn("mars: peer queue full, dropping a reply", "peer", to)
 		return
 	}
-	if err := s.tr.Send(to, kind, p); err != nil && !errors.Is(err, rudp.ErrClosed) {
+	s.sendNoWait(to, kind, p)
+}
+
+// sendNoWait queues one reply without ever waiting; it reports whether the
+// reply was queued.
+func (s *Server) sendNoWait(to netip.AddrPort, kind byte, p []byte) bool {
+	err := s.tr.SendMsg(nil, to, kind, nil, p, rudp.SendOptions{NoWait: true})
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, rudp.ErrWouldBlock):
+		s.stats.skipped.Add(1)
+		s.warn.Warn("mars: peer queue full, dropping a reply", "peer", to)
+	case !errors.Is(err, rudp.ErrClosed):
 		s.warn.Warn("mars: send failed", "peer", to, "err", err)
 	}
+	return false
 }
 
 // app returns the state of an app, creating it if there is room.
@@ -422,6 +512,10 @@ func (s *Server) handleReport(m inMsg) {
 			return
 		}
 		r.Info.Values = bytes.Clone(r.Info.Values) // do not pin the message buffer
+	}
+	if err := s.checkSender(m.from, r.Addr); err != nil {
+		s.refuse(m.from, r.Addr, r.Seq, CodeBadNode, err.Error())
+		return
 	}
 	a := s.app(r.App)
 	if a == nil {
@@ -462,7 +556,7 @@ func (s *Server) handleReport(m inMsg) {
 		case r.Info == nil:
 			e, flags = nil, syncNeedInfo
 		case e != nil: // the node restarted on the same address
-			e.prevInc, e.inc, e.ack = e.inc, r.Inc, 0
+			e.prevInc, e.inc, e.ack, e.durable, e.unsaved = e.inc, r.Inc, 0, 0, false
 			e.info, e.alive, e.lastSeen = *r.Info, true, now
 			a.nodeChanged(e)
 		default:
@@ -476,13 +570,28 @@ func (s *Server) handleReport(m inMsg) {
 	}
 	var ack uint64
 	if e != nil {
-		s.applyData(m.from, a, e, r, now)
+		if s.applyData(m.from, a, e, r, now) && s.persist != nil {
+			// Persist before acknowledging: the reply (and its ack) goes
+			// out once the data file holds these changes.
+			s.held[m.from] = heldReply{app: a.name, addr: r.Addr, guest: r.Flags&flagGuest != 0, inc: e.inc,
+				marsInc: r.MarsInc, ver: r.Ver, flags: flags, echo: r.Seq, ack: e.ack}
+			e.unsaved = true
+			select {
+			case s.saveNow <- struct{}{}:
+			default:
+			}
+			return
+		}
 		ack = e.ack
+		if e.unsaved {
+			ack = e.durable // a held reply acknowledges the rest after the save
+		}
 	}
 	s.sendSync(m.from, a, r.Addr, r.MarsInc, r.Ver, flags, r.Seq, ack)
 }
 
-// applyData applies a report's seed and shared-data changes.
+// applyData applies a report's seed and shared-data changes; it reports
+// whether it applied any change (a seed is not one: it acknowledges nothing).
 //
 // Seed rule (re-registration after a MARS restart): a seeded key is added
 // only if this MARS has no value for it and has not removed it since it
@@ -490,7 +599,7 @@ func (s *Server) handleReport(m inMsg) {
 // DataDir and the seeding node's view is older than the file (seedAt before
 // the file's save time), the whole seed is ignored: the file already holds
 // everything that view held, and its removals.
-func (s *Server) applyData(from netip.AddrPort, a *appState, e *nodeEntry, r *report, now int64) {
+func (s *Server) applyData(from netip.AddrPort, a *appState, e *nodeEntry, r *report, now int64) (changed bool) {
 	var badKey, full int
 	if len(r.Seed) > 0 && (s.loadedAt == 0 || r.SeedAt*int64(time.Millisecond) >= s.loadedAt) {
 		for _, kv := range r.Seed {
@@ -520,6 +629,7 @@ func (s *Server) applyData(from netip.AddrPort, a *appState, e *nodeEntry, r *re
 			badKey++
 			continue
 		}
+		changed = true
 		if o.Del {
 			if a.removeKey(o.Key, now) {
 				s.dirty = true
@@ -543,6 +653,7 @@ func (s *Server) applyData(from netip.AddrPort, a *appState, e *nodeEntry, r *re
 	if full > 0 {
 		s.refuse(from, r.Addr, r.Seq, CodeLimit, fmt.Sprintf("%d shared data keys refused: app %q holds the maximum of %d keys", full, a.name, s.opts.MaxSharedKeys))
 	}
+	return changed
 }
 
 // sendSync answers a report with the changes since the node's version.
@@ -582,13 +693,12 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 			s.warn.Warn("mars: sync larger than the peer's queue allows, dropped", "peer", to, "parts", len(parts))
 			break
 		}
+		if !s.sendNoWait(to, KindSync, s.buf) {
+			break
+		}
 		q += len(s.buf) + frameOverheadSize
 		s.stats.syncs.Add(1)
 		s.stats.syncBytes.Add(uint64(len(s.buf)))
-		if err := s.tr.Send(to, KindSync, s.buf); err != nil && !errors.Is(err, rudp.ErrClosed) {
-			s.warn.Warn("mars: send failed", "peer", to, "err", err)
-			break
-		}
 	}
 	if cap(s.buf) > 1<<20 {
 		s.buf = nil
@@ -602,6 +712,10 @@ func (s *Server) handleLeave(m inMsg) {
 		s.refuse(m.from, "", 0, CodeBadMessage, err.Error())
 		return
 	}
+	if err := s.checkSender(m.from, l.Addr); err != nil {
+		s.refuse(m.from, l.Addr, 0, CodeBadNode, err.Error())
+		return
+	}
 	a := s.apps[l.App]
 	if a == nil {
 		return
@@ -613,6 +727,25 @@ func (s *Server) handleLeave(m inMsg) {
 		e.alive = false
 		a.nodeChanged(e)
 	}
+}
+
+// checkSender checks that a report or leave for the mesh address addr came
+// from that address's own session: a node speaks only for itself. Mesh
+// nodes list the address they send from (a node bound to 0.0.0.0 lists the
+// local IP that routes to MARS, which is the source MARS sees), and so do
+// guests.
+func (s *Server) checkSender(from netip.AddrPort, addr string) error {
+	if s.opts.TrustReportedAddr {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return fmt.Errorf("%w: mesh address %q is not ip:port (it must be the address the node sends from, %s)", ErrBadNode, addr, from)
+	}
+	if netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()) != netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) {
+		return fmt.Errorf("%w: a message for %s came from %s: a node may speak only for its own address", ErrBadNode, addr, from)
+	}
+	return nil
 }
 
 // sweep applies liveness: silent nodes go offline, then away; tombstones

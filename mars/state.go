@@ -52,6 +52,8 @@ type nodeEntry struct {
 	lastSeen int64 // server clock, ns
 	ver      uint64
 	ack      uint64 // every change of this incarnation up to ack has been applied
+	durable  uint64 // with DataDir: up to here the data file holds them too
+	unsaved  bool   // with DataDir: changes past durable wait for a save
 	rec      []byte // the node's encoded record, rebuilt on every change
 }
 

@@ -102,23 +102,10 @@ func StartAsMARS(confpath string) error {
 	return nil
 }
 
-// Shutdown shuts the default node down (see Node.Shutdown) and stops a
-// MARS started by StartAsMARS. It is safe to call more than once; Setup
-// may be called again afterwards.
-func Shutdown() error {
-	defMu.Lock()
-	n, srv := def, marsSrv
-	def, marsSrv = nil, nil
-	defMu.Unlock()
-	var errs []error
-	if n != nil {
-		errs = append(errs, n.Shutdown())
-	}
-	if srv != nil {
-		errs = append(errs, srv.Close())
-	}
-	return errors.Join(errs...)
-}
+// Shutdown shuts the default node down (see Node.ShutdownContext) and
+// stops a MARS started by StartAsMARS. It is safe to call more than once;
+// Setup may be called again afterwards.
+func Shutdown() error { return ShutdownContext(context.Background()) }
 
 // beforeSetup records a setting for the node Setup will make and returns
 // nil, or returns the default node if there is one (the caller applies the
@@ -151,8 +138,8 @@ func withDefault(f func(*Node)) {
 
 var errNotSetupSend = fmt.Errorf("%w: %w", ErrSend, ErrNotSetup)
 
-// HandleRPC sets the handler SendRPC reaches with command ID cmd on the
-// default node; it returns false if cmd already has one.
+// HandleRPC adds a handler SendRPC reaches with command ID cmd on the
+// default node (see Node.HandleRPC); it returns true.
 func HandleRPC(cmd uint16, handler func(data []byte, senderAddr string) (response []byte, err error)) bool {
 	return pre.addRPC(cmd, rpcHandler{plain: handler})
 }
@@ -162,12 +149,12 @@ func HandleRPCWithContext(cmd uint16, handler func(ctx context.Context, data []b
 	return pre.addRPC(cmd, rpcHandler{ctx: handler})
 }
 
-// HandleCommand sets the handler of command ID cmd (see Node.HandleCommand).
+// HandleCommand adds a handler of command ID cmd (see Node.HandleCommand).
 func HandleCommand(cmd uint16, cb func(requestData map[string]interface{}) ([]byte, error)) {
 	pre.addCmd(cmd, cmdHandler{decoded: cb})
 }
 
-// SetCommandHandler sets a raw-bytes handler of command ID cmd.
+// SetCommandHandler adds a raw-bytes handler of command ID cmd.
 func SetCommandHandler(cmd uint16, cb func(payload []byte, senderAddress string) ([]byte, error)) {
 	pre.addCmd(cmd, cmdHandler{raw: cb})
 }
@@ -185,7 +172,8 @@ func Command(commandID uint16, callback func(map[string]interface{}) (map[string
 	})
 }
 
-// IsCommandDuplicate reports whether a second handler was offered for cmd.
+// IsCommandDuplicate reports whether commandID has more than one handler
+// (see Node.IsCommandDuplicate).
 func IsCommandDuplicate(commandID uint16) bool { return pre.isDup(commandID) }
 
 // Send sends a reliable one-way message from the default node.
@@ -243,7 +231,7 @@ func SendRequest(commandID uint16, addr string, data interface{}, callback func(
 		return
 	}
 	if callback != nil {
-		callback(fmt.Errorf("%w: %w", ErrUnhealthy, ErrNotSetup), nil)
+		go callback(fmt.Errorf("%w: %w", ErrUnhealthy, ErrNotSetup), nil) // on its own goroutine, as always
 	}
 }
 
@@ -348,7 +336,8 @@ func GetSharedData(key string) (int16, bool) {
 	return 0, false
 }
 
-// IsPartOfCluster reports whether the default node is in touch with MARS.
+// IsPartOfCluster reports whether the default node is healthy: synced with
+// MARS at least once and not shut down (see Node.IsPartOfCluster).
 func IsPartOfCluster() bool {
 	n := Default()
 	return n != nil && n.IsPartOfCluster()

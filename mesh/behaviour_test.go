@@ -247,27 +247,27 @@ func TestValidateDataType(t *testing.T) {
 	}
 }
 
-// TestIsCommandDuplicate: the first handler of an ID wins; a second one is
-// refused and reported; an ID with both an RPC and a command handler is
-// reported too (as documented on Node.IsCommandDuplicate).
+// TestIsCommandDuplicate: a second handler of an ID is added (all run,
+// see TestSeveralHandlers) and reported; an ID with both an RPC and a
+// command handler is reported too (as documented on Node.IsCommandDuplicate).
 func TestIsCommandDuplicate(t *testing.T) {
 	c := newCluster(t, 2)
 	a, b := c.nodes[0], c.nodes[1]
 	if b.IsCommandDuplicate(1) {
 		t.Fatal("unused ID reported duplicate")
 	}
-	got := make(chan string, 2)
+	got := make(chan string, 3)
 	if !b.HandleCommand(1, func(m map[string]interface{}) ([]byte, error) { got <- "first"; return nil, nil }) {
 		t.Fatal("first HandleCommand refused")
 	}
 	if b.IsCommandDuplicate(1) {
 		t.Fatal("duplicate after one handler")
 	}
-	if b.HandleCommand(1, func(m map[string]interface{}) ([]byte, error) { got <- "second"; return nil, nil }) {
-		t.Fatal("second HandleCommand accepted")
+	if !b.HandleCommand(1, func(m map[string]interface{}) ([]byte, error) { got <- "second"; return nil, nil }) {
+		t.Fatal("second HandleCommand refused")
 	}
-	if b.SetCommandHandler(1, func([]byte, string) ([]byte, error) { got <- "raw"; return nil, nil }) {
-		t.Fatal("SetCommandHandler on a taken ID accepted (it shares HandleCommand's table)")
+	if !b.SetCommandHandler(1, func([]byte, string) ([]byte, error) { got <- "raw"; return nil, nil }) {
+		t.Fatal("SetCommandHandler on a used ID refused (it shares HandleCommand's table)")
 	}
 	if !b.IsCommandDuplicate(1) {
 		t.Fatal("duplicate not reported")
@@ -275,8 +275,10 @@ func TestIsCommandDuplicate(t *testing.T) {
 	if err := a.Send(1, b.GetMyEndPoint(), nil); err != nil {
 		t.Fatal(err)
 	}
-	if h := <-got; h != "first" {
-		t.Fatalf("handler %q ran, want the first", h)
+	for _, want := range []string{"first", "second", "raw"} {
+		if h := <-got; h != want {
+			t.Fatalf("handler %q ran, want %q", h, want)
+		}
 	}
 
 	// One ID in both tables: both work, and it is reported.
@@ -306,8 +308,11 @@ func TestIsCommandDuplicate(t *testing.T) {
 		t.Fatal("package level: duplicate not reported")
 	}
 	first := HandleRPC(id+1, func([]byte, string) ([]byte, error) { return nil, nil })
-	if first == HandleRPC(id+1, func([]byte, string) ([]byte, error) { return nil, nil }) {
-		t.Fatal("package level: HandleRPC accepted or refused both handlers of one ID")
+	if !first || !HandleRPC(id+1, func([]byte, string) ([]byte, error) { return nil, nil }) {
+		t.Fatal("package level: HandleRPC refused a handler")
+	}
+	if !IsCommandDuplicate(id + 1) {
+		t.Fatal("package level: two RPC handlers not reported")
 	}
 }
 

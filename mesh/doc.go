@@ -26,7 +26,11 @@
 //     handler; default timeout 3 s. The deadline travels with the request
 //     (HandleRPCWithContext handlers see it), and cancelling the context
 //     returns at once and cancels the handler's context.
-//   - SendRequest: a map or struct in, a map out through a callback.
+//   - SendRequest: a map or struct in, a map out through a callback (always
+//     on a goroutine of its own).
+//   - OpenStream, HandleStream: a two-way stream of messages, see Streams.
+//   - NewRPC: a typed RPC (request and response types, msgpack-encoded),
+//     defined once and used on both sides with Handle and Call.
 //
 // Data for Send, USend, SendMany, USendMany and SendRequest is a
 // map[string]interface{}, a struct (pointer; json tags name its fields), a
@@ -34,10 +38,39 @@
 // up to MaxMessageSize (10,000,000) bytes.
 //
 // Internal traffic (RPC responses, fan-out relays and acks, health checks,
-// MARS) uses message kinds of its own, so every uint16 command ID is free
-// for the application; RPC and command handlers are separate tables. A
-// second handler for an ID already taken is refused and IsCommandDuplicate
-// reports it.
+// streams, MARS) uses message kinds of its own, so every uint16 command ID
+// is free for the application; RPC, command and stream handlers are
+// separate tables.
+//
+// # Several handlers per ID
+//
+// As the Diarkis reference allows, an ID may have several handlers;
+// registering one more adds it after the others. Command handlers
+// (HandleCommand, SetCommandHandler) of a one-way message all run, in
+// registration order (one that fails or panics does not stop the rest).
+// RPC handlers (HandleRPC, HandleRPCWithContext), and command handlers
+// reached by SendRequest, run in order until one returns a non-nil
+// response or an error, which answers the caller. IsCommandDuplicate
+// reports IDs with more than one handler, or with both an RPC and a
+// command handler. A stream ID has one handler: a second is refused.
+//
+// # Streams
+//
+// OpenStream opens a stream to the HandleStream handler of an ID on
+// another node (or this one), with an optional first message; both sides
+// then Send and Recv messages (0 bytes up to MaxMessageSize) that arrive in
+// order, exactly once, with their boundaries, on the one reliable session
+// of the node pair, beside every other stream and request. CloseSend ends
+// one direction (the other side's Recv returns io.EOF); the handler's
+// return ends the stream (the opener's Recv returns io.EOF after the last
+// message, or the handler's error as a *RemoteError). Each direction has a
+// window of StreamWindowMessages messages and StreamWindowBytes bytes sent
+// and not yet received by Recv; a writer past it waits, so a slow reader
+// slows only its own stream's writer, and the messages a node holds for a
+// stream stay bounded. Cancelling the opener's context, or Close on either
+// side, ends the stream on both sides (IsRequestError; the handler's
+// context is cancelled); a dead peer ends it within the retry timeout
+// (IsSendError).
 //
 // # Errors
 //
@@ -45,8 +78,9 @@
 // large, unreachable or dead node, shut down), ErrRequest (IsRequestError:
 // the remote handler failed, with its message in a *RemoteError, had no
 // handler, or the caller cancelled), ErrRequestTimeout
-// (IsRequestTimeoutError) and ErrUnhealthy (IsUnhealthyError: this node is
-// not part of the cluster, so it refuses to start requests). OnSendFailure
+// (IsRequestTimeoutError) and ErrUnhealthy (IsUnhealthyError: this node has
+// not synced with MARS yet, or is shut down, so it refuses to start
+// requests; a MARS outage after the first sync does not make it unhealthy). OnSendFailure
 // hears every peer a send could not reach.
 //
 // # Configuration
@@ -63,8 +97,13 @@
 // # Deviations from the Diarkis mesh API
 //
 //   - Setup, Guest and StartAsMARS return an error instead of nothing.
-//   - Shutdown (new) marks the node offline at MARS, lets running handlers
-//     finish, flushes and closes; it is safe to call twice.
+//   - Shutdown (new) marks the node offline in its own status and at MARS
+//     first, then waits for the readiness check and running handlers
+//     (bounded: OfflineWait, ReadinessWait, the retry timeout), then leaves
+//     and closes; it is safe to call twice. ShutdownContext takes a context
+//     that cuts the waits short; ShutdownOnSignal shuts down on SIGTERM.
+//   - Several handlers per command ID run as described above; HandleRPC
+//     always returns true.
 //   - New, Default, Options (WithType, AsGuest, ...) and Node methods (new)
 //     give independent nodes. Node is both a live node (from New, Setup)
 //     and a node record (from GetNode, GetNodeByEndPoint), because the
@@ -75,9 +114,11 @@
 //     missing field or a wrong type instead of panicking; numbers convert
 //     between widths when the value fits.
 //   - StatusOnline (1), StatusOffline (2), StatusTaken (3) for SetStatus.
-//   - HandleRPCWithContext, OnSendFailure, Node.HealthCheck, CreateResponseBytes
-//     and FanoutError are additions. SendRequest's callback runs on its own
-//     goroutine. SetCommandHandler and HandleCommand share one table.
+//   - HandleRPCWithContext, OnSendFailure, Node.HealthCheck, CreateResponseBytes,
+//     FanoutError, streams (HandleStream, OpenStream, Stream) and typed RPCs
+//     (NewRPC) are additions. SendRequest's callback always runs on a
+//     goroutine of its own. SetCommandHandler and HandleCommand share one
+//     table.
 //   - TestPackPacket is left out; Msg, SendData and Shrink exist for
 //     compatibility only (splitting happens inside the transport).
 package mesh

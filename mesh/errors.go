@@ -17,8 +17,9 @@ var (
 	ErrRequest = errors.New("mesh: request failed")
 	// ErrRequestTimeout: no response before the deadline.
 	ErrRequestTimeout = errors.New("mesh: request timed out")
-	// ErrUnhealthy: the node is not part of the cluster (not in touch with
-	// MARS), so it refuses to start a request.
+	// ErrUnhealthy: the node is not part of the cluster (it has not synced
+	// with MARS yet, or it is shut down), so it refuses to start a request.
+	// A MARS outage after the first sync does not make a node unhealthy.
 	ErrUnhealthy = errors.New("mesh: node is not part of the cluster")
 
 	// ErrInvalidData: data is not a map, a struct (pointer), a *Parcel or []byte.

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/marsmesh/marsmesh/rudp"
 )
 
 // Fan-out (SendMany, USendMany) sends one message to many nodes along a
@@ -25,15 +28,26 @@ import (
 //
 // Frame (kindFanout): [id u64][cmd u16][flags u8][limit u16][deadline ms u32]
 // [origin addr][count u16]{addr}[payload]; acks (kindFanoutAck):
-// [id u64][count u16]{addr}.
+// [id u64][count u16]{failed addr}[count u16]{refused addr}. The deadline
+// is the time left (capped at fanoutTimeout by the receiver).
 
 const (
 	fanReliable byte = 1 << 0
 
 	// fanoutTimeout bounds a whole reliable SendMany.
 	fanoutTimeout = 10 * time.Second
-	// seenTTL is how long a fan-out ID is remembered for de-duplication.
+	// seenTTL is how long a fan-out ID is remembered for de-duplication
+	// (at least; see fanoutState).
 	seenTTL = time.Minute
+	// maxSeen bounds each generation of remembered fan-out IDs.
+	maxSeen = 1 << 16
+	// maxRelays bounds the fan-out relays a node runs at once; past it a
+	// relay is refused (its share reported failed to its parent).
+	maxRelays = 1024
+	// maxFanoutShare bounds the share list of one fan-out frame: a larger
+	// share is split over more relays by the sender, and a frame listing
+	// more is refused as malformed.
+	maxFanoutShare = 16384
 )
 
 // FanoutError lists the nodes a SendMany could not reach.
@@ -56,39 +70,47 @@ type fanKey struct {
 }
 
 type fanAck struct {
-	failed []netip.AddrPort
-	err    error
+	failed  []netip.AddrPort // the relay could not reach them
+	refused []netip.AddrPort // the relay's view does not list them
+	err     error
 }
 
 type fanoutState struct {
-	mu        sync.Mutex
-	waits     map[fanKey]chan fanAck
-	seen      map[uint64]int64 // id -> unix ns when it may be forgotten
-	lastPrune int64
+	mu    sync.Mutex
+	waits map[fanKey]chan fanAck
+	clock func() int64 // monotonic ns
+	// De-duplication: two generations of IDs. cur takes new IDs; when it
+	// is seenTTL old (or holds maxSeen IDs) it becomes prev and the old
+	// prev is dropped whole, so an ID is remembered for seenTTL to
+	// 2*seenTTL (less under a flood of more than maxSeen IDs per seenTTL)
+	// and nothing is ever pruned entry by entry.
+	cur, prev map[uint64]struct{}
+	swapped   int64
 }
 
-func (f *fanoutState) init() {
+func (f *fanoutState) init(clock func() int64) {
 	f.waits = make(map[fanKey]chan fanAck)
-	f.seen = make(map[uint64]int64)
+	f.clock = clock
+	f.cur, f.prev = make(map[uint64]struct{}), make(map[uint64]struct{})
+	f.swapped = clock()
 }
 
 // firstSight records id and reports whether it is new.
 func (f *fanoutState) firstSight(id uint64) bool {
-	now := time.Now().UnixNano()
+	now := f.clock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if now-f.lastPrune > int64(time.Second) {
-		f.lastPrune = now
-		for k, exp := range f.seen {
-			if exp < now {
-				delete(f.seen, k)
-			}
-		}
+	if now-f.swapped >= int64(seenTTL) || len(f.cur) >= maxSeen {
+		f.prev, f.cur = f.cur, make(map[uint64]struct{})
+		f.swapped = now
 	}
-	if _, ok := f.seen[id]; ok {
+	if _, ok := f.cur[id]; ok {
 		return false
 	}
-	f.seen[id] = now + int64(seenTTL)
+	if _, ok := f.prev[id]; ok {
+		return false
+	}
+	f.cur[id] = struct{}{}
 	return true
 }
 
@@ -173,7 +195,7 @@ func (n *Node) sendMany(cmd uint16, addrs []string, data interface{}, limit int,
 		return sendErr("fan-out", err)
 	}
 	if len(payload) > MaxMessageSize {
-		return sendErr("fan-out", fmt.Errorf("%d bytes, limit %d", len(payload), MaxMessageSize))
+		return sendErr("fan-out", fmt.Errorf("%w: %d bytes, limit %d", rudp.ErrTooLarge, len(payload), MaxMessageSize))
 	}
 	var failed []string
 	seen := make(map[netip.AddrPort]bool, len(addrs))
@@ -235,7 +257,8 @@ func (n *Node) spread(m *fanMsg, targets []netip.AddrPort) []netip.AddrPort {
 	if len(targets) == 0 {
 		return nil
 	}
-	groups := split(targets, m.limit)
+	// No relay gets a share above maxFanoutShare.
+	groups := split(targets, max(m.limit, (len(targets)+maxFanoutShare)/(maxFanoutShare+1)))
 	if m.flags&fanReliable == 0 {
 		var failed []netip.AddrPort
 		for _, g := range groups {
@@ -284,12 +307,18 @@ func (n *Node) relay(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort) []ne
 		case a := <-ch:
 			timer.Stop()
 			if a.err == nil {
-				return a.failed
+				// Deliver what head refused (its view did not list it yet)
+				// ourselves, but only nodes of the share we gave it.
+				return append(a.failed, n.spread(m, within(a.refused, rest))...)
 			}
 			err = a.err
 		case <-timer.C:
 			n.fan.deliver(k, fanAck{}) // forget the wait
-			err = fmt.Errorf("no fan-out ack from %s in time", head)
+			err = fmt.Errorf("%w: no fan-out ack from %s within %v: %w", ErrSend, head, max(hop, 0), context.DeadlineExceeded)
+		case <-n.done:
+			timer.Stop()
+			n.fan.deliver(k, fanAck{})
+			err = ErrClosed
 		}
 	} else {
 		n.fan.deliver(k, fanAck{})
@@ -302,8 +331,8 @@ func (n *Node) relay(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort) []ne
 // sendHop sends m to head with rest as its share; done, if set, hears the
 // transport's acknowledgement (reliable fan-out only).
 func (n *Node) sendHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, done func(error)) error {
-	if len(rest) > math.MaxUint16 {
-		return fmt.Errorf("fan-out share of %d nodes is too large", len(rest))
+	if len(rest) > maxFanoutShare {
+		return fmt.Errorf("%w: fan-out share of %d nodes, limit %d", rudp.ErrTooLarge, len(rest), maxFanoutShare)
 	}
 	hdr := fanoutHeader(m, rest)
 	if n.closed.Load() {
@@ -333,11 +362,7 @@ func fanoutHeader(m *fanMsg, share []netip.AddrPort) []byte {
 	}
 	hdr = binary.BigEndian.AppendUint32(hdr, ms)
 	hdr = appendAddr(hdr, m.origin)
-	hdr = binary.BigEndian.AppendUint16(hdr, uint16(len(share)))
-	for _, a := range share {
-		hdr = appendAddr(hdr, a)
-	}
-	return hdr
+	return appendAddrList(hdr, share)
 }
 
 // split cuts targets into at most k contiguous groups of near-equal size.
@@ -367,27 +392,16 @@ func parseFanout(p []byte) (*fanMsg, []netip.AddrPort, error) {
 		limit: int(binary.BigEndian.Uint16(p[11:])),
 	}
 	if ms := binary.BigEndian.Uint32(p[13:]); ms > 0 {
-		m.deadline = time.Now().Add(time.Duration(ms) * time.Millisecond)
+		// The frame carries the time left; no hop waits past fanoutTimeout.
+		m.deadline = time.Now().Add(min(time.Duration(ms)*time.Millisecond, fanoutTimeout))
 	}
 	var err error
 	if m.origin, p, err = readAddr(p[17:]); err != nil {
 		return nil, nil, err
 	}
-	if len(p) < 2 {
-		return nil, nil, errMalformed
-	}
-	count := int(binary.BigEndian.Uint16(p))
-	p = p[2:]
-	if count > len(p)/2 {
-		return nil, nil, errMalformed
-	}
-	share := make([]netip.AddrPort, 0, count)
-	for range count {
-		var a netip.AddrPort
-		if a, p, err = readAddr(p); err != nil {
-			return nil, nil, err
-		}
-		share = append(share, a)
+	var share []netip.AddrPort
+	if share, p, err = readAddrList(p); err != nil {
+		return nil, nil, err
 	}
 	if m.limit < 1 {
 		m.limit = 1
@@ -397,7 +411,10 @@ func parseFanout(p []byte) (*fanMsg, []netip.AddrPort, error) {
 }
 
 // handleFanout delivers a fan-out message here (once per ID) and relays
-// it to this node's share.
+// it to this node's share, off the read goroutine. Only share entries that
+// this node's MARS view lists (same app) are relayed to; the others are
+// refused and reported failed in the ack, so a forged share list costs
+// nothing. The payload is shared by every hop, never copied per head.
 func (n *Node) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
 	m, share, err := parseFanout(p)
 	if err != nil {
@@ -411,61 +428,152 @@ func (n *Node) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
 		n.metrics.fanoutDelivered.Add(1)
 		n.deliverCommand(m.origin, n.name(m.origin), m.cmd, m.payload)
 	}
-	if m.flags&fanReliable == 0 || !reliable {
-		m.flags &^= fanReliable
-		n.spread(m, share)
-		return
-	}
 	if len(share) == 0 {
 		return // a leaf: the transport's acknowledgement is the parent's confirmation
 	}
-	ok := n.startHandler(func() {
-		failed := n.spread(m, share)
-		n.sendFanAck(from, m.id, failed)
+	listed, refused := n.listedShare(share)
+	if m.flags&fanReliable == 0 || !reliable {
+		m.flags &^= fanReliable
+		if len(listed) > 0 && !n.startRelay(func() { n.spread(m, listed) }) {
+			n.relayRefused(from)
+		}
+		return
+	}
+	if len(listed) == 0 {
+		n.sendFanAck(from, m.id, nil, refused)
+		return
+	}
+	ok := n.startRelay(func() {
+		n.sendFanAck(from, m.id, n.spread(m, listed), refused)
 	})
 	if !ok {
-		n.sendFanAck(from, m.id, share)
+		n.relayRefused(from)
+		n.sendFanAck(from, m.id, nil, share)
 	}
 }
 
-func (n *Node) sendFanAck(to netip.AddrPort, id uint64, failed []netip.AddrPort) {
-	b := binary.BigEndian.AppendUint64(make([]byte, 0, 10+8*len(failed)), id)
-	b = binary.BigEndian.AppendUint16(b, uint16(min(len(failed), math.MaxUint16)))
-	for _, a := range failed[:min(len(failed), math.MaxUint16)] {
+// listedShare splits a share into the nodes this node's view lists (other
+// than itself) and the rest.
+func (n *Node) listedShare(share []netip.AddrPort) (listed, refused []netip.AddrPort) {
+	view := n.mc.View()
+	listed = share[:0:0]
+	for _, a := range share {
+		if _, ok := view.Node(a.String()); ok && a != n.self {
+			listed = append(listed, a)
+		} else {
+			refused = append(refused, a)
+		}
+	}
+	if len(refused) > 0 {
+		n.warnOnce("mesh: fan-out share lists nodes the view does not", "count", len(refused))
+	}
+	return listed, refused
+}
+
+func (n *Node) relayRefused(from netip.AddrPort) {
+	n.warnOnce("mesh: too many fan-out relays running, relay refused", "from", from, "limit", maxRelays)
+}
+
+// startRelay runs a relay on a goroutine Shutdown waits for, unless
+// maxRelays are running already (or the node is stopping).
+func (n *Node) startRelay(f func()) bool {
+	if n.relays.Add(1) > maxRelays {
+		n.relays.Add(-1)
+		return false
+	}
+	ok := n.startHandler(func() {
+		defer n.relays.Add(-1)
+		f()
+	})
+	if !ok {
+		n.relays.Add(-1)
+	}
+	return ok
+}
+
+// within returns the addresses of list that are in of.
+func within(list, of []netip.AddrPort) []netip.AddrPort {
+	if len(list) == 0 {
+		return nil
+	}
+	set := make(map[netip.AddrPort]bool, len(of))
+	for _, a := range of {
+		set[a] = true
+	}
+	var out []netip.AddrPort
+	for _, a := range list {
+		if set[a] {
+			out = append(out, a)
+			delete(set, a)
+		}
+	}
+	return out
+}
+
+// appendAddrList writes [count u16]{addr}, at most maxFanoutShare entries.
+func appendAddrList(b []byte, list []netip.AddrPort) []byte {
+	list = list[:min(len(list), maxFanoutShare)]
+	b = binary.BigEndian.AppendUint16(b, uint16(len(list)))
+	for _, a := range list {
 		b = appendAddr(b, a)
 	}
+	return b
+}
+
+// readAddrList reads [count u16]{addr} (at most maxFanoutShare entries).
+func readAddrList(p []byte) ([]netip.AddrPort, []byte, error) {
+	if len(p) < 2 {
+		return nil, nil, errMalformed
+	}
+	count := int(binary.BigEndian.Uint16(p))
+	p = p[2:]
+	if count > len(p)/2 || count > maxFanoutShare {
+		return nil, nil, errMalformed
+	}
+	list := make([]netip.AddrPort, 0, count)
+	for range count {
+		var a netip.AddrPort
+		var err error
+		if a, p, err = readAddr(p); err != nil {
+			return nil, nil, err
+		}
+		list = append(list, a)
+	}
+	return list, p, nil
+}
+
+// sendFanAck answers a relay's parent: [id u64][failed list][refused list]
+// (a reader that knows only the failed list ignores the rest).
+func (n *Node) sendFanAck(to netip.AddrPort, id uint64, failed, refused []netip.AddrPort) {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 12+8*(len(failed)+len(refused))), id)
+	b = appendAddrList(b, failed)
+	b = appendAddrList(b, refused)
 	if err := n.tr.SendAckNow(to, kindFanoutAck, nil, b); err != nil {
 		n.log.Debug("mesh: fan-out ack not sent", "to", to, "err", err)
 	}
 }
 
 func (n *Node) handleFanoutAck(from netip.AddrPort, p []byte) {
-	id, failed, err := parseFanoutAck(p)
+	id, failed, refused, err := parseFanoutAck(p)
 	if err != nil {
 		n.bad("malformed fan-out ack", from)
 		return
 	}
-	n.fan.deliver(fanKey{id, from}, fanAck{failed: failed})
+	n.fan.deliver(fanKey{id, from}, fanAck{failed: failed, refused: refused})
 }
 
-func parseFanoutAck(p []byte) (uint64, []netip.AddrPort, error) {
+func parseFanoutAck(p []byte) (id uint64, failed, refused []netip.AddrPort, err error) {
 	if len(p) < 10 {
-		return 0, nil, errMalformed
+		return 0, nil, nil, errMalformed
 	}
-	id := binary.BigEndian.Uint64(p)
-	count := int(binary.BigEndian.Uint16(p[8:]))
-	p = p[10:]
-	if count > len(p)/2 {
-		return 0, nil, errMalformed
+	id = binary.BigEndian.Uint64(p)
+	if failed, p, err = readAddrList(p[8:]); err != nil {
+		return 0, nil, nil, err
 	}
-	failed := make([]netip.AddrPort, 0, count)
-	for range count {
-		var a netip.AddrPort
-		var err error
-		if a, p, err = readAddr(p); err != nil {
-			return 0, nil, err
+	if len(p) > 0 {
+		if refused, _, err = readAddrList(p); err != nil {
+			return 0, nil, nil, err
 		}
-		failed = append(failed, a)
 	}
-	return id, failed, nil
+	return id, failed, refused, nil
 }

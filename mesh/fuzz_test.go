@@ -21,6 +21,7 @@ func FuzzDecode(f *testing.F) {
 	ack := binary.BigEndian.AppendUint64(nil, 1)
 	ack = binary.BigEndian.AppendUint16(ack, 1)
 	f.Add(appendAddr(ack, share[0]))
+	f.Add(appendAddrList(appendAddrList(binary.BigEndian.AppendUint64(nil, 2), share[:1]), share))
 	f.Add([]byte{0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		if h, body, err := parseRequest(p); err == nil && len(body) != len(p)-requestHeaderSize {
@@ -39,6 +40,13 @@ func FuzzDecode(f *testing.F) {
 		if a, rest, err := readAddr(p); err == nil && (!a.IsValid() || len(rest) >= len(p)) {
 			t.Fatalf("address %v accepted, %d of %d bytes left", a, len(rest), len(p))
 		}
-		parseFanoutAck(p)
+		if _, failed, refused, err := parseFanoutAck(p); err == nil {
+			if len(failed)+len(refused) > len(p)/2 || len(failed) > maxFanoutShare || len(refused) > maxFanoutShare {
+				t.Fatalf("ack accepted with %d failed and %d refused from %d bytes", len(failed), len(refused), len(p))
+			}
+		}
+		if m, _, err := parseFanout(p); err == nil && !m.deadline.IsZero() && time.Until(m.deadline) > fanoutTimeout {
+			t.Fatalf("fan-out deadline %v past the cap", time.Until(m.deadline))
+		}
 	})
 }

@@ -12,9 +12,27 @@ import (
 // old while MARS is reachable, and stale but usable while it is not (see
 // IsPartOfCluster).
 
-// IsPartOfCluster reports whether the node has heard from MARS within the
-// accepted span (three sync intervals).
-func (n *Node) IsPartOfCluster() bool { return n.mc.InTouch() }
+// IsPartOfCluster reports whether the node is healthy: it has synced with
+// MARS at least once and has not been shut down. A MARS outage does not
+// change it: the node keeps its last view and keeps serving sends, RPCs and
+// fan-out (dead peers are still found by the transport's retryTimeout).
+// Requests are refused (IsUnhealthyError) only while it is false. To ask
+// whether MARS answered recently, use InTouchWithMars.
+func (n *Node) IsPartOfCluster() bool {
+	if n.closed.Load() {
+		return false
+	}
+	select {
+	case <-n.mc.Ready():
+		return true
+	default:
+		return false
+	}
+}
+
+// InTouchWithMars reports whether MARS answered within the last three
+// sync intervals (what `node healthcheck -ready` asks).
+func (n *Node) InTouchWithMars() bool { return n.mc.InTouch() }
 
 // WaitForLatestNodeData waits until two more syncs with MARS have been
 // applied (bounded), so changes made across the cluster at about the same

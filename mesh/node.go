@@ -63,8 +63,10 @@ type node struct {
 	queueMu sync.Mutex
 	queues  map[netip.AddrPort]*cmdQueue
 
-	fan    fanoutState
-	buffer *sendBuffer
+	fan     fanoutState
+	relays  atomic.Int64 // fan-out relays running
+	buffer  *sendBuffer
+	streams streamTable
 
 	cbMu          sync.RWMutex
 	onSendFailure []func(addr string, err error)
@@ -78,7 +80,11 @@ type node struct {
 	strictDrops  atomic.Uint64
 	metrics      meshMetrics // counters for Collector (metrics.go)
 
-	names sync.Map // netip.AddrPort -> string
+	names    sync.Map // netip.AddrPort -> string, at most maxNames entries
+	numNames atomic.Int64
+
+	ev    events
+	epoch time.Time // monotonic origin of clock()
 
 	closed    atomic.Bool
 	runMu     sync.RWMutex // guards stopping against wg.Add
@@ -172,8 +178,10 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		warn:         ratelog.New(o.logger, 10*time.Second),
 	}}
 	n.ctx, n.stop = context.WithCancel(context.Background())
-	n.fan.init()
-	n.tr, err = rudp.ListenScan(bind, port, portScan, rudp.Config{
+	n.epoch = time.Now()
+	n.fan.init(n.clock)
+	n.ev.init()
+	n.tr, err = listenScan(bind, port, portScan, rudp.Config{
 		RetryInterval: cfg.RetryIntervalDuration(),
 		RetryTimeout:  cfg.RetryTimeoutDuration(),
 		OnMessage:     n.onMessage,
@@ -209,10 +217,11 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		n.tr.Close()
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
-	n.mc.OnInitialSync(n.fireInitialSync)
-	n.mc.Start()
-	n.bg.Add(1)
+	n.bg.Add(2)
+	go n.eventLoop()
 	go n.sweepLoop()
+	n.mc.OnInitialSync(func() { n.post(n.fireInitialSync) })
+	n.mc.Start()
 	n.startStatsReport() // counters to MARS for its dashboard (metrics_report.go)
 	n.log.Debug("mesh node started", "addr", n.selfStr, "guest", n.guest)
 	return n, nil
@@ -246,15 +255,34 @@ func (n *Node) IsGuest() bool { return n.guest }
 // Mars gives access to the node's MARS client (its view of the cluster).
 func (n *Node) Mars() *mars.Client { return n.mc }
 
+// maxNames bounds the cache of peer address strings, so forged sources
+// cannot grow it: past it, names are built on every use.
+const maxNames = 4096
+
 // name returns the mesh address string of a peer, cached.
 func (n *Node) name(a netip.AddrPort) string {
 	if v, ok := n.names.Load(a); ok {
 		return v.(string)
 	}
 	s := a.String()
-	n.names.Store(a, s)
+	if n.numNames.Load() < maxNames {
+		if _, loaded := n.names.LoadOrStore(a, s); !loaded {
+			n.numNames.Add(1)
+		}
+	}
 	return s
 }
+
+// forgetName drops a peer's cached name (its session ended).
+func (n *Node) forgetName(a netip.AddrPort) {
+	if _, ok := n.names.LoadAndDelete(a); ok {
+		n.numNames.Add(-1)
+	}
+}
+
+// clock is the node's monotonic time in nanoseconds (deadlines and TTLs
+// never follow wall-clock jumps).
+func (n *Node) clock() int64 { return int64(time.Since(n.epoch)) }
 
 // resolve parses a mesh address ("ip:port", or "host:port" resolved once).
 func (n *Node) resolve(addr string) (netip.AddrPort, error) {
@@ -275,14 +303,17 @@ func (n *Node) onPeerDown(addr netip.AddrPort, err error) {
 	n.mc.HandlePeerDown(addr)
 	failed := n.failCalls(addr, err)
 	failed = n.fan.peerDown(addr, err) || failed
+	n.streamsPeerDown(addr, err)
 	var pe *rudp.PeerError
 	if failed || (errors.As(err, &pe) && pe.Unacked > 0) {
 		n.sendFailed(n.name(addr), err)
 	}
+	n.forgetName(addr)
 }
 
 // OnSendFailure registers a callback that hears every peer a send could
-// not reach, with the reason.
+// not reach, with the reason. Callbacks run one at a time on the node's
+// event goroutine (see DroppedEvents), never on a transport goroutine.
 func (n *Node) OnSendFailure(cb func(addr string, err error)) {
 	n.cbMu.Lock()
 	n.onSendFailure = append(n.onSendFailure, cb)
@@ -293,17 +324,23 @@ func (n *Node) warnOnce(cause string, args ...any) {
 	n.warn.Warn(cause, append(args, "node", n.selfStr)...)
 }
 
+// sendFailed tells the OnSendFailure callbacks, on the event goroutine.
 func (n *Node) sendFailed(addr string, err error) {
 	n.cbMu.RLock()
 	cbs := n.onSendFailure
 	n.cbMu.RUnlock()
-	for _, cb := range cbs {
-		cb(addr, err)
+	if len(cbs) == 0 {
+		return
 	}
+	n.post(func() {
+		for _, cb := range cbs {
+			cb(addr, err)
+		}
+	})
 }
 
 // OnReady registers a callback run once the node has synced with MARS
-// (at once if it already has).
+// (on the node's event goroutine; at once if it already has).
 func (n *Node) OnReady(cb func()) { n.onFirstSync(&n.onReady, cb) }
 
 // OnInitialSync registers a callback run after the first sync with MARS
@@ -336,7 +373,8 @@ func (n *Node) fireInitialSync() {
 	}
 }
 
-// Ready is closed once the node has synced with MARS.
+// Ready is closed once the node has synced with MARS. With MARS down it
+// stays open: bound the wait with WaitReady, or select on Ready and a timer.
 func (n *Node) Ready() <-chan struct{} { return n.mc.Ready() }
 
 // SetCheckForShutdownReadiness sets a function Shutdown polls (for up to
@@ -345,48 +383,4 @@ func (n *Node) SetCheckForShutdownReadiness(cb func() bool) {
 	n.cbMu.Lock()
 	n.readiness = cb
 	n.cbMu.Unlock()
-}
-
-// Shutdown marks the node offline at MARS, waits for in-flight handlers
-// (up to the retry timeout), flushes queued messages and closes the
-// socket. It is safe to call more than once; later calls return the
-// first call's result.
-func (n *Node) Shutdown() error {
-	n.closeOnce.Do(func() {
-		n.cbMu.RLock()
-		ready := n.readiness
-		n.cbMu.RUnlock()
-		if ready != nil {
-			deadline := time.Now().Add(10 * time.Second)
-			for !ready() && time.Now().Before(deadline) {
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
-		n.closed.Store(true)
-		mcErr := n.mc.Close() // graceful leave: offline at once
-		if n.buffer != nil {
-			n.buffer.close()
-		}
-		// Let running handlers finish and answer; past the retry timeout,
-		// cancel their contexts and wait for them to return.
-		n.runMu.Lock()
-		n.stopping = true
-		n.runMu.Unlock()
-		waited := make(chan struct{})
-		go func() { n.wg.Wait(); close(waited) }()
-		select {
-		case <-waited:
-		case <-time.After(n.cfg.RetryTimeoutDuration()):
-			n.log.Warn("mesh: shutdown is cancelling running handlers", "addr", n.selfStr)
-		}
-		close(n.done)
-		n.stop()
-		<-waited
-		n.failAllCalls(ErrClosed)
-		n.fan.closeAll()
-		trErr := n.tr.Close()
-		n.bg.Wait()
-		n.closeErr = errors.Join(mcErr, trErr)
-	})
-	return n.closeErr
 }

@@ -20,7 +20,7 @@ type call struct {
 	to       netip.AddrPort
 	addr     string
 	cmd      uint16
-	deadline int64           // unix ns, watched by the sweeper; 0 if a context watches it
+	deadline int64           // node clock ns, watched by the sweeper; 0 if a context watches it
 	ch       chan callResult // buffered: the one result never blocks its sender
 }
 
@@ -45,8 +45,9 @@ type serveKey struct {
 	id   uint64
 }
 
-// HandleRPC sets the handler SendRPC reaches with command ID cmd. It
-// returns false, keeping the first handler, if cmd already has one.
+// HandleRPC adds a handler SendRPC reaches with command ID cmd. Several
+// handlers of one ID run in registration order until one returns a
+// non-nil response or an error, which answers. It returns true.
 func (n *Node) HandleRPC(cmd uint16, h func(data []byte, senderAddr string) ([]byte, error)) bool {
 	return n.handlers.addRPC(cmd, rpcHandler{plain: h})
 }
@@ -121,7 +122,7 @@ func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd 
 	c := callPool.Get().(*call)
 	c.to, c.addr, c.cmd, c.deadline = to, addr, cmd, 0
 	if watched {
-		c.deadline = deadline.UnixNano()
+		c.deadline = max(int64(deadline.Sub(n.epoch)), 1) // monotonic
 	}
 	n.callMu.Lock()
 	n.calls[id] = c
@@ -209,7 +210,7 @@ func (n *Node) sweepLoop() {
 				return
 			case <-t.C:
 			}
-			if n.sweep(time.Now().UnixNano()) == 0 {
+			if n.sweep(n.clock()) == 0 {
 				break
 			}
 		}
@@ -372,8 +373,10 @@ func (j *serveJob) run() {
 		resp, err, ctxErr = j.runWithContext(sender)
 	case j.rpc.plain != nil:
 		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.rpc.plain(j.body, sender) })
-	case j.cmd.raw != nil || j.cmd.decoded != nil:
+	case j.cmd.raw != nil || j.cmd.decoded != nil || j.cmd.chain != nil:
 		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.cmd.call(j.body, sender) })
+	case j.hdr.table == tableInternal:
+		resp = n.healthAnswer() // the node's sync state (ready.go)
 	}
 	switch {
 	case err != nil && errors.Is(ctxErr, context.DeadlineExceeded):
@@ -452,26 +455,28 @@ func (n *Node) handleCancel(from netip.AddrPort, p []byte) {
 // SendRequest sends data (a map or a struct pointer, see ValidateDataType)
 // to the command handler of cmd on the node at addr and calls callback with
 // the handler's response decoded into a map, or an error (classified like
-// SendRPC's). It returns at once; callback runs on its own goroutine
-// (within DefaultRPCTimeout), before Shutdown returns.
+// SendRPC's). It returns at once; callback always runs on a goroutine of
+// its own, also for errors found before sending (invalid data, unhealthy
+// node), within DefaultRPCTimeout and before Shutdown returns.
 func (n *Node) SendRequest(cmd uint16, addr string, data interface{}, callback func(err error, responseData map[string]interface{})) {
 	if callback == nil {
 		callback = func(error, map[string]interface{}) {}
 	}
+	fail := func(err error) { n.goCallback(func() { callback(err, nil) }) }
 	if !ValidateDataType(data) {
-		callback(sendErr(addr, fmt.Errorf("%w: %T (want a map[string]interface{} or a struct pointer)", ErrInvalidData, data)), nil)
+		fail(sendErr(addr, fmt.Errorf("%w: %T (want a map[string]interface{} or a struct pointer)", ErrInvalidData, data)))
 		return
 	}
 	payload, err := encodeData(data)
 	if err != nil {
-		callback(sendErr(addr, err), nil)
+		fail(sendErr(addr, err))
 		return
 	}
 	if !n.IsPartOfCluster() {
-		callback(fmt.Errorf("%w: request %d to %s refused", ErrUnhealthy, cmd, addr), nil)
+		fail(fmt.Errorf("%w: request %d to %s refused", ErrUnhealthy, cmd, addr))
 		return
 	}
-	started := n.startHandler(func() {
+	n.goCallback(func() {
 		resp, err := n.request(context.Background(), time.Now().Add(DefaultRPCTimeout), tableCommand, cmd, addr, payload)
 		if err != nil {
 			callback(err, nil)
@@ -484,7 +489,12 @@ func (n *Node) SendRequest(cmd uint16, addr string, data interface{}, callback f
 		}
 		callback(nil, m)
 	})
-	if !started {
-		callback(sendErr(addr, ErrClosed), nil)
+}
+
+// goCallback runs f on a goroutine Shutdown waits for, or, once Shutdown
+// has begun waiting, on a plain one (f then finds the node shut down).
+func (n *Node) goCallback(f func()) {
+	if !n.startHandler(f) {
+		go f()
 	}
 }

@@ -125,18 +125,66 @@ func TestRPCUnreachable(t *testing.T) {
 	}
 }
 
-func TestRPCUnhealthyWithoutMars(t *testing.T) {
+// TestRPCWorksWithoutMars: a MARS outage does not make a synced node
+// unhealthy (issue 13; before, every RPC failed with IsUnhealthyError
+// about 3 s after MARS stopped). Unhealthy means: before the first sync,
+// or after Shutdown.
+func TestRPCWorksWithoutMars(t *testing.T) {
 	c := newCluster(t, 2)
 	a, b := c.nodes[0], c.nodes[1]
 	b.HandleRPC(1, func(d []byte, _ string) ([]byte, error) { return d, nil })
 	c.mars.Close()
-	eventually(t, 5*time.Second, func() bool { return !a.IsPartOfCluster() }, "a notices MARS is gone")
-	_, err := a.SendRPC(1, b.GetMyEndPoint(), nil)
-	if !IsUnhealthyError(err) || IsSendError(err) {
-		t.Fatalf("RPC without MARS: %v", err)
+	eventually(t, 5*time.Second, func() bool { return !a.InTouchWithMars() }, "a notices MARS is gone")
+	if !a.IsPartOfCluster() {
+		t.Fatal("a synced node turned unhealthy during a MARS outage")
+	}
+	if got, err := a.SendRPC(1, b.GetMyEndPoint(), []byte("x")); err != nil || string(got) != "x" {
+		t.Fatalf("RPC without MARS: %q, %v", got, err)
 	}
 	// Lookups still answer from the last view.
 	if got := a.GetNodeAddresses(nil); len(got) != 2 {
 		t.Fatalf("stale view lists %v", got)
+	}
+	st, err := b.ReadyCheck(context.Background(), a.GetMyEndPoint())
+	if err != nil || !st.Synced || st.InTouch {
+		t.Fatalf("ReadyCheck during the outage: %+v, %v; want synced, not in touch", st, err)
+	}
+	b.Shutdown()
+	if b.IsPartOfCluster() {
+		t.Fatal("healthy after Shutdown")
+	}
+}
+
+// TestUnhealthyBeforeFirstSync: a node whose MARS never answers refuses
+// requests, and WaitReady bounds the wait.
+func TestUnhealthyBeforeFirstSync(t *testing.T) {
+	c := newCluster(t, 1)
+	silent, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	n, err := New(testConfig(uint16(silent.LocalAddr().(*net.UDPAddr).Port)), WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown()
+	if n.IsPartOfCluster() {
+		t.Fatal("healthy before any sync")
+	}
+	if _, err := n.SendRPC(1, c.nodes[0].GetMyEndPoint(), nil); !IsUnhealthyError(err) {
+		t.Fatalf("RPC before the first sync: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := n.WaitReady(ctx); !IsUnhealthyError(err) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitReady with MARS silent: %v", err)
+	}
+	st, err := c.nodes[0].ReadyCheck(context.Background(), n.GetMyEndPoint())
+	if err != nil || st.Synced || st.InTouch {
+		t.Fatalf("ReadyCheck of a node never synced: %+v, %v", st, err)
+	}
+	if err := c.nodes[0].WaitReady(context.Background()); err != nil {
+		t.Fatalf("WaitReady of a synced node: %v", err)
 	}
 }

@@ -16,8 +16,8 @@ const maxQueuedCommands = 1 << 16
 // HandleCommand sets the handler of command ID cmd for Send, USend,
 // SendMany, USendMany and SendRequest. It receives the message decoded
 // from msgpack into a map; what it returns is the response to a
-// SendRequest (ignored for one-way messages). A second handler for the
-// same ID is refused (the first stays) and IsCommandDuplicate reports it.
+// SendRequest (ignored for one-way messages). Several handlers may share
+// an ID (see the package doc, "Several handlers per ID"); it returns true.
 func (n *Node) HandleCommand(cmd uint16, h func(requestData map[string]interface{}) ([]byte, error)) bool {
 	return n.handlers.addCmd(cmd, cmdHandler{decoded: h})
 }
@@ -28,20 +28,9 @@ func (n *Node) SetCommandHandler(cmd uint16, h func(payload []byte, senderAddres
 	return n.handlers.addCmd(cmd, cmdHandler{raw: h})
 }
 
-// IsCommandDuplicate reports whether a second handler was offered for cmd
-// (and refused), or cmd has both an RPC and a command handler.
+// IsCommandDuplicate reports whether cmd has more than one RPC or command
+// handler, both an RPC and a command handler, or a refused stream handler.
 func (n *Node) IsCommandDuplicate(cmd uint16) bool { return n.handlers.isDup(cmd) }
-
-func (h cmdHandler) call(payload []byte, sender string) ([]byte, error) {
-	if h.raw != nil {
-		return h.raw(payload, sender)
-	}
-	m, err := decodeMap(payload)
-	if err != nil {
-		return nil, err
-	}
-	return h.decoded(m)
-}
 
 // Send sends a reliable one-way message to the command handler of cmd on
 // the node at addr ("ip:port"). data is a map, a struct (pointer), a
@@ -103,7 +92,7 @@ func (n *Node) transmit(to netip.AddrPort, kind byte, hdr, body []byte, reliable
 // goroutine: nothing here blocks).
 func (n *Node) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool) {
 	if mars.IsMarsKind(kind) {
-		n.mc.HandleMessage(from, kind, p)
+		n.mc.HandleMessage(from, kind, p, reliable)
 		return
 	}
 	switch kind {
@@ -121,6 +110,8 @@ func (n *Node) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool
 		n.handleFanoutAck(from, p)
 	case kindBatch:
 		n.handleBatch(from, p, reliable)
+	case kindStreamOpen, kindStreamData, kindStreamGrant, kindStreamEOF, kindStreamEnd, kindStreamWant:
+		n.handleStreamFrame(from, kind, p, reliable)
 	default:
 		n.bad(fmt.Sprintf("unknown message kind %#x", kind), from)
 	}
@@ -198,7 +189,7 @@ func (n *Node) drainQueue(key netip.AddrPort, q *cmdQueue) {
 		}
 		n.queueMu.Unlock()
 		for _, it := range items {
-			if _, err := n.protect(it.cmd, func() ([]byte, error) { return it.h.call(it.payload, it.sender) }); err != nil {
+			if _, err := n.protect(it.cmd, func() ([]byte, error) { return it.h.callAll(it.payload, it.sender) }); err != nil {
 				n.log.Debug("mesh: command handler failed", "cmd", it.cmd, "from", it.sender, "err", err)
 			}
 		}

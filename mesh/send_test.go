@@ -129,8 +129,8 @@ func TestDuplicateHandlers(t *testing.T) {
 	if n.IsCommandDuplicate(7) {
 		t.Fatal("duplicate after one registration")
 	}
-	if n.HandleRPC(7, func([]byte, string) ([]byte, error) { return []byte("second"), nil }) {
-		t.Fatal("second handler accepted")
+	if !n.HandleRPC(7, func([]byte, string) ([]byte, error) { return []byte("second"), nil }) {
+		t.Fatal("second handler refused")
 	}
 	if !n.IsCommandDuplicate(7) {
 		t.Fatal("duplicate not reported")

@@ -17,6 +17,14 @@ const (
 	kindFanout    byte = 0x05 // see fanout.go
 	kindFanoutAck byte = 0x06 // [id u64][count u16]{addr}
 	kindBatch     byte = 0x07 // {[kind u8][length u32][body]}, see buffer.go
+
+	// Streams, see stream_wire.go. 0x0E..0x0F are reserved for streams.
+	kindStreamOpen  byte = 0x08 // [sid u64][cmd u16][timeout ms u32][flags u8][first payload]
+	kindStreamData  byte = 0x09 // [sid u64][dir u8][payload]
+	kindStreamGrant byte = 0x0A // [sid u64][dir u8][consumed msgs u64][consumed bytes u64]
+	kindStreamEOF   byte = 0x0B // [sid u64][dir u8]: the sender's CloseSend
+	kindStreamEnd   byte = 0x0C // [sid u64][dir u8][status u8][error text]
+	kindStreamWant  byte = 0x0D // [sid u64][dir u8]: the writer waits for credit
 )
 
 // Handler tables a request can address.

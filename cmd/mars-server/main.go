@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	removeAfter := fs.Duration("remove-after", 10*time.Second, "remove a node after this long without a report")
 	dataDir := fs.String("data", "", "`directory` to persist shared data in (default: memory only)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	trustAddr := fs.Bool("insecure-trust-reported-addr", false, "accept a node's report or leave from any session, not only from the address it lists (for load generators that simulate many nodes on one socket; never in production)")
 	logFormat := fs.String("log-format", "text", "log format: "+cli.LogFormats)
 	adminAddr := fs.String("admin", "", "serve the admin HTTP endpoint and dashboard on `host:port` (default: adminAddress of the configuration; off when empty)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -119,6 +120,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		RemoveAfter:  *removeAfter,
 		DataDir:      *dataDir,
 		Logger:       log,
+
+		TrustReportedAddr: *trustAddr,
 		Transport: rudp.Config{
 			RetryInterval: cfg.RetryIntervalDuration(),
 			RetryTimeout:  cfg.RetryTimeoutDuration(),

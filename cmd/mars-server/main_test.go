@@ -110,9 +110,9 @@ func TestServesUntilCancelled(t *testing.T) {
 	var cl atomic.Pointer[mars.Client]
 	tr, err := rudp.Listen("127.0.0.1:0", rudp.Config{
 		CloseTimeout: 100 * time.Millisecond,
-		OnMessage: func(from netip.AddrPort, kind byte, p []byte, _ bool) {
+		OnMessage: func(from netip.AddrPort, kind byte, p []byte, reliable bool) {
 			if c := cl.Load(); c != nil && mars.IsMarsKind(kind) {
-				c.HandleMessage(from, kind, p)
+				c.HandleMessage(from, kind, p, reliable)
 			}
 		},
 	})

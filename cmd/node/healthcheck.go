@@ -11,21 +11,27 @@ import (
 	"time"
 
 	"github.com/marsmesh/marsmesh/config"
+	"github.com/marsmesh/marsmesh/mesh"
 )
 
 // cmdHealthcheck sends the mesh health-check request to one node. It does
 // not wait for MARS (the health check needs none), so it answers in about
-// one round trip, with MARS up or down.
+// one round trip, with MARS up or down. With -ready it also reads the
+// node's sync state from the answer and succeeds only if the node has
+// heard from MARS within its last three sync intervals.
 func cmdHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("healthcheck", "-addr HOST:PORT [-timeout 5s]",
+	fs := newFlagSet("healthcheck", "-addr HOST:PORT [-timeout 5s] [-ready]",
 		"Sends the mesh health-check request to the node at -addr (its mesh address) and\n"+
 			"exits 0 if it answers within -timeout, 1 if not: a Kubernetes liveness or startup\n"+
-			"probe. It binds a free port of its own and needs no MARS.")
+			"probe. It binds a free port of its own and needs no MARS. With -ready it exits 0\n"+
+			"only if the node has also synced with MARS within its last three sync intervals:\n"+
+			"a readiness probe.")
 	addr := fs.String("addr", "", "mesh `host:port` of the node to check (required)")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
 	configPath := fs.String("config", "", "mesh configuration `file` (JSON); empty: defaults. DIARKIS_* environment variables override both")
 	newLog := logFlags(fs, "error", " (stderr)")
 	quiet := fs.Bool("q", false, "print nothing on success")
+	ready := fs.Bool("ready", false, "readiness: also require that the node synced with MARS within its last three sync intervals")
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
@@ -60,11 +66,34 @@ func cmdHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	cctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	start := time.Now()
+	if *ready {
+		return readyCheck(cctx, g, *addr, *timeout, *quiet, stdout, stderr)
+	}
 	if err := g.HealthCheck(cctx, *addr); err != nil {
 		return failure(stderr, name, fmt.Errorf("%s did not answer within %v: %w", *addr, *timeout, err))
 	}
 	if !*quiet {
 		fmt.Fprintf(stdout, "ok: %s answered in %v\n", *addr, time.Since(start).Round(time.Microsecond))
+	}
+	return exitOK
+}
+
+// readyCheck is healthcheck -ready: the node must answer and be in touch
+// with MARS.
+func readyCheck(ctx context.Context, g *mesh.Node, addr string, timeout time.Duration, quiet bool, stdout, stderr io.Writer) int {
+	const name = "healthcheck"
+	st, err := g.ReadyCheck(ctx, addr)
+	if err != nil {
+		return failure(stderr, name, fmt.Errorf("%s did not answer within %v: %w", addr, timeout, err))
+	}
+	switch {
+	case !st.Synced:
+		return failure(stderr, name, fmt.Errorf("%s is alive but not ready: it has not synced with MARS yet", addr))
+	case !st.InTouch:
+		return failure(stderr, name, fmt.Errorf("%s is alive but not ready: its last sync with MARS was %v ago", addr, st.Age.Round(time.Millisecond)))
+	}
+	if !quiet {
+		fmt.Fprintf(stdout, "ready: %s synced with MARS %v ago\n", addr, st.Age.Round(time.Millisecond))
 	}
 	return exitOK
 }

@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/marsmesh/marsmesh/config"
@@ -24,7 +26,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", "[-config FILE] [-type TYPE] [flags]",
 		"Joins the cluster as a node (mesh.Setup), serves the example handlers (echo RPC 1,\n"+
 			"stats RPC 2, counter command 10, broadcast receiver command 11), logs its mesh\n"+
-			"address and leaves cleanly on SIGINT or SIGTERM (mesh.Shutdown, exit 0).")
+			"address and leaves cleanly on SIGINT or SIGTERM (mesh.ShutdownOnSignal: offline at\n"+
+			"MARS first, then running handlers finish; exit 0).")
 	configPath := fs.String("config", "", "mesh configuration `file` (JSON); empty: defaults. DIARKIS_* environment variables override both")
 	typ := fs.String("type", "game", "node `type` listed in MARS")
 	role := fs.String("role", "", "node `role` listed in MARS (e.g. UDP, TCP, DGS, HTTP)")
@@ -84,7 +87,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := mesh.Setup(*configPath); err != nil {
 		return failure(stderr, name, err)
 	}
-	log.Info("node started", "addr", mesh.GetMyEndPoint(), "type", *typ, "role", *role,
+	// SIGINT/SIGTERM (or the end of ctx) starts the shutdown; shutDown
+	// receives its result.
+	shutDown := mesh.ShutdownOnSignalContext(ctx, os.Interrupt, syscall.SIGTERM)
+	addr := mesh.GetMyEndPoint()
+	log.Info("node started", "addr", addr, "type", *typ, "role", *role,
 		"endpoint", *endpoint, "mars", cfg.MarsAddr())
 	if cfg.AdminAddress != "" {
 		opts := admin.NodeOptions(mesh.Default(), cfg.AdminAddress, cfg.MarsAddr())
@@ -104,7 +111,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for ready != nil {
 		select {
 		case <-ready:
-			log.Info("joined the cluster", "addr", mesh.GetMyEndPoint())
+			log.Info("joined the cluster", "addr", addr)
 			ready = nil
 		case <-warn.C:
 			log.Warn("MARS has not answered yet; still trying", "mars", cfg.MarsAddr())
@@ -112,9 +119,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			ready = nil
 		}
 	}
-	<-ctx.Done()
-	log.Info("stopping", "addr", mesh.GetMyEndPoint())
-	if err := mesh.Shutdown(); err != nil {
+	<-ctx.Done() // the same signals end ctx (see main)
+	log.Info("stopping", "addr", addr)
+	if err := <-shutDown; err != nil {
 		log.Error("shutdown", "err", err)
 		return exitFail
 	}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/marsmesh/marsmesh/config"
+	"github.com/marsmesh/marsmesh/mesh"
+)
+
+// TestHealthcheckReady: -ready answers ready only for a node in touch with
+// MARS; without -ready the same node passes the liveness probe.
+func TestHealthcheckReady(t *testing.T) {
+	srv := startMARS(t)
+	_, port, _ := net.SplitHostPort(srv.Addr().String())
+	cfg := config.Default()
+	cfg.Port, cfg.MarsPort = "0", port
+	n, err := mesh.New(cfg, mesh.WithLogger(quiet), mesh.WithSyncInterval(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown()
+	<-n.Ready()
+	env := []string{"DIARKIS_MARS_PORT=" + port}
+	code, out, errOut := runNode(t, 10*time.Second, env, "healthcheck", "-ready", "-addr", n.GetMyEndPoint())
+	if code != 0 || !strings.HasPrefix(out, "ready: "+n.GetMyEndPoint()) {
+		t.Fatalf("-ready of a synced node: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
+	srv.Close() // MARS goes away: the node stays alive, and stops being ready
+	eventually(t, 5*time.Second, "the node notices", func() bool { return !n.InTouchWithMars() })
+	code, out, errOut = runNode(t, 10*time.Second, env, "healthcheck", "-ready", "-addr", n.GetMyEndPoint())
+	if code != 1 || out != "" || !strings.Contains(errOut, "not ready: its last sync with MARS was") {
+		t.Fatalf("-ready with MARS gone: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, errOut = runNode(t, 10*time.Second, env, "healthcheck", "-addr", n.GetMyEndPoint())
+	if code != 0 || !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("liveness with MARS gone: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+func TestHealthcheckReadyNeverSynced(t *testing.T) {
+	noMARS := silentAddr(t)
+	_, port, _ := net.SplitHostPort(noMARS)
+	cfg := config.Default()
+	cfg.Port, cfg.MarsPort = "0", port
+	n, err := mesh.New(cfg, mesh.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown()
+	env := []string{"DIARKIS_MARS_PORT=" + port}
+	code, out, errOut := runNode(t, 10*time.Second, env, "healthcheck", "-ready", "-addr", n.GetMyEndPoint(), "-timeout", "3s")
+	if code != 1 || out != "" || !strings.Contains(errOut, "not ready: it has not synced with MARS yet") {
+		t.Fatalf("-ready of a node never synced: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}

@@ -1,0 +1,353 @@
+package mesh
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/marsmesh/marsmesh/rudp"
+)
+
+// maxStreamCtl bounds the goroutines sending stream control frames on
+// behalf of the read goroutine (ends, answers to a waiting writer); past
+// it such a frame is dropped (the peer's stream then ends by its context,
+// or when this node or the session goes away).
+const maxStreamCtl = 256
+
+// listenScan binds a node's transport; the end-to-end tests swap it in
+// their node processes to lose packets.
+var listenScan = rudp.ListenScan
+
+// streamTable is a node's live streams. The zero value is ready.
+type streamTable struct {
+	mu     sync.Mutex
+	m      map[streamKey]*Stream
+	closed bool
+
+	ctlMu     sync.Mutex
+	ctlN      int
+	ctlClosed bool
+	ctlWG     sync.WaitGroup
+
+	unknown atomic.Uint64 // frames for streams that had ended here
+}
+
+func (t *streamTable) add(s *Stream) (dup, closed bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false, true
+	}
+	if t.m == nil {
+		t.m = make(map[streamKey]*Stream)
+	}
+	if _, ok := t.m[s.key]; ok {
+		return true, false
+	}
+	t.m[s.key] = s
+	return false, false
+}
+
+func (t *streamTable) get(k streamKey) *Stream {
+	t.mu.Lock()
+	s := t.m[k]
+	t.mu.Unlock()
+	return s
+}
+
+func (t *streamTable) remove(s *Stream) {
+	t.mu.Lock()
+	if t.m[s.key] == s {
+		delete(t.m, s.key)
+	}
+	t.mu.Unlock()
+}
+
+// take removes and returns the streams with peer (every stream if all).
+func (t *streamTable) take(peer netip.AddrPort, all bool) []*Stream {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*Stream
+	for k, s := range t.m {
+		if all || k.peer == peer {
+			out = append(out, s)
+			delete(t.m, k)
+		}
+	}
+	return out
+}
+
+// HandleStream sets the handler of streams opened with command ID cmd
+// (stream IDs are a table of their own, apart from RPC and command IDs).
+// It runs on a goroutine of its own per stream; s.Recv returns the opener's
+// first message (if it gave one) and then the rest. The stream ends when
+// the handler returns: with nil, the opener's Recv returns io.EOF after the
+// handler's last message; with an error, the opener's Recv returns it as a
+// *RemoteError (IsRequestError). ctx is cancelled when the opener cancels
+// or closes the stream, its deadline passes, the opener's node dies, or
+// this node shuts down. A second handler for one ID is refused (the first
+// stays) and IsCommandDuplicate reports it.
+func (n *Node) HandleStream(cmd uint16, h func(ctx context.Context, s *Stream) error) {
+	n.handlers.addStream(cmd, h)
+}
+
+// OpenStream opens a stream to the HandleStream handler of cmd on the node
+// at addr and returns at once, without a round trip. first, if not nil, is
+// the first message the handler receives (it counts against the window
+// like any other). ctx bounds the whole stream: its deadline travels to
+// the handler, and cancelling it ends the stream on both sides (this
+// side's Send and Recv return a request error, the handler's context is
+// cancelled). A missing handler shows as a request error from Recv.
+// Errors from OpenStream itself: IsSendError (bad address, first too
+// large, node shut down, unreachable), IsUnhealthyError, or the context's.
+func (n *Node) OpenStream(ctx context.Context, cmd uint16, addr string, first []byte) (*Stream, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if n.closed.Load() {
+		return nil, sendErr(addr, ErrClosed)
+	}
+	if !n.IsPartOfCluster() {
+		return nil, fmt.Errorf("%w: stream %d to %s refused", ErrUnhealthy, cmd, addr)
+	}
+	to, err := n.resolve(addr)
+	if err != nil {
+		return nil, sendErr(addr, err)
+	}
+	if len(first) > MaxMessageSize {
+		return nil, sendErr(addr, fmt.Errorf("%w: first message of %d bytes, limit %d", rudp.ErrTooLarge, len(first), MaxMessageSize))
+	}
+	o := streamOpen{sid: n.nextID.Add(1), cmd: cmd}
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if left <= 0 {
+			return nil, n.timeoutErr(cmd, addr, context.DeadlineExceeded)
+		}
+		o.timeoutMs = uint32(min(max(left.Milliseconds(), 1), math.MaxUint32))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: stream %d to %s: %w", ErrRequest, cmd, addr, err)
+	}
+	s := newStream(n, streamKey{peer: to, sid: o.sid, opened: true}, cmd, ctx)
+	if first != nil {
+		o.flags = streamFlagFirst
+		s.sentMsgs, s.sentBytes = 1, uint64(len(first))
+	}
+	if _, closed := n.streams.add(s); closed {
+		return nil, sendErr(addr, ErrClosed)
+	}
+	var hdr [streamOpenHeaderSize]byte
+	if err := n.streamTransmit(to, kindStreamOpen, appendStreamOpen(hdr[:0], o), first); err != nil {
+		err = sendErr(addr, err)
+		s.finish(err, true)
+		return nil, err
+	}
+	// Watch the context only now: an end frame must not overtake the open.
+	stop := context.AfterFunc(ctx, s.contextDone)
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		stop()
+	} else {
+		s.stopWatch = stop
+		s.mu.Unlock()
+	}
+	return s, nil
+}
+
+// streamTransmit sends one stream frame: to this node directly (the body
+// is copied, as the transport would), else on the reliable session.
+func (n *Node) streamTransmit(to netip.AddrPort, kind byte, hdr, body []byte) error {
+	if to == n.self {
+		if n.closed.Load() {
+			return ErrClosed
+		}
+		p := make([]byte, 0, len(hdr)+len(body))
+		n.onMessage(to, kind, append(append(p, hdr...), body...), true)
+		return nil
+	}
+	return n.tr.SendWithHeader(to, kind, hdr, body)
+}
+
+// streamCtl sends a control frame (already complete: header and body) from
+// a goroutine of its own, for the read goroutine, which must not wait.
+func (n *Node) streamCtl(to netip.AddrPort, kind byte, frame []byte) {
+	t := &n.streams
+	t.ctlMu.Lock()
+	if t.ctlClosed || t.ctlN >= maxStreamCtl {
+		t.ctlMu.Unlock()
+		n.warnOnce("mesh: stream control frame dropped (too many pending)", "to", to)
+		return
+	}
+	t.ctlN++
+	t.ctlWG.Add(1)
+	t.ctlMu.Unlock()
+	go func() {
+		defer func() {
+			t.ctlMu.Lock()
+			t.ctlN--
+			t.ctlMu.Unlock()
+			t.ctlWG.Done()
+		}()
+		if err := n.streamTransmit(to, kind, frame, nil); err != nil {
+			n.log.Debug("mesh: stream control frame not sent", "to", to, "err", err)
+		}
+	}()
+}
+
+// handleStreamFrame takes every stream frame (read goroutine: it queues,
+// wakes and returns; it never runs user code or waits).
+func (n *Node) handleStreamFrame(from netip.AddrPort, kind byte, p []byte, reliable bool) {
+	if !reliable {
+		n.bad("unreliable stream frame", from)
+		return
+	}
+	if kind == kindStreamOpen {
+		n.acceptStream(from, p)
+		return
+	}
+	sid, dir, rest, err := parseStreamHeader(p)
+	if err != nil {
+		n.bad("malformed stream frame", from)
+		return
+	}
+	s := n.streams.get(streamKey{peer: from, sid: sid, opened: dir == dirFromAcceptor})
+	if s == nil {
+		n.streams.unknown.Add(1) // it ended here; the peer hears or heard why
+		return
+	}
+	switch kind {
+	case kindStreamData:
+		s.onData(rest)
+	case kindStreamGrant:
+		msgs, bytes, err := parseStreamGrant(rest)
+		if err != nil {
+			n.bad("malformed stream grant", from)
+			return
+		}
+		s.onGrant(msgs, bytes)
+	case kindStreamEOF:
+		s.onEOF()
+	case kindStreamEnd:
+		status, text, err := parseStreamEnd(rest)
+		if err != nil {
+			n.bad("malformed stream end", from)
+			return
+		}
+		s.onEnd(status, text)
+	case kindStreamWant:
+		s.onWant()
+	default:
+		n.bad(fmt.Sprintf("unknown stream message kind %#x", kind), from)
+	}
+}
+
+// acceptStream starts the handler of a stream a peer opened (read goroutine).
+func (n *Node) acceptStream(from netip.AddrPort, p []byte) {
+	o, first, err := parseStreamOpen(p)
+	if err != nil {
+		n.bad("malformed stream open", from)
+		return
+	}
+	if n.strictDrop(from) {
+		return
+	}
+	refuse := func(status byte, text string) {
+		frame := append(appendStreamHeader(nil, o.sid, dirFromAcceptor), status)
+		n.streamCtl(from, kindStreamEnd, append(frame, text...))
+	}
+	h, ok := n.handlers.getStream(o.cmd)
+	if !ok {
+		refuse(endNoHandler, fmt.Sprintf("no stream handler for command %d", o.cmd))
+		return
+	}
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if o.timeoutMs > 0 {
+		ctx, cancel = context.WithTimeout(n.ctx, time.Duration(o.timeoutMs)*time.Millisecond)
+	} else {
+		ctx, cancel = context.WithCancel(n.ctx)
+	}
+	s := newStream(n, streamKey{peer: from, sid: o.sid}, o.cmd, ctx)
+	s.cancel = cancel
+	if o.flags&streamFlagFirst != 0 {
+		s.rq = append(s.rq, first)
+		s.rqBytes = len(first)
+	}
+	dup, closed := n.streams.add(s)
+	switch {
+	case dup:
+		cancel()
+		n.bad("stream opened twice", from)
+		return
+	case closed:
+		cancel()
+		refuse(endRefused, "node is shutting down")
+		return
+	}
+	if !n.startHandler(func() { s.serve(h) }) {
+		s.endAsync(sendErr(s.addr, ErrClosed), endRefused, "node is shutting down")
+		return
+	}
+}
+
+// serve runs the handler of an accepted stream and ends the stream with
+// its result.
+func (s *Stream) serve(h streamHandler) {
+	stop := context.AfterFunc(s.ctx, s.contextDone)
+	defer stop()
+	var err error
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.n.log.Error("mesh: stream handler panicked", "cmd", s.cmd, "panic", r)
+				err = fmt.Errorf("handler panicked: %v", r)
+			}
+		}()
+		err = h(s.ctx, s)
+	}()
+	done := fmt.Errorf("%w: the handler of stream %d has returned", ErrStreamClosed, s.cmd)
+	switch {
+	case err == nil:
+		s.end(done, true, true, endOK, "")
+	case context.Cause(s.ctx) == context.DeadlineExceeded:
+		s.end(done, true, true, endTimeout, "the stream's deadline passed")
+	default:
+		s.end(done, true, true, endError, err.Error())
+	}
+}
+
+// streamsPeerDown ends every stream with a peer whose session died (on a
+// transport goroutine: it does not wait).
+func (n *Node) streamsPeerDown(addr netip.AddrPort, cause error) {
+	for _, s := range n.streams.take(addr, false) {
+		s.finish(sendErr(s.addr, cause), false)
+	}
+}
+
+// closeStreams ends every stream at Shutdown and refuses new ones.
+func (n *Node) closeStreams() {
+	n.streams.mu.Lock()
+	n.streams.closed = true
+	n.streams.mu.Unlock()
+	for _, s := range n.streams.take(netip.AddrPort{}, true) {
+		s.finish(sendErr(s.addr, ErrClosed), true)
+	}
+}
+
+// waitStreamCtl waits for the control-frame goroutines (after the
+// transport closed, so none of them waits on it).
+func (n *Node) waitStreamCtl() {
+	t := &n.streams
+	t.ctlMu.Lock()
+	t.ctlClosed = true
+	t.ctlMu.Unlock()
+	t.ctlWG.Wait()
+}
+
+func appendUint64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }
