@@ -158,8 +158,8 @@ func (t *Transport) enqueue(ctx context.Context, s *session, kind byte, size int
 		waited = true
 		s.mu.Lock()
 	}
-	if q := s.queuedLocked(); q == 0 {
-		s.stallSince = t.now() // progress is measured from the first byte in flight
+	if s.queuedLocked() == 0 {
+		s.progressLocked(t.now()) // progress is measured from the first byte in flight
 	}
 	s.enqueueLocked(kind, size, parts, done != nil)
 	if done != nil {
