@@ -373,7 +373,7 @@ func (j *serveJob) run() {
 	case j.rpc.plain != nil:
 		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.rpc.plain(j.body, sender) })
 	case j.cmd.raw != nil || j.cmd.decoded != nil || j.cmd.chain != nil:
-		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.cmd.call(j.body, sender) })
+		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.cmd.callRequest(j.body, sender) })
 	}
 	switch {
 	case err != nil && errors.Is(ctxErr, context.DeadlineExceeded):
