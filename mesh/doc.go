@@ -68,9 +68,9 @@
 // and not yet received by Recv; a writer past it waits, so a slow reader
 // slows only its own stream's writer, and the messages a node holds for a
 // stream stay bounded. Cancelling the opener's context, or Close on either
-// side, ends the stream on both sides (IsRequestError; the handler's
-// context is cancelled); a dead peer ends it within the retry timeout
-// (IsSendError).
+// side, ends the stream on both sides: the other side sees IsRequestError
+// and the handler's context is cancelled. A dead peer ends it within about
+// the retry timeout (IsSendError).
 //
 // # Errors
 //

@@ -26,9 +26,9 @@ type streamHandler func(ctx context.Context, s *Stream) error
 
 // registry holds the handlers of every command ID, per table. RPC and
 // command IDs may have several handlers, kept in registration order; the
-// registry keeps, per ID, one handler that runs them all (see chainRPC and
-// cmdHandler.call), so dispatch costs one map lookup. A stream ID has one
-// handler: the first registration wins.
+// registry keeps, per ID, one handler that runs them all (see chainRPC,
+// cmdHandler.call and cmdHandler.callRequest), so dispatch costs one map
+// lookup. A stream ID has one handler: the first registration wins.
 type registry struct {
 	mu      sync.RWMutex
 	rpcs    map[uint16][]rpcHandler
@@ -171,9 +171,9 @@ func chainRPC(hs []rpcHandler) rpcHandler {
 	return rpcHandler{plain: func(data []byte, sender string) ([]byte, error) { return run(nil, data, sender) }}
 }
 
-// call runs the handler for a request (SendRequest): with several, they
-// run in order until one returns a non-nil response or an error.
-func (h cmdHandler) call(payload []byte, sender string) ([]byte, error) {
+// callRequest runs the handler for a request (SendRequest): with several,
+// they run in order until one returns a non-nil response or an error.
+func (h cmdHandler) callRequest(payload []byte, sender string) ([]byte, error) {
 	if h.chain == nil {
 		return h.callOne(payload, sender)
 	}
@@ -186,10 +186,10 @@ func (h cmdHandler) call(payload []byte, sender string) ([]byte, error) {
 	return nil, nil
 }
 
-// callAll runs the handler for a one-way message: with several, all run
-// in order (a failing one does not stop the rest); the first error is
-// returned.
-func (h cmdHandler) callAll(payload []byte, sender string) ([]byte, error) {
+// call runs the handler for a one-way message: with several, all run in
+// order (a failing or panicking one does not stop the rest); the first
+// error is returned.
+func (h cmdHandler) call(payload []byte, sender string) ([]byte, error) {
 	if h.chain == nil {
 		return h.callOne(payload, sender)
 	}

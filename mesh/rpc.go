@@ -374,7 +374,7 @@ func (j *serveJob) run() {
 	case j.rpc.plain != nil:
 		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.rpc.plain(j.body, sender) })
 	case j.cmd.raw != nil || j.cmd.decoded != nil || j.cmd.chain != nil:
-		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.cmd.call(j.body, sender) })
+		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.cmd.callRequest(j.body, sender) })
 	case j.hdr.table == tableInternal:
 		resp = n.healthAnswer() // the node's sync state (ready.go)
 	}

@@ -189,7 +189,7 @@ func (n *Node) drainQueue(key netip.AddrPort, q *cmdQueue) {
 		}
 		n.queueMu.Unlock()
 		for _, it := range items {
-			if _, err := n.protect(it.cmd, func() ([]byte, error) { return it.h.callAll(it.payload, it.sender) }); err != nil {
+			if _, err := n.protect(it.cmd, func() ([]byte, error) { return it.h.call(it.payload, it.sender) }); err != nil {
 				n.log.Debug("mesh: command handler failed", "cmd", it.cmd, "from", it.sender, "err", err)
 			}
 		}
