@@ -11,8 +11,15 @@ import (
 var (
 	// ErrClosed: the transport is closed or closing.
 	ErrClosed = errors.New("rudp: transport closed")
-	// ErrTooLarge: the message exceeds MaxMessageSize; nothing was sent.
+	// ErrTooLarge: the message exceeds MaxMessageSize (or its header
+	// MaxHeaderSize); nothing was sent.
 	ErrTooLarge = errors.New("rudp: message too large")
+	// ErrWouldBlock: a NoWait send found the peer's queue over MaxQueued;
+	// nothing was queued.
+	ErrWouldBlock = errors.New("rudp: peer queue full")
+	// ErrInvalidAddr: the peer address is not a valid ip:port with a
+	// non-zero port.
+	ErrInvalidAddr = errors.New("rudp: invalid peer address")
 	// ErrPeerDown is wrapped by every error that ends a peer session.
 	ErrPeerDown = errors.New("rudp: peer down")
 	// ErrUnreachable: the handshake got no answer within the retry timeout.

@@ -101,3 +101,21 @@ func kcpConv(seg []byte) (uint32, bool) {
 	}
 	return binary.LittleEndian.Uint32(seg), true
 }
+
+// peerWindowClosed reports whether the last KCP segment of a packet
+// advertises a zero receive window (the peer paused or is slow to read).
+func peerWindowClosed(p []byte) bool {
+	closed := false
+	for len(p) >= kcpOverhead {
+		closed = binary.LittleEndian.Uint16(p[6:]) == 0
+		n := int(binary.LittleEndian.Uint32(p[20:]))
+		if n < 0 || n > len(p)-kcpOverhead {
+			break
+		}
+		p = p[kcpOverhead+n:]
+	}
+	return closed
+}
+
+// kcpOverhead is the size of a KCP segment header.
+const kcpOverhead = 24

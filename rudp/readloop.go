@@ -73,9 +73,12 @@ func (t *Transport) readLoop() {
 			continue
 		}
 		t.stats.packetsIn.Add(uint64(n))
+		var bytes int
 		for i := range n {
+			bytes += len(bufs[i])
 			t.handlePacket(bufs[i], from[i])
 		}
+		t.stats.bytesIn.Add(uint64(bytes))
 		t.scheduleAcks()
 	}
 }
@@ -138,6 +141,9 @@ func (t *Transport) bad(cause string, from netip.AddrPort) {
 	t.warn.Warn("rudp: dropped packet: "+cause, "local", t.local, "from", from)
 }
 
+// handlePacket is the one place datagrams enter the transport: every
+// packet read from the socket is parsed here first (a layer that opens
+// sealed packets goes here).
 func (t *Transport) handlePacket(p []byte, from netip.AddrPort) {
 	if len(p) == 0 {
 		t.bad("empty", from)
@@ -234,33 +240,19 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 		t.bad("malformed KCP segment", from)
 		return
 	}
-	frames := t.frames[:0]
-	ackNow := false
-	emit := func(kind byte, payload []byte, now bool) {
-		frames = append(frames, frame{kind, payload})
-		ackNow = ackNow || now
+	if peerWindowClosed(seg) {
+		s.stallSince = now // a paused peer is alive, not stalled
 	}
-	var perr error
-	for perr == nil {
-		n := s.kcp.Recv(s.rbuf)
-		if n == -1 {
-			break
-		}
-		if n < 0 {
-			perr = errors.New("oversized KCP message")
-			break
-		}
-		perr = s.dec.feed(s.rbuf[:n], emit)
-	}
+	frames, own, ackNow, perr := s.pullLocked(t.frames[:0])
 	if perr != nil {
+		s.delivering = false
 		s.unlockAndWrite()
 		t.frames = clearFrames(frames)
-		t.warn.Warn("rudp: protocol error, resetting session", "local", t.local, "peer", from, "err", perr)
-		t.kill(s, ErrProtocol, true)
+		t.protocolError(s, perr)
 		return
 	}
-	acked := s.ackLocked()
-	if acked {
+	if s.ackLocked() {
+		s.stallSince = now
 		s.changed.broadcast()
 	}
 	switch {
@@ -275,10 +267,13 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 		}
 		s.unlockAndWrite()
 	}
+	if !own {
+		return
+	}
 	for _, f := range frames {
 		t.deliver(from, f.kind, f.payload, true)
 	}
-	t.frames = clearFrames(frames)
+	t.frames = t.finishDelivery(s, frames)
 }
 
 func clearFrames(f []frame) []frame {
@@ -380,11 +375,11 @@ func (t *Transport) peerUp(s *session, inc uint64) {
 	s.mu.Lock()
 	activate := !s.active && !s.idleLocked()
 	s.active = s.active || activate
+	if t.cfg.OnPeerUp != nil && s.state == stateEstablished {
+		t.postEvent(event{kind: evUp, addr: s.addr, inc: inc})
+	}
 	s.mu.Unlock()
 	if activate {
 		t.activate(s)
-	}
-	if t.cfg.OnPeerUp != nil {
-		t.cfg.OnPeerUp(s.addr, inc)
 	}
 }

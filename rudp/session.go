@@ -66,6 +66,17 @@ type session struct {
 	tracked    []trackedMsg
 	fire       []firing // callbacks to run once s.mu is released
 
+	// Delivery (see deliver.go).
+	paused       bool // Pause: frames stay in KCP
+	delivering   bool // a goroutine is handing frames to OnMessage
+	deliverMore  bool // a note for that goroutine: pull again
+	resumeQueued bool // an evResume is queued
+
+	// Progress: stallSince is when data last went from idle to in flight
+	// or was last acknowledged (or the peer last showed a closed window).
+	stallSince int64
+	sndMax     uint32 // next new KCP sequence number seen in output
+
 	dec     frameDecoder
 	rbuf    []byte
 	obuf    []byte
@@ -112,6 +123,31 @@ func (s *session) output(buf []byte, size int) {
 	}
 	s.tx.add(pktKCP, buf[:size])
 	s.lastSend.Store(s.t.now())
+	s.countRetransmits(buf[:size])
+}
+
+// countRetransmits counts the data segments of an output packet whose
+// sequence number went out before.
+func (s *session) countRetransmits(p []byte) {
+	var again uint64
+	for len(p) >= kcpOverhead {
+		n := int(binary.LittleEndian.Uint32(p[20:]))
+		if p[4] == kcp.IKCP_CMD_PUSH {
+			sn := binary.LittleEndian.Uint32(p[12:])
+			if int32(sn-s.sndMax) < 0 {
+				again++
+			} else {
+				s.sndMax = sn + 1
+			}
+		}
+		if n < 0 || n > len(p)-kcpOverhead {
+			break
+		}
+		p = p[kcpOverhead+n:]
+	}
+	if again > 0 {
+		s.t.stats.retransmits.Add(again)
+	}
 }
 
 // flushUnlock flushes KCP, releases s.mu and writes the packets. If
@@ -297,6 +333,7 @@ func (s *session) tick() bool {
 	if s.state == stateEstablished {
 		s.pushLocked()
 		if s.ackLocked() {
+			s.stallSince = s.t.now()
 			s.changed.broadcast()
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/marsmesh/marsmesh/internal/ratelog"
-	kcp "github.com/xtaci/kcp-go/v5"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -68,6 +67,8 @@ type Transport struct {
 	ackSpare []*session
 	ackArmed bool // the flusher's ack timer runs
 	ackWake  chan struct{}
+
+	ev eventQueue // see events.go
 }
 
 type frame struct {
@@ -138,10 +139,12 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 		warn:      ratelog.New(cfg.Logger, 10*time.Second),
 	}
 	t.ackWake = make(chan struct{}, 1)
+	t.ev.wake = make(chan struct{}, 1)
 	t.fast, _ = conn.(addrPortConn)
 	t.batch = newBatchWriter(conn, local)
 	t.reasm = newReassembler(cfg.ReassemblyLimit, cfg.ReassemblyTTL)
-	t.wg.Add(3)
+	t.wg.Add(4)
+	go t.eventLoop()
 	go t.readLoop()
 	go t.timerLoop()
 	go t.flushLoop()
@@ -177,162 +180,9 @@ func (t *Transport) Incarnation() uint64 { return t.inc }
 
 func (t *Transport) now() int64 { return int64(time.Since(t.epoch)) }
 
-func (t *Transport) write(b []byte, to netip.AddrPort) error {
-	var err error
-	if t.fast != nil {
-		_, err = t.fast.WriteToUDPAddrPort(b, to)
-	} else {
-		_, err = t.conn.WriteTo(b, net.UDPAddrFromAddrPort(to))
-	}
-	if err != nil {
-		t.stats.writeErrors.Add(1)
-		return err
-	}
-	t.stats.packetsOut.Add(1)
-	return nil
-}
-
 func (t *Transport) sendControl(to netip.AddrPort, c control) {
 	var b [controlSize]byte
 	t.write(c.append(b[:0]), to)
-}
-
-// Send queues one reliable message (the concatenation of parts, at most
-// MaxMessageSize bytes) to a peer, dialing it if needed, and returns once
-// it is queued. Messages to one peer arrive in order, each exactly once, or
-// the session dies and OnPeerDown says how many were not acknowledged.
-// Send blocks while the peer's queue holds more than Config.MaxQueued bytes.
-func (t *Transport) Send(to netip.AddrPort, kind byte, parts ...[]byte) error {
-	size, err := messageSize(parts)
-	if err != nil {
-		return err
-	}
-	return t.send(to, kind, size, parts, nil)
-}
-
-// SendWithHeader is Send for a message made of an upper layer's header
-// (at most MaxHeaderSize bytes) and a body of at most MaxMessageSize bytes,
-// so the header never eats into the body's limit.
-func (t *Transport) SendWithHeader(to netip.AddrPort, kind byte, header, body []byte) error {
-	if err := checkHeaderBody(header, body); err != nil {
-		return err
-	}
-	return t.send(to, kind, len(header)+len(body), [][]byte{header, body}, nil)
-}
-
-// SendTracked is SendWithHeader that also reports delivery: done(nil) runs
-// once the peer's transport has acknowledged the whole message, or
-// done(err) with the session's *PeerError if the session dies first. done
-// runs exactly once, on a transport goroutine (it must not block), and not
-// at all if SendTracked returns an error.
-func (t *Transport) SendTracked(to netip.AddrPort, kind byte, header, body []byte, done func(error)) error {
-	if err := checkHeaderBody(header, body); err != nil {
-		return err
-	}
-	return t.send(to, kind, len(header)+len(body), [][]byte{header, body}, done)
-}
-
-// SendAckNow is SendWithHeader for a message whose sender waits on its
-// delivery: the receiver acknowledges it at once instead of waiting
-// briefly for data to carry the acknowledgement.
-func (t *Transport) SendAckNow(to netip.AddrPort, kind byte, header, body []byte) error {
-	return t.SendTracked(to, kind, header, body, func(error) {})
-}
-
-func messageSize(parts [][]byte) (int, error) {
-	size := 0
-	for _, p := range parts {
-		size += len(p)
-	}
-	if size > MaxMessageSize {
-		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxMessageSize)
-	}
-	return size, nil
-}
-
-func checkHeaderBody(header, body []byte) error {
-	if len(header) > MaxHeaderSize {
-		return fmt.Errorf("%w: header of %d bytes, limit %d", ErrTooLarge, len(header), MaxHeaderSize)
-	}
-	if len(body) > MaxMessageSize {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), MaxMessageSize)
-	}
-	return nil
-}
-
-func (t *Transport) send(to netip.AddrPort, kind byte, size int, parts [][]byte, done func(error)) error {
-	for attempt := 0; ; attempt++ {
-		s, err := t.session(to)
-		if err != nil {
-			return err
-		}
-		err = t.enqueue(s, kind, size, parts, done)
-		if err == errSessionGone && attempt == 0 {
-			continue // it died before this message joined it: dial again
-		}
-		if err == errSessionGone {
-			err = s.err
-		}
-		return err
-	}
-}
-
-var errSessionGone = errors.New("session gone")
-
-func (t *Transport) enqueue(s *session, kind byte, size int, parts [][]byte, done func(error)) error {
-	s.mu.Lock()
-	waited := false
-	for {
-		if s.state == stateDead {
-			err := error(s.err)
-			if !waited {
-				err = errSessionGone
-			}
-			s.mu.Unlock()
-			return err
-		}
-		if t.closing.Load() {
-			s.mu.Unlock()
-			return ErrClosed
-		}
-		q := s.queuedLocked()
-		if q == 0 || q+uint64(size) <= uint64(t.cfg.MaxQueued) {
-			break
-		}
-		ch := s.changed.wait()
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-t.done:
-			return ErrClosed
-		}
-		waited = true
-		s.mu.Lock()
-	}
-	s.enqueueLocked(kind, size, parts, done != nil)
-	if done != nil {
-		s.tracked = append(s.tracked, trackedMsg{end: s.appended, done: done})
-	}
-	activate := !s.active
-	s.active = true
-	now := t.now()
-	if s.state == stateEstablished && !s.flushing && size < kcpMSS && now-s.sendFlushAt < int64(hotWindow) {
-		// A stream of small sends: let the flusher goroutine send what
-		// accumulates, in full packets, while this sender goes on.
-		queue := !s.queuedFlush
-		s.queuedFlush = true
-		s.mu.Unlock()
-		if queue {
-			t.queueFlush(s)
-		}
-	} else {
-		s.sendFlushAt = now
-		s.flushUnlock(kcp.IKCP_FLUSH_FULL, true)
-	}
-	if activate {
-		t.activate(s)
-	}
-	return nil
 }
 
 // activate hands a session with data in flight to the timer loop.
@@ -354,8 +204,8 @@ func (t *Transport) session(to netip.AddrPort) (*session, error) {
 	if s != nil {
 		return s, nil
 	}
-	if !to.IsValid() || to.Port() == 0 {
-		return nil, fmt.Errorf("rudp: invalid peer address %q", to)
+	if err := checkAddr(to); err != nil {
+		return nil, err
 	}
 	t.mu.Lock()
 	if t.closing.Load() {
@@ -391,7 +241,8 @@ func (t *Transport) lookup(addr netip.AddrPort) *session {
 }
 
 // kill ends a session: it leaves the table, pending work fails, and
-// OnPeerDown hears about it (unless the transport is closing).
+// OnPeerDown hears about it (unless the transport is closing). With rst,
+// the peer is told (when the session was established).
 func (t *Transport) kill(s *session, reason error, rst bool) {
 	t.mu.Lock()
 	if t.sessions[s.addr] == s {
@@ -406,13 +257,15 @@ func (t *Transport) kill(s *session, reason error, rst bool) {
 	wasUp := s.state == stateEstablished
 	c := control{typ: pktRst, src: t.inc, dst: s.remoteInc, conv: s.conv}
 	s.dieLocked(reason)
-	err := s.err
+	if reason != ErrPeerClosed && reason != ErrClosed {
+		t.stats.peersDead.Add(1)
+	}
+	if t.cfg.OnPeerDown != nil && !t.closing.Load() {
+		t.postEvent(event{kind: evDown, addr: s.addr, err: s.err})
+	}
 	s.unlockAndWrite()
 	if rst && wasUp {
 		t.sendControl(s.addr, c)
-	}
-	if t.cfg.OnPeerDown != nil && !t.closing.Load() {
-		t.cfg.OnPeerDown(s.addr, err)
 	}
 }
 
@@ -539,30 +392,4 @@ func (t *Transport) shutdown(graceful bool) {
 		clear(t.sessions)
 		t.mu.Unlock()
 	})
-}
-
-// Stats is a snapshot of transport counters.
-type Stats struct {
-	PacketsIn, PacketsOut uint64
-	BadPackets            uint64 // malformed or unexpected packets dropped
-	WriteErrors           uint64
-	Sessions              int
-}
-
-type counters struct {
-	packetsIn, packetsOut, badPackets, writeErrors atomic.Uint64
-}
-
-// Stats returns the transport's counters.
-func (t *Transport) Stats() Stats {
-	t.mu.RLock()
-	n := len(t.sessions)
-	t.mu.RUnlock()
-	return Stats{
-		PacketsIn:   t.stats.packetsIn.Load(),
-		PacketsOut:  t.stats.packetsOut.Load(),
-		BadPackets:  t.stats.badPackets.Load(),
-		WriteErrors: t.stats.writeErrors.Load(),
-		Sessions:    n,
-	}
 }

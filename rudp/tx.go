@@ -41,27 +41,7 @@ func newBatchWriter(c net.PacketConn, local netip.AddrPort) *batchWriter {
 
 // writeBatch sends the batch to one address and recycles it.
 func (t *Transport) writeBatch(b *txBatch, to netip.AddrPort, naddr net.Addr) {
-	switch {
-	case len(b.pkts) == 1 || (len(b.pkts) > 1 && t.batch == nil):
-		for _, p := range b.pkts {
-			t.write(p, to)
-		}
-	case len(b.pkts) > 1:
-		for _, p := range b.pkts {
-			b.msgs = append(b.msgs, ipv4.Message{Buffers: [][]byte{p}, Addr: naddr})
-		}
-		for msgs := b.msgs; len(msgs) > 0; {
-			n, err := t.batch.pc.WriteBatch(msgs, 0)
-			if err != nil {
-				t.stats.writeErrors.Add(1)
-				break
-			}
-			t.stats.packetsOut.Add(uint64(n))
-			msgs = msgs[n:]
-		}
-		clear(b.msgs)
-		b.msgs = b.msgs[:0]
-	}
+	t.wire(b.pkts, to, naddr, &b.msgs)
 	for i, p := range b.pkts {
 		p = p[:0]
 		pktPool.Put(&p)
@@ -69,4 +49,53 @@ func (t *Transport) writeBatch(b *txBatch, to netip.AddrPort, naddr net.Addr) {
 	}
 	b.pkts = b.pkts[:0]
 	txPool.Put(b)
+}
+
+// write sends one datagram.
+func (t *Transport) write(b []byte, to netip.AddrPort) error {
+	one := [1][]byte{b}
+	return t.wire(one[:], to, nil, nil)
+}
+
+// wire is the one place datagrams leave the transport: every packet to
+// every peer goes through it (a layer that seals packets goes here).
+// With msgs (scratch for sendmmsg) and a batch-capable socket, several
+// packets leave in one system call.
+func (t *Transport) wire(pkts [][]byte, to netip.AddrPort, naddr net.Addr, msgs *[]ipv4.Message) error {
+	var err error
+	if len(pkts) > 1 && t.batch != nil && msgs != nil {
+		for _, p := range pkts {
+			*msgs = append(*msgs, ipv4.Message{Buffers: [][]byte{p}, Addr: naddr})
+		}
+		for ms := *msgs; len(ms) > 0; {
+			var n int
+			n, err = t.batch.pc.WriteBatch(ms, 0)
+			if err != nil {
+				t.stats.writeErrors.Add(1)
+				break
+			}
+			t.stats.packetsOut.Add(uint64(n))
+			for _, m := range ms[:n] {
+				t.stats.bytesOut.Add(uint64(len(m.Buffers[0])))
+			}
+			ms = ms[n:]
+		}
+		clear(*msgs)
+		*msgs = (*msgs)[:0]
+		return err
+	}
+	for _, p := range pkts {
+		if t.fast != nil {
+			_, err = t.fast.WriteToUDPAddrPort(p, to)
+		} else {
+			_, err = t.conn.WriteTo(p, net.UDPAddrFromAddrPort(to))
+		}
+		if err != nil {
+			t.stats.writeErrors.Add(1)
+			continue
+		}
+		t.stats.packetsOut.Add(1)
+		t.stats.bytesOut.Add(uint64(len(p)))
+	}
+	return err
 }

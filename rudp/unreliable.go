@@ -3,9 +3,9 @@ package rudp
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,8 +36,8 @@ func (t *Transport) usend(to netip.AddrPort, kind byte, size int, parts [][]byte
 	if t.closing.Load() {
 		return ErrClosed
 	}
-	if !to.IsValid() || to.Port() == 0 {
-		return fmt.Errorf("rudp: invalid peer address %q", to)
+	if err := checkAddr(to); err != nil {
+		return err
 	}
 	if size <= maxBatchedPayload {
 		return t.usendSmall(to, kind, size, parts)
@@ -53,6 +53,7 @@ func (t *Transport) usend(to netip.AddrPort, kind byte, size int, parts [][]byte
 	}
 	count := (size + MaxSize - 1) / MaxSize
 	id := t.fragID.Add(1)
+	t.stats.splits.Add(1)
 	cur := append([][]byte(nil), parts...)
 	for i := 0; i < count; i++ {
 		b := append((*bp)[:0], pktFragment, kind)
@@ -84,7 +85,8 @@ type reassembler struct {
 	ttl   int64
 	held  int
 	m     map[reasmKey]*partial
-	order []reasmEntry // creation order, for eviction and expiry
+	order []reasmEntry  // creation order, for eviction and expiry
+	drops atomic.Uint64 // incomplete messages dropped
 }
 
 type reasmKey struct {
@@ -142,6 +144,7 @@ func (r *reassembler) add(from netip.AddrPort, p []byte, now int64) (byte, []byt
 	if pt == nil {
 		cost := count * 24 // the parts table
 		if cost+len(part) > r.limit {
+			r.drops.Add(1)
 			return 0, nil, errFragLimit
 		}
 		pt = &partial{kind: kind, born: now, cost: cost, parts: make([][]byte, count)}
@@ -190,6 +193,7 @@ func (r *reassembler) evictLocked(keep reasmKey) {
 		}
 		if r.held > r.limit && e.key != keep {
 			r.drop(e.key, pt)
+			r.drops.Add(1)
 			continue
 		}
 		out = append(out, e)
@@ -217,6 +221,7 @@ func (r *reassembler) expireLocked(now int64) {
 			break
 		}
 		r.drop(e.key, pt)
+		r.drops.Add(1)
 		n++
 	}
 	if n > 0 {

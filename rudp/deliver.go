@@ -1,0 +1,157 @@
+package rudp
+
+import (
+	"errors"
+	"net/netip"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+)
+
+// Delivery of reliable messages. Only one goroutine at a time (the
+// session's deliverer) pulls frames out of a session's KCP state and hands
+// them to OnMessage, which keeps per-peer order; another goroutine that
+// finds the role taken leaves a note (deliverMore) and the deliverer loops.
+// A paused session's messages stay inside KCP: its receive queue fills,
+// the window it advertises shrinks to zero, and the peer's sender waits.
+
+// Pause stops delivering reliable messages of addr's session: they stay
+// inside KCP, its receive window fills and the peer's sender slows down;
+// acknowledgements of our own data are still processed. Messages already
+// taken out of KCP when Pause is called are still delivered (the bound is
+// soft by one batch). Safe from any goroutine, including OnMessage; an
+// unknown address is ignored; a new session starts unpaused.
+func (t *Transport) Pause(addr netip.AddrPort) {
+	s := t.lookup(addr)
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	took := !s.paused && s.state != stateDead
+	if took {
+		s.paused = true
+	}
+	s.mu.Unlock()
+	if took {
+		t.stats.paused.Add(1)
+	}
+}
+
+// Resume undoes Pause: what waits is delivered, in order, through
+// OnMessage on a transport goroutine (not the caller's), and the window
+// reopens (KCP tells the peer). Safe from any goroutine; an unknown
+// address is ignored.
+func (t *Transport) Resume(addr netip.AddrPort) {
+	s := t.lookup(addr)
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	if !s.paused {
+		s.mu.Unlock()
+		return
+	}
+	s.paused = false
+	post := !s.resumeQueued && s.state == stateEstablished && !t.closing.Load()
+	if post {
+		s.resumeQueued = true
+		t.postEvent(event{kind: evResume, s: s})
+	}
+	s.mu.Unlock()
+}
+
+// pullLocked takes the decoded frames out of KCP into frames, unless the
+// session is paused or another goroutine delivers (it then leaves a note).
+// own reports whether the caller became the deliverer: it must hand frames
+// to OnMessage and then call finishDelivery.
+func (s *session) pullLocked(frames []frame) (out []frame, own, ackNow bool, err error) {
+	if s.delivering {
+		s.deliverMore = true
+		return frames, false, false, nil
+	}
+	if s.paused || s.state != stateEstablished {
+		return frames, false, false, nil
+	}
+	s.delivering = true
+	frames, ackNow, err = s.recvLocked(frames)
+	return frames, true, ackNow, err
+}
+
+var errOversized = errors.New("oversized KCP message")
+
+// recvLocked decodes every complete frame KCP holds.
+func (s *session) recvLocked(frames []frame) ([]frame, bool, error) {
+	ackNow := false
+	emit := func(kind byte, payload []byte, now bool) {
+		frames = append(frames, frame{kind, payload})
+		ackNow = ackNow || now
+	}
+	for {
+		n := s.kcp.Recv(s.rbuf)
+		if n == -1 {
+			return frames, ackNow, nil
+		}
+		if n < 0 {
+			return frames, ackNow, errOversized
+		}
+		if err := s.dec.feed(s.rbuf[:n], emit); err != nil {
+			return frames, ackNow, err
+		}
+	}
+}
+
+// finishDelivery runs after the deliverer handed its frames to OnMessage:
+// it delivers what arrived or was resumed meanwhile, then gives up the
+// role. It returns frames emptied, for reuse.
+func (t *Transport) finishDelivery(s *session, frames []frame) []frame {
+	frames = clearFrames(frames)
+	s.mu.Lock()
+	for s.deliverMore && !s.paused && s.state == stateEstablished {
+		s.deliverMore = false
+		var err error
+		frames, _, err = s.recvLocked(frames)
+		if err != nil {
+			s.delivering = false
+			s.unlockAndWrite()
+			t.protocolError(s, err)
+			return clearFrames(frames)
+		}
+		if len(frames) == 0 {
+			continue
+		}
+		// Recv may have reopened our window: the flush tells the peer,
+		// along with the acknowledgements owed.
+		s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
+		for _, f := range frames {
+			t.deliver(s.addr, f.kind, f.payload, true)
+		}
+		frames = clearFrames(frames)
+		s.mu.Lock()
+	}
+	s.delivering = false
+	s.deliverMore = false
+	s.mu.Unlock()
+	return frames
+}
+
+// deliverResumed runs on the event goroutine after Resume.
+func (t *Transport) deliverResumed(s *session, frames []frame) []frame {
+	s.mu.Lock()
+	s.resumeQueued = false
+	if s.delivering {
+		s.deliverMore = true // the deliverer loops
+		s.mu.Unlock()
+		return frames
+	}
+	if s.paused || s.state != stateEstablished {
+		s.mu.Unlock()
+		return frames
+	}
+	s.delivering, s.deliverMore = true, true
+	s.mu.Unlock()
+	return t.finishDelivery(s, frames)
+}
+
+func (t *Transport) protocolError(s *session, err error) {
+	t.warn.Warn("rudp: protocol error, resetting session", "local", t.local, "peer", s.addr, "err", err)
+	t.kill(s, ErrProtocol, true)
+}

@@ -1,0 +1,54 @@
+package rudp
+
+import "sync/atomic"
+
+// Stats is a snapshot of transport counters. Counters are cumulative since
+// the transport started.
+type Stats struct {
+	PacketsIn, PacketsOut uint64
+	BytesIn, BytesOut     uint64 // UDP payload bytes read and written
+	BadPackets            uint64 // malformed or unexpected packets dropped
+	WriteErrors           uint64
+	// Retransmits counts KCP data segments sent again (timeout, fast or
+	// early retransmission), as seen in this transport's output.
+	Retransmits uint64
+	// Splits counts unreliable messages split into fragments.
+	Splits uint64
+	// ReassemblyDrops counts incomplete unreliable messages dropped: past
+	// ReassemblyTTL, larger than the limit, or evicted by a budget.
+	ReassemblyDrops uint64
+	// PeersDead counts sessions ended by silence, an unanswered handshake,
+	// a reset by the peer or a protocol error (not graceful closes).
+	PeersDead uint64
+	// Paused counts the Pause calls that paused a running session.
+	Paused   uint64
+	Sessions int
+}
+
+type counters struct {
+	packetsIn, packetsOut, badPackets, writeErrors atomic.Uint64
+	bytesIn, bytesOut                              atomic.Uint64
+	retransmits, splits                            atomic.Uint64
+	peersDead, paused                              atomic.Uint64
+}
+
+// Stats returns the transport's counters.
+func (t *Transport) Stats() Stats {
+	t.mu.RLock()
+	n := len(t.sessions)
+	t.mu.RUnlock()
+	return Stats{
+		PacketsIn:       t.stats.packetsIn.Load(),
+		PacketsOut:      t.stats.packetsOut.Load(),
+		BytesIn:         t.stats.bytesIn.Load(),
+		BytesOut:        t.stats.bytesOut.Load(),
+		BadPackets:      t.stats.badPackets.Load(),
+		WriteErrors:     t.stats.writeErrors.Load(),
+		Retransmits:     t.stats.retransmits.Load(),
+		Splits:          t.stats.splits.Load(),
+		ReassemblyDrops: t.reasm.drops.Load(),
+		PeersDead:       t.stats.peersDead.Load(),
+		Paused:          t.stats.paused.Load(),
+		Sessions:        n,
+	}
+}
