@@ -55,11 +55,7 @@ func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // goroutine) never stall A: C is never declared dead and every RPC from C
 // to A succeeds.
 func TestHostileHeadOfLine(t *testing.T) {
-	c := newCluster(t, 1)
-	a := c.add(withRudp(func(rc *rudp.Config) { rc.MaxQueued = 64 << 10 }))
-	peer := c.add()
-	c.waitListed(3)
-	a.HandleRPC(5, func(d []byte, _ string) ([]byte, error) { return d, nil })
+	c, a, peer, b, _ := fullQueue(t, 5*time.Second)
 	var downs atomic.Int32
 	a.OnSendFailure(func(addr string, err error) {
 		if addr == peer.GetMyEndPoint() {
@@ -68,13 +64,77 @@ func TestHostileHeadOfLine(t *testing.T) {
 		}
 	})
 
+	// B keeps asking A for a command A has no handler for, while C calls A.
+	var hdr [requestHeaderSize]byte
+	var sent int
+	deadline := time.Now().Add(3 * time.Duration(c.cfg.RetryTimeout) * time.Millisecond)
+	var calls, failed int
+	for time.Now().Before(deadline) {
+		for range 5 {
+			sent++
+			appendRequestHeader(hdr[:0], uint64(sent), tableRPC, 999, 3000)
+			b.SendMsg(nil, a.self, kindRequest, hdr[:], nil, rudp.SendOptions{NoWait: true})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := peer.SendRPCWithContext(ctx, 5, a.GetMyEndPoint(), []byte("ping"))
+		cancel()
+		calls++
+		if err != nil {
+			failed++
+			t.Logf("C's RPC to A: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("B sent %d requests; C made %d RPCs, %d failed; A's queue to B: %+v", sent, calls, failed, func() rudp.PeerStatus { s, _ := a.tr.Peer(b.LocalAddr()); return s }())
+	if failed > 0 || downs.Load() > 0 {
+		t.Fatalf("%d of C's %d RPCs to A failed; A reported C failed %d times", failed, calls, downs.Load())
+	}
+	if st, ok := a.tr.Peer(peer.self); !ok || !st.Established {
+		t.Fatal("A lost its session with C")
+	}
+}
+
+// TestHostileFullQueueHonoursContext: an RPC to a peer whose queue is full
+// (and stays full: every packet to it is lost) gives up when its context
+// or deadline ends, as a timeout, not when the session finally dies.
+func TestHostileFullQueueHonoursContext(t *testing.T) {
+	_, a, _, b, lc := fullQueue(t, 10*time.Second)
+	lc.mu.Lock()
+	lc.drop = 1
+	lc.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := a.SendRPCWithContext(ctx, 5, b.LocalAddr().String(), make([]byte, 32<<10))
+	t.Logf("SendRPCWithContext (300 ms) on a full queue: %v after %v", err, time.Since(start))
+	if !IsRequestTimeoutError(err) || IsSendError(err) {
+		t.Errorf("SendRPCWithContext on a full queue: %v (want a timeout)", err)
+	}
+	start = time.Now()
+	_, err = a.SendRPC(5, b.LocalAddr().String(), make([]byte, 32<<10))
+	t.Logf("SendRPC on a full queue: %v after %v", err, time.Since(start))
+	if !IsRequestTimeoutError(err) || IsSendError(err) {
+		t.Errorf("SendRPC on a full queue: %v (want a timeout)", err)
+	}
+}
+
+// fullQueue makes a cluster of C and A (A's transport queues at most
+// 64 KiB per peer) and a bare transport B (its retry timeout bRetry) that
+// loses 90% of A's packets, and fills A's queue to B.
+func fullQueue(t *testing.T, bRetry time.Duration) (*cluster, *Node, *Node, *rudp.Transport, *lossyConn) {
+	c := newCluster(t, 1)
+	a := c.add(withRudp(func(rc *rudp.Config) { rc.MaxQueued = 64 << 10 }))
+	peer := c.add()
+	c.waitListed(3)
+	a.HandleRPC(5, func(d []byte, _ string) ([]byte, error) { return d, nil })
+
 	// B: a bare transport on a lossy socket.
 	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	lc := &lossyConn{UDPConn: uc, rng: rand.New(rand.NewPCG(1, 2)), from: a.self}
-	b, err := rudp.New(lc, rudp.Config{RetryInterval: 200 * time.Millisecond, RetryTimeout: 5 * time.Second, Logger: quiet})
+	b, err := rudp.New(lc, rudp.Config{RetryInterval: 200 * time.Millisecond, RetryTimeout: bRetry, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,32 +175,5 @@ func TestHostileHeadOfLine(t *testing.T) {
 		return ok && st.Queued >= 48<<10
 	}, "A's queue to B is full")
 
-	// B keeps asking A for a command A has no handler for, while C calls A.
-	var hdr [requestHeaderSize]byte
-	var sent int
-	deadline := time.Now().Add(3 * time.Duration(c.cfg.RetryTimeout) * time.Millisecond)
-	var calls, failed int
-	for time.Now().Before(deadline) {
-		for range 5 {
-			sent++
-			appendRequestHeader(hdr[:0], uint64(sent), tableRPC, 999, 3000)
-			b.SendMsg(nil, a.self, kindRequest, hdr[:], nil, rudp.SendOptions{NoWait: true})
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := peer.SendRPCWithContext(ctx, 5, a.GetMyEndPoint(), []byte("ping"))
-		cancel()
-		calls++
-		if err != nil {
-			failed++
-			t.Logf("C's RPC to A: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Logf("B sent %d requests; C made %d RPCs, %d failed; A's queue to B: %+v", sent, calls, failed, func() rudp.PeerStatus { s, _ := a.tr.Peer(b.LocalAddr()); return s }())
-	if failed > 0 || downs.Load() > 0 {
-		t.Fatalf("%d of C's %d RPCs to A failed; A reported C failed %d times", failed, calls, downs.Load())
-	}
-	if st, ok := a.tr.Peer(peer.self); !ok || !st.Established {
-		t.Fatal("A lost its session with C")
-	}
+	return c, a, peer, b, lc
 }

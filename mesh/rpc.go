@@ -172,11 +172,7 @@ func (n *Node) sendRequest(ctx context.Context, to netip.AddrPort, hdr, data []b
 	if ctx == nil {
 		return n.sendBounded(to, kindRequest, hdr, data, rudp.SendOptions{}, deadline)
 	}
-	err := n.tr.SendMsg(ctx, to, kindRequest, hdr, data, rudp.SendOptions{})
-	if ctx.Err() != nil && err != nil {
-		return fmt.Errorf("%w: %w", err, ctx.Err())
-	}
-	return err
+	return n.tr.SendMsg(ctx, to, kindRequest, hdr, data, rudp.SendOptions{}) // wraps ctx.Err() if it ends
 }
 
 // expired is the error of a call whose deadline passed: a timeout, unless
