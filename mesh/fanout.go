@@ -426,7 +426,7 @@ func (n *Node) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
 	if m.flags&fanReliable == 0 || !reliable {
 		m.flags &^= fanReliable
 		if len(listed) > 0 {
-			n.submit(from, len(p), false, func() { n.spread(m, listed) }, nil)
+			n.submit(from, len(p), false, funcTask{do: func() { n.spread(m, listed) }})
 		}
 		return
 	}
@@ -434,11 +434,11 @@ func (n *Node) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
 		n.sendFanAck(from, m.id, nil, refused, m.deadline)
 		return
 	}
-	n.submit(from, len(p), true, func() {
+	n.submit(from, len(p), true, funcTask{do: func() {
 		n.sendFanAck(from, m.id, n.spread(m, listed), refused, m.deadline)
-	}, func() {
+	}, no: func() {
 		n.sendFanAck(from, m.id, nil, share, m.deadline) // shutting down
-	})
+	}})
 }
 
 // listedShare splits a share into the nodes this node's view lists (other

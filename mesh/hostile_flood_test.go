@@ -94,10 +94,13 @@ func p99(lat []time.Duration) time.Duration {
 // other: no RPC fails, X's heap stays bounded, and the RPC p99 under the
 // flood stays within a generous bound of the quiet one.
 func TestHostileFlood(t *testing.T) {
-	// A sync interval of 1 s: a node stays part of the cluster for 3 s
-	// without a MARS reply, whatever the flood does to this loaded machine.
-	c := newCluster(t, 2, WithSyncInterval(time.Second))
-	x, y := c.nodes[0], c.nodes[1]
+	// The default retryTimeout (3 s) and a sync interval of 1 s: on this
+	// loaded machine, under the race detector, the flood delays the read
+	// goroutine by more than the 1 s the other tests use.
+	c := newCluster(t, 0)
+	c.cfg.RetryTimeout = 3000
+	x, y := c.add(WithSyncInterval(time.Second)), c.add(WithSyncInterval(time.Second))
+	c.waitListed(2)
 	for _, n := range c.nodes {
 		n.HandleRPC(5, func(d []byte, _ string) ([]byte, error) { return d, nil })
 		n.SetCommandHandler(5, func([]byte, string) ([]byte, error) { return nil, nil })
@@ -191,8 +194,14 @@ func TestHostileFlood(t *testing.T) {
 	if len(flood) == 0 {
 		t.Fatal("no RPC completed under the flood")
 	}
-	if bound := max(10*qp, 50*time.Millisecond); fp > bound {
-		t.Errorf("RPC p99 under the flood %v, bound %v (10x quiet, floor 50 ms)", fp, bound)
+	// A generous bound (the machine is shared): 10x the quiet p99, with a
+	// floor of 20 ms, or 500 ms under the race detector.
+	floor := 20 * time.Millisecond
+	if raceEnabled {
+		floor = 500 * time.Millisecond
+	}
+	if bound := max(10*qp, floor); fp > bound {
+		t.Errorf("RPC p99 under the flood %v, bound %v (10x quiet, floor %v)", fp, bound, floor)
 	}
 	if grew > 64<<20 {
 		t.Errorf("X's heap grew by %d MiB under the flood (bound 64 MiB)", grew>>20)

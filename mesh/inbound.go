@@ -62,12 +62,28 @@ func WithMaxHandlers(n int) Option {
 	return func(o *options) { o.maxHandlers = n }
 }
 
+// task is inbound work: run on a worker goroutine, or refuse instead
+// when the node stops.
+type task interface {
+	run()
+	refuse()
+}
+
+// funcTask is a task made of funcs (refuse may be nil).
+type funcTask struct{ do, no func() }
+
+func (f funcTask) run() { f.do() }
+func (f funcTask) refuse() {
+	if f.no != nil {
+		f.no()
+	}
+}
+
 // inJob is one unit of inbound work.
 type inJob struct {
-	size   int    // bytes accounted to the peer; released when run returns
-	count  int    // messages accounted (0 for a command drain)
-	run    func() // on a worker goroutine
-	refuse func() // instead of run, when the node stops (may be nil)
+	size  int // bytes accounted to the peer; released when the task ends
+	count int // messages accounted (0 for a command drain)
+	t     task
 }
 
 type peerIn struct {
@@ -91,6 +107,7 @@ type inbound struct {
 	peerMax   int // handlers one peer may run at once
 	mu        sync.Mutex
 	peers     map[netip.AddrPort]*peerIn
+	spare     []*peerIn // idle, for reuse
 	ready     []*peerIn // peers with a job that may start, served in turn
 	running   int       // workers
 	slow      atomic.Uint64
@@ -150,26 +167,41 @@ func (n *Node) releaseLocked(p *peerIn, size, count int) {
 	n.forgetIdleLocked(p)
 }
 
+// forgetIdleLocked drops the state of a peer with nothing accepted,
+// keeping a few for reuse (no allocation per request).
 func (n *Node) forgetIdleLocked(p *peerIn) {
 	if p.count == 0 && p.running == 0 && p.pending() == 0 && !p.paused && !p.drain && n.in.peers[p.addr] == p {
 		delete(n.in.peers, p.addr)
+		if len(n.in.spare) < maxSparePeers && cap(p.jobs) <= 64 && cap(p.cmds) <= 64 {
+			*p = peerIn{jobs: p.jobs[:0], cmds: p.cmds[:0]}
+			n.in.spare = append(n.in.spare, p)
+		}
 	}
 }
+
+const maxSparePeers = 64
 
 func (n *Node) peerLocked(addr netip.AddrPort) *peerIn {
 	p := n.in.peers[addr]
 	if p == nil {
-		p = &peerIn{addr: addr}
+		if k := len(n.in.spare); k > 0 {
+			p = n.in.spare[k-1]
+			n.in.spare[k-1] = nil
+			n.in.spare = n.in.spare[:k-1]
+		} else {
+			p = &peerIn{}
+		}
+		p.addr = addr
 		n.in.peers[addr] = p
 	}
 	return p
 }
 
-// submit accounts one message from addr and queues run for a worker. It
+// submit accounts one message from addr and queues t for a worker. It
 // never blocks (it runs on the read goroutine). An unreliable message past
-// the peer's bounds is dropped; when the node is stopping, refuse (if not
-// nil) runs instead of run, on this goroutine or a worker.
-func (n *Node) submit(addr netip.AddrPort, size int, reliable bool, run, refuse func()) {
+// the peer's bounds is dropped; when the node is stopping, t.refuse runs
+// instead of t.run, on this goroutine or a worker.
+func (n *Node) submit(addr netip.AddrPort, size int, reliable bool, t task) {
 	n.in.mu.Lock()
 	p := n.peerLocked(addr)
 	if !n.admitLocked(p, size, reliable) {
@@ -177,13 +209,13 @@ func (n *Node) submit(addr netip.AddrPort, size int, reliable bool, run, refuse 
 		n.in.mu.Unlock()
 		return
 	}
-	ok := n.queueLocked(p, inJob{size: size, count: 1, run: run, refuse: refuse})
+	ok := n.queueLocked(p, inJob{size: size, count: 1, t: t})
 	if !ok {
 		n.releaseLocked(p, size, 1)
 	}
 	n.in.mu.Unlock()
-	if !ok && refuse != nil {
-		refuse()
+	if !ok {
+		t.refuse()
 	}
 }
 
@@ -232,11 +264,9 @@ func (n *Node) worker() {
 		in.mu.Unlock()
 		select {
 		case <-n.done:
-			if j.refuse != nil {
-				j.refuse()
-			}
+			j.t.refuse()
 		default:
-			j.run()
+			j.t.run()
 		}
 		in.mu.Lock()
 		p.running--
@@ -262,7 +292,7 @@ func (n *Node) submitCommand(addr netip.AddrPort, it cmdItem, reliable bool) boo
 		return true
 	}
 	p.drain = true
-	if !n.queueLocked(p, inJob{run: func() { n.drainCommands(p) }}) {
+	if !n.queueLocked(p, inJob{t: funcTask{do: func() { n.drainCommands(p) }}}) {
 		p.drain = false
 		p.cmds, p.cmdHead = nil, 0
 		n.releaseLocked(p, len(it.payload), 1)

@@ -354,9 +354,12 @@ func (n *Node) dispatchRequest(from netip.AddrPort, p []byte, data []byte, relia
 		n.respondSoon(from, hdr.id, statusNoHandler, []byte(fmt.Sprintf("no handler for command %d", hdr.cmd)), j.deadline)
 		return
 	}
-	n.submit(from, len(body), reliable, j.run, func() {
-		n.respondSoon(from, hdr.id, statusError, []byte("node is shutting down"), j.deadline)
-	})
+	n.submit(from, len(body), reliable, j)
+}
+
+// refuse answers a request the node will not serve: it is shutting down.
+func (j *serveJob) refuse() {
+	j.n.respondSoon(j.from, j.hdr.id, statusError, []byte("node is shutting down"), j.deadline)
 }
 
 // serveJob is one request being served.
