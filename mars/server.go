@@ -137,6 +137,7 @@ type Server struct {
 	dirty    bool  // shared data changed since the last save
 	persist  *persister
 	held     map[netip.AddrPort]heldReply // with DataDir: replies waiting for a save
+	snapSeq  uint64                       // numbers snapshots of the shared data
 	saveNow  chan struct{}
 
 	stats  serverCounters

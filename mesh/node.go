@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -210,7 +211,7 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	}
 	n.mc, err = mars.NewClient(mars.ClientConfig{
 		Transport:   n.tr,
-		MarsAddr:    cfg.MarsAddr(),
+		MarsAddr:    strings.Join(cfg.MarsAddrs(), ","), // several: replicas
 		MarsAddrTTL: marsTTL(cfg),
 		App:         o.app,
 		Interval:    o.syncInterval,
@@ -221,6 +222,8 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		EndPoint:    o.endPoint,
 		Values:      o.values,
 		Logger:      o.logger,
+
+		FailoverAfter: cfg.RetryTimeoutDuration(),
 	})
 	if err != nil {
 		n.stop()
