@@ -1,0 +1,123 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as a child process, as the bench
+// binary does.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == serveFlag {
+		os.Exit(serveMain(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
+// gone reports that no process has the pid any more (waited for, so not
+// even a zombie).
+func gone(pid int) bool {
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+func TestCrossProcessEverySystemStartsAndStops(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	base := runtime.NumGoroutine()
+	var pids []int
+	fleets := map[string]*fleet{}
+	defer killAll()
+	for _, sys := range rpcSystems() {
+		f, err := spawnFleet(sys.key, "", "127.0.0.1")
+		if err != nil {
+			t.Fatalf("%s: %v", sys.name, err)
+		}
+		fleets[sys.key] = f
+		pids = append(pids, f.pids()...)
+		for _, payload := range []int{64, 64 << 10} {
+			tg, err := dialRPC(sys.key, "127.0.0.1", f.eps, payload)
+			if sys.maxSize > 0 && payload > sys.maxSize {
+				if err == nil {
+					t.Errorf("%s accepted %d bytes", sys.name, payload)
+					tg.Close()
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%s %d B: %v", sys.name, payload, err)
+			}
+			for _, conc := range []int{1, 8} {
+				if err := tg.Prepare(conc); err != nil {
+					t.Fatal(err)
+				}
+				r := runClosedLoop(tg, payload, conc, 50, 20*time.Second, false)
+				if r.Done != 50 || r.Errors != 0 {
+					t.Errorf("%s %d B c=%d: done %d errors %d %v", sys.name, payload, conc, r.Done, r.Errors, r.ErrKinds)
+				}
+			}
+			if err := tg.Close(); err != nil {
+				t.Errorf("%s close: %v", sys.name, err)
+			}
+		}
+	}
+	// Every process of a system is counted.
+	s0 := takeSnap(append([]int{os.Getpid()}, fleets[sysMarsmesh].pids()...))
+	for _, sys := range onewaySystems() {
+		f := fleets[sys.key]
+		if sys.key == sysMarsmeshUSend {
+			f = fleets[sysMarsmesh]
+		}
+		tg, err := dialOneWay(sys.key, "127.0.0.1", f)
+		if err != nil {
+			t.Fatalf("%s: %v", sys.name, err)
+		}
+		r := runOneWay(tg, 64, 300, 20*time.Second, false)
+		if r.Sent != 300 || (!sys.lossy && r.Delivered != 300) || r.Delivered <= 0 || r.Elapsed <= 0 {
+			t.Errorf("%s: %+v", sys.name, r)
+		}
+		if err := tg.Close(); err != nil {
+			t.Errorf("%s close: %v", sys.name, err)
+		}
+	}
+	c := takeSnap(append([]int{os.Getpid()}, fleets[sysMarsmesh].pids()...)).since(s0)
+	if !c.Valid || c.Ctx <= 0 || c.UDPOut <= 0 || c.CPU <= 0 {
+		t.Errorf("counters: %+v", c)
+	}
+	for k, f := range fleets {
+		if err := f.Close(); err != nil {
+			t.Errorf("%s: %v", k, err)
+		}
+	}
+	if n := liveChildren(); n != 0 {
+		t.Errorf("%d children left", n)
+	}
+	for _, pid := range pids {
+		if !gone(pid) {
+			t.Errorf("child %d still exists", pid)
+		}
+	}
+	settleGoroutines(t, base+leakSlack)
+}
+
+func TestKillAllEndsChildren(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	c, err := startChild("", "udp", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := c.pid()
+	killAll()
+	if n := liveChildren(); n != 0 || !gone(pid) {
+		t.Fatalf("after killAll: %d children, pid %d gone %v", n, pid, gone(pid))
+	}
+	if _, err := startChild("", "no-such-kind"); err == nil || liveChildren() != 0 {
+		t.Fatalf("a failing child: %v, %d children", err, liveChildren())
+	}
+}
