@@ -55,7 +55,7 @@ func fullPlan(d time.Duration) plan {
 
 func quickPlan(d time.Duration) plan {
 	return plan{
-		duration: d, payloads: []int{64, 1024}, concs: []int{1, 64},
+		duration: d, payloads: []int{64, 1024, 64 << 10}, concs: []int{1, 64},
 		latCount: 3000, tputCount: 10000,
 		owPayloads: []int{64}, owCount: 50000,
 		fanNodes: []int{8, 64}, fanLimits: []int{8}, fanPayload: 64, fanRounds: 50,

@@ -102,7 +102,7 @@ func otherLoad(run Run) (avg, worst float64, ok bool) {
 	var sum float64
 	n := 0
 	for _, r := range run.Records {
-		if r.Err != "" || r.Seconds == 0 || r.Suite == "memory" {
+		if r.Err != "" || r.Seconds == 0 || r.Suite == "memory" || r.Suite == "lossy" {
 			continue
 		}
 		sum += r.Other

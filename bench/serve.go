@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ type driverResult struct {
 	Done, Errors int64
 	ElapsedNs    int64
 	Lat          Latency
+	LatUs        []float64        `json:",omitempty"` // every request's latency, µs
 	ErrKinds     map[string]int64 `json:",omitempty"`
 }
 
@@ -155,6 +157,9 @@ func driverRun(t rpcTarget, payloadArg string, f []string) string {
 	} else {
 		r := runClosedLoop(t, payload, conc, count, time.Duration(ms)*time.Millisecond, false)
 		res = driverResult{Done: r.Done, Errors: r.Errors, ElapsedNs: r.Elapsed.Nanoseconds(), Lat: Summarize(r.Lat), ErrKinds: r.ErrKinds}
+		for _, d := range r.Lat {
+			res.LatUs = append(res.LatUs, math.Round(float64(d.Nanoseconds())/100)/10)
+		}
 	}
 	b, _ := json.Marshal(res)
 	return string(b)

@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -119,5 +121,46 @@ func TestKillAllEndsChildren(t *testing.T) {
 	}
 	if _, err := startChild("", "no-such-kind"); err == nil || liveChildren() != 0 {
 		t.Fatalf("a failing child: %v, %d children", err, liveChildren())
+	}
+}
+
+func TestLossyLinkIsCreatedAndDeleted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates network namespaces")
+	}
+	if why := lossyUnavailable(); why != "" {
+		t.Skip(why)
+	}
+	l, err := newLossLink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.setLoss(5); err != nil {
+		t.Error(err)
+	}
+	c, err := startChild(l.nsB, "udp", lossIPB)
+	if err != nil {
+		l.Close()
+		t.Fatal(err)
+	}
+	d, err := startChild(l.nsA, "driver", sysUDP, lossIPA, "64", c.ready)
+	if err == nil {
+		line, err := d.ask("run 1 20 5000", 30*time.Second)
+		if err != nil || !strings.HasPrefix(line, "RESULT ") {
+			t.Errorf("driver: %q %v", line, err)
+		}
+		d.Close()
+	} else {
+		t.Error(err)
+	}
+	c.Close()
+	l.Close()
+	runCleanups()
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	if strings.Contains(string(out), l.nsA) || strings.Contains(string(out), l.nsB) {
+		t.Errorf("namespaces left: %s", out)
+	}
+	if n := liveChildren(); n != 0 {
+		t.Errorf("%d children left", n)
 	}
 }
