@@ -66,7 +66,29 @@ type lossLink struct {
 	once     sync.Once
 }
 
+// removeStaleNamespaces deletes the namespaces of earlier bench runs
+// whose process no longer exists (killed before it could clean up).
+func removeStaleNamespaces() {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		var pid int
+		var side string
+		if n, _ := fmt.Sscanf(name, "mmbench-%d-%s", &pid, &side); n != 2 || pid == os.Getpid() {
+			continue
+		}
+		if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			logf("lossy: deleting namespace %s of a bench run that no longer exists", name)
+			sh("ip", "netns", "del", name)
+		}
+	}
+}
+
 func newLossLink() (*lossLink, error) {
+	removeStaleNamespaces()
 	id := os.Getpid()
 	l := &lossLink{nsA: fmt.Sprintf("mmbench-%d-a", id), nsB: fmt.Sprintf("mmbench-%d-b", id),
 		devA: fmt.Sprintf("mmb%da", id), devB: fmt.Sprintf("mmb%db", id)}

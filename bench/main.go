@@ -40,6 +40,7 @@ type plan struct {
 	xrounds    int // rounds of each cross-process case (figures are medians of rounds)
 	lossRates  []float64
 	lossCount  int64 // requests per round and system in the lossy suite
+	fanProcs   int   // receiver processes of the cross-process fan-out (0: one per receiver)
 }
 
 func fullPlan(d time.Duration) plan {
@@ -60,7 +61,7 @@ func quickPlan(d time.Duration) plan {
 		owPayloads: []int{64}, owCount: 50000,
 		fanNodes: []int{8, 64}, fanLimits: []int{8}, fanPayload: 64, fanRounds: 50,
 		costRPC: 5000, costOW: 50000, sessions: 200, rounds: 2,
-		xrounds: 3, lossRates: []float64{0, 5}, lossCount: 200,
+		xrounds: 3, lossRates: []float64{0, 5}, lossCount: 200, fanProcs: 8,
 	}
 }
 
@@ -102,8 +103,9 @@ func main() {
 		}
 	}()
 	defer guardChildren(runCleanups)()
-	suite := flag.String("suite", "all", "suites to run: all (xrpc, xoneway, fanout; with -inproc also rpc, oneway, cost), or a comma list of xrpc, xoneway, lossy, rpc, oneway, fanout, cost")
-	inproc := flag.Bool("inproc", false, "with -suite all, also run the one-process suites rpc, oneway and cost (the secondary view)")
+	suite := flag.String("suite", "all", "suites to run: all (xrpc, xoneway, xfanout; with -inproc also rpc, oneway, fanout, cost), or a comma list of xrpc, xoneway, xfanout, lossy, rpc, oneway, fanout, cost")
+	inproc := flag.Bool("inproc", false, "with -suite all, also run the one-process suites rpc, oneway, fanout and cost (the secondary view)")
+	fanProcs := flag.Int("fanprocs", -1, "receiver processes of the cross-process fan-out, receivers spread evenly (default: one per receiver; 8 with -quick)")
 	rounds := flag.Int("rounds", 0, "rounds of each cross-process case (default 5, or 3 with -quick; at least 3 for medians)")
 	loss := flag.String("loss", "", "comma list of netem loss percentages of the lossy suite (default 0,1,5; 0,5 with -quick)")
 	duration := flag.Duration("duration", 5*time.Second, "time limit of each measured case (each also stops at its count)")
@@ -112,7 +114,7 @@ func main() {
 	svgPath := flag.String("svg", "results/charts.svg", "SVG chart to write ('' for none); linked from the report")
 	jsonPath := flag.String("json", "", "also write the raw results as JSON here")
 	merge := flag.String("merge", "", "comma list of JSON results to merge (medians) instead of running")
-	budget := flag.Duration("budget", 0, "skip cases that would start after this much time (default 4m30s, or 55s with -quick)")
+	budget := flag.Duration("budget", 0, "skip cases that would start after this much time (default 10m, or 55s with -quick)")
 	profDir := flag.String("cpuprofile", "", "write a CPU profile of each measured case of -profile-system into this directory")
 	profSys := flag.String("profile-system", sysMarsmesh, "system key the CPU profiles are taken of")
 	payloads := flag.String("payloads", "", "comma list of request/response and one-way payload sizes in bytes (default: the plan's)")
@@ -158,11 +160,14 @@ func main() {
 		if *rounds > 0 {
 			p.xrounds = *rounds
 		}
+		if *fanProcs >= 0 {
+			p.fanProcs = *fanProcs
+		}
 		if *loss != "" {
 			p.lossRates = floatList(*loss)
 		}
 		if *budget == 0 {
-			*budget = 270 * time.Second
+			*budget = 10 * time.Minute
 			if *quick {
 				*budget = 55 * time.Second
 			}
@@ -193,6 +198,9 @@ func main() {
 		if all || want["xoneway"] {
 			b.suiteXOneWay()
 		}
+		if all || want["xfanout"] {
+			b.suiteXFanout()
+		}
 		b.closeFleets()
 		if want["lossy"] {
 			b.suiteLossy()
@@ -203,7 +211,7 @@ func main() {
 		if all && *inproc || want["oneway"] {
 			b.suiteOneWay()
 		}
-		if all || want["fanout"] {
+		if all && *inproc || want["fanout"] {
 			b.suiteFanout()
 		}
 		if all && *inproc || want["cost"] {

@@ -41,7 +41,7 @@ func Markdown(run Run, svg string) string {
 	}
 	w("| date | %s |\n", e.Date)
 	if len(run.Sources) > 1 {
-		w("| figures | median of %d runs, each `%s` |\n", len(run.Sources), dedupe(run.Sources))
+		w("| figures | merged from %d runs (a case measured in several of them shows their median): `%s` |\n", len(run.Sources), dedupe(run.Sources))
 		w("| merged with | `%s` |\n", run.Command)
 	} else {
 		w("| command | `%s` |\n", run.Command)
@@ -70,7 +70,8 @@ func Markdown(run Run, svg string) string {
 		costTables(&b, run)
 	}
 	w("## What is measured\n\n")
-	w("- **marsmesh**: an in-process MARS server and `mesh.New` nodes with `config.Default()` (port scan from 0, no\n")
+	w("- **marsmesh**: a MARS server (its own process across processes, in the bench process in the one-process view)\n")
+	w("  and `mesh.New` nodes with `config.Default()` (port scan from 0, no\n")
 	w("  send buffering); the nodes wait for `Ready()` and `IsPartOfCluster()` before a case starts. Request/response is\n")
 	w("  `SendRPC` to a `HandleRPC` echo; one-way is `Send`/`USend` of raw bytes to a `SetCommandHandler` counter;\n")
 	w("  fan-out is `SendMany` from one node to N others.\n")

@@ -25,12 +25,17 @@ import (
 //	nats-responder URL           NATS echo responder and sink subscriber; READY ok
 //	mars HOST                    MARS registry; READY host:port
 //	mesh-node HOST MARSADDR      marsmesh node with the echo RPC and sink command; READY its mesh address
+//	mesh-sinks HOST MARSADDR K   K marsmesh nodes counting fan-out rounds; READY their addresses, comma-separated
+//	nats-subs URL K              K NATS connections subscribed to the fan-out subject; READY ok
 //	driver KEY HOST PAYLOAD EP.. the client end of system KEY (lossy suite); READY ok
 //
 // Requests on stdin, one per line, answered with one line on stdout:
 //
 //	count                 "<delivered> <last delivery, Unix ns>" (sinks)
 //	run CONC COUNT MS     a closed loop of the driver; "RESULT <JSON driverResult>"
+//
+// Fan-out sinks print "GOT <round> <Unix ns>" unasked, once all K of their
+// receivers have a round's message.
 //
 // The child shuts down and exits when stdin closes.
 
@@ -103,6 +108,16 @@ func serveMain(args []string) int {
 			n.SetCommandHandler(cmdSink, func([]byte, string) ([]byte, error) { sink.add(); return nil, nil })
 			ready, stop = n.GetMyEndPoint(), n.Shutdown
 		}
+	case "mesh-sinks":
+		var k int
+		if k, err = strconv.Atoi(arg(3)); err == nil {
+			ready, stop, err = meshSinks(arg(1), arg(2), k)
+		}
+	case "nats-subs":
+		var k int
+		if k, err = strconv.Atoi(arg(2)); err == nil {
+			stop, err = natsSubs(arg(1), k)
+		}
 	case "driver":
 		var payload int
 		if payload, err = strconv.Atoi(arg(3)); err == nil && len(args) > 4 {
@@ -141,6 +156,16 @@ func serveMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "bench -serve %s: stop: %v\n", args[0], err)
 	}
 	return 0
+}
+
+// stdout is a child's answer channel; fan-out sinks write to it from
+// their own goroutines.
+var stdout sync.Mutex
+
+func say(format string, args ...any) {
+	stdout.Lock()
+	fmt.Fprintf(os.Stdout, format, args...)
+	stdout.Unlock()
 }
 
 // driverRun runs one closed loop of a driver and returns its result as JSON.

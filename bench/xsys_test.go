@@ -87,6 +87,39 @@ func TestCrossProcessEverySystemStartsAndStops(t *testing.T) {
 		}
 	}
 	c := takeSnap(append([]int{os.Getpid()}, fleets[sysMarsmesh].pids()...)).since(s0)
+	// Fan-out: 5 receivers over 2 processes each.
+	b := &bench{plan: quickPlan(time.Second), fleets: fleets, fleetErr: map[string]error{}}
+	b.fanProcs = 2
+	for _, key := range []string{sysMarsmesh, sysNATS} {
+		x, err := b.spawnXFan(key, 5)
+		if err != nil {
+			t.Fatalf("%s fan-out: %v", key, err)
+		}
+		pids = append(pids, x.pids[2:]...)
+		var send func([]byte) error
+		if key == sysMarsmesh {
+			n, err := newMeshNode("127.0.0.1", fleets[key].eps[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Shutdown()
+			send = func(m []byte) error { return n.SendMany(cmdSink, x.addrs, m, 2) }
+		} else {
+			nc, err := natsConnect(fleets[key].eps[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			send = func(m []byte) error { return nc.Publish(natsFanSubject, m) }
+		}
+		if lat, err := x.run(64, 2, 5, 20*time.Second, send); err != nil || len(lat) != 5 {
+			t.Errorf("%s fan-out rounds: %v %v", key, lat, err)
+		}
+		if len(x.sinks) != 2 {
+			t.Errorf("%s: %d receiver processes, want 2", key, len(x.sinks))
+		}
+		x.Close()
+	}
 	if !c.Valid || c.Ctx <= 0 || c.UDPOut <= 0 || c.CPU <= 0 {
 		t.Errorf("counters: %+v", c)
 	}
