@@ -1,11 +1,15 @@
 // Command bench measures marsmesh beside gRPC, NATS, raw kcp-go and raw
-// UDP on loopback, in one process, on the same work, and writes the
-// comparison as markdown tables and an SVG chart.
+// UDP on the same work and writes the comparison as markdown tables and an
+// SVG chart. By default every system's server end runs in child processes
+// (this binary re-executed with -serve KIND) and its client end in this
+// process, over 127.0.0.1; -inproc adds the one-process view, -suite lossy
+// a link with delay and loss between two network namespaces.
 //
-//	cd bench && go run . -suite all -duration 5s
+//	cd bench && go run . -duration 5s
 //
 // Every case stops at a message count and at a time limit, and stops every
-// server, node and goroutine it started before the next begins.
+// server, node, goroutine and child process it started before the next
+// begins.
 package main
 
 import (
@@ -102,6 +106,7 @@ func main() {
 			panic(p)
 		}
 	}()
+	defer stopEverything() // normally a no-op: every suite stops what it started
 	defer guardChildren(runCleanups)()
 	suite := flag.String("suite", "all", "suites to run: all (xrpc, xoneway, xfanout; with -inproc also rpc, oneway, fanout, cost), or a comma list of xrpc, xoneway, xfanout, lossy, rpc, oneway, fanout, cost")
 	inproc := flag.Bool("inproc", false, "with -suite all, also run the one-process suites rpc, oneway, fanout and cost (the secondary view)")
