@@ -93,8 +93,8 @@
 //     reads again below half of both bounds. Unreliable messages past a
 //     bound are dropped (Node.InboundDrops).
 //   - At most MaxHandlers (default 4,096; WithMaxHandlers) handlers run at
-//     once, and one peer's at most a quarter of them, so handlers that
-//     never return hold back only their own peer; the rest wait, in
+//     once, and one peer's at most a quarter of them, so one peer whose
+//     handlers never return cannot take every slot; the rest wait, in
 //     arrival order per peer, peers served in turn. One-way commands from
 //     one peer still run one at a time, in order.
 //   - A fan-out relay relays only to the nodes its MARS view lists (it
