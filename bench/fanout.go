@@ -115,14 +115,14 @@ type natsFanout struct {
 const natsFanSubject = "bench.fan"
 
 func startNATSFanout(receivers int) (*natsFanout, error) {
-	ns, err := startNATSServer()
+	ns, err := startNATSServer("127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
 	f := &natsFanout{ns: ns, tr: newRoundTracker(receivers)}
 	for range receivers {
 		var nc *nats.Conn
-		if nc, err = natsConnect(ns); err != nil {
+		if nc, err = natsConnect(ns.ClientURL()); err != nil {
 			break
 		}
 		f.subs = append(f.subs, nc)
@@ -134,7 +134,7 @@ func startNATSFanout(receivers int) (*natsFanout, error) {
 		}
 	}
 	if err == nil {
-		f.pub, err = natsConnect(ns)
+		f.pub, err = natsConnect(ns.ClientURL())
 	}
 	if err != nil {
 		f.Close()

@@ -1,11 +1,15 @@
 // Command bench measures marsmesh beside gRPC, NATS, raw kcp-go and raw
-// UDP on loopback, in one process, on the same work, and writes the
-// comparison as markdown tables and an SVG chart.
+// UDP on the same work and writes the comparison as markdown tables and an
+// SVG chart. By default every system's server end runs in child processes
+// (this binary re-executed with -serve KIND) and its client end in this
+// process, over 127.0.0.1; -inproc adds the one-process view, -suite lossy
+// a link with delay and loss between two network namespaces.
 //
-//	cd bench && go run . -suite all -duration 5s
+//	cd bench && go run . -duration 5s
 //
 // Every case stops at a message count and at a time limit, and stops every
-// server, node and goroutine it started before the next begins.
+// server, node, goroutine and child process it started before the next
+// begins.
 package main
 
 import (
@@ -16,6 +20,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -35,7 +40,11 @@ type plan struct {
 	costRPC    int64
 	costOW     int64
 	sessions   int
-	rounds     int // slices each case is cut into, the systems taking turns
+	rounds     int // slices each one-process case is cut into, the systems taking turns
+	xrounds    int // rounds of each cross-process case (figures are medians of rounds)
+	lossRates  []float64
+	lossCount  int64 // requests per round and system in the lossy suite
+	fanProcs   int   // receiver processes of the cross-process fan-out (0: one per receiver)
 }
 
 func fullPlan(d time.Duration) plan {
@@ -45,21 +54,23 @@ func fullPlan(d time.Duration) plan {
 		owPayloads: []int{64, 1024}, owCount: 300000,
 		fanNodes: []int{8, 32, 64}, fanLimits: []int{2, 4, 8}, fanPayload: 64, fanRounds: 300,
 		costRPC: 30000, costOW: 200000, sessions: 1000, rounds: 5,
+		xrounds: 5, lossRates: []float64{0, 1, 5}, lossCount: 2000,
 	}
 }
 
 func quickPlan(d time.Duration) plan {
 	return plan{
-		duration: d, payloads: []int{64, 1024}, concs: []int{1, 64},
+		duration: d, payloads: []int{64, 1024, 64 << 10}, concs: []int{1, 64},
 		latCount: 3000, tputCount: 10000,
 		owPayloads: []int{64}, owCount: 50000,
 		fanNodes: []int{8, 64}, fanLimits: []int{8}, fanPayload: 64, fanRounds: 50,
 		costRPC: 5000, costOW: 50000, sessions: 200, rounds: 2,
+		xrounds: 3, lossRates: []float64{0, 5}, lossCount: 200, fanProcs: 8,
 	}
 }
 
 func (p *plan) scale(f float64) {
-	for _, c := range []*int64{&p.latCount, &p.tputCount, &p.owCount, &p.costRPC, &p.costOW} {
+	for _, c := range []*int64{&p.latCount, &p.tputCount, &p.owCount, &p.costRPC, &p.costOW, &p.lossCount} {
 		*c = max(int64(float64(*c)*f), 1)
 	}
 	p.fanRounds = max(int(float64(p.fanRounds)*f), 1)
@@ -81,17 +92,34 @@ type bench struct {
 	profileSys string
 	budgetEnd  time.Time
 	only       map[string]bool // systems to run (empty: all)
+	fleets     map[string]*fleet
+	fleetErr   map[string]error
 }
 
 func main() {
-	suite := flag.String("suite", "all", "suites to run: all, or a comma list of rpc, oneway, fanout, cost")
+	if len(os.Args) > 1 && os.Args[1] == serveFlag {
+		os.Exit(serveMain(os.Args[2:])) // a child: the server end of a system
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			stopEverything()
+			panic(p)
+		}
+	}()
+	defer stopEverything() // normally a no-op: every suite stops what it started
+	defer guardChildren(runCleanups)()
+	suite := flag.String("suite", "all", "suites to run: all (xrpc, xoneway, xfanout; with -inproc also rpc, oneway, fanout, cost), or a comma list of xrpc, xoneway, xfanout, lossy, rpc, oneway, fanout, cost")
+	inproc := flag.Bool("inproc", false, "with -suite all, also run the one-process suites rpc, oneway, fanout and cost (the secondary view)")
+	fanProcs := flag.Int("fanprocs", -1, "receiver processes of the cross-process fan-out, receivers spread evenly (default: one per receiver; 8 with -quick)")
+	rounds := flag.Int("rounds", 0, "rounds of each cross-process case (default 5, or 3 with -quick; at least 3 for medians)")
+	loss := flag.String("loss", "", "comma list of netem loss percentages of the lossy suite (default 0,1,5; 0,5 with -quick)")
 	duration := flag.Duration("duration", 5*time.Second, "time limit of each measured case (each also stops at its count)")
 	quick := flag.Bool("quick", false, "fewer, shorter cases (for CI; well under a minute)")
 	out := flag.String("out", "", "markdown report `file` to write (default: stdout; the committed report is ../BENCHMARKS.md)")
 	svgPath := flag.String("svg", "", "SVG chart `file` to write, linked from the report (default: none; the committed chart is results/charts.svg)")
 	jsonPath := flag.String("json", "", "also write the raw results as JSON here")
 	merge := flag.String("merge", "", "comma list of JSON results to merge (medians) instead of running")
-	budget := flag.Duration("budget", 0, "skip cases that would start after this much time (default 4m30s, or 55s with -quick)")
+	budget := flag.Duration("budget", 0, "skip cases that would start after this much time (default 10m, or 55s with -quick)")
 	profDir := flag.String("cpuprofile", "", "write a CPU profile of each measured case of -profile-system into this directory")
 	profSys := flag.String("profile-system", sysMarsmesh, "system key the CPU profiles are taken of")
 	payloads := flag.String("payloads", "", "comma list of request/response and one-way payload sizes in bytes (default: the plan's)")
@@ -134,13 +162,23 @@ func main() {
 		if *concs != "" {
 			p.concs = intList(*concs)
 		}
+		if *rounds > 0 {
+			p.xrounds = *rounds
+		}
+		if *fanProcs >= 0 {
+			p.fanProcs = *fanProcs
+		}
+		if *loss != "" {
+			p.lossRates = floatList(*loss)
+		}
 		if *budget == 0 {
-			*budget = 270 * time.Second
+			*budget = 10 * time.Minute
 			if *quick {
 				*budget = 55 * time.Second
 			}
 		}
-		b := &bench{plan: p, profileDir: *profDir, profileSys: *profSys, budgetEnd: time.Now().Add(*budget), only: map[string]bool{}}
+		b := &bench{plan: p, profileDir: *profDir, profileSys: *profSys, budgetEnd: time.Now().Add(*budget), only: map[string]bool{},
+			fleets: map[string]*fleet{}, fleetErr: map[string]error{}}
 		for _, s := range strings.Split(*systems, ",") {
 			if s != "" {
 				b.only[s] = true
@@ -159,16 +197,29 @@ func main() {
 			want[strings.TrimSpace(s)] = true
 		}
 		all := want["all"]
-		if all || want["rpc"] {
+		if all || want["xrpc"] {
+			b.suiteXRPC()
+		}
+		if all || want["xoneway"] {
+			b.suiteXOneWay()
+		}
+		if all || want["xfanout"] {
+			b.suiteXFanout()
+		}
+		b.closeFleets()
+		if want["lossy"] {
+			b.suiteLossy()
+		}
+		if all && *inproc || want["rpc"] {
 			b.suiteRPC()
 		}
-		if all || want["oneway"] {
+		if all && *inproc || want["oneway"] {
 			b.suiteOneWay()
 		}
-		if all || want["fanout"] {
+		if all && *inproc || want["fanout"] {
 			b.suiteFanout()
 		}
-		if all || want["cost"] {
+		if all && *inproc || want["cost"] {
 			b.suiteCost()
 		}
 		b.run.Elapsed = time.Since(start).Seconds()
@@ -250,6 +301,18 @@ func intList(s string) []int {
 	return out
 }
 
+func floatList(s string) []float64 {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v < 0 || v > 100 {
+			fatalf("bad percentage %q in %q (want 0..100)", f, s)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
 func relPath(base, target string) (string, error) {
 	ab, err := filepath.Abs(base)
 	if err != nil {
@@ -278,7 +341,38 @@ func logf(format string, args ...any) {
 
 func fatalf(format string, args ...any) {
 	logf(format, args...)
+	stopEverything()
 	os.Exit(1)
+}
+
+// cleanups run on exit, also on failure and on signals (e.g. removing the
+// network namespaces of the lossy suite).
+var cleanups struct {
+	sync.Mutex
+	fs []func()
+}
+
+func addCleanup(f func()) {
+	cleanups.Lock()
+	cleanups.fs = append(cleanups.fs, f)
+	cleanups.Unlock()
+}
+
+// runCleanups runs and forgets every registered cleanup, latest first.
+func runCleanups() {
+	cleanups.Lock()
+	fs := cleanups.fs
+	cleanups.fs = nil
+	cleanups.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
+}
+
+// stopEverything kills every child process and runs the cleanups.
+func stopEverything() {
+	killAll()
+	runCleanups()
 }
 
 // overBudget reports (and logs, once per case) that the time budget is spent.

@@ -18,7 +18,9 @@ type onewayTarget interface {
 	Send(msg []byte) error
 	// Flush pushes out what the sender buffered (bounded).
 	Flush() error
-	counter() *counter
+	// deliveries is how many messages the receiver counted so far, and
+	// when it counted the last one.
+	deliveries() (int64, time.Time)
 	Close() error
 }
 
@@ -53,6 +55,8 @@ func (c *counter) add() {
 
 func (c *counter) last() time.Time { return clockBase.Add(time.Duration(c.lastNano.Load())) }
 
+func (c *counter) deliveries() (int64, time.Time) { return c.n.Load(), c.last() }
+
 // onewayResult is what one one-way run measured.
 type onewayResult struct {
 	Sent, Delivered int64
@@ -68,8 +72,7 @@ func runOneWay(t onewayTarget, payload int, count int64, d time.Duration, measur
 	for i := range msg {
 		msg[i] = byte(i)
 	}
-	c := t.counter()
-	base := c.n.Load()
+	base, _ := t.deliveries()
 	var m costMeter
 	if measure {
 		m.start()
@@ -94,10 +97,13 @@ func runOneWay(t onewayTarget, payload int, count int64, d time.Duration, measur
 	// Wait until everything arrived, or nothing more arrives for a while,
 	// within a hard bound.
 	hard := time.Now().Add(max(d/2, 2*time.Second))
-	prev, quietSince := c.n.Load(), time.Now()
-	for c.n.Load()-base < r.Sent && time.Now().Before(hard) {
+	prev, last := t.deliveries()
+	quietSince := time.Now()
+	for prev-base < r.Sent && time.Now().Before(hard) {
 		time.Sleep(2 * time.Millisecond)
-		if now := c.n.Load(); now != prev {
+		now, l := t.deliveries()
+		last = l
+		if now != prev {
 			prev, quietSince = now, time.Now()
 		} else if time.Since(quietSince) > 300*time.Millisecond {
 			break
@@ -106,8 +112,8 @@ func runOneWay(t onewayTarget, payload int, count int64, d time.Duration, measur
 	if measure {
 		r.Cost = m.stop()
 	}
-	r.Delivered = c.n.Load() - base
-	r.Elapsed = c.last().Sub(start)
+	r.Delivered = prev - base
+	r.Elapsed = last.Sub(start)
 	return r
 }
 
@@ -145,9 +151,9 @@ func (m *meshOneWay) Send(msg []byte) error {
 	return m.c.nodes[0].USend(cmdSink, m.addr, msg)
 }
 
-func (m *meshOneWay) Flush() error      { return nil }
-func (m *meshOneWay) counter() *counter { return &m.cnt }
-func (m *meshOneWay) Close() error      { return m.c.Close() }
+func (m *meshOneWay) Flush() error                   { return nil }
+func (m *meshOneWay) deliveries() (int64, time.Time) { return m.cnt.deliveries() }
+func (m *meshOneWay) Close() error                   { return m.c.Close() }
 
 // gRPC: one client stream; the server's Sink handler counts.
 
@@ -162,9 +168,15 @@ func startGRPCOneWay(int) (onewayTarget, error) {
 	if err != nil {
 		return nil, err
 	}
+	return grpcStream(p)
+}
+
+// grpcStream opens the Sink stream on p (closing p if it cannot).
+func grpcStream(p *grpcPair) (*grpcOneWay, error) {
 	g := &grpcOneWay{grpcPair: p}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
+	var err error
 	g.st, err = p.cc.NewStream(ctx, &benchServiceDesc.Streams[0], "/bench.Bench/Sink")
 	if err != nil {
 		cancel()
@@ -174,9 +186,9 @@ func startGRPCOneWay(int) (onewayTarget, error) {
 	return g, nil
 }
 
-func (g *grpcOneWay) Send(msg []byte) error { return g.st.SendMsg(&msg) }
-func (g *grpcOneWay) Flush() error          { return nil }
-func (g *grpcOneWay) counter() *counter     { return &g.svc.cnt }
+func (g *grpcOneWay) Send(msg []byte) error          { return g.st.SendMsg(&msg) }
+func (g *grpcOneWay) Flush() error                   { return nil }
+func (g *grpcOneWay) deliveries() (int64, time.Time) { return g.svc.cnt.deliveries() }
 
 func (g *grpcOneWay) Close() error {
 	g.st.CloseSend()
@@ -197,19 +209,19 @@ type natsOneWay struct {
 const natsSinkSubject = "bench.sink"
 
 func startNATSOneWay(int) (onewayTarget, error) {
-	ns, err := startNATSServer()
+	ns, err := startNATSServer("127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
 	t := &natsOneWay{ns: ns}
-	if t.sub, err = natsConnect(ns); err == nil {
+	if t.sub, err = natsConnect(ns.ClientURL()); err == nil {
 		_, err = t.sub.Subscribe(natsSinkSubject, func(*nats.Msg) { t.cnt.add() })
 	}
 	if err == nil {
 		err = t.sub.Flush()
 	}
 	if err == nil {
-		t.pub, err = natsConnect(ns)
+		t.pub, err = natsConnect(ns.ClientURL())
 	}
 	if err != nil {
 		t.Close()
@@ -218,9 +230,9 @@ func startNATSOneWay(int) (onewayTarget, error) {
 	return t, nil
 }
 
-func (t *natsOneWay) Send(msg []byte) error { return t.pub.Publish(natsSinkSubject, msg) }
-func (t *natsOneWay) Flush() error          { return t.pub.FlushTimeout(3 * time.Second) }
-func (t *natsOneWay) counter() *counter     { return &t.cnt }
+func (t *natsOneWay) Send(msg []byte) error          { return t.pub.Publish(natsSinkSubject, msg) }
+func (t *natsOneWay) Flush() error                   { return t.pub.FlushTimeout(3 * time.Second) }
+func (t *natsOneWay) deliveries() (int64, time.Time) { return t.cnt.deliveries() }
 
 func (t *natsOneWay) Close() error {
 	if t.pub != nil {
@@ -229,6 +241,8 @@ func (t *natsOneWay) Close() error {
 	if t.sub != nil {
 		t.sub.Close()
 	}
-	stopNATSServer(t.ns)
+	if t.ns != nil {
+		stopNATSServer(t.ns)
+	}
 	return nil
 }

@@ -38,10 +38,20 @@ type Record struct {
 	ErrKinds map[string]int64 `json:"failed_requests,omitempty"` // by error text
 	FailedIn []string         `json:"failed_in,omitempty"`       // merged: the runs with failed requests
 	Runs     int              `json:"runs,omitempty"`            // runs merged into this record
+
+	// Cross-process suites: medians over the rounds of figures per request
+	// (or delivered message) of every process of the system.
+	CtxPer    float64    `json:"ctx_switches_per_msg,omitempty"`
+	DgramsPer float64    `json:"udp_datagrams_per_msg,omitempty"` // /proc/net/snmp Udp OutDatagrams
+	SegsPer   float64    `json:"tcp_segments_per_msg,omitempty"`  // /proc/net/snmp Tcp OutSegs
+	Procs     int        `json:"processes,omitempty"`             // processes of the system, this one included
+	Loss      float64    `json:"loss_pct_each_way,omitempty"`     // lossy suite: packet loss on each direction of the link
+	Impair    string     `json:"impairment,omitempty"`            // lossy suite: how delay and loss were made
+	Rounds    []RoundFig `json:"rounds,omitempty"`
 }
 
 func (r Record) key() string {
-	return fmt.Sprintf("%s|%s|%d|%d|%d|%d", r.Suite, r.System, r.Payload, r.Conc, r.Nodes, r.Limit)
+	return fmt.Sprintf("%s|%s|%d|%d|%d|%d|%g", r.Suite, r.System, r.Payload, r.Conc, r.Nodes, r.Limit, r.Loss)
 }
 
 // Run is one invocation's records and the machine it ran on.

@@ -10,6 +10,12 @@ func (b *bench) add(r Record) {
 	switch {
 	case r.Err != "":
 		logf("%-11s %-22s %6s c=%-3d n=%-3d l=%d: %s", r.Suite, r.Name, sizeName(r.Payload), r.Conc, r.Nodes, r.Limit, r.Err)
+	case r.Rounds != nil:
+		for k, v := range r.ErrKinds {
+			logf("  %d requests failed with: %s", v, k)
+		}
+		logf("%-11s %-22s %6s c=%-3d n=%-3d l=%d loss=%g%%: %8.0f/s p50 %7.1fus p99 %7.1fus  per msg: ctx %.2f dgrams %.2f tcp %.2f cpu %.1fus  other %.2f",
+			r.Suite, r.Name, sizeName(r.Payload), r.Conc, r.Nodes, r.Limit, r.Loss, r.Rate, latOr0(r.Lat, 50), latOr0(r.Lat, 99), r.CtxPer, r.DgramsPer, r.SegsPer, r.CPUPerM, r.Other)
 	case r.Lat != nil:
 		for k, v := range r.ErrKinds {
 			logf("  %d requests failed with: %s", v, k)
@@ -414,4 +420,14 @@ func (b *bench) suiteCost() {
 		}
 		b.add(rec)
 	}
+}
+
+func latOr0(l *Latency, q int) float64 {
+	switch {
+	case l == nil:
+		return 0
+	case q == 50:
+		return l.P50
+	}
+	return l.P99
 }

@@ -234,7 +234,15 @@ func RenderSVG(title, subtitle string, panels []Panel, cols int) string {
 // of a run.
 func Charts(run Run) string {
 	var panels []Panel
-	rpc := recs(run, "rpc")
+	// The cross-process figures when the run has them, else the one-process ones.
+	rpcSuite, owSuite := "rpc", "oneway"
+	if len(recs(run, "xrpc")) > 0 {
+		rpcSuite = "xrpc"
+	}
+	if len(recs(run, "xoneway")) > 0 {
+		owSuite = "xoneway"
+	}
+	rpc := recs(run, rpcSuite)
 	cols := columns(rpc)
 	payloads := distinct(rpc, func(r Record) int { return r.Payload })
 	concs := distinct(rpc, func(r Record) int { return r.Conc })
@@ -259,7 +267,7 @@ func Charts(run Run) string {
 				var vs []float64
 				for _, pl := range payloads {
 					v := nan
-					if r := run.find("rpc", c.key, pl, 1, 0, 0); r != nil && r.Err == "" && r.Lat != nil {
+					if r := run.find(rpcSuite, c.key, pl, 1, 0, 0); r != nil && r.Err == "" && r.Lat != nil {
 						v = q.f(*r.Lat)
 					}
 					vs = append(vs, v)
@@ -278,7 +286,7 @@ func Charts(run Run) string {
 				var vs []float64
 				for _, cc := range concs {
 					v := nan
-					if r := run.find("rpc", c.key, pl, cc, 0, 0); r != nil && r.Err == "" {
+					if r := run.find(rpcSuite, c.key, pl, cc, 0, 0); r != nil && r.Err == "" {
 						v = r.Rate
 					}
 					vs = append(vs, v)
@@ -288,7 +296,7 @@ func Charts(run Run) string {
 			panels = append(panels, p)
 		}
 	}
-	if ow := recs(run, "oneway"); len(ow) > 0 {
+	if ow := recs(run, owSuite); len(ow) > 0 {
 		oc := columns(ow)
 		p := Panel{Title: "One-way messages delivered per second", Note: "higher is better; log scale", Log: true, Series: series(oc)}
 		ps := distinct(ow, func(r Record) int { return r.Payload })
@@ -299,7 +307,7 @@ func Charts(run Run) string {
 			var vs []float64
 			for _, pl := range ps {
 				v := nan
-				if r := run.find("oneway", c.key, pl, 0, 0, 0); r != nil && r.Err == "" {
+				if r := run.find(owSuite, c.key, pl, 0, 0, 0); r != nil && r.Err == "" {
 					v = r.Rate
 				}
 				vs = append(vs, v)

@@ -42,7 +42,7 @@ func init() { encoding.RegisterCodecV2(rawCodec{}) }
 // benchService is registered by hand: a unary Echo and a client-streaming
 // Sink that counts what it receives.
 type benchService struct {
-	cnt counter
+	cnt *counter
 }
 
 var benchServiceDesc = grpc.ServiceDesc{
@@ -85,28 +85,52 @@ type grpcPair struct {
 	cc  *grpc.ClientConn
 }
 
+// listenGRPC starts a gRPC server with the bench service on host; Sink
+// counts into sink.
+func listenGRPC(host string, sink *counter) (*grpc.Server, net.Addr, error) {
+	lis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return nil, nil, err
+	}
+	srv := grpc.NewServer()
+	srv.RegisterService(&benchServiceDesc, &benchService{cnt: sink})
+	go srv.Serve(lis) // returns when srv.Stop is called
+	return srv, lis.Addr(), nil
+}
+
 func newGRPCPair() (*grpcPair, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	svc := &benchService{cnt: &counter{}}
+	srv, addr, err := listenGRPC("127.0.0.1", svc.cnt)
 	if err != nil {
 		return nil, err
 	}
-	p := &grpcPair{srv: grpc.NewServer(), svc: &benchService{}}
-	p.srv.RegisterService(&benchServiceDesc, p.svc)
-	go p.srv.Serve(lis)
-	p.cc, err = grpc.NewClient(lis.Addr().String(),
+	p, err := dialGRPC(addr.String())
+	if err != nil {
+		srv.Stop()
+		return nil, err
+	}
+	p.srv, p.svc = srv, svc
+	return p, nil
+}
+
+// dialGRPC is a client connection to a bench server at addr (srv and svc
+// left nil).
+func dialGRPC(addr string) (*grpcPair, error) {
+	cc, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("raw")))
 	if err != nil {
-		p.srv.Stop()
 		return nil, err
 	}
-	p.cc.Connect()
-	return p, nil
+	cc.Connect()
+	return &grpcPair{cc: cc}, nil
 }
 
 func (p *grpcPair) Close() error {
 	err := p.cc.Close()
-	p.srv.Stop()
+	if p.srv != nil {
+		p.srv.Stop()
+	}
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/marsmesh/marsmesh/config"
@@ -61,6 +62,31 @@ func newMeshCluster(nodes int) (*meshCluster, error) {
 	return c, nil
 }
 
+// newMeshNode starts one node on host (default configuration otherwise)
+// that syncs with the MARS server at marsAddr ("host:port"), and waits
+// until it is part of the cluster.
+func newMeshNode(host, marsAddr string) (*mesh.Node, error) {
+	mh, mp, err := net.SplitHostPort(marsAddr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := config.Default()
+	cfg.Address, cfg.Port, cfg.MarsAddress, cfg.MarsPort = host, "0", mh, mp
+	n, err := mesh.New(cfg, mesh.WithLogger(quiet))
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !n.IsPartOfCluster() {
+		if time.Now().After(deadline) {
+			n.Shutdown()
+			return nil, errors.New("mesh node is not part of the cluster after 20 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return n, nil
+}
+
 // Close shuts every node down (in parallel: each says goodbye to MARS),
 // then MARS.
 func (c *meshCluster) Close() error {
@@ -72,7 +98,9 @@ func (c *meshCluster) Close() error {
 	for range c.nodes {
 		all = append(all, <-errs)
 	}
-	all = append(all, c.mars.Close())
+	if c.mars != nil {
+		all = append(all, c.mars.Close())
+	}
 	return errors.Join(all...)
 }
 

@@ -10,8 +10,8 @@ import (
 
 // startNATSServer runs an embedded nats-server on a random loopback port
 // with its defaults.
-func startNATSServer() (*server.Server, error) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+func startNATSServer(host string) (*server.Server, error) {
+	ns, err := server.NewServer(&server.Options{Host: host, Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {
 		return nil, err
 	}
@@ -28,8 +28,8 @@ func stopNATSServer(ns *server.Server) {
 	ns.WaitForShutdown()
 }
 
-func natsConnect(ns *server.Server) (*nats.Conn, error) {
-	return nats.Connect(ns.ClientURL(), nats.NoReconnect())
+func natsConnect(url string) (*nats.Conn, error) {
+	return nats.Connect(url, nats.NoReconnect())
 }
 
 // natsRPC is request/reply: a responder on its own connection answers with
@@ -42,25 +42,41 @@ type natsRPC struct {
 const natsEchoSubject = "bench.echo"
 
 func startNATSRPC(int) (rpcTarget, error) {
-	ns, err := startNATSServer()
+	ns, err := startNATSServer("127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
 	t := &natsRPC{ns: ns}
-	if t.rep, err = natsConnect(ns); err == nil {
-		_, err = t.rep.Subscribe(natsEchoSubject, func(m *nats.Msg) { m.Respond(m.Data) })
-	}
-	if err == nil {
-		err = t.rep.Flush()
-	}
-	if err == nil {
-		t.req, err = natsConnect(ns)
+	if t.rep, err = natsResponder(ns.ClientURL(), nil); err == nil {
+		t.req, err = natsConnect(ns.ClientURL())
 	}
 	if err != nil {
 		t.Close()
 		return nil, err
 	}
 	return t, nil
+}
+
+// natsResponder connects to url and answers requests on natsEchoSubject
+// with their data; with sink set, it also counts messages on
+// natsSinkSubject.
+func natsResponder(url string, sink *counter) (*nats.Conn, error) {
+	nc, err := natsConnect(url)
+	if err != nil {
+		return nil, err
+	}
+	_, err = nc.Subscribe(natsEchoSubject, func(m *nats.Msg) { m.Respond(m.Data) })
+	if err == nil && sink != nil {
+		_, err = nc.Subscribe(natsSinkSubject, func(*nats.Msg) { sink.add() })
+	}
+	if err == nil {
+		err = nc.Flush()
+	}
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
 }
 
 func (t *natsRPC) Prepare(int) error { return nil }
@@ -80,6 +96,8 @@ func (t *natsRPC) Close() error {
 	if t.rep != nil {
 		t.rep.Close()
 	}
-	stopNATSServer(t.ns)
+	if t.ns != nil {
+		stopNATSServer(t.ns)
+	}
 	return nil
 }

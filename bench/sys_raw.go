@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,13 +82,13 @@ func (d *demux) wait(id uint64, ch chan int, want int, timeout time.Duration) er
 // client counts bytes: every request has the same size, and one Write's
 // pieces stay together in the stream.
 type kcpRPC struct {
-	l        *kcp.Listener
-	cli, srv *kcp.UDPSession
-	mux      bool
-	d        demux
-	rbuf     []byte
-	payload  int
-	wg       sync.WaitGroup
+	echo    *kcpEcho // nil when the server runs in another process
+	cli     *kcp.UDPSession
+	mux     bool
+	d       demux
+	rbuf    []byte
+	payload int
+	wg      sync.WaitGroup
 }
 
 func tuneKCP(s *kcp.UDPSession) {
@@ -99,56 +100,97 @@ func tuneKCP(s *kcp.UDPSession) {
 	s.SetWriteBuffer(4 << 20)
 }
 
-func startKCPRPC(payload int) (rpcTarget, error) {
-	l, err := kcp.ListenWithOptions("127.0.0.1:0", nil, 0, 0)
+// kcpEcho is a kcp-go listener echoing every session's messages; a
+// session's first message (one byte, sent by the dialer so the listener
+// learns of it) is not echoed.
+type kcpEcho struct {
+	l        *kcp.Listener
+	mu       sync.Mutex
+	sessions []*kcp.UDPSession
+	wg       sync.WaitGroup
+}
+
+func listenKCPEcho(host string) (*kcpEcho, error) {
+	l, err := kcp.ListenWithOptions(net.JoinHostPort(host, "0"), nil, 0, 0)
 	if err != nil {
 		return nil, err
 	}
 	l.SetReadBuffer(4 << 20)
 	l.SetWriteBuffer(4 << 20)
-	k := &kcpRPC{l: l, rbuf: make([]byte, payload+64), payload: payload}
-	accepted := make(chan *kcp.UDPSession, 1)
+	e := &kcpEcho{l: l}
+	e.wg.Add(1)
 	go func() {
-		s, err := l.AcceptKCP()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		tuneKCP(s)
-		accepted <- s
-	}()
-	k.cli, err = kcp.DialWithOptions(l.Addr().String(), nil, 0, 0)
-	if err != nil {
-		l.Close()
-		return nil, err
-	}
-	tuneKCP(k.cli)
-	k.cli.Write([]byte{0}) // the listener learns of a session on its first packet
-	select {
-	case k.srv = <-accepted:
-	case <-time.After(5 * time.Second):
-	}
-	if k.srv == nil {
-		k.cli.Close()
-		l.Close()
-		return nil, errors.New("kcp-go: no session accepted")
-	}
-	k.srv.Read(make([]byte, 16))
-	k.wg.Add(1)
-	go func() { // the echo server
-		defer k.wg.Done()
-		buf := make([]byte, payload+64)
+		defer e.wg.Done()
 		for {
-			n, err := k.srv.Read(buf)
+			s, err := l.AcceptKCP()
 			if err != nil {
 				return
 			}
-			if _, err := k.srv.Write(buf[:n]); err != nil {
-				return
-			}
+			tuneKCP(s)
+			e.mu.Lock()
+			e.sessions = append(e.sessions, s)
+			e.mu.Unlock()
+			e.wg.Add(1)
+			go func() {
+				defer e.wg.Done()
+				buf := make([]byte, maxUDPPayload+64)
+				if _, err := s.Read(buf); err != nil {
+					return
+				}
+				for {
+					n, err := s.Read(buf)
+					if err != nil {
+						return
+					}
+					if _, err := s.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}()
 		}
 	}()
+	return e, nil
+}
+
+func (e *kcpEcho) addr() string { return e.l.Addr().String() }
+
+func (e *kcpEcho) Close() error {
+	err := e.l.Close()
+	e.mu.Lock()
+	for _, s := range e.sessions {
+		s.Close()
+	}
+	e.mu.Unlock()
+	e.wg.Wait()
+	return err
+}
+
+func startKCPRPC(payload int) (rpcTarget, error) {
+	e, err := listenKCPEcho("127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	k, err := dialKCPRPC(e.addr(), payload)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	k.echo = e
 	return k, nil
+}
+
+// dialKCPRPC is the client end, for an echo server at addr.
+func dialKCPRPC(addr string, payload int) (*kcpRPC, error) {
+	cli, err := kcp.DialWithOptions(addr, nil, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	tuneKCP(cli)
+	if _, err := cli.Write([]byte{0}); err != nil { // the listener learns of a session on its first packet
+		cli.Close()
+		return nil, err
+	}
+	return &kcpRPC{cli: cli, rbuf: make([]byte, payload+64), payload: payload}, nil
 }
 
 func (k *kcpRPC) Prepare(conc int) error {
@@ -210,8 +252,11 @@ func (k *kcpRPC) Call(req []byte) error {
 }
 
 func (k *kcpRPC) Close() error {
-	err := errors.Join(k.cli.Close(), k.srv.Close(), k.l.Close())
+	err := k.cli.Close()
 	k.wg.Wait()
+	if k.echo != nil {
+		err = errors.Join(err, k.echo.Close())
+	}
 	return err
 }
 
@@ -219,44 +264,76 @@ func (k *kcpRPC) Close() error {
 // datagram back. Lost datagrams are not resent; a request without a reply
 // in udpTimeout counts as an error.
 type udpRPC struct {
-	srv, cli *net.UDPConn
+	srv, cli *net.UDPConn // srv is nil when the server runs in another process
 	mux      bool
 	d        demux
 	rbuf     []byte
 	wg       sync.WaitGroup
 }
 
-func startUDPRPC(payload int) (rpcTarget, error) {
-	if payload > maxUDPPayload {
-		return nil, fmt.Errorf("%d bytes do not fit a UDP datagram", payload)
-	}
-	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+// listenUDPEcho binds a UDP socket on host and writes every datagram back
+// to its sender until the socket is closed; wg tracks the goroutine.
+func listenUDPEcho(host string, wg *sync.WaitGroup) (*net.UDPConn, error) {
+	ip, err := netip.ParseAddr(host)
 	if err != nil {
 		return nil, err
 	}
-	cli, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
+	srv, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
 	if err != nil {
-		srv.Close()
 		return nil, err
 	}
-	for _, c := range []*net.UDPConn{srv, cli} {
-		c.SetReadBuffer(4 << 20)
-		c.SetWriteBuffer(4 << 20)
-	}
-	u := &udpRPC{srv: srv, cli: cli, rbuf: make([]byte, maxUDPPayload)}
-	u.wg.Add(1)
+	srv.SetReadBuffer(4 << 20)
+	srv.SetWriteBuffer(4 << 20)
+	wg.Add(1)
 	go func() {
-		defer u.wg.Done()
+		defer wg.Done()
 		buf := make([]byte, maxUDPPayload)
 		for {
 			n, from, err := srv.ReadFromUDPAddrPort(buf)
 			if err != nil {
-				return
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
 			}
 			srv.WriteToUDPAddrPort(buf[:n], from)
 		}
 	}()
+	return srv, nil
+}
+
+func startUDPRPC(payload int) (rpcTarget, error) {
+	if payload > maxUDPPayload {
+		return nil, fmt.Errorf("%d bytes do not fit a UDP datagram", payload)
+	}
+	u := &udpRPC{}
+	srv, err := listenUDPEcho("127.0.0.1", &u.wg)
+	if err != nil {
+		return nil, err
+	}
+	if err := u.dial(srv.LocalAddr().String()); err != nil {
+		srv.Close()
+		u.wg.Wait()
+		return nil, err
+	}
+	u.srv = srv
 	return u, nil
+}
+
+// dial makes u the client end of an echo server at addr.
+func (u *udpRPC) dial(addr string) error {
+	ra, err := net.ResolveUDPAddr("udp4", addr)
+	if err != nil {
+		return err
+	}
+	u.cli, err = net.DialUDP("udp4", nil, ra)
+	if err != nil {
+		return err
+	}
+	u.cli.SetReadBuffer(4 << 20)
+	u.cli.SetWriteBuffer(4 << 20)
+	u.rbuf = make([]byte, maxUDPPayload)
+	return nil
 }
 
 func (u *udpRPC) Prepare(conc int) error {
@@ -314,7 +391,10 @@ func (u *udpRPC) Call(req []byte) error {
 }
 
 func (u *udpRPC) Close() error {
-	err := errors.Join(u.cli.Close(), u.srv.Close())
+	err := u.cli.Close()
+	if u.srv != nil {
+		err = errors.Join(err, u.srv.Close())
+	}
 	u.wg.Wait()
 	return err
 }

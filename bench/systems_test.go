@@ -44,9 +44,9 @@ func TestEverySystemRunsAndStops(t *testing.T) {
 				if err := tg.Prepare(conc); err != nil {
 					t.Fatal(err)
 				}
-				r := runClosedLoop(tg, payload, conc, 100, 10*time.Second, true)
+				r := runClosedLoop(tg, payload, conc, 100, 60*time.Second, true) // a safety bound, not a goal
 				if r.Done != 100 || r.Errors != 0 || len(r.Lat) != 100 {
-					t.Errorf("%s %d B c=%d: done %d errors %d", sys.name, payload, conc, r.Done, r.Errors)
+					t.Errorf("%s %d B c=%d: done %d errors %d %v", sys.name, payload, conc, r.Done, r.Errors, r.ErrKinds)
 				}
 				if r.Cost.CPU <= 0 || r.Cost.Mallocs == 0 {
 					t.Errorf("%s: no cost measured: %+v", sys.name, r.Cost)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"net"
+	"strings"
 	"time"
 )
 
@@ -31,8 +32,11 @@ type Mesh struct {
 	Port string `json:"port"`
 	// MarsAddress locates the MARS registry server. Key "marsAddress", env
 	// DIARKIS_MARS_ADDR, default "127.0.0.1". Valid: a non-empty IP literal
-	// or host name, without a port (the port goes in MarsPort). It is not
-	// resolved by Validate: MARS may not be resolvable yet when a node
+	// or host name, without a port (the port goes in MarsPort), or several
+	// separated by commas (MARS replicas, all at MarsPort; a host name may
+	// also resolve to several addresses): a node uses the first that
+	// answers and moves to the next after retryTimeout of silence. It is
+	// not resolved by Validate: MARS may not be resolvable yet when a node
 	// starts.
 	MarsAddress string `json:"marsAddress"`
 	// MarsPort is the UDP port of the MARS registry server. Key "marsPort",
@@ -81,10 +85,36 @@ func Default() Mesh {
 	}
 }
 
-// MarsAddr returns the MARS server address as "host:port" (IPv6 hosts in
-// brackets), ready for net.Dial or net.ResolveUDPAddr.
+// MarsAddr returns the (first) MARS server address as "host:port" (IPv6
+// hosts in brackets), ready for net.Dial or net.ResolveUDPAddr; a
+// mars-server listens there.
 func (m Mesh) MarsAddr() string {
-	return net.JoinHostPort(m.MarsAddress, m.MarsPort)
+	return m.MarsAddrs()[0]
+}
+
+// MarsAddrs returns every MARS address of MarsAddress (a comma-separated
+// list) as "host:port", in order.
+func (m Mesh) MarsAddrs() []string {
+	hosts := marsHosts(m.MarsAddress)
+	out := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		out = append(out, net.JoinHostPort(h, m.MarsPort))
+	}
+	if len(out) == 0 {
+		out = append(out, net.JoinHostPort("", m.MarsPort))
+	}
+	return out
+}
+
+// marsHosts splits a marsAddress value at commas, trimming spaces.
+func marsHosts(v string) []string {
+	var out []string
+	for _, h := range strings.Split(v, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // PortNumber returns Port as an int in 0..65535 (0 = any free port), or an

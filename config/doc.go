@@ -20,7 +20,7 @@
 //	address                 "127.0.0.1"  DIARKIS_ADDRESS                    IP literal or resolvable host name; "" only with nic
 //	nic                     ""           DIARKIS_NIC                        "" or an existing interface (its first IPv4 is used)
 //	port                    "8000"       DIARKIS_PORT                       0..65535 (string or number; scan starts here; 0 = any)
-//	marsAddress             "127.0.0.1"  DIARKIS_MARS_ADDR                  non-empty IP literal or host name, no port
+//	marsAddress             "127.0.0.1"  DIARKIS_MARS_ADDR                  non-empty IP literal or host name, no port; or several, comma-separated
 //	marsPort                "6789"       DIARKIS_MARS_PORT                  1..65535 (string or number)
 //	marsAddressCacheTTL     60           DIARKIS_MARS_ADDRESS_CACHE_TTL     0..86400 seconds (0 = no cache)
 //	retryInterval           1000         DIARKIS_RETRY_INTERVAL             10..60000 ms

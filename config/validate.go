@@ -59,10 +59,23 @@ func (m Mesh) validate(src origins) error {
 	if _, problem := parsePort(m.Port, 0); problem != "" {
 		bad(keyPort, quote(m.Port), problem)
 	}
-	if m.MarsAddress == "" {
+	if strings.TrimSpace(m.MarsAddress) == "" {
 		bad(keyMarsAddress, quote(m.MarsAddress), "empty")
-	} else if problem := checkHost(m.MarsAddress, keyMarsPort); problem != "" {
-		bad(keyMarsAddress, quote(m.MarsAddress), problem)
+	} else {
+		for _, h := range strings.Split(m.MarsAddress, ",") {
+			h = strings.TrimSpace(h)
+			problem := checkHost(h, keyMarsPort)
+			if h == "" {
+				problem = "an empty entry in the comma-separated list"
+			}
+			if problem != "" {
+				if strings.Contains(m.MarsAddress, ",") {
+					problem = "entry " + quote(h) + ": " + problem
+				}
+				bad(keyMarsAddress, quote(m.MarsAddress), problem)
+				break
+			}
+		}
 	}
 	if _, problem := parsePort(m.MarsPort, 1); problem != "" {
 		bad(keyMarsPort, quote(m.MarsPort), problem)

@@ -7,7 +7,6 @@ import (
 	"github.com/marsmesh/marsmesh/internal/ratelog"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -28,8 +27,14 @@ type Transport interface {
 type ClientConfig struct {
 	// Transport carries the client's messages; required.
 	Transport Transport
-	// MarsAddr is MARS's "host:port"; required.
+	// MarsAddr is MARS's "host:port"; required. Several, separated by
+	// commas, are MARS replicas (see failover.go): the client uses one at a
+	// time and moves to the next after FailoverAfter of silence.
 	MarsAddr string
+	// FailoverAfter is how long the current MARS may stay silent before the
+	// client moves to the next address (when there are several). Default
+	// 3 s (the mesh passes retryTimeout).
+	FailoverAfter time.Duration
 	// MarsAddrTTL is how long a resolved MarsAddr is reused. Default 60 s;
 	// negative resolves before every report (config.Mesh's
 	// marsAddressCacheTTL of 0).
@@ -131,6 +136,11 @@ type Client struct {
 	part       *partialSync
 	buf        []byte
 	resolvedAt time.Time
+	marsAddrs  []string         // the entries of MarsAddr
+	cands      []netip.AddrPort // resolved MARS addresses, in order
+	cur        int              // the one in use
+	switchedAt int64            // client clock of the last move to another address
+	failJitter time.Duration
 	initial    bool // the initial sync happened
 	lost       bool // "lost MARS" was logged; "MARS back" is next
 	soonArmed  bool
@@ -162,8 +172,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Transport == nil {
 		return nil, errors.New("mars: ClientConfig.Transport is required")
 	}
-	if _, _, err := net.SplitHostPort(cfg.MarsAddr); err != nil {
-		return nil, fmt.Errorf("mars: ClientConfig.MarsAddr %q: want host:port: %w", cfg.MarsAddr, err)
+	marsAddrs, err := splitMarsAddrs(cfg.MarsAddr)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.FailoverAfter <= 0 {
+		cfg.FailoverAfter = 3 * time.Second
 	}
 	if err := CheckApp(cfg.App); err != nil {
 		return nil, err
@@ -207,6 +221,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		ops:      make(map[string]op),
 		recent:   make(map[string]recentOp),
 		needFull: true,
+
+		marsAddrs: marsAddrs,
 	}
 	if c.addr == "" {
 		c.addr = cfg.Transport.LocalAddr().String()

@@ -2,7 +2,6 @@ package mars
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -74,6 +73,7 @@ func (c *Client) run() {
 			return
 		case <-tick.C:
 			c.noteSilence()
+			c.maybeFailover()
 			after = c.report()
 		case <-soon.C:
 			c.soonArmed = false
@@ -168,31 +168,6 @@ func (c *Client) sessionLost() bool {
 }
 
 func soonAction(d time.Duration) action { return action{set: true, soon: d} }
-
-// resolve returns MARS's address, resolving MarsAddr when the cached
-// answer is older than MarsAddrTTL. On a resolver error it keeps the last
-// good address.
-func (c *Client) resolve(now time.Time) (netip.AddrPort, bool) {
-	cur := c.mars.Load()
-	if cur != nil && c.cfg.MarsAddrTTL > 0 && now.Sub(c.resolvedAt) < c.cfg.MarsAddrTTL {
-		return *cur, true
-	}
-	ua, err := net.ResolveUDPAddr("udp", c.cfg.MarsAddr)
-	if err != nil {
-		c.warn.Warn("mars: cannot resolve the MARS address", "addr", c.cfg.MarsAddr, "err", err)
-		if cur != nil {
-			return *cur, true
-		}
-		return netip.AddrPort{}, false
-	}
-	ap := ua.AddrPort()
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	if cur == nil || *cur != ap {
-		c.mars.Store(&ap)
-	}
-	c.resolvedAt = now
-	return ap, true
-}
 
 // report sends what the node has to say. It returns a follow-up action.
 func (c *Client) report() action {

@@ -135,3 +135,22 @@ func TestAcknowledgedWriteSurvivesRestart(t *testing.T) {
 		})
 	}
 }
+
+func TestOlderSnapshotNeverOverwritesNewer(t *testing.T) {
+	dir := t.TempDir()
+	p, err := newPersister(dir, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	older := &savedData{Version: dataVersion, Apps: map[string]map[string]int16{"": {"k": 1}}, seq: 1}
+	newer := &savedData{Version: dataVersion, Apps: map[string]map[string]int16{"": {"k": 2}}, seq: 2}
+	if err := p.save(newer); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.save(older); err != nil {
+		t.Fatal(err)
+	}
+	if d := readDataFile(t, dir); d == nil || d.Apps[""]["k"] != 2 {
+		t.Fatalf("file holds %+v, want the newer snapshot", d)
+	}
+}

@@ -23,6 +23,8 @@ type savedData struct {
 	Version int                         `msgpack:"v"`
 	SavedAt int64                       `msgpack:"at"` // wall clock, Unix ns
 	Apps    map[string]map[string]int16 `msgpack:"apps"`
+
+	seq uint64 // snapshot order (not saved): an older snapshot never overwrites a newer one
 }
 
 const dataVersion = 1
@@ -33,7 +35,8 @@ type persister struct {
 	path string
 	log  *slog.Logger
 	ch   chan *savedData
-	mu   sync.Mutex // serialises writes (the goroutine, then Close)
+	mu   sync.Mutex // serialises writes (the goroutine, held replies, Close)
+	last uint64     // seq of the last snapshot written
 }
 
 func newPersister(dir string, log *slog.Logger) (*persister, error) {
@@ -90,6 +93,10 @@ func (p *persister) run(done <-chan struct{}, wg *sync.WaitGroup) {
 func (p *persister) save(d *savedData) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if d.seq != 0 && d.seq < p.last {
+		return nil // a newer snapshot is on disk already
+	}
+	p.last = d.seq
 	b, err := msgpack.Marshal(d)
 	if err != nil {
 		return err
@@ -122,7 +129,8 @@ func (p *persister) save(d *savedData) error {
 
 // snapshotData copies the shared data of every app.
 func (s *Server) snapshotData() *savedData {
-	d := &savedData{Version: dataVersion, SavedAt: time.Now().UnixNano(), Apps: make(map[string]map[string]int16)}
+	s.snapSeq++
+	d := &savedData{Version: dataVersion, SavedAt: time.Now().UnixNano(), Apps: make(map[string]map[string]int16), seq: s.snapSeq}
 	for name, a := range s.apps {
 		if len(a.keys) == 0 {
 			continue

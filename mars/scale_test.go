@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,7 +42,9 @@ import (
 // MARS CPU in cores (CPU seconds per wall second), RSS, the mean payload
 // bytes of a report and of a sync reply, the rudp packets per report (both
 // directions, acks included, counted on the node side), and the time for a
-// change on one node (a shared key and its type) to reach every node.
+// change on one node (a shared key and its type) to reach every node. With
+// MARS_SCALE_RESTART set, MARS is then SIGKILLed and restarted on its port,
+// and the re-registration is measured (scaleRestart).
 func TestScale(t *testing.T) {
 	spec := os.Getenv("MARS_SCALE")
 	if spec == "" {
@@ -264,6 +267,9 @@ func runScale(t *testing.T, n int) {
 	var marsAddr string
 	pid := 0
 	var inproc *Server
+	var proc *marsProc
+	var procArgs []string
+	var procPort int
 	if os.Getenv("MARS_SCALE_INPROC") != "" { // for profiling with -cpuprofile: MARS in this process
 		inproc = startServer(t, "", ServerOptions{TrustReportedAddr: true, Transport: rudp.Config{OnPeerDown: func(a netip.AddrPort, err error) {
 			scaleDowns.Add(1)
@@ -275,9 +281,10 @@ func runScale(t *testing.T, n int) {
 		if f := os.Getenv("MARS_SCALE_PROF"); f != "" {
 			args = append(args, "-cpuprofile", f)
 		}
-		p := startMarsProc(t, freeUDPPort(t), args...)
-		defer p.signal(os.Interrupt)
-		marsAddr, pid = p.addr, p.cmd.Process.Pid
+		procPort, procArgs = freeUDPPort(t), args
+		proc = startMarsProc(t, procPort, args...)
+		defer func() { proc.signal(os.Interrupt) }()
+		marsAddr, pid = proc.addr, proc.cmd.Process.Pid
 	}
 	c := &simCluster{mars: netip.MustParseAddrPort(marsAddr), byTr: map[*rudp.Transport][]*simNode{}, stop: make(chan struct{})}
 	startAt := time.Now()
@@ -400,4 +407,51 @@ func runScale(t *testing.T, n int) {
 		float64((pin1-pin0)+(pout1-pout0))/float64(max(reports, 1)))
 	t.Logf("propagation of one change to %d nodes: p50 %v, p99 %v, max %v",
 		len(lat), pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), pct(1).Round(time.Millisecond))
+
+	if os.Getenv("MARS_SCALE_RESTART") != "" && proc != nil {
+		scaleRestart(t, c, n, &proc, procPort, procArgs)
+	}
+}
+
+// scaleRestart measures a MARS restart (MARS_SCALE_RESTART set): the
+// mars-server process is SIGKILLed and started again on its port at once;
+// every simulated node re-registers when the new MARS answers its next
+// report (each reports once a second at its own offset, which spreads the
+// re-registrations over about a second). Reported: the time until every
+// node is registered again, the new process's CPU, and the bytes each way.
+func scaleRestart(t *testing.T, c *simCluster, n int, proc **marsProc, port int, args []string) {
+	for _, s := range c.sims {
+		s.mu.Lock()
+		s.registered = false
+		s.mu.Unlock()
+	}
+	rb0, sb0, f0, fb0 := c.stats.reportBytes.Load(), c.stats.syncBytes.Load(), c.stats.fulls.Load(), c.stats.fullBytes.Load()
+	(*proc).signal(syscall.SIGKILL)
+	*proc = startMarsProc(t, port, args...)
+	restarted := time.Now()
+	pid := (*proc).cmd.Process.Pid
+	cpu0 := procCPU(t, pid)
+	deadline := restarted.Add(3 * time.Minute)
+	var half time.Duration
+	lastLog := time.Now()
+	for c.registered() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("restart: only %d of %d nodes registered again in 3 minutes", c.registered(), n)
+		}
+		if half == 0 && c.registered() >= n/2 {
+			half = time.Since(restarted)
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			lastLog = time.Now()
+			t.Logf("restart: %v: %d registered again", time.Since(restarted).Round(time.Second), c.registered())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(restarted)
+	cpu := procCPU(t, pid) - cpu0
+	t.Logf("restart of MARS with %d nodes: half registered again after %v, all after %v; new MARS CPU %.2f s, RSS %s",
+		n, half.Round(time.Millisecond), took.Round(time.Millisecond), cpu, procRSS(t, pid))
+	mb := func(b uint64) float64 { return float64(b) / (1 << 20) }
+	t.Logf("restart traffic until all registered (msgpack payloads): reports %.1f MB up, syncs %.1f MB down, of which %d full snapshots, %.1f MB",
+		mb(c.stats.reportBytes.Load()-rb0), mb(c.stats.syncBytes.Load()-sb0), c.stats.fulls.Load()-f0, mb(c.stats.fullBytes.Load()-fb0))
 }

@@ -2,6 +2,7 @@ package mars
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"github.com/marsmesh/marsmesh/internal/ratelog"
@@ -137,6 +138,7 @@ type Server struct {
 	dirty    bool  // shared data changed since the last save
 	persist  *persister
 	held     map[netip.AddrPort]heldReply // with DataDir: replies waiting for a save
+	snapSeq  uint64                       // numbers snapshots of the shared data
 	saveNow  chan struct{}
 
 	stats  serverCounters
@@ -463,7 +465,7 @@ func (s *Server) send(to netip.AddrPort, kind byte, p []byte) {
 // sendNoWait queues one reply without ever waiting; it reports whether the
 // reply was queued.
 func (s *Server) sendNoWait(to netip.AddrPort, kind byte, p []byte) bool {
-	err := s.tr.SendMsg(nil, to, kind, nil, p, rudp.SendOptions{NoWait: true})
+	err := s.tr.SendMsg(context.Background(), to, kind, nil, p, rudp.SendOptions{NoWait: true})
 	switch {
 	case err == nil:
 		return true

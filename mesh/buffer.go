@@ -71,7 +71,7 @@ func (b *sendBuffer) add(to netip.AddrPort, kind byte, hdr, body []byte, reliabl
 			return err
 		}
 		if reliable {
-			return b.n.tr.SendWithHeader(to, kind, hdr, body)
+			return b.n.tr.SendMsg(b.n.ctx, to, kind, hdr, body, rudp.SendOptions{})
 		}
 		return b.n.tr.USendWithHeader(to, kind, hdr, body)
 	}
@@ -101,7 +101,8 @@ func (b *sendBuffer) add(to netip.AddrPort, kind byte, hdr, body []byte, reliabl
 
 func (b *sendBuffer) send(to netip.AddrPort, batch []byte, reliable bool) error {
 	if reliable {
-		return b.n.tr.Send(to, kindBatch, batch)
+		// A full queue to the peer is waited on until Shutdown.
+		return b.n.tr.SendMsg(b.n.ctx, to, kindBatch, nil, batch, rudp.SendOptions{})
 	}
 	return b.n.tr.USend(to, kindBatch, batch)
 }

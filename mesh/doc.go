@@ -68,9 +68,42 @@
 // and not yet received by Recv; a writer past it waits, so a slow reader
 // slows only its own stream's writer, and the messages a node holds for a
 // stream stay bounded. Cancelling the opener's context, or Close on either
-// side, ends the stream on both sides (IsRequestError; the handler's
-// context is cancelled); a dead peer ends it within the retry timeout
-// (IsSendError).
+// side, ends the stream on both sides: the other side sees IsRequestError
+// and the handler's context is cancelled. A dead peer ends it within about
+// the retry timeout (IsSendError).
+//
+// # Bounds on inbound work
+//
+// A node never lets one peer, packet or slow handler stall it:
+//
+//   - The transport's read goroutine only parses and queues: handlers,
+//     fan-out relays and every user callback (OnSendFailure, OnReady,
+//     OnInitialSync) run on goroutines of the node. Callbacks run one at a
+//     time, in order, on an event goroutine with a queue of 4,096; past it
+//     they are dropped, counted (Node.DroppedEvents) and logged once per
+//     period. Answers sent from the read goroutine (no handler, shutting
+//     down, fan-out acks) never wait on a full peer queue: a bounded
+//     hand-off (256 at once) sends them by the request's deadline.
+//   - Work from one peer (requests, one-way commands, relays) accepted and
+//     not yet handled is bounded by InboundLimits: PeerCount (default
+//     4,096 messages) and PeerBytes (default 64 MiB). At a bound the node
+//     stops reading that peer's session (its window fills and its sender
+//     slows down; other peers are untouched), counts a slow-consumer event
+//     (Node.SlowConsumerEvents) and logs it once per peer per period; it
+//     reads again below half of both bounds. Unreliable messages past a
+//     bound are dropped (Node.InboundDrops).
+//   - At most MaxHandlers (default 4,096; WithMaxHandlers) handlers run at
+//     once, and one peer's at most a quarter of them, so one peer whose
+//     handlers never return cannot take every slot; the rest wait, in
+//     arrival order per peer, peers served in turn. One-way commands from
+//     one peer still run one at a time, in order.
+//   - A fan-out relay relays only to the nodes its MARS view lists (it
+//     hands the others back to its parent, which delivers them itself),
+//     to shares of at most 16,384 nodes, sharing one payload buffer, and
+//     waits at most 10 s (fanoutTimeout) whatever deadline a frame claims.
+//   - Send waits for room in a full peer queue until Shutdown,
+//     SendRPCWithContext until its context ends, SendRPC and SendRequest
+//     until their deadline.
 //
 // # Errors
 //

@@ -41,9 +41,6 @@ const (
 	seenTTL = time.Minute
 	// maxSeen bounds each generation of remembered fan-out IDs.
 	maxSeen = 1 << 16
-	// maxRelays bounds the fan-out relays a node runs at once; past it a
-	// relay is refused (its share reported failed to its parent).
-	maxRelays = 1024
 	// maxFanoutShare bounds the share list of one fan-out frame: a larger
 	// share is split over more relays by the sender, and a frame listing
 	// more is refused as malformed.
@@ -228,7 +225,7 @@ func (n *Node) sendMany(cmd uint16, addrs []string, data interface{}, limit int,
 	}
 	n.fan.firstSight(m.id)
 	if toSelf {
-		n.deliverCommand(n.self, n.selfStr, cmd, payload)
+		n.deliverCommand(n.self, n.selfStr, cmd, payload, true)
 	}
 	for _, ap := range n.spread(m, targets) {
 		failed = append(failed, n.name(ap))
@@ -338,15 +335,12 @@ func (n *Node) sendHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, do
 	if n.closed.Load() {
 		return ErrClosed
 	}
-	switch {
-	case m.flags&fanReliable == 0:
+	if m.flags&fanReliable == 0 {
 		return n.tr.USendWithHeader(head, kindFanout, hdr, m.payload)
-	case done != nil:
-		return n.tr.SendTracked(head, kindFanout, hdr, m.payload, done)
-	default:
-		// A relay: its ack would otherwise wait for data that never comes.
-		return n.tr.SendAckNow(head, kindFanout, hdr, m.payload)
 	}
+	// A relay's ack would otherwise wait for data that never comes. A full
+	// queue to head is waited on only until the fan-out's deadline.
+	return n.sendBounded(head, kindFanout, hdr, m.payload, rudp.SendOptions{AckNow: true, Done: done}, m.deadline)
 }
 
 // fanoutHeader encodes the frame of m, with share, up to the payload.
@@ -426,7 +420,7 @@ func (n *Node) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
 	}
 	if n.fan.firstSight(m.id) {
 		n.metrics.fanoutDelivered.Add(1)
-		n.deliverCommand(m.origin, n.name(m.origin), m.cmd, m.payload)
+		n.deliverCommand(from, n.name(m.origin), m.cmd, m.payload, reliable)
 	}
 	if len(share) == 0 {
 		return // a leaf: the transport's acknowledgement is the parent's confirmation
@@ -434,22 +428,20 @@ func (n *Node) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
 	listed, refused := n.listedShare(share)
 	if m.flags&fanReliable == 0 || !reliable {
 		m.flags &^= fanReliable
-		if len(listed) > 0 && !n.startRelay(func() { n.spread(m, listed) }) {
-			n.relayRefused(from)
+		if len(listed) > 0 {
+			n.submit(from, len(p), false, funcTask{do: func() { n.spread(m, listed) }})
 		}
 		return
 	}
 	if len(listed) == 0 {
-		n.sendFanAck(from, m.id, nil, refused)
+		n.sendFanAck(from, m.id, nil, refused, m.deadline)
 		return
 	}
-	ok := n.startRelay(func() {
-		n.sendFanAck(from, m.id, n.spread(m, listed), refused)
-	})
-	if !ok {
-		n.relayRefused(from)
-		n.sendFanAck(from, m.id, nil, share)
-	}
+	n.submit(from, len(p), true, funcTask{do: func() {
+		n.sendFanAck(from, m.id, n.spread(m, listed), refused, m.deadline)
+	}, no: func() {
+		n.sendFanAck(from, m.id, nil, share, m.deadline) // shutting down
+	}})
 }
 
 // listedShare splits a share into the nodes this node's view lists (other
@@ -468,27 +460,6 @@ func (n *Node) listedShare(share []netip.AddrPort) (listed, refused []netip.Addr
 		n.warnOnce("mesh: fan-out share lists nodes the view does not", "count", len(refused))
 	}
 	return listed, refused
-}
-
-func (n *Node) relayRefused(from netip.AddrPort) {
-	n.warnOnce("mesh: too many fan-out relays running, relay refused", "from", from, "limit", maxRelays)
-}
-
-// startRelay runs a relay on a goroutine Shutdown waits for, unless
-// maxRelays are running already (or the node is stopping).
-func (n *Node) startRelay(f func()) bool {
-	if n.relays.Add(1) > maxRelays {
-		n.relays.Add(-1)
-		return false
-	}
-	ok := n.startHandler(func() {
-		defer n.relays.Add(-1)
-		f()
-	})
-	if !ok {
-		n.relays.Add(-1)
-	}
-	return ok
 }
 
 // within returns the addresses of list that are in of.
@@ -544,13 +515,16 @@ func readAddrList(p []byte) ([]netip.AddrPort, []byte, error) {
 
 // sendFanAck answers a relay's parent: [id u64][failed list][refused list]
 // (a reader that knows only the failed list ignores the rest).
-func (n *Node) sendFanAck(to netip.AddrPort, id uint64, failed, refused []netip.AddrPort) {
+// It never waits on a full queue (it may run on the read goroutine): a
+// bounded hand-off sends it by the fan-out's deadline.
+func (n *Node) sendFanAck(to netip.AddrPort, id uint64, failed, refused []netip.AddrPort, deadline time.Time) {
 	b := binary.BigEndian.AppendUint64(make([]byte, 0, 12+8*(len(failed)+len(refused))), id)
 	b = appendAddrList(b, failed)
 	b = appendAddrList(b, refused)
-	if err := n.tr.SendAckNow(to, kindFanoutAck, nil, b); err != nil {
-		n.log.Debug("mesh: fan-out ack not sent", "to", to, "err", err)
+	if deadline.IsZero() {
+		deadline = time.Now().Add(fanoutTimeout)
 	}
+	n.sendSoon(to, kindFanoutAck, nil, b, rudp.SendOptions{AckNow: true}, deadline)
 }
 
 func (n *Node) handleFanoutAck(from netip.AddrPort, p []byte) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,11 +61,11 @@ type node struct {
 	serveMu sync.Mutex
 	serving map[serveKey]context.CancelFunc
 
-	queueMu sync.Mutex
-	queues  map[netip.AddrPort]*cmdQueue
+	in         inbound // bounds and workers of inbound work
+	handoffs   atomic.Int64
+	replyDrops atomic.Uint64
 
 	fan     fanoutState
-	relays  atomic.Int64 // fan-out relays running
 	buffer  *sendBuffer
 	streams streamTable
 
@@ -109,6 +110,9 @@ type options struct {
 	logger                   *slog.Logger
 	syncInterval             time.Duration
 	handlers                 *registry
+	limits                   InboundLimits
+	maxHandlers              int
+	rudpConfig               func(*rudp.Config) // tests: adjust the transport
 }
 
 // WithType sets the node type (default "node").
@@ -171,7 +175,6 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		handlers:     o.handlers,
 		calls:        make(map[uint64]*call),
 		serving:      make(map[serveKey]context.CancelFunc),
-		queues:       make(map[netip.AddrPort]*cmdQueue),
 		strictWarned: make(map[netip.AddrPort]bool),
 		done:         make(chan struct{}),
 		sweepWake:    make(chan struct{}, 1),
@@ -181,13 +184,21 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	n.epoch = time.Now()
 	n.fan.init(n.clock)
 	n.ev.init()
-	n.tr, err = listenScan(bind, port, portScan, rudp.Config{
+	if o.maxHandlers > 0 {
+		o.limits.MaxHandlers = o.maxHandlers
+	}
+	n.in.init(o.limits)
+	rc := rudp.Config{
 		RetryInterval: cfg.RetryIntervalDuration(),
 		RetryTimeout:  cfg.RetryTimeoutDuration(),
 		OnMessage:     n.onMessage,
 		OnPeerDown:    n.onPeerDown,
 		Logger:        o.logger,
-	})
+	}
+	if o.rudpConfig != nil {
+		o.rudpConfig(&rc)
+	}
+	n.tr, err = listenScan(bind, port, portScan, rc)
 	if err != nil {
 		n.stop()
 		return nil, fmt.Errorf("mesh: %w", err)
@@ -200,7 +211,7 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	}
 	n.mc, err = mars.NewClient(mars.ClientConfig{
 		Transport:   n.tr,
-		MarsAddr:    cfg.MarsAddr(),
+		MarsAddr:    strings.Join(cfg.MarsAddrs(), ","), // several: replicas
 		MarsAddrTTL: marsTTL(cfg),
 		App:         o.app,
 		Interval:    o.syncInterval,
@@ -211,6 +222,8 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		EndPoint:    o.endPoint,
 		Values:      o.values,
 		Logger:      o.logger,
+
+		FailoverAfter: cfg.RetryTimeoutDuration(),
 	})
 	if err != nil {
 		n.stop()
@@ -291,7 +304,7 @@ func (n *Node) resolve(addr string) (netip.AddrPort, error) {
 	}
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("bad mesh address %q: %w", addr, err)
+		return netip.AddrPort{}, fmt.Errorf("%w: mesh address %q (want host:port): %w", rudp.ErrInvalidAddr, addr, err)
 	}
 	ap := ua.AddrPort()
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil

@@ -26,9 +26,9 @@ type streamHandler func(ctx context.Context, s *Stream) error
 
 // registry holds the handlers of every command ID, per table. RPC and
 // command IDs may have several handlers, kept in registration order; the
-// registry keeps, per ID, one handler that runs them all (see chainRPC and
-// cmdHandler.call), so dispatch costs one map lookup. A stream ID has one
-// handler: the first registration wins.
+// registry keeps, per ID, one handler that runs them all (see chainRPC,
+// cmdHandler.call and cmdHandler.callRequest), so dispatch costs one map
+// lookup. A stream ID has one handler: the first registration wins.
 type registry struct {
 	mu      sync.RWMutex
 	rpcs    map[uint16][]rpcHandler
@@ -114,30 +114,6 @@ func (r *registry) isDup(id uint16) bool {
 	return r.dup[id] || nRPC > 1 || nCmd > 1 || (nRPC > 0 && nCmd > 0)
 }
 
-// copyInto adds every handler of r to dst, in registration order.
-func (r *registry) copyInto(dst *registry) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for id, hs := range r.rpcs {
-		for _, h := range hs {
-			dst.addRPC(id, h)
-		}
-	}
-	for id, hs := range r.cmds {
-		for _, h := range hs {
-			dst.addCmd(id, h)
-		}
-	}
-	for id, h := range r.streams {
-		dst.addStream(id, h)
-	}
-	for id := range r.dup {
-		dst.mu.Lock()
-		dst.dup[id] = true
-		dst.mu.Unlock()
-	}
-}
-
 // chainRPC makes one handler of several: they run in order until one
 // returns a non-nil response or an error, which answers. If any of them
 // takes a context, the chain does (and passes it on).
@@ -171,9 +147,9 @@ func chainRPC(hs []rpcHandler) rpcHandler {
 	return rpcHandler{plain: func(data []byte, sender string) ([]byte, error) { return run(nil, data, sender) }}
 }
 
-// call runs the handler for a request (SendRequest): with several, they
-// run in order until one returns a non-nil response or an error.
-func (h cmdHandler) call(payload []byte, sender string) ([]byte, error) {
+// callRequest runs the handler for a request (SendRequest): with several,
+// they run in order until one returns a non-nil response or an error.
+func (h cmdHandler) callRequest(payload []byte, sender string) ([]byte, error) {
 	if h.chain == nil {
 		return h.callOne(payload, sender)
 	}
@@ -186,10 +162,10 @@ func (h cmdHandler) call(payload []byte, sender string) ([]byte, error) {
 	return nil, nil
 }
 
-// callAll runs the handler for a one-way message: with several, all run
-// in order (a failing one does not stop the rest); the first error is
-// returned.
-func (h cmdHandler) callAll(payload []byte, sender string) ([]byte, error) {
+// call runs the handler for a one-way message: with several, all run in
+// order (a failing or panicking one does not stop the rest); the first
+// error is returned.
+func (h cmdHandler) call(payload []byte, sender string) ([]byte, error) {
 	if h.chain == nil {
 		return h.callOne(payload, sender)
 	}

@@ -134,9 +134,15 @@ func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd 
 	var hdr [requestHeaderSize]byte
 	appendRequestHeader(hdr[:0], id, table, cmd, timeoutMs)
 	if to == n.self {
-		n.dispatchRequest(to, hdr[:], data)
-	} else if err := n.tr.SendWithHeader(to, kindRequest, hdr[:], data); err != nil {
+		n.dispatchRequest(to, hdr[:], data, true)
+	} else if err := n.sendRequest(ctx, to, hdr[:], data, deadline); err != nil {
 		n.releaseIfDropped(id, c)
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			return nil, n.timeoutErr(cmd, addr, fmt.Errorf("waiting for room in the queue to the node: %w", err))
+		case errors.Is(err, context.Canceled) && ctx != nil && ctx.Err() != nil:
+			return nil, fmt.Errorf("%w: command %d to %s: %w", ErrRequest, cmd, addr, err)
+		}
 		n.sendFailed(addr, err)
 		return nil, sendErr(addr, err)
 	}
@@ -150,7 +156,7 @@ func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd 
 		if to != n.self {
 			var b [8]byte
 			binary.BigEndian.PutUint64(b[:], id)
-			n.tr.Send(to, kindCancel, b[:])
+			n.tr.SendMsg(context.Background(), to, kindCancel, nil, b[:], rudp.SendOptions{NoWait: true}) // best effort
 		}
 		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, fmt.Errorf("%w: command %d to %s: %w", ErrRequest, cmd, addr, ctx.Err())
@@ -160,6 +166,15 @@ func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd 
 		n.releaseIfDropped(id, c)
 		return nil, sendErr(addr, ErrClosed)
 	}
+}
+
+// sendRequest sends a request; a full queue to the peer is waited on
+// until ctx ends, the deadline passes or Shutdown.
+func (n *Node) sendRequest(ctx context.Context, to netip.AddrPort, hdr, data []byte, deadline time.Time) error {
+	if ctx == nil || ctx.Done() == nil { // no context, or one that never ends (SendRPC's Background)
+		return n.sendBounded(to, kindRequest, hdr, data, rudp.SendOptions{}, deadline)
+	}
+	return n.tr.SendMsg(ctx, to, kindRequest, hdr, data, rudp.SendOptions{}) // wraps ctx.Err() if it ends
 }
 
 // expired is the error of a call whose deadline passed: a timeout, unless
@@ -312,7 +327,7 @@ func (n *Node) handleResponse(from netip.AddrPort, p []byte) {
 
 // dispatchRequest starts serving one request (on the read goroutine: it
 // must not block).
-func (n *Node) dispatchRequest(from netip.AddrPort, p []byte, data []byte) {
+func (n *Node) dispatchRequest(from netip.AddrPort, p []byte, data []byte, reliable bool) {
 	hdr, body, err := parseRequest(p)
 	if err != nil {
 		n.bad("malformed request", from)
@@ -334,16 +349,19 @@ func (n *Node) dispatchRequest(from netip.AddrPort, p []byte, data []byte) {
 	case tableInternal:
 		ok = hdr.cmd == internalHealth
 	}
-	if !ok {
-		n.respond(from, hdr.id, statusNoHandler, []byte(fmt.Sprintf("no handler for command %d", hdr.cmd)))
-		return
-	}
 	if hdr.timeoutMs > 0 {
 		j.deadline = time.Now().Add(time.Duration(hdr.timeoutMs) * time.Millisecond)
 	}
-	if !n.startHandler(j.run) {
-		n.respond(from, hdr.id, statusError, []byte("node is shutting down"))
+	if !ok {
+		n.respondSoon(from, hdr.id, statusNoHandler, []byte(fmt.Sprintf("no handler for command %d", hdr.cmd)), j.deadline)
+		return
 	}
+	n.submit(from, len(body), reliable, j)
+}
+
+// refuse answers a request the node will not serve: it is shutting down.
+func (j *serveJob) refuse() {
+	j.n.respondSoon(j.from, j.hdr.id, statusError, []byte("node is shutting down"), j.deadline)
 }
 
 // serveJob is one request being served.
@@ -360,7 +378,7 @@ type serveJob struct {
 func (j *serveJob) run() {
 	n := j.n
 	if !j.deadline.IsZero() && !time.Now().Before(j.deadline) {
-		n.respond(j.from, j.hdr.id, statusExpired, nil)
+		n.respond(j.from, j.hdr.id, statusExpired, nil, j.deadline)
 		return
 	}
 	sender := n.name(j.from)
@@ -374,7 +392,7 @@ func (j *serveJob) run() {
 	case j.rpc.plain != nil:
 		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.rpc.plain(j.body, sender) })
 	case j.cmd.raw != nil || j.cmd.decoded != nil || j.cmd.chain != nil:
-		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.cmd.call(j.body, sender) })
+		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.cmd.callRequest(j.body, sender) })
 	case j.hdr.table == tableInternal:
 		resp = n.healthAnswer() // the node's sync state (ready.go)
 	}
@@ -382,13 +400,13 @@ func (j *serveJob) run() {
 	case err != nil && errors.Is(ctxErr, context.DeadlineExceeded):
 		// The caller's deadline passed: a timeout for the caller, not a
 		// handler error (the handler most likely returned ctx.Err()).
-		n.respond(j.from, j.hdr.id, statusExpired, nil)
+		n.respond(j.from, j.hdr.id, statusExpired, nil, j.deadline)
 	case err != nil:
-		n.respond(j.from, j.hdr.id, statusError, []byte(err.Error()))
+		n.respond(j.from, j.hdr.id, statusError, []byte(err.Error()), j.deadline)
 	case len(resp) > MaxMessageSize:
-		n.respond(j.from, j.hdr.id, statusTooLarge, []byte(fmt.Sprintf("response of %d bytes exceeds %d", len(resp), MaxMessageSize)))
+		n.respond(j.from, j.hdr.id, statusTooLarge, []byte(fmt.Sprintf("response of %d bytes exceeds %d", len(resp), MaxMessageSize)), j.deadline)
 	default:
-		n.respond(j.from, j.hdr.id, statusOK, resp)
+		n.respond(j.from, j.hdr.id, statusOK, resp, j.deadline)
 	}
 }
 
@@ -426,7 +444,9 @@ func (n *Node) protect(cmd uint16, f func() ([]byte, error)) (resp []byte, err e
 	return f()
 }
 
-func (n *Node) respond(to netip.AddrPort, id uint64, status byte, payload []byte) {
+// respond sends a handler's response; a full queue to the caller is
+// waited on until the request's deadline (zero: none) or Shutdown.
+func (n *Node) respond(to netip.AddrPort, id uint64, status byte, payload []byte, deadline time.Time) {
 	var hdr [responseHeaderSize]byte
 	binary.BigEndian.PutUint64(hdr[:], id)
 	hdr[8] = status
@@ -434,9 +454,24 @@ func (n *Node) respond(to netip.AddrPort, id uint64, status byte, payload []byte
 		n.handleResponse(to, append(hdr[:], payload...))
 		return
 	}
-	if err := n.tr.SendWithHeader(to, kindResponse, hdr[:], payload); err != nil {
+	if err := n.sendBounded(to, kindResponse, hdr[:], payload, rudp.SendOptions{}, deadline); err != nil {
 		n.log.Debug("mesh: response not sent", "to", to, "err", err)
 	}
+}
+
+// respondSoon is respond for the read goroutine: it never waits.
+func (n *Node) respondSoon(to netip.AddrPort, id uint64, status byte, payload []byte, deadline time.Time) {
+	var hdr [responseHeaderSize]byte
+	binary.BigEndian.PutUint64(hdr[:], id)
+	hdr[8] = status
+	if to == n.self {
+		n.handleResponse(to, append(hdr[:], payload...))
+		return
+	}
+	if deadline.IsZero() {
+		deadline = time.Now().Add(DefaultRPCTimeout)
+	}
+	n.sendSoon(to, kindResponse, hdr[:], payload, rudp.SendOptions{}, deadline)
 }
 
 func (n *Node) handleCancel(from netip.AddrPort, p []byte) {

@@ -1,17 +1,16 @@
 package mesh
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/marsmesh/marsmesh/mars"
 	"github.com/marsmesh/marsmesh/rudp"
 )
-
-// maxQueuedCommands bounds the one-way messages from one sender waiting
-// for their handler; past it new ones are dropped (and logged).
-const maxQueuedCommands = 1 << 16
 
 // HandleCommand sets the handler of command ID cmd for Send, USend,
 // SendMany, USendMany and SendRequest. It receives the message decoded
@@ -83,23 +82,81 @@ func (n *Node) transmit(to netip.AddrPort, kind byte, hdr, body []byte, reliable
 		return n.buffer.add(to, kind, hdr, body, reliable)
 	}
 	if reliable {
-		return n.tr.SendWithHeader(to, kind, hdr, body)
+		// A full queue to the peer is waited on until Shutdown.
+		return n.tr.SendMsg(n.ctx, to, kind, hdr, body, rudp.SendOptions{})
 	}
 	return n.tr.USendWithHeader(to, kind, hdr, body)
+}
+
+// maxHandoffs bounds the messages waiting, each on a goroutine, for room
+// in a full peer queue on behalf of a goroutine that must not wait.
+const maxHandoffs = 256
+
+// sendBounded sends a reliable message, waiting for room in a full peer
+// queue only until deadline (zero: no deadline) or Shutdown.
+func (n *Node) sendBounded(to netip.AddrPort, kind byte, hdr, body []byte, o rudp.SendOptions, deadline time.Time) error {
+	o.NoWait = true
+	err := n.tr.SendMsg(context.Background(), to, kind, hdr, body, o)
+	if !errors.Is(err, rudp.ErrWouldBlock) {
+		return err
+	}
+	ctx, cancel := n.ctx, context.CancelFunc(func() {})
+	if !deadline.IsZero() {
+		ctx, cancel = context.WithDeadline(n.ctx, deadline)
+	}
+	defer cancel()
+	o.NoWait = false
+	return n.tr.SendMsg(ctx, to, kind, hdr, body, o)
+}
+
+// sendSoon sends a reliable message without ever waiting (for the read
+// goroutine): if the peer's queue is full, a goroutine (at most
+// maxHandoffs at once, else the message is dropped and counted) waits for
+// room until deadline.
+func (n *Node) sendSoon(to netip.AddrPort, kind byte, hdr, body []byte, o rudp.SendOptions, deadline time.Time) {
+	o.NoWait = true
+	err := n.tr.SendMsg(context.Background(), to, kind, hdr, body, o)
+	if err == nil {
+		return
+	}
+	if !errors.Is(err, rudp.ErrWouldBlock) {
+		n.log.Debug("mesh: reply not sent", "to", to, "kind", kind, "err", err)
+		return
+	}
+	if n.handoffs.Add(1) > maxHandoffs {
+		n.handoffs.Add(-1)
+		n.replyDrops.Add(1)
+		n.warnOnce("mesh: peer queue full and too many replies waiting, reply dropped", "to", to, "limit", maxHandoffs)
+		return
+	}
+	hdr = append([]byte(nil), hdr...) // the caller's header may be on its stack
+	ok := n.startHandler(func() {
+		defer n.handoffs.Add(-1)
+		if err := n.sendBounded(to, kind, hdr, body, o, deadline); err != nil {
+			n.log.Debug("mesh: reply not sent", "to", to, "kind", kind, "err", err)
+		}
+	})
+	if !ok {
+		n.handoffs.Add(-1)
+	}
 }
 
 // onMessage receives every message of the node's transport (on its read
 // goroutine: nothing here blocks).
 func (n *Node) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool) {
+	if mars.IsMarsKind(kind) && !reliable {
+		n.bad("unreliable MARS message", from) // MARS only speaks on sessions
+		return
+	}
 	if mars.IsMarsKind(kind) {
 		n.mc.HandleMessage(from, kind, p, reliable)
 		return
 	}
 	switch kind {
 	case kindCommand:
-		n.handleCommand(from, p)
+		n.handleCommand(from, p, reliable)
 	case kindRequest:
-		n.dispatchRequest(from, p, nil)
+		n.dispatchRequest(from, p, nil, reliable)
 	case kindResponse:
 		n.handleResponse(from, p)
 	case kindCancel:
@@ -117,7 +174,7 @@ func (n *Node) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool
 	}
 }
 
-func (n *Node) handleCommand(from netip.AddrPort, p []byte) {
+func (n *Node) handleCommand(from netip.AddrPort, p []byte, reliable bool) {
 	if len(p) < 2 {
 		n.bad("short command", from)
 		return
@@ -125,46 +182,24 @@ func (n *Node) handleCommand(from netip.AddrPort, p []byte) {
 	if n.strictDrop(from) {
 		return
 	}
-	n.deliverCommand(from, n.name(from), binary.BigEndian.Uint16(p), p[2:])
+	n.deliverCommand(from, n.name(from), binary.BigEndian.Uint16(p), p[2:], reliable)
 }
 
-// deliverCommand queues a one-way message for its handler. Messages from
-// one sender run one at a time, in order, off the read goroutine.
-func (n *Node) deliverCommand(key netip.AddrPort, sender string, cmd uint16, payload []byte) {
+// deliverCommand queues a one-way message from peer from (the session
+// it came on, or this node) for its handler. Messages from one peer run
+// one at a time, in order, off the read goroutine, within the peer's
+// inbound bounds (see InboundLimits).
+func (n *Node) deliverCommand(from netip.AddrPort, sender string, cmd uint16, payload []byte, reliable bool) {
 	h, ok := n.handlers.getCmd(cmd)
 	if !ok {
 		n.warnOnce("mesh: no handler for command", "cmd", cmd, "from", sender)
 		return
 	}
-	n.queueMu.Lock()
-	q := n.queues[key]
-	if q == nil {
-		q = &cmdQueue{}
-		n.queues[key] = q
-	}
-	if len(q.items) >= maxQueuedCommands {
-		n.queueMu.Unlock()
+	if n.submitCommand(from, cmdItem{h: h, cmd: cmd, payload: payload, sender: sender}, reliable) {
+		n.metrics.delivered(cmd)
+	} else {
 		n.metrics.queueDrops.Add(1)
-		n.warnOnce("mesh: command queue full, message dropped", "from", sender)
-		return
 	}
-	q.items = append(q.items, cmdItem{h: h, cmd: cmd, payload: payload, sender: sender})
-	n.metrics.delivered(cmd)
-	start := !q.running
-	q.running = true
-	n.queueMu.Unlock()
-	if start && !n.startHandler(func() { n.drainQueue(key, q) }) {
-		n.queueMu.Lock()
-		q.running = false
-		q.items = nil
-		n.queueMu.Unlock()
-	}
-}
-
-type cmdQueue struct {
-	items   []cmdItem
-	spare   []cmdItem // the previous burst's slice, reused for the next
-	running bool
 }
 
 type cmdItem struct {
@@ -172,34 +207,6 @@ type cmdItem struct {
 	cmd     uint16
 	payload []byte
 	sender  string
-}
-
-func (n *Node) drainQueue(key netip.AddrPort, q *cmdQueue) {
-	for {
-		n.queueMu.Lock()
-		items := q.items
-		q.items, q.spare = q.spare, nil
-		if len(items) == 0 {
-			q.running = false
-			if n.queues[key] == q {
-				delete(n.queues, key)
-			}
-			n.queueMu.Unlock()
-			return
-		}
-		n.queueMu.Unlock()
-		for _, it := range items {
-			if _, err := n.protect(it.cmd, func() ([]byte, error) { return it.h.callAll(it.payload, it.sender) }); err != nil {
-				n.log.Debug("mesh: command handler failed", "cmd", it.cmd, "from", it.sender, "err", err)
-			}
-		}
-		clear(items)
-		n.queueMu.Lock()
-		if q.spare == nil && cap(items) <= maxQueuedCommands {
-			q.spare = items[:0]
-		}
-		n.queueMu.Unlock()
-	}
 }
 
 // startHandler runs f on a goroutine Shutdown waits for; it refuses once

@@ -170,16 +170,24 @@ func (s *Stream) sendErrLocked() error {
 	return s.endErr
 }
 
-// transmit sends one frame of this stream; a failure ends the stream.
+// transmit sends one frame of this stream, waiting for room in the peer's
+// queue until the stream's context ends; a failure ends the stream.
 func (s *Stream) transmit(kind byte, extra, body []byte) error {
 	var buf [streamGrantSize]byte
 	hdr := append(appendStreamHeader(buf[:0], s.key.sid, s.dir), extra...)
-	if err := s.n.streamTransmit(s.key.peer, kind, hdr, body); err != nil {
-		err = sendErr(s.addr, err)
-		s.end(err, true, false, 0, "")
-		return err
+	err := s.n.streamTransmit(s.ctx, s.key.peer, kind, hdr, body)
+	if err == nil {
+		return nil
 	}
-	return nil
+	if s.ctx.Err() != nil {
+		s.contextDone()
+	} else {
+		s.end(sendErr(s.addr, err), true, false, 0, "")
+	}
+	s.mu.Lock()
+	err = s.endErr
+	s.mu.Unlock()
+	return err
 }
 
 // Recv returns the next message from the other end, waiting for one. It
@@ -320,7 +328,7 @@ func (s *Stream) end(err error, local, notify bool, status byte, text string) bo
 		return false
 	}
 	if notify {
-		s.n.streamTransmit(s.key.peer, kindStreamEnd, s.endFrame(status), []byte(text))
+		s.n.streamTransmit(context.Background(), s.key.peer, kindStreamEnd, s.endFrame(status), []byte(text))
 	}
 	return true
 }

@@ -63,18 +63,18 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return rudp.New(&lossyConn{UDPConn: c, loss: e2eLoss}, cfg)
+			return rudp.New(&streamLossyConn{UDPConn: c, loss: e2eLoss}, cfg)
 		}
 	}
 }
 
-// lossyConn drops a share of the datagrams it sends and receives.
-type lossyConn struct {
+// streamLossyConn drops a share of the datagrams it sends and receives.
+type streamLossyConn struct {
 	*net.UDPConn
 	loss float64
 }
 
-func (c *lossyConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+func (c *streamLossyConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 	for {
 		n, a, err := c.UDPConn.ReadFromUDPAddrPort(b)
 		if err != nil || rand.Float64() >= c.loss {
@@ -83,19 +83,19 @@ func (c *lossyConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 	}
 }
 
-func (c *lossyConn) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
+func (c *streamLossyConn) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
 	if rand.Float64() < c.loss {
 		return len(b), nil
 	}
 	return c.UDPConn.WriteToUDPAddrPort(b, to)
 }
 
-func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
+func (c *streamLossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	n, a, err := c.ReadFromUDPAddrPort(b)
 	return n, net.UDPAddrFromAddrPort(a), err
 }
 
-func (c *lossyConn) WriteTo(b []byte, to net.Addr) (int, error) {
+func (c *streamLossyConn) WriteTo(b []byte, to net.Addr) (int, error) {
 	ua, ok := to.(*net.UDPAddr)
 	if !ok {
 		return 0, fmt.Errorf("not a UDP address: %v", to)

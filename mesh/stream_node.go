@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -142,7 +143,7 @@ func (n *Node) OpenStream(ctx context.Context, cmd uint16, addr string, first []
 		return nil, sendErr(addr, ErrClosed)
 	}
 	var hdr [streamOpenHeaderSize]byte
-	if err := n.streamTransmit(to, kindStreamOpen, appendStreamOpen(hdr[:0], o), first); err != nil {
+	if err := n.streamTransmit(ctx, to, kindStreamOpen, appendStreamOpen(hdr[:0], o), first); err != nil {
 		err = sendErr(addr, err)
 		s.finish(err, true)
 		return nil, err
@@ -161,8 +162,9 @@ func (n *Node) OpenStream(ctx context.Context, cmd uint16, addr string, first []
 }
 
 // streamTransmit sends one stream frame: to this node directly (the body
-// is copied, as the transport would), else on the reliable session.
-func (n *Node) streamTransmit(to netip.AddrPort, kind byte, hdr, body []byte) error {
+// is copied, as the transport would), else on the reliable session. While
+// the peer's queue is full it waits, until ctx (if not nil) ends.
+func (n *Node) streamTransmit(ctx context.Context, to netip.AddrPort, kind byte, hdr, body []byte) error {
 	if to == n.self {
 		if n.closed.Load() {
 			return ErrClosed
@@ -171,12 +173,22 @@ func (n *Node) streamTransmit(to netip.AddrPort, kind byte, hdr, body []byte) er
 		n.onMessage(to, kind, append(append(p, hdr...), body...), true)
 		return nil
 	}
-	return n.tr.SendWithHeader(to, kind, hdr, body)
+	return n.tr.SendMsg(ctx, to, kind, hdr, body, rudp.SendOptions{})
 }
 
-// streamCtl sends a control frame (already complete: header and body) from
-// a goroutine of its own, for the read goroutine, which must not wait.
+// streamCtl sends a control frame (already complete: header and body) for
+// the read goroutine, which must not wait: at once if the peer's queue has
+// room, else from a goroutine of its own.
 func (n *Node) streamCtl(to netip.AddrPort, kind byte, frame []byte) {
+	if to != n.self {
+		err := n.tr.SendMsg(context.Background(), to, kind, frame, nil, rudp.SendOptions{NoWait: true})
+		if !errors.Is(err, rudp.ErrWouldBlock) {
+			if err != nil {
+				n.log.Debug("mesh: stream control frame not sent", "to", to, "err", err)
+			}
+			return
+		}
+	}
 	t := &n.streams
 	t.ctlMu.Lock()
 	if t.ctlClosed || t.ctlN >= maxStreamCtl {
@@ -194,7 +206,7 @@ func (n *Node) streamCtl(to netip.AddrPort, kind byte, frame []byte) {
 			t.ctlMu.Unlock()
 			t.ctlWG.Done()
 		}()
-		if err := n.streamTransmit(to, kind, frame, nil); err != nil {
+		if err := n.streamTransmit(context.Background(), to, kind, frame, nil); err != nil {
 			n.log.Debug("mesh: stream control frame not sent", "to", to, "err", err)
 		}
 	}()

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/marsmesh/marsmesh/mars"
 )
 
 // mixedMessage is message i of a test stream: sizes cycle through 0 B,
@@ -31,6 +33,29 @@ func mixedMessage(i, big int) []byte {
 		copy(m, fmt.Sprintf("%08d", i%100000000))
 	}
 	return m
+}
+
+// newStreamCluster is newCluster with the default retry timeout (3 s) and
+// a sync interval of 1 s (part of the cluster for 3 s without a MARS
+// reply): the heavier stream tests move megabytes or a thousand streams
+// under -race on a shared machine, where a 1 s stall happens without any
+// fault.
+func newStreamCluster(t testing.TB, nodes int) *cluster {
+	t.Helper()
+	srv, err := mars.Listen("127.0.0.1:0", mars.ServerOptions{
+		OfflineAfter: time.Second, RemoveAfter: 3 * time.Second, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, mars: srv, cfg: testConfig(srv.Addr().Port())}
+	c.cfg.RetryTimeout = 3000
+	t.Cleanup(c.close)
+	for range nodes {
+		c.add(WithSyncInterval(time.Second))
+	}
+	c.waitListed(nodes)
+	return c
 }
 
 // echoStream answers every message with itself until the opener's
@@ -89,7 +114,7 @@ func runEcho(t *testing.T, a *Node, cmd uint16, addr string, count, big int) {
 }
 
 func TestStreamEcho(t *testing.T) {
-	c := newCluster(t, 2)
+	c := newStreamCluster(t, 2)
 	a, b := c.nodes[0], c.nodes[1]
 	b.HandleStream(1, echoStream)
 	a.HandleStream(1, echoStream)
@@ -266,7 +291,7 @@ func TestStreamPeerDies(t *testing.T) {
 // TestStreamWindow: a handler that does not read stops its writer after a
 // window of messages, and nothing else between the two nodes waits.
 func TestStreamWindow(t *testing.T) {
-	c := newCluster(t, 2)
+	c := newStreamCluster(t, 2)
 	a, b := c.nodes[0], c.nodes[1]
 	release := make(chan struct{})
 	var got atomic.Int64
@@ -377,7 +402,7 @@ func TestStreamWindowViolation(t *testing.T) {
 // TestStreamsConcurrent: many streams on one pair at once, each in order;
 // the leak check of TestMain then finds no goroutine left.
 func TestStreamsConcurrent(t *testing.T) {
-	c := newCluster(t, 2)
+	c := newStreamCluster(t, 2)
 	a, b := c.nodes[0], c.nodes[1]
 	b.HandleStream(1, echoStream)
 	const streams, msgs = 1000, 3

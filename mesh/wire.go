@@ -11,7 +11,7 @@ import (
 // space with user handlers.
 const (
 	kindCommand   byte = 0x01 // [cmd u16][payload]
-	kindRequest   byte = 0x02 // [id u64][table u8][cmd u16][timeout ms u32][payload]
+	kindRequest   byte = 0x02 // [id u64][table u8][cmd u16][timeout ms u32][payload]; timeout: the caller's time left (0: none)
 	kindResponse  byte = 0x03 // [id u64][status u8][payload or error text]
 	kindCancel    byte = 0x04 // [id u64]
 	kindFanout    byte = 0x05 // see fanout.go

@@ -33,9 +33,9 @@ func TestSendMsgNoWaitAndContext(t *testing.T) {
 	n.Partition(a.LocalAddr(), to)
 	big := make([]byte, 3000)
 	for range 2 { // the second fills the queue past MaxQueued only with the first unacknowledged
-		a.SendMsg(nil, to, 1, nil, big, SendOptions{NoWait: true})
+		a.SendMsg(context.Background(), to, 1, nil, big, SendOptions{NoWait: true})
 	}
-	err := a.SendMsg(nil, to, 1, nil, big, SendOptions{NoWait: true})
+	err := a.SendMsg(context.Background(), to, 1, nil, big, SendOptions{NoWait: true})
 	if !errors.Is(err, ErrWouldBlock) {
 		t.Fatalf("NoWait send to a full queue: %v, want ErrWouldBlock", err)
 	}
@@ -60,7 +60,7 @@ func TestSendMsgDoneAndAckNow(t *testing.T) {
 	bIn := newInbox()
 	b := listenUDP(t, bIn.config(Config{}))
 	done := make(chan error, 1)
-	err := a.SendMsg(nil, b.LocalAddr(), 3, []byte("h"), []byte("body"), SendOptions{AckNow: true, Done: func(err error) { done <- err }})
+	err := a.SendMsg(context.Background(), b.LocalAddr(), 3, []byte("h"), []byte("body"), SendOptions{AckNow: true, Done: func(err error) { done <- err }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,12 +86,12 @@ func TestInvalidAddrAndTooLargeWrapSentinels(t *testing.T) {
 		if err := a.USend(to, 1, nil); !errors.Is(err, ErrInvalidAddr) {
 			t.Errorf("USend to %q: %v, want ErrInvalidAddr", to, err)
 		}
-		if err := a.SendMsg(nil, to, 1, nil, nil, SendOptions{}); !errors.Is(err, ErrInvalidAddr) {
+		if err := a.SendMsg(context.Background(), to, 1, nil, nil, SendOptions{}); !errors.Is(err, ErrInvalidAddr) {
 			t.Errorf("SendMsg to %q: %v, want ErrInvalidAddr", to, err)
 		}
 	}
 	to := netip.MustParseAddrPort("127.0.0.1:9")
-	if err := a.SendMsg(nil, to, 1, make([]byte, MaxHeaderSize+1), nil, SendOptions{}); !errors.Is(err, ErrTooLarge) {
+	if err := a.SendMsg(context.Background(), to, 1, make([]byte, MaxHeaderSize+1), nil, SendOptions{}); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("oversized header: %v, want ErrTooLarge", err)
 	}
 	if err := a.USendWithHeader(to, 1, nil, make([]byte, MaxMessageSize+1)); !errors.Is(err, ErrTooLarge) {

@@ -31,11 +31,15 @@ type Config struct {
 	// messages; the oldest are dropped first. Default 32 MiB.
 	ReassemblyLimit int
 
-	// OnMessage receives every message, on the transport's read goroutine:
-	// it must not block. payload is owned by the callee. Reliable messages
-	// from one peer arrive in the order they were sent.
+	// OnMessage receives every message, on the transport's read goroutine
+	// (or, after Resume, its event goroutine): it must not block; use
+	// SendMsg with NoWait to answer, and Pause to hold a peer back.
+	// payload is owned by the callee. Reliable messages from one peer
+	// arrive in the order they were sent.
 	OnMessage func(from netip.AddrPort, kind byte, payload []byte, reliable bool)
-	// OnPeerUp is called when a session with a peer incarnation is established.
+	// OnPeerUp is called when a session with a peer incarnation is
+	// established. It and OnPeerDown run on the transport's event
+	// goroutine, in order, never on the read or timer goroutines.
 	OnPeerUp func(addr netip.AddrPort, incarnation uint64)
 	// OnPeerDown is called once when a session ends; err is a *PeerError.
 	OnPeerDown func(addr netip.AddrPort, err error)

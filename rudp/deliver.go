@@ -118,13 +118,15 @@ func (t *Transport) finishDelivery(s *session, frames []frame) []frame {
 		if len(frames) == 0 {
 			continue
 		}
-		// Recv may have reopened our window: the flush tells the peer,
-		// along with the acknowledgements owed.
-		s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
+		s.unlockAndWrite()
 		for _, f := range frames {
 			t.deliver(s.addr, f.kind, f.payload, true)
 		}
 		frames = clearFrames(frames)
+		// Recv may have reopened our window: the flush tells the peer,
+		// along with the acknowledgements owed.
+		s.mu.Lock()
+		s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
 		s.mu.Lock()
 	}
 	s.delivering = false

@@ -5,11 +5,16 @@
 //
 // Send (and SendWithHeader, SendTracked) queue one message to a peer
 // address. The transport keeps one session per peer, used in both
-// directions: the first message dials it with a handshake that exchanges
-// the two transports' incarnations (random 64-bit identities), so a peer
-// restarted on the same address is a new peer and nothing meant for the
-// old one reaches it. When both sides dial at once, the two handshakes
-// complete the same session. Messages are framed ([length u32][kind]) on
+// directions: the first message dials it with a three-way handshake that
+// exchanges the two transports' incarnations (random 64-bit identities)
+// and a fresh random token per dial from each side, so every dial gets a
+// new conversation, and a peer restarted on the same address is a new
+// peer that nothing meant for the old one reaches. The responder keeps no
+// state until the dialer proves it receives packets at its address; a SYN,
+// even with a new incarnation, never displaces a live session without that
+// proof. When both sides dial at once they end with one session.
+// Keepalives, close and reset frames carry tags derived from the session's
+// tokens, which are never published (see handshake.go). Messages are framed ([length u32][kind]) on
 // the KCP stream, so boundaries are kept; one peer's messages arrive in
 // order, each exactly once. A message is 0 to MaxMessageSize bytes (plus
 // up to MaxHeaderSize of header for SendWithHeader); a larger one is
@@ -29,8 +34,18 @@
 //
 // KCP has no close and no heartbeat; rudp adds both. An idle session sends
 // a keepalive every min(RetryInterval, RetryTimeout/4); a peer silent for
-// RetryTimeout is dead; Close flushes and sends a close frame; a packet
-// for a session the receiver does not know draws a reset. When a session
+// RetryTimeout is dead, and so is a session whose data in flight gets no
+// acknowledgement for RetryTimeout while the peer's window is open; a side
+// that ends a session tells the other (a tagged reset); Close flushes and
+// sends a close frame. A packet for a session the receiver does not know
+// draws a hint that makes the sender probe with a new handshake.
+//
+// # Flow control
+//
+// SendMsg waits while a peer's queue is over Config.MaxQueued, or returns
+// ErrWouldBlock with NoWait. Pause stops delivering one peer's reliable
+// messages: they stay in KCP, the receive window closes and the peer's
+// sender waits; Resume delivers them in order on the event goroutine. When a session
 // ends, OnPeerDown hears why (a *PeerError wrapping ErrPeerDown and one
 // reason) and how many messages were never acknowledged; Drain and
 // SendTracked callers learn it too, and the next Send dials again.

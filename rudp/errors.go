@@ -31,6 +31,9 @@ var (
 	// ErrPeerReset: the peer no longer knows the session (it restarted, or
 	// a new incarnation took its address).
 	ErrPeerReset = errors.New("rudp: peer reset the session")
+	// ErrKCPVersion: the binary links a kcp-go version rudp was not
+	// tested with (New and Listen refuse to start).
+	ErrKCPVersion = errors.New("rudp: untested kcp-go version")
 	// ErrProtocol: the peer sent a stream rudp cannot decode.
 	ErrProtocol = errors.New("rudp: protocol error")
 )

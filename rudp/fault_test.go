@@ -61,8 +61,11 @@ func TestLossyNetwork(t *testing.T) {
 
 	check := func(name string, in *inbox, seed uint64) {
 		if !in.waitFor(120*time.Second, func() bool { return len(in.msgs) >= half }) {
-			t.Fatalf("%s: got %d of %d messages (net: sent %d dropped %d dup %d reordered %d)", name,
-				in.count(), half, n.Sent.Load(), n.Dropped.Load(), n.Duplicated.Load(), n.Reordered.Load())
+			pa, _ := a.Peer(b.LocalAddr())
+			pb, _ := b.Peer(a.LocalAddr())
+			t.Fatalf("%s: got %d of %d messages (net: sent %d dropped %d dup %d reordered %d; downs %v %v; peers %+v %+v)", name,
+				in.count(), half, n.Sent.Load(), n.Dropped.Load(), n.Duplicated.Load(), n.Reordered.Load(),
+				aIn.downs, bIn.downs, pa, pb)
 		}
 		rng := rand.New(rand.NewPCG(seed, 0))
 		in.mu.Lock()

@@ -87,8 +87,10 @@ func FuzzReassembly(f *testing.F) {
 // the transport keeps working afterwards.
 func FuzzPacket(f *testing.F) {
 	f.Add([]byte{pktKCP, 1, 2, 3, 4, 81, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f})
-	f.Add(control{typ: pktSyn, src: 42}.append(nil))
-	f.Add(control{typ: pktRst, conv: 1}.append(nil))
+	f.Add(handshake{typ: pktSyn, src: 42, dtok: 7}.append(nil))
+	f.Add(handshake{typ: pktAck, src: 42, dtok: 7, rtok: 9}.append(nil))
+	f.Add(tagged{typ: pktRst, conv: 1}.append(nil))
+	f.Add(tagged{typ: pktNoSess, conv: 1, tag: 5}.append(nil))
 	f.Add([]byte{pktDatagram, 1, 'h', 'i'})
 	f.Add([]byte{pktDatagramBatch, 1, 0, 2, 'h', 'i', 2, 0, 0})
 	f.Add(fragment(1, 0, 2, make([]byte, MaxSize)))
@@ -103,9 +105,12 @@ func FuzzPacket(f *testing.F) {
 		// Straight into the receive path, as if a read it from the socket.
 		b.handlePacket(p, a.LocalAddr())
 		// With the live session's conv, KCP itself parses the rest.
-		if st, ok := a.Peer(b.LocalAddr()); ok && len(p) >= 5 && p[0] == pktKCP {
+		if s := b.lookup(a.LocalAddr()); s != nil && len(p) >= 5 && p[0] == pktKCP {
+			s.mu.Lock()
+			conv := s.conv
+			s.mu.Unlock()
 			q := append([]byte(nil), p...)
-			binary.LittleEndian.PutUint32(q[1:], convOf(a.Incarnation(), st.Incarnation))
+			binary.LittleEndian.PutUint32(q[1:], conv)
 			b.handlePacket(q, a.LocalAddr())
 		}
 	})

@@ -125,23 +125,32 @@ func (t *Transport) sweep(now int64) {
 		s.mu.Lock()
 		var reason error
 		switch s.state {
-		case stateDialing:
-			if now-s.created > timeout {
+		case stateDialing, stateConfirming:
+			switch {
+			case now-s.created > timeout:
 				reason = ErrUnreachable
-			} else if now >= s.synNext {
+			case now < s.synNext:
+			case s.state == stateDialing:
 				t.sendSynLocked(s, now)
+			default:
+				t.sendAckLocked(s, now)
 			}
 		case stateEstablished:
-			if now-s.lastRecv.Load() > timeout {
+			switch {
+			case now-s.lastRecv.Load() > timeout:
 				reason = ErrPeerTimeout
-			} else if now-s.lastSend.Load() >= keepalive {
-				t.sendControl(s.addr, control{typ: pktPing, src: t.inc, dst: s.remoteInc, conv: s.conv})
+			case s.stalledLocked(now, timeout):
+				// Data in flight and nothing acknowledged: whatever still
+				// answers does not serve this session.
+				reason = ErrPeerTimeout
+			case now-s.lastSend.Load() >= keepalive:
+				t.sendTagged(s.addr, tagged{typ: pktPing, conv: s.conv, tag: s.keys.ping})
 				s.lastSend.Store(now)
 			}
 		}
 		s.mu.Unlock()
 		if reason != nil {
-			t.kill(s, reason, false)
+			t.kill(s, reason, true) // the peer hears it (RST) if it has the session
 		}
 	}
 	t.reasm.expire(now)

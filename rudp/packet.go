@@ -8,11 +8,15 @@ import "encoding/binary"
 //	Datagram  [0x02][kind][payload]                        unreliable, whole
 //	Fragment  [0x03][kind][id u32][index u16][count u16][part]
 //	Batch     [0x04]{[kind][length u16][payload]}          small unreliable messages
-//	SYN       [0x10][src incarnation u64][dst incarnation u64][conv u32]
+//	SYN       [0x10][src inc u64][dst inc u64][dial token u64][resp token u64]
 //	SYN-ACK   [0x11] same layout as SYN
-//	PING      [0x12] same layout
-//	FIN       [0x13] same layout
-//	RST       [0x14] same layout
+//	ACK       [0x15] same layout as SYN
+//	PING      [0x12][conv u32][tag u64]
+//	FIN       [0x13][conv u32][tag u64]
+//	RST       [0x14][conv u32][tag u64]
+//	NOSESS    [0x16][src inc u64][conv u32]
+//
+// See handshake.go for how they are used.
 //
 // Integers are big-endian except inside KCP segments (little-endian, as kcp-go
 // writes them). The reliable stream carries frames:
@@ -27,6 +31,8 @@ const (
 	pktPing     byte = 0x12
 	pktFin      byte = 0x13
 	pktRst      byte = 0x14
+	pktAck      byte = 0x15
+	pktNoSess   byte = 0x16
 )
 
 const (
@@ -45,54 +51,11 @@ const (
 
 	frameHeaderSize    = 5  // length u32 + kind
 	fragmentHeaderSize = 10 // type, kind, id u32, index u16, count u16
-	controlSize        = 21 // type, src u64, dst u64, conv u32
+	handshakeSize      = 33 // type, src u64, dst u64, dial token u64, resp token u64
+	taggedSize         = 13 // type, conv u32, tag u64 (PING, FIN, RST, NOSESS)
 	kcpMTU             = MaxPacketSize - 1
 	maxFragments       = (maxFrameSize + MaxSize - 1) / MaxSize
 )
-
-// control is the decoded form of SYN, SYN-ACK, PING, FIN and RST.
-type control struct {
-	typ      byte
-	src, dst uint64 // incarnations: sender's, and what the sender believes ours is
-	conv     uint32
-}
-
-func (c control) append(b []byte) []byte {
-	b = append(b, c.typ)
-	b = binary.BigEndian.AppendUint64(b, c.src)
-	b = binary.BigEndian.AppendUint64(b, c.dst)
-	return binary.BigEndian.AppendUint32(b, c.conv)
-}
-
-func parseControl(p []byte) (control, bool) {
-	if len(p) != controlSize {
-		return control{}, false
-	}
-	return control{
-		typ:  p[0],
-		src:  binary.BigEndian.Uint64(p[1:]),
-		dst:  binary.BigEndian.Uint64(p[9:]),
-		conv: binary.BigEndian.Uint32(p[17:]),
-	}, true
-}
-
-// convOf derives the KCP conversation id of the session between two
-// incarnations. It is symmetric, so both sides compute the same id without
-// negotiating, and a restarted peer (new incarnation) gets a new id, which
-// makes stale packets from the old session fail the conv check.
-func convOf(a, b uint64) uint32 {
-	x := a ^ b
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	c := uint32(x) ^ uint32(x>>32)
-	if c == 0 {
-		c = 1
-	}
-	return c
-}
 
 // kcpConv reads the conversation id of the first segment of a KCP packet.
 func kcpConv(seg []byte) (uint32, bool) {

@@ -174,13 +174,20 @@ func (t *Transport) handlePacket(p []byte, from netip.AddrPort) {
 		if msg != nil {
 			t.deliver(from, kind, msg, false)
 		}
-	case pktSyn, pktSynAck, pktPing, pktFin, pktRst:
-		c, ok := parseControl(p)
+	case pktSyn, pktSynAck, pktAck:
+		h, ok := parseHandshake(p)
+		if !ok {
+			t.bad("bad handshake packet", from)
+			return
+		}
+		t.handleHandshake(h, from)
+	case pktPing, pktFin, pktRst, pktNoSess:
+		c, ok := parseTagged(p)
 		if !ok {
 			t.bad("bad control packet", from)
 			return
 		}
-		t.handleControl(c, from)
+		t.handleTagged(c, from)
 	default:
 		t.bad("unknown packet type", from)
 	}
@@ -192,20 +199,6 @@ func (t *Transport) deliver(from netip.AddrPort, kind byte, payload []byte, reli
 	}
 }
 
-// rst tells a peer that a session it uses does not exist here, at most
-// once per 100 ms per address.
-func (t *Transport) rst(to netip.AddrPort, c control) {
-	now := t.now()
-	if last, ok := t.rstAt[to]; ok && now-last < 100e6 {
-		return
-	}
-	if len(t.rstAt) > 4096 {
-		clear(t.rstAt)
-	}
-	t.rstAt[to] = now
-	t.sendControl(to, c)
-}
-
 func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 	conv, ok := kcpConv(seg)
 	if !ok {
@@ -214,25 +207,32 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 	}
 	s := t.lookup(from)
 	if s == nil {
-		t.rst(from, control{typ: pktRst, src: t.inc, conv: conv})
+		t.noSess(from, conv)
 		return
 	}
 	now := t.now()
 	s.mu.Lock()
+	up := false
 	switch {
-	case s.state == stateDialing:
-		// The peer finished its side of the handshake first; our SYN
-		// retry will bring its SYN-ACK, and KCP retransmits the data.
+	case s.state == stateConfirming && conv == s.keys.conv:
+		// The peer has the session: this is its proof.
+		s.establishLocked(now)
+		up = true
+	case s.state == stateDialing || s.state == stateConfirming:
+		// Data of a session we are replacing; KCP retransmits.
 		s.mu.Unlock()
 		return
 	case s.state != stateEstablished:
 		s.mu.Unlock()
 		return
 	case conv != s.conv:
-		// A previous incarnation's session (ours or the peer's).
+		// A session we do not have (any more): the peer may probe.
 		s.mu.Unlock()
-		t.rst(from, control{typ: pktRst, src: t.inc, conv: conv})
+		t.noSess(from, conv)
 		return
+	}
+	if up {
+		defer t.peerUp(s, s.remoteInc)
 	}
 	s.lastRecv.Store(now)
 	if s.kcp.Input(seg, kcp.IKCP_PACKET_REGULAR, false) < 0 {
@@ -240,8 +240,9 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 		t.bad("malformed KCP segment", from)
 		return
 	}
-	if peerWindowClosed(seg) {
-		s.stallSince = now // a paused peer is alive, not stalled
+	if closed := peerWindowClosed(seg); closed != s.peerClosed {
+		s.peerClosed = closed // a paused peer is alive, not stalled
+		s.progressLocked(now)
 	}
 	frames, own, ackNow, perr := s.pullLocked(t.frames[:0])
 	if perr != nil {
@@ -252,14 +253,16 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 		return
 	}
 	if s.ackLocked() {
-		s.stallSince = now
+		s.progressLocked(now)
 		s.changed.broadcast()
 	}
 	switch {
 	case s.pushLocked():
 		s.flushUnlock(kcp.IKCP_FLUSH_FULL, false)
 	case ackNow:
-		s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
+		// Acknowledged after delivery: a sender waiting on the
+		// acknowledgement knows OnMessage has run.
+		s.unlockAndWrite()
 	default:
 		if !s.ackDue {
 			s.ackDue = true
@@ -273,102 +276,16 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 	for _, f := range frames {
 		t.deliver(from, f.kind, f.payload, true)
 	}
+	if ackNow {
+		s.mu.Lock()
+		s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
+	}
 	t.frames = t.finishDelivery(s, frames)
 }
 
 func clearFrames(f []frame) []frame {
 	clear(f)
 	return f[:0]
-}
-
-func (t *Transport) handleControl(c control, from netip.AddrPort) {
-	now := t.now()
-	switch c.typ {
-	case pktSyn:
-		t.handleSyn(c, from, now)
-	case pktSynAck:
-		if c.dst != t.inc {
-			return // answers a SYN of a previous incarnation
-		}
-		s := t.lookup(from)
-		if s == nil {
-			return
-		}
-		s.mu.Lock()
-		up := s.state == stateDialing
-		if up {
-			s.establishLocked(c.src, now)
-		}
-		s.unlockAndWrite()
-		if up {
-			t.peerUp(s, c.src)
-		}
-	case pktPing, pktFin:
-		s := t.lookup(from)
-		match := false
-		if s != nil {
-			s.mu.Lock()
-			match = s.state == stateEstablished && s.remoteInc == c.src && c.dst == t.inc
-			s.mu.Unlock()
-		}
-		switch {
-		case match && c.typ == pktPing:
-			s.lastRecv.Store(now)
-		case match:
-			t.kill(s, ErrPeerClosed, false)
-		case c.typ == pktPing:
-			t.rst(from, control{typ: pktRst, src: t.inc, dst: c.src, conv: convOf(c.src, c.dst)})
-		}
-	case pktRst:
-		s := t.lookup(from)
-		if s == nil {
-			return
-		}
-		s.mu.Lock()
-		match := s.state == stateEstablished && s.conv == c.conv
-		s.mu.Unlock()
-		if match {
-			t.kill(s, ErrPeerReset, false)
-		}
-	}
-}
-
-// handleSyn accepts a session, completes a simultaneous open, or replaces
-// the session of a peer's previous incarnation.
-func (t *Transport) handleSyn(c control, from netip.AddrPort, now int64) {
-	t.mu.Lock()
-	if t.closing.Load() {
-		t.mu.Unlock()
-		return
-	}
-	var old *session
-	s := t.sessions[from]
-	if s != nil {
-		s.mu.Lock()
-		state, inc := s.state, s.remoteInc
-		s.mu.Unlock()
-		switch {
-		case state == stateEstablished && inc == c.src:
-			t.mu.Unlock() // a retransmitted SYN: answer it again
-			t.sendControl(from, control{typ: pktSynAck, src: t.inc, dst: c.src, conv: convOf(t.inc, c.src)})
-			return
-		case state != stateDialing:
-			old, s = s, nil // the peer restarted
-		}
-	}
-	if s == nil {
-		s = newSession(t, from, now)
-		t.sessions[from] = s
-	}
-	s.mu.Lock()
-	s.establishLocked(c.src, now)
-	s.unlockAndWrite()
-	t.mu.Unlock()
-	if old != nil {
-		t.kill(old, ErrPeerReset, false)
-	}
-	t.sendControl(from, control{typ: pktSynAck, src: t.inc, dst: c.src, conv: convOf(t.inc, c.src)})
-	t.peerUp(s, c.src)
 }
 
 func (t *Transport) peerUp(s *session, inc uint64) {

@@ -3,6 +3,8 @@ package rudp
 import (
 	"bytes"
 	"errors"
+	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 )
@@ -96,5 +98,23 @@ func TestHeaderRoom(t *testing.T) {
 		if !errors.Is(err, ErrTooLarge) {
 			t.Fatalf("oversized: %v, want ErrTooLarge", err)
 		}
+	}
+}
+
+func TestKCPVersionCheck(t *testing.T) {
+	if err := kcpVersionErr(); err != nil {
+		t.Fatalf("this build: %v", err)
+	}
+	ok := []*debug.Module{{Path: "other", Version: "v1.0.0"}, {Path: kcpModule, Version: "v5.6.72"}}
+	if err := checkKCPVersion(ok); err != nil {
+		t.Fatal(err)
+	}
+	bad := []*debug.Module{{Path: kcpModule, Version: "v5.7.0"}}
+	if err := checkKCPVersion(bad); !errors.Is(err, ErrKCPVersion) || !strings.Contains(err.Error(), "v5.7.0") {
+		t.Fatalf("untested version: %v", err)
+	}
+	replaced := []*debug.Module{{Path: kcpModule, Version: "v5.6.72", Replace: &debug.Module{Path: "../kcp-go"}}}
+	if err := checkKCPVersion(replaced); !errors.Is(err, ErrKCPVersion) {
+		t.Fatalf("local replacement: %v", err)
 	}
 }

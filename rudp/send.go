@@ -53,22 +53,22 @@ func (t *Transport) Send(to netip.AddrPort, kind byte, parts ...[]byte) error {
 	if err != nil {
 		return err
 	}
-	return t.send(nil, to, kind, size, parts, nil, false)
+	return t.send(context.Background(), to, kind, size, parts, nil, false)
 }
 
 // SendWithHeader is SendMsg with no options and no context.
 func (t *Transport) SendWithHeader(to netip.AddrPort, kind byte, header, body []byte) error {
-	return t.SendMsg(nil, to, kind, header, body, SendOptions{})
+	return t.SendMsg(context.Background(), to, kind, header, body, SendOptions{})
 }
 
 // SendTracked is SendMsg with SendOptions.Done set to done.
 func (t *Transport) SendTracked(to netip.AddrPort, kind byte, header, body []byte, done func(error)) error {
-	return t.SendMsg(nil, to, kind, header, body, SendOptions{Done: done})
+	return t.SendMsg(context.Background(), to, kind, header, body, SendOptions{Done: done})
 }
 
 // SendAckNow is SendMsg with SendOptions.AckNow.
 func (t *Transport) SendAckNow(to netip.AddrPort, kind byte, header, body []byte) error {
-	return t.SendMsg(nil, to, kind, header, body, SendOptions{AckNow: true})
+	return t.SendMsg(context.Background(), to, kind, header, body, SendOptions{AckNow: true})
 }
 
 func messageSize(parts [][]byte) (int, error) {
@@ -158,8 +158,8 @@ func (t *Transport) enqueue(ctx context.Context, s *session, kind byte, size int
 		waited = true
 		s.mu.Lock()
 	}
-	if q := s.queuedLocked(); q == 0 {
-		s.stallSince = t.now() // progress is measured from the first byte in flight
+	if s.queuedLocked() == 0 {
+		s.progressLocked(t.now()) // progress is measured from the first byte in flight
 	}
 	s.enqueueLocked(kind, size, parts, done != nil)
 	if done != nil {

@@ -15,7 +15,8 @@ import (
 type sessionState uint8
 
 const (
-	stateDialing sessionState = iota
+	stateDialing    sessionState = iota // SYN sent
+	stateConfirming                     // SYN-ACK received, ACK sent, waiting for proof the peer has it
 	stateEstablished
 	stateDead
 )
@@ -75,16 +76,24 @@ type session struct {
 	// Progress: stallSince is when data last went from idle to in flight
 	// or was last acknowledged (or the peer last showed a closed window).
 	stallSince int64
+	peerClosed bool   // the peer's last KCP packet advertised a zero window
 	sndMax     uint32 // next new KCP sequence number seen in output
+	stuckSn    uint32 // lowest sequence number sent again since stallSince
+	stuckRetx  int    // how often stuckSn was sent again since stallSince
 
 	dec     frameDecoder
 	rbuf    []byte
-	obuf    []byte
 	changed signal // acks progressed or the session died
 	err     *PeerError
 
-	synNext int64 // when to resend SYN while dialing
+	synNext int64 // when to resend SYN (dialing) or ACK (confirming)
 	synWait time.Duration
+
+	// Handshake (see handshake.go).
+	myTok, peerTok uint64
+	keys           sessionKeys
+	probeTok       uint64 // token of the last probe SYN
+	probeAt        int64
 }
 
 func newSession(t *Transport, addr netip.AddrPort, now int64) *session {
@@ -95,11 +104,19 @@ func newSession(t *Transport, addr netip.AddrPort, now int64) *session {
 	return s
 }
 
-// establishLocked turns a dialing (or fresh) session into an established one
-// with the given peer incarnation.
-func (s *session) establishLocked(remoteInc uint64, now int64) {
-	s.remoteInc = remoteInc
-	s.conv = convOf(s.t.inc, remoteInc)
+// confirmLocked moves a dialing session to confirming: the keys are
+// known, the data waits for the peer's proof that it has the session.
+func (s *session) confirmLocked(remoteInc, peerTok uint64, now int64) {
+	s.remoteInc, s.peerTok = remoteInc, peerTok
+	s.keys = deriveKeys(s.t.inc, s.myTok, remoteInc, peerTok)
+	s.state = stateConfirming
+	s.synWait = 50 * time.Millisecond
+}
+
+// establishLocked creates the KCP state of a session whose keys are set
+// and hands it the data queued meanwhile.
+func (s *session) establishLocked(now int64) {
+	s.conv = s.keys.conv
 	k := kcp.NewKCP(s.conv, s.output)
 	k.NoDelay(1, int(s.t.cfg.Interval/time.Millisecond), 2, 1)
 	k.WndSize(s.t.cfg.SendWindow, s.t.cfg.RecvWindow)
@@ -109,6 +126,7 @@ func (s *session) establishLocked(remoteInc uint64, now int64) {
 	s.scratch = make([]byte, 0, kcpMSS)
 	s.state = stateEstablished
 	s.lastRecv.Store(now)
+	s.progressLocked(now)
 	if s.queue.n > 0 {
 		s.pushLocked()
 		kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
@@ -126,6 +144,25 @@ func (s *session) output(buf []byte, size int) {
 	s.countRetransmits(buf[:size])
 }
 
+// progressLocked notes that the session moved: data was acknowledged, or
+// the peer's window opened or closed.
+func (s *session) progressLocked(now int64) {
+	s.stallSince = now
+	s.stuckRetx = 0
+}
+
+// stalledLocked reports whether data in flight has had no acknowledgement
+// for timeout while the peer's window is open, despite stallRetransmits
+// retransmissions of the same segment. The count keeps a lossy but working
+// path (whose retransmission timer has grown) from counting as dead.
+func (s *session) stalledLocked(now, timeout int64) bool {
+	return s.queuedLocked() > 0 && !s.peerClosed && now-s.stallSince > timeout && s.stuckRetx >= stallRetransmits
+}
+
+// stallRetransmits: with 20% loss each way, ten losses in a row of one
+// segment or its acknowledgement happen about once in 27,000 stalls.
+const stallRetransmits = 10
+
 // countRetransmits counts the data segments of an output packet whose
 // sequence number went out before.
 func (s *session) countRetransmits(p []byte) {
@@ -136,6 +173,12 @@ func (s *session) countRetransmits(p []byte) {
 			sn := binary.LittleEndian.Uint32(p[12:])
 			if int32(sn-s.sndMax) < 0 {
 				again++
+				switch {
+				case s.stuckRetx > 0 && sn == s.stuckSn:
+					s.stuckRetx++
+				case s.stuckRetx == 0 || int32(sn-s.stuckSn) < 0:
+					s.stuckSn, s.stuckRetx = sn, 1
+				}
 			} else {
 				s.sndMax = sn + 1
 			}
@@ -333,7 +376,7 @@ func (s *session) tick() bool {
 	if s.state == stateEstablished {
 		s.pushLocked()
 		if s.ackLocked() {
-			s.stallSince = s.t.now()
+			s.progressLocked(s.t.now())
 			s.changed.broadcast()
 		}
 	}

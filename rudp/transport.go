@@ -2,10 +2,10 @@ package rudp
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"github.com/marsmesh/marsmesh/internal/ratelog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -58,9 +58,10 @@ type Transport struct {
 	warn   *ratelog.Logger
 
 	// read-loop scratch
-	frames  []frame
-	rstAt   map[netip.AddrPort]int64
-	acksDue []*session
+	frames   []frame
+	noSessMu sync.Mutex
+	noSessAt map[netip.AddrPort]int64
+	acksDue  []*session
 
 	ackMu    sync.Mutex
 	ackq     []*session // owe acks; flushed when ackTimer fires
@@ -68,7 +69,8 @@ type Transport struct {
 	ackArmed bool // the flusher's ack timer runs
 	ackWake  chan struct{}
 
-	ev eventQueue // see events.go
+	ev        eventQueue // see events.go
+	cookieKey [32]byte   // keys the stateless handshake cookies
 }
 
 type frame struct {
@@ -118,6 +120,10 @@ func ListenScan(host string, port, tries int, cfg Config) (*Transport, error) {
 
 // New starts a transport on conn, which it owns from now on: Close closes it.
 func New(conn net.PacketConn, cfg Config) (*Transport, error) {
+	if err := kcpVersionErr(); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	local, err := addrPortOf(conn.LocalAddr())
 	if err != nil {
 		conn.Close()
@@ -135,11 +141,12 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 		wake:      make(chan struct{}, 1),
 		flushWake: make(chan struct{}, 1),
 		done:      make(chan struct{}),
-		rstAt:     make(map[netip.AddrPort]int64),
+		noSessAt:  make(map[netip.AddrPort]int64),
 		warn:      ratelog.New(cfg.Logger, 10*time.Second),
 	}
 	t.ackWake = make(chan struct{}, 1)
 	t.ev.wake = make(chan struct{}, 1)
+	rand.Read(t.cookieKey[:])
 	t.fast, _ = conn.(addrPortConn)
 	t.batch = newBatchWriter(conn, local)
 	t.reasm = newReassembler(cfg.ReassemblyLimit, cfg.ReassemblyTTL)
@@ -151,13 +158,7 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 	return t, nil
 }
 
-func newIncarnation() uint64 {
-	for {
-		if v := rand.Uint64(); v != 0 {
-			return v
-		}
-	}
-}
+func newIncarnation() uint64 { return newToken() }
 
 func addrPortOf(a net.Addr) (netip.AddrPort, error) {
 	if ua, ok := a.(*net.UDPAddr); ok {
@@ -179,11 +180,6 @@ func (t *Transport) LocalAddr() netip.AddrPort { return t.local }
 func (t *Transport) Incarnation() uint64 { return t.inc }
 
 func (t *Transport) now() int64 { return int64(time.Since(t.epoch)) }
-
-func (t *Transport) sendControl(to netip.AddrPort, c control) {
-	var b [controlSize]byte
-	t.write(c.append(b[:0]), to)
-}
 
 // activate hands a session with data in flight to the timer loop.
 func (t *Transport) activate(s *session) {
@@ -216,6 +212,7 @@ func (t *Transport) session(to netip.AddrPort) (*session, error) {
 	dial := s == nil
 	if dial {
 		s = newSession(t, to, t.now())
+		s.myTok = newToken()
 		t.sessions[to] = s
 	}
 	t.mu.Unlock()
@@ -225,12 +222,6 @@ func (t *Transport) session(to netip.AddrPort) (*session, error) {
 		s.mu.Unlock()
 	}
 	return s, nil
-}
-
-func (t *Transport) sendSynLocked(s *session, now int64) {
-	t.sendControl(s.addr, control{typ: pktSyn, src: t.inc})
-	s.synNext = now + int64(s.synWait)
-	s.synWait = min(2*s.synWait, time.Second)
 }
 
 func (t *Transport) lookup(addr netip.AddrPort) *session {
@@ -254,8 +245,8 @@ func (t *Transport) kill(s *session, reason error, rst bool) {
 		s.mu.Unlock()
 		return
 	}
-	wasUp := s.state == stateEstablished
-	c := control{typ: pktRst, src: t.inc, dst: s.remoteInc, conv: s.conv}
+	keyed := s.state == stateEstablished || s.state == stateConfirming
+	c := tagged{typ: pktRst, conv: s.keys.conv, tag: s.keys.rst}
 	s.dieLocked(reason)
 	if reason != ErrPeerClosed && reason != ErrClosed {
 		t.stats.peersDead.Add(1)
@@ -264,8 +255,8 @@ func (t *Transport) kill(s *session, reason error, rst bool) {
 		t.postEvent(event{kind: evDown, addr: s.addr, err: s.err})
 	}
 	s.unlockAndWrite()
-	if rst && wasUp {
-		t.sendControl(s.addr, c)
+	if rst && keyed {
+		t.sendTagged(s.addr, c)
 	}
 }
 
@@ -374,10 +365,10 @@ func (t *Transport) shutdown(graceful bool) {
 		}
 		for _, s := range all {
 			s.mu.Lock()
-			if graceful && s.state == stateEstablished {
-				fin := control{typ: pktFin, src: t.inc, dst: s.remoteInc, conv: s.conv}
-				t.sendControl(s.addr, fin)
-				t.sendControl(s.addr, fin) // a second copy in case one is lost
+			if graceful && (s.state == stateEstablished || s.state == stateConfirming) {
+				fin := tagged{typ: pktFin, conv: s.keys.conv, tag: s.keys.fin}
+				t.sendTagged(s.addr, fin)
+				t.sendTagged(s.addr, fin) // a second copy in case one is lost
 			}
 			if s.state != stateDead {
 				s.dieLocked(ErrClosed)

@@ -7,7 +7,8 @@
 // It reads the mesh configuration with config.Load (defaults, then the JSON
 // file given with -config, then DIARKIS_* environment variables such as
 // DIARKIS_MARS_ADDR and DIARKIS_MARS_PORT) and listens on UDP at
-// marsAddress:marsPort (127.0.0.1:6789 by default), using retryInterval and
+// marsAddress:marsPort (127.0.0.1:6789 by default; the first of a comma-separated
+// marsAddress list), using retryInterval and
 // retryTimeout for its transport. It logs with log/slog to stderr (text or
 // JSON), starting with the address it bound. SIGINT or SIGTERM stop it
 // cleanly (exit 0); with -data the shared data is saved on the way out.

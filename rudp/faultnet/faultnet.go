@@ -84,6 +84,17 @@ func (n *Network) Heal(a, b netip.AddrPort) {
 	n.mu.Unlock()
 }
 
+// Inject delivers b to the endpoint at to as if from had sent it, with no
+// faults applied: a forged source address, for hostile tests.
+func (n *Network) Inject(from, to netip.AddrPort, b []byte) {
+	n.mu.Lock()
+	dst := n.conns[to]
+	n.mu.Unlock()
+	if dst != nil {
+		dst.enqueue(packet{from: from, data: append([]byte(nil), b...)})
+	}
+}
+
 // Listen creates an endpoint at addr ("ip:port"); port 0 picks a free one.
 func (n *Network) Listen(addr string) (*Conn, error) {
 	ap, err := netip.ParseAddrPort(addr)
@@ -179,6 +190,27 @@ type Conn struct {
 
 	mu       sync.Mutex
 	deadline time.Time
+	thawed   chan struct{} // non-nil while frozen; closed by Thaw
+}
+
+// Freeze stops the endpoint's reads, as if its process were stopped:
+// packets queue (and drop once the queue is full) until Thaw.
+func (c *Conn) Freeze() {
+	c.mu.Lock()
+	if c.thawed == nil {
+		c.thawed = make(chan struct{})
+	}
+	c.mu.Unlock()
+}
+
+// Thaw lets reads go on after Freeze.
+func (c *Conn) Thaw() {
+	c.mu.Lock()
+	if c.thawed != nil {
+		close(c.thawed)
+		c.thawed = nil
+	}
+	c.mu.Unlock()
 }
 
 func (c *Conn) enqueue(p packet) {
@@ -192,6 +224,19 @@ func (c *Conn) enqueue(p packet) {
 
 // ReadFromUDPAddrPort reads one packet.
 func (c *Conn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	for {
+		c.mu.Lock()
+		thawed := c.thawed
+		c.mu.Unlock()
+		if thawed == nil {
+			break
+		}
+		select {
+		case <-thawed:
+		case <-c.done:
+			return 0, netip.AddrPort{}, net.ErrClosed
+		}
+	}
 	c.mu.Lock()
 	dl := c.deadline
 	c.mu.Unlock()

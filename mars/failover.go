@@ -1,0 +1,144 @@
+package mars
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Several MARS addresses. ClientConfig.MarsAddr may list several
+// "host:port" entries separated by commas, and a host name may resolve to
+// several addresses: together, in order, they are the client's
+// candidates. The client talks to one at a time (the first at start); when
+// it has heard nothing from it for FailoverAfter plus a random jitter of
+// up to half an Interval, it moves to the next (wrapping around). To the
+// client a replica with another incarnation is a MARS restart: it
+// re-registers, with its pending and recent changes and a seed, and its
+// view carries over through the grace period.
+
+// splitMarsAddrs splits and checks a MarsAddr value.
+func splitMarsAddrs(v string) ([]string, error) {
+	var out []string
+	for _, a := range strings.Split(v, ",") {
+		a = strings.TrimSpace(a)
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("mars: ClientConfig.MarsAddr %q: entry %q: want host:port: %w", v, a, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// resolveAll resolves every entry to its addresses, in order, without
+// duplicates. It fails only if no entry resolves.
+func resolveAll(entries []string) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	var firstErr error
+	for _, e := range entries {
+		host, port, _ := net.SplitHostPort(e)
+		ips, err := lookupIPs(host)
+		if err == nil && len(ips) == 0 {
+			err = fmt.Errorf("%s: no addresses", host)
+		}
+		pn, perr := net.LookupPort("udp", port)
+		if err == nil {
+			err = perr
+		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		for _, ip := range ips {
+			ap := netip.AddrPortFrom(ip.Unmap(), uint16(pn))
+			if !slices.Contains(out, ap) {
+				out = append(out, ap)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, firstErr
+	}
+	return out, nil
+}
+
+func lookupIPs(host string) ([]netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(ips, func(a, b netip.Addr) int { // IPv4 first, as ResolveUDPAddr picks
+		switch {
+		case a.Unmap().Is4() && !b.Unmap().Is4():
+			return -1
+		case !a.Unmap().Is4() && b.Unmap().Is4():
+			return 1
+		}
+		return 0
+	})
+	return ips, nil
+}
+
+// resolve returns the current MARS address, resolving the entries of
+// MarsAddr again when the cached answer is older than MarsAddrTTL. The
+// current candidate stays current if it is still listed. On a resolver
+// error it keeps the last good answer.
+func (c *Client) resolve(now time.Time) (netip.AddrPort, bool) {
+	if len(c.cands) > 0 && c.cfg.MarsAddrTTL > 0 && now.Sub(c.resolvedAt) < c.cfg.MarsAddrTTL {
+		return c.cands[c.cur], true
+	}
+	cands, err := resolveAll(c.marsAddrs)
+	if err != nil {
+		c.warn.Warn("mars: cannot resolve the MARS address", "addr", c.cfg.MarsAddr, "err", err)
+		if len(c.cands) > 0 {
+			return c.cands[c.cur], true
+		}
+		return netip.AddrPort{}, false
+	}
+	cur := 0
+	if len(c.cands) > 0 {
+		if i := slices.Index(cands, c.cands[c.cur]); i >= 0 {
+			cur = i
+		}
+	}
+	c.cands, c.cur, c.resolvedAt = cands, cur, now
+	if m := c.mars.Load(); m == nil || *m != cands[cur] {
+		ap := cands[cur]
+		c.mars.Store(&ap)
+	}
+	return cands[cur], true
+}
+
+// maybeFailover moves to the next candidate when the current one has been
+// silent for FailoverAfter plus this switch's jitter.
+func (c *Client) maybeFailover() {
+	if len(c.cands) < 2 {
+		return
+	}
+	now := c.clock()
+	silent := time.Duration(now - max(c.lastReply.Load(), c.switchedAt))
+	if silent < c.cfg.FailoverAfter+c.failJitter {
+		return
+	}
+	from := c.cands[c.cur]
+	c.cur = (c.cur + 1) % len(c.cands)
+	to := c.cands[c.cur]
+	c.mars.Store(&to)
+	c.switchedAt, c.failJitter = now, jitter(c.cfg.Interval/2)
+	c.part = nil
+	c.mu.Lock()
+	c.sentSeq = c.acked // what the old one did not acknowledge goes to the new one
+	c.mu.Unlock()
+	c.log.Warn("mars: no answer from this MARS; moving to the next address", "from", from, "to", to,
+		"node", c.addr, "silent", silent.Round(time.Millisecond))
+}

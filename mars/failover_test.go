@@ -1,0 +1,51 @@
+package mars
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// Issue 13 item 3: a node silent-from-its-MARS for FailoverAfter moves to
+// the next address; its view and registration carry over.
+func TestFailoverToNextMars(t *testing.T) {
+	s1 := startServer(t, "", fastOpts())
+	s2 := startServer(t, "", fastOpts())
+	list := fmt.Sprintf("%s, %s", s1.Addr(), s2.Addr())
+	cfg := ClientConfig{Interval: fastInterval, FailoverAfter: 300 * time.Millisecond}
+	a := startNode(t, list, cfg)
+	b := startNode(t, list, cfg)
+	a.c.SetSharedData("k", 7)
+	waitFor(t, 5*time.Second, "both on the first MARS", func() bool {
+		return b.c.View().Len() == 2 && sharedIs(b.c.View(), "k", 7) && s2.Stats().Reports == 0
+	})
+
+	s1.crash()
+	killed := time.Now()
+	waitFor(t, 10*time.Second, "both listed by the second MARS", func() bool {
+		s2.mu.Lock()
+		defer s2.mu.Unlock()
+		app := s2.apps[""]
+		return app != nil && app.nodes[a.c.Addr()] != nil && app.nodes[b.c.Addr()] != nil
+	})
+	t.Logf("moved and registered %v after the kill (FailoverAfter 300ms, interval %v)", time.Since(killed), fastInterval)
+	// The view carried over: nothing vanished, and the shared data is back
+	// at the new MARS from the nodes' seeds.
+	waitFor(t, 5*time.Second, "views whole on the second MARS", func() bool {
+		return a.c.InTouch() && b.c.InTouch() && a.c.View().Len() == 2 && sharedIs(a.c.View(), "k", 7) && sharedIs(b.c.View(), "k", 7)
+	})
+	b.c.SetSharedData("after", 1)
+	waitFor(t, 5*time.Second, "changes flow through the second MARS", func() bool { return sharedIs(a.c.View(), "after", 1) })
+}
+
+func TestMarsAddrList(t *testing.T) {
+	got, err := resolveAll([]string{"127.0.0.1:7000", "localhost:7001", "127.0.0.1:7000"})
+	if err != nil || len(got) < 2 || got[0].String() != "127.0.0.1:7000" || got[1].Port() != 7001 {
+		t.Fatalf("resolveAll: %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "a:1,", "a:1,b"} {
+		if _, err := splitMarsAddrs(bad); err == nil {
+			t.Errorf("MarsAddr %q accepted", bad)
+		}
+	}
+}

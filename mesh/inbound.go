@@ -1,0 +1,330 @@
+package mesh
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+)
+
+// Inbound work (requests, one-way commands, fan-out relays) is bounded per
+// peer and per node:
+//
+//   - per peer, the messages accepted and not yet handled are at most
+//     PeerCount messages and PeerBytes bytes. When either is reached the
+//     node stops consuming that peer's session (rudp Pause: its KCP window
+//     fills and the peer's sender slows down, other peers are untouched),
+//     counts a slow-consumer event and logs it once per peer per period;
+//     it resumes once the peer is below half of both bounds. Unreliable
+//     messages past a bound are dropped.
+//   - per node, at most MaxHandlers handlers run at once, and one peer's
+//     at most a quarter of them (so a peer whose handlers never return
+//     cannot take every slot); the rest wait, per peer in arrival order,
+//     peers served in turn.
+//
+// One-way commands from one peer run one at a time, in order.
+
+// Defaults of InboundLimits, far above what a game server meets in normal use.
+const (
+	DefaultPeerInboundBytes = 64 << 20
+	DefaultPeerInboundCount = 4096
+	DefaultMaxHandlers      = 4096
+)
+
+// InboundLimits bounds the work a node accepts; zero fields take defaults.
+type InboundLimits struct {
+	PeerBytes   int // bytes from one peer accepted and not yet handled
+	PeerCount   int // messages from one peer accepted and not yet handled
+	MaxHandlers int // handlers running at once on the node
+}
+
+func (l InboundLimits) withDefaults() InboundLimits {
+	if l.PeerBytes <= 0 {
+		l.PeerBytes = DefaultPeerInboundBytes
+	}
+	if l.PeerCount <= 0 {
+		l.PeerCount = DefaultPeerInboundCount
+	}
+	if l.MaxHandlers <= 0 {
+		l.MaxHandlers = DefaultMaxHandlers
+	}
+	return l
+}
+
+// WithInboundLimits sets the per-peer bounds of inbound work (and, if
+// set, the node's handler concurrency); see InboundLimits.
+func WithInboundLimits(l InboundLimits) Option {
+	return func(o *options) { o.limits = l }
+}
+
+// WithMaxHandlers sets how many handlers run at once on the node
+// (default DefaultMaxHandlers).
+func WithMaxHandlers(n int) Option {
+	return func(o *options) { o.maxHandlers = n }
+}
+
+// task is inbound work: run on a worker goroutine, or refuse instead
+// when the node stops.
+type task interface {
+	run()
+	refuse()
+}
+
+// funcTask is a task made of funcs (refuse may be nil).
+type funcTask struct{ do, no func() }
+
+func (f funcTask) run() { f.do() }
+func (f funcTask) refuse() {
+	if f.no != nil {
+		f.no()
+	}
+}
+
+// inJob is one unit of inbound work.
+type inJob struct {
+	size  int // bytes accounted to the peer; released when the task ends
+	count int // messages accounted (0 for a command drain)
+	t     task
+}
+
+type peerIn struct {
+	addr    netip.AddrPort
+	bytes   int
+	count   int
+	running int
+	jobs    []inJob
+	head    int
+	inReady bool // in inbound.ready
+	paused  bool
+	cmds    []cmdItem // one-way commands, in order
+	cmdHead int
+	drain   bool // a drain job is queued or running
+}
+
+func (p *peerIn) pending() int { return len(p.jobs) - p.head }
+
+type inbound struct {
+	lim       InboundLimits
+	peerMax   int // handlers one peer may run at once
+	mu        sync.Mutex
+	peers     map[netip.AddrPort]*peerIn
+	spare     []*peerIn // idle, for reuse
+	ready     []*peerIn // peers with a job that may start, served in turn
+	running   int       // workers
+	slow      atomic.Uint64
+	dropped   atomic.Uint64
+	pausedNow atomic.Int64
+}
+
+func (in *inbound) init(l InboundLimits) {
+	in.lim = l.withDefaults()
+	in.peerMax = max(in.lim.MaxHandlers/4, 1)
+	in.peers = make(map[netip.AddrPort]*peerIn)
+}
+
+// SlowConsumerEvents counts the times a peer's inbound bound was reached
+// and its session paused.
+func (n *Node) SlowConsumerEvents() uint64 { return n.in.slow.Load() }
+
+// InboundDrops counts unreliable messages dropped because their peer was
+// at its inbound bound.
+func (n *Node) InboundDrops() uint64 { return n.in.dropped.Load() }
+
+// admitLocked accounts a message of size bytes from p. It reports false
+// (and counts a drop) for an unreliable message past the peer's bounds; a
+// reliable one is always taken, and pauses the peer when it reaches them.
+func (n *Node) admitLocked(p *peerIn, size int, reliable bool) bool {
+	in := &n.in
+	over := p.bytes+size > in.lim.PeerBytes || p.count+1 > in.lim.PeerCount
+	if over && !reliable {
+		in.dropped.Add(1)
+		n.warnOnce("mesh: inbound bound reached, unreliable message dropped", "from", p.addr)
+		return false
+	}
+	p.bytes += size
+	p.count++
+	if !p.paused && (p.bytes >= in.lim.PeerBytes || p.count >= in.lim.PeerCount) && p.addr != n.self {
+		p.paused = true
+		in.pausedNow.Add(1)
+		in.slow.Add(1)
+		n.tr.Pause(p.addr) // never blocks; safe under in.mu
+		n.warnOnce("mesh: slow consumer: inbound bound reached, session paused "+p.addr.String(),
+			"bytes", p.bytes, "count", p.count, "limitBytes", in.lim.PeerBytes, "limitCount", in.lim.PeerCount)
+	}
+	return true
+}
+
+// releaseLocked gives back what a finished message held, resuming the peer
+// below its low-water mark and forgetting an idle peer.
+func (n *Node) releaseLocked(p *peerIn, size, count int) {
+	in := &n.in
+	p.bytes -= size
+	p.count -= count
+	if p.paused && p.bytes <= in.lim.PeerBytes/2 && p.count <= in.lim.PeerCount/2 {
+		p.paused = false
+		in.pausedNow.Add(-1)
+		n.tr.Resume(p.addr)
+	}
+	n.forgetIdleLocked(p)
+}
+
+// forgetIdleLocked drops the state of a peer with nothing accepted,
+// keeping a few for reuse (no allocation per request).
+func (n *Node) forgetIdleLocked(p *peerIn) {
+	if p.count == 0 && p.running == 0 && p.pending() == 0 && !p.paused && !p.drain && n.in.peers[p.addr] == p {
+		delete(n.in.peers, p.addr)
+		if len(n.in.spare) < maxSparePeers && cap(p.jobs) <= 64 && cap(p.cmds) <= 64 {
+			*p = peerIn{jobs: p.jobs[:0], cmds: p.cmds[:0]}
+			n.in.spare = append(n.in.spare, p)
+		}
+	}
+}
+
+const maxSparePeers = 64
+
+func (n *Node) peerLocked(addr netip.AddrPort) *peerIn {
+	p := n.in.peers[addr]
+	if p == nil {
+		if k := len(n.in.spare); k > 0 {
+			p = n.in.spare[k-1]
+			n.in.spare[k-1] = nil
+			n.in.spare = n.in.spare[:k-1]
+		} else {
+			p = &peerIn{}
+		}
+		p.addr = addr
+		n.in.peers[addr] = p
+	}
+	return p
+}
+
+// submit accounts one message from addr and queues t for a worker. It
+// never blocks (it runs on the read goroutine). An unreliable message past
+// the peer's bounds is dropped; when the node is stopping, t.refuse runs
+// instead of t.run, on this goroutine or a worker.
+func (n *Node) submit(addr netip.AddrPort, size int, reliable bool, t task) {
+	n.in.mu.Lock()
+	p := n.peerLocked(addr)
+	if !n.admitLocked(p, size, reliable) {
+		n.forgetIdleLocked(p)
+		n.in.mu.Unlock()
+		return
+	}
+	ok := n.queueLocked(p, inJob{size: size, count: 1, t: t})
+	if !ok {
+		n.releaseLocked(p, size, 1)
+	}
+	n.in.mu.Unlock()
+	if !ok {
+		t.refuse()
+	}
+}
+
+// queueLocked appends a job to p and starts a worker if one may run.
+func (n *Node) queueLocked(p *peerIn, j inJob) bool {
+	p.jobs = append(p.jobs, j)
+	n.readyLocked(p)
+	if n.in.running < n.in.lim.MaxHandlers && len(n.in.ready) > 0 {
+		if !n.startHandler(n.worker) {
+			p.jobs = p.jobs[:len(p.jobs)-1]
+			return false
+		}
+		n.in.running++
+	}
+	return true
+}
+
+// readyLocked puts p in the ready ring if it has a job it may start.
+func (n *Node) readyLocked(p *peerIn) {
+	if !p.inReady && p.pending() > 0 && p.running < n.in.peerMax {
+		p.inReady = true
+		n.in.ready = append(n.in.ready, p)
+	}
+}
+
+// worker runs ready jobs, peers in turn, until none is left.
+func (n *Node) worker() {
+	in := &n.in
+	in.mu.Lock()
+	for len(in.ready) > 0 {
+		p := in.ready[0]
+		in.ready[0] = nil
+		in.ready = in.ready[1:]
+		p.inReady = false
+		if p.pending() == 0 || p.running >= in.peerMax {
+			continue // its job was taken back, or it is at its share
+		}
+		j := p.jobs[p.head]
+		p.jobs[p.head] = inJob{}
+		p.head++
+		if p.head == len(p.jobs) {
+			p.jobs, p.head = p.jobs[:0], 0
+		}
+		p.running++
+		n.readyLocked(p) // behind the others
+		in.mu.Unlock()
+		select {
+		case <-n.done:
+			j.t.refuse()
+		default:
+			j.t.run()
+		}
+		in.mu.Lock()
+		p.running--
+		n.readyLocked(p)
+		n.releaseLocked(p, j.size, j.count)
+	}
+	in.running--
+	in.mu.Unlock()
+}
+
+// submitCommand queues a one-way command from addr; commands from one
+// peer run one at a time, in order.
+func (n *Node) submitCommand(addr netip.AddrPort, it cmdItem, reliable bool) bool {
+	n.in.mu.Lock()
+	defer n.in.mu.Unlock()
+	p := n.peerLocked(addr)
+	if !n.admitLocked(p, len(it.payload), reliable) {
+		n.forgetIdleLocked(p)
+		return false
+	}
+	p.cmds = append(p.cmds, it)
+	if p.drain {
+		return true
+	}
+	p.drain = true
+	if !n.queueLocked(p, inJob{t: funcTask{do: func() { n.drainCommands(p) }}}) {
+		p.drain = false
+		p.cmds, p.cmdHead = nil, 0
+		n.releaseLocked(p, len(it.payload), 1)
+		return false
+	}
+	return true
+}
+
+// drainCommands runs p's queued commands in order until none is left.
+func (n *Node) drainCommands(p *peerIn) {
+	in := &n.in
+	for {
+		in.mu.Lock()
+		if p.cmdHead == len(p.cmds) {
+			p.cmds, p.cmdHead = p.cmds[:0], 0
+			p.drain = false
+			in.mu.Unlock()
+			return
+		}
+		it := p.cmds[p.cmdHead]
+		p.cmds[p.cmdHead] = cmdItem{}
+		p.cmdHead++
+		in.mu.Unlock()
+		select {
+		case <-n.done:
+		default:
+			if _, err := n.protect(it.cmd, func() ([]byte, error) { return it.h.call(it.payload, it.sender) }); err != nil {
+				n.log.Debug("mesh: command handler failed", "cmd", it.cmd, "from", it.sender, "err", err)
+			}
+		}
+		in.mu.Lock()
+		n.releaseLocked(p, len(it.payload), 1)
+		in.mu.Unlock()
+	}
+}

@@ -1,0 +1,424 @@
+package rudp
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"net/netip"
+	"time"
+)
+
+// Handshake and session control.
+//
+// Every dial draws a fresh random token. The responder answers a SYN with
+// a SYN-ACK carrying a token of its own: its dial token when it is dialing
+// the same address too (simultaneous open), otherwise a stateless cookie
+// (a keyed hash of the address, the dialer's incarnation and token, and a
+// coarse time bucket), so an unproven SYN costs no state at all. The
+// dialer, on a SYN-ACK that echoes its token, knows both tokens: it derives
+// the session's conversation id and secret tags (confirming state, no KCP
+// state yet) and sends an ACK echoing the responder's token. The ACK
+// proves the dialer receives packets at its address; only then does the
+// responder create the session, replacing an old one, and confirm it with
+// a tagged PING. The dialer holds its data until that confirmation (or a
+// KCP packet with the new conversation id), so when two handshakes cross,
+// the one with the lower session id wins on both sides and nothing sent
+// on the other is lost.
+//
+// PING, FIN and RST carry tags derived from the session secret; the
+// incarnations alone (which MARS publishes) prove nothing. A packet for a
+// session the receiver does not know draws an unauthenticated NOSESS,
+// rate-limited; it only makes the sender probe with a fresh SYN, and the
+// probe's answer replaces the session only when a new incarnation answers.
+
+// handshake is the decoded form of SYN, SYN-ACK and ACK.
+type handshake struct {
+	typ        byte
+	src, dst   uint64 // incarnations: the sender's, and the receiver's as the sender knows it
+	dtok, rtok uint64 // the dialer's token and the responder's token
+}
+
+func (h handshake) append(b []byte) []byte {
+	b = append(b, h.typ)
+	b = binary.BigEndian.AppendUint64(b, h.src)
+	b = binary.BigEndian.AppendUint64(b, h.dst)
+	b = binary.BigEndian.AppendUint64(b, h.dtok)
+	return binary.BigEndian.AppendUint64(b, h.rtok)
+}
+
+func parseHandshake(p []byte) (handshake, bool) {
+	if len(p) != handshakeSize {
+		return handshake{}, false
+	}
+	h := handshake{
+		typ:  p[0],
+		src:  binary.BigEndian.Uint64(p[1:]),
+		dst:  binary.BigEndian.Uint64(p[9:]),
+		dtok: binary.BigEndian.Uint64(p[17:]),
+		rtok: binary.BigEndian.Uint64(p[25:]),
+	}
+	return h, h.src != 0 && h.dtok != 0
+}
+
+// tagged is the decoded form of PING, FIN, RST (tag: the session's) and
+// NOSESS (tag: the sender's incarnation).
+type tagged struct {
+	typ  byte
+	conv uint32
+	tag  uint64
+}
+
+func (c tagged) append(b []byte) []byte {
+	b = append(b, c.typ)
+	b = binary.BigEndian.AppendUint32(b, c.conv)
+	return binary.BigEndian.AppendUint64(b, c.tag)
+}
+
+func parseTagged(p []byte) (tagged, bool) {
+	if len(p) != taggedSize {
+		return tagged{}, false
+	}
+	return tagged{typ: p[0], conv: binary.BigEndian.Uint32(p[1:]), tag: binary.BigEndian.Uint64(p[5:])}, true
+}
+
+// sessionKeys are what both ends derive from the two incarnations and the
+// two tokens of a handshake.
+type sessionKeys struct {
+	id             uint64 // orders competing sessions: the lower wins
+	conv           uint32 // KCP conversation id
+	ping, fin, rst uint64 // tags of the control packets
+}
+
+func deriveKeys(incA, tokA, incB, tokB uint64) sessionKeys {
+	if incA > incB || (incA == incB && tokA > tokB) {
+		incA, tokA, incB, tokB = incB, tokB, incA, tokA
+	}
+	var in [36]byte
+	copy(in[:], "rudp")
+	binary.BigEndian.PutUint64(in[4:], incA)
+	binary.BigEndian.PutUint64(in[12:], tokA)
+	binary.BigEndian.PutUint64(in[20:], incB)
+	binary.BigEndian.PutUint64(in[28:], tokB)
+	h := sha256.Sum256(in[:])
+	h2 := sha256.Sum256(h[:])
+	k := sessionKeys{
+		id:   binary.BigEndian.Uint64(h2[:]),
+		conv: binary.LittleEndian.Uint32(h[:]),
+		ping: binary.BigEndian.Uint64(h[8:]),
+		fin:  binary.BigEndian.Uint64(h[16:]),
+		rst:  binary.BigEndian.Uint64(h[24:]),
+	}
+	if k.conv == 0 {
+		k.conv = 1
+	}
+	return k
+}
+
+func newToken() uint64 {
+	for {
+		if v := randUint64(); v != 0 {
+			return v
+		}
+	}
+}
+
+func randUint64() uint64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// cookieBucket is the time bucket a cookie is valid in (and the next).
+func (t *Transport) cookieBucket(now int64) int64 {
+	return now / int64(max(t.cfg.RetryTimeout, time.Second))
+}
+
+// cookie is the responder token of a transport that is not dialing the
+// SYN's sender: a keyed hash, so checking the ACK needs no state.
+func (t *Transport) cookie(from netip.AddrPort, inc, dtok uint64, bucket int64) uint64 {
+	var in [32 + 8 + 16 + 2 + 8 + 8]byte
+	copy(in[:], t.cookieKey[:])
+	binary.BigEndian.PutUint64(in[32:], uint64(bucket))
+	a := from.Addr().As16()
+	copy(in[40:], a[:])
+	binary.BigEndian.PutUint16(in[56:], from.Port())
+	binary.BigEndian.PutUint64(in[58:], inc)
+	binary.BigEndian.PutUint64(in[66:], dtok)
+	h := sha256.Sum256(in[:])
+	return binary.BigEndian.Uint64(h[:]) | 1
+}
+
+func (t *Transport) cookieOK(from netip.AddrPort, inc, dtok, rtok uint64, now int64) bool {
+	b := t.cookieBucket(now)
+	return rtok == t.cookie(from, inc, dtok, b) || rtok == t.cookie(from, inc, dtok, b-1)
+}
+
+func (t *Transport) sendHandshake(to netip.AddrPort, h handshake) {
+	var b [handshakeSize]byte
+	t.write(h.append(b[:0]), to)
+}
+
+func (t *Transport) sendTagged(to netip.AddrPort, c tagged) {
+	var b [taggedSize]byte
+	t.write(c.append(b[:0]), to)
+}
+
+// sendSynLocked (re)sends the SYN of a dialing session.
+func (t *Transport) sendSynLocked(s *session, now int64) {
+	t.sendHandshake(s.addr, handshake{typ: pktSyn, src: t.inc, dtok: s.myTok})
+	s.synNext = now + int64(s.synWait)
+	s.synWait = min(2*s.synWait, time.Second)
+}
+
+// sendAckLocked (re)sends the ACK of a confirming session.
+func (t *Transport) sendAckLocked(s *session, now int64) {
+	t.sendHandshake(s.addr, handshake{typ: pktAck, src: t.inc, dst: s.remoteInc, dtok: s.myTok, rtok: s.peerTok})
+	s.synNext = now + int64(s.synWait)
+	s.synWait = min(2*s.synWait, time.Second)
+}
+
+func (t *Transport) handleHandshake(h handshake, from netip.AddrPort) {
+	if t.closing.Load() {
+		return
+	}
+	now := t.now()
+	switch h.typ {
+	case pktSyn:
+		t.handleSyn(h, from, now)
+	case pktSynAck:
+		t.handleSynAck(h, from, now)
+	case pktAck:
+		t.handleAck(h, from, now)
+	}
+}
+
+// handleSyn answers every SYN and changes nothing: the session comes with
+// the dialer's ACK.
+func (t *Transport) handleSyn(h handshake, from netip.AddrPort, now int64) {
+	var rtok uint64
+	if s := t.lookup(from); s != nil {
+		s.mu.Lock()
+		if s.state == stateDialing || s.state == stateConfirming {
+			rtok = s.myTok // simultaneous open: our dial's token
+		}
+		s.mu.Unlock()
+	}
+	if rtok == 0 {
+		rtok = t.cookie(from, h.src, h.dtok, t.cookieBucket(now))
+	}
+	t.sendHandshake(from, handshake{typ: pktSynAck, src: t.inc, dst: h.src, dtok: h.dtok, rtok: rtok})
+}
+
+func (t *Transport) handleSynAck(h handshake, from netip.AddrPort, now int64) {
+	if h.dst != t.inc || h.rtok == 0 {
+		return // answers a SYN of a previous incarnation
+	}
+	s := t.lookup(from)
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	switch {
+	case s.state == stateDialing && h.dtok == s.myTok:
+		s.confirmLocked(h.src, h.rtok, now)
+		t.sendAckLocked(s, now)
+		s.mu.Unlock()
+	case s.state == stateConfirming && h.dtok == s.myTok && h.rtok == s.peerTok:
+		t.sendAckLocked(s, now) // our ACK may be lost
+		s.mu.Unlock()
+	case s.state == stateEstablished && s.probeTok != 0 && h.dtok == s.probeTok && h.src != s.remoteInc:
+		// A probe proved a new incarnation lives at the address.
+		tok := s.probeTok
+		s.mu.Unlock()
+		ns := t.replace(s, from, now)
+		if ns == nil {
+			return
+		}
+		ns.mu.Lock()
+		ns.myTok = tok
+		ns.confirmLocked(h.src, h.rtok, now)
+		t.sendAckLocked(ns, now)
+		ns.mu.Unlock()
+	default:
+		s.mu.Unlock()
+	}
+}
+
+// replace puts a new session for addr in the table in old's place, then
+// ends old (ErrPeerReset). It returns nil if the transport is closing.
+func (t *Transport) replace(old *session, addr netip.AddrPort, now int64) *session {
+	t.mu.Lock()
+	if t.closing.Load() {
+		t.mu.Unlock()
+		return nil
+	}
+	ns := newSession(t, addr, now)
+	t.sessions[addr] = ns
+	t.mu.Unlock()
+	if old != nil {
+		t.kill(old, ErrPeerReset, false)
+	}
+	return ns
+}
+
+// handleAck creates or completes a session once the dialer has proven it
+// receives packets at its address.
+func (t *Transport) handleAck(h handshake, from netip.AddrPort, now int64) {
+	if h.dst != t.inc {
+		return
+	}
+	s := t.lookup(from)
+	valid := false
+	if s != nil {
+		s.mu.Lock()
+		valid = s.state != stateDead && h.rtok == s.myTok &&
+			(s.state != stateEstablished || h.dtok == s.peerTok)
+		s.mu.Unlock()
+	}
+	if !valid && !t.cookieOK(from, h.src, h.dtok, h.rtok, now) {
+		t.bad("handshake ACK without a valid token", from)
+		return
+	}
+	keys := deriveKeys(t.inc, h.rtok, h.src, h.dtok)
+	if s == nil {
+		if s = t.replace(nil, from, now); s == nil {
+			return
+		}
+	}
+	s.mu.Lock()
+	adopt := false
+	switch s.state {
+	case stateDialing:
+		adopt = true
+	case stateConfirming:
+		// Our own handshake crossed the peer's: the lower id wins on
+		// both sides; nothing was sent on the loser.
+		adopt = keys.id <= s.keys.id || h.src != s.remoteInc
+	case stateEstablished:
+		if keys.id == s.keys.id {
+			t.sendTagged(from, tagged{typ: pktPing, conv: s.conv, tag: s.keys.ping}) // confirm again
+			s.mu.Unlock()
+			return
+		}
+		// A proven new handshake replaces a live session only if a new
+		// incarnation made it, or the old session has gone quiet (the
+		// peer lost it).
+		quiet := now-s.lastRecv.Load() > int64(t.cfg.keepalive())/2
+		sameInc := h.src == s.remoteInc
+		s.mu.Unlock()
+		if sameInc && !quiet {
+			return
+		}
+		if s = t.replace(s, from, now); s == nil {
+			return
+		}
+		s.mu.Lock()
+		adopt = true
+	}
+	if !adopt || s.state == stateDead {
+		s.mu.Unlock()
+		return
+	}
+	s.remoteInc, s.myTok, s.peerTok, s.keys = h.src, h.rtok, h.dtok, keys
+	s.establishLocked(now)
+	t.sendTagged(from, tagged{typ: pktPing, conv: s.conv, tag: keys.ping})
+	s.unlockAndWrite()
+	t.peerUp(s, h.src)
+}
+
+func (t *Transport) handleTagged(c tagged, from netip.AddrPort) {
+	if t.closing.Load() {
+		return
+	}
+	now := t.now()
+	s := t.lookup(from)
+	if c.typ == pktNoSess {
+		t.handleNoSess(s, c, now)
+		return
+	}
+	if s == nil {
+		if c.typ == pktPing {
+			t.noSess(from, c.conv)
+		}
+		return
+	}
+	s.mu.Lock()
+	known := (s.state == stateConfirming || s.state == stateEstablished) && c.conv == s.keys.conv
+	var want uint64
+	switch c.typ {
+	case pktPing:
+		want = s.keys.ping
+	case pktFin:
+		want = s.keys.fin
+	case pktRst:
+		want = s.keys.rst
+	}
+	if !known || c.tag != want {
+		s.mu.Unlock()
+		if !known && c.typ == pktPing {
+			t.noSess(from, c.conv)
+		} else if known {
+			t.bad("control packet with a wrong tag", from)
+		}
+		return
+	}
+	up := false
+	switch c.typ {
+	case pktPing:
+		s.lastRecv.Store(now)
+		if s.state == stateConfirming {
+			s.establishLocked(now)
+			up = true
+		}
+		s.unlockAndWrite()
+		if up {
+			t.peerUp(s, s.remoteInc)
+		}
+	case pktFin:
+		s.mu.Unlock()
+		t.kill(s, ErrPeerClosed, false)
+	case pktRst:
+		s.mu.Unlock()
+		t.kill(s, ErrPeerReset, false)
+	}
+}
+
+// handleNoSess: the peer does not know a session we use. It proves
+// nothing, so it only makes us probe: resend our ACK while confirming, or
+// send a SYN with a fresh token, whose answer replaces the session only if
+// a new incarnation gives it (handleSynAck).
+func (t *Transport) handleNoSess(s *session, c tagged, now int64) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.conv != s.keys.conv || now-s.probeAt < int64(t.cfg.keepalive()) {
+		return
+	}
+	s.probeAt = now
+	switch s.state {
+	case stateConfirming:
+		t.sendHandshake(s.addr, handshake{typ: pktAck, src: t.inc, dst: s.remoteInc, dtok: s.myTok, rtok: s.peerTok})
+	case stateEstablished:
+		s.probeTok = newToken()
+		t.sendHandshake(s.addr, handshake{typ: pktSyn, src: t.inc, dst: s.remoteInc, dtok: s.probeTok})
+	}
+}
+
+// noSess tells a peer that a session it uses does not exist here, at most
+// once per 100 ms per address.
+func (t *Transport) noSess(to netip.AddrPort, conv uint32) {
+	now := t.now()
+	t.noSessMu.Lock()
+	if last, ok := t.noSessAt[to]; ok && now-last < 100e6 {
+		t.noSessMu.Unlock()
+		return
+	}
+	if len(t.noSessAt) > 4096 {
+		clear(t.noSessAt)
+	}
+	t.noSessAt[to] = now
+	t.noSessMu.Unlock()
+	t.sendTagged(to, tagged{typ: pktNoSess, conv: conv, tag: t.inc})
+}
