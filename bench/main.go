@@ -115,8 +115,8 @@ func main() {
 	loss := flag.String("loss", "", "comma list of netem loss percentages of the lossy suite (default 0,1,5; 0,5 with -quick)")
 	duration := flag.Duration("duration", 5*time.Second, "time limit of each measured case (each also stops at its count)")
 	quick := flag.Bool("quick", false, "fewer, shorter cases (for CI; well under a minute)")
-	out := flag.String("out", "../BENCHMARKS.md", "markdown report to write ('-' for stdout only)")
-	svgPath := flag.String("svg", "results/charts.svg", "SVG chart to write ('' for none); linked from the report")
+	out := flag.String("out", "", "markdown report `file` to write (default: stdout; the committed report is ../BENCHMARKS.md)")
+	svgPath := flag.String("svg", "", "SVG chart `file` to write, linked from the report (default: none; the committed chart is results/charts.svg)")
 	jsonPath := flag.String("json", "", "also write the raw results as JSON here")
 	merge := flag.String("merge", "", "comma list of JSON results to merge (medians) instead of running")
 	budget := flag.Duration("budget", 0, "skip cases that would start after this much time (default 10m, or 55s with -quick)")
@@ -241,14 +241,14 @@ func main() {
 			fatalf("svg: %v", err)
 		}
 		svgLink = *svgPath
-		if *out != "-" {
+		if *out != "" && *out != "-" {
 			if rel, err := relPath(filepath.Dir(*out), *svgPath); err == nil {
 				svgLink = rel
 			}
 		}
 	}
 	md := Markdown(run, svgLink)
-	if *out != "-" {
+	if *out != "" && *out != "-" {
 		if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
 			fatalf("%v", err)
 		}

@@ -165,7 +165,6 @@ type partialSync struct {
 	head syncHead
 	body syncBody
 	next uint64
-	size int
 }
 
 // NewClient checks cfg and builds a client; nothing runs until Start.

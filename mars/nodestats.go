@@ -117,11 +117,10 @@ type nodeStatsTable struct {
 type statsKey struct{ app, addr string }
 
 type statsEntry struct {
-	inc        uint64
-	cur, prev  NodeStats
-	curAt      int64 // server clock, ns; 0 = none
-	prevAt     int64
-	lastUpdate time.Time
+	inc       uint64
+	cur, prev NodeStats
+	curAt     int64 // server clock, ns; 0 = none
+	prevAt    int64
 }
 
 // GoneNode is a node MARS removed recently (silent past RemoveAfter).

@@ -307,7 +307,8 @@ func TestIsCommandDuplicate(t *testing.T) {
 	if !IsCommandDuplicate(id) {
 		t.Fatal("package level: duplicate not reported")
 	}
-	if !HandleRPC(id+1, func([]byte, string) ([]byte, error) { return nil, nil }) || !HandleRPC(id+1, func([]byte, string) ([]byte, error) { return nil, nil }) {
+	first := HandleRPC(id+1, func([]byte, string) ([]byte, error) { return nil, nil })
+	if !first || !HandleRPC(id+1, func([]byte, string) ([]byte, error) { return nil, nil }) {
 		t.Fatal("package level: HandleRPC refused a handler")
 	}
 	if !IsCommandDuplicate(id + 1) {

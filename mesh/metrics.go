@@ -176,7 +176,11 @@ var (
 	descStrictDrops = prometheus.NewDesc("marsmesh_strict_drops_total",
 		"Messages dropped because strictCheckForExternal is on and MARS does not list the sender.", nil, nil)
 	descInCluster = prometheus.NewDesc("marsmesh_node_part_of_cluster",
-		"1 while the node is in touch with MARS (IsPartOfCluster), else 0.", nil, nil)
+		"1 while the node is part of the cluster (IsPartOfCluster), else 0.", nil, nil)
+	descInTouch = prometheus.NewDesc("marsmesh_node_in_touch_with_mars",
+		"1 while MARS answered within the last three sync intervals (InTouchWithMars), else 0.", nil, nil)
+	descDroppedEvents = prometheus.NewDesc("marsmesh_backpressure_dropped_events_total",
+		"Node events (OnSendFailure, OnReady callbacks) dropped because their queue was full.", nil, nil)
 	descViewNodes = prometheus.NewDesc("marsmesh_node_view_nodes",
 		"Nodes in this node's view of the cluster, by status.", []string{"status"}, nil)
 )
@@ -199,7 +203,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.tr.Describe(ch)
 	for _, d := range []*prometheus.Desc{descRPCs, descRPCSeconds, descMsgsSent, descMsgsReceived,
 		descFanoutSends, descFanoutDelivered, descRelayTakeovers, descQueueDrops, descStrictDrops,
-		descInCluster, descViewNodes} {
+		descInCluster, descInTouch, descDroppedEvents, descViewNodes} {
 		ch <- d
 	}
 }
@@ -248,6 +252,12 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		in = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descInCluster, prometheus.GaugeValue, in)
+	touch := 0.0
+	if n.InTouchWithMars() {
+		touch = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descInTouch, prometheus.GaugeValue, touch)
+	counter(descDroppedEvents, n.DroppedEvents())
 	byStatus := map[string]int{"online": 0, "offline": 0, "taken": 0}
 	for _, nd := range n.mc.View().Nodes() {
 		byStatus[nd.Status.String()]++

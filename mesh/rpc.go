@@ -64,7 +64,7 @@ func (n *Node) SendRPC(cmd uint16, addr string, data []byte) ([]byte, error) {
 	if !n.IsPartOfCluster() {
 		return nil, fmt.Errorf("%w: RPC %d to %s refused", ErrUnhealthy, cmd, addr)
 	}
-	return n.request(nil, time.Now().Add(DefaultRPCTimeout), tableRPC, cmd, addr, data)
+	return n.request(context.Background(), time.Now().Add(DefaultRPCTimeout), tableRPC, cmd, addr, data)
 }
 
 // SendRPCWithContext sends data to the HandleRPC handler of cmd on the
@@ -512,7 +512,7 @@ func (n *Node) SendRequest(cmd uint16, addr string, data interface{}, callback f
 		return
 	}
 	n.goCallback(func() {
-		resp, err := n.request(nil, time.Now().Add(DefaultRPCTimeout), tableCommand, cmd, addr, payload)
+		resp, err := n.request(context.Background(), time.Now().Add(DefaultRPCTimeout), tableCommand, cmd, addr, payload)
 		if err != nil {
 			callback(err, nil)
 			return

@@ -47,7 +47,7 @@ var accessors = map[Type]accessor{
 	Uint16Array:  acc((*TransportData).SetAsUint16Array, (*TransportData).GetAsUint16Array, []uint16{0, 128, 65535}),
 	Uint32Array:  acc((*TransportData).SetAsUint32Array, (*TransportData).GetAsUint32Array, []uint32{10, 20, 2, math.MaxUint32}),
 	Uint64Array:  acc((*TransportData).SetAsUint64Array, (*TransportData).GetAsUint64Array, []uint64{0, 1 << 63, math.MaxUint64}),
-	Float32Array: acc((*TransportData).SetAsFloat32Array, (*TransportData).GetAsFloat32Array, []float32{float32(math.NaN()), -0.0, 3}),
+	Float32Array: acc((*TransportData).SetAsFloat32Array, (*TransportData).GetAsFloat32Array, []float32{float32(math.NaN()), float32(math.Copysign(0, -1)), 3}),
 	Float64Array: acc((*TransportData).SetAsFloat64Array, (*TransportData).GetAsFloat64Array, []float64{math.Inf(-1), 1e300}),
 }
 

@@ -60,11 +60,21 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			"passed. Liveness limits are shortened for the demo (see the report's header).")
 	size := fs.Int("nodes", 5, "number of in-process nodes (2..32)")
 	verbose := fs.Bool("v", false, "log the nodes' warnings and info to stderr")
+	adminAddr := fs.String("admin", "", "serve MARS's admin endpoint (dashboard, metrics of MARS and of every demo node, labelled node=...) on `host:port`")
+	hold := fs.Duration("hold", 0, "after the report, keep MARS and the remaining nodes running this long (or until SIGINT), e.g. to look at -admin")
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
 	if *size < 2 || *size > 32 {
 		return usageError(stderr, fs.Name(), fmt.Errorf("-nodes %d: want 2..32", *size))
+	}
+	if *adminAddr != "" {
+		if _, _, err := net.SplitHostPort(*adminAddr); err != nil {
+			return usageError(stderr, fs.Name(), fmt.Errorf("-admin %q: want host:port", *adminAddr))
+		}
+	}
+	if *hold < 0 {
+		return usageError(stderr, fs.Name(), fmt.Errorf("-hold %v: must not be negative", *hold))
 	}
 	level := "error"
 	if *verbose {
@@ -108,8 +118,24 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 			break
 		}
+		if i == 0 && *adminAddr != "" {
+			adm, err := d.startAdmin(*adminAddr)
+			if err != nil {
+				return failure(stderr, fs.Name(), err)
+			}
+			defer adm.Close()
+			fmt.Fprintf(stdout, "admin endpoint: dashboard http://%s/ , metrics http://%s/metrics\n", adm.Addr(), adm.Addr())
+		}
 	}
-	if r.finish() {
+	ok := r.finish()
+	if *hold > 0 {
+		fmt.Fprintf(stdout, "holding the cluster for %v (SIGINT to stop)\n", *hold)
+		select {
+		case <-ctx.Done():
+		case <-time.After(*hold):
+		}
+	}
+	if ok {
 		return exitOK
 	}
 	if tail := d.childErr.String(); tail != "" {

@@ -457,7 +457,7 @@ func (d *demo) graceful() (string, error) {
 	addr := n.GetMyEndPoint()
 	start := time.Now()
 	if err := n.Shutdown(); err != nil {
-		return "", fmt.Errorf("Shutdown: %w", err)
+		return "", fmt.Errorf("shutdown: %w", err)
 	}
 	shut := time.Since(start)
 	if err := d.waitFor(5*time.Second, fmt.Sprintf("node 0 sees node %d offline", i), func() bool {

@@ -33,6 +33,9 @@ type Options struct {
 	// Collectors are registered on the endpoint's own registry, beside the
 	// Go runtime, process and build-info collectors.
 	Collectors []prometheus.Collector
+	// Register, if set, registers more collectors (e.g. several nodes,
+	// each wrapped with its own label).
+	Register func(prometheus.Registerer) error
 	// Ready reports readiness for /readyz: nil means ready.
 	Ready func() error
 	// Status is the JSON document of /v1/status.
@@ -64,6 +67,11 @@ func Start(opts Options) (*Server, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), BuildInfo())
 	for _, c := range opts.Collectors {
 		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("admin: registering metrics: %w", err)
+		}
+	}
+	if opts.Register != nil {
+		if err := opts.Register(reg); err != nil {
 			return nil, fmt.Errorf("admin: registering metrics: %w", err)
 		}
 	}

@@ -250,18 +250,16 @@ func TestMetricsAfterLoad(t *testing.T) {
 	c.load(t)
 	// MARS sees the shared key, both nodes and a stats record of each.
 	eventually(t, "MARS to hold the shared key and node stats", func() bool {
-		for _, a := range c.srv.Snapshot() {
-			if a.Shared["rooms"] != 7 || len(a.Nodes) != 2 {
+		apps := c.srv.Snapshot()
+		if len(apps) != 1 || apps[0].Shared["rooms"] != 7 || len(apps[0].Nodes) != 2 {
+			return false
+		}
+		for _, n := range apps[0].Nodes {
+			if n.Stats == nil {
 				return false
 			}
-			for _, n := range a.Nodes {
-				if n.Stats == nil {
-					return false
-				}
-			}
-			return true
 		}
-		return false
+		return true
 	})
 
 	eventually(t, "the silent peer declared dead", func() bool {

@@ -12,14 +12,15 @@ import (
 
 // NodeOptions returns the collectors, readiness and status of a node's
 // admin endpoint. /readyz is ready while the node is in touch with MARS
-// (mesh IsPartOfCluster: a sync within the last few intervals).
+// (Node.InTouchWithMars: MARS answered within the last three sync
+// intervals), the same rule as `node healthcheck -ready`.
 func NodeOptions(n *mesh.Node, addr, marsAddr string) Options {
 	started := time.Now()
 	return Options{
 		Addr:       addr,
 		Collectors: []prometheus.Collector{n.Collector()},
 		Ready: func() error {
-			if !n.IsPartOfCluster() {
+			if !n.InTouchWithMars() {
 				return errors.New("not in touch with MARS at " + marsAddr)
 			}
 			return nil
@@ -32,21 +33,22 @@ func NodeOptions(n *mesh.Node, addr, marsAddr string) Options {
 				byStatus[nd.Status.String()]++
 			}
 			return map[string]any{
-				"role":          "node",
-				"addr":          n.Addr,
-				"type":          self.Type,
-				"nodeRole":      self.Role,
-				"endpoint":      self.EndPoint,
-				"app":           n.Mars().App(),
-				"values":        self.Values,
-				"guest":         n.IsGuest(),
-				"partOfCluster": n.IsPartOfCluster(),
-				"mars":          marsAddr,
-				"viewNodes":     byStatus,
-				"totals":        n.Totals(),
-				"version":       version.Get(),
-				"started":       started.UTC().Format(time.RFC3339),
-				"uptimeSec":     int64(time.Since(started).Seconds()),
+				"role":            "node",
+				"addr":            n.Addr,
+				"type":            self.Type,
+				"nodeRole":        self.Role,
+				"endpoint":        self.EndPoint,
+				"app":             n.Mars().App(),
+				"values":          self.Values,
+				"guest":           n.IsGuest(),
+				"partOfCluster":   n.IsPartOfCluster(),
+				"inTouchWithMars": n.InTouchWithMars(),
+				"mars":            marsAddr,
+				"viewNodes":       byStatus,
+				"totals":          n.Totals(),
+				"version":         version.Get(),
+				"started":         started.UTC().Format(time.RFC3339),
+				"uptimeSec":       int64(time.Since(started).Seconds()),
 			}
 		},
 	}
