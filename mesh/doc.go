@@ -67,7 +67,9 @@
 // window of StreamWindowMessages messages and StreamWindowBytes bytes sent
 // and not yet received by Recv; a writer past it waits, so a slow reader
 // slows only its own stream's writer, and the messages a node holds for a
-// stream stay bounded. Cancelling the opener's context, or Close on either
+// stream stay bounded. All streams with one peer together may hold at most
+// 256 MiB unread at a node (a message past it resets its stream), and one
+// peer may have at most 8192 streams open at a node (more are refused). Cancelling the opener's context, or Close on either
 // side, ends the stream on both sides: the other side sees IsRequestError
 // and the handler's context is cancelled. A dead peer ends it within about
 // the retry timeout (IsSendError).

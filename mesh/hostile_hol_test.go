@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -110,11 +111,22 @@ func TestHostileFullQueueHonoursContext(t *testing.T) {
 	if !IsRequestTimeoutError(err) || IsSendError(err) {
 		t.Errorf("SendRPCWithContext on a full queue: %v (want a timeout)", err)
 	}
+	// SendRPC's 3 s deadline is longer than A's retry timeout: with every
+	// packet lost, A's session to B makes no progress and is declared dead
+	// first (rudp's stall rule), so a send error is as right as a timeout.
+	// What matters is that it does not wait past its deadline.
 	start = time.Now()
 	_, err = a.SendRPC(5, b.LocalAddr().String(), make([]byte, 32<<10))
-	t.Logf("SendRPC on a full queue: %v after %v", err, time.Since(start))
-	if !IsRequestTimeoutError(err) || IsSendError(err) {
-		t.Errorf("SendRPC on a full queue: %v (want a timeout)", err)
+	el := time.Since(start)
+	t.Logf("SendRPC on a full queue: %v after %v", err, el)
+	switch {
+	case IsRequestTimeoutError(err) && !IsSendError(err):
+	case IsSendError(err) && errors.Is(err, rudp.ErrPeerDown):
+	default:
+		t.Errorf("SendRPC on a full queue: %v (want a timeout, or the stalled session's send error)", err)
+	}
+	if el > DefaultRPCTimeout+2*time.Second {
+		t.Errorf("SendRPC on a full queue returned after %v, past its %v deadline", el, DefaultRPCTimeout)
 	}
 }
 

@@ -12,8 +12,8 @@ import (
 )
 
 // Bounds of Shutdown's waits. With all of them used up, Shutdown takes
-// at most OfflineWait + ReadinessWait + the retry timeout, plus the
-// transport's close (up to a second to flush).
+// at most OfflineWait + ReadinessWait + the retry timeout + AbandonWait,
+// plus the transport's close (up to a second to flush).
 const (
 	// OfflineWait bounds how long Shutdown, when a readiness check is
 	// set, waits for MARS to have the node's offline status before it
@@ -22,6 +22,10 @@ const (
 	// ReadinessWait bounds how long Shutdown polls the readiness check
 	// (SetCheckForShutdownReadiness).
 	ReadinessWait = 10 * time.Second
+	// AbandonWait bounds how long Shutdown waits for handlers to return
+	// once their contexts are cancelled; handlers still running then are
+	// left behind (logged) so that Shutdown always returns.
+	AbandonWait = 2 * time.Second
 )
 
 // readinessPoll is how often Shutdown asks the readiness check.
@@ -41,7 +45,8 @@ func (n *Node) Shutdown() error { return n.ShutdownContext(context.Background())
 //  3. It leaves MARS (listed offline at once, removed later), stops
 //     accepting requests and streams, flushes buffered messages and lets
 //     running handlers finish, for up to the retry timeout; then it
-//     cancels their contexts and waits for them to return.
+//     cancels their contexts and waits up to AbandonWait for them to
+//     return (a handler that still runs then is left behind, logged).
 //  4. It ends the node's streams and pending calls (send errors), stops
 //     fan-out relays and closes the socket.
 //
@@ -74,7 +79,16 @@ func (n *Node) ShutdownContext(ctx context.Context) error {
 		t.Stop()
 		close(n.done)
 		n.stop()
-		<-waited
+		// A handler that ignores its context (or has none) may never
+		// return: after AbandonWait it is left running, and Shutdown goes
+		// on (its answer, if it ever comes, finds the socket closed).
+		t = time.NewTimer(AbandonWait)
+		select {
+		case <-waited:
+		case <-t.C:
+			n.log.Error("mesh: shutdown is leaving handlers that did not return after their contexts were cancelled", "addr", n.selfStr, "waited", AbandonWait)
+		}
+		t.Stop()
 		n.closeStreams()
 		n.failAllCalls(ErrClosed)
 		n.fan.closeAll()

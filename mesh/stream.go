@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/marsmesh/marsmesh/rudp"
 )
@@ -50,6 +51,7 @@ type Stream struct {
 	rq            [][]byte // received, not consumed; rq[rqHead:] is live
 	rqHead        int
 	rqBytes       int
+	peerHeld      *atomic.Int64 // bytes held for all streams with the peer (see streamPeerBudget)
 	consumedMsgs  uint64
 	consumedBytes uint64
 	grantedMsgs   uint64 // last consumed counts reported to the writer
@@ -84,6 +86,7 @@ type streamKey struct {
 func newStream(n *Node, key streamKey, cmd uint16, ctx context.Context) *Stream {
 	s := &Stream{
 		n: n, key: key, addr: n.name(key.peer), cmd: cmd, ctx: ctx,
+		peerHeld: n.streams.held(key.peer),
 		recvWake: make(chan struct{}, 1),
 		sendWake: make(chan struct{}, 1),
 		done:     make(chan struct{}),
@@ -216,6 +219,7 @@ func (s *Stream) Recv() ([]byte, error) {
 				wake(s.recvWake) // for another Recv waiting
 			}
 			s.rqBytes -= len(m)
+			s.peerHeld.Add(-int64(len(m)))
 			s.consumedMsgs++
 			s.consumedBytes += uint64(len(m))
 			grant := !s.ended && s.grantDueLocked()
@@ -296,7 +300,11 @@ func (s *Stream) Close() {
 		text = "stream closed by the handler"
 	}
 	err := fmt.Errorf("%w: stream %d with %s", ErrStreamClosed, s.cmd, s.addr)
-	s.end(err, true, true, endCancelled, text)
+	if !s.end(err, true, true, endCancelled, text) {
+		s.mu.Lock()
+		s.dropQueueLocked() // ended by the peer with messages left unread
+		s.mu.Unlock()
+	}
 }
 
 // contextDone ends the stream when its context is done: the opener's
@@ -355,8 +363,7 @@ func (s *Stream) finish(err error, local bool) bool {
 	}
 	s.ended, s.endErr, s.endLocal = true, err, local
 	if local {
-		clear(s.rq)
-		s.rq, s.rqHead, s.rqBytes = nil, 0, 0
+		s.dropQueueLocked()
 	}
 	stop := s.stopWatch
 	close(s.done)
@@ -371,8 +378,17 @@ func (s *Stream) finish(err error, local bool) bool {
 	return true
 }
 
+// dropQueueLocked releases the messages not received (s.mu held).
+func (s *Stream) dropQueueLocked() {
+	s.peerHeld.Add(-int64(s.rqBytes))
+	clear(s.rq)
+	s.rq, s.rqHead, s.rqBytes = nil, 0, 0
+}
+
 // onData queues a message from the peer (read goroutine). A message past
-// the window this side granted is a protocol violation: the stream is reset.
+// the window this side granted is a protocol violation, and one past the
+// bytes a node holds for all streams with one peer is refused: either
+// resets the stream.
 func (s *Stream) onData(p []byte) {
 	s.mu.Lock()
 	if s.ended {
@@ -385,6 +401,14 @@ func (s *Stream) onData(p []byte) {
 		s.n.bad("stream message past the window or after CloseSend", s.key.peer)
 		s.endAsync(sendErr(s.addr, errors.New("the peer broke the stream's flow control")), endReset,
 			fmt.Sprintf("stream message past the window (%d messages, %d bytes) or after CloseSend", StreamWindowMessages, StreamWindowBytes))
+		return
+	}
+	if held := s.peerHeld.Add(int64(len(p))); held > streamPeerBudget {
+		s.peerHeld.Add(-int64(len(p)))
+		s.mu.Unlock()
+		s.n.warnOnce("mesh: stream reset: its peer's streams hold too many unread bytes", "from", s.key.peer, "limit", streamPeerBudget)
+		s.endAsync(sendErr(s.addr, fmt.Errorf("streams with the peer hold more than %d unread bytes", streamPeerBudget)), endReset,
+			fmt.Sprintf("the receiver holds more than %d unread bytes for streams with this node", streamPeerBudget))
 		return
 	}
 	s.rq = append(s.rq, p)

@@ -24,10 +24,22 @@ const maxStreamCtl = 256
 // their node processes to lose packets.
 var listenScan = rudp.ListenScan
 
+// streamPeerBudget bounds the bytes a node holds, received and not yet
+// read, for all streams with one peer; a message past it resets its stream.
+// (Each stream is bounded by its window; this bounds many streams together.)
+var streamPeerBudget int64 = 256 << 20
+
+// maxStreamsPerPeer bounds the streams one peer may have open at this node
+// (each runs a handler); past it an open is refused (a request error for
+// the opener).
+const maxStreamsPerPeer = 8192
+
 // streamTable is a node's live streams. The zero value is ready.
 type streamTable struct {
 	mu     sync.Mutex
 	m      map[streamKey]*Stream
+	heldBy map[netip.AddrPort]*atomic.Int64 // unread bytes per peer, for streamPeerBudget
+	served map[netip.AddrPort]int           // streams each peer opened here, for maxStreamsPerPeer
 	closed bool
 
 	ctlMu     sync.Mutex
@@ -38,20 +50,45 @@ type streamTable struct {
 	unknown atomic.Uint64 // frames for streams that had ended here
 }
 
-func (t *streamTable) add(s *Stream) (dup, closed bool) {
+// add enters a stream; it refuses one a peer opens past maxStreamsPerPeer.
+func (t *streamTable) add(s *Stream) (dup, closed, full bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
-		return false, true
+		return false, true, false
 	}
 	if t.m == nil {
 		t.m = make(map[streamKey]*Stream)
 	}
+	if t.served == nil {
+		t.served = make(map[netip.AddrPort]int)
+	}
 	if _, ok := t.m[s.key]; ok {
-		return true, false
+		return true, false, false
+	}
+	if !s.key.opened {
+		if t.served[s.key.peer] >= maxStreamsPerPeer {
+			return false, false, true
+		}
+		t.served[s.key.peer]++
 	}
 	t.m[s.key] = s
-	return false, false
+	return false, false, false
+}
+
+// held returns the counter of unread stream bytes from peer.
+func (t *streamTable) held(peer netip.AddrPort) *atomic.Int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.heldBy == nil {
+		t.heldBy = make(map[netip.AddrPort]*atomic.Int64)
+	}
+	h := t.heldBy[peer]
+	if h == nil {
+		h = new(atomic.Int64)
+		t.heldBy[peer] = h
+	}
+	return h
 }
 
 func (t *streamTable) get(k streamKey) *Stream {
@@ -65,6 +102,11 @@ func (t *streamTable) remove(s *Stream) {
 	t.mu.Lock()
 	if t.m[s.key] == s {
 		delete(t.m, s.key)
+		if c := t.served[s.key.peer]; !s.key.opened && c > 1 {
+			t.served[s.key.peer] = c - 1
+		} else if !s.key.opened {
+			delete(t.served, s.key.peer)
+		}
 	}
 	t.mu.Unlock()
 }
@@ -79,6 +121,12 @@ func (t *streamTable) take(peer netip.AddrPort, all bool) []*Stream {
 			out = append(out, s)
 			delete(t.m, k)
 		}
+	}
+	if all {
+		t.heldBy, t.served = nil, nil
+	} else {
+		delete(t.heldBy, peer) // a new session starts new counts
+		delete(t.served, peer)
 	}
 	return out
 }
@@ -139,7 +187,7 @@ func (n *Node) OpenStream(ctx context.Context, cmd uint16, addr string, first []
 		o.flags = streamFlagFirst
 		s.sentMsgs, s.sentBytes = 1, uint64(len(first))
 	}
-	if _, closed := n.streams.add(s); closed {
+	if _, closed, _ := n.streams.add(s); closed {
 		return nil, sendErr(addr, ErrClosed)
 	}
 	var hdr [streamOpenHeaderSize]byte
@@ -288,18 +336,33 @@ func (n *Node) acceptStream(from netip.AddrPort, p []byte) {
 	s := newStream(n, streamKey{peer: from, sid: o.sid}, o.cmd, ctx)
 	s.cancel = cancel
 	if o.flags&streamFlagFirst != 0 {
+		if s.peerHeld.Add(int64(len(first))) > streamPeerBudget {
+			s.peerHeld.Add(-int64(len(first)))
+			cancel()
+			n.warnOnce("mesh: stream refused: its peer's streams hold too many unread bytes", "from", from, "limit", streamPeerBudget)
+			refuse(endReset, fmt.Sprintf("the receiver holds more than %d unread bytes for streams with this node", streamPeerBudget))
+			return
+		}
 		s.rq = append(s.rq, first)
 		s.rqBytes = len(first)
 	}
-	dup, closed := n.streams.add(s)
+	dup, closed, full := n.streams.add(s)
+	if dup || closed || full {
+		cancel()
+		s.mu.Lock()
+		s.dropQueueLocked()
+		s.mu.Unlock()
+	}
 	switch {
 	case dup:
-		cancel()
 		n.bad("stream opened twice", from)
 		return
 	case closed:
-		cancel()
 		refuse(endRefused, "node is shutting down")
+		return
+	case full:
+		n.warnOnce("mesh: stream refused: too many from one peer", "from", from, "limit", maxStreamsPerPeer)
+		refuse(endRefused, fmt.Sprintf("more than %d streams open from this node", maxStreamsPerPeer))
 		return
 	}
 	if !n.startHandler(func() { s.serve(h) }) {

@@ -479,3 +479,62 @@ func TestStreamShutdown(t *testing.T) {
 		t.Fatalf("OpenStream after Shutdown: %v", err)
 	}
 }
+
+// TestStreamPeerBudget: many streams from one peer whose handlers do not
+// read hold at most streamPeerBudget bytes together; the message past it
+// resets its stream, and reading frees room for new streams.
+func TestStreamPeerBudget(t *testing.T) {
+	old := streamPeerBudget
+	streamPeerBudget = 100 << 10
+	defer func() { streamPeerBudget = old }()
+	c := newCluster(t, 2)
+	a, b := c.nodes[0], c.nodes[1]
+	release := make(chan struct{})
+	b.HandleStream(8, func(ctx context.Context, s *Stream) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil
+		}
+		for {
+			if _, err := s.Recv(); err != nil {
+				return nil
+			}
+		}
+	})
+	msg := make([]byte, 30<<10)
+	var streams []*Stream
+	for i := range 3 { // 3 x 30 KiB fit in 100 KiB
+		s, err := a.OpenStream(context.Background(), 8, b.GetMyEndPoint(), msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		streams = append(streams, s)
+		_ = i
+	}
+	over, err := a.OpenStream(context.Background(), 8, b.GetMyEndPoint(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	if err := over.Send(msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := over.Recv(); !IsSendError(err) {
+		t.Fatalf("the stream past the budget: %v, want a send error (reset)", err)
+	}
+	if h := b.streams.held(a.self).Load(); h > streamPeerBudget {
+		t.Fatalf("%d bytes held, budget %d", h, streamPeerBudget)
+	}
+	close(release) // the handlers read: the budget frees up
+	eventually(t, 10*time.Second, func() bool { return b.streams.held(a.self).Load() == 0 }, "the held bytes are read")
+	for _, s := range streams {
+		if err := s.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(); err != io.EOF {
+			t.Fatalf("stream after the reader caught up: %v", err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package rudp
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -45,6 +46,7 @@ func TestLossyNetwork(t *testing.T) {
 	b := listenMem(t, n, bIn.config(Config{}))
 
 	half := total / 2
+	start := time.Now()
 	send := func(from, to *Transport, seed uint64) {
 		rng := rand.New(rand.NewPCG(seed, 0))
 		for i := range half {
@@ -61,11 +63,16 @@ func TestLossyNetwork(t *testing.T) {
 
 	check := func(name string, in *inbox, seed uint64) {
 		if !in.waitFor(120*time.Second, func() bool { return len(in.msgs) >= half }) {
-			pa, _ := a.Peer(b.LocalAddr())
-			pb, _ := b.Peer(a.LocalAddr())
-			t.Fatalf("%s: got %d of %d messages (net: sent %d dropped %d dup %d reordered %d; downs %v %v; peers %+v %+v)", name,
-				in.count(), half, n.Sent.Load(), n.Dropped.Load(), n.Duplicated.Load(), n.Reordered.Load(),
-				aIn.downs, bIn.downs, pa, pb)
+			var reasons []string
+			for _, x := range []*inbox{aIn, bIn} {
+				x.mu.Lock()
+				for _, d := range x.downs {
+					reasons = append(reasons, fmt.Sprintf("%s at %v: %v", d.addr, d.at.Sub(start).Round(time.Millisecond), d.err))
+				}
+				x.mu.Unlock()
+			}
+			t.Fatalf("%s: got %d of %d messages (net: sent %d dropped %d dup %d reordered %d; sessions ended: %v)", name,
+				in.count(), half, n.Sent.Load(), n.Dropped.Load(), n.Duplicated.Load(), n.Reordered.Load(), reasons)
 		}
 		rng := rand.New(rand.NewPCG(seed, 0))
 		in.mu.Lock()

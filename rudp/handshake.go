@@ -245,12 +245,19 @@ func (t *Transport) handleSynAck(h handshake, from netip.AddrPort, now int64) {
 }
 
 // replace puts a new session for addr in the table in old's place, then
-// ends old (ErrPeerReset). It returns nil if the transport is closing.
+// ends old (ErrPeerReset). With old nil it returns the session the table
+// holds, or a new one. It returns nil if the transport is closing or
+// another goroutine replaced old first.
 func (t *Transport) replace(old *session, addr netip.AddrPort, now int64) *session {
 	t.mu.Lock()
-	if t.closing.Load() {
+	cur := t.sessions[addr]
+	if t.closing.Load() || (old != nil && cur != old) {
 		t.mu.Unlock()
 		return nil
+	}
+	if old == nil && cur != nil {
+		t.mu.Unlock()
+		return cur
 	}
 	ns := newSession(t, addr, now)
 	t.sessions[addr] = ns
@@ -300,13 +307,14 @@ func (t *Transport) handleAck(h handshake, from netip.AddrPort, now int64) {
 			s.mu.Unlock()
 			return
 		}
-		// A proven new handshake replaces a live session only if a new
-		// incarnation made it, or the old session has gone quiet (the
-		// peer lost it).
-		quiet := now-s.lastRecv.Load() > int64(t.cfg.keepalive())/2
-		sameInc := h.src == s.remoteInc
+		// A proven new handshake from the same incarnation means the peer
+		// lost our session and dialed again, unless it is the losing half
+		// of handshakes that crossed moments ago: that one comes while
+		// our session is young and still hears from the peer.
+		keep := h.src == s.remoteInc && now-s.establishedAt < int64(t.cfg.keepalive()) &&
+			now-s.lastRecv.Load() < int64(t.cfg.keepalive())/2
 		s.mu.Unlock()
-		if sameInc && !quiet {
+		if keep {
 			return
 		}
 		if s = t.replace(s, from, now); s == nil {

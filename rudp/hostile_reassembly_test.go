@@ -126,7 +126,7 @@ func BenchmarkReassemblyAtLimit(b *testing.B) {
 			r := newReassembler(limit, time.Hour)
 			full := bytes.Repeat([]byte{1}, MaxSize)
 			id := uint32(0)
-			for held := 0; held < limit; _, held = r.pending() {
+			for held := 0; held < limit*9/10; _, held = r.pending() {
 				id++
 				from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(id >> 8), byte(id)}), 9)
 				r.add(from, fragment(id, 0, 2, full), 0)

@@ -94,6 +94,7 @@ type session struct {
 	keys           sessionKeys
 	probeTok       uint64 // token of the last probe SYN
 	probeAt        int64
+	establishedAt  int64
 }
 
 func newSession(t *Transport, addr netip.AddrPort, now int64) *session {
@@ -125,6 +126,7 @@ func (s *session) establishLocked(now int64) {
 	s.rbuf = make([]byte, 2*MaxPacketSize)
 	s.scratch = make([]byte, 0, kcpMSS)
 	s.state = stateEstablished
+	s.establishedAt = now
 	s.lastRecv.Store(now)
 	s.progressLocked(now)
 	if s.queue.n > 0 {
