@@ -181,6 +181,12 @@ var (
 		"1 while MARS answered within the last three sync intervals (InTouchWithMars), else 0.", nil, nil)
 	descDroppedEvents = prometheus.NewDesc("marsmesh_backpressure_dropped_events_total",
 		"Node events (OnSendFailure, OnReady callbacks) dropped because their queue was full.", nil, nil)
+	descSlowConsumer = prometheus.NewDesc("marsmesh_backpressure_slow_consumer_events_total",
+		"Times a peer's inbound work reached its bound and the node paused reading that peer's session.", nil, nil)
+	descInboundDrops = prometheus.NewDesc("marsmesh_backpressure_inbound_drops_total",
+		"Unreliable inbound messages dropped because their peer was at its inbound bound.", nil, nil)
+	descReplyDrops = prometheus.NewDesc("marsmesh_backpressure_reply_drops_total",
+		"Answers dropped because the peer's queue was full and too many deferred answers were already waiting.", nil, nil)
 	descViewNodes = prometheus.NewDesc("marsmesh_node_view_nodes",
 		"Nodes in this node's view of the cluster, by status.", []string{"status"}, nil)
 )
@@ -203,7 +209,8 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.tr.Describe(ch)
 	for _, d := range []*prometheus.Desc{descRPCs, descRPCSeconds, descMsgsSent, descMsgsReceived,
 		descFanoutSends, descFanoutDelivered, descRelayTakeovers, descQueueDrops, descStrictDrops,
-		descInCluster, descInTouch, descDroppedEvents, descViewNodes} {
+		descInCluster, descInTouch, descDroppedEvents, descSlowConsumer, descInboundDrops, descReplyDrops,
+		descViewNodes} {
 		ch <- d
 	}
 }
@@ -258,6 +265,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descInTouch, prometheus.GaugeValue, touch)
 	counter(descDroppedEvents, n.DroppedEvents())
+	counter(descSlowConsumer, n.SlowConsumerEvents())
+	counter(descInboundDrops, n.InboundDrops())
+	counter(descReplyDrops, n.replyDrops.Load())
 	byStatus := map[string]int{"online": 0, "offline": 0, "taken": 0}
 	for _, nd := range n.mc.View().Nodes() {
 		byStatus[nd.Status.String()]++
