@@ -45,13 +45,15 @@ type plan struct {
 	lossRates  []float64
 	lossCount  int64 // requests per round and system in the lossy suite
 	fanProcs   int   // receiver processes of the cross-process fan-out (0: one per receiver)
+
+	streamCount int64 // messages of a stream case (countFor scales 64 KiB down)
 }
 
 func fullPlan(d time.Duration) plan {
 	return plan{
 		duration: d, payloads: []int{64, 1024, 64 << 10}, concs: []int{1, 16, 64, 256},
 		latCount: 20000, tputCount: 120000,
-		owPayloads: []int{64, 1024}, owCount: 300000,
+		owPayloads: []int{64, 1024}, owCount: 300000, streamCount: 300000,
 		fanNodes: []int{8, 32, 64}, fanLimits: []int{2, 4, 8}, fanPayload: 64, fanRounds: 300,
 		costRPC: 30000, costOW: 200000, sessions: 1000, rounds: 5,
 		xrounds: 5, lossRates: []float64{0, 1, 5}, lossCount: 2000,
@@ -62,7 +64,7 @@ func quickPlan(d time.Duration) plan {
 	return plan{
 		duration: d, payloads: []int{64, 1024, 64 << 10}, concs: []int{1, 64},
 		latCount: 3000, tputCount: 10000,
-		owPayloads: []int{64}, owCount: 50000,
+		owPayloads: []int{64}, owCount: 50000, streamCount: 50000,
 		fanNodes: []int{8, 64}, fanLimits: []int{8}, fanPayload: 64, fanRounds: 50,
 		costRPC: 5000, costOW: 50000, sessions: 200, rounds: 2,
 		xrounds: 3, lossRates: []float64{0, 5}, lossCount: 200, fanProcs: 8,
@@ -70,7 +72,7 @@ func quickPlan(d time.Duration) plan {
 }
 
 func (p *plan) scale(f float64) {
-	for _, c := range []*int64{&p.latCount, &p.tputCount, &p.owCount, &p.costRPC, &p.costOW, &p.lossCount} {
+	for _, c := range []*int64{&p.latCount, &p.tputCount, &p.owCount, &p.streamCount, &p.costRPC, &p.costOW, &p.lossCount} {
 		*c = max(int64(float64(*c)*f), 1)
 	}
 	p.fanRounds = max(int(float64(p.fanRounds)*f), 1)
@@ -108,8 +110,8 @@ func main() {
 	}()
 	defer stopEverything() // normally a no-op: every suite stops what it started
 	defer guardChildren(runCleanups)()
-	suite := flag.String("suite", "all", "suites to run: all (xrpc, xoneway, xfanout; with -inproc also rpc, oneway, fanout, cost), or a comma list of xrpc, xoneway, xfanout, lossy, rpc, oneway, fanout, cost")
-	inproc := flag.Bool("inproc", false, "with -suite all, also run the one-process suites rpc, oneway, fanout and cost (the secondary view)")
+	suite := flag.String("suite", "all", "suites to run: all (xrpc, xoneway, xfanout; with -inproc also rpc, oneway, stream, fanout, cost), or a comma list of xrpc, xoneway, xfanout, lossy, rpc, oneway, stream, fanout, cost")
+	inproc := flag.Bool("inproc", false, "with -suite all, also run the one-process suites rpc, oneway, stream, fanout and cost (the secondary view)")
 	fanProcs := flag.Int("fanprocs", -1, "receiver processes of the cross-process fan-out, receivers spread evenly (default: one per receiver; 8 with -quick)")
 	rounds := flag.Int("rounds", 0, "rounds of each cross-process case (default 5, or 3 with -quick; at least 3 for medians)")
 	loss := flag.String("loss", "", "comma list of netem loss percentages of the lossy suite (default 0,1,5; 0,5 with -quick)")
@@ -215,6 +217,9 @@ func main() {
 		}
 		if all && *inproc || want["oneway"] {
 			b.suiteOneWay()
+		}
+		if all && *inproc || want["stream"] {
+			b.suiteStream()
 		}
 		if all && *inproc || want["fanout"] {
 			b.suiteFanout()

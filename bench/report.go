@@ -57,7 +57,7 @@ func Markdown(run Run, svg string) string {
 	}
 	xGoalTable(&b, run)
 	xTables(&b, run)
-	if len(recs(run, "rpc"))+len(recs(run, "oneway"))+len(recs(run, "fanout"))+len(recs(run, "cost-rpc"))+len(recs(run, "memory")) > 0 {
+	if len(recs(run, "rpc"))+len(recs(run, "oneway"))+len(recs(run, "stream"))+len(recs(run, "fanout"))+len(recs(run, "cost-rpc"))+len(recs(run, "memory")) > 0 {
 		w("## One process (secondary view)\n\n")
 		w("In the tables of this section everything runs in one process over 127.0.0.1: both ends of every connection,\n")
 		w("the MARS registry and the NATS server share the same cores, so a system that spends less CPU per message also\n")
@@ -66,6 +66,7 @@ func Markdown(run Run, svg string) string {
 		goals(&b, run)
 		rpcTables(&b, run)
 		onewayTable(&b, run)
+		streamTable(&b, run)
 		fanoutTable(&b, run)
 		costTables(&b, run)
 	}
@@ -74,10 +75,10 @@ func Markdown(run Run, svg string) string {
 	w("  and `mesh.New` nodes with `config.Default()` (port scan from 0, no\n")
 	w("  send buffering); the nodes wait for `Ready()` and `IsPartOfCluster()` before a case starts. Request/response is\n")
 	w("  `SendRPC` to a `HandleRPC` echo; one-way is `Send`/`USend` of raw bytes to a `SetCommandHandler` counter;\n")
-	w("  fan-out is `SendMany` from one node to N others.\n")
+	w("  fan-out is `SendMany` from one node to N others; a stream is `OpenStream` to a `HandleStream` counter.\n")
 	w("- **gRPC-Go** v1.85.0: `grpc.NewServer()` and `grpc.NewClient` with defaults, plaintext over loopback TCP, one\n")
 	w("  client connection; a hand-registered `grpc.ServiceDesc` with a raw-bytes `encoding.CodecV2` (content subtype\n")
-	w("  `raw`, no protobuf). One-way is one client stream.\n")
+	w("  `raw`, no protobuf). One-way is one client stream; a stream is one bidirectional stream whose server counts.\n")
 	w("- **NATS**: an embedded nats-server v2.15.2 (random loopback port, defaults) and nats.go v1.55.0 clients, each\n")
 	w("  party on its own connection; request/reply uses nats.go's shared reply inbox, the responder `Respond`s with the\n")
 	w("  request's data. Fan-out is one publish to N subscribers on N connections.\n")

@@ -213,11 +213,12 @@ type liveOneWay struct {
 	acc onewayResult
 }
 
-// onewaySuite measures the one-way systems side by side at each payload.
-func (b *bench) onewaySuite(suite string, payloads []int, count int64) {
+// onewaySuite measures one-way systems side by side at each payload
+// (counts of payloads above 4 KiB scaled down by countFor).
+func (b *bench) onewaySuite(suite string, systems []onewaySystem, payloads []int, count int64) {
 	for _, payload := range payloads {
 		var lives []*liveOneWay
-		for _, sys := range onewaySystems() {
+		for _, sys := range systems {
 			if b.skipSystem(sys.key) {
 				continue
 			}
@@ -237,7 +238,7 @@ func (b *bench) onewaySuite(suite string, payloads []int, count int64) {
 			lives = append(lives, &liveOneWay{sys: sys, t: t})
 		}
 		n := b.slices()
-		sliceCount, sliceDur := (count+int64(n)-1)/int64(n), b.duration/time.Duration(n)
+		sliceCount, sliceDur := (countFor(count, payload)+int64(n)-1)/int64(n), b.duration/time.Duration(n)
 		turns(len(lives), n, func(i, _ int) {
 			l := lives[i]
 			stop := b.profile(l.sys.key, fmt.Sprintf("%s-%s-%s", suite, l.sys.key, fileSize(payload)))
@@ -253,7 +254,7 @@ func (b *bench) onewaySuite(suite string, payloads []int, count int64) {
 	}
 }
 
-func (b *bench) suiteOneWay() { b.onewaySuite("oneway", b.owPayloads, b.owCount) }
+func (b *bench) suiteOneWay() { b.onewaySuite("oneway", onewaySystems(), b.owPayloads, b.owCount) }
 
 func fanRecord(system, name string, nodes, limit, payload int, lat []time.Duration, c cost, err error) Record {
 	rec := Record{Suite: "fanout", System: system, Name: name, Nodes: nodes, Limit: limit, Payload: payload}
@@ -397,7 +398,7 @@ func (b *bench) suiteCost() {
 		b.add(rpcRecord("cost-rpc", sys, 64, 16, r))
 		t.Close()
 	}
-	b.onewaySuite("cost-oneway", []int{64}, b.costOW)
+	b.onewaySuite("cost-oneway", onewaySystems(), []int{64}, b.costOW)
 	for _, viaMesh := range []bool{false, true} {
 		sys, name := "rudp", "rudp Transport"
 		if viaMesh {

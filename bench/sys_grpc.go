@@ -39,8 +39,9 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 func init() { encoding.RegisterCodecV2(rawCodec{}) }
 
-// benchService is registered by hand: a unary Echo and a client-streaming
-// Sink that counts what it receives.
+// benchService is registered by hand: a unary Echo, a client-streaming
+// Sink that counts what it receives, and a bidirectional Bidi that counts
+// what it receives and ends at the client's CloseSend.
 type benchService struct {
 	cnt *counter
 }
@@ -68,6 +69,22 @@ var benchServiceDesc = grpc.ServiceDesc{
 				if err := st.RecvMsg(&m); err == io.EOF {
 					ack := []byte{}
 					return st.SendMsg(&ack)
+				} else if err != nil {
+					return err
+				}
+				s.cnt.add()
+			}
+		},
+	}, {
+		StreamName:    "Bidi",
+		ClientStreams: true,
+		ServerStreams: true,
+		Handler: func(srv any, st grpc.ServerStream) error {
+			s := srv.(*benchService)
+			var m []byte
+			for {
+				if err := st.RecvMsg(&m); err == io.EOF {
+					return nil
 				} else if err != nil {
 					return err
 				}
