@@ -436,7 +436,8 @@ func scaleRestart(t *testing.T, c *simCluster, n int, proc **marsProc, port int,
 	lastLog := time.Now()
 	for c.registered() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("restart: only %d of %d nodes registered again in 3 minutes", c.registered(), n)
+			t.Errorf("restart: only %d of %d nodes registered again in 3 minutes (figures below are for those 3 minutes)", c.registered(), n)
+			break
 		}
 		if half == 0 && c.registered() >= n/2 {
 			half = time.Since(restarted)
@@ -449,8 +450,8 @@ func scaleRestart(t *testing.T, c *simCluster, n int, proc **marsProc, port int,
 	}
 	took := time.Since(restarted)
 	cpu := procCPU(t, pid) - cpu0
-	t.Logf("restart of MARS with %d nodes: half registered again after %v, all after %v; new MARS CPU %.2f s, RSS %s",
-		n, half.Round(time.Millisecond), took.Round(time.Millisecond), cpu, procRSS(t, pid))
+	t.Logf("restart of MARS with %d nodes: half registered again after %v, %d after %v; new MARS CPU %.2f s, RSS %s",
+		n, half.Round(time.Millisecond), c.registered(), took.Round(time.Millisecond), cpu, procRSS(t, pid))
 	mb := func(b uint64) float64 { return float64(b) / (1 << 20) }
 	t.Logf("restart traffic until all registered (msgpack payloads): reports %.1f MB up, syncs %.1f MB down, of which %d full snapshots, %.1f MB",
 		mb(c.stats.reportBytes.Load()-rb0), mb(c.stats.syncBytes.Load()-sb0), c.stats.fulls.Load()-f0, mb(c.stats.fullBytes.Load()-fb0))
