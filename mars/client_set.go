@@ -1,0 +1,165 @@
+package mars
+
+// The node's own record and shared data: setters that queue a change for
+// the next report.
+
+import (
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func (c *Client) setInfo(f func(i *nodeInfo) error) error {
+	c.mu.Lock()
+	i := c.info
+	if err := f(&i); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	if err := i.check(); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	if i.equal(&c.info) {
+		c.mu.Unlock()
+		return nil
+	}
+	c.info = i
+	c.infoSeq = c.changedLocked()
+	c.mu.Unlock()
+	c.wake()
+	return nil
+}
+
+// SetType sets the node's type (at most MaxLabelLen bytes).
+func (c *Client) SetType(t string) error {
+	return c.setInfo(func(i *nodeInfo) error { i.Type = t; return nil })
+}
+
+// SetRole sets the node's role (at most MaxLabelLen bytes).
+func (c *Client) SetRole(r string) error {
+	return c.setInfo(func(i *nodeInfo) error { i.Role = r; return nil })
+}
+
+// SetStatus sets the node's status (online, offline or taken).
+func (c *Client) SetStatus(s Status) error {
+	return c.setInfo(func(i *nodeInfo) error { i.Status = s; return nil })
+}
+
+// SetEndPoint sets the node's public endpoint.
+func (c *Client) SetEndPoint(ep string) error {
+	return c.setInfo(func(i *nodeInfo) error { i.EndPoint = ep; return nil })
+}
+
+// SetValue sets one metadata value; nil removes it. v must encode with
+// msgpack, maps inside it must have string keys, and all values together
+// must encode to at most MaxValuesSize bytes.
+func (c *Client) SetValue(name string, v interface{}) error {
+	c.mu.Lock()
+	vals := make(map[string]interface{}, len(c.values)+1)
+	for k, x := range c.values {
+		vals[k] = x
+	}
+	if v == nil {
+		delete(vals, name)
+	} else {
+		vals[name] = v
+	}
+	b, err := encodeValues(vals)
+	if err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	c.values = vals
+	changed := string(b) != string(c.info.Values)
+	if changed {
+		c.info.Values = b
+		c.infoSeq = c.changedLocked()
+	}
+	c.mu.Unlock()
+	if changed {
+		c.wake()
+	}
+	return nil
+}
+
+func encodeValues(vals map[string]interface{}) ([]byte, error) {
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	var buf bytesBuffer
+	enc.Reset(&buf)
+	enc.SetSortMapKeys(true)
+	if err := enc.Encode(vals); err != nil {
+		return nil, fmt.Errorf("%w: values: %v", ErrBadNode, err)
+	}
+	if len(buf) > MaxValuesSize {
+		return nil, fmt.Errorf("%w: values of %d bytes, limit %d", ErrBadNode, len(buf), MaxValuesSize)
+	}
+	if err := checkValues(buf); err != nil {
+		return nil, fmt.Errorf("%w: values: %v", ErrBadNode, err)
+	}
+	return buf, nil
+}
+
+type bytesBuffer []byte
+
+func (b *bytesBuffer) Write(p []byte) (int, error) {
+	*b = append(*b, p...)
+	return len(p), nil
+}
+
+// SetApp moves the node to another app name. The node leaves the old app
+// (as with Close) and registers in the new one; its view empties and fills
+// again from the new app; unacknowledged shared-data changes are dropped.
+func (c *Client) SetApp(app string) error {
+	if err := CheckApp(app); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if app == c.app {
+		c.mu.Unlock()
+		return nil
+	}
+	if c.oldApp == nil {
+		old := c.app
+		c.oldApp = &old
+	}
+	c.app = app
+	c.mu.Unlock()
+	c.wake()
+	return nil
+}
+
+// SetSharedData sets a shared key (1..MaxKeyLen bytes) for the whole app.
+// The change reaches MARS within milliseconds and every node's view within
+// about one Interval; this node's view shows it once MARS has answered.
+// Concurrent writers of one key race: the last to reach MARS wins.
+func (c *Client) SetSharedData(key string, v int16) error {
+	return c.addOp(op{Key: key, Val: v})
+}
+
+// RemoveSharedData removes a shared key from the whole app.
+func (c *Client) RemoveSharedData(key string) error {
+	return c.addOp(op{Key: key, Del: true})
+}
+
+func (c *Client) addOp(o op) error {
+	if err := CheckKey(o.Key); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if _, ok := c.ops[o.Key]; !ok && len(c.ops) >= 100_000 {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: %d shared data changes waiting for MARS", ErrLimit, len(c.ops))
+	}
+	o.Seq = c.changedLocked()
+	c.ops[o.Key] = o
+	c.mu.Unlock()
+	c.wake()
+	return nil
+}
+
+// jitter is a random delay in [0, d).
