@@ -13,6 +13,8 @@ import (
 // never blocks the read loop or other senders on the same session.
 type txBatch struct {
 	pkts [][]byte
+	ptrs []*[]byte // the pool entries behind pkts, returned as they came
+	bufs [][]byte  // one-element Buffers of msgs, reused
 	msgs []ipv4.Message
 }
 
@@ -23,7 +25,9 @@ var (
 
 func (b *txBatch) add(typ byte, p []byte) {
 	bp := pktPool.Get().(*[]byte)
-	b.pkts = append(b.pkts, append(append((*bp)[:0], typ), p...))
+	*bp = append(append((*bp)[:0], typ), p...)
+	b.pkts = append(b.pkts, *bp)
+	b.ptrs = append(b.ptrs, bp)
 }
 
 // batchWriter is the sendmmsg path of an IPv4 *net.UDPConn.
@@ -41,31 +45,32 @@ func newBatchWriter(c net.PacketConn, local netip.AddrPort) *batchWriter {
 
 // writeBatch sends the batch to one address and recycles it.
 func (t *Transport) writeBatch(b *txBatch, to netip.AddrPort, naddr net.Addr) {
-	t.wire(b.pkts, to, naddr, &b.msgs)
-	for i, p := range b.pkts {
-		p = p[:0]
-		pktPool.Put(&p)
+	t.wire(b.pkts, to, naddr, &b.msgs, &b.bufs)
+	for i, bp := range b.ptrs {
+		pktPool.Put(bp)
+		b.ptrs[i] = nil
 		b.pkts[i] = nil
 	}
-	b.pkts = b.pkts[:0]
+	b.pkts, b.ptrs = b.pkts[:0], b.ptrs[:0]
 	txPool.Put(b)
 }
 
 // write sends one datagram.
 func (t *Transport) write(b []byte, to netip.AddrPort) error {
 	one := [1][]byte{b}
-	return t.wire(one[:], to, nil, nil)
+	return t.wire(one[:], to, nil, nil, nil)
 }
 
 // wire is the one place datagrams leave the transport: every packet to
 // every peer goes through it (a layer that seals packets goes here).
-// With msgs (scratch for sendmmsg) and a batch-capable socket, several
-// packets leave in one system call.
-func (t *Transport) wire(pkts [][]byte, to netip.AddrPort, naddr net.Addr, msgs *[]ipv4.Message) error {
+// With msgs and bufs (scratch for sendmmsg, reused across calls) and a
+// batch-capable socket, several packets leave in one system call.
+func (t *Transport) wire(pkts [][]byte, to netip.AddrPort, naddr net.Addr, msgs *[]ipv4.Message, bufs *[][]byte) error {
 	var err error
 	if len(pkts) > 1 && t.batch != nil && msgs != nil {
-		for _, p := range pkts {
-			*msgs = append(*msgs, ipv4.Message{Buffers: [][]byte{p}, Addr: naddr})
+		*bufs = append((*bufs)[:0], pkts...)
+		for i := range pkts {
+			*msgs = append(*msgs, ipv4.Message{Buffers: (*bufs)[i : i+1 : i+1], Addr: naddr})
 		}
 		for ms := *msgs; len(ms) > 0; {
 			var n int
@@ -82,6 +87,8 @@ func (t *Transport) wire(pkts [][]byte, to netip.AddrPort, naddr net.Addr, msgs 
 		}
 		clear(*msgs)
 		*msgs = (*msgs)[:0]
+		clear(*bufs)
+		*bufs = (*bufs)[:0]
 		return err
 	}
 	for _, p := range pkts {
