@@ -23,6 +23,16 @@ var (
 	trBad          = prometheus.NewDesc("marsmesh_transport_bad_datagrams_total", "Malformed or unexpected datagrams dropped.", nil, nil)
 	trWriteErrors  = prometheus.NewDesc("marsmesh_transport_write_errors_total", "Socket writes that failed.", nil, nil)
 	trSessions     = prometheus.NewDesc("marsmesh_transport_sessions", "Reliable sessions (peers) open.", nil, nil)
+	trBytesIn      = prometheus.NewDesc("marsmesh_transport_received_bytes_total", "UDP payload bytes received by the rudp transport.", nil, nil)
+	trBytesOut     = prometheus.NewDesc("marsmesh_transport_sent_bytes_total", "UDP payload bytes sent by the rudp transport.", nil, nil)
+	trRetrans      = prometheus.NewDesc("marsmesh_transport_retransmissions_total", "Reliable (KCP) data segments sent again.", nil, nil)
+	trSplits       = prometheus.NewDesc("marsmesh_transport_unreliable_splits_total", "Unreliable messages split into fragments.", nil, nil)
+	trReasmDrop    = prometheus.NewDesc("marsmesh_transport_reassembly_drops_total",
+		"Incomplete unreliable messages dropped (parts missing past the TTL, too large, or over the memory budget).", nil, nil)
+	trPeersDead = prometheus.NewDesc("marsmesh_transport_peers_dead_total",
+		"Peers declared dead (silence, unanswered handshake, reset, protocol error; not graceful closes).", nil, nil)
+	trPaused = prometheus.NewDesc("marsmesh_backpressure_transport_pauses_total",
+		"Times a peer's delivery was paused because its consumer fell behind (backpressure).", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -43,5 +53,16 @@ func (t *Transport) Collect(ch chan<- prometheus.Metric) {
 	counter(trBad, st.BadPackets)
 	counter(trWriteErrors, st.WriteErrors)
 	ch <- prometheus.MustNewConstMetric(trSessions, prometheus.GaugeValue, float64(st.Sessions))
-	collectMore(ch, counter, st)
+	counter(trBytesIn, st.BytesIn)
+	counter(trBytesOut, st.BytesOut)
+	counter(trRetrans, st.Retransmits)
+	counter(trSplits, st.Splits)
+	counter(trReasmDrop, st.ReassemblyDrops)
+	counter(trPeersDead, st.PeersDead)
+	counter(trPaused, st.Paused)
+}
+
+func transportDescs() []*prometheus.Desc {
+	return []*prometheus.Desc{trDatagramsIn, trDatagramsOut, trBad, trWriteErrors, trSessions,
+		trBytesIn, trBytesOut, trRetrans, trSplits, trReasmDrop, trPeersDead, trPaused}
 }
