@@ -447,9 +447,7 @@ func (n *Node) protect(cmd uint16, f func() ([]byte, error)) (resp []byte, err e
 // respond sends a handler's response; a full queue to the caller is
 // waited on until the request's deadline (zero: none) or Shutdown.
 func (n *Node) respond(to netip.AddrPort, id uint64, status byte, payload []byte, deadline time.Time) {
-	var hdr [responseHeaderSize]byte
-	binary.BigEndian.PutUint64(hdr[:], id)
-	hdr[8] = status
+	hdr := responseHeader(id, status)
 	if to == n.self {
 		n.handleResponse(to, append(hdr[:], payload...))
 		return
@@ -459,11 +457,15 @@ func (n *Node) respond(to netip.AddrPort, id uint64, status byte, payload []byte
 	}
 }
 
-// respondSoon is respond for the read goroutine: it never waits.
-func (n *Node) respondSoon(to netip.AddrPort, id uint64, status byte, payload []byte, deadline time.Time) {
-	var hdr [responseHeaderSize]byte
+func responseHeader(id uint64, status byte) (hdr [responseHeaderSize]byte) {
 	binary.BigEndian.PutUint64(hdr[:], id)
 	hdr[8] = status
+	return hdr
+}
+
+// respondSoon is respond for the read goroutine: it never waits.
+func (n *Node) respondSoon(to netip.AddrPort, id uint64, status byte, payload []byte, deadline time.Time) {
+	hdr := responseHeader(id, status)
 	if to == n.self {
 		n.handleResponse(to, append(hdr[:], payload...))
 		return
