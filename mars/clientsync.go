@@ -395,9 +395,20 @@ func (c *Client) absorb(h *syncHead, now time.Time) action {
 			c.reseed, c.seedAt = true, syncedAt.UnixMilli()
 			c.graceOn, act.grace = true, true
 			for k, r := range c.recent {
-				if _, pending := c.ops[k]; !pending {
-					c.ops[k] = r.op
+				if _, pending := c.ops[k]; pending {
+					continue
 				}
+				o := r.op
+				if o.Add {
+					// The new MARS may or may not hold the add (a persisted
+					// one does): send the value our view shows after it.
+					v, ok := c.view.SharedData(o.Key)
+					if !ok {
+						continue
+					}
+					o = op{Seq: o.Seq, Key: o.Key, Val: v}
+				}
+				c.ops[k] = o
 			}
 			clear(c.recent)
 		}
