@@ -89,7 +89,10 @@
 // session (ServerOptions.TrustReportedAddr turns this off, for load
 // generators only): mesh nodes and guests list the address they send from.
 // A node takes MARS messages only as reliable messages from the MARS
-// address it dialed (Client.Dropped counts the rest).
+// addresses of its MarsAddr (Client.Dropped counts the rest). A node
+// reaches every replica from the address it lists, so replicas on other
+// IPs of one host (127.0.0.2) or of one subnet accept it; a multi-homed
+// node whose route to some replica leaves from another IP is refused there.
 //
 // # Bad input
 //
