@@ -77,8 +77,9 @@
 // after a failover; Client.AddSharedData adds from many nodes never
 // overwrite each other. A node's record lives in the session (etcd lease)
 // of the replica that serves it: that replica lists it offline after
-// OfflineAfter of silence and removes it after RemoveAfter, and if the
-// replica dies the record expires with its session unless the node moved.
+// OfflineAfter + min(2 s, OfflineAfter) of silence (time for another
+// replica to take a moved node over) and removes it after RemoveAfter, and if the replica dies the
+// record expires with its session unless the node moved.
 //
 // # Who may speak
 //

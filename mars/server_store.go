@@ -16,9 +16,11 @@ package mars
 //
 // Liveness: the replica that serves a node (the record's Owner) writes its
 // record with its session, so the record expires when that replica dies
-// without a successor, marks it offline after OfflineAfter of silence and
-// removes it after RemoveAfter. A node that moves to another replica
-// re-owns its record at its first report there.
+// without a successor. It marks the node offline after OfflineAfter +
+// min(2 s, OfflineAfter) of silence (the node may have moved to a replica
+// that has not taken it over yet) and removes it after RemoveAfter. A node
+// that moves to another replica re-owns its record at its first report
+// there.
 //
 // Store calls run on the server's workers (reports and leaves, hashed by
 // node so one node's messages stay in order), on its sweeper and on its
@@ -44,6 +46,7 @@ const (
 	storeChunk      = 100 // keys per Update (etcd allows 128 operations per transaction)
 	storeCatchUp    = 2 * time.Second
 	storeSweepBatch = 256
+	storeMoveGrace  = 2 * time.Second
 )
 
 var (
@@ -681,6 +684,7 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 	// The node record and the operations, storeChunk keys at a time; each
 	// transaction moves Ack to the last change it applies.
 	ops := r.Ops
+	from := r.From // the chunk covers the changes in (from, to]
 	for first := true; first || len(ops) > 0; first = false {
 		n := min(len(ops), storeChunk)
 		chunk := ops[:n]
@@ -689,6 +693,8 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 		if len(ops) > 0 {
 			to = chunk[n-1].Seq
 		}
+		chunkFrom := from
+		from = to
 		ks := []StoreKey{nodeKey}
 		idx := make(map[string]int)
 		for _, o := range chunk {
@@ -728,7 +734,7 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 				nn.Status = StatusOnline
 			}
 			var w []StoreWrite
-			if r.From <= nn.Ack || !first {
+			if chunkFrom <= nn.Ack { // else MARS misses changes before: the node sends them again
 				vals := make(map[string]*int16, len(cur))
 				for _, c := range cur[1:] {
 					if c.Rev != 0 {
@@ -857,7 +863,11 @@ func (s *Server) storeSweep() {
 	var jobs []job
 	s.mu.Lock()
 	now := s.now()
-	offline, remove := int64(s.opts.OfflineAfter), int64(s.opts.RemoveAfter)
+	// A node silent here may have moved to another replica that has not
+	// taken its record over yet: wait storeMoveGrace longer before listing
+	// it offline.
+	offline := int64(s.opts.OfflineAfter + min(storeMoveGrace, s.opts.OfflineAfter))
+	remove := int64(s.opts.RemoveAfter)
 	maxTombs := s.opts.MaxNodes + s.opts.MaxSharedKeys
 	for name, a := range s.apps {
 		for addr, e := range a.nodes {

@@ -215,6 +215,12 @@ func TestE2EMarsReplicasOnEtcd(t *testing.T) {
 	defer func() {
 		if t.Failed() {
 			t.Logf("last total seen: %v", lastSeen.Load())
+			for _, n := range nodes {
+				t.Logf("%s %s total %s:\n%s", n.name, n.addr, n.do("shared-get total"), n.stderr)
+			}
+			for _, r := range replicas {
+				t.Logf("replica %s:\n%s", r.host, r.log)
+			}
 		}
 	}()
 	eventually(t, 90*time.Second, func() bool {
