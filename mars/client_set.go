@@ -168,7 +168,7 @@ func (c *Client) addOp(o op) error {
 	if o.Add {
 		prev, ok := c.ops[o.Key]
 		switch {
-		case ok && prev.Seq > c.sentSeq: // not sent yet: merge
+		case ok && prev.Seq > c.sentMax: // never sent: merge
 			switch {
 			case prev.Del:
 				o = op{Key: o.Key, Val: o.Val} // removed, then added to: set

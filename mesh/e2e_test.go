@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -114,6 +115,12 @@ func runHelperNode(in io.Reader, out io.Writer) error {
 	return Shutdown()
 }
 
+// helperAdds are the background adds of shared-add.
+var (
+	helperAdds      sync.WaitGroup
+	helperAddFailed atomic.Bool
+)
+
 // helperCommand runs one command of a node process and returns its answer.
 func helperCommand(f []string) string {
 	arg := func(i int) string {
@@ -146,16 +153,23 @@ func helperCommand(f []string) string {
 		return okOrErr(Send(e2eCmd, arg(1), map[string]interface{}{"tag": arg(2)}))
 	case "shared-set": // shared-set <key> <value>
 		return fmt.Sprint(SetSharedData(arg(1), int16(num(2))))
-	case "shared-add": // shared-add <key> <delta> <count> <spread ms>: count adds over about spread ms
-		for i := 0; i < num(3); i++ {
-			if !AddSharedData(arg(1), int16(num(2))) {
-				return "false"
+	case "shared-add": // shared-add <key> <delta> <count> <spread ms>: count adds over about spread ms, in the background
+		helperAdds.Add(1)
+		go func() {
+			defer helperAdds.Done()
+			for i := 0; i < num(3); i++ {
+				if !AddSharedData(arg(1), int16(num(2))) {
+					helperAddFailed.Store(true)
+				}
+				if num(4) > 0 && i%10 == 9 {
+					time.Sleep(time.Duration(num(4)) * time.Millisecond / time.Duration(max(1, num(3)/10)))
+				}
 			}
-			if num(4) > 0 && i%10 == 9 {
-				time.Sleep(time.Duration(num(4)) * time.Millisecond / time.Duration(max(1, num(3)/10)))
-			}
-		}
-		return "true"
+		}()
+		return "started"
+	case "shared-add-wait": // shared-add-wait: waits for the background adds
+		helperAdds.Wait()
+		return fmt.Sprint(!helperAddFailed.Load())
 	case "sync-age": // sync-age: ms since MARS last answered, or -1
 		if age, ok := Default().mc.SyncAge(); ok {
 			return fmt.Sprint(age.Milliseconds())
