@@ -14,9 +14,9 @@ import (
 type txBatch struct {
 	nonce [12]byte // sealing scratch
 	pkts  [][]byte
-	ptrs []*[]byte // the pool entries behind pkts, returned as they came
-	bufs [][]byte  // one-element Buffers of msgs, reused
-	msgs []ipv4.Message
+	ptrs  []*[]byte // the pool entries behind pkts, returned as they came
+	bufs  [][]byte  // one-element Buffers of msgs, reused
+	msgs  []ipv4.Message
 }
 
 var (
