@@ -1,6 +1,7 @@
 package rudp
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -75,7 +76,12 @@ func TestKeyStrangerGetsNothing(t *testing.T) {
 			cfg.Keys = [][32]byte{k}
 			keyed := listenMem(t, n, kIn.config(cfg))
 			cfg.Keys = stranger.keys
-			str := listenMem(t, n, sIn.config(cfg))
+			var str *Transport
+			if cfg.Keys == nil {
+				str = New0(t, n, sIn.config(cfg))
+			} else {
+				str = listenMem(t, n, sIn.config(cfg))
+			}
 			for i := range 20 {
 				str.Send(keyed.LocalAddr(), 1, []byte("in"))
 				str.USend(keyed.LocalAddr(), 2, []byte("u-in"))
@@ -121,7 +127,7 @@ func TestKeyStrangerGetsNothing(t *testing.T) {
 func TestKeyStrangerNoAnswer(t *testing.T) {
 	n := faultnet.New(8)
 	keyed := listenMem(t, n, keyedConfig(testKey(t)))
-	str := listenMem(t, n, fastConfig())
+	str := New0(t, n)
 	other := listenMem(t, n, keyedConfig(testKey(t)))
 	for range 50 {
 		str.Send(keyed.LocalAddr(), 1, []byte("in"))
@@ -385,4 +391,74 @@ func TestKeyAuthFailureAllocs(t *testing.T) {
 			t.Errorf("%s: %d auth failures counted, want >= 200", c.name, got)
 		}
 	}
+}
+
+// New0 starts a keyless transport on faultnet, even in the keyed suite.
+func New0(t testing.TB, n *faultnet.Network, cfg ...Config) *Transport {
+	t.Helper()
+	c, err := n.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cf Config
+	if len(cfg) > 0 {
+		cf = cfg[0]
+	} else {
+		cf = fastConfig()
+	}
+	tr, err := New(c, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// TestKeyCrashedPeer: with keys a peer that crashed and restarted on the
+// same address is not told about the old session (nothing answers what
+// it cannot open): the old session ends by silence, and the next send
+// reaches the new incarnation.
+func TestKeyCrashedPeer(t *testing.T) {
+	k := testKey(t)
+	aIn := newInbox()
+	a := listenUDP(t, aIn.config(keyedConfig2(k)))
+	b1In := newInbox()
+	b1 := listenUDP(t, b1In.config(keyedConfig2(k)))
+	addr := b1.LocalAddr()
+	a.Send(addr, 1, []byte("to b1"))
+	if !b1In.waitFor(10*time.Second, func() bool { return len(b1In.msgs) == 1 }) {
+		t.Fatal("no session")
+	}
+	b1.Abort()
+	b2In := newInbox()
+	b2, err := Listen(addr.String(), b2In.config(keyedConfig2(k)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	a.Send(addr, 1, []byte("meant for b1"))
+	d := waitDown(t, aIn, 20*time.Second)
+	if !errors.Is(d.err, ErrPeerTimeout) {
+		t.Fatalf("down error %v, want ErrPeerTimeout", d.err)
+	}
+	a.Send(addr, 1, []byte("to b2"))
+	if !b2In.waitFor(20*time.Second, func() bool { return len(b2In.msgs) >= 1 }) {
+		t.Fatal("b2 got nothing")
+	}
+	b2In.mu.Lock()
+	defer b2In.mu.Unlock()
+	for _, m := range b2In.msgs {
+		if string(m.payload) != "to b2" {
+			t.Fatalf("b2 got %q, meant for the old incarnation", m.payload)
+		}
+	}
+	if b2.Stats().AuthFailures == 0 {
+		t.Error("b2 counted no auth failures for the old session's packets")
+	}
+}
+
+func keyedConfig2(k [32]byte) Config {
+	c := fastConfig()
+	c.Keys = [][32]byte{k}
+	return c
 }
