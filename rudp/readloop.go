@@ -37,7 +37,7 @@ func (t *Transport) readLoop() {
 		bufs = make([][]byte, readBatch)
 		from = make([]netip.AddrPort, readBatch)
 		for i := range msgs {
-			bufs[i] = make([]byte, 2*MaxPacketSize)
+			bufs[i] = make([]byte, readBufSize)
 			msgs[i].Buffers = [][]byte{bufs[i]}
 		}
 		read = func() (int, error) {

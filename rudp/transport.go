@@ -70,6 +70,7 @@ type Transport struct {
 	ackTimer *time.Timer  // read by the flusher (loops.go)
 	acksOwed atomic.Int32 // sessions with ackDue set
 
+	paths     pathMTUs   // see pathmtu.go
 	ev        eventQueue // see events.go
 	cookieKey [32]byte   // keys the stateless handshake cookies
 }
