@@ -76,6 +76,7 @@ type session struct {
 	delivering   bool // a goroutine is handing frames to OnMessage
 	deliverMore  bool // a note for that goroutine: pull again
 	resumeQueued bool // an evResume is queued
+	corked       bool // sends leave the flush to the deliverer (deliverFrames)
 
 	// Progress: stallSince is when data last went from idle to in flight
 	// or was last acknowledged (or the peer last showed a closed window).
