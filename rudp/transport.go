@@ -124,6 +124,10 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 		conn.Close()
 		return nil, err
 	}
+	if err := checkKeys(cfg.Keys); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	local, err := addrPortOf(conn.LocalAddr())
 	if err != nil {
 		conn.Close()
