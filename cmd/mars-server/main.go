@@ -3,6 +3,7 @@
 //	mars-server [-config FILE] [-offline-after 3s] [-remove-after 10s] [-data DIR] [-admin HOST:PORT]
 //	            [-log-level info] [-log-format text] [-cpuprofile FILE]
 //	mars-server -version
+//	mars-server -keygen
 //
 // It reads the mesh configuration with config.Load (defaults, then the JSON
 // file given with -config, then DIARKIS_* environment variables such as
@@ -12,6 +13,11 @@
 // retryTimeout for its transport. It logs with log/slog to stderr (text or
 // JSON), starting with the address it bound. SIGINT or SIGTERM stop it
 // cleanly (exit 0); with -data the shared data is saved on the way out.
+//
+// The cluster keys (meshKey, DIARKIS_MESH_KEY; meshKeyFile,
+// DIARKIS_MESH_KEY_FILE) seal all of MARS's traffic, as for nodes; without
+// a key, a MARS on a non-loopback address logs one warning. -keygen prints
+// a new random key (base64) and exits.
 //
 // -admin (or the adminAddress key, DIARKIS_ADMIN_ADDRESS) opens the admin
 // HTTP endpoint: /metrics, /healthz, /readyz, /debug/pprof/, /v1/status,
@@ -68,6 +74,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	logFormat := fs.String("log-format", "text", "log format: "+cli.LogFormats)
 	adminAddr := fs.String("admin", "", "serve the admin HTTP endpoint and dashboard on `host:port` (default: adminAddress of the configuration; off when empty)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	keygen := fs.Bool("keygen", false, "print a new random cluster key (base64, for meshKey or a meshKeyFile line) and exit")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file` until the server stops (for performance work)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mars-server [flags]\n\n"+
@@ -98,6 +105,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		return usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
+	if *keygen {
+		k, err := rudp.GenerateKey()
+		if err != nil {
+			return fail(cli.ExitFail, err)
+		}
+		fmt.Fprintln(stdout, config.EncodeKey(k))
+		return cli.ExitOK
+	}
 	if *offlineAfter <= 0 || *removeAfter < *offlineAfter {
 		return usage(fmt.Errorf("-offline-after (%v) must be positive and -remove-after (%v) at least as long", *offlineAfter, *removeAfter))
 	}
@@ -116,6 +131,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		}
 	}
 	cli.WarnUnknownEnv(log)
+	keys, err := cfg.Keys() // Load checked them; the key file may have changed since
+	if err != nil {
+		return fail(cli.ExitUsage, err)
+	}
 	srv, err := mars.Listen(cfg.MarsAddr(), mars.ServerOptions{
 		OfflineAfter: *offlineAfter,
 		RemoveAfter:  *removeAfter,
@@ -126,10 +145,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		Transport: rudp.Config{
 			RetryInterval: cfg.RetryIntervalDuration(),
 			RetryTimeout:  cfg.RetryTimeoutDuration(),
+			Keys:          keys,
 		},
 	})
 	if err != nil {
 		return fail(cli.ExitFail, err)
+	}
+	if len(keys) == 0 && !srv.Addr().Addr().Unmap().IsLoopback() {
+		log.Warn("no cluster key (meshKey, meshKeyFile): traffic on this non-loopback address is neither "+
+			"authenticated nor encrypted; anyone who reaches the port can register, read and send", "addr", srv.Addr().String())
 	}
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
@@ -151,7 +175,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Info("admin endpoint listening", "addr", adm.Addr(), "dashboard", "http://"+adm.Addr()+"/")
 	}
 	log.Info("mars-server listening", "addr", srv.Addr().String(), "incarnation", fmt.Sprintf("%016x", srv.Incarnation()),
-		"offlineAfter", *offlineAfter, "removeAfter", *removeAfter, "data", *dataDir)
+		"offlineAfter", *offlineAfter, "removeAfter", *removeAfter, "data", *dataDir, "keys", len(keys))
 	<-ctx.Done()
 	log.Info("mars-server stopping")
 	if err := srv.Close(); err != nil {
