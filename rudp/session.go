@@ -21,7 +21,8 @@ const (
 	stateDead
 )
 
-// kcpMSS is the payload of one KCP segment in a kcpMTU-sized packet.
+// kcpMSS is the payload of one KCP segment in a kcpMTU-sized packet
+// (without keys; Transport.kcpMSS is the one in use).
 const kcpMSS = kcpMTU - kcp.IKCP_OVERHEAD
 
 // session is the one reliable channel between this transport and a peer
@@ -95,6 +96,7 @@ type session struct {
 	probeTok       uint64 // token of the last probe SYN
 	probeAt        int64
 	establishedAt  int64
+	sec            sessSec // cluster-key state (keyed.go)
 }
 
 func newSession(t *Transport, addr netip.AddrPort, now int64) *session {
@@ -121,10 +123,10 @@ func (s *session) establishLocked(now int64) {
 	k := kcp.NewKCP(s.conv, s.output)
 	k.NoDelay(1, int(s.t.cfg.Interval/time.Millisecond), 2, 1)
 	k.WndSize(s.t.cfg.SendWindow, s.t.cfg.RecvWindow)
-	k.SetMtu(kcpMTU)
+	k.SetMtu(s.t.kcpMTU)
 	s.kcp = k
 	s.rbuf = make([]byte, 2*MaxPacketSize)
-	s.scratch = make([]byte, 0, kcpMSS)
+	s.scratch = make([]byte, 0, s.t.kcpMSS)
 	s.state = stateEstablished
 	s.establishedAt = now
 	s.lastRecv.Store(now)
@@ -133,6 +135,7 @@ func (s *session) establishLocked(now int64) {
 		s.pushLocked()
 		kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
 	}
+	s.releaseHeldLocked()
 }
 
 // output is KCP's output callback: one packet, prefixed with its type
@@ -249,7 +252,7 @@ func (s *session) unlockAndWrite() {
 	s.tx, s.fire = nil, nil
 	s.mu.Unlock()
 	if b != nil {
-		s.t.writeBatch(b, s.addr, s.naddr)
+		s.t.writeBatch(b, s)
 	}
 	for _, f := range fire {
 		f.done(f.err)
@@ -288,7 +291,7 @@ func (s *session) enqueueLocked(kind byte, size int, parts [][]byte, ackNow bool
 	s.direct.reset(s.directBufs)
 	limit := 2 * s.t.cfg.SendWindow
 	for s.direct.n > 0 && s.kcp.WaitSnd() < limit {
-		s.sendPieceLocked(s.direct.next(kcpMSS, s.scratch))
+		s.sendPieceLocked(s.direct.next(s.t.kcpMSS, s.scratch))
 	}
 	if s.direct.n > 0 {
 		s.queue.push(s.direct.copyOut())
@@ -320,7 +323,7 @@ func (s *session) pushLocked() bool {
 	limit := 2 * s.t.cfg.SendWindow
 	moved := false
 	for s.queue.n > 0 && s.kcp.WaitSnd() < limit {
-		s.sendPieceLocked(s.queue.next(kcpMSS, s.scratch))
+		s.sendPieceLocked(s.queue.next(s.t.kcpMSS, s.scratch))
 		moved = true
 	}
 	return moved
@@ -359,6 +362,7 @@ func (s *session) dieLocked(reason error) {
 		s.ackLocked()
 	}
 	s.state = stateDead
+	s.dropHeldLocked()
 	s.err = &PeerError{Addr: s.addr, Reason: reason, Unacked: s.msgEnds.len()}
 	for _, m := range s.tracked {
 		s.fire = append(s.fire, firing{m.done, s.err})

@@ -46,7 +46,7 @@ func (t *Transport) usend(to netip.AddrPort, kind byte, size int, parts [][]byte
 		for _, p := range parts {
 			b = append(b, p...)
 		}
-		return t.write(b, to)
+		return t.uwrite(b, to)
 	}
 	count := (size + MaxSize - 1) / MaxSize
 	id := t.fragID.Add(1)
@@ -66,7 +66,7 @@ func (t *Transport) usend(to netip.AddrPort, kind byte, size int, parts [][]byte
 				cur = cur[1:]
 			}
 		}
-		if err := t.write(b, to); err != nil {
+		if err := t.uwrite(b, to); err != nil {
 			return err
 		}
 	}
