@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/marsmesh/marsmesh/config"
 )
@@ -63,5 +64,15 @@ func TestBadKeyExits2(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestDemoKeyed runs every demo step on a keyed cluster (the child node
+// process included).
+func TestDemoKeyed(t *testing.T) {
+	// A bad DIARKIS_MESH_KEY too: the demo ignores DIARKIS_* variables.
+	code, out, errOut := runNode(t, 90*time.Second, []string{"DIARKIS_MESH_KEY=c2hvcnQ="}, "demo", "-key")
+	if code != 0 || !strings.Contains(out, "Cluster key: a fresh random one") || !strings.Contains(out, "PASS: 13 of 13 steps passed") {
+		t.Fatalf("demo -key: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 }

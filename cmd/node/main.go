@@ -2,7 +2,7 @@
 // one-command local cluster demo.
 //
 //	node run -type TYPE [-config FILE] [-role ROLE] [-endpoint HOST:PORT] [-value k=v ...] [-admin HOST:PORT]
-//	node demo [-nodes 5]
+//	node demo [-nodes 5] [-key]
 //	node status [-mars HOST:PORT] [-app NAME] [-timeout 5s]
 //	node healthcheck -addr HOST:PORT [-timeout 5s]
 //	node keygen
