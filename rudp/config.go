@@ -37,6 +37,13 @@ type Config struct {
 	// payload is owned by the callee. Reliable messages from one peer
 	// arrive in the order they were sent.
 	OnMessage func(from netip.AddrPort, kind byte, payload []byte, reliable bool)
+	// MayBlock, if set, is asked on the read goroutine for each reliable
+	// message's kind (it must be quick and must not block). For a kind it
+	// reports true for, OnMessage runs on a goroutine that has handed the
+	// socket to another one first (leader/follower, see readers.go), so it
+	// may run code that blocks for a while; messages from one peer still
+	// arrive in order, and wait for the one before them.
+	MayBlock func(kind byte) bool
 	// OnPeerUp is called when a session with a peer incarnation is
 	// established. It and OnPeerDown run on the transport's event
 	// goroutine, in order, never on the read or timer goroutines.
@@ -45,6 +52,16 @@ type Config struct {
 	OnPeerDown func(addr netip.AddrPort, err error)
 	// Logger receives rate-limited warnings. Default slog.Default().
 	Logger *slog.Logger
+
+	// Keys are the cluster keys (see "Cluster keys" in the package doc).
+	// Empty: nothing is encrypted or authenticated. Otherwise every
+	// datagram this transport sends or accepts is sealed with AES-256-GCM
+	// (SealOverhead bytes each on a session), with per-session keys and
+	// replay protection; Keys[0] is tried first when dialing, and a peer
+	// is accepted if it holds any key of the list, which is how a key is
+	// rotated without downtime. At most MaxKeys keys; an all-zero key is
+	// refused with ErrBadKey. Generate keys with GenerateKey.
+	Keys [][32]byte
 }
 
 func (c Config) withDefaults() Config {

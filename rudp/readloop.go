@@ -1,13 +1,10 @@
 package rudp
 
 import (
-	"errors"
-	"net"
 	"net/netip"
 	"time"
 
 	kcp "github.com/xtaci/kcp-go/v5"
-	"golang.org/x/net/ipv4"
 )
 
 func (t *Transport) readFrom(buf []byte) (int, netip.AddrPort, error) {
@@ -21,66 +18,6 @@ func (t *Transport) readFrom(buf []byte) (int, netip.AddrPort, error) {
 	}
 	ap, err := addrPortOf(a)
 	return n, ap, err
-}
-
-// readLoop is the only reader of the socket; every reliable message is
-// delivered from here, which keeps per-peer order. It reads packets in
-// batches where the socket allows (recvmmsg) and acknowledges once per
-// batch and session, so a burst of segments costs one ack packet.
-func (t *Transport) readLoop() {
-	defer t.wg.Done()
-	var read func() (int, error)
-	var bufs [][]byte
-	var from []netip.AddrPort
-	if t.batch != nil {
-		msgs := make([]ipv4.Message, readBatch)
-		bufs = make([][]byte, readBatch)
-		from = make([]netip.AddrPort, readBatch)
-		for i := range msgs {
-			bufs[i] = make([]byte, 2*MaxPacketSize)
-			msgs[i].Buffers = [][]byte{bufs[i]}
-		}
-		read = func() (int, error) {
-			n, err := t.batch.pc.ReadBatch(msgs, 0)
-			for i := range n {
-				ap, _ := addrPortOf(msgs[i].Addr)
-				from[i] = ap
-				bufs[i] = msgs[i].Buffers[0][:msgs[i].N]
-				msgs[i].Addr = nil
-			}
-			return n, err
-		}
-	} else {
-		buf := make([]byte, 64<<10)
-		bufs = [][]byte{buf}
-		from = make([]netip.AddrPort, 1)
-		read = func() (int, error) {
-			n, ap, err := t.readFrom(buf)
-			bufs[0], from[0] = buf[:n], ap
-			if err != nil {
-				return 0, err
-			}
-			return 1, nil
-		}
-	}
-	for {
-		n, err := read()
-		if err != nil {
-			if t.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			t.warn.Warn("rudp: read error", "local", t.local, "err", err)
-			continue
-		}
-		t.stats.packetsIn.Add(uint64(n))
-		var bytes int
-		for i := range n {
-			bytes += len(bufs[i])
-			t.handlePacket(bufs[i], from[i])
-		}
-		t.stats.bytesIn.Add(uint64(bytes))
-		t.scheduleAcks()
-	}
 }
 
 // readBatch is how many packets one recvmmsg call takes at most.
@@ -107,10 +44,7 @@ func (t *Transport) scheduleAcks() {
 	clear(t.acksDue)
 	t.acksDue = t.acksDue[:0]
 	if arm {
-		select {
-		case t.ackWake <- struct{}{}:
-		default:
-		}
+		t.ackTimer.Reset(ackDelay) // no goroutine wakes for this (loops.go)
 	}
 }
 
@@ -125,6 +59,7 @@ func (t *Transport) flushAcks() {
 		s.mu.Lock()
 		if s.ackDue {
 			s.ackDue = false
+			t.acksOwed.Add(-1)
 			s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
 		} else {
 			s.unlockAndWrite()
@@ -142,13 +77,23 @@ func (t *Transport) bad(cause string, from netip.AddrPort) {
 }
 
 // handlePacket is the one place datagrams enter the transport: every
-// packet read from the socket is parsed here first (a layer that opens
-// sealed packets goes here).
+// packet read from the socket is parsed here first. With keys it is
+// opened (keyed.go) before anything else looks at it.
 func (t *Transport) handlePacket(p []byte, from netip.AddrPort) {
 	if len(p) == 0 {
 		t.bad("empty", from)
 		return
 	}
+	if t.ks.keyed {
+		t.handleSealed(p, from)
+		return
+	}
+	t.handlePlain(p, from)
+}
+
+// handlePlain handles a packet in the clear: as read without keys, or
+// opened with keys.
+func (t *Transport) handlePlain(p []byte, from netip.AddrPort) {
 	switch p[0] {
 	case pktKCP:
 		t.handleKCP(p[1:], from)
@@ -235,7 +180,7 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 		defer t.peerUp(s, s.remoteInc)
 	}
 	s.lastRecv.Store(now)
-	if s.kcp.Input(seg, kcp.IKCP_PACKET_REGULAR, false) < 0 {
+	if s.input(seg) < 0 {
 		s.unlockAndWrite()
 		t.bad("malformed KCP segment", from)
 		return
@@ -266,6 +211,7 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 	default:
 		if !s.ackDue {
 			s.ackDue = true
+			t.acksOwed.Add(1)
 			t.acksDue = append(t.acksDue, s)
 		}
 		s.unlockAndWrite()
@@ -273,14 +219,7 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 	if !own {
 		return
 	}
-	for _, f := range frames {
-		t.deliver(from, f.kind, f.payload, true)
-	}
-	if ackNow {
-		s.mu.Lock()
-		s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
-	}
-	t.frames = t.finishDelivery(s, frames)
+	t.frames = t.deliverOwn(s, frames, ackNow) // deliver.go
 }
 
 func clearFrames(f []frame) []frame {

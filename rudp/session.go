@@ -21,7 +21,8 @@ const (
 	stateDead
 )
 
-// kcpMSS is the payload of one KCP segment in a kcpMTU-sized packet.
+// kcpMSS is the payload of one KCP segment in a kcpMTU-sized packet
+// (without keys; Transport.kcpMSS is the one in use).
 const kcpMSS = kcpMTU - kcp.IKCP_OVERHEAD
 
 // session is the one reliable channel between this transport and a peer
@@ -46,7 +47,11 @@ type session struct {
 	queuedFlush bool  // listed for the transport's flusher goroutine
 	sendFlushAt int64 // when a sender last flushed this session itself
 	flushWant   kcp.FlushType
-	ackDue      bool // owes acks no data carried yet (see scheduleAcks)
+	ackDue      bool   // owes acks no data carried yet (see scheduleAcks)
+	inInput     bool   // kcp.Input runs: its ack-only output is held (ackhold.go)
+	heldAcks    []byte // ACK segments held for the next packet (ackhold.go)
+	joinBuf     []byte // scratch: held acks joined to a packet
+	mtu         int    // KCP packet size (see pathmtu.go)
 
 	// Outgoing bytes: framed messages waiting for KCP window room live in
 	// queue. Counters are cumulative byte offsets in the stream.
@@ -72,6 +77,7 @@ type session struct {
 	delivering   bool // a goroutine is handing frames to OnMessage
 	deliverMore  bool // a note for that goroutine: pull again
 	resumeQueued bool // an evResume is queued
+	corked       bool // sends leave the flush to the deliverer (deliverFrames)
 
 	// Progress: stallSince is when data last went from idle to in flight
 	// or was last acknowledged (or the peer last showed a closed window).
@@ -95,6 +101,7 @@ type session struct {
 	probeTok       uint64 // token of the last probe SYN
 	probeAt        int64
 	establishedAt  int64
+	sec            sessSec // cluster-key state (keyed.go)
 }
 
 func newSession(t *Transport, addr netip.AddrPort, now int64) *session {
@@ -121,10 +128,11 @@ func (s *session) establishLocked(now int64) {
 	k := kcp.NewKCP(s.conv, s.output)
 	k.NoDelay(1, int(s.t.cfg.Interval/time.Millisecond), 2, 1)
 	k.WndSize(s.t.cfg.SendWindow, s.t.cfg.RecvWindow)
-	k.SetMtu(kcpMTU)
+	s.mtu = s.t.sessionMTU(s.addr) // pathmtu.go
+	k.SetMtu(s.mtu)
 	s.kcp = k
 	s.rbuf = make([]byte, 2*MaxPacketSize)
-	s.scratch = make([]byte, 0, kcpMSS)
+	s.scratch = make([]byte, 0, s.t.kcpMSS)
 	s.state = stateEstablished
 	s.establishedAt = now
 	s.lastRecv.Store(now)
@@ -133,15 +141,30 @@ func (s *session) establishLocked(now int64) {
 		s.pushLocked()
 		kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
 	}
+	s.releaseHeldLocked()
 }
 
 // output is KCP's output callback: one packet, prefixed with its type
 // byte, queued in the session's batch. It runs under s.mu.
 func (s *session) output(buf []byte, size int) {
+	if s.holdLocked(buf[:size]) {
+		return
+	}
 	if s.tx == nil {
 		s.tx = txPool.Get().(*txBatch)
 	}
-	s.tx.add(pktKCP, buf[:size])
+	switch {
+	case len(s.heldAcks) == 0:
+		s.tx.add(pktKCP, buf[:size])
+	case len(s.heldAcks)+size <= s.mtu:
+		s.joinBuf = append(append(s.joinBuf[:0], s.heldAcks...), buf[:size]...)
+		s.tx.add(pktKCP, s.joinBuf) // the held acks ride along
+		s.heldAcks = s.heldAcks[:0]
+	default:
+		s.tx.add(pktKCP, s.heldAcks)
+		s.heldAcks = s.heldAcks[:0]
+		s.tx.add(pktKCP, buf[:size])
+	}
 	s.lastSend.Store(s.t.now())
 	s.countRetransmits(buf[:size])
 }
@@ -211,7 +234,10 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 		return
 	}
 	s.flushing = true
-	s.ackDue = false // the flush below carries the acks owed
+	if s.ackDue {
+		s.ackDue = false // the flush below carries the acks owed
+		s.t.ackCarried()
+	}
 	if yield {
 		// Let goroutines that are ready to run (other senders, typically
 		// woken by the same batch of responses) queue their messages
@@ -228,6 +254,7 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 	}
 	for round := 0; ; round++ {
 		kcpFlush(s.kcp, ft)
+		s.sendHeldAcksLocked()
 		s.unlockAndWrite()
 		s.mu.Lock()
 		if s.flushWant == 0 || s.state != stateEstablished {
@@ -236,6 +263,7 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 		ft, s.flushWant = s.flushWant, 0
 		if round == 8 {
 			kcpFlush(s.kcp, ft) // the last round; later notes flush themselves
+			s.sendHeldAcksLocked()
 			break
 		}
 	}
@@ -249,7 +277,7 @@ func (s *session) unlockAndWrite() {
 	s.tx, s.fire = nil, nil
 	s.mu.Unlock()
 	if b != nil {
-		s.t.writeBatch(b, s.addr, s.naddr)
+		s.t.writeBatch(b, s)
 	}
 	for _, f := range fire {
 		f.done(f.err)
@@ -288,7 +316,7 @@ func (s *session) enqueueLocked(kind byte, size int, parts [][]byte, ackNow bool
 	s.direct.reset(s.directBufs)
 	limit := 2 * s.t.cfg.SendWindow
 	for s.direct.n > 0 && s.kcp.WaitSnd() < limit {
-		s.sendPieceLocked(s.direct.next(kcpMSS, s.scratch))
+		s.sendPieceLocked(s.direct.next(s.t.kcpMSS, s.scratch))
 	}
 	if s.direct.n > 0 {
 		s.queue.push(s.direct.copyOut())
@@ -320,7 +348,7 @@ func (s *session) pushLocked() bool {
 	limit := 2 * s.t.cfg.SendWindow
 	moved := false
 	for s.queue.n > 0 && s.kcp.WaitSnd() < limit {
-		s.sendPieceLocked(s.queue.next(kcpMSS, s.scratch))
+		s.sendPieceLocked(s.queue.next(s.t.kcpMSS, s.scratch))
 		moved = true
 	}
 	return moved
@@ -359,6 +387,8 @@ func (s *session) dieLocked(reason error) {
 		s.ackLocked()
 	}
 	s.state = stateDead
+	s.heldAcks, s.joinBuf = nil, nil
+	s.dropHeldLocked()
 	s.err = &PeerError{Addr: s.addr, Reason: reason, Unacked: s.msgEnds.len()}
 	for _, m := range s.tracked {
 		s.fire = append(s.fire, firing{m.done, s.err})

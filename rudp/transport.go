@@ -59,6 +59,7 @@ type Transport struct {
 
 	// read-loop scratch
 	frames   []frame
+	claimed  []claim // see readers.go
 	noSessMu sync.Mutex
 	noSessAt map[netip.AddrPort]int64
 	acksDue  []*session
@@ -66,11 +67,18 @@ type Transport struct {
 	ackMu    sync.Mutex
 	ackq     []*session // owe acks; flushed when ackTimer fires
 	ackSpare []*session
-	ackArmed bool // the flusher's ack timer runs
-	ackWake  chan struct{}
+	ackArmed bool         // ackTimer runs
+	ackTimer *time.Timer  // read by the flusher (loops.go)
+	acksOwed atomic.Int32 // sessions with ackDue set
 
+	paths     pathMTUs   // see pathmtu.go
+	rd        readers    // see readers.go
 	ev        eventQueue // see events.go
 	cookieKey [32]byte   // keys the stateless handshake cookies
+
+	ks             keyState // cluster keys (keyed.go)
+	kcpMTU, kcpMSS int      // KCP packet and segment payload sizes
+	maxDatagram    int      // the largest unreliable datagram before sealing
 }
 
 type frame struct {
@@ -124,6 +132,10 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 		conn.Close()
 		return nil, err
 	}
+	if err := checkKeys(cfg.Keys); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	local, err := addrPortOf(conn.LocalAddr())
 	if err != nil {
 		conn.Close()
@@ -144,15 +156,26 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 		noSessAt:  make(map[netip.AddrPort]int64),
 		warn:      ratelog.New(cfg.Logger, 10*time.Second),
 	}
-	t.ackWake = make(chan struct{}, 1)
+	t.rd.lead = make(chan *readState)
+	t.ackTimer = time.NewTimer(time.Hour)
+	t.ackTimer.Stop()
 	t.ev.wake = make(chan struct{}, 1)
 	rand.Read(t.cookieKey[:])
+	t.kcpMTU, t.maxDatagram = kcpMTU, MaxPacketSize
+	if len(cfg.Keys) > 0 {
+		t.ks.keyed = true
+		t.ks.hsAEAD = handshakeAEADs(cfg.Keys)
+		t.ks.seen = make(map[uint64]int64)
+		t.kcpMTU -= SealOverhead
+		t.maxDatagram -= SealOverhead
+	}
+	t.kcpMSS = t.kcpMTU - kcpOverhead
 	t.fast, _ = conn.(addrPortConn)
 	t.batch = newBatchWriter(conn, local)
 	t.reasm = newReassembler(cfg.ReassemblyLimit, cfg.ReassemblyTTL)
 	t.wg.Add(4)
 	go t.eventLoop()
-	go t.readLoop()
+	go t.readLoop(nil)
 	go t.timerLoop()
 	go t.flushLoop()
 	return t, nil
@@ -256,7 +279,7 @@ func (t *Transport) kill(s *session, reason error, rst bool) {
 	}
 	s.unlockAndWrite()
 	if rst && keyed {
-		t.sendTagged(s.addr, c)
+		t.sendTagged(s, c)
 	}
 }
 
@@ -367,14 +390,16 @@ func (t *Transport) shutdown(graceful bool) {
 			s.mu.Lock()
 			if graceful && (s.state == stateEstablished || s.state == stateConfirming) {
 				fin := tagged{typ: pktFin, conv: s.keys.conv, tag: s.keys.fin}
-				t.sendTagged(s.addr, fin)
-				t.sendTagged(s.addr, fin) // a second copy in case one is lost
+				t.sendTagged(s, fin)
+				t.sendTagged(s, fin) // a second copy in case one is lost
 			}
 			if s.state != stateDead {
 				s.dieLocked(ErrClosed)
 			}
 			s.unlockAndWrite()
 		}
+		t.rd.mu.Lock() // a reader rejoining after this sees closing (readers.go)
+		t.rd.mu.Unlock()
 		close(t.done)
 		t.conn.Close()
 		t.wg.Wait()
