@@ -45,7 +45,12 @@ import (
 // directions, acks included, counted on the node side), and the time for a
 // change on one node (a shared key and its type) to reach every node. With
 // MARS_SCALE_RESTART set, MARS is then SIGKILLed and restarted on its port,
-// and the re-registration is measured (scaleRestart).
+// and the re-registration is measured (scaleRestart). With MARS_SCALE_ETCD
+// set, MARS is two mars-server -store etcd replicas over a real etcd
+// (internal/etcdtest) and the one serving every node is killed instead
+// (scaleReplicaKill):
+//
+//	MARS_SCALE=5000 MARS_SCALE_ETCD=1 go test -run=TestScale -v -timeout=20m ./mars
 func TestScale(t *testing.T) {
 	spec := os.Getenv("MARS_SCALE")
 	if spec == "" {
