@@ -82,7 +82,7 @@ func TestKeysOrderAndDuplicates(t *testing.T) {
 	k1, s1 := testKey(1)
 	k2, s2 := testKey(2)
 	k3, s3 := testKey(3)
-	path := keyFile(t, "# rotation: the first line sends\n\n  "+s2+"  \r\n"+s1+"\n# old\n"+s3+"\n"+s2+"\n")
+	path := keyFile(t, "# rotation: the new key first\n\n  "+s2+"  \r\n"+s1+"\n# old\n"+s3+"\n"+s2+"\n")
 
 	m := Default()
 	m.MeshKeyFile = path
