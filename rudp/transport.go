@@ -155,15 +155,15 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 	t.ackWake = make(chan struct{}, 1)
 	t.ev.wake = make(chan struct{}, 1)
 	rand.Read(t.cookieKey[:])
-	t.kcpMTU, t.maxDatagram = kcpMTU, MaxPacketSize
+	t.kcpMTU, t.kcpMSS, t.maxDatagram = kcpMTU, kcpMSS, MaxPacketSize
 	if len(cfg.Keys) > 0 {
 		t.ks.keyed = true
 		t.ks.hsAEAD = handshakeAEADs(cfg.Keys)
 		t.ks.seen = make(map[uint64]int64)
 		t.kcpMTU -= SealOverhead
+		t.kcpMSS -= SealOverhead
 		t.maxDatagram -= SealOverhead
 	}
-	t.kcpMSS = t.kcpMTU - kcpOverhead
 	t.fast, _ = conn.(addrPortConn)
 	t.batch = newBatchWriter(conn, local)
 	t.reasm = newReassembler(cfg.ReassemblyLimit, cfg.ReassemblyTTL)
