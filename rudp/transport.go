@@ -66,8 +66,9 @@ type Transport struct {
 	ackMu    sync.Mutex
 	ackq     []*session // owe acks; flushed when ackTimer fires
 	ackSpare []*session
-	ackArmed bool // the flusher's ack timer runs
-	ackWake  chan struct{}
+	ackArmed bool         // ackTimer runs
+	ackTimer *time.Timer  // read by the flusher (loops.go)
+	acksOwed atomic.Int32 // sessions with ackDue set
 
 	ev        eventQueue // see events.go
 	cookieKey [32]byte   // keys the stateless handshake cookies
@@ -152,7 +153,8 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 		noSessAt:  make(map[netip.AddrPort]int64),
 		warn:      ratelog.New(cfg.Logger, 10*time.Second),
 	}
-	t.ackWake = make(chan struct{}, 1)
+	t.ackTimer = time.NewTimer(time.Hour)
+	t.ackTimer.Stop()
 	t.ev.wake = make(chan struct{}, 1)
 	rand.Read(t.cookieKey[:])
 	t.kcpMTU, t.kcpMSS, t.maxDatagram = kcpMTU, kcpMSS, MaxPacketSize
