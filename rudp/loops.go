@@ -17,6 +17,11 @@ import (
 // not. Large messages fill whole segments anyway and are flushed inline.
 const hotWindow = 15 * time.Microsecond
 
+// yieldWindow: a sender that flushes this soon after the session's last
+// flush by a sender lets other ready goroutines queue their messages
+// first (flushUnlock's yield), so that they share the flush.
+const yieldWindow = 50 * time.Microsecond
+
 func (t *Transport) queueFlush(s *session) {
 	t.flushMu.Lock()
 	t.flushq = append(t.flushq, s)
@@ -28,22 +33,20 @@ func (t *Transport) queueFlush(s *session) {
 }
 
 // flushLoop flushes sessions whose senders handed the job over, and
-// sends the acks owed ackDelay after the read loop asks.
+// sends the acks owed ackDelay after the read loop asks. The read loop
+// arms ackTimer itself (Reset wakes no goroutine); a flush that carries
+// the last acks owed stops it (ackCarried), so in a request/response
+// exchange the flusher does not wake at all.
 func (t *Transport) flushLoop() {
 	defer t.wg.Done()
 	var batch []*session
 	var ubatch []*udest
-	ackTimer := time.NewTimer(time.Hour)
-	ackTimer.Stop()
-	defer ackTimer.Stop()
+	defer t.ackTimer.Stop()
 	for {
 		select {
 		case <-t.done:
 			return
-		case <-t.ackWake:
-			ackTimer.Reset(ackDelay)
-			continue
-		case <-ackTimer.C:
+		case <-t.ackTimer.C:
 			t.flushAcks()
 			continue
 		case <-t.flushWake:
@@ -155,4 +158,22 @@ func (t *Transport) sweep(now int64) {
 	}
 	t.reasm.expire(now)
 	t.expireUdests(now)
+}
+
+// ackCarried notes that a flush carried the acks a session owed; when no
+// session owes any, the ack timer stops. It runs under s.mu.
+func (t *Transport) ackCarried() {
+	if t.acksOwed.Add(-1) != 0 {
+		return
+	}
+	t.ackMu.Lock()
+	if t.ackArmed && t.acksOwed.Load() == 0 {
+		// A session that owes acks after this check is queued after it
+		// and finds the timer unarmed, so it arms it again.
+		t.ackTimer.Stop()
+		t.ackArmed = false
+		clear(t.ackq)
+		t.ackq = t.ackq[:0]
+	}
+	t.ackMu.Unlock()
 }

@@ -107,10 +107,7 @@ func (t *Transport) scheduleAcks() {
 	clear(t.acksDue)
 	t.acksDue = t.acksDue[:0]
 	if arm {
-		select {
-		case t.ackWake <- struct{}{}:
-		default:
-		}
+		t.ackTimer.Reset(ackDelay) // no goroutine wakes for this (loops.go)
 	}
 }
 
@@ -125,6 +122,7 @@ func (t *Transport) flushAcks() {
 		s.mu.Lock()
 		if s.ackDue {
 			s.ackDue = false
+			t.acksOwed.Add(-1)
 			s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
 		} else {
 			s.unlockAndWrite()
@@ -245,7 +243,7 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 		defer t.peerUp(s, s.remoteInc)
 	}
 	s.lastRecv.Store(now)
-	if s.kcp.Input(seg, kcp.IKCP_PACKET_REGULAR, false) < 0 {
+	if s.input(seg) < 0 {
 		s.unlockAndWrite()
 		t.bad("malformed KCP segment", from)
 		return
@@ -276,6 +274,7 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 	default:
 		if !s.ackDue {
 			s.ackDue = true
+			t.acksOwed.Add(1)
 			t.acksDue = append(t.acksDue, s)
 		}
 		s.unlockAndWrite()

@@ -178,8 +178,11 @@ func (t *Transport) enqueue(ctx context.Context, s *session, kind byte, size int
 			t.queueFlush(s)
 		}
 	} else {
+		// Yield to other senders only while sends come close together:
+		// an RPC at a time has nobody to wait for.
+		yield := now-s.sendFlushAt < int64(yieldWindow)
 		s.sendFlushAt = now
-		s.flushUnlock(kcp.IKCP_FLUSH_FULL, true)
+		s.flushUnlock(kcp.IKCP_FLUSH_FULL, yield)
 	}
 	if activate {
 		t.activate(s)

@@ -47,7 +47,10 @@ type session struct {
 	queuedFlush bool  // listed for the transport's flusher goroutine
 	sendFlushAt int64 // when a sender last flushed this session itself
 	flushWant   kcp.FlushType
-	ackDue      bool // owes acks no data carried yet (see scheduleAcks)
+	ackDue      bool   // owes acks no data carried yet (see scheduleAcks)
+	inInput     bool   // kcp.Input runs: its ack-only output is held (ackhold.go)
+	heldAcks    []byte // ACK segments held for the next packet (ackhold.go)
+	joinBuf     []byte // scratch: held acks joined to a packet
 
 	// Outgoing bytes: framed messages waiting for KCP window room live in
 	// queue. Counters are cumulative byte offsets in the stream.
@@ -141,10 +144,24 @@ func (s *session) establishLocked(now int64) {
 // output is KCP's output callback: one packet, prefixed with its type
 // byte, queued in the session's batch. It runs under s.mu.
 func (s *session) output(buf []byte, size int) {
+	if s.holdLocked(buf[:size]) {
+		return
+	}
 	if s.tx == nil {
 		s.tx = txPool.Get().(*txBatch)
 	}
-	s.tx.add(pktKCP, buf[:size])
+	switch {
+	case len(s.heldAcks) == 0:
+		s.tx.add(pktKCP, buf[:size])
+	case len(s.heldAcks)+size <= s.t.kcpMTU:
+		s.joinBuf = append(append(s.joinBuf[:0], s.heldAcks...), buf[:size]...)
+		s.tx.add(pktKCP, s.joinBuf) // the held acks ride along
+		s.heldAcks = s.heldAcks[:0]
+	default:
+		s.tx.add(pktKCP, s.heldAcks)
+		s.heldAcks = s.heldAcks[:0]
+		s.tx.add(pktKCP, buf[:size])
+	}
 	s.lastSend.Store(s.t.now())
 	s.countRetransmits(buf[:size])
 }
@@ -214,7 +231,10 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 		return
 	}
 	s.flushing = true
-	s.ackDue = false // the flush below carries the acks owed
+	if s.ackDue {
+		s.ackDue = false // the flush below carries the acks owed
+		s.t.ackCarried()
+	}
 	if yield {
 		// Let goroutines that are ready to run (other senders, typically
 		// woken by the same batch of responses) queue their messages
@@ -231,6 +251,7 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 	}
 	for round := 0; ; round++ {
 		kcpFlush(s.kcp, ft)
+		s.sendHeldAcksLocked()
 		s.unlockAndWrite()
 		s.mu.Lock()
 		if s.flushWant == 0 || s.state != stateEstablished {
@@ -239,6 +260,7 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 		ft, s.flushWant = s.flushWant, 0
 		if round == 8 {
 			kcpFlush(s.kcp, ft) // the last round; later notes flush themselves
+			s.sendHeldAcksLocked()
 			break
 		}
 	}
@@ -363,6 +385,7 @@ func (s *session) dieLocked(reason error) {
 	}
 	s.state = stateDead
 	s.dropHeldLocked()
+	s.heldAcks, s.joinBuf = nil, nil
 	s.err = &PeerError{Addr: s.addr, Reason: reason, Unacked: s.msgEnds.len()}
 	for _, m := range s.tracked {
 		s.fire = append(s.fire, firing{m.done, s.err})

@@ -66,8 +66,9 @@ type Transport struct {
 	ackMu    sync.Mutex
 	ackq     []*session // owe acks; flushed when ackTimer fires
 	ackSpare []*session
-	ackArmed bool // the flusher's ack timer runs
-	ackWake  chan struct{}
+	ackArmed bool         // ackTimer runs
+	ackTimer *time.Timer  // read by the flusher (loops.go)
+	acksOwed atomic.Int32 // sessions with ackDue set
 
 	ev        eventQueue // see events.go
 	cookieKey [32]byte   // keys the stateless handshake cookies
@@ -152,18 +153,19 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 		noSessAt:  make(map[netip.AddrPort]int64),
 		warn:      ratelog.New(cfg.Logger, 10*time.Second),
 	}
-	t.ackWake = make(chan struct{}, 1)
+	t.ackTimer = time.NewTimer(time.Hour)
+	t.ackTimer.Stop()
 	t.ev.wake = make(chan struct{}, 1)
 	rand.Read(t.cookieKey[:])
-	t.kcpMTU, t.maxDatagram = kcpMTU, MaxPacketSize
+	t.kcpMTU, t.kcpMSS, t.maxDatagram = kcpMTU, kcpMSS, MaxPacketSize
 	if len(cfg.Keys) > 0 {
 		t.ks.keyed = true
 		t.ks.hsAEAD = handshakeAEADs(cfg.Keys)
 		t.ks.seen = make(map[uint64]int64)
 		t.kcpMTU -= SealOverhead
+		t.kcpMSS -= SealOverhead
 		t.maxDatagram -= SealOverhead
 	}
-	t.kcpMSS = t.kcpMTU - kcpOverhead
 	t.fast, _ = conn.(addrPortConn)
 	t.batch = newBatchWriter(conn, local)
 	t.reasm = newReassembler(cfg.ReassemblyLimit, cfg.ReassemblyTTL)
