@@ -113,6 +113,7 @@ type options struct {
 	limits                   InboundLimits
 	maxHandlers              int
 	rudpConfig               func(*rudp.Config) // tests: adjust the transport
+	inline                   bool               // WithInlineHandlers
 }
 
 // WithType sets the node type (default "node").
@@ -215,6 +216,9 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		OnPeerDown:    n.onPeerDown,
 		Logger:        o.logger,
 		Keys:          keys,
+	}
+	if o.inline {
+		n.inlineConfig(&rc) // inline.go
 	}
 	if o.rudpConfig != nil {
 		o.rudpConfig(&rc)
