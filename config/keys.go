@@ -110,6 +110,8 @@ func parseKey(s string) ([KeySize]byte, string) {
 		}
 	}
 	switch {
+	case err != nil && strings.ContainsAny(s, `"'`):
+		return k, "not base64 (it holds quote marks; write the key without them)"
 	case err != nil:
 		return k, "not base64"
 	case len(raw) != KeySize:

@@ -62,6 +62,7 @@ func TestParseKeyErrorsDoNotShowTheKey(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{short, "decodes to 16 bytes, want 32"},
 		{"not*base64*at*all", "not base64"},
+		{`"` + EncodeKey([KeySize]byte{9}) + `"`, "not base64 (it holds quote marks; write the key without them)"},
 		{hexKey, "decodes to 48 bytes, want 32 (it looks like hex; write the key in base64)"},
 		{EncodeKey([KeySize]byte{}), "all 32 bytes are zero"},
 		{"   ", "empty"},
