@@ -110,6 +110,12 @@ func BenchmarkKeyParallel(b *testing.B) {
 			el := time.Since(start)
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/el.Seconds(), "msgs/s")
+			cs, ss := client.Stats(), server.Stats()
+			b.ReportMetric(float64(cs.PacketsOut+ss.PacketsOut)/float64(b.N), "pkts/op")
+			b.ReportMetric(float64(cs.Retransmits+ss.Retransmits)/float64(b.N), "retx/op")
+			if bad := cs.AuthFailures + ss.AuthFailures + cs.Replays + ss.Replays; bad > 0 {
+				b.Errorf("%d datagrams failed to open or were replays", bad)
+			}
 		})
 	}
 }
