@@ -75,8 +75,9 @@
 // which is how keys rotate without downtime: add the new key everywhere
 // (second), then make it first everywhere, then remove the old one.
 // The responder still keeps no state before the ACK: when it is not
-// dialing itself, its ephemeral key is derived from its cookie secret and
-// the SYN. Each session gets its own pair of keys (one per direction),
+// dialing itself, its ephemeral key is derived from the SYN and its
+// cookie secret, a random one per cookie bucket (a few seconds) that is
+// forgotten two buckets later. Each session gets its own pair of keys (one per direction),
 // derived with HKDF from the X25519 shared secret and the handshake
 // transcript, so recorded traffic stays secret even if a cluster key
 // leaks later (forward secrecy).

@@ -2,7 +2,6 @@ package rudp
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"github.com/marsmesh/marsmesh/internal/ratelog"
@@ -70,8 +69,8 @@ type Transport struct {
 	ackTimer *time.Timer  // read by the flusher (loops.go)
 	acksOwed atomic.Int32 // sessions with ackDue set
 
-	ev        eventQueue // see events.go
-	cookieKey [32]byte   // keys the stateless handshake cookies
+	ev      eventQueue    // see events.go
+	cookies cookieSecrets // key the stateless handshake cookies
 
 	ks             keyState // cluster keys (keyed.go)
 	kcpMTU, kcpMSS int      // KCP packet and segment payload sizes
@@ -156,7 +155,7 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 	t.ackTimer = time.NewTimer(time.Hour)
 	t.ackTimer.Stop()
 	t.ev.wake = make(chan struct{}, 1)
-	rand.Read(t.cookieKey[:])
+	t.cookies.init(t.cookieBucket(t.now()))
 	t.kcpMTU, t.kcpMSS, t.maxDatagram = kcpMTU, kcpMSS, MaxPacketSize
 	if len(cfg.Keys) > 0 {
 		t.ks.keyed = true
