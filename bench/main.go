@@ -127,8 +127,12 @@ func main() {
 	payloads := flag.String("payloads", "", "comma list of request/response and one-way payload sizes in bytes (default: the plan's)")
 	concs := flag.String("concs", "", "comma list of request/response concurrencies (default: the plan's)")
 	scale := flag.Float64("scale", 1, "multiply every case's count by this (longer, steadier runs, e.g. for profiles)")
+	inline := flag.Bool("inline", false, "marsmesh nodes run RPC handlers inline (mesh.WithInlineHandlers); children inherit it")
 	systems := flag.String("systems", "", "comma list of system keys to run (default all): marsmesh, marsmesh-usend, grpc, nats, kcp, udp")
 	flag.Parse()
+	if *inline {
+		os.Setenv("MMBENCH_INLINE", "1")
+	}
 
 	var run Run
 	var sources []Run

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/marsmesh/marsmesh/config"
@@ -32,7 +33,7 @@ func newMeshCluster(nodes int) (*meshCluster, error) {
 	cfg.Port = "0"
 	cfg.MarsPort = fmt.Sprint(srv.Addr().Port())
 	for range nodes {
-		n, err := mesh.New(cfg, mesh.WithLogger(quiet))
+		n, err := mesh.New(cfg, meshOptions()...)
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -72,7 +73,7 @@ func newMeshNode(host, marsAddr string) (*mesh.Node, error) {
 	}
 	cfg := config.Default()
 	cfg.Address, cfg.Port, cfg.MarsAddress, cfg.MarsPort = host, "0", mh, mp
-	n, err := mesh.New(cfg, mesh.WithLogger(quiet))
+	n, err := mesh.New(cfg, meshOptions()...)
 	if err != nil {
 		return nil, err
 	}
@@ -140,3 +141,13 @@ func (m *meshRPC) Call(req []byte) error {
 }
 
 func (m *meshRPC) Close() error { return m.c.Close() }
+
+// meshOptions are the options of every bench node: with -inline (passed
+// to the children as MMBENCH_INLINE=1) also mesh.WithInlineHandlers.
+func meshOptions() []mesh.Option {
+	o := []mesh.Option{mesh.WithLogger(quiet)}
+	if os.Getenv("MMBENCH_INLINE") == "1" {
+		o = append(o, mesh.WithInlineHandlers())
+	}
+	return o
+}

@@ -328,6 +328,12 @@ func (n *Node) handleResponse(from netip.AddrPort, p []byte) {
 // dispatchRequest starts serving one request (on the read goroutine: it
 // must not block).
 func (n *Node) dispatchRequest(from netip.AddrPort, p []byte, data []byte, reliable bool) {
+	n.serveRequest(from, p, data, reliable, false)
+}
+
+// serveRequest is dispatchRequest; inline: on a goroutine that may block
+// (inline.go), where the handler may run at once.
+func (n *Node) serveRequest(from netip.AddrPort, p []byte, data []byte, reliable, inline bool) {
 	hdr, body, err := parseRequest(p)
 	if err != nil {
 		n.bad("malformed request", from)
@@ -354,6 +360,10 @@ func (n *Node) dispatchRequest(from netip.AddrPort, p []byte, data []byte, relia
 	}
 	if !ok {
 		n.respondSoon(from, hdr.id, statusNoHandler, []byte(fmt.Sprintf("no handler for command %d", hdr.cmd)), j.deadline)
+		return
+	}
+	if inline {
+		n.submitInline(from, len(body), j)
 		return
 	}
 	n.submit(from, len(body), reliable, j)

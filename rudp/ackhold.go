@@ -1,6 +1,8 @@
 package rudp
 
 import (
+	"encoding/binary"
+
 	kcp "github.com/xtaci/kcp-go/v5"
 )
 
@@ -26,6 +28,9 @@ const maxHeldAcks = 8
 // input feeds one KCP packet to the state machine, holding the ack-only
 // packets its flush produces. It runs under s.mu.
 func (s *session) input(seg []byte) int {
+	if !segmentsFit(seg) {
+		return -1
+	}
 	s.inInput = true
 	r := s.kcp.Input(seg, kcp.IKCP_PACKET_REGULAR, false)
 	s.inInput = false
@@ -69,4 +74,21 @@ func ackOnly(p []byte) bool {
 		p = p[kcpOverhead:]
 	}
 	return len(p) == 0
+}
+
+// maxSegmentData is the most data one incoming KCP segment may carry:
+// kcp-go copies each into a 1,500-byte pool buffer and would panic on more.
+const maxSegmentData = 1500
+
+// segmentsFit reports whether every segment of a KCP packet declares a
+// length within the packet and within maxSegmentData.
+func segmentsFit(p []byte) bool {
+	for len(p) >= kcpOverhead {
+		n := binary.LittleEndian.Uint32(p[20:])
+		if n > maxSegmentData || int(n) > len(p)-kcpOverhead {
+			return false
+		}
+		p = p[kcpOverhead+int(n):]
+	}
+	return true
 }

@@ -95,3 +95,28 @@ func TestHeldAcksRideOnReplies(t *testing.T) {
 		t.Errorf("%.2f datagrams per request/response exchange, want about 2 (3 without held acks)", per)
 	}
 }
+
+// FuzzKCPInput: whatever a peer with a session sends, the checks in front
+// of kcp-go's Input keep it from panicking (a segment longer than its
+// 1,500-byte pool buffers used to).
+func FuzzKCPInput(f *testing.F) {
+	push := make([]byte, kcpOverhead+4)
+	push[4] = kcp.IKCP_CMD_PUSH
+	binary.LittleEndian.PutUint32(push[20:], 4)
+	f.Add(push)
+	big := make([]byte, kcpOverhead+2000)
+	big[4] = kcp.IKCP_CMD_PUSH
+	binary.LittleEndian.PutUint32(big[20:], 2000)
+	f.Add(big)
+	f.Fuzz(func(t *testing.T, p []byte) {
+		if len(p) >= 4 {
+			binary.LittleEndian.PutUint32(p, 7) // the session's conv
+		}
+		s := &session{}
+		s.kcp = kcp.NewKCP(7, func([]byte, int) {})
+		s.kcp.SetMtu(kcpMTU)
+		s.kcp.WndSize(1024, 1024)
+		s.input(p)
+		_ = ackOnly(p)
+	})
+}

@@ -37,6 +37,13 @@ type Config struct {
 	// payload is owned by the callee. Reliable messages from one peer
 	// arrive in the order they were sent.
 	OnMessage func(from netip.AddrPort, kind byte, payload []byte, reliable bool)
+	// MayBlock, if set, is asked on the read goroutine for each reliable
+	// message's kind (it must be quick and must not block). For a kind it
+	// reports true for, OnMessage runs on a goroutine that has handed the
+	// socket to another one first (leader/follower, see readers.go), so it
+	// may run code that blocks for a while; messages from one peer still
+	// arrive in order, and wait for the one before them.
+	MayBlock func(kind byte) bool
 	// OnPeerUp is called when a session with a peer incarnation is
 	// established. It and OnPeerDown run on the transport's event
 	// goroutine, in order, never on the read or timer goroutines.

@@ -3,6 +3,7 @@ package rudp
 import (
 	"errors"
 	"net/netip"
+	"slices"
 
 	kcp "github.com/xtaci/kcp-go/v5"
 )
@@ -102,7 +103,7 @@ func (s *session) recvLocked(frames []frame) ([]frame, bool, error) {
 // finishDelivery runs after the deliverer handed its frames to OnMessage:
 // it delivers what arrived or was resumed meanwhile, then gives up the
 // role. It returns frames emptied, for reuse.
-func (t *Transport) finishDelivery(s *session, frames []frame) []frame {
+func (t *Transport) finishDelivery(s *session, frames []frame, onReader bool) []frame {
 	frames = clearFrames(frames)
 	s.mu.Lock()
 	for s.deliverMore && !s.paused && s.state == stateEstablished {
@@ -119,9 +120,13 @@ func (t *Transport) finishDelivery(s *session, frames []frame) []frame {
 			continue
 		}
 		s.unlockAndWrite()
-		for _, f := range frames {
-			t.deliver(s.addr, f.kind, f.payload, true)
+		if onReader && t.mayBlock(frames) {
+			// Delivered after the read role is handed on (readers.go);
+			// the session keeps its deliverer until then.
+			t.claimed = append(t.claimed, claim{s: s, frames: slices.Clone(frames)})
+			return clearFrames(frames)
 		}
+		t.deliverFrames(s, frames, !onReader)
 		frames = clearFrames(frames)
 		// Recv may have reopened our window: the flush tells the peer,
 		// along with the acknowledgements owed.
@@ -150,10 +155,71 @@ func (t *Transport) deliverResumed(s *session, frames []frame) []frame {
 	}
 	s.delivering, s.deliverMore = true, true
 	s.mu.Unlock()
-	return t.finishDelivery(s, frames)
+	return t.finishDelivery(s, frames, false)
 }
 
 func (t *Transport) protocolError(s *session, err error) {
 	t.warn.Warn("rudp: protocol error, resetting session", "local", t.local, "peer", s.addr, "err", err)
 	t.kill(s, ErrProtocol, true)
+}
+
+// deliverOwn hands the frames the read goroutine pulled (it became their
+// session's deliverer) to OnMessage, or, for kinds that may block, leaves
+// them for after the read role is handed on (readers.go).
+func (t *Transport) deliverOwn(s *session, frames []frame, ackNow bool) []frame {
+	if t.mayBlock(frames) {
+		t.claimed = append(t.claimed, claim{s: s, frames: slices.Clone(frames), ackNow: ackNow})
+		return clearFrames(frames)
+	}
+	t.deliverFrames(s, frames, false)
+	if ackNow {
+		s.mu.Lock()
+		s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
+	}
+	return t.finishDelivery(s, frames, true)
+}
+
+// deliverClaim hands frames to OnMessage; with ackNow it then acknowledges
+// them at once, so a sender waiting on the acknowledgement knows
+// OnMessage has run.
+func (t *Transport) deliverClaim(s *session, frames []frame, ackNow bool) {
+	t.deliverFrames(s, frames, true)
+	if ackNow {
+		s.mu.Lock()
+		s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
+	}
+}
+
+// mayBlock reports whether any of frames is of a kind Config.MayBlock
+// claims.
+func (t *Transport) mayBlock(frames []frame) bool {
+	if t.cfg.MayBlock == nil {
+		return false
+	}
+	for _, f := range frames {
+		if t.cfg.MayBlock(f.kind) {
+			return true
+		}
+	}
+	return false
+}
+
+// deliverFrames hands frames to OnMessage. With cork (off the read
+// goroutine), what OnMessage sends to the session while frames after its
+// own wait stays unflushed (session.corked): the replies to a burst of
+// requests leave together, after the last one, in shared datagrams.
+func (t *Transport) deliverFrames(s *session, frames []frame, cork bool) {
+	cork = cork && len(frames) > 1
+	for i, f := range frames {
+		if cork {
+			s.mu.Lock()
+			s.corked = i < len(frames)-1
+			s.mu.Unlock()
+		}
+		t.deliver(s.addr, f.kind, f.payload, true)
+	}
+	if cork {
+		s.mu.Lock()
+		s.flushUnlock(kcp.IKCP_FLUSH_FULL, false)
+	}
 }

@@ -41,33 +41,37 @@ func echoPair(b *testing.B, keys [][32]byte, onReply func(p []byte)) (client, se
 	return client, server
 }
 
-// BenchmarkKeyRoundTrip: one 64-byte request and its echo at a time.
+// BenchmarkKeyRoundTrip: one request (64 B or 64 KiB) and its echo at a
+// time.
 func BenchmarkKeyRoundTrip(b *testing.B) {
-	for _, m := range keyModes {
-		b.Run(m.name, func(b *testing.B) {
-			reply := make(chan struct{}, 1)
-			client, server := echoPair(b, m.keys(b), func([]byte) { reply <- struct{}{} })
-			defer server.Close()
-			defer client.Close()
-			msg := make([]byte, 64)
-			to := server.LocalAddr()
-			for range 100 {
-				client.Send(to, 1, msg)
-				<-reply
-			}
-			lat := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for range b.N {
-				start := time.Now()
-				if err := client.Send(to, 1, msg); err != nil {
-					b.Fatal(err)
+	for _, size := range []int{64, 64 << 10} {
+		for _, m := range keyModes {
+			b.Run(map[int]string{64: "64B", 64 << 10: "64KiB"}[size]+"/"+m.name, func(b *testing.B) {
+				reply := make(chan struct{}, 1)
+				client, server := echoPair(b, m.keys(b), func([]byte) { reply <- struct{}{} })
+				defer server.Close()
+				defer client.Close()
+				msg := make([]byte, size)
+				to := server.LocalAddr()
+				for range 100 {
+					client.Send(to, 1, msg)
+					<-reply
 				}
-				<-reply
-				lat = append(lat, time.Since(start))
-			}
-			b.StopTimer()
-			benchutil.ReportLatency(b, lat)
-		})
+				lat := make([]time.Duration, 0, b.N)
+				b.SetBytes(int64(size))
+				b.ResetTimer()
+				for range b.N {
+					start := time.Now()
+					if err := client.Send(to, 1, msg); err != nil {
+						b.Fatal(err)
+					}
+					<-reply
+					lat = append(lat, time.Since(start))
+				}
+				b.StopTimer()
+				benchutil.ReportLatency(b, lat)
+			})
+		}
 	}
 }
 

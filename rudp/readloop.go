@@ -1,13 +1,10 @@
 package rudp
 
 import (
-	"errors"
-	"net"
 	"net/netip"
 	"time"
 
 	kcp "github.com/xtaci/kcp-go/v5"
-	"golang.org/x/net/ipv4"
 )
 
 func (t *Transport) readFrom(buf []byte) (int, netip.AddrPort, error) {
@@ -21,66 +18,6 @@ func (t *Transport) readFrom(buf []byte) (int, netip.AddrPort, error) {
 	}
 	ap, err := addrPortOf(a)
 	return n, ap, err
-}
-
-// readLoop is the only reader of the socket; every reliable message is
-// delivered from here, which keeps per-peer order. It reads packets in
-// batches where the socket allows (recvmmsg) and acknowledges once per
-// batch and session, so a burst of segments costs one ack packet.
-func (t *Transport) readLoop() {
-	defer t.wg.Done()
-	var read func() (int, error)
-	var bufs [][]byte
-	var from []netip.AddrPort
-	if t.batch != nil {
-		msgs := make([]ipv4.Message, readBatch)
-		bufs = make([][]byte, readBatch)
-		from = make([]netip.AddrPort, readBatch)
-		for i := range msgs {
-			bufs[i] = make([]byte, 2*MaxPacketSize)
-			msgs[i].Buffers = [][]byte{bufs[i]}
-		}
-		read = func() (int, error) {
-			n, err := t.batch.pc.ReadBatch(msgs, 0)
-			for i := range n {
-				ap, _ := addrPortOf(msgs[i].Addr)
-				from[i] = ap
-				bufs[i] = msgs[i].Buffers[0][:msgs[i].N]
-				msgs[i].Addr = nil
-			}
-			return n, err
-		}
-	} else {
-		buf := make([]byte, 64<<10)
-		bufs = [][]byte{buf}
-		from = make([]netip.AddrPort, 1)
-		read = func() (int, error) {
-			n, ap, err := t.readFrom(buf)
-			bufs[0], from[0] = buf[:n], ap
-			if err != nil {
-				return 0, err
-			}
-			return 1, nil
-		}
-	}
-	for {
-		n, err := read()
-		if err != nil {
-			if t.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			t.warn.Warn("rudp: read error", "local", t.local, "err", err)
-			continue
-		}
-		t.stats.packetsIn.Add(uint64(n))
-		var bytes int
-		for i := range n {
-			bytes += len(bufs[i])
-			t.handlePacket(bufs[i], from[i])
-		}
-		t.stats.bytesIn.Add(uint64(bytes))
-		t.scheduleAcks()
-	}
 }
 
 // readBatch is how many packets one recvmmsg call takes at most.
@@ -282,14 +219,7 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 	if !own {
 		return
 	}
-	for _, f := range frames {
-		t.deliver(from, f.kind, f.payload, true)
-	}
-	if ackNow {
-		s.mu.Lock()
-		s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
-	}
-	t.frames = t.finishDelivery(s, frames)
+	t.frames = t.deliverOwn(s, frames, ackNow) // deliver.go
 }
 
 func clearFrames(f []frame) []frame {

@@ -51,6 +51,7 @@ type session struct {
 	inInput     bool   // kcp.Input runs: its ack-only output is held (ackhold.go)
 	heldAcks    []byte // ACK segments held for the next packet (ackhold.go)
 	joinBuf     []byte // scratch: held acks joined to a packet
+	mtu         int    // KCP packet size (see pathmtu.go)
 
 	// Outgoing bytes: framed messages waiting for KCP window room live in
 	// queue. Counters are cumulative byte offsets in the stream.
@@ -76,6 +77,7 @@ type session struct {
 	delivering   bool // a goroutine is handing frames to OnMessage
 	deliverMore  bool // a note for that goroutine: pull again
 	resumeQueued bool // an evResume is queued
+	corked       bool // sends leave the flush to the deliverer (deliverFrames)
 
 	// Progress: stallSince is when data last went from idle to in flight
 	// or was last acknowledged (or the peer last showed a closed window).
@@ -126,7 +128,8 @@ func (s *session) establishLocked(now int64) {
 	k := kcp.NewKCP(s.conv, s.output)
 	k.NoDelay(1, int(s.t.cfg.Interval/time.Millisecond), 2, 1)
 	k.WndSize(s.t.cfg.SendWindow, s.t.cfg.RecvWindow)
-	k.SetMtu(s.t.kcpMTU)
+	s.mtu = s.t.sessionMTU(s.addr) // pathmtu.go
+	k.SetMtu(s.mtu)
 	s.kcp = k
 	s.rbuf = make([]byte, 2*MaxPacketSize)
 	s.scratch = make([]byte, 0, s.t.kcpMSS)
@@ -153,7 +156,7 @@ func (s *session) output(buf []byte, size int) {
 	switch {
 	case len(s.heldAcks) == 0:
 		s.tx.add(pktKCP, buf[:size])
-	case len(s.heldAcks)+size <= s.t.kcpMTU:
+	case len(s.heldAcks)+size <= s.mtu:
 		s.joinBuf = append(append(s.joinBuf[:0], s.heldAcks...), buf[:size]...)
 		s.tx.add(pktKCP, s.joinBuf) // the held acks ride along
 		s.heldAcks = s.heldAcks[:0]
@@ -384,8 +387,8 @@ func (s *session) dieLocked(reason error) {
 		s.ackLocked()
 	}
 	s.state = stateDead
-	s.dropHeldLocked()
 	s.heldAcks, s.joinBuf = nil, nil
+	s.dropHeldLocked()
 	s.err = &PeerError{Addr: s.addr, Reason: reason, Unacked: s.msgEnds.len()}
 	for _, m := range s.tracked {
 		s.fire = append(s.fire, firing{m.done, s.err})

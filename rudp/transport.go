@@ -58,6 +58,7 @@ type Transport struct {
 
 	// read-loop scratch
 	frames   []frame
+	claimed  []claim // see readers.go
 	noSessMu sync.Mutex
 	noSessAt map[netip.AddrPort]int64
 	acksDue  []*session
@@ -69,6 +70,8 @@ type Transport struct {
 	ackTimer *time.Timer  // read by the flusher (loops.go)
 	acksOwed atomic.Int32 // sessions with ackDue set
 
+	paths   pathMTUs      // see pathmtu.go
+	rd      readers       // see readers.go
 	ev      eventQueue    // see events.go
 	cookies cookieSecrets // key the stateless handshake cookies
 
@@ -152,6 +155,7 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 		noSessAt:  make(map[netip.AddrPort]int64),
 		warn:      ratelog.New(cfg.Logger, 10*time.Second),
 	}
+	t.rd.lead = make(chan *readState)
 	t.ackTimer = time.NewTimer(time.Hour)
 	t.ackTimer.Stop()
 	t.ev.wake = make(chan struct{}, 1)
@@ -170,7 +174,7 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 	t.reasm = newReassembler(cfg.ReassemblyLimit, cfg.ReassemblyTTL)
 	t.wg.Add(4)
 	go t.eventLoop()
-	go t.readLoop()
+	go t.readLoop(nil)
 	go t.timerLoop()
 	go t.flushLoop()
 	return t, nil
@@ -393,6 +397,8 @@ func (t *Transport) shutdown(graceful bool) {
 			}
 			s.unlockAndWrite()
 		}
+		t.rd.mu.Lock() // a reader rejoining after this sees closing (readers.go)
+		t.rd.mu.Unlock()
 		close(t.done)
 		t.conn.Close()
 		t.wg.Wait()

@@ -1,0 +1,90 @@
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestInlineHandlers: with WithInlineHandlers, RPCs, handler errors,
+// context handlers and concurrent callers work as without it,
+// and a handler that blocks does not stop the node from receiving (another
+// peer's request is answered meanwhile).
+func TestInlineHandlers(t *testing.T) {
+	c := newCluster(t, 3, WithInlineHandlers())
+	a, b, srv := c.nodes[0], c.nodes[1], c.nodes[2]
+	srv.HandleRPC(1, func(data []byte, _ string) ([]byte, error) { return data, nil })
+	srv.HandleRPC(2, func([]byte, string) ([]byte, error) { return nil, errors.New("no such player") })
+	release := make(chan struct{})
+	srv.HandleRPCWithContext(3, func(ctx context.Context, _ []byte, _ string) ([]byte, error) {
+		select {
+		case <-release:
+			return []byte("released"), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	addr := srv.GetMyEndPoint()
+
+	for _, size := range []int{0, 64, 100 << 10} {
+		req := bytes.Repeat([]byte{7}, size)
+		resp, err := a.SendRPC(1, addr, req)
+		if err != nil || !bytes.Equal(resp, req) {
+			t.Fatalf("%d bytes: %d bytes back, %v", size, len(resp), err)
+		}
+	}
+	if _, err := a.SendRPC(2, addr, nil); !IsRequestError(err) {
+		t.Fatalf("handler error: %v", err)
+	}
+
+	// a's request blocks its handler; b is still served.
+	blocked := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		resp, err := a.SendRPCWithContext(ctx, 3, addr, nil)
+		if err == nil && string(resp) != "released" {
+			err = fmt.Errorf("response %q", resp)
+		}
+		blocked <- err
+	}()
+	if resp, err := b.SendRPC(1, addr, []byte("b")); err != nil || string(resp) != "b" {
+		t.Fatalf("b while a's handler blocks: %q, %v", resp, err)
+	}
+	close(release)
+	if err := <-blocked; err != nil {
+		t.Fatalf("blocked handler: %v", err)
+	}
+
+	// Concurrent callers from both peers.
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		from := a
+		if i%2 == 1 {
+			from = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := []byte(fmt.Sprint(i))
+			resp, err := from.SendRPC(1, addr, msg)
+			if err == nil && !bytes.Equal(resp, msg) {
+				err = fmt.Errorf("request %d: response %q", i, resp)
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+}

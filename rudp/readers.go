@@ -1,0 +1,172 @@
+package rudp
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+
+	"golang.org/x/net/ipv4"
+)
+
+// Readers: leader/follower.
+//
+// One goroutine at a time holds the read role (the leader): it reads the
+// socket, runs the transport's own handling of every packet and never runs
+// code that may block. Reliable messages of a kind Config.MayBlock claims
+// are set aside (claimed) while it handles a batch. After the batch, a
+// leader with claimed messages hands the role, with its read buffers, to a
+// parked follower (or a new goroutine), and only then delivers them: it is
+// no longer the read goroutine, and the follower's wake-up happens while
+// the messages are being handled instead of before. When it is done it
+// parks as a follower, or ends if enough are parked already. A goroutine
+// that delivers is not counted in Transport.wg (Close does not wait for
+// code that may block); it counts itself again when it parks.
+
+// maxIdleReaders is how many followers may wait for the read role.
+const maxIdleReaders = 2
+
+type readers struct {
+	mu   sync.Mutex
+	idle int
+	lead chan *readState // the read role, handed to a parked follower
+}
+
+// claim is one session's frames to deliver after the read role is handed on.
+type claim struct {
+	s      *session
+	frames []frame
+	ackNow bool
+}
+
+// readState is the read role: the socket buffers go with it.
+type readState struct {
+	read func() (int, error)
+	bufs [][]byte
+	from []netip.AddrPort
+}
+
+func (t *Transport) newReadState() *readState {
+	st := &readState{}
+	if t.batch != nil {
+		msgs := make([]ipv4.Message, readBatch)
+		st.bufs = make([][]byte, readBatch)
+		st.from = make([]netip.AddrPort, readBatch)
+		for i := range msgs {
+			st.bufs[i] = make([]byte, readBufSize)
+			msgs[i].Buffers = [][]byte{st.bufs[i]}
+		}
+		st.read = func() (int, error) {
+			n, err := t.batch.pc.ReadBatch(msgs, 0)
+			for i := range n {
+				ap, _ := addrPortOf(msgs[i].Addr)
+				st.from[i] = ap
+				st.bufs[i] = msgs[i].Buffers[0][:msgs[i].N]
+				msgs[i].Addr = nil
+			}
+			return n, err
+		}
+		return st
+	}
+	buf := make([]byte, 64<<10)
+	st.bufs = [][]byte{buf}
+	st.from = make([]netip.AddrPort, 1)
+	st.read = func() (int, error) {
+		n, ap, err := t.readFrom(buf)
+		st.bufs[0], st.from[0] = buf[:n], ap
+		if err != nil {
+			return 0, err
+		}
+		return 1, nil
+	}
+	return st
+}
+
+// readLoop is the leader's loop (st nil: the first leader). Every
+// reliable message is delivered from here or by the goroutine it hands
+// claimed messages to, which keeps per-peer order. It reads packets in
+// batches where the socket allows (recvmmsg) and acknowledges once per
+// batch and session, so a burst of segments costs one ack packet.
+func (t *Transport) readLoop(st *readState) {
+	counted := true
+	defer func() {
+		if counted {
+			t.wg.Done()
+		}
+	}()
+	if st == nil {
+		st = t.newReadState()
+	}
+	for {
+		n, err := st.read()
+		if err != nil {
+			if t.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			t.warn.Warn("rudp: read error", "local", t.local, "err", err)
+			continue
+		}
+		t.stats.packetsIn.Add(uint64(n))
+		var bytes int
+		for i := range n {
+			bytes += len(st.bufs[i])
+			t.handlePacket(st.bufs[i], st.from[i])
+		}
+		t.stats.bytesIn.Add(uint64(bytes))
+		t.scheduleAcks()
+		if len(t.claimed) > 0 {
+			if st = t.handOff(st); st == nil {
+				counted = false
+				return
+			}
+		}
+	}
+}
+
+// handOff passes the read role on, delivers the claimed messages, then
+// waits as a follower. It returns the read role when this goroutine is the
+// leader again, or nil when it ends (it is then not counted in t.wg).
+func (t *Transport) handOff(st *readState) *readState {
+	work := t.claimed
+	t.claimed = nil
+	t.passLead(st)
+	t.wg.Done()
+	for i, c := range work {
+		t.deliverClaim(c.s, c.frames, c.ackNow)
+		t.finishDelivery(c.s, c.frames, false)
+		work[i] = claim{}
+	}
+	t.rd.mu.Lock()
+	if t.closing.Load() || t.rd.idle >= maxIdleReaders {
+		t.rd.mu.Unlock()
+		return nil
+	}
+	t.wg.Add(1) // before Close's Wait: Close takes rd.mu after setting closing
+	t.rd.idle++
+	t.rd.mu.Unlock()
+	st = nil // passed on: only what comes back through rd.lead is ours
+	select {
+	case st = <-t.rd.lead:
+	case <-t.done:
+	}
+	t.rd.mu.Lock()
+	t.rd.idle--
+	t.rd.mu.Unlock()
+	if st == nil {
+		t.wg.Done()
+	}
+	return st
+}
+
+// passLead gives the read role to a parked follower, or to a new goroutine.
+func (t *Transport) passLead(st *readState) {
+	select {
+	case t.rd.lead <- st:
+		return
+	default:
+	}
+	t.rd.mu.Lock()
+	t.wg.Add(1) // this goroutine is still counted: the count is not zero
+	go t.readLoop(st)
+	t.rd.mu.Unlock()
+}
