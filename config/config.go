@@ -47,6 +47,18 @@ type Mesh struct {
 	// seconds. Key "marsAddressCacheTTL", env DIARKIS_MARS_ADDRESS_CACHE_TTL,
 	// default 60. Valid: 0..86400 (0 = resolve every time, no cache).
 	MarsAddressCacheTTL int `json:"marsAddressCacheTTL"`
+	// MarsStore is where mars-server keeps the registry's state. Key
+	// "marsStore", env DIARKIS_MARS_STORE, default "memory". Valid:
+	// "memory" (this process; one MARS) or "etcd" (etcd at
+	// MarsEtcdEndpoints: every mars-server over one etcd is a replica, and
+	// nodes list them all in marsAddress). Nodes ignore it.
+	MarsStore string `json:"marsStore"`
+	// MarsEtcdEndpoints are the etcd client URLs of the "etcd" store,
+	// comma-separated. Key "marsEtcdEndpoints", env
+	// DIARKIS_MARS_ETCD_ENDPOINTS, default "". Valid: empty, or http:// or
+	// https:// URLs with a host (e.g. "http://10.0.0.5:2379"); required
+	// when marsStore is "etcd".
+	MarsEtcdEndpoints string `json:"marsEtcdEndpoints"`
 	// RetryInterval is the keepalive/retry interval in milliseconds. Key
 	// "retryInterval", env DIARKIS_RETRY_INTERVAL, default 1000.
 	// Valid: 10..60000.
@@ -80,6 +92,7 @@ func Default() Mesh {
 		MarsAddress:         "127.0.0.1",
 		MarsPort:            "6789",
 		MarsAddressCacheTTL: 60,
+		MarsStore:           StoreMemory,
 		RetryInterval:       1000,
 		RetryTimeout:        3000,
 	}
@@ -165,6 +178,8 @@ const (
 	keyMarsAddress            = "marsAddress"
 	keyMarsPort               = "marsPort"
 	keyMarsAddressCacheTTL    = "marsAddressCacheTTL"
+	keyMarsStore              = "marsStore"
+	keyMarsEtcdEndpoints      = "marsEtcdEndpoints"
 	keyRetryInterval          = "retryInterval"
 	keyRetryTimeout           = "retryTimeout"
 	keyStrictCheckForExternal = "strictCheckForExternal"
@@ -244,6 +259,18 @@ var fields = []field{
 		allowed: "an integer 0..86400 seconds; 0 = no cache",
 		num:     func(m *Mesh) *int { return &m.MarsAddressCacheTTL },
 		fromEnv: func(e *envVars) *string { return e.MarsAddressCacheTTL },
+	},
+	{
+		key: keyMarsStore, env: "DIARKIS_MARS_STORE", kind: kindString,
+		allowed: `"memory" or "etcd"`,
+		str:     func(m *Mesh) *string { return &m.MarsStore },
+		fromEnv: func(e *envVars) *string { return e.MarsStore },
+	},
+	{
+		key: keyMarsEtcdEndpoints, env: "DIARKIS_MARS_ETCD_ENDPOINTS", kind: kindString,
+		allowed: "comma-separated etcd client URLs such as http://127.0.0.1:2379; required when marsStore is etcd",
+		str:     func(m *Mesh) *string { return &m.MarsEtcdEndpoints },
+		fromEnv: func(e *envVars) *string { return e.MarsEtcdEndpoints },
 	},
 	{
 		key: keyRetryInterval, env: "DIARKIS_RETRY_INTERVAL", kind: kindInt,

@@ -23,6 +23,8 @@
 //	marsAddress             "127.0.0.1"  DIARKIS_MARS_ADDR                  non-empty IP literal or host name, no port; or several, comma-separated
 //	marsPort                "6789"       DIARKIS_MARS_PORT                  1..65535 (string or number)
 //	marsAddressCacheTTL     60           DIARKIS_MARS_ADDRESS_CACHE_TTL     0..86400 seconds (0 = no cache)
+//	marsStore               "memory"     DIARKIS_MARS_STORE                 "memory" or "etcd" (mars-server only)
+//	marsEtcdEndpoints       ""           DIARKIS_MARS_ETCD_ENDPOINTS        comma-separated etcd URLs; required with "etcd"
 //	retryInterval           1000         DIARKIS_RETRY_INTERVAL             10..60000 ms
 //	retryTimeout            3000         DIARKIS_RETRY_TIMEOUT              100..600000 ms, > retryInterval
 //	strictCheckForExternal  false        DIARKIS_STRICT_CHECK_FOR_EXTERNAL  true or false

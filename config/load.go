@@ -301,7 +301,8 @@ func keyList() string {
 // bare tag name (PORT, ADDRESS, NIC) when the prefixed variable is unset.
 // With split_words and the "DIARKIS" prefix the field names give exactly
 // DIARKIS_ADDRESS, DIARKIS_NIC, DIARKIS_PORT, DIARKIS_MARS_ADDR,
-// DIARKIS_MARS_PORT, DIARKIS_MARS_ADDRESS_CACHE_TTL, DIARKIS_RETRY_INTERVAL,
+// DIARKIS_MARS_PORT, DIARKIS_MARS_ADDRESS_CACHE_TTL, DIARKIS_MARS_STORE,
+// DIARKIS_MARS_ETCD_ENDPOINTS, DIARKIS_RETRY_INTERVAL,
 // DIARKIS_RETRY_TIMEOUT, DIARKIS_STRICT_CHECK_FOR_EXTERNAL,
 // DIARKIS_SEND_INTERVAL and DIARKIS_ADMIN_ADDRESS (a test checks this against the field table).
 type envVars struct {
@@ -311,6 +312,8 @@ type envVars struct {
 	MarsAddr               *string `split_words:"true"`
 	MarsPort               *string `split_words:"true"`
 	MarsAddressCacheTTL    *string `split_words:"true"`
+	MarsStore              *string `split_words:"true"`
+	MarsEtcdEndpoints      *string `split_words:"true"`
 	RetryInterval          *string `split_words:"true"`
 	RetryTimeout           *string `split_words:"true"`
 	StrictCheckForExternal *string `split_words:"true"`

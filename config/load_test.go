@@ -106,6 +106,8 @@ const fullFile = `{
   "marsAddress": "mars.internal",
   "marsPort": "7100",
   "marsAddressCacheTTL": 30,
+  "marsStore": "etcd",
+  "marsEtcdEndpoints": "http://127.0.0.1:2379,https://etcd.internal:2379",
   "retryInterval": 400,
   "retryTimeout": 4000,
   "strictCheckForExternal": true,
@@ -116,6 +118,7 @@ var fullMesh = Mesh{
 	Address: "127.0.0.2", Port: "9100", MarsAddress: "mars.internal", MarsPort: "7100",
 	MarsAddressCacheTTL: 30, RetryInterval: 400, RetryTimeout: 4000,
 	StrictCheckForExternal: true, SendInterval: 25,
+	MarsStore: "etcd", MarsEtcdEndpoints: "http://127.0.0.1:2379,https://etcd.internal:2379",
 }
 
 func TestEnvUnsetLeavesJSON(t *testing.T) {

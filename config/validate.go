@@ -24,6 +24,9 @@ const lookupTimeout = 5 * time.Second
 //     name, without a port. It is not resolved here.
 //   - marsPort: a decimal integer 1..65535.
 //   - marsAddressCacheTTL: 0..86400 seconds (0 = no cache).
+//   - marsStore: "memory" or "etcd".
+//   - marsEtcdEndpoints: empty, or comma-separated http(s) URLs with a
+//     host; not empty when marsStore is "etcd". etcd is not contacted.
 //   - retryInterval: 10..60000 milliseconds.
 //   - retryTimeout: 100..600000 milliseconds, and greater than retryInterval.
 //   - sendInterval: 0 (no buffering) or 17..60000 milliseconds.
@@ -80,6 +83,7 @@ func (m Mesh) validate(src origins) error {
 	if _, problem := parsePort(m.MarsPort, 1); problem != "" {
 		bad(keyMarsPort, quote(m.MarsPort), problem)
 	}
+	m.validateStore(bad)
 
 	checkRange := func(key string, v, lo, hi int) bool {
 		switch {

@@ -120,7 +120,8 @@ type Client struct {
 	ops        map[string]op       // unacknowledged shared-data changes, latest per key
 	recent     map[string]recentOp // acknowledged changes other views may not hold yet
 	acked      uint64              // MARS has applied every change up to here
-	sentSeq    uint64              // changes up to here were sent (maybe unacknowledged)
+	sentSeq    uint64              // changes up to here were sent (maybe unacknowledged); lowered to resend
+	sentMax    uint64              // changes up to here have left at least once (never lowered)
 	needFull   bool                // send the complete state (register)
 	reseed     bool                // include the view's shared data (new MARS)
 	seedAt     int64               // Unix ms of the view the seed comes from

@@ -141,6 +141,15 @@ func (c *Client) SetSharedData(key string, v int16) error {
 	return c.addOp(op{Key: key, Val: v})
 }
 
+// AddSharedData adds delta to a shared key (a missing key counts as 0;
+// int16 arithmetic wraps). Unlike a read followed by SetSharedData, adds
+// from any number of nodes never overwrite each other: MARS applies each
+// exactly once, also when the node moves to another MARS replica of a
+// shared store. Adds not yet sent are merged into one.
+func (c *Client) AddSharedData(key string, delta int16) error {
+	return c.addOp(op{Key: key, Val: delta, Add: true})
+}
+
 // RemoveSharedData removes a shared key from the whole app.
 func (c *Client) RemoveSharedData(key string) error {
 	return c.addOp(op{Key: key, Del: true})
@@ -155,11 +164,32 @@ func (c *Client) addOp(o op) error {
 		c.mu.Unlock()
 		return fmt.Errorf("%w: %d shared data changes waiting for MARS", ErrLimit, len(c.ops))
 	}
+	slot := o.Key
+	if o.Add {
+		prev, ok := c.ops[o.Key]
+		switch {
+		case ok && prev.Seq > c.sentMax: // never sent: merge
+			switch {
+			case prev.Del:
+				o = op{Key: o.Key, Val: o.Val} // removed, then added to: set
+			case prev.Add:
+				o.Val += prev.Val
+			default:
+				o = op{Key: o.Key, Val: prev.Val + o.Val}
+			}
+		case ok: // the earlier change may be applied already: keep both
+			slot = addSlot(o.Key, c.seq+1)
+		}
+	}
 	o.Seq = c.changedLocked()
-	c.ops[o.Key] = o
+	c.ops[slot] = o
 	c.mu.Unlock()
 	c.wake()
 	return nil
 }
 
-// jitter is a random delay in [0, d).
+// addSlot is the outbox slot of an add that cannot be merged into the
+// change already queued for its key (that one may have reached MARS).
+func addSlot(key string, seq uint64) string {
+	return fmt.Sprintf("%s\x00%d", key, seq)
+}

@@ -77,6 +77,9 @@ func (c *Client) run() {
 			after = c.report()
 		case <-soon.C:
 			c.soonArmed = false
+			if c.awaiting(reportedAt) {
+				break // the reply to the last changes sends these (handleSync)
+			}
 			after = c.report()
 		case <-c.kick:
 			armSoon(c.cfg.Debounce)
@@ -93,6 +96,10 @@ func (c *Client) run() {
 		case <-retry.C:
 			if c.lastReply.Load() >= reportedAt {
 				break // answered
+			}
+			if c.maybeFailover() {
+				after = c.report() // to the next MARS, now rather than at the next tick
+				break
 			}
 			if c.sessionLost() {
 				// The report died with its session (MARS restarted and reset
@@ -138,6 +145,18 @@ func (c *Client) noteSilence() {
 	}
 	c.log.Warn("mars: lost MARS; the node keeps its last view and keeps working", "mars", c.cfg.MarsAddr,
 		"node", c.addr, "silent", silent.Round(time.Millisecond))
+}
+
+// awaiting reports whether a report with changes is out and unanswered
+// (for less than an Interval): one such report at a time, so changes made
+// meanwhile go together once MARS answers. A MARS that writes each report
+// to a shared store then gets as many writes as it can take, not one per
+// Debounce.
+func (c *Client) awaiting(reportedAt int64) bool {
+	c.mu.Lock()
+	out := c.sentSeq > c.acked
+	c.mu.Unlock()
+	return out && c.lastReply.Load() < reportedAt && time.Duration(c.clock()-reportedAt) < c.cfg.Interval
 }
 
 // action is what a step asks the loop to schedule.
@@ -231,6 +250,7 @@ func (c *Client) report() action {
 		}
 	}
 	c.sentSeq = c.seq
+	c.sentMax = max(c.sentMax, c.seq)
 	c.mu.Unlock()
 
 	if leaveMsg != nil {
@@ -353,6 +373,12 @@ func (c *Client) handleSync(p []byte) action {
 	}
 	now := time.Now()
 	act := c.absorb(&h, now)
+	c.mu.Lock()
+	more := c.seq > c.sentSeq
+	c.mu.Unlock()
+	if more && (!act.set || act.soon > c.cfg.Debounce) {
+		act.set, act.soon = true, c.cfg.Debounce // changes made while the last report was out
+	}
 	c.fire(&c.cb.update)
 	changes, ok := c.view.apply(&h, &ps.body, c.graceOn, now)
 	c.fireChanges(changes)
@@ -395,9 +421,20 @@ func (c *Client) absorb(h *syncHead, now time.Time) action {
 			c.reseed, c.seedAt = true, syncedAt.UnixMilli()
 			c.graceOn, act.grace = true, true
 			for k, r := range c.recent {
-				if _, pending := c.ops[k]; !pending {
-					c.ops[k] = r.op
+				if _, pending := c.ops[k]; pending {
+					continue
 				}
+				o := r.op
+				if o.Add {
+					// The new MARS may or may not hold the add (a persisted
+					// one does): send the value our view shows after it.
+					v, ok := c.view.SharedData(o.Key)
+					if !ok {
+						continue
+					}
+					o = op{Seq: o.Seq, Key: o.Key, Val: v}
+				}
+				c.ops[k] = o
 			}
 			clear(c.recent)
 		}

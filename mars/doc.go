@@ -42,7 +42,9 @@
 // re-registers within a random delay of up to 500 ms, sending its info, its
 // pending changes, the changes MARS acknowledged in the last 2.5 intervals
 // (other views may not hold them yet) and the shared data of its view.
-// Changes apply as changes, so an acknowledged write beats any seed. A
+// Changes apply as changes, so an acknowledged write beats any seed (an
+// acknowledged add goes again as a set of the value the node's view shows
+// after it, so it is not applied twice). A
 // seeded key is added only when MARS has no value for it and has not
 // removed it since it started, so the first seed to arrive wins; when MARS loaded shared data
 // from ServerOptions.DataDir and the node's view was last synced before that
@@ -59,6 +61,24 @@
 // the new MARS has not confirmed by then. While MARS is down, nodes answer
 // lookups from their last view and Client.InTouch turns false after 3
 // intervals.
+//
+// # Replicas over a Store
+//
+// With ServerOptions.Store, several servers over one store (etcd through
+// package mars/etcdstore, or a MemoryStore in one process) are replicas of
+// one registry (server_store.go). Their incarnation is the store's ID and
+// their versions are the store's revisions, so a node that moves to another
+// replica (ClientConfig.MarsAddr lists them) continues with a delta and
+// does not re-register. Each replica keeps a copy of the state, loaded and
+// then kept current by a watch, and answers from it; a heartbeat writes
+// nothing. Registrations, info and shared-data changes are store
+// transactions that also move the node's Ack, so each operation applies
+// exactly once whichever replica receives it, also when it is sent again
+// after a failover; Client.AddSharedData adds from many nodes never
+// overwrite each other. A node's record lives in the session (etcd lease)
+// of the replica that serves it: that replica lists it offline after
+// OfflineAfter of silence and removes it after RemoveAfter, and if the
+// replica dies the record expires with its session unless the node moved.
 //
 // # Who may speak
 //

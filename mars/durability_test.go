@@ -16,6 +16,9 @@ import (
 func (s *Server) crash() {
 	s.closeOnce.Do(func() {
 		close(s.done)
+		if s.st != nil {
+			s.st.cancel()
+		}
 		s.wg.Wait()
 		s.mu.Lock()
 		s.closed = true

@@ -120,15 +120,17 @@ func (c *Client) resolve(now time.Time) (netip.AddrPort, bool) {
 }
 
 // maybeFailover moves to the next candidate when the current one has been
-// silent for FailoverAfter plus this switch's jitter.
-func (c *Client) maybeFailover() {
+// silent for FailoverAfter plus this switch's jitter; it reports whether it
+// moved. The loop checks at every tick and, while a report is unanswered,
+// every Interval/4.
+func (c *Client) maybeFailover() bool {
 	if len(c.cands) < 2 {
-		return
+		return false
 	}
 	now := c.clock()
 	silent := time.Duration(now - max(c.lastReply.Load(), c.switchedAt))
 	if silent < c.cfg.FailoverAfter+c.failJitter {
-		return
+		return false
 	}
 	from := c.cands[c.cur]
 	c.cur = (c.cur + 1) % len(c.cands)
@@ -141,4 +143,5 @@ func (c *Client) maybeFailover() {
 	c.mu.Unlock()
 	c.log.Warn("mars: no answer from this MARS; moving to the next address", "from", from, "to", to,
 		"node", c.addr, "silent", silent.Round(time.Millisecond))
+	return true
 }

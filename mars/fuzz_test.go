@@ -17,7 +17,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	reports := []report{
 		{App: "app", Addr: "127.0.0.1:8000", Inc: 1 << 63, MarsInc: 7, Ver: 1 << 40, From: 3, Seq: 9},
 		{Addr: "h:1", Inc: 1, Info: &nodeInfo{Type: "UDP", Role: "UDP", Status: StatusTaken, EndPoint: "e:1", Values: vals}},
-		{Addr: "h:1", Inc: 1, Flags: flagGuest, Ops: []op{{Seq: 1, Key: "k", Val: -5}, {Seq: 2, Key: "d", Del: true}}},
+		{Addr: "h:1", Inc: 1, Flags: flagGuest, Ops: []op{{Seq: 1, Key: "k", Val: -5}, {Seq: 2, Key: "d", Del: true}, {Seq: 3, Key: "a", Val: 2, Add: true}}},
 		{Addr: "h:1", Inc: 1, Seed: []kv{{"s", -32768}, {"t", 32767}}, SeedAt: 1700000000000},
 	}
 	for _, r := range reports {

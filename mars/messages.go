@@ -18,7 +18,8 @@ const (
 //
 //	[version, app, addr, inc, flags, marsInc, ver, from, seq, info?, ops?, seed?, seedAt?]
 //
-// The trailing fields may be left out. ops and info cover every local
+// An op is [seq, key] (remove), [seq, key, val] (set) or
+// [seq, key, delta, 1] (add). The trailing fields may be left out. ops and info cover every local
 // change with a sequence number in (from, seq]; MARS acknowledges the
 // highest seq up to which it has seen everything. seed carries the shared
 // data of the node's view when it re-registers with a new MARS; seedAt is
@@ -80,11 +81,18 @@ func (m *report) append(b []byte) []byte {
 	}
 	b = appendArrayLen(b, len(m.Ops))
 	for _, o := range m.Ops {
-		if o.Del {
+		switch {
+		case o.Del:
 			b = appendArrayLen(b, 2)
 			b = appendUint(b, o.Seq)
 			b = appendString(b, o.Key)
-		} else {
+		case o.Add:
+			b = appendArrayLen(b, 4)
+			b = appendUint(b, o.Seq)
+			b = appendString(b, o.Key)
+			b = appendInt(b, int64(o.Val))
+			b = appendUint(b, 1)
+		default:
 			b = appendArrayLen(b, 3)
 			b = appendUint(b, o.Seq)
 			b = appendString(b, o.Key)
@@ -148,14 +156,21 @@ func decodeReport(p []byte) (*report, error) {
 		}
 		for i := 0; i < k && r.err == nil; i++ {
 			f := r.arrayLen()
-			if r.err == nil && f != 2 && f != 3 {
+			if r.err == nil && (f < 2 || f > 4) {
 				r.fail(fmt.Errorf("%w: op has %d fields", errType, f))
 			}
 			o := op{Seq: r.uint(), Key: r.str(MaxAddrLen)}
-			if f == 3 {
-				o.Val = r.int16()
-			} else {
+			switch f {
+			case 2:
 				o.Del = true
+			case 3:
+				o.Val = r.int16()
+			case 4:
+				o.Val = r.int16()
+				if k := r.uint(); r.err == nil && k != 1 {
+					r.fail(fmt.Errorf("%w: op kind %d", errType, k))
+				}
+				o.Add = true
 			}
 			m.Ops = append(m.Ops, o)
 		}

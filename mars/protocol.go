@@ -196,12 +196,14 @@ func (i *nodeInfo) equal(o *nodeInfo) bool {
 		i.EndPoint == o.EndPoint && string(i.Values) == string(o.Values)
 }
 
-// op is one shared-data change made by a node: set Key to Val, or remove it.
+// op is one shared-data change made by a node: set Key to Val, add Val to
+// it (Add; int16 arithmetic wraps, a missing key counts as 0), or remove it.
 type op struct {
 	Seq uint64
 	Key string
 	Val int16
 	Del bool
+	Add bool
 }
 
 // kv is one shared-data entry.

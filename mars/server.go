@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/marsmesh/marsmesh/internal/ratelog"
+	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/marsmesh/marsmesh/internal/ratelog"
 	"github.com/marsmesh/marsmesh/rudp"
 )
 
@@ -51,6 +52,11 @@ type ServerOptions struct {
 	// with it, any peer that reaches MARS can speak for any node. It exists
 	// for load generators that simulate many nodes on one socket.
 	TrustReportedAddr bool
+	// Store, when set, keeps the state in a shared store (see Store): every
+	// server over one store is a replica of one registry, and any of them
+	// serves any node. Nil keeps the state in this server's memory. The
+	// server does not close the Store. DataDir must be empty with a Store.
+	Store Store
 	// TombstoneTTL is how long removed nodes and keys are remembered for
 	// deltas; a node that has not synced for longer gets a full snapshot.
 	// Default 5 minutes. At most MaxSharedKeys+MaxNodes tombstones are kept.
@@ -142,6 +148,8 @@ type Server struct {
 
 	stats  serverCounters
 	nstats nodeStatsTable // admin endpoint only (nodestats.go)
+
+	st *storeState // with ServerOptions.Store (server_store.go)
 }
 
 // heldReply is a sync reply that acknowledges shared-data changes; with
@@ -186,7 +194,10 @@ func Listen(addr string, opts ServerOptions) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.start(tr)
+	if err := s.start(tr); err != nil {
+		tr.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -202,7 +213,10 @@ func NewServer(conn net.PacketConn, opts ServerOptions) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.start(tr)
+	if err := s.start(tr); err != nil {
+		tr.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -219,6 +233,15 @@ func newServer(opts ServerOptions) (*Server, rudp.Config, error) {
 		held:  make(map[netip.AddrPort]heldReply),
 
 		saveNow: make(chan struct{}, 1),
+	}
+	if opts.Store != nil {
+		if opts.DataDir != "" {
+			return nil, rudp.Config{}, errors.New("mars: ServerOptions.DataDir is for a server without a Store (the store keeps the data)")
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		s.inc = opts.Store.ID()
+		s.st = &storeState{store: opts.Store, owner: newIncarnation(), ctx: ctx, cancel: cancel,
+			seed: maphash.MakeSeed(), revCh: make(chan struct{})}
 	}
 	if opts.DataDir != "" {
 		p, err := newPersister(opts.DataDir, opts.Logger)
@@ -237,7 +260,15 @@ func newServer(opts ServerOptions) (*Server, rudp.Config, error) {
 	return s, cfg, nil
 }
 
-func (s *Server) start(tr *rudp.Transport) {
+func (s *Server) start(tr *rudp.Transport) error {
+	if s.st != nil {
+		if err := s.startStore(); err != nil {
+			s.st.cancel()
+			close(s.done)
+			s.wg.Wait()
+			return err
+		}
+	}
 	s.mu.Lock()
 	s.tr = tr // messages arriving before this are dropped; nodes resend
 	s.mu.Unlock()
@@ -247,6 +278,7 @@ func (s *Server) start(tr *rudp.Transport) {
 		s.wg.Add(1)
 		go s.persist.run(s.done, &s.wg)
 	}
+	return nil
 }
 
 func newIncarnation() uint64 {
@@ -260,8 +292,9 @@ func newIncarnation() uint64 {
 // Addr is the address the server listens on.
 func (s *Server) Addr() netip.AddrPort { return s.tr.LocalAddr() }
 
-// Incarnation identifies this server instance; every reply carries it, and
-// nodes re-register when it changes.
+// Incarnation identifies this server instance (with a Store: the store's
+// state, the same for every replica); every reply carries it, and nodes
+// re-register when it changes.
 func (s *Server) Incarnation() uint64 { return s.inc }
 
 // Stats returns the server's counters.
@@ -279,6 +312,9 @@ func (s *Server) Stats() ServerStats {
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.done)
+		if s.st != nil {
+			s.st.cancel()
+		}
 		s.wg.Wait()
 		s.mu.Lock()
 		s.closed = true
@@ -302,10 +338,16 @@ func (s *Server) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bo
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed || s.tr == nil {
+		s.mu.Unlock()
 		return
 	}
+	if s.st != nil {
+		s.mu.Unlock()
+		s.enqueue(inMsg{from, kind, p}) // store calls run on the workers
+		return
+	}
+	defer s.mu.Unlock()
 	s.handle(inMsg{from, kind, p})
 }
 
@@ -316,6 +358,9 @@ func (s *Server) run() {
 	// The sweep period adds to how late a node is listed offline; a sweep
 	// of 10,000 nodes costs well under a millisecond.
 	every := min(max(s.opts.OfflineAfter/100, 5*time.Millisecond), 25*time.Millisecond)
+	if s.st != nil {
+		every = min(max(s.opts.OfflineAfter/20, 5*time.Millisecond), 250*time.Millisecond) // sweeps write to the store
+	}
 	sweep := time.NewTicker(every)
 	defer sweep.Stop()
 	save := time.NewTimer(time.Hour)
@@ -327,6 +372,10 @@ func (s *Server) run() {
 		case <-s.done:
 			return
 		case <-sweep.C:
+			if s.st != nil {
+				s.storeSweep()
+				continue
+			}
 			s.mu.Lock()
 			s.sweep()
 			s.mu.Unlock()

@@ -146,8 +146,11 @@ func (s *Server) applyData(from netip.AddrPort, a *appState, e *nodeEntry, r *re
 		}
 	}
 	for _, o := range r.Ops {
-		if o.Seq <= e.ack {
-			continue // applied already (a resend)
+		if o.Seq <= e.ack || r.From > e.ack {
+			// Applied already (a resend), or MARS missed changes before
+			// this report: the reply's ack makes the node send them all
+			// again, in order, so each applies exactly once.
+			continue
 		}
 		if CheckKey(o.Key) != nil {
 			badKey++
@@ -160,9 +163,13 @@ func (s *Server) applyData(from netip.AddrPort, a *appState, e *nodeEntry, r *re
 			}
 			continue
 		}
-		if _, ok := a.keys[o.Key]; !ok && len(a.keys) >= s.opts.MaxSharedKeys {
+		cur, ok := a.keys[o.Key]
+		if !ok && len(a.keys) >= s.opts.MaxSharedKeys {
 			full++
 			continue
+		}
+		if o.Add {
+			o.Val += cur.val
 		}
 		if a.setKey(o.Key, o.Val) {
 			s.dirty = true
@@ -188,19 +195,26 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 		return
 	}
 	var parts [][]byte
-	full := a.needsFull(marsInc == s.inc, ver)
+	top := a.ver
+	if s.st != nil {
+		top = uint64(s.st.rev) // versions are store revisions, shared by the apps
+	}
+	full := a.needsFull(marsInc == s.inc, ver, top)
 	if !full {
 		var ok bool
 		parts, ok = a.delta(ver)
 		full = !ok
 	}
-	at := a.ver
+	at := top
 	if full {
 		seen := ver
 		if marsInc != s.inc {
 			seen = 0 // a version of another MARS means nothing here
 		}
 		parts, at = a.full(s.now(), seen)
+		if at == a.ver {
+			at = top
+		}
 		flags |= syncFull
 		ver = 0
 	}

@@ -55,6 +55,7 @@ type nodeEntry struct {
 	durable  uint64 // with DataDir: up to here the data file holds them too
 	unsaved  bool   // with DataDir: changes past durable wait for a save
 	rec      []byte // the node's encoded record, rebuilt on every change
+	owner    uint64 // with a Store: the replica that serves the node
 }
 
 func (e *nodeEntry) status() Status {
@@ -104,16 +105,37 @@ func newAppState(name string, clock *uint64) *appState {
 	}
 }
 
-func (a *appState) bump(key string, node bool) uint64 {
-	*a.clock++
-	a.ver = *a.clock
-	a.log = append(a.log, logEntry{ver: a.ver, key: key, node: node})
-	return a.ver
+// newAppStateAt returns an app of a server over a Store, whose versions
+// are the store's revisions: it starts at (and has seen everything up to)
+// revision v.
+func newAppStateAt(name string, v uint64) *appState {
+	return &appState{
+		name:      name,
+		ver:       v,
+		horizon:   v,
+		nodes:     make(map[string]*nodeEntry),
+		guests:    make(map[string]*nodeEntry),
+		keys:      make(map[string]keyEntry),
+		goneNodes: make(map[string]uint64),
+		goneKeys:  make(map[string]uint64),
+	}
+}
+
+// bumpAt logs a change at version v (never below a logged one).
+func (a *appState) bumpAt(v uint64, key string, node bool) uint64 {
+	a.ver = max(a.ver, v)
+	a.log = append(a.log, logEntry{ver: v, key: key, node: node})
+	return v
 }
 
 // nodeChanged records a change of e (new, new info, liveness).
 func (a *appState) nodeChanged(e *nodeEntry) {
-	e.ver = a.bump(e.addr, true)
+	*a.clock++
+	a.nodeChangedAt(e, *a.clock)
+}
+
+func (a *appState) nodeChangedAt(e *nodeEntry, v uint64) {
+	e.ver = a.bumpAt(v, e.addr, true)
 	e.encode()
 	delete(a.goneNodes, e.addr)
 }
@@ -124,8 +146,13 @@ func (a *appState) addNode(e *nodeEntry) {
 }
 
 func (a *appState) removeNode(addr string, now int64) {
+	*a.clock++
+	a.removeNodeAt(addr, *a.clock, now)
+}
+
+func (a *appState) removeNodeAt(addr string, v uint64, now int64) {
 	delete(a.nodes, addr)
-	v := a.bump(addr, true)
+	a.bumpAt(v, addr, true)
 	a.goneNodes[addr] = v
 	a.tombs = append(a.tombs, tomb{ver: v, at: now, key: addr, node: true})
 }
@@ -135,9 +162,14 @@ func (a *appState) setKey(key string, val int16) bool {
 	if e, ok := a.keys[key]; ok && e.val == val {
 		return false
 	}
-	a.keys[key] = keyEntry{val: val, ver: a.bump(key, false)}
-	delete(a.goneKeys, key)
+	*a.clock++
+	a.setKeyAt(key, val, *a.clock)
 	return true
+}
+
+func (a *appState) setKeyAt(key string, val int16, v uint64) {
+	a.keys[key] = keyEntry{val: val, ver: a.bumpAt(v, key, false)}
+	delete(a.goneKeys, key)
 }
 
 // removeKey removes a shared key; it reports whether it existed.
@@ -145,11 +177,16 @@ func (a *appState) removeKey(key string, now int64) bool {
 	if _, ok := a.keys[key]; !ok {
 		return false
 	}
+	*a.clock++
+	a.removeKeyAt(key, *a.clock, now)
+	return true
+}
+
+func (a *appState) removeKeyAt(key string, v uint64, now int64) {
 	delete(a.keys, key)
-	v := a.bump(key, false)
+	a.bumpAt(v, key, false)
 	a.goneKeys[key] = v
 	a.tombs = append(a.tombs, tomb{ver: v, at: now, key: key})
-	return true
 }
 
 // expireTombs forgets tombstones older than ttl, and the oldest ones while
@@ -224,8 +261,10 @@ func (a *appState) empty() bool {
 
 // needsFull reports whether a node whose view is at version v (of MARS
 // incarnation inc, compared with ours) must get a full snapshot.
-func (a *appState) needsFull(sameInc bool, v uint64) bool {
-	return !sameInc || v == 0 || v > a.ver || v < a.horizon
+// top is the newest version a node may hold (the app's, or with a Store
+// the store revision the server's copy is at).
+func (a *appState) needsFull(sameInc bool, v, top uint64) bool {
+	return !sameInc || v == 0 || v > top || v < a.horizon
 }
 
 // delta returns the body parts of the changes since version v, or ok=false

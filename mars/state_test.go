@@ -83,17 +83,17 @@ func TestTombstonesExpireAndRaiseTheHorizon(t *testing.T) {
 	v := a.ver
 	a.removeKey("k", 100)
 	a.removeNode("a:1", 200)
-	if a.needsFull(true, v) {
+	if a.needsFull(true, v, a.ver) {
 		t.Fatal("fresh tombstones should allow a delta")
 	}
 	a.expireTombs(150+1000, 1000, 100) // the key's tombstone is older than the TTL
 	if len(a.goneKeys) != 0 || len(a.goneNodes) != 1 {
 		t.Fatalf("tombstones left: %d keys %d nodes", len(a.goneKeys), len(a.goneNodes))
 	}
-	if !a.needsFull(true, v) {
+	if !a.needsFull(true, v, a.ver) {
 		t.Fatal("a view from before an expired tombstone must get a full snapshot")
 	}
-	if a.needsFull(true, a.ver) {
+	if a.needsFull(true, a.ver, a.ver) {
 		t.Fatal("a current view does not need a full snapshot")
 	}
 	// Count limit.
@@ -149,13 +149,13 @@ func TestRecreatedAppNeverReusesVersions(t *testing.T) {
 	for range 10 {
 		again.setKey(fmt.Sprint(clock), 1)
 	}
-	if !again.needsFull(true, seen) {
+	if !again.needsFull(true, seen, again.ver) {
 		t.Fatal("a view of the forgotten app must get a full snapshot")
 	}
-	if again.needsFull(true, again.ver) {
+	if again.needsFull(true, again.ver, again.ver) {
 		t.Fatal("a current view must not")
 	}
-	if fresh := newAppState("z", &clock); fresh.needsFull(true, fresh.ver) {
+	if fresh := newAppState("z", &clock); fresh.needsFull(true, fresh.ver, fresh.ver) {
 		t.Fatal("a view of an app with no change yet must not loop on full snapshots")
 	}
 }

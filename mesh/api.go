@@ -320,6 +320,15 @@ func SetSharedData(key string, value int16) bool {
 	return false
 }
 
+// AddSharedData adds delta to a shared counter cluster-wide from the
+// default node (see Node.AddSharedData).
+func AddSharedData(key string, delta int16) bool {
+	if n := Default(); n != nil {
+		return n.AddSharedData(key, delta)
+	}
+	return false
+}
+
 // RemoveSharedData removes a shared counter cluster-wide.
 func RemoveSharedData(key string) bool {
 	if n := Default(); n != nil {

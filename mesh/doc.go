@@ -154,7 +154,8 @@
 //   - StatusOnline (1), StatusOffline (2), StatusTaken (3) for SetStatus.
 //   - HandleRPCWithContext, OnSendFailure, Node.HealthCheck, CreateResponseBytes,
 //     FanoutError, streams (HandleStream, OpenStream, Stream) and typed RPCs
-//     (NewRPC) are additions. SendRequest's callback always runs on a
+//     (NewRPC) and AddSharedData (an atomic add to a shared counter) are
+//     additions. SendRequest's callback always runs on a
 //     goroutine of its own. SetCommandHandler and HandleCommand share one
 //     table.
 //   - TestPackPacket is left out; Msg, SendData and Shrink exist for

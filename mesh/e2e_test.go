@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -114,6 +115,12 @@ func runHelperNode(in io.Reader, out io.Writer) error {
 	return Shutdown()
 }
 
+// helperAdds are the background adds of shared-add.
+var (
+	helperAdds      sync.WaitGroup
+	helperAddFailed atomic.Bool
+)
+
 // helperCommand runs one command of a node process and returns its answer.
 func helperCommand(f []string) string {
 	arg := func(i int) string {
@@ -146,6 +153,28 @@ func helperCommand(f []string) string {
 		return okOrErr(Send(e2eCmd, arg(1), map[string]interface{}{"tag": arg(2)}))
 	case "shared-set": // shared-set <key> <value>
 		return fmt.Sprint(SetSharedData(arg(1), int16(num(2))))
+	case "shared-add": // shared-add <key> <delta> <count> <spread ms>: count adds over about spread ms, in the background
+		helperAdds.Add(1)
+		go func() {
+			defer helperAdds.Done()
+			for i := 0; i < num(3); i++ {
+				if !AddSharedData(arg(1), int16(num(2))) {
+					helperAddFailed.Store(true)
+				}
+				if num(4) > 0 && i%10 == 9 {
+					time.Sleep(time.Duration(num(4)) * time.Millisecond / time.Duration(max(1, num(3)/10)))
+				}
+			}
+		}()
+		return "started"
+	case "shared-add-wait": // shared-add-wait: waits for the background adds
+		helperAdds.Wait()
+		return fmt.Sprint(!helperAddFailed.Load())
+	case "sync-age": // sync-age: ms since MARS last answered, or -1
+		if age, ok := Default().mc.SyncAge(); ok {
+			return fmt.Sprint(age.Milliseconds())
+		}
+		return "-1"
 	case "shared-get": // shared-get <key>
 		v, ok := GetSharedData(arg(1))
 		return fmt.Sprint(v, ok)
@@ -308,9 +337,10 @@ type procNode struct {
 }
 
 // startProcNode starts a node process of type typ that reads the config
-// file cfgPath and finds MARS through DIARKIS_MARS_PORT. It may run on any
+// file cfgPath and finds MARS through DIARKIS_MARS_PORT (env adds or
+// overrides variables). It may run on any
 // goroutine; the caller stops the process (stop) when the test ends.
-func startProcNode(t *testing.T, name string, marsPort uint16, cfgPath, typ string) (*procNode, error) {
+func startProcNode(t *testing.T, name string, marsPort uint16, cfgPath, typ string, env ...string) (*procNode, error) {
 	p := &procNode{
 		t: t, name: name, stderr: &lockedBuffer{},
 		replies: make(chan string, 16), readDone: make(chan struct{}),
@@ -322,6 +352,7 @@ func startProcNode(t *testing.T, name string, marsPort uint16, cfgPath, typ stri
 		"DIARKIS_PORT=0",
 		fmt.Sprintf("DIARKIS_RETRY_TIMEOUT=%d", e2eRetryTimeout),
 	)
+	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stderr = p.stderr
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {

@@ -258,6 +258,17 @@ func (n *Node) SetSharedData(key string, value int16) bool {
 	return err == nil
 }
 
+// AddSharedData adds delta to a shared counter cluster-wide (a missing key
+// counts as 0; int16 arithmetic wraps); it returns false on a bad key.
+// Unlike GetSharedData followed by SetSharedData, concurrent adds from any
+// nodes are never lost: MARS applies each exactly once. It is an addition
+// to the Diarkis API.
+func (n *Node) AddSharedData(key string, delta int16) bool {
+	err := n.mc.AddSharedData(key, delta)
+	n.logSet("shared data "+key, err)
+	return err == nil
+}
+
 // RemoveSharedData removes a shared counter cluster-wide.
 func (n *Node) RemoveSharedData(key string) bool {
 	err := n.mc.RemoveSharedData(key)

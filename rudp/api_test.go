@@ -242,7 +242,7 @@ func TestPeerEventsOnEventGoroutine(t *testing.T) {
 	}
 	a := listenMem(t, n, acfg)
 	bc, _ := n.Listen("127.0.0.1:0")
-	b, err := New(bc, cfg)
+	b, err := New(bc, withSuiteKey(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,16 @@ type Config struct {
 	OnPeerDown func(addr netip.AddrPort, err error)
 	// Logger receives rate-limited warnings. Default slog.Default().
 	Logger *slog.Logger
+
+	// Keys are the cluster keys (see "Cluster keys" in the package doc).
+	// Empty: nothing is encrypted or authenticated. Otherwise every
+	// datagram this transport sends or accepts is sealed with AES-256-GCM
+	// (SealOverhead bytes each on a session), with per-session keys and
+	// replay protection; Keys[0] is tried first when dialing, and a peer
+	// is accepted if it holds any key of the list, which is how a key is
+	// rotated without downtime. At most MaxKeys keys; an all-zero key is
+	// refused with ErrBadKey. Generate keys with GenerateKey.
+	Keys [][32]byte
 }
 
 func (c Config) withDefaults() Config {

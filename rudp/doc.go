@@ -23,9 +23,10 @@
 //
 // # Unreliable messages
 //
-// USend sends a message as datagrams, never retransmitted and with no
-// session. Above MaxSize bytes it is split into parts of at most
-// MaxPacketSize bytes on the wire; the receiver reassembles it, or drops
+// USend sends a message as datagrams, never retransmitted and, without
+// cluster keys, with no session (with keys, see below). Above MaxSize
+// bytes it is split into parts of at most MaxPacketSize bytes on the
+// wire; the receiver reassembles it, or drops
 // it whole when a part is missing after Config.ReassemblyTTL, holding at
 // most Config.ReassemblyLimit bytes. Small messages sent to one address in
 // quick succession share datagrams.
@@ -67,6 +68,51 @@
 // block. For the kinds Config.MayBlock claims, it hands the socket (and
 // its buffers) to a parked follower before delivering, so OnMessage for
 // them may block without stopping the transport (leader/follower).
+//
+// # Cluster keys
+//
+// With Config.Keys set, every datagram is authenticated and encrypted
+// with AES-256-GCM, and one that does not open is dropped before anything
+// parses it, counted in Stats.AuthFailures and never answered: a process
+// without a key gets no reply at all (no SYN-ACK, no reset hint) and
+// creates no state. Nothing is logged per packet, and a failed datagram
+// costs no allocation.
+//
+// Handshake packets (SYN, SYN-ACK, ACK) are sealed with a key derived
+// from a cluster key (HKDF-SHA256) under a random nonce, and carry an
+// ephemeral X25519 public key and a timestamp. A dialer sends one SYN per
+// cluster key, Keys[0] first; the responder answers with the key that
+// opened it. So two transports connect when their lists share any key,
+// which is how keys rotate without downtime: add the new key everywhere
+// (second), then make it first everywhere, then remove the old one.
+// The responder still keeps no state before the ACK: when it is not
+// dialing itself, its ephemeral key is derived from its cookie secret and
+// the SYN. Each session gets its own pair of keys (one per direction),
+// derived with HKDF from the X25519 shared secret and the handshake
+// transcript, so recorded traffic stays secret even if a cluster key
+// leaks later (forward secrecy).
+//
+// Every other datagram travels in a session packet, [0x30][counter u64]
+// [ciphertext][16-byte tag]: SealOverhead (25) bytes more, which KCP
+// segments and unreliable datagrams leave room for, so a sealed packet
+// never exceeds MaxPacketSize. The counter is the nonce; the receiver
+// drops a counter it has seen, or one more than about 2,000 behind the
+// newest (Stats.Replays). A handshake packet is dropped when its
+// timestamp is more than 60 s from the receiver's clock (clocks of a
+// cluster must agree that well) or when it was seen before; an ACK is
+// also bound to the responder's cookie, valid a few seconds. So replayed
+// datagrams, of this session or an earlier one, deliver nothing and
+// create, reset or end no session.
+//
+// Unreliable messages need the session's keys: USend to a peer without a
+// session dials it, and up to 256 datagrams (256 KiB) wait for the
+// handshake; they are dropped, counted in Stats.HeldDrops, if it fails or
+// more wait. Both ends see OnPeerUp as for reliable traffic.
+//
+// What changes with keys: a packet for a session the receiver does not
+// know cannot be told from garbage, so it draws no hint; a peer that
+// crashed and restarted on the same address is found by silence after
+// RetryTimeout (or at once when it dials first), not by a reset.
 //
 // # Testing
 //

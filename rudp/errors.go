@@ -36,6 +36,9 @@ var (
 	ErrKCPVersion = errors.New("rudp: untested kcp-go version")
 	// ErrProtocol: the peer sent a stream rudp cannot decode.
 	ErrProtocol = errors.New("rudp: protocol error")
+	// ErrBadKey: Config.Keys holds an all-zero key or more than MaxKeys
+	// keys (New and Listen refuse to start).
+	ErrBadKey = errors.New("rudp: bad cluster key")
 )
 
 // PeerError reports why a peer session ended and how many reliable

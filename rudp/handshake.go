@@ -1,6 +1,7 @@
 package rudp
 
 import (
+	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -36,6 +37,31 @@ type handshake struct {
 	typ        byte
 	src, dst   uint64 // incarnations: the sender's, and the receiver's as the sender knows it
 	dtok, rtok uint64 // the dialer's token and the responder's token
+
+	// With cluster keys only (see keyed.go):
+	eph [32]byte // the sender's ephemeral X25519 public key
+	ts  int64    // when it was sent, Unix ns
+	key int      // index of the cluster key that seals it
+}
+
+// appendKeyed appends the inner form of a sealed handshake.
+func (h handshake) appendKeyed(b []byte) []byte {
+	b = h.append(b)
+	b = append(b, h.eph[:]...)
+	return binary.BigEndian.AppendUint64(b, uint64(h.ts))
+}
+
+func parseKeyedHandshake(p []byte) (handshake, bool) {
+	if len(p) != keyedHSSize {
+		return handshake{}, false
+	}
+	h, ok := parseHandshake(p[:handshakeSize])
+	if h.typ != pktSyn && h.typ != pktSynAck && h.typ != pktAck {
+		return handshake{}, false
+	}
+	copy(h.eph[:], p[handshakeSize:])
+	h.ts = int64(binary.BigEndian.Uint64(p[handshakeSize+32:]))
+	return h, ok
 }
 
 func (h handshake) append(b []byte) []byte {
@@ -148,33 +174,50 @@ func (t *Transport) cookie(from netip.AddrPort, inc, dtok uint64, bucket int64) 
 	return binary.BigEndian.Uint64(h[:]) | 1
 }
 
-func (t *Transport) cookieOK(from netip.AddrPort, inc, dtok, rtok uint64, now int64) bool {
-	b := t.cookieBucket(now)
-	return rtok == t.cookie(from, inc, dtok, b) || rtok == t.cookie(from, inc, dtok, b-1)
+// cookieOK reports whether rtok is a cookie of this or the previous
+// bucket, and which.
+func (t *Transport) cookieOK(from netip.AddrPort, inc, dtok, rtok uint64, now int64) (int64, bool) {
+	for b := t.cookieBucket(now); b >= t.cookieBucket(now)-1; b-- {
+		if rtok == t.cookie(from, inc, dtok, b) {
+			return b, true
+		}
+	}
+	return 0, false
 }
 
-func (t *Transport) sendHandshake(to netip.AddrPort, h handshake) {
-	var b [handshakeSize]byte
-	t.write(h.append(b[:0]), to)
-}
-
-func (t *Transport) sendTagged(to netip.AddrPort, c tagged) {
-	var b [taggedSize]byte
-	t.write(c.append(b[:0]), to)
-}
-
-// sendSynLocked (re)sends the SYN of a dialing session.
+// sendSynLocked (re)sends the SYN of a dialing session. With keys it
+// sends one per cluster key: the peer answers the first it can open.
 func (t *Transport) sendSynLocked(s *session, now int64) {
-	t.sendHandshake(s.addr, handshake{typ: pktSyn, src: t.inc, dtok: s.myTok})
+	h := handshake{typ: pktSyn, src: t.inc, dtok: s.myTok}
+	if t.ks.keyed {
+		if s.sec.eph == nil {
+			s.sec.eph = newEphemeral()
+		}
+		copy(h.eph[:], s.sec.eph.PublicKey().Bytes())
+		for h.key = range t.ks.hsAEAD {
+			t.sendHandshake(s.addr, h)
+		}
+	} else {
+		t.sendHandshake(s.addr, h)
+	}
 	s.synNext = now + int64(s.synWait)
 	s.synWait = min(2*s.synWait, time.Second)
 }
 
 // sendAckLocked (re)sends the ACK of a confirming session.
 func (t *Transport) sendAckLocked(s *session, now int64) {
-	t.sendHandshake(s.addr, handshake{typ: pktAck, src: t.inc, dst: s.remoteInc, dtok: s.myTok, rtok: s.peerTok})
+	t.sendHandshake(s.addr, s.ackPacketLocked())
 	s.synNext = now + int64(s.synWait)
 	s.synWait = min(2*s.synWait, time.Second)
+}
+
+// ackPacketLocked is the ACK of a confirming session.
+func (s *session) ackPacketLocked() handshake {
+	h := handshake{typ: pktAck, src: s.t.inc, dst: s.remoteInc, dtok: s.myTok, rtok: s.peerTok, key: s.sec.key}
+	if s.sec.eph != nil {
+		copy(h.eph[:], s.sec.eph.PublicKey().Bytes())
+	}
+	return h
 }
 
 func (t *Transport) handleHandshake(h handshake, from netip.AddrPort) {
@@ -196,17 +239,30 @@ func (t *Transport) handleHandshake(h handshake, from netip.AddrPort) {
 // the dialer's ACK.
 func (t *Transport) handleSyn(h handshake, from netip.AddrPort, now int64) {
 	var rtok uint64
+	var eph *ecdh.PrivateKey
 	if s := t.lookup(from); s != nil {
 		s.mu.Lock()
 		if s.state == stateDialing || s.state == stateConfirming {
 			rtok = s.myTok // simultaneous open: our dial's token
+			eph = s.sec.eph
 		}
 		s.mu.Unlock()
 	}
 	if rtok == 0 {
-		rtok = t.cookie(from, h.src, h.dtok, t.cookieBucket(now))
+		b := t.cookieBucket(now)
+		rtok = t.cookie(from, h.src, h.dtok, b)
+		if t.ks.keyed {
+			eph = t.cookieEph(from, h.src, h.dtok, h.eph[:], b)
+		}
 	}
-	t.sendHandshake(from, handshake{typ: pktSynAck, src: t.inc, dst: h.src, dtok: h.dtok, rtok: rtok})
+	r := handshake{typ: pktSynAck, src: t.inc, dst: h.src, dtok: h.dtok, rtok: rtok, key: h.key}
+	if t.ks.keyed {
+		if eph == nil {
+			return
+		}
+		copy(r.eph[:], eph.PublicKey().Bytes())
+	}
+	t.sendHandshake(from, r)
 }
 
 func (t *Transport) handleSynAck(h handshake, from netip.AddrPort, now int64) {
@@ -220,13 +276,23 @@ func (t *Transport) handleSynAck(h handshake, from netip.AddrPort, now int64) {
 	s.mu.Lock()
 	switch {
 	case s.state == stateDialing && h.dtok == s.myTok:
+		if t.ks.keyed {
+			c := deriveCrypto(s.sec.eph, h.eph[:], hsSide{inc: t.inc, tok: s.myTok}, hsSide{inc: h.src, tok: h.rtok})
+			if c == nil {
+				s.mu.Unlock()
+				t.bad("handshake with an invalid ephemeral key", from)
+				return
+			}
+			s.sec.crypto.Store(c)
+			s.sec.key = h.key
+		}
 		s.confirmLocked(h.src, h.rtok, now)
 		t.sendAckLocked(s, now)
 		s.mu.Unlock()
 	case s.state == stateConfirming && h.dtok == s.myTok && h.rtok == s.peerTok:
 		t.sendAckLocked(s, now) // our ACK may be lost
 		s.mu.Unlock()
-	case s.state == stateEstablished && s.probeTok != 0 && h.dtok == s.probeTok && h.src != s.remoteInc:
+	case !t.ks.keyed && s.state == stateEstablished && s.probeTok != 0 && h.dtok == s.probeTok && h.src != s.remoteInc:
 		// A probe proved a new incarnation lives at the address.
 		tok := s.probeTok
 		s.mu.Unlock()
@@ -282,9 +348,23 @@ func (t *Transport) handleAck(h handshake, from netip.AddrPort, now int64) {
 			(s.state != stateEstablished || h.dtok == s.peerTok)
 		s.mu.Unlock()
 	}
-	if !valid && !t.cookieOK(from, h.src, h.dtok, h.rtok, now) {
+	var eph *ecdh.PrivateKey // ours, for the token the ACK echoes
+	if valid {
+		s.mu.Lock()
+		eph = s.sec.eph
+		s.mu.Unlock()
+	} else if b, ok := t.cookieOK(from, h.src, h.dtok, h.rtok, now); !ok {
 		t.bad("handshake ACK without a valid token", from)
 		return
+	} else if t.ks.keyed {
+		eph = t.cookieEph(from, h.src, h.dtok, h.eph[:], b)
+	}
+	var crypto *sessCrypto
+	if t.ks.keyed && eph != nil { // nil: a repeated ACK of our established session
+		if crypto = deriveCrypto(eph, h.eph[:], hsSide{inc: t.inc, tok: h.rtok}, hsSide{inc: h.src, tok: h.dtok}); crypto == nil {
+			t.bad("handshake ACK with an invalid ephemeral key", from)
+			return
+		}
 	}
 	keys := deriveKeys(t.inc, h.rtok, h.src, h.dtok)
 	if s == nil {
@@ -303,7 +383,7 @@ func (t *Transport) handleAck(h handshake, from netip.AddrPort, now int64) {
 		adopt = keys.id <= s.keys.id || h.src != s.remoteInc
 	case stateEstablished:
 		if keys.id == s.keys.id {
-			t.sendTagged(from, tagged{typ: pktPing, conv: s.conv, tag: s.keys.ping}) // confirm again
+			t.sendTagged(s, tagged{typ: pktPing, conv: s.conv, tag: s.keys.ping}) // confirm again
 			s.mu.Unlock()
 			return
 		}
@@ -314,7 +394,7 @@ func (t *Transport) handleAck(h handshake, from netip.AddrPort, now int64) {
 		keep := h.src == s.remoteInc && now-s.establishedAt < int64(t.cfg.keepalive()) &&
 			now-s.lastRecv.Load() < int64(t.cfg.keepalive())/2
 		s.mu.Unlock()
-		if keep {
+		if keep || (t.ks.keyed && crypto == nil) {
 			return
 		}
 		if s = t.replace(s, from, now); s == nil {
@@ -323,13 +403,17 @@ func (t *Transport) handleAck(h handshake, from netip.AddrPort, now int64) {
 		s.mu.Lock()
 		adopt = true
 	}
-	if !adopt || s.state == stateDead {
+	if !adopt || s.state == stateDead || (t.ks.keyed && crypto == nil) {
 		s.mu.Unlock()
 		return
 	}
 	s.remoteInc, s.myTok, s.peerTok, s.keys = h.src, h.rtok, h.dtok, keys
+	if crypto != nil {
+		s.sec.crypto.Store(crypto)
+		s.sec.key = h.key
+	}
 	s.establishLocked(now)
-	t.sendTagged(from, tagged{typ: pktPing, conv: s.conv, tag: keys.ping})
+	t.sendTagged(s, tagged{typ: pktPing, conv: s.conv, tag: keys.ping})
 	s.unlockAndWrite()
 	t.peerUp(s, h.src)
 }
@@ -407,7 +491,7 @@ func (t *Transport) handleNoSess(s *session, c tagged, now int64) {
 	s.probeAt = now
 	switch s.state {
 	case stateConfirming:
-		t.sendHandshake(s.addr, handshake{typ: pktAck, src: t.inc, dst: s.remoteInc, dtok: s.myTok, rtok: s.peerTok})
+		t.sendHandshake(s.addr, s.ackPacketLocked())
 	case stateEstablished:
 		s.probeTok = newToken()
 		t.sendHandshake(s.addr, handshake{typ: pktSyn, src: t.inc, dst: s.remoteInc, dtok: s.probeTok})
@@ -416,7 +500,13 @@ func (t *Transport) handleNoSess(s *session, c tagged, now int64) {
 
 // noSess tells a peer that a session it uses does not exist here, at most
 // once per 100 ms per address.
+//
+// Not with keys: a packet that opened with session keys belongs to a
+// session this side has, and a sealed hint would answer strangers.
 func (t *Transport) noSess(to netip.AddrPort, conv uint32) {
+	if t.ks.keyed {
+		return
+	}
 	now := t.now()
 	t.noSessMu.Lock()
 	if last, ok := t.noSessAt[to]; ok && now-last < 100e6 {
@@ -428,5 +518,6 @@ func (t *Transport) noSess(to netip.AddrPort, conv uint32) {
 	}
 	t.noSessAt[to] = now
 	t.noSessMu.Unlock()
-	t.sendTagged(to, tagged{typ: pktNoSess, conv: conv, tag: t.inc})
+	var b [taggedSize]byte
+	t.write(tagged{typ: pktNoSess, conv: conv, tag: t.inc}.append(b[:0]), to)
 }

@@ -2,6 +2,7 @@ package rudp
 
 import (
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -86,9 +87,27 @@ func (b *inbox) count() int {
 	return len(b.msgs)
 }
 
+// suiteKey, with RUDP_TEST_KEYED=1 in the environment, is given to every
+// transport the helpers start without keys: the whole suite runs keyed.
+var suiteKey = func() [][32]byte {
+	if os.Getenv("RUDP_TEST_KEYED") != "1" {
+		return nil
+	}
+	k, _ := GenerateKey()
+	return [][32]byte{k}
+}()
+
+func withSuiteKey(cfg Config) Config {
+	if len(cfg.Keys) == 0 {
+		cfg.Keys = suiteKey
+	}
+	return cfg
+}
+
 // listenUDP starts a transport on a real loopback UDP port.
 func listenUDP(t testing.TB, cfg Config) *Transport {
 	t.Helper()
+	cfg = withSuiteKey(cfg)
 	tr, err := Listen("127.0.0.1:0", cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +123,7 @@ func listenMem(t testing.TB, n *faultnet.Network, cfg Config) *Transport {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := New(c, cfg)
+	tr, err := New(c, withSuiteKey(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}

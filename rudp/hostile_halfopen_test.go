@@ -59,7 +59,7 @@ func halfOpenPair(t *testing.T, seed uint64) (*faultnet.Network, *Transport, *in
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := New(vc, vIn.config(fastConfig()))
+	v, err := New(vc, withSuiteKey(vIn.config(fastConfig())))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestHostileStalledSessionDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	vcfg := Config{RetryInterval: 50 * time.Millisecond, RetryTimeout: time.Minute}
-	v, err := New(vc, vcfg)
+	v, err := New(vc, withSuiteKey(vcfg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -147,7 +147,7 @@ func (t *Transport) sweep(now int64) {
 				// answers does not serve this session.
 				reason = ErrPeerTimeout
 			case now-s.lastSend.Load() >= keepalive:
-				t.sendTagged(s.addr, tagged{typ: pktPing, conv: s.conv, tag: s.keys.ping})
+				t.sendTagged(s, tagged{typ: pktPing, conv: s.conv, tag: s.keys.ping})
 				s.lastSend.Store(now)
 			}
 		}

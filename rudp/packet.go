@@ -16,7 +16,9 @@ import "encoding/binary"
 //	RST       [0x14][conv u32][tag u64]
 //	NOSESS    [0x16][src inc u64][conv u32]
 //
-// See handshake.go for how they are used.
+// See handshake.go for how they are used. With cluster keys every one of
+// them travels sealed inside a 0x30 (session) or 0x31 (handshake) packet;
+// see seal.go.
 //
 // Integers are big-endian except inside KCP segments (little-endian, as kcp-go
 // writes them). The reliable stream carries frames:

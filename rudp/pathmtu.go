@@ -40,18 +40,19 @@ type pathMTUs struct {
 }
 
 // sessionMTU is the KCP packet size (SetMtu) for a session with peer:
-// kcpMTU plus whatever room the path has above MaxPacketSize, at most
-// maxWirePacket - MaxPacketSize more.
+// t.kcpMTU (which leaves room for the seal with keys) plus whatever room
+// the path has above MaxPacketSize, at most maxWirePacket - MaxPacketSize
+// more.
 func (t *Transport) sessionMTU(peer netip.AddrPort) int {
 	if _, ok := t.conn.(*net.UDPConn); !ok {
-		return kcpMTU // tests' in-memory sockets keep the standard size
+		return t.kcpMTU // tests' in-memory sockets keep the standard size
 	}
 	link := t.paths.linkMTU(t.local.Addr(), peer.Addr())
 	wire := min(link-ipUDPOverhead(peer.Addr()), maxWirePacket)
 	if wire <= MaxPacketSize {
-		return kcpMTU
+		return t.kcpMTU
 	}
-	return kcpMTU + wire - MaxPacketSize
+	return t.kcpMTU + wire - MaxPacketSize
 }
 
 // linkMTU is the MTU of the local interface whose address reaches peer

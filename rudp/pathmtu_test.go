@@ -17,13 +17,13 @@ func TestSessionMTU(t *testing.T) {
 	link := tr.paths.linkMTU(tr.local.Addr(), lo.Addr())
 	got := tr.sessionMTU(lo)
 	switch {
-	case link >= maxWirePacket+28 && got != kcpMTU+maxWirePacket-MaxPacketSize:
-		t.Errorf("loopback MTU %d: session MTU %d, want %d", link, got, kcpMTU+maxWirePacket-MaxPacketSize)
-	case link < MaxPacketSize+28 && got != kcpMTU:
-		t.Errorf("loopback MTU %d: session MTU %d, want the standard %d", link, got, kcpMTU)
+	case link >= maxWirePacket+28 && got != tr.kcpMTU+maxWirePacket-MaxPacketSize:
+		t.Errorf("loopback MTU %d: session MTU %d, want %d", link, got, tr.kcpMTU+maxWirePacket-MaxPacketSize)
+	case link < MaxPacketSize+28 && got != tr.kcpMTU:
+		t.Errorf("loopback MTU %d: session MTU %d, want the standard %d", link, got, tr.kcpMTU)
 	}
-	if got < kcpMTU || got > kcpMTU+maxWirePacket-MaxPacketSize {
-		t.Errorf("session MTU %d outside [%d, %d]", got, kcpMTU, kcpMTU+maxWirePacket-MaxPacketSize)
+	if got < tr.kcpMTU || got > tr.kcpMTU+maxWirePacket-MaxPacketSize {
+		t.Errorf("session MTU %d outside [%d, %d]", got, tr.kcpMTU, tr.kcpMTU+maxWirePacket-MaxPacketSize)
 	}
 	if link := lookupLinkMTU(netip.IPv4Unspecified(), lo.Addr()); link == 0 {
 		t.Log("no interface found for the route to 127.0.0.1 (lookup through a connected socket)")

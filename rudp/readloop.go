@@ -77,13 +77,23 @@ func (t *Transport) bad(cause string, from netip.AddrPort) {
 }
 
 // handlePacket is the one place datagrams enter the transport: every
-// packet read from the socket is parsed here first (a layer that opens
-// sealed packets goes here).
+// packet read from the socket is parsed here first. With keys it is
+// opened (keyed.go) before anything else looks at it.
 func (t *Transport) handlePacket(p []byte, from netip.AddrPort) {
 	if len(p) == 0 {
 		t.bad("empty", from)
 		return
 	}
+	if t.ks.keyed {
+		t.handleSealed(p, from)
+		return
+	}
+	t.handlePlain(p, from)
+}
+
+// handlePlain handles a packet in the clear: as read without keys, or
+// opened with keys.
+func (t *Transport) handlePlain(p []byte, from netip.AddrPort) {
 	switch p[0] {
 	case pktKCP:
 		t.handleKCP(p[1:], from)

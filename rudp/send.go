@@ -170,7 +170,7 @@ func (t *Transport) enqueue(ctx context.Context, s *session, kind byte, size int
 	now := t.now()
 	if s.corked {
 		s.mu.Unlock() // the deliverer flushes after its burst (deliverFrames)
-	} else if s.state == stateEstablished && !s.flushing && size < kcpMSS && now-s.sendFlushAt < int64(hotWindow) {
+	} else if s.state == stateEstablished && !s.flushing && size < t.kcpMSS && now-s.sendFlushAt < int64(hotWindow) {
 		// A stream of small sends: let the flusher goroutine send what
 		// accumulates, in full packets, while this sender goes on.
 		queue := !s.queuedFlush

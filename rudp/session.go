@@ -21,7 +21,8 @@ const (
 	stateDead
 )
 
-// kcpMSS is the payload of one KCP segment in a kcpMTU-sized packet.
+// kcpMSS is the payload of one KCP segment in a kcpMTU-sized packet
+// (without keys; Transport.kcpMSS is the one in use).
 const kcpMSS = kcpMTU - kcp.IKCP_OVERHEAD
 
 // session is the one reliable channel between this transport and a peer
@@ -100,6 +101,7 @@ type session struct {
 	probeTok       uint64 // token of the last probe SYN
 	probeAt        int64
 	establishedAt  int64
+	sec            sessSec // cluster-key state (keyed.go)
 }
 
 func newSession(t *Transport, addr netip.AddrPort, now int64) *session {
@@ -130,7 +132,7 @@ func (s *session) establishLocked(now int64) {
 	k.SetMtu(s.mtu)
 	s.kcp = k
 	s.rbuf = make([]byte, 2*MaxPacketSize)
-	s.scratch = make([]byte, 0, kcpMSS)
+	s.scratch = make([]byte, 0, s.t.kcpMSS)
 	s.state = stateEstablished
 	s.establishedAt = now
 	s.lastRecv.Store(now)
@@ -139,6 +141,7 @@ func (s *session) establishLocked(now int64) {
 		s.pushLocked()
 		kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
 	}
+	s.releaseHeldLocked()
 }
 
 // output is KCP's output callback: one packet, prefixed with its type
@@ -153,7 +156,7 @@ func (s *session) output(buf []byte, size int) {
 	switch {
 	case len(s.heldAcks) == 0:
 		s.tx.add(pktKCP, buf[:size])
-	case len(s.heldAcks)+size <= s.mtu:
+	case len(s.heldAcks)+size <= s.mtu: // keyed: s.mtu leaves room for the seal
 		s.joinBuf = append(append(s.joinBuf[:0], s.heldAcks...), buf[:size]...)
 		s.tx.add(pktKCP, s.joinBuf) // the held acks ride along
 		s.heldAcks = s.heldAcks[:0]
@@ -274,7 +277,7 @@ func (s *session) unlockAndWrite() {
 	s.tx, s.fire = nil, nil
 	s.mu.Unlock()
 	if b != nil {
-		s.t.writeBatch(b, s.addr, s.naddr)
+		s.t.writeBatch(b, s)
 	}
 	for _, f := range fire {
 		f.done(f.err)
@@ -313,7 +316,7 @@ func (s *session) enqueueLocked(kind byte, size int, parts [][]byte, ackNow bool
 	s.direct.reset(s.directBufs)
 	limit := 2 * s.t.cfg.SendWindow
 	for s.direct.n > 0 && s.kcp.WaitSnd() < limit {
-		s.sendPieceLocked(s.direct.next(kcpMSS, s.scratch))
+		s.sendPieceLocked(s.direct.next(s.t.kcpMSS, s.scratch))
 	}
 	if s.direct.n > 0 {
 		s.queue.push(s.direct.copyOut())
@@ -345,7 +348,7 @@ func (s *session) pushLocked() bool {
 	limit := 2 * s.t.cfg.SendWindow
 	moved := false
 	for s.queue.n > 0 && s.kcp.WaitSnd() < limit {
-		s.sendPieceLocked(s.queue.next(kcpMSS, s.scratch))
+		s.sendPieceLocked(s.queue.next(s.t.kcpMSS, s.scratch))
 		moved = true
 	}
 	return moved
@@ -385,6 +388,7 @@ func (s *session) dieLocked(reason error) {
 	}
 	s.state = stateDead
 	s.heldAcks, s.joinBuf = nil, nil
+	s.dropHeldLocked()
 	s.err = &PeerError{Addr: s.addr, Reason: reason, Unacked: s.msgEnds.len()}
 	for _, m := range s.tracked {
 		s.fire = append(s.fire, firing{m.done, s.err})

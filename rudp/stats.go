@@ -21,8 +21,19 @@ type Stats struct {
 	// a reset by the peer or a protocol error (not graceful closes).
 	PeersDead uint64
 	// Paused counts the Pause calls that paused a running session.
-	Paused   uint64
-	Sessions int
+	Paused uint64
+	// AuthFailures counts datagrams dropped because they did not open
+	// with a cluster key or session key (wrong or no key, a flipped bit,
+	// garbage, or a late packet of a replaced session). Keyed mode only.
+	AuthFailures uint64
+	// Replays counts authentic datagrams dropped as replays: seen before
+	// in the session, too old for its replay window, or a handshake
+	// packet seen before or outside its time window. Keyed mode only.
+	Replays uint64
+	// HeldDrops counts unreliable messages dropped in keyed mode while
+	// they waited for a session: it did not come up, or too many waited.
+	HeldDrops uint64
+	Sessions  int
 }
 
 type counters struct {
@@ -30,6 +41,7 @@ type counters struct {
 	bytesIn, bytesOut                              atomic.Uint64
 	retransmits, splits                            atomic.Uint64
 	peersDead, paused                              atomic.Uint64
+	authFailures, replays, heldDrops               atomic.Uint64
 }
 
 // Stats returns the transport's counters.
@@ -49,6 +61,9 @@ func (t *Transport) Stats() Stats {
 		ReassemblyDrops: t.reasm.drops.Load(),
 		PeersDead:       t.stats.peersDead.Load(),
 		Paused:          t.stats.paused.Load(),
+		AuthFailures:    t.stats.authFailures.Load(),
+		Replays:         t.stats.replays.Load(),
+		HeldDrops:       t.stats.heldDrops.Load(),
 		Sessions:        n,
 	}
 }

@@ -75,6 +75,10 @@ type Transport struct {
 	rd        readers    // see readers.go
 	ev        eventQueue // see events.go
 	cookieKey [32]byte   // keys the stateless handshake cookies
+
+	ks             keyState // cluster keys (keyed.go)
+	kcpMTU, kcpMSS int      // KCP packet and segment payload sizes
+	maxDatagram    int      // the largest unreliable datagram before sealing
 }
 
 type frame struct {
@@ -128,6 +132,10 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 		conn.Close()
 		return nil, err
 	}
+	if err := checkKeys(cfg.Keys); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	local, err := addrPortOf(conn.LocalAddr())
 	if err != nil {
 		conn.Close()
@@ -153,6 +161,15 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 	t.ackTimer.Stop()
 	t.ev.wake = make(chan struct{}, 1)
 	rand.Read(t.cookieKey[:])
+	t.kcpMTU, t.maxDatagram = kcpMTU, MaxPacketSize
+	if len(cfg.Keys) > 0 {
+		t.ks.keyed = true
+		t.ks.hsAEAD = handshakeAEADs(cfg.Keys)
+		t.ks.seen = make(map[uint64]int64)
+		t.kcpMTU -= SealOverhead
+		t.maxDatagram -= SealOverhead
+	}
+	t.kcpMSS = t.kcpMTU - kcpOverhead
 	t.fast, _ = conn.(addrPortConn)
 	t.batch = newBatchWriter(conn, local)
 	t.reasm = newReassembler(cfg.ReassemblyLimit, cfg.ReassemblyTTL)
@@ -262,7 +279,7 @@ func (t *Transport) kill(s *session, reason error, rst bool) {
 	}
 	s.unlockAndWrite()
 	if rst && keyed {
-		t.sendTagged(s.addr, c)
+		t.sendTagged(s, c)
 	}
 }
 
@@ -373,8 +390,8 @@ func (t *Transport) shutdown(graceful bool) {
 			s.mu.Lock()
 			if graceful && (s.state == stateEstablished || s.state == stateConfirming) {
 				fin := tagged{typ: pktFin, conv: s.keys.conv, tag: s.keys.fin}
-				t.sendTagged(s.addr, fin)
-				t.sendTagged(s.addr, fin) // a second copy in case one is lost
+				t.sendTagged(s, fin)
+				t.sendTagged(s, fin) // a second copy in case one is lost
 			}
 			if s.state != stateDead {
 				s.dieLocked(ErrClosed)

@@ -12,21 +12,23 @@ import (
 // is held; they are written after the lock is released, so a slow syscall
 // never blocks the read loop or other senders on the same session.
 type txBatch struct {
-	pkts [][]byte
-	ptrs []*[]byte // the pool entries behind pkts, returned as they came
-	bufs [][]byte  // one-element Buffers of msgs, reused
-	msgs []ipv4.Message
+	nonce [12]byte // sealing scratch
+	pkts  [][]byte
+	ptrs  []*[]byte // the pool entries behind pkts, returned as they came
+	bufs  [][]byte  // one-element Buffers of msgs, reused
+	msgs  []ipv4.Message
 }
 
 var (
 	txPool  = sync.Pool{New: func() any { return new(txBatch) }}
-	pktPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxPacketSize); return &b }}
+	pktPool = sync.Pool{New: func() any { b := make([]byte, 0, sealHeader+MaxPacketSize); return &b }}
 )
 
+// add queues one packet, with room in front for the sealing header.
 func (b *txBatch) add(typ byte, p []byte) {
 	bp := pktPool.Get().(*[]byte)
-	*bp = append(append((*bp)[:0], typ), p...)
-	b.pkts = append(b.pkts, *bp)
+	*bp = append(append((*bp)[:sealHeader], typ), p...)
+	b.pkts = append(b.pkts, (*bp)[sealHeader:])
 	b.ptrs = append(b.ptrs, bp)
 }
 
@@ -43,9 +45,22 @@ func newBatchWriter(c net.PacketConn, local netip.AddrPort) *batchWriter {
 	return &batchWriter{pc: ipv4.NewPacketConn(uc)}
 }
 
-// writeBatch sends the batch to one address and recycles it.
-func (t *Transport) writeBatch(b *txBatch, to netip.AddrPort, naddr net.Addr) {
-	t.wire(b.pkts, to, naddr, &b.msgs, &b.bufs)
+// writeBatch sends the batch to s's address and recycles it; with keys
+// it seals each packet in place with s's session keys first.
+func (t *Transport) writeBatch(b *txBatch, s *session) {
+	send := true
+	if t.ks.keyed {
+		c := s.sec.crypto.Load()
+		send = c != nil // always: packets come after the handshake
+		for i, bp := range b.ptrs {
+			if send {
+				b.pkts[i] = c.seal((*bp)[:sealHeader+len(b.pkts[i])], &b.nonce)
+			}
+		}
+	}
+	if send {
+		t.wire(b.pkts, s.addr, s.naddr, &b.msgs, &b.bufs)
+	}
 	for i, bp := range b.ptrs {
 		pktPool.Put(bp)
 		b.ptrs[i] = nil

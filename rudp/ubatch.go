@@ -23,7 +23,8 @@ const (
 	batchEntryHeader = 3
 	// maxBatchedPayload is the largest unreliable message that goes into a
 	// batch: at least two such messages fit in one datagram.
-	maxBatchedPayload = (MaxPacketSize-1)/2 - batchEntryHeader
+	// (sealed or not).
+	maxBatchedPayload = (MaxPacketSize-SealOverhead-1)/2 - batchEntryHeader
 	// udestIdle is how long an address's batching state outlives its last send.
 	udestIdle = 10 * time.Second
 )
@@ -68,10 +69,10 @@ func (t *Transport) usendSmall(to netip.AddrPort, kind byte, size int, parts [][
 		for _, p := range parts {
 			b = append(b, p...)
 		}
-		return t.write(b, to)
+		return t.uwrite(b, to)
 	}
 	var full []byte
-	if len(d.buf)+batchEntryHeader+size > MaxPacketSize {
+	if len(d.buf)+batchEntryHeader+size > t.maxDatagram {
 		full, d.buf = d.buf, nil
 	}
 	if d.buf == nil {
@@ -95,7 +96,7 @@ func (t *Transport) usendSmall(to netip.AddrPort, kind byte, size int, parts [][
 		}
 	}
 	if full != nil {
-		return t.write(full, to)
+		return t.uwrite(full, to)
 	}
 	return nil
 }
@@ -109,7 +110,7 @@ func (t *Transport) flushDatagrams(ds []*udest) {
 		d.lastSend = t.now()
 		d.mu.Unlock()
 		if b != nil {
-			t.write(b, d.addr)
+			t.uwrite(b, d.addr)
 		}
 	}
 }

@@ -9,9 +9,11 @@ import (
 var datagramPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxPacketSize); return &b }}
 
 // USend sends one unreliable message (the concatenation of parts, at most
-// MaxMessageSize bytes): never retransmitted, no session needed. Above
-// MaxSize bytes it is split into parts that the receiver reassembles; if
-// any part is lost the whole message is dropped.
+// MaxMessageSize bytes): never retransmitted, no session needed (with
+// Config.Keys it is sealed on the peer's session, which it dials if
+// needed; see the package doc). Above MaxSize bytes it is split into
+// parts that the receiver reassembles; if any part is lost the whole
+// message is dropped.
 func (t *Transport) USend(to netip.AddrPort, kind byte, parts ...[]byte) error {
 	size, err := messageSize(parts)
 	if err != nil {
@@ -46,7 +48,7 @@ func (t *Transport) usend(to netip.AddrPort, kind byte, size int, parts [][]byte
 		for _, p := range parts {
 			b = append(b, p...)
 		}
-		return t.write(b, to)
+		return t.uwrite(b, to)
 	}
 	count := (size + MaxSize - 1) / MaxSize
 	id := t.fragID.Add(1)
@@ -66,7 +68,7 @@ func (t *Transport) usend(to netip.AddrPort, kind byte, size int, parts [][]byte
 				cur = cur[1:]
 			}
 		}
-		if err := t.write(b, to); err != nil {
+		if err := t.uwrite(b, to); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,7 @@
 // Command mars-server runs a MARS registry server.
 //
 //	mars-server [-config FILE] [-offline-after 3s] [-remove-after 10s] [-data DIR] [-admin HOST:PORT]
+//	            [-store memory|etcd] [-etcd-endpoints URL[,URL...]]
 //	            [-log-level info] [-log-format text] [-cpuprofile FILE]
 //	mars-server -version
 //
@@ -13,12 +14,20 @@
 // JSON), starting with the address it bound. SIGINT or SIGTERM stop it
 // cleanly (exit 0); with -data the shared data is saved on the way out.
 //
+// -store etcd (or the marsStore key, DIARKIS_MARS_STORE) keeps the
+// registry's state in etcd at -etcd-endpoints (marsEtcdEndpoints,
+// DIARKIS_MARS_ETCD_ENDPOINTS): every mars-server over one etcd is a
+// replica, any of them serves any node, and nodes list them all in
+// marsAddress. etcd unreachable at start is an error (exit 1) naming the
+// endpoints, after at most -etcd-dial-timeout. The default store, memory,
+// keeps the state in this process.
+//
 // -admin (or the adminAddress key, DIARKIS_ADMIN_ADDRESS) opens the admin
 // HTTP endpoint: /metrics, /healthz, /readyz, /debug/pprof/, /v1/status,
 // /v1/nodes, /v1/shared and the live dashboard at /.
 //
 // Exit codes, as for node: 0 success; 1 the server failed (an address
-// that cannot be bound); 2 bad usage or configuration (a bad flag, a stray
+// that cannot be bound, etcd unreachable); 2 bad usage or configuration (a bad flag, a stray
 // argument, a bad configuration value). Every failure prints one line on
 // stderr.
 package main
@@ -29,6 +38,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -41,6 +51,7 @@ import (
 	"github.com/marsmesh/marsmesh/internal/cli"
 	"github.com/marsmesh/marsmesh/internal/version"
 	"github.com/marsmesh/marsmesh/mars"
+	"github.com/marsmesh/marsmesh/mars/etcdstore"
 	"github.com/marsmesh/marsmesh/rudp"
 )
 
@@ -67,6 +78,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	trustAddr := fs.Bool("insecure-trust-reported-addr", false, "accept a node's report or leave from any session, not only from the address it lists (for load generators that simulate many nodes on one socket; never in production)")
 	logFormat := fs.String("log-format", "text", "log format: "+cli.LogFormats)
 	adminAddr := fs.String("admin", "", "serve the admin HTTP endpoint and dashboard on `host:port` (default: adminAddress of the configuration; off when empty)")
+	storeKind := fs.String("store", "", "where the state lives: memory (this process) or etcd (replicas over etcd) (default: marsStore of the configuration, memory)")
+	etcdEndpoints := fs.String("etcd-endpoints", "", "comma-separated etcd client `URLs` for -store etcd (default: marsEtcdEndpoints of the configuration)")
+	etcdDial := fs.Duration("etcd-dial-timeout", 5*time.Second, "how long to wait for etcd at start")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file` until the server stops (for performance work)")
 	fs.Usage = func() {
@@ -115,11 +129,33 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 			return usage(fmt.Errorf("-admin %q: %w", *adminAddr, err))
 		}
 	}
+	if *storeKind != "" || *etcdEndpoints != "" {
+		if *storeKind != "" {
+			cfg.MarsStore = *storeKind
+		}
+		if *etcdEndpoints != "" {
+			cfg.MarsEtcdEndpoints = *etcdEndpoints
+		}
+		if err := cfg.Validate(); err != nil {
+			return usage(fmt.Errorf("-store %q -etcd-endpoints %q: %w", cfg.MarsStore, cfg.MarsEtcdEndpoints, err))
+		}
+	}
+	if cfg.MarsStore == config.StoreEtcd && *dataDir != "" {
+		return usage(errors.New("-data is for the memory store (with -store etcd, etcd keeps the data)"))
+	}
 	cli.WarnUnknownEnv(log)
+	store, err := openStore(cfg, *etcdDial, *removeAfter, log)
+	if err != nil {
+		return fail(cli.ExitFail, err)
+	}
+	if store != nil {
+		defer store.Close()
+	}
 	srv, err := mars.Listen(cfg.MarsAddr(), mars.ServerOptions{
 		OfflineAfter: *offlineAfter,
 		RemoveAfter:  *removeAfter,
 		DataDir:      *dataDir,
+		Store:        store,
 		Logger:       log,
 
 		TrustReportedAddr: *trustAddr,
@@ -151,7 +187,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Info("admin endpoint listening", "addr", adm.Addr(), "dashboard", "http://"+adm.Addr()+"/")
 	}
 	log.Info("mars-server listening", "addr", srv.Addr().String(), "incarnation", fmt.Sprintf("%016x", srv.Incarnation()),
-		"offlineAfter", *offlineAfter, "removeAfter", *removeAfter, "data", *dataDir)
+		"offlineAfter", *offlineAfter, "removeAfter", *removeAfter, "data", *dataDir, "store", cfg.MarsStore)
 	<-ctx.Done()
 	log.Info("mars-server stopping")
 	if err := srv.Close(); err != nil {
@@ -160,6 +196,25 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log.Info("mars-server stopped")
 	return 0
+}
+
+// openStore opens the etcd store when the configuration asks for it; nil
+// means the memory store.
+func openStore(cfg config.Mesh, dial, removeAfter time.Duration, log *slog.Logger) (mars.Store, error) {
+	if cfg.MarsStore != config.StoreEtcd {
+		return nil, nil
+	}
+	st, err := etcdstore.New(etcdstore.Options{
+		Endpoints:   cfg.MarsEtcdEndpointList(),
+		DialTimeout: dial,
+		SessionTTL:  removeAfter,
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("mars-server: state in etcd", "endpoints", cfg.MarsEtcdEndpoints, "id", fmt.Sprintf("%016x", st.ID()))
+	return st, nil
 }
 
 func startCPUProfile(path string) (stop func(), err error) {

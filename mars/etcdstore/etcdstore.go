@@ -1,0 +1,381 @@
+// Package etcdstore keeps the state of MARS replicas in etcd: a mars.Store
+// over go.etcd.io/etcd/client/v3. Every mars-server started with
+// `-store etcd -etcd-endpoints URL[,URL...]` over one etcd is a replica of
+// one registry, and any of them serves any node.
+//
+// Layout, under Options.Prefix (default "/marsmesh/"):
+//
+//	id                 the state's random ID (the MARS incarnation nodes see)
+//	n/<app>/<address>  a node record (mars.EncodeStoredNode), on its replica's lease
+//	g/<app>/<address>  a guest record, likewise
+//	k/<app>/<key>      a shared-data value (decimal int16)
+//
+// with <app>, <address> and <key> path-escaped. Each replica holds one lease
+// (Options.SessionTTL, default 10 s) and keeps it alive; the records of the
+// nodes it serves are written with it, so they expire when the replica dies
+// and no other replica took them over. Writes are transactions that compare
+// the mod revisions of every record they read and retry on a conflict;
+// versions sent to nodes are etcd revisions.
+//
+// Package mars does not import this package: a program that imports only
+// mesh or mars does not compile the etcd client.
+package etcdstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/marsmesh/marsmesh/mars"
+)
+
+// ErrUnreachable is wrapped by New when etcd does not answer in time.
+var ErrUnreachable = errors.New("etcdstore: etcd unreachable")
+
+// Options configures a Store. Zero values mean the defaults.
+type Options struct {
+	// Endpoints are etcd client URLs ("http://127.0.0.1:2379"); required.
+	Endpoints []string
+	// Prefix is the key prefix of the registry. Default "/marsmesh/".
+	Prefix string
+	// DialTimeout bounds how long New waits for etcd. Default 5 s.
+	DialTimeout time.Duration
+	// SessionTTL is the lease TTL: how long the records of a replica that
+	// died stay listed (its nodes move to other replicas well before).
+	// Default 10 s; at least 2 s.
+	SessionTTL time.Duration
+	// Logger receives warnings. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is a mars.Store in etcd. Create it with New; Close it after the
+// mars.Server that uses it.
+type Store struct {
+	opts   Options
+	cli    *clientv3.Client
+	id     uint64
+	log    *slog.Logger
+	lease  atomic.Int64
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+var _ mars.Store = (*Store)(nil)
+
+// CheckEndpoints checks etcd client URLs: http or https, with a host.
+func CheckEndpoints(eps []string) error {
+	if len(eps) == 0 {
+		return errors.New("etcdstore: no etcd endpoints")
+	}
+	for _, e := range eps {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("etcdstore: etcd endpoint %q: want a URL such as http://127.0.0.1:2379", e)
+		}
+	}
+	return nil
+}
+
+// New connects to etcd, waiting at most DialTimeout for an answer, reads
+// (or creates) the state's ID and takes this replica's lease.
+func New(opts Options) (*Store, error) {
+	if err := CheckEndpoints(opts.Endpoints); err != nil {
+		return nil, err
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "/marsmesh/"
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
+	if opts.SessionTTL <= 0 {
+		opts.SessionTTL = 10 * time.Second
+	}
+	opts.SessionTTL = max(opts.SessionTTL, 2*time.Second)
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   opts.Endpoints,
+		DialTimeout: opts.DialTimeout,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, strings.Join(opts.Endpoints, ","), err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Store{opts: opts, cli: cli, log: opts.Logger, ctx: ctx, cancel: cancel}
+	if err := s.init(); err != nil {
+		cancel()
+		cli.Close()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go s.keepAlive()
+	return s, nil
+}
+
+func (s *Store) init() error {
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.DialTimeout)
+	defer cancel()
+	idKey := s.opts.Prefix + "id"
+	fresh := strconv.FormatUint(newID(), 16)
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(idKey), "=", 0)).
+		Then(clientv3.OpPut(idKey, fresh)).
+		Else(clientv3.OpGet(idKey)).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("%w at %s (waited %v): %v", ErrUnreachable, strings.Join(s.opts.Endpoints, ","), s.opts.DialTimeout, err)
+	}
+	v := fresh
+	if !resp.Succeeded {
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) != 1 {
+			return fmt.Errorf("etcdstore: %s vanished while being read", idKey)
+		}
+		v = string(kvs[0].Value)
+	}
+	if s.id, err = strconv.ParseUint(v, 16, 64); err != nil || s.id == 0 {
+		return fmt.Errorf("etcdstore: %s holds %q, not a hex ID (delete it to start over)", idKey, v)
+	}
+	return s.grant(ctx)
+}
+
+func newID() uint64 {
+	for {
+		if v := rand.Uint64(); v != 0 {
+			return v
+		}
+	}
+}
+
+func (s *Store) grant(ctx context.Context) error {
+	l, err := s.cli.Grant(ctx, int64((s.opts.SessionTTL+time.Second-1)/time.Second))
+	if err != nil {
+		return fmt.Errorf("%w at %s: lease: %v", ErrUnreachable, strings.Join(s.opts.Endpoints, ","), err)
+	}
+	s.lease.Store(int64(l.ID))
+	return nil
+}
+
+// keepAlive keeps the lease alive; when it is lost (etcd unreachable for
+// longer than SessionTTL) it takes a new one. The records written with
+// the lost one are gone: their nodes register again at their next report.
+func (s *Store) keepAlive() {
+	defer s.wg.Done()
+	for {
+		ch, err := s.cli.KeepAlive(s.ctx, clientv3.LeaseID(s.lease.Load()))
+		if err == nil {
+			for range ch {
+			}
+		}
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("etcdstore: lease lost; taking a new one (nodes of this replica register again)", "err", err)
+		for s.ctx.Err() == nil {
+			ctx, cancel := context.WithTimeout(s.ctx, s.opts.DialTimeout)
+			err := s.grant(ctx)
+			cancel()
+			if err == nil {
+				break
+			}
+			s.log.Warn("etcdstore: cannot take a lease", "err", err)
+			select {
+			case <-s.ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// ID is the state's ID.
+func (s *Store) ID() uint64 { return s.id }
+
+// Close stops keeping the lease alive (the records expire after
+// SessionTTL unless other replicas take them over) and closes the client.
+// It is idempotent.
+func (s *Store) Close() error {
+	var err error
+	s.once.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+		err = s.cli.Close()
+	})
+	return err
+}
+
+func (s *Store) key(k mars.StoreKey) string {
+	return s.opts.Prefix + string(rune(k.Kind)) + "/" + url.PathEscape(k.App) + "/" + url.PathEscape(k.Name)
+}
+
+// parse reads a key of the layout; ok is false for anything else.
+func (s *Store) parse(key []byte) (mars.StoreKey, bool) {
+	rest, ok := strings.CutPrefix(string(key), s.opts.Prefix)
+	if !ok || len(rest) < 2 || rest[1] != '/' {
+		return mars.StoreKey{}, false
+	}
+	kind := mars.StoreKind(rest[0])
+	if kind != mars.StoreNode && kind != mars.StoreGuest && kind != mars.StoreShared {
+		return mars.StoreKey{}, false
+	}
+	appEsc, nameEsc, ok := strings.Cut(rest[2:], "/")
+	if !ok {
+		return mars.StoreKey{}, false
+	}
+	app, err1 := url.PathUnescape(appEsc)
+	name, err2 := url.PathUnescape(nameEsc)
+	if err1 != nil || err2 != nil {
+		return mars.StoreKey{}, false
+	}
+	return mars.StoreKey{App: app, Kind: kind, Name: name}, true
+}
+
+// Load returns every record of the registry.
+func (s *Store) Load(ctx context.Context) ([]mars.StoreRecord, int64, error) {
+	resp, err := s.cli.Get(ctx, s.opts.Prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]mars.StoreRecord, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		if k, ok := s.parse(kv.Key); ok {
+			out = append(out, mars.StoreRecord{StoreKey: k, Value: kv.Value, Rev: kv.ModRevision})
+		}
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// watchCtx is the context of watches and progress requests: both must
+// carry the same metadata to use one watch stream.
+func watchCtx(ctx context.Context) context.Context { return clientv3.WithRequireLeader(ctx) }
+
+// Watch delivers every change after rev.
+func (s *Store) Watch(ctx context.Context, rev int64, fn func([]mars.StoreRecord, int64)) error {
+	ctx, cancel := context.WithCancel(watchCtx(ctx))
+	defer cancel()
+	wch := s.cli.Watch(ctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
+	for resp := range wch {
+		if resp.CompactRevision != 0 {
+			return fmt.Errorf("%w: revision %d compacted", mars.ErrStoreCompacted, resp.CompactRevision)
+		}
+		if err := resp.Err(); err != nil {
+			return err
+		}
+		if resp.IsProgressNotify() {
+			fn(nil, resp.Header.Revision)
+			continue
+		}
+		recs := make([]mars.StoreRecord, 0, len(resp.Events))
+		last := int64(0)
+		for _, ev := range resp.Events {
+			last = max(last, ev.Kv.ModRevision)
+			k, ok := s.parse(ev.Kv.Key)
+			if !ok {
+				continue
+			}
+			r := mars.StoreRecord{StoreKey: k, Value: ev.Kv.Value, Rev: ev.Kv.ModRevision}
+			if ev.Type == clientv3.EventTypeDelete {
+				r.Value, r.Deleted = nil, true
+			}
+			recs = append(recs, r)
+		}
+		if last > 0 {
+			fn(recs, last)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errors.New("etcdstore: watch closed")
+}
+
+// Progress asks etcd to report its revision on the watch.
+func (s *Store) Progress(ctx context.Context) error {
+	return s.cli.RequestProgress(watchCtx(ctx))
+}
+
+// maxAttempts bounds the retries of one Update under contention.
+const maxAttempts = 64
+
+// Update reads keys, calls fn and writes its result if none of the keys
+// changed meanwhile, retrying otherwise.
+func (s *Store) Update(ctx context.Context, keys []mars.StoreKey, fn func([]mars.StoreRecord) ([]mars.StoreWrite, error)) (int64, error) {
+	names := make([]string, len(keys))
+	gets := make([]clientv3.Op, len(keys))
+	for i, k := range keys {
+		names[i] = s.key(k)
+		gets[i] = clientv3.OpGet(names[i])
+	}
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		resp, err := s.cli.Txn(ctx).Then(gets...).Commit()
+		if err != nil {
+			return 0, err
+		}
+		cur := make([]mars.StoreRecord, len(keys))
+		cmps := make([]clientv3.Cmp, len(keys))
+		for i, k := range keys {
+			cur[i].StoreKey = k
+			if kvs := resp.Responses[i].GetResponseRange().Kvs; len(kvs) == 1 {
+				cur[i].Value, cur[i].Rev = kvs[0].Value, kvs[0].ModRevision
+			}
+			cmps[i] = clientv3.Compare(clientv3.ModRevision(names[i]), "=", cur[i].Rev)
+		}
+		writes, err := fn(cur)
+		if err != nil {
+			return 0, err
+		}
+		if len(writes) == 0 {
+			return resp.Header.Revision, nil
+		}
+		ops := s.ops(writes)
+		tr, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		if err != nil {
+			return 0, err
+		}
+		if tr.Succeeded {
+			return tr.Header.Revision, nil
+		}
+	}
+	return 0, fmt.Errorf("etcdstore: %d conflicting attempts to update %d keys", maxAttempts, len(keys))
+}
+
+// ops turns writes into etcd operations, the last write of a key winning
+// (a transaction may touch a key once).
+func (s *Store) ops(writes []mars.StoreWrite) []clientv3.Op {
+	last := make(map[mars.StoreKey]int, len(writes))
+	for i, w := range writes {
+		last[w.StoreKey] = i
+	}
+	lease := clientv3.LeaseID(s.lease.Load())
+	ops := make([]clientv3.Op, 0, len(last))
+	for i, w := range writes {
+		if last[w.StoreKey] != i {
+			continue
+		}
+		k := s.key(w.StoreKey)
+		switch {
+		case w.Delete:
+			ops = append(ops, clientv3.OpDelete(k))
+		case w.Session:
+			ops = append(ops, clientv3.OpPut(k, string(w.Value), clientv3.WithLease(lease)))
+		default:
+			ops = append(ops, clientv3.OpPut(k, string(w.Value)))
+		}
+	}
+	return ops
+}

@@ -1,0 +1,147 @@
+package mars
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// storeOpts are fastOpts for a replica over st.
+func storeOpts(st Store) ServerOptions {
+	o := fastOpts()
+	o.Store = st
+	return o
+}
+
+// ownerOf returns the replica that serves a node, per s's copy (0: none).
+func ownerOf(s *Server, app, addr string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a := s.apps[app]; a != nil {
+		if e := a.nodes[addr]; e != nil {
+			return e.owner
+		}
+	}
+	return 0
+}
+
+// Two replicas over one MemoryStore: a node on either sees the other, adds
+// from both sum exactly, and a node whose replica dies moves to the other
+// without re-registering and without ever being listed offline.
+func TestReplicasShareState(t *testing.T) {
+	ms := NewMemoryStore()
+	st1, st2 := ms.Session(), ms.Session()
+	defer st2.Close()
+	s1 := startServer(t, "", storeOpts(st1))
+	s2 := startServer(t, "", storeOpts(st2))
+	if s1.Incarnation() != s2.Incarnation() {
+		t.Fatal("replicas over one store report different incarnations")
+	}
+	cfg := ClientConfig{Interval: fastInterval, FailoverAfter: 300 * time.Millisecond}
+	a := startNode(t, fmt.Sprintf("%s,%s", s1.Addr(), s2.Addr()), cfg)
+	b := startNode(t, fmt.Sprintf("%s,%s", s2.Addr(), s1.Addr()), cfg)
+	waitFor(t, 10*time.Second, "both nodes listed on both", func() bool {
+		return a.c.View().Len() == 2 && b.c.View().Len() == 2
+	})
+	if ownerOf(s2, "", a.c.Addr()) != s1.st.owner || ownerOf(s1, "", b.c.Addr()) != s2.st.owner {
+		t.Fatal("each node is not served by its first replica")
+	}
+
+	const adds = 300
+	var wg sync.WaitGroup
+	for _, n := range []*testNode{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < adds; i++ {
+				if err := n.c.AddSharedData("count", 1); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%50 == 0 {
+					time.Sleep(time.Duration(i%7) * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, 10*time.Second, "adds from both replicas sum", func() bool {
+		return sharedIs(a.c.View(), "count", 2*adds) && sharedIs(b.c.View(), "count", 2*adds)
+	})
+
+	// b watches a's listing through the failover: never offline, never gone.
+	stop := make(chan struct{})
+	var bad sync.Once
+	var badMsg string
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			if n, ok := b.c.View().Node(a.c.Addr()); !ok || n.Status != StatusOnline {
+				bad.Do(func() { badMsg = fmt.Sprintf("a listed as %v (present %v)", n.Status, ok) })
+			}
+		}
+	}()
+	_, verBefore := a.c.View().Version()
+	s1.crash() // its session stays: the store sees a replica that stopped answering
+	killed := time.Now()
+	waitFor(t, 10*time.Second, "a served by the second replica", func() bool {
+		return ownerOf(s2, "", a.c.Addr()) == s2.st.owner && a.c.InTouch()
+	})
+	t.Logf("a moved %v after the kill", time.Since(killed))
+	for i := 0; i < 50; i++ {
+		a.c.AddSharedData("count", 1)
+	}
+	waitFor(t, 10*time.Second, "adds after the failover", func() bool {
+		return sharedIs(b.c.View(), "count", 2*adds+50) && sharedIs(a.c.View(), "count", 2*adds+50)
+	})
+	close(stop)
+	<-watched
+	if badMsg != "" {
+		t.Fatal(badMsg)
+	}
+	if inc, ver := a.c.View().Version(); inc != s2.Incarnation() || ver < verBefore {
+		t.Fatalf("view at %x/%d after the move, was %d", inc, ver, verBefore)
+	}
+	a.c.mu.Lock()
+	reseeded := a.c.reseed || a.c.graceOn
+	a.c.mu.Unlock()
+	if reseeded {
+		t.Fatal("the node treated the move as a MARS restart")
+	}
+
+	// A replica's session ends (its lease expired): nodes still served by
+	// it are gone; a node that moved is not.
+	st1.Close()
+	time.Sleep(50 * time.Millisecond)
+	if ownerOf(s2, "", a.c.Addr()) != s2.st.owner {
+		t.Fatal("a moved node expired with its old replica's session")
+	}
+}
+
+// A node silent on every replica is listed offline, then removed, by the
+// replica that served it; a graceful leave is offline at once.
+func TestReplicaLiveness(t *testing.T) {
+	ms := NewMemoryStore()
+	st1, st2 := ms.Session(), ms.Session()
+	defer st1.Close()
+	defer st2.Close()
+	s1 := startServer(t, "", storeOpts(st1))
+	s2 := startServer(t, "", storeOpts(st2))
+	cfg := ClientConfig{Interval: fastInterval}
+	a := startNode(t, s1.Addr().String(), cfg)
+	b := startNode(t, s2.Addr().String(), cfg)
+	c := startNode(t, s2.Addr().String(), cfg)
+	waitFor(t, 10*time.Second, "all listed", func() bool { return b.c.View().Len() == 3 })
+	a.kill()
+	waitFor(t, 10*time.Second, "killed node offline", func() bool { return hasNode(b.c.View(), a.c.Addr(), offline) })
+	waitFor(t, 10*time.Second, "killed node removed", func() bool { return !hasNode(b.c.View(), a.c.Addr(), nil) })
+	c.close()
+	waitFor(t, 10*time.Second, "left node offline", func() bool { return hasNode(b.c.View(), c.c.Addr(), offline) })
+}
