@@ -73,7 +73,7 @@ type Mesh struct {
 	StrictCheckForExternal bool `json:"strictCheckForExternal"`
 	// SendInterval buffers outgoing messages per peer for this many
 	// milliseconds. Key "sendInterval", env DIARKIS_SEND_INTERVAL, default 0.
-	// Valid: 0 (send at once, no buffering) or 17..60000; 1..16 is an error
+	// Valid: 0 (send at once, no buffering) or 17..60000; 1..8 is an error
 	// (the minimum buffering interval is 17).
 	SendInterval int `json:"sendInterval"`
 	// AdminAddress is where mars-server and node run serve their admin HTTP
@@ -81,6 +81,23 @@ type Mesh struct {
 	// DIARKIS_ADMIN_ADDRESS, default "" (off; the -admin flag overrides it).
 	// Valid: empty, or host:port with a port 0..65535.
 	AdminAddress string `json:"adminAddress"`
+	// MeshKey is a cluster key: with a key, every datagram of the mesh and
+	// of MARS is authenticated and encrypted, and peers without the key get
+	// no answer. Key "meshKey", env DIARKIS_MESH_KEY, default "" (no key).
+	// Valid: empty, or the base64 of KeySize (32) bytes, not all zero, as
+	// `node keygen` prints it. DIARKIS_MESH_KEY set but empty is an error
+	// (unset it to run without a key). See Keys for how it combines with
+	// MeshKeyFile. Errors never repeat the key.
+	MeshKey string `json:"meshKey"`
+	// MeshKeyFile is the path of a file of cluster keys, one per line
+	// (surrounding white space, blank lines and lines starting with '#'
+	// are ignored): the first key seals what this process sends, all are
+	// accepted, so a key is rotated by editing the file and restarting one
+	// process at a time. Key "meshKeyFile", env DIARKIS_MESH_KEY_FILE,
+	// default "" (none). Valid: empty, or a readable file of at most 64 KiB
+	// holding 1..MaxKeys keys, each valid as MeshKey. DIARKIS_MESH_KEY_FILE
+	// set but empty is an error.
+	MeshKeyFile string `json:"meshKeyFile"`
 }
 
 // Default returns the configuration with every default filled in. It is
@@ -185,6 +202,8 @@ const (
 	keyStrictCheckForExternal = "strictCheckForExternal"
 	keySendInterval           = "sendInterval"
 	keyAdminAddress           = "adminAddress"
+	keyMeshKey                = "meshKey"
+	keyMeshKeyFile            = "meshKeyFile"
 )
 
 // Validation bounds (inclusive).
@@ -220,6 +239,11 @@ type field struct {
 	num     func(*Mesh) *int    // kindInt
 	flag    func(*Mesh) *bool   // kindBool
 	fromEnv func(*envVars) *string
+	// secret: the value never appears in an error.
+	secret bool
+	// noEmptyEnv: the variable set but empty is an error, not "no value"
+	// (an unset shell variable must not turn the cluster key off).
+	noEmptyEnv bool
 }
 
 // fields lists every key in documentation order.
@@ -301,6 +325,20 @@ var fields = []field{
 		allowed: "empty (off), or host:port of the admin HTTP endpoint, e.g. 127.0.0.1:9090",
 		str:     func(m *Mesh) *string { return &m.AdminAddress },
 		fromEnv: func(e *envVars) *string { return e.AdminAddress },
+	},
+	{
+		key: keyMeshKey, env: "DIARKIS_MESH_KEY", kind: kindString,
+		allowed: "empty (no key), or the base64 of 32 random bytes (44 characters, as `node keygen` prints)",
+		str:     func(m *Mesh) *string { return &m.MeshKey },
+		fromEnv: func(e *envVars) *string { return e.MeshKey },
+		secret:  true, noEmptyEnv: true,
+	},
+	{
+		key: keyMeshKeyFile, env: "DIARKIS_MESH_KEY_FILE", kind: kindString,
+		allowed:    "empty (no file), or a readable file of 1..8 base64 keys, one per line (blank lines and # comments ignored)",
+		str:        func(m *Mesh) *string { return &m.MeshKeyFile },
+		fromEnv:    func(e *envVars) *string { return e.MeshKeyFile },
+		noEmptyEnv: true,
 	},
 }
 

@@ -30,10 +30,25 @@
 //	strictCheckForExternal  false        DIARKIS_STRICT_CHECK_FOR_EXTERNAL  true or false
 //	sendInterval            0            DIARKIS_SEND_INTERVAL              0 (no buffering) or 17..60000 ms
 //	adminAddress            ""           DIARKIS_ADMIN_ADDRESS              "" (off) or host:port of the admin HTTP endpoint
+//	meshKey                 ""           DIARKIS_MESH_KEY                   "" (no key) or base64 of 32 random bytes (secret)
+//	meshKeyFile             ""           DIARKIS_MESH_KEY_FILE              "" or a file of 1..8 such keys, one per line
 //
 // "reliableRetryTimeout", the name the Diarkis mesh documentation uses, is
 // accepted in JSON as an alias of "retryTimeout" (giving both is a
 // duplicate key).
+//
+// # Cluster keys
+//
+// meshKey and meshKeyFile give the cluster key(s) that authenticate and
+// encrypt all mesh and MARS traffic; Mesh.Keys returns them, meshKey first,
+// then the file's keys in order (a key given twice counts once). The first
+// key seals what a process sends; all are accepted. A key file holds one
+// base64 key per line; surrounding white space, blank lines and lines
+// starting with '#' are ignored. A key that is not base64 of 32 bytes (or
+// is all zero), a file that cannot be read or holds no key, and
+// DIARKIS_MESH_KEY or DIARKIS_MESH_KEY_FILE set but empty are errors that
+// name the source (file position or variable, and the key file's line);
+// no error ever shows a key. EncodeKey and ParseKey convert the text form.
 //
 // # JSON
 //
@@ -51,8 +66,10 @@
 // A variable that is set but empty (after trimming white space) is treated
 // as unset for numbers and booleans; for the strings address, nic and
 // marsAddress it sets the empty string, which Validate accepts only where
-// empty is valid (nic; address when nic is set). Numbers are decimal;
-// booleans take true/false, 1/0, t/f.
+// empty is valid (nic; address when nic is set); adminAddress set but empty
+// turns the endpoint off; DIARKIS_MESH_KEY and DIARKIS_MESH_KEY_FILE set
+// but empty are errors (an unset shell variable must not silently turn the
+// cluster key off). Numbers are decimal; booleans take true/false, 1/0, t/f.
 //
 // Load ignores DIARKIS_* variables it does not know; UnknownEnv lists them
 // (with a did-you-mean) so programs can warn once at start-up, as
@@ -78,4 +95,6 @@
 //	config: mesh.json:3:1: invalid JSON: invalid character '}' looking for beginning of object key string
 //	config: env DIARKIS_RETRY_INTERVAL="fast" (retryInterval): not an integer (allowed: an integer 10..60000 milliseconds)
 //	config: env DIARKIS_NIC="eth9" (nic): no such network interface (allowed: an interface of this host (lo, eth0), or empty)
+//	config: env DIARKIS_MESH_KEY=<redacted, 8 characters> (meshKey): decodes to 5 bytes, want 32 (allowed: ...)
+//	config: env DIARKIS_MESH_KEY_FILE="/etc/marsmesh/keys" (meshKeyFile): line 2 of the key file: not base64 (allowed: ...)
 package config

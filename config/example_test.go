@@ -80,3 +80,36 @@ func ExampleMesh_BindAddress() {
 	}
 	fmt.Println(ip)
 }
+
+// Cluster keys from a key file: the first line seals what this process
+// sends, every key is accepted (a rotation in progress).
+func ExampleMesh_Keys() {
+	dir, err := os.MkdirTemp("", "mesh")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "mesh.keys")
+	var k1, k2 [config.KeySize]byte
+	k1[0], k2[0] = 1, 2 // real keys come from `node keygen`
+	file := "# new key first, old key still accepted\n" + config.EncodeKey(k2) + "\n" + config.EncodeKey(k1) + "\n"
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		log.Fatal(err)
+	}
+
+	cfg := config.Default()
+	cfg.MeshKeyFile = path
+	keys, err := cfg.Keys()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(keys), "keys; sends with the one starting", keys[0][0])
+
+	// A bad key names its source and never shows the key.
+	cfg.MeshKey = "c2hvcnQ="
+	_, err = cfg.Keys()
+	fmt.Println(err)
+	// Output:
+	// 2 keys; sends with the one starting 2
+	// config: meshKey=<redacted, 8 characters>: decodes to 5 bytes, want 32 (allowed: empty (no key), or the base64 of 32 random bytes (44 characters, as `node keygen` prints))
+}

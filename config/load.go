@@ -56,7 +56,9 @@ func LoadFile(path string, m *Mesh) error {
 // retryInterval, retryTimeout, sendInterval, strictCheckForExternal); for
 // strings (address, nic, marsAddress) it sets the empty string, so
 // DIARKIS_NIC= turns off a NIC set in the file, and DIARKIS_ADDRESS= is
-// valid only together with a NIC. Numbers are decimal integers; booleans
+// valid only together with a NIC. DIARKIS_MESH_KEY and
+// DIARKIS_MESH_KEY_FILE set but empty are errors, so that an unset shell
+// variable never turns the cluster key off. Numbers are decimal integers; booleans
 // are anything strconv.ParseBool takes (true/false, 1/0, t/f).
 //
 // Only the exact prefixed names are read: unlike envconfig.Process on a
@@ -171,7 +173,11 @@ func decode(data []byte, file string, m *Mesh, src origins) error {
 		seen[key] = o
 
 		if problem := setJSON(f, raw, &c); problem != "" {
-			return errAt(valOff, key, shorten(string(raw)), problem)
+			value := shorten(string(raw))
+			if f.secret {
+				value = redacted(string(raw))
+			}
+			return errAt(valOff, key, value, problem)
 		}
 	}
 	*m = c
@@ -304,7 +310,8 @@ func keyList() string {
 // DIARKIS_MARS_PORT, DIARKIS_MARS_ADDRESS_CACHE_TTL, DIARKIS_MARS_STORE,
 // DIARKIS_MARS_ETCD_ENDPOINTS, DIARKIS_RETRY_INTERVAL,
 // DIARKIS_RETRY_TIMEOUT, DIARKIS_STRICT_CHECK_FOR_EXTERNAL,
-// DIARKIS_SEND_INTERVAL and DIARKIS_ADMIN_ADDRESS (a test checks this against the field table).
+// DIARKIS_SEND_INTERVAL, DIARKIS_ADMIN_ADDRESS, DIARKIS_MESH_KEY and
+// DIARKIS_MESH_KEY_FILE (a test checks this against the field table).
 type envVars struct {
 	Address                *string `split_words:"true"`
 	NIC                    *string
@@ -319,6 +326,8 @@ type envVars struct {
 	StrictCheckForExternal *string `split_words:"true"`
 	SendInterval           *string `split_words:"true"`
 	AdminAddress           *string `split_words:"true"`
+	MeshKey                *string `split_words:"true"`
+	MeshKeyFile            *string `split_words:"true"`
 }
 
 // loadEnv applies the environment over m (see LoadEnv) and, if src is not
@@ -338,13 +347,17 @@ func loadEnv(m *Mesh, src origins) error {
 			continue
 		}
 		v := strings.TrimSpace(*p)
-		if v == "" && f.kind != kindString {
-			continue // set but empty: a number or boolean is treated as unset
-		}
 		bad := func(problem string) {
 			e := newError(f.key, quote(*p), problem)
 			e.Var = f.env
 			errs = append(errs, e)
+		}
+		if v == "" && f.noEmptyEnv {
+			bad("set but empty; unset the variable to run without a cluster key")
+			continue
+		}
+		if v == "" && f.kind != kindString {
+			continue // set but empty: a number or boolean is treated as unset
 		}
 		switch f.kind {
 		case kindString, kindPort:

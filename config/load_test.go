@@ -19,6 +19,9 @@ type row struct {
 
 func rows(t *testing.T) []row {
 	lo, _ := loopback(t)
+	_, k1 := testKey(1)
+	_, k2 := testKey(2)
+	f1, f2 := keyFile(t, k1), keyFile(t, k2)
 	return []row{
 		{keyAddress, "DIARKIS_ADDRESS", `"::1"`, "0.0.0.0",
 			func(m *Mesh) { m.Address = "::1" }, func(m *Mesh) { m.Address = "0.0.0.0" }},
@@ -40,6 +43,10 @@ func rows(t *testing.T) []row {
 			func(m *Mesh) { m.StrictCheckForExternal = true }, func(m *Mesh) { m.StrictCheckForExternal = true }},
 		{keySendInterval, "DIARKIS_SEND_INTERVAL", `17`, "50",
 			func(m *Mesh) { m.SendInterval = 17 }, func(m *Mesh) { m.SendInterval = 50 }},
+		{keyMeshKey, "DIARKIS_MESH_KEY", `"` + k1 + `"`, k2,
+			func(m *Mesh) { m.MeshKey = k1 }, func(m *Mesh) { m.MeshKey = k2 }},
+		{keyMeshKeyFile, "DIARKIS_MESH_KEY_FILE", `"` + f1 + `"`, f2,
+			func(m *Mesh) { m.MeshKeyFile = f1 }, func(m *Mesh) { m.MeshKeyFile = f2 }},
 	}
 }
 

@@ -31,6 +31,9 @@ const lookupTimeout = 5 * time.Second
 //   - retryTimeout: 100..600000 milliseconds, and greater than retryInterval.
 //   - sendInterval: 0 (no buffering) or 17..60000 milliseconds.
 //   - adminAddress: empty, or host:port with a port 0..65535.
+//   - meshKey: empty, or the base64 of 32 bytes, not all zero.
+//   - meshKeyFile: empty, or a readable file of 1..8 such keys (Validate
+//     reads it; see Keys). Together with meshKey at most 8 keys.
 func (m Mesh) Validate() error {
 	return m.validate(nil)
 }
@@ -124,6 +127,9 @@ func (m Mesh) validate(src origins) error {
 		bad(keySendInterval, strconv.Itoa(v), "below the minimum "+strconv.Itoa(minSendInterval))
 	case v > maxSendInterval:
 		bad(keySendInterval, strconv.Itoa(v), "above the maximum "+strconv.Itoa(maxSendInterval))
+	}
+	if _, e := m.keys(src); e != nil {
+		errs = append(errs, e)
 	}
 	return errors.Join(errs...)
 }

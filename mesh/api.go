@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/marsmesh/marsmesh/config"
 	"github.com/marsmesh/marsmesh/mars"
+	"github.com/marsmesh/marsmesh/rudp"
 )
 
 // The package-level API works on a default node made by Setup (or Guest).
@@ -83,7 +85,8 @@ const setupSyncWait = time.Second
 func withRegistry(r *registry) Option { return func(o *options) { o.handlers = r } }
 
 // StartAsMARS starts a MARS registry server inside this process, listening
-// at marsAddress:marsPort of the configuration. Shutdown stops it.
+// at marsAddress:marsPort of the configuration, with its cluster keys.
+// Shutdown stops it.
 func StartAsMARS(confpath string) error {
 	cfg, err := config.Load(confpath)
 	if err != nil {
@@ -94,9 +97,16 @@ func StartAsMARS(confpath string) error {
 	if marsSrv != nil {
 		return errors.New("mesh: MARS already started in this process")
 	}
-	srv, err := mars.Listen(cfg.MarsAddr(), mars.ServerOptions{})
+	keys, err := cfg.Keys()
+	if err != nil {
+		return err
+	}
+	srv, err := mars.Listen(cfg.MarsAddr(), mars.ServerOptions{Transport: rudp.Config{Keys: keys}})
 	if err != nil {
 		return fmt.Errorf("mesh: start MARS: %w", err)
+	}
+	if unauthenticated(keys, srv.Addr()) {
+		slog.Default().Warn(unauthenticatedWarning, "addr", srv.Addr().String())
 	}
 	marsSrv = srv
 	return nil

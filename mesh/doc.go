@@ -130,7 +130,11 @@
 // alive; with sendInterval >= 17 ms one-way messages (Send, USend) are
 // held per peer and sent together every interval, while RPCs and fan-out
 // are never held; with strictCheckForExternal, messages from senders MARS
-// does not list are dropped (health checks excepted).
+// does not list are dropped (health checks excepted). With a cluster key
+// (meshKey, meshKeyFile; see config.Mesh.Keys) every datagram of the node
+// and of its MARS is authenticated and encrypted, and processes without
+// the key get no answer; every node, guest and MARS of a cluster needs it.
+// Without a key, a node bound to a non-loopback address logs one warning.
 //
 // # Deviations from the Diarkis mesh API
 //

@@ -141,8 +141,23 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // WithSyncInterval sets how often the node reports to MARS (default 1 s).
 func WithSyncInterval(d time.Duration) Option { return func(o *options) { o.syncInterval = d } }
 
+// unauthenticatedWarning is logged once by a node (New) or MARS
+// (StartAsMARS; mars-server has its own copy) that binds a non-loopback
+// address without a cluster key.
+const unauthenticatedWarning = "no cluster key (meshKey, meshKeyFile): traffic on this non-loopback address is " +
+	"neither authenticated nor encrypted; anyone who reaches the port can join, read and send"
+
+// unauthenticated reports whether a transport without keys is bound where
+// others than this host can reach it.
+func unauthenticated(keys [][config.KeySize]byte, bound netip.AddrPort) bool {
+	return len(keys) == 0 && !bound.Addr().Unmap().IsLoopback()
+}
+
 // New validates cfg, binds the node's UDP port (scanning upwards from
 // cfg.Port while ports are taken), starts syncing with MARS and returns.
+// With cluster keys (cfg.Keys) all of the node's traffic is sealed; without
+// them a node bound to a non-loopback address logs one warning that its
+// traffic is unauthenticated.
 // OnReady and OnInitialSync callbacks fire after the first sync.
 func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	var o options
@@ -189,12 +204,18 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		o.limits.MaxHandlers = o.maxHandlers
 	}
 	n.in.init(o.limits)
+	keys, err := cfg.Keys()
+	if err != nil {
+		n.stop()
+		return nil, err
+	}
 	rc := rudp.Config{
 		RetryInterval: cfg.RetryIntervalDuration(),
 		RetryTimeout:  cfg.RetryTimeoutDuration(),
 		OnMessage:     n.onMessage,
 		OnPeerDown:    n.onPeerDown,
 		Logger:        o.logger,
+		Keys:          keys,
 	}
 	if o.inline {
 		n.inlineConfig(&rc) // inline.go
@@ -206,6 +227,9 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	if err != nil {
 		n.stop()
 		return nil, fmt.Errorf("mesh: %w", err)
+	}
+	if unauthenticated(keys, n.tr.LocalAddr()) {
+		n.log.Warn(unauthenticatedWarning, "addr", n.tr.LocalAddr().String())
 	}
 	n.self = advertised(n.tr.LocalAddr(), cfg.MarsAddr())
 	n.selfStr = n.self.String()

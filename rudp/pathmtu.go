@@ -9,7 +9,7 @@ import (
 // Bigger datagrams where the path allows.
 //
 // kcp-go keeps every segment in a 1,500-byte pool buffer, so segments stay
-// at most kcpMSS bytes; but one KCP packet may carry many segments, up to
+// at most t.kcpMSS bytes; but one KCP packet may carry many segments, up to
 // the MTU given to SetMtu. Where the interface that reaches the peer has a
 // larger MTU than the usual 1,500 (loopback: 65,536; jumbo frames: 9,000),
 // a session packs its segments into datagrams of up to maxWirePacket bytes:

@@ -68,7 +68,7 @@ func TestLargeMessageFewDatagrams(t *testing.T) {
 	if !bytes.Equal(got, msg) {
 		t.Fatalf("64 KiB message arrived with %d bytes, not as sent", len(got))
 	}
-	// 48 segments of at most kcpMSS bytes; with 16 KiB datagrams they fit
+	// 48 segments of at most t.kcpMSS bytes; with 16 KiB datagrams they fit
 	// in 5. Retransmissions on a loaded machine may add a few.
 	if n := cli.Stats().PacketsOut - before; n > 16 {
 		t.Errorf("64 KiB message took %d datagrams, want about 5 (48 at the standard size)", n)

@@ -21,10 +21,6 @@ const (
 	stateDead
 )
 
-// kcpMSS is the payload of one KCP segment in a kcpMTU-sized packet
-// (without keys; Transport.kcpMSS is the one in use).
-const kcpMSS = kcpMTU - kcp.IKCP_OVERHEAD
-
 // session is the one reliable channel between this transport and a peer
 // address, used in both directions. Its KCP state machine is driven by the
 // read loop (Input), by senders (Send + flush) and by the timer

@@ -4,6 +4,7 @@
 //	            [-store memory|etcd] [-etcd-endpoints URL[,URL...]]
 //	            [-log-level info] [-log-format text] [-cpuprofile FILE]
 //	mars-server -version
+//	mars-server -keygen
 //
 // It reads the mesh configuration with config.Load (defaults, then the JSON
 // file given with -config, then DIARKIS_* environment variables such as
@@ -21,6 +22,11 @@
 // marsAddress. etcd unreachable at start is an error (exit 1) naming the
 // endpoints, after at most -etcd-dial-timeout. The default store, memory,
 // keeps the state in this process.
+//
+// The cluster keys (meshKey, DIARKIS_MESH_KEY; meshKeyFile,
+// DIARKIS_MESH_KEY_FILE) seal all of MARS's traffic, as for nodes; without
+// a key, a MARS on a non-loopback address logs one warning. -keygen prints
+// a new random key (base64) and exits.
 //
 // -admin (or the adminAddress key, DIARKIS_ADMIN_ADDRESS) opens the admin
 // HTTP endpoint: /metrics, /healthz, /readyz, /debug/pprof/, /v1/status,
@@ -82,6 +88,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	etcdEndpoints := fs.String("etcd-endpoints", "", "comma-separated etcd client `URLs` for -store etcd (default: marsEtcdEndpoints of the configuration)")
 	etcdDial := fs.Duration("etcd-dial-timeout", 5*time.Second, "how long to wait for etcd at start")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	keygen := fs.Bool("keygen", false, "print a new random cluster key (base64, for meshKey or a meshKeyFile line) and exit")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file` until the server stops (for performance work)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: mars-server [flags]\n\n"+
@@ -111,6 +118,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		return usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	if *keygen {
+		k, err := rudp.GenerateKey()
+		if err != nil {
+			return fail(cli.ExitFail, err)
+		}
+		fmt.Fprintln(stdout, config.EncodeKey(k))
+		return cli.ExitOK
 	}
 	if *offlineAfter <= 0 || *removeAfter < *offlineAfter {
 		return usage(fmt.Errorf("-offline-after (%v) must be positive and -remove-after (%v) at least as long", *offlineAfter, *removeAfter))
@@ -144,6 +159,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return usage(errors.New("-data is for the memory store (with -store etcd, etcd keeps the data)"))
 	}
 	cli.WarnUnknownEnv(log)
+	keys, err := cfg.Keys() // Load checked them; the key file may have changed since
+	if err != nil {
+		return fail(cli.ExitUsage, err)
+	}
 	store, err := openStore(cfg, *etcdDial, *removeAfter, log)
 	if err != nil {
 		return fail(cli.ExitFail, err)
@@ -162,10 +181,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		Transport: rudp.Config{
 			RetryInterval: cfg.RetryIntervalDuration(),
 			RetryTimeout:  cfg.RetryTimeoutDuration(),
+			Keys:          keys,
 		},
 	})
 	if err != nil {
 		return fail(cli.ExitFail, err)
+	}
+	if len(keys) == 0 && !srv.Addr().Addr().Unmap().IsLoopback() {
+		log.Warn("no cluster key (meshKey, meshKeyFile): traffic on this non-loopback address is neither "+
+			"authenticated nor encrypted; anyone who reaches the port can register, read and send", "addr", srv.Addr().String())
 	}
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
@@ -187,7 +211,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Info("admin endpoint listening", "addr", adm.Addr(), "dashboard", "http://"+adm.Addr()+"/")
 	}
 	log.Info("mars-server listening", "addr", srv.Addr().String(), "incarnation", fmt.Sprintf("%016x", srv.Incarnation()),
-		"offlineAfter", *offlineAfter, "removeAfter", *removeAfter, "data", *dataDir, "store", cfg.MarsStore)
+		"offlineAfter", *offlineAfter, "removeAfter", *removeAfter, "data", *dataDir, "store", cfg.MarsStore, "keys", len(keys))
 	<-ctx.Done()
 	log.Info("mars-server stopping")
 	if err := srv.Close(); err != nil {

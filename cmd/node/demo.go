@@ -38,6 +38,11 @@ const (
 
 const failMessage = "table 7 is full"
 
+// demoKeyEnv passes the cluster key of `demo -key` to the child node (a
+// variable of its own: a DIARKIS_MESH_KEY the user has set stays out of
+// the demo).
+const demoKeyEnv = "MARSMESH_DEMO_KEY"
+
 // demoConfig is the configuration of every demo node: loopback, any free
 // port, the demo's MARS and short liveness limits. It ignores DIARKIS_*
 // variables, so the demo runs the same everywhere.
@@ -52,7 +57,7 @@ func demoConfig(marsHost, marsPort string) config.Mesh {
 }
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("demo", "[-nodes 5]",
+	fs := newFlagSet("demo", "[-nodes 5] [-key]",
 		"Starts a MARS and -nodes nodes in this process, plus one node in a child process, all\n"+
 			"on 127.0.0.1 with free ports; exercises RPC (echo, handler error, timeout), Send,\n"+
 			"USend, SendMany, shared data, node values, a guest and health checks, a node killed\n"+
@@ -61,6 +66,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	size := fs.Int("nodes", 5, "number of in-process nodes (2..32)")
 	verbose := fs.Bool("v", false, "log the nodes' warnings and info to stderr")
 	adminAddr := fs.String("admin", "", "serve MARS's admin endpoint (dashboard, metrics of MARS and of every demo node, labelled node=...) on `host:port`")
+	keyed := fs.Bool("key", false, "run the cluster with a fresh random cluster key: every datagram authenticated and encrypted")
 	hold := fs.Duration("hold", 0, "after the report, keep MARS and the remaining nodes running this long (or until SIGINT), e.g. to look at -admin")
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
@@ -84,6 +90,15 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithCancel(ctx)
 	d := &demo{ctx: ctx, cancel: cancel, log: log, size: *size, slow: make(chan time.Duration, 4)}
 	defer d.teardown()
+	keyLine := "No cluster key (-key runs the demo with one)."
+	if *keyed {
+		k, err := rudp.GenerateKey()
+		if err != nil {
+			return failure(stderr, fs.Name(), err)
+		}
+		d.key = config.EncodeKey(k)
+		keyLine = "Cluster key: a fresh random one; every datagram is authenticated and encrypted."
+	}
 
 	r := newReport(stdout)
 	r.header(
@@ -92,7 +107,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			demoRetryTimeout, demoRetryInterval),
 		fmt.Sprintf("sync every %v [1s], MARS lists a silent node offline after %v [3s] and removes it after %v [10s].",
 			demoSyncInterval, demoOfflineAfter, demoRemoveAfter),
-		"Every message crosses loopback UDP, also between nodes of this process.")
+		"Every message crosses loopback UDP, also between nodes of this process.",
+		keyLine)
 	steps := []struct {
 		name string
 		run  func() (string, error)
@@ -150,6 +166,7 @@ type demo struct {
 	cancel context.CancelFunc
 	log    *slog.Logger
 	size   int
+	key    string         // cluster key (config.EncodeKey), or "" for none
 	wg     sync.WaitGroup // the kill step's watcher
 
 	srv   *mars.Server
@@ -206,6 +223,14 @@ func (d *demo) waitFor(timeout time.Duration, what string, cond func() bool) err
 // up starts MARS, the child node and the in-process nodes, and waits
 // until every node lists all of them.
 func (d *demo) up() (string, error) {
+	var keys [][32]byte
+	if d.key != "" {
+		k, err := config.ParseKey(d.key)
+		if err != nil {
+			return "", err
+		}
+		keys = append(keys, k)
+	}
 	srv, err := mars.Listen("127.0.0.1:0", mars.ServerOptions{
 		OfflineAfter: demoOfflineAfter,
 		RemoveAfter:  demoRemoveAfter,
@@ -213,6 +238,7 @@ func (d *demo) up() (string, error) {
 		Transport: rudp.Config{
 			RetryInterval: demoRetryInterval * time.Millisecond,
 			RetryTimeout:  demoRetryTimeout * time.Millisecond,
+			Keys:          keys,
 		},
 	})
 	if err != nil {
@@ -221,6 +247,7 @@ func (d *demo) up() (string, error) {
 	d.srv = srv
 	host, port, _ := net.SplitHostPort(srv.Addr().String())
 	d.cfg = demoConfig(host, port)
+	d.cfg.MeshKey = d.key
 	if err := d.startChild(); err != nil {
 		return "", fmt.Errorf("start the child node: %w", err)
 	}
@@ -278,6 +305,7 @@ func (d *demo) startChild() error {
 		return err
 	}
 	cmd := exec.Command(exe, demoNodeCmd, "-mars", net.JoinHostPort(d.cfg.MarsAddress, d.cfg.MarsPort))
+	cmd.Env = append(os.Environ(), demoKeyEnv+"="+d.key)
 	cmd.Stdout = &d.childOut
 	cmd.Stderr = &d.childErr
 	in, err := cmd.StdinPipe() // the child exits when this closes, also if we die

@@ -31,6 +31,7 @@ func cmdDemoNode(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return usageError(stderr, name, fmt.Errorf("-mars %q: want host:port", *marsAddr))
 	}
 	cfg := demoConfig(host, port)
+	cfg.MeshKey = os.Getenv(demoKeyEnv) // the demo's key, if it runs with -key
 	log, _ := newLogger(stderr, "warn")
 	n, err := mesh.New(cfg, mesh.WithType(demoType), mesh.WithLogger(log), mesh.WithSyncInterval(demoSyncInterval),
 		mesh.WithValues(map[string]interface{}{"process": "child", "pid": int64(os.Getpid())}))

@@ -70,7 +70,7 @@ func cmdHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 		return readyCheck(cctx, g, *addr, *timeout, *quiet, stdout, stderr)
 	}
 	if err := g.HealthCheck(cctx, *addr); err != nil {
-		return failure(stderr, name, fmt.Errorf("%s did not answer within %v: %w", *addr, *timeout, err))
+		return failure(stderr, name, fmt.Errorf("%s did not answer within %v%s: %w", *addr, *timeout, keyHint(cfg), err))
 	}
 	if !*quiet {
 		fmt.Fprintf(stdout, "ok: %s answered in %v\n", *addr, time.Since(start).Round(time.Microsecond))
@@ -96,6 +96,15 @@ func readyCheck(ctx context.Context, g *mesh.Node, addr string, timeout time.Dur
 		fmt.Fprintf(stdout, "ready: %s synced with MARS %v ago\n", addr, st.Age.Round(time.Millisecond))
 	}
 	return exitOK
+}
+
+// keyHint reminds that a node of a keyed cluster answers no process
+// without its key (and a keyless node none with one).
+func keyHint(cfg config.Mesh) string {
+	if keys, _ := cfg.Keys(); len(keys) > 0 {
+		return " (with this process's cluster key)"
+	}
+	return " (this process has no cluster key)"
 }
 
 // bindFor returns the address to bind to reach host.

@@ -2,9 +2,10 @@
 // one-command local cluster demo.
 //
 //	node run -type TYPE [-config FILE] [-role ROLE] [-endpoint HOST:PORT] [-value k=v ...] [-admin HOST:PORT]
-//	node demo [-nodes 5]
+//	node demo [-nodes 5] [-key]
 //	node status [-mars HOST:PORT] [-app NAME] [-timeout 5s]
 //	node healthcheck -addr HOST:PORT [-timeout 5s]
+//	node keygen
 //	node version (or node -version)
 //
 // run joins the cluster with mesh.Setup, serves the example handlers
@@ -12,16 +13,19 @@
 // and a small cluster on 127.0.0.1 in one process (plus one child process
 // it kills), exercises every kind of message and prints a report. status
 // joins as a guest and prints what MARS lists. healthcheck sends the mesh
-// health-check request to one node: a liveness or startup probe. version
-// prints the module version and VCS revision. run, status and healthcheck
-// log with log/slog to stderr (-log-format text or json).
+// health-check request to one node: a liveness or startup probe. keygen
+// prints a new random cluster key. version prints the module version and
+// VCS revision. run, status and healthcheck log with log/slog to stderr
+// (-log-format text or json).
 //
 // run -admin HOST:PORT (or the adminAddress key, DIARKIS_ADMIN_ADDRESS)
 // opens the node's admin HTTP endpoint: /metrics, /healthz, /readyz
 // (ready while in touch with MARS), /debug/pprof/ and /v1/status.
 //
 // The mesh configuration comes from config.Load: defaults, then the JSON
-// file given with -config, then DIARKIS_* environment variables.
+// file given with -config, then DIARKIS_* environment variables. run,
+// status and healthcheck use its cluster keys (meshKey, meshKeyFile): a
+// cluster with a key answers none of them without it.
 //
 // Exit codes: 0 success; 1 the command ran and failed (a demo step failed,
 // MARS did not answer, the node did not answer the health check, the port
@@ -73,6 +77,7 @@ func commands() []command {
 		{name: "demo", summary: "start MARS and a local cluster, exercise every capability, print a report", run: cmdDemo},
 		{name: "status", summary: "join as a guest and print the cluster: nodes by type, and the shared data", run: cmdStatus},
 		{name: "healthcheck", summary: "ask one node whether it is serving (exit 0 if it answers in time)", run: cmdHealthcheck},
+		{name: "keygen", summary: "print a new random cluster key (base64) for meshKey or meshKeyFile", run: cmdKeygen},
 		{name: "version", summary: "print the module version and VCS revision", run: cmdVersion},
 		{name: demoNodeCmd, run: cmdDemoNode, hidden: true},
 	}

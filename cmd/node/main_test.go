@@ -92,7 +92,13 @@ type proc struct {
 // (on top of a copy of the environment without DIARKIS_* variables).
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(nodeBin(t), args...), done: make(chan struct{})}
+	return startBin(t, nodeBin(t), env, args...)
+}
+
+// startBin is start for any binary.
+func startBin(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	p.cmd.Env = append(cleanEnv(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if err := p.cmd.Start(); err != nil {

@@ -91,8 +91,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// receives its result.
 	shutDown := mesh.ShutdownOnSignalContext(ctx, os.Interrupt, syscall.SIGTERM)
 	addr := mesh.GetMyEndPoint()
+	keys, _ := cfg.Keys() // Setup checked them
 	log.Info("node started", "addr", addr, "type", *typ, "role", *role,
-		"endpoint", *endpoint, "mars", cfg.MarsAddr())
+		"endpoint", *endpoint, "mars", cfg.MarsAddr(), "keys", len(keys))
 	if cfg.AdminAddress != "" {
 		opts := admin.NodeOptions(mesh.Default(), cfg.AdminAddress, cfg.MarsAddr())
 		opts.Logger = log

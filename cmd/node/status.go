@@ -68,7 +68,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	select {
 	case <-g.Ready():
 	case <-t.C:
-		err := fmt.Errorf("MARS at %s did not answer within %v (is mars-server running there? see -mars)", cfg.MarsAddr(), *timeout)
+		err := fmt.Errorf("MARS at %s did not answer within %v (is mars-server running there, with this cluster key or none? see -mars)", cfg.MarsAddr(), *timeout)
 		if last := g.Mars().LastError(); last != nil {
 			err = fmt.Errorf("MARS at %s refused the guest: %w", cfg.MarsAddr(), last)
 		}

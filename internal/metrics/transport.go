@@ -31,6 +31,12 @@ var (
 		"Incomplete unreliable messages dropped (parts missing past the TTL, too large, or over the memory budget).", nil, nil)
 	trPeersDead = prometheus.NewDesc("marsmesh_transport_peers_dead_total",
 		"Peers declared dead (silence, unanswered handshake, reset, protocol error; not graceful closes).", nil, nil)
+	trAuthFail = prometheus.NewDesc("marsmesh_transport_auth_failures_total",
+		"Datagrams dropped because they did not authenticate with a cluster or session key (no or wrong key, a flipped bit, garbage). Keyed mode only.", nil, nil)
+	trReplays = prometheus.NewDesc("marsmesh_transport_replays_total",
+		"Authentic datagrams dropped as replays (seen before, or too old). Keyed mode only.", nil, nil)
+	trHeldDrops = prometheus.NewDesc("marsmesh_transport_held_drops_total",
+		"Unreliable messages dropped in keyed mode while they waited for a session that did not come up (or too many waited).", nil, nil)
 	trPaused = prometheus.NewDesc("marsmesh_backpressure_transport_pauses_total",
 		"Times a peer's delivery was paused because its consumer fell behind (backpressure).", nil, nil)
 )
@@ -60,9 +66,12 @@ func (t *Transport) Collect(ch chan<- prometheus.Metric) {
 	counter(trReasmDrop, st.ReassemblyDrops)
 	counter(trPeersDead, st.PeersDead)
 	counter(trPaused, st.Paused)
+	counter(trAuthFail, st.AuthFailures)
+	counter(trReplays, st.Replays)
+	counter(trHeldDrops, st.HeldDrops)
 }
 
 func transportDescs() []*prometheus.Desc {
 	return []*prometheus.Desc{trDatagramsIn, trDatagramsOut, trBad, trWriteErrors, trSessions,
-		trBytesIn, trBytesOut, trRetrans, trSplits, trReasmDrop, trPeersDead, trPaused}
+		trBytesIn, trBytesOut, trRetrans, trSplits, trReasmDrop, trPeersDead, trPaused, trAuthFail, trReplays, trHeldDrops}
 }
