@@ -397,7 +397,8 @@ func (t *Transport) shutdown(graceful bool) {
 			}
 			s.unlockAndWrite()
 		}
-		t.rd.mu.Lock() // a reader rejoining after this sees closing (readers.go)
+		t.rd.mu.Lock()
+		t.rd.closed = true // no reader rejoins or starts after this (readers.go)
 		t.rd.mu.Unlock()
 		close(t.done)
 		t.conn.Close()
