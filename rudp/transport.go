@@ -160,7 +160,7 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 	t.ackTimer.Stop()
 	t.ev.wake = make(chan struct{}, 1)
 	t.cookies.init(t.cookieBucket(t.now()))
-	t.kcpMTU, t.kcpMSS, t.maxDatagram = kcpMTU, kcpMSS, MaxPacketSize
+	t.kcpMTU, t.kcpMSS, t.maxDatagram = kcpMTU, kcpMTU-kcpOverhead, MaxPacketSize
 	if len(cfg.Keys) > 0 {
 		t.ks.keyed = true
 		t.ks.hsAEAD = handshakeAEADs(cfg.Keys)
