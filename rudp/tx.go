@@ -27,6 +27,9 @@ var (
 // add queues one packet, with room in front for the sealing header.
 func (b *txBatch) add(typ byte, p []byte) {
 	bp := pktPool.Get().(*[]byte)
+	if need := sealHeader + 1 + len(p) + tagSize; cap(*bp) < need {
+		*bp = make([]byte, 0, need) // a large packet (pathmtu.go): room for the seal's tag too
+	}
 	*bp = append(append((*bp)[:sealHeader], typ), p...)
 	b.pkts = append(b.pkts, (*bp)[sealHeader:])
 	b.ptrs = append(b.ptrs, bp)
