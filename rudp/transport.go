@@ -160,7 +160,7 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 	t.ackTimer.Stop()
 	t.ev.wake = make(chan struct{}, 1)
 	t.cookies.init(t.cookieBucket(t.now()))
-	t.kcpMTU, t.kcpMSS, t.maxDatagram = kcpMTU, kcpMSS, MaxPacketSize
+	t.kcpMTU, t.kcpMSS, t.maxDatagram = kcpMTU, kcpMTU-kcpOverhead, MaxPacketSize
 	if len(cfg.Keys) > 0 {
 		t.ks.keyed = true
 		t.ks.hsAEAD = handshakeAEADs(cfg.Keys)
@@ -397,7 +397,8 @@ func (t *Transport) shutdown(graceful bool) {
 			}
 			s.unlockAndWrite()
 		}
-		t.rd.mu.Lock() // a reader rejoining after this sees closing (readers.go)
+		t.rd.mu.Lock()
+		t.rd.closed = true // no reader rejoins or starts after this (readers.go)
 		t.rd.mu.Unlock()
 		close(t.done)
 		t.conn.Close()
