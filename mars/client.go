@@ -98,8 +98,9 @@ type Client struct {
 	closed   atomic.Bool
 	closeMu  sync.Mutex
 
-	mars      atomic.Pointer[netip.AddrPort] // resolved MARS address
-	lastReply atomic.Int64                   // client clock (ns since epoch) of MARS's last reply; 0 = never
+	mars      atomic.Pointer[netip.AddrPort]   // resolved MARS address
+	candList  atomic.Pointer[[]netip.AddrPort] // every resolved MARS address (failover.go)
+	lastReply atomic.Int64                     // client clock (ns since epoch) of MARS's last reply; 0 = never
 	ready     chan struct{}
 	dropped   atomic.Uint64 // MARS-kind messages ignored by HandleMessage
 
@@ -156,6 +157,7 @@ type recentOp struct {
 }
 
 type clientMsg struct {
+	from netip.AddrPort
 	kind byte
 	p    []byte
 }
@@ -305,8 +307,8 @@ func (c *Client) abort() {
 // the transport's reliable flag. It is meant for the transport's read
 // goroutine: it never blocks (when the client is far behind, the message
 // is dropped and the next report asks again). Only reliable messages (they
-// arrive on an established session) from the MARS address the client
-// dialed are taken; anything else is counted (Dropped) and ignored, so a
+// arrive on an established session) from a MARS address of MarsAddr are
+// taken (a sync from another one than the current makes it current); anything else is counted (Dropped) and ignored, so a
 // forged datagram cannot rewrite the view.
 func (c *Client) HandleMessage(from netip.AddrPort, kind byte, payload []byte, reliable bool) {
 	if !reliable {
@@ -314,7 +316,7 @@ func (c *Client) HandleMessage(from netip.AddrPort, kind byte, payload []byte, r
 		c.warn.Warn("mars: ignoring an unreliable MARS message", "from", from)
 		return
 	}
-	if m := c.mars.Load(); m == nil || *m != from {
+	if m := c.mars.Load(); (m == nil || *m != from) && !c.isCandidate(from) {
 		c.dropped.Add(1)
 		c.warn.Warn("mars: ignoring a MARS message from an unexpected address", "from", from)
 		return
@@ -325,7 +327,7 @@ func (c *Client) HandleMessage(from netip.AddrPort, kind byte, payload []byte, r
 		return
 	}
 	select {
-	case c.inbox <- clientMsg{kind, payload}:
+	case c.inbox <- clientMsg{from, kind, payload}:
 	default:
 		c.warn.Warn("mars: client inbox full, dropping a MARS message")
 	}

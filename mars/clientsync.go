@@ -313,6 +313,7 @@ func (c *Client) send(to netip.AddrPort, kind byte, p []byte) {
 func (c *Client) handle(m clientMsg) action {
 	switch m.kind {
 	case KindSync:
+		c.adopt(m.from)
 		return c.handleSync(m.p)
 	case KindError:
 		c.handleError(m.p)

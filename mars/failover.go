@@ -18,7 +18,11 @@ import (
 // up to half an Interval, it moves to the next (wrapping around). To the
 // client a replica with another incarnation is a MARS restart: it
 // re-registers, with its pending and recent changes and a seed, and its
-// view carries over through the grace period.
+// view carries over through the grace period; a replica over the same store
+// has the same incarnation, and the client simply continues there. A sync
+// that arrives from another candidate than the current one (a slow answer
+// from the replica the client just left) makes that candidate current
+// again: it is alive.
 
 // splitMarsAddrs splits and checks a MarsAddr value.
 func splitMarsAddrs(v string) ([]string, error) {
@@ -112,6 +116,7 @@ func (c *Client) resolve(now time.Time) (netip.AddrPort, bool) {
 		}
 	}
 	c.cands, c.cur, c.resolvedAt = cands, cur, now
+	c.candList.Store(&cands)
 	if m := c.mars.Load(); m == nil || *m != cands[cur] {
 		ap := cands[cur]
 		c.mars.Store(&ap)
@@ -144,4 +149,29 @@ func (c *Client) maybeFailover() bool {
 	c.log.Warn("mars: no answer from this MARS; moving to the next address", "from", from, "to", to,
 		"node", c.addr, "silent", silent.Round(time.Millisecond))
 	return true
+}
+
+// isCandidate reports whether addr is one of the resolved MARS addresses
+// (any goroutine).
+func (c *Client) isCandidate(addr netip.AddrPort) bool {
+	l := c.candList.Load()
+	return l != nil && slices.Contains(*l, addr)
+}
+
+// adopt makes from the current MARS when a sync arrives from another
+// candidate (loop goroutine).
+func (c *Client) adopt(from netip.AddrPort) {
+	if m := c.mars.Load(); m != nil && *m == from {
+		return
+	}
+	i := slices.Index(c.cands, from)
+	if i < 0 {
+		return
+	}
+	prev := c.cands[c.cur]
+	c.cur = i
+	c.mars.Store(&from)
+	c.switchedAt, c.failJitter = c.clock(), jitter(c.cfg.Interval/2)
+	c.part = nil
+	c.log.Info("mars: an answer from another MARS address; using it", "from", prev, "to", from, "node", c.addr)
 }

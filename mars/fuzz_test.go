@@ -34,7 +34,11 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(byte(0x4E), []byte{0x90})
 
 	f.Fuzz(func(t *testing.T, kind byte, p []byte) {
+		node := peekNode(kind, p) // a replica's read goroutine peeks at every report and leave
 		m, err := decodeMessage(kind, p)
+		if r, ok := m.(*report); ok && err == nil && node != r.Addr {
+			t.Fatalf("peekNode %q, report addr %q", node, r.Addr)
+		}
 		if err != nil {
 			return
 		}

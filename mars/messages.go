@@ -298,8 +298,13 @@ type syncBody struct {
 // appendSync writes a sync message; body holds the encoded body fields
 // (nodes, gone, keys, dropped arrays) or is empty.
 func appendSync(b []byte, h *syncHead, body []byte) []byte {
+	return append(appendSyncHead(b, h, len(body) > 0), body...)
+}
+
+// appendSyncHead writes the head of a sync whose body (if hasBody) follows.
+func appendSyncHead(b []byte, h *syncHead, hasBody bool) []byte {
 	n := 8
-	if len(body) > 0 {
+	if hasBody {
 		n = 12
 	}
 	b = appendArrayLen(b, n)
@@ -310,8 +315,7 @@ func appendSync(b []byte, h *syncHead, body []byte) []byte {
 	b = appendUint(b, h.Echo)
 	b = appendUint(b, h.Ack)
 	b = appendUint(b, h.From)
-	b = appendUint(b, h.To)
-	return append(b, body...)
+	return appendUint(b, h.To)
 }
 
 // decodeSyncHead parses the fixed part and returns a reader positioned at

@@ -1,6 +1,7 @@
 package mars
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -144,4 +145,47 @@ func TestReplicaLiveness(t *testing.T) {
 	waitFor(t, 10*time.Second, "killed node removed", func() bool { return !hasNode(b.c.View(), a.c.Addr(), nil) })
 	c.close()
 	waitFor(t, 10*time.Second, "left node offline", func() bool { return hasNode(b.c.View(), c.c.Addr(), offline) })
+}
+
+// A report whose changes start after a gap (From > the record's Ack) applies
+// none of them, also when it is written in several transactions (more than
+// storeChunk operations); the resend from Ack applies each exactly once.
+func TestStoreWriteGap(t *testing.T) {
+	ms := NewMemoryStore()
+	st := ms.Session()
+	defer st.Close()
+	s := startServer(t, "", storeOpts(st))
+	addr := "127.0.0.1:9"
+	info := &nodeInfo{Type: "t", Status: StatusOnline}
+	if _, _, _, _, err := s.storeWrite(&report{Addr: addr, Inc: 7, Info: info, Seq: 5}, StoreNode, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	adds := func(from, to uint64) []op {
+		var ops []op
+		for q := from + 1; q <= to; q++ {
+			ops = append(ops, op{Seq: q, Key: "n", Val: 1, Add: true})
+		}
+		return ops
+	}
+	value := func() string {
+		recs, _, _ := st.Load(context.Background())
+		for _, r := range recs {
+			if r.Kind == StoreShared && r.Name == "n" {
+				return string(r.Value)
+			}
+		}
+		return "none"
+	}
+	_, ack, _, _, err := s.storeWrite(&report{Addr: addr, Inc: 7, From: 20, Seq: 270, Ops: adds(20, 270)}, StoreNode, 0, nil)
+	if err != nil || ack != 5 || value() != "none" {
+		t.Fatalf("after a gap: ack %d, value %s, %v; want ack 5 and nothing applied", ack, value(), err)
+	}
+	_, ack, _, _, err = s.storeWrite(&report{Addr: addr, Inc: 7, From: 5, Seq: 270, Ops: adds(5, 270)}, StoreNode, 0, nil)
+	if err != nil || ack != 270 || value() != "265" {
+		t.Fatalf("resent from the ack: ack %d, value %s, %v; want 270 and 265", ack, value(), err)
+	}
+	_, ack, _, _, err = s.storeWrite(&report{Addr: addr, Inc: 7, From: 5, Seq: 270, Ops: adds(5, 270)}, StoreNode, 0, nil)
+	if err != nil || ack != 270 || value() != "265" {
+		t.Fatalf("resent again: ack %d, value %s, %v; want 270 and 265 (no double apply)", ack, value(), err)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marsmesh/marsmesh/internal/etcdtest"
 	"github.com/marsmesh/marsmesh/rudp"
 )
 
@@ -44,7 +45,12 @@ import (
 // directions, acks included, counted on the node side), and the time for a
 // change on one node (a shared key and its type) to reach every node. With
 // MARS_SCALE_RESTART set, MARS is then SIGKILLed and restarted on its port,
-// and the re-registration is measured (scaleRestart).
+// and the re-registration is measured (scaleRestart). With MARS_SCALE_ETCD
+// set, MARS is two mars-server -store etcd replicas over a real etcd
+// (internal/etcdtest) and the one serving every node is killed instead
+// (scaleReplicaKill):
+//
+//	MARS_SCALE=5000 MARS_SCALE_ETCD=1 go test -run=TestScale -v -timeout=20m ./mars
 func TestScale(t *testing.T) {
 	spec := os.Getenv("MARS_SCALE")
 	if spec == "" {
@@ -96,7 +102,7 @@ type simStats struct {
 }
 
 type simCluster struct {
-	mars  netip.AddrPort
+	mars  atomic.Pointer[netip.AddrPort] // where reports go (a replica kill moves them)
 	sims  []*simNode
 	byTr  map[*rudp.Transport][]*simNode
 	byKey sync.Map // addr -> *simNode
@@ -146,7 +152,9 @@ func (c *simCluster) onMessage(from netip.AddrPort, kind byte, p []byte, _ bool)
 		}
 	}
 	s.mu.Lock()
-	s.marsInc, s.ver = h.MarsInc, h.To
+	if full || h.MarsInc == s.marsInc && h.From <= s.ver && s.ver <= h.To { // as View.apply takes it
+		s.marsInc, s.ver = h.MarsInc, h.To
+	}
 	if h.Flags&syncNeedInfo != 0 {
 		s.needFull = true
 	} else {
@@ -176,7 +184,7 @@ func (c *simCluster) report(s *simNode, buf []byte) []byte {
 	buf = r.append(buf[:0])
 	c.stats.reports.Add(1)
 	c.stats.reportBytes.Add(uint64(len(buf)))
-	s.tr.Send(c.mars, KindReport, buf)
+	s.tr.Send(*c.mars.Load(), KindReport, buf)
 	return buf
 }
 
@@ -270,6 +278,11 @@ func runScale(t *testing.T, n int) {
 	var proc *marsProc
 	var procArgs []string
 	var procPort int
+	var etcd *etcdtest.Server
+	var replicaB *marsProc
+	if os.Getenv("MARS_SCALE_ETCD") != "" { // replicas over a real etcd; the measured restart is a replica kill
+		etcd = etcdtest.Start(t)
+	}
 	if os.Getenv("MARS_SCALE_INPROC") != "" { // for profiling with -cpuprofile: MARS in this process
 		inproc = startServer(t, "", ServerOptions{TrustReportedAddr: true, Transport: rudp.Config{OnPeerDown: func(a netip.AddrPort, err error) {
 			scaleDowns.Add(1)
@@ -281,12 +294,19 @@ func runScale(t *testing.T, n int) {
 		if f := os.Getenv("MARS_SCALE_PROF"); f != "" {
 			args = append(args, "-cpuprofile", f)
 		}
+		if etcd != nil {
+			args = append(args, "-store", "etcd", "-etcd-endpoints", etcd.Endpoint)
+			replicaB = startMarsProc(t, freeUDPPort(t), args...)
+			defer func() { replicaB.signal(os.Interrupt) }()
+		}
 		procPort, procArgs = freeUDPPort(t), args
 		proc = startMarsProc(t, procPort, args...)
 		defer func() { proc.signal(os.Interrupt) }()
 		marsAddr, pid = proc.addr, proc.cmd.Process.Pid
 	}
-	c := &simCluster{mars: netip.MustParseAddrPort(marsAddr), byTr: map[*rudp.Transport][]*simNode{}, stop: make(chan struct{})}
+	c := &simCluster{byTr: map[*rudp.Transport][]*simNode{}, stop: make(chan struct{})}
+	first := netip.MustParseAddrPort(marsAddr)
+	c.mars.Store(&first)
 	startAt := time.Now()
 	cpuStart := procCPU(t, pid)
 	for i := 0; i < n; i += perTr {
@@ -408,9 +428,57 @@ func runScale(t *testing.T, n int) {
 	t.Logf("propagation of one change to %d nodes: p50 %v, p99 %v, max %v",
 		len(lat), pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), pct(1).Round(time.Millisecond))
 
-	if os.Getenv("MARS_SCALE_RESTART") != "" && proc != nil {
+	switch {
+	case etcd != nil && replicaB != nil:
+		scaleReplicaKill(t, c, n, proc, replicaB, etcd)
+	case os.Getenv("MARS_SCALE_RESTART") != "" && proc != nil:
 		scaleRestart(t, c, n, &proc, procPort, procArgs)
 	}
+}
+
+// scaleReplicaKill measures a replica kill (MARS_SCALE_ETCD set): the
+// simulated nodes are served by replica A of two mars-server -store etcd
+// over one etcd; A is SIGKILLed and every node's reports go to replica B at
+// once (a real node moves after retryTimeout plus jitter). Reported: the
+// time until B has answered every node, B's and etcd's CPU, the bytes each
+// way, and how many full snapshots and re-registrations it took (a node
+// continues from its version: both should be 0).
+func scaleReplicaKill(t *testing.T, c *simCluster, n int, a, b *marsProc, etcd *etcdtest.Server) {
+	for _, s := range c.sims {
+		s.mu.Lock()
+		s.registered = false
+		s.mu.Unlock()
+	}
+	rb0, sb0, f0, fb0 := c.stats.reportBytes.Load(), c.stats.syncBytes.Load(), c.stats.fulls.Load(), c.stats.fullBytes.Load()
+	pidB, pidE := b.cmd.Process.Pid, etcd.Pid()
+	cpuB0, cpuE0 := procCPU(t, pidB), procCPU(t, pidE)
+	a.signal(syscall.SIGKILL)
+	killed := time.Now()
+	to := netip.MustParseAddrPort(b.addr)
+	c.mars.Store(&to)
+	deadline := killed.Add(3 * time.Minute)
+	var half time.Duration
+	lastLog := time.Now()
+	for c.registered() < n {
+		if time.Now().After(deadline) {
+			t.Errorf("replica kill: only %d of %d nodes served by the other replica in 3 minutes", c.registered(), n)
+			break
+		}
+		if half == 0 && c.registered() >= n/2 {
+			half = time.Since(killed)
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			lastLog = time.Now()
+			t.Logf("replica kill: %v: %d served by B", time.Since(killed).Round(time.Second), c.registered())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(killed)
+	mb := func(b uint64) float64 { return float64(b) / (1 << 20) }
+	t.Logf("replica kill with %d nodes: half served by the other replica after %v, %d after %v; its CPU %.2f s, RSS %s; etcd CPU %.2f s",
+		n, half.Round(time.Millisecond), c.registered(), took.Round(time.Millisecond), procCPU(t, pidB)-cpuB0, procRSS(t, pidB), procCPU(t, pidE)-cpuE0)
+	t.Logf("replica kill traffic until all served (msgpack payloads): reports %.1f MB up, syncs %.1f MB down, of which %d full snapshots, %.1f MB",
+		mb(c.stats.reportBytes.Load()-rb0), mb(c.stats.syncBytes.Load()-sb0), c.stats.fulls.Load()-f0, mb(c.stats.fullBytes.Load()-fb0))
 }
 
 // scaleRestart measures a MARS restart (MARS_SCALE_RESTART set): the

@@ -167,6 +167,7 @@ type inMsg struct {
 	from netip.AddrPort
 	kind byte
 	p    []byte
+	node string // with a Store: the mesh address the message is about (peekNode)
 }
 
 type serverCounters struct {
@@ -342,13 +343,12 @@ func (s *Server) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bo
 		s.mu.Unlock()
 		return
 	}
+	defer s.mu.Unlock()
 	if s.st != nil {
-		s.mu.Unlock()
-		s.enqueue(inMsg{from, kind, p}) // store calls run on the workers
+		s.storeMessage(inMsg{from: from, kind: kind, p: p})
 		return
 	}
-	defer s.mu.Unlock()
-	s.handle(inMsg{from, kind, p})
+	s.handle(inMsg{from: from, kind: kind, p: p})
 }
 
 func (s *Server) now() int64 { return int64(time.Since(s.epoch)) }
@@ -513,7 +513,12 @@ func (s *Server) send(to netip.AddrPort, kind byte, p []byte) {
 // sendNoWait queues one reply without ever waiting; it reports whether the
 // reply was queued.
 func (s *Server) sendNoWait(to netip.AddrPort, kind byte, p []byte) bool {
-	err := s.tr.SendMsg(context.Background(), to, kind, nil, p, rudp.SendOptions{NoWait: true})
+	return s.sendNoWaitMsg(to, kind, nil, p)
+}
+
+// sendNoWaitMsg is sendNoWait of a message in two parts (sent as one).
+func (s *Server) sendNoWaitMsg(to netip.AddrPort, kind byte, head, body []byte) bool {
+	err := s.tr.SendMsg(context.Background(), to, kind, head, body, rudp.SendOptions{NoWait: true})
 	switch {
 	case err == nil:
 		return true

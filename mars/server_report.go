@@ -51,15 +51,20 @@ func (s *Server) handleReport(m inMsg) {
 	var flags uint64
 	if r.Flags&flagGuest != 0 {
 		e = a.guests[r.Addr]
-		if e == nil || e.inc != r.Inc {
-			if e == nil && len(a.guests) >= s.opts.MaxNodes {
-				s.refuse(m.from, r.Addr, r.Seq, CodeLimit, fmt.Sprintf("too many guests (limit %d)", s.opts.MaxNodes))
-				return
-			}
+		switch {
+		case e != nil && e.inc == r.Inc:
+		case r.From > 0: // removed after a silence: register again, from 0
+			e, flags = nil, syncNeedInfo
+		case e == nil && len(a.guests) >= s.opts.MaxNodes:
+			s.refuse(m.from, r.Addr, r.Seq, CodeLimit, fmt.Sprintf("too many guests (limit %d)", s.opts.MaxNodes))
+			return
+		default:
 			e = &nodeEntry{addr: r.Addr, inc: r.Inc}
 			a.guests[r.Addr] = e
 		}
-		e.lastSeen = now
+		if e != nil {
+			e.lastSeen = now
+		}
 	} else {
 		e = a.nodes[r.Addr]
 		switch {
@@ -77,7 +82,10 @@ func (s *Server) handleReport(m inMsg) {
 		case e != nil && r.Inc == e.prevInc:
 			s.refuse(m.from, r.Addr, r.Seq, CodeSuperseded, "a newer incarnation of this node has registered")
 			return
-		case r.Info == nil:
+		case r.Info == nil || r.From > 0:
+			// Not registered (or removed): a registration carries every
+			// pending change from 0 (with From > 0 there would be a gap
+			// MARS could never fill).
 			e, flags = nil, syncNeedInfo
 		case e != nil: // the node restarted on the same address
 			e.prevInc, e.inc, e.ack, e.durable, e.unsaved = e.inc, r.Inc, 0, 0, false
@@ -199,6 +207,13 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 	if s.st != nil {
 		top = uint64(s.st.rev) // versions are store revisions, shared by the apps
 	}
+	if flags&syncNeedInfo != 0 {
+		// The node must register first; the reply to its registration
+		// carries the snapshot. (After a restart every node would
+		// otherwise get the whole list twice.)
+		s.sendSyncParts(to, q, syncHead{Addr: addr, MarsInc: s.inc, Flags: flags, Echo: echo, Ack: ack, From: ver, To: ver}, [][]byte{nil})
+		return
+	}
 	full := a.needsFull(marsInc == s.inc, ver, top)
 	if !full {
 		var ok bool
@@ -218,28 +233,34 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 		flags |= syncFull
 		ver = 0
 	}
+	s.sendSyncParts(to, q, syncHead{Addr: addr, MarsInc: s.inc, Flags: flags, Echo: echo, Ack: ack, From: ver, To: at}, parts)
+}
+
+// sendSyncParts sends a sync of one or more body parts; q is what the
+// peer's queue holds. The body parts (a snapshot's are shared by every node
+// it goes to) are sent as they are, after a per-node head.
+func (s *Server) sendSyncParts(to netip.AddrPort, q int, h syncHead, parts [][]byte) {
+	flags := h.Flags
 	for i, body := range parts {
-		h := syncHead{Addr: addr, MarsInc: s.inc, Flags: flags, Part: uint64(i), Echo: echo, Ack: ack, From: ver, To: at}
+		h.Part, h.Flags = uint64(i), flags
 		if i < len(parts)-1 {
 			h.Flags |= syncMore
 		}
-		s.buf = appendSync(s.buf[:0], &h, body)
-		if !s.fits(q, len(s.buf)+frameOverheadSize) {
+		s.buf = appendSyncHead(s.buf[:0], &h, len(body) > 0)
+		n := len(s.buf) + len(body)
+		if !s.fits(q, n+frameOverheadSize) {
 			// The rest would block: drop it; the node discards the parts it
 			// got and asks again.
 			s.stats.skipped.Add(1)
 			s.warn.Warn("mars: sync larger than the peer's queue allows, dropped", "peer", to, "parts", len(parts))
 			break
 		}
-		if !s.sendNoWait(to, KindSync, s.buf) {
+		if !s.sendNoWaitMsg(to, KindSync, s.buf, body) {
 			break
 		}
-		q += len(s.buf) + frameOverheadSize
+		q += n + frameOverheadSize
 		s.stats.syncs.Add(1)
-		s.stats.syncBytes.Add(uint64(len(s.buf)))
-	}
-	if cap(s.buf) > 1<<20 {
-		s.buf = nil
+		s.stats.syncBytes.Add(uint64(n))
 	}
 }
 

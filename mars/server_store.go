@@ -16,13 +16,16 @@ package mars
 //
 // Liveness: the replica that serves a node (the record's Owner) writes its
 // record with its session, so the record expires when that replica dies
-// without a successor, marks it offline after OfflineAfter of silence and
-// removes it after RemoveAfter. A node that moves to another replica
-// re-owns its record at its first report there.
+// without a successor. It marks the node offline after OfflineAfter +
+// min(2 s, OfflineAfter) of silence (the node may have moved to a replica
+// that has not taken it over yet) and removes it after RemoveAfter. A node
+// that moves to another replica re-owns its record at its first report
+// there.
 //
 // Store calls run on the server's workers (reports and leaves, hashed by
-// sender so one node's messages stay in order) and on its sweeper, never on
-// the transport's read goroutine, and never under s.mu.
+// node so one node's messages stay in order), on its sweeper and on its
+// takeover loop; never on the transport's read goroutine (which answers the
+// heartbeats of nodes with nothing queued from the copy), never under s.mu.
 
 import (
 	"bytes"
@@ -32,16 +35,18 @@ import (
 	"hash/maphash"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 )
 
 const (
-	storeWorkers    = 4
+	storeWorkers    = 16
 	storeQueue      = 2048
 	storeTimeout    = 5 * time.Second
 	storeChunk      = 100 // keys per Update (etcd allows 128 operations per transaction)
 	storeCatchUp    = 2 * time.Second
 	storeSweepBatch = 256
+	storeMoveGrace  = 2 * time.Second
 )
 
 var (
@@ -57,9 +62,17 @@ type storeState struct {
 	cancel context.CancelFunc
 	queues []chan inMsg
 	seed   maphash.Seed
+	takeCh chan StoreKey // nodes whose records this replica should own (takeoverLoop)
+	// keyLocks serialise this replica's writes of one shared key (striped):
+	// a hot key written from many nodes would otherwise make the workers'
+	// optimistic transactions conflict and retry; only other replicas'
+	// writes still conflict.
+	keyLocks [64]sync.Mutex
 	// under s.mu:
-	rev   int64         // the copy holds every change up to here
-	revCh chan struct{} // closed and replaced when rev grows
+	rev     int64         // the copy holds every change up to here
+	revCh   chan struct{} // closed and replaced when rev grows
+	taking  map[StoreKey]bool
+	pending map[string]int // messages queued per node
 }
 
 func (s *Server) startStore() error {
@@ -73,14 +86,18 @@ func (s *Server) startStore() error {
 	s.mu.Lock()
 	s.installLoaded(recs, rev)
 	s.mu.Unlock()
+	st.pending = make(map[string]int)
 	st.queues = make([]chan inMsg, storeWorkers)
 	for i := range st.queues {
 		st.queues[i] = make(chan inMsg, storeQueue)
 		s.wg.Add(1)
 		go s.storeWorker(st.queues[i])
 	}
-	s.wg.Add(1)
+	st.takeCh = make(chan StoreKey, 1<<16)
+	st.taking = make(map[StoreKey]bool)
+	s.wg.Add(2)
 	go s.storeWatch()
+	go s.takeoverLoop()
 	return nil
 }
 
@@ -190,14 +207,19 @@ func (s *Server) applyRecord(r StoreRecord, now int64) {
 			s.warn.Warn("mars: skipped a bad node record in the store", "app", r.App, "node", r.Name, "err", err)
 			return
 		}
+		info := n.info()
+		visible := true // what nodes see changed (not only Ack or Owner)
 		if e == nil {
 			e = &nodeEntry{addr: r.Name, lastSeen: now}
 			m[r.Name] = e
-		} else if e.owner != s.st.owner && n.Owner == s.st.owner {
-			e.lastSeen = now // this replica takes over: its silence counts from now
+		} else {
+			visible = e.inc != n.Inc || e.alive != n.Alive || !e.info.equal(&info)
+			if e.owner != s.st.owner && n.Owner == s.st.owner {
+				e.lastSeen = now // this replica takes over: its silence counts from now
+			}
 		}
-		e.inc, e.prevInc, e.info, e.alive, e.ack, e.owner = n.Inc, n.PrevInc, n.info(), n.Alive, n.Ack, n.Owner
-		if r.Kind == StoreNode {
+		e.inc, e.prevInc, e.info, e.alive, e.ack, e.owner = n.Inc, n.PrevInc, info, n.Alive, n.Ack, n.Owner
+		if r.Kind == StoreNode && visible {
 			a.nodeChangedAt(e, v)
 		}
 	}
@@ -276,15 +298,81 @@ func (s *Server) waitRev(want int64) bool {
 	return true
 }
 
-// enqueue hands a message to its sender's worker, never waiting.
-func (s *Server) enqueue(m inMsg) {
-	q := s.st.queues[maphash.Comparable(s.st.seed, m.from)%uint64(len(s.st.queues))]
+// storeMessage takes a message on the transport's read goroutine, under
+// s.mu: a heartbeat of a node with nothing queued is answered at once from
+// the copy; everything else goes to the worker of its node (so one node's
+// messages stay in order), never waiting.
+func (s *Server) storeMessage(m inMsg) {
+	st := s.st
+	m.node = peekNode(m.kind, m.p)
+	if m.node == "" {
+		m.node = m.from.String()
+	}
+	if m.kind == KindReport && st.pending[m.node] == 0 && s.storeHeartbeat(m) {
+		return
+	}
+	q := st.queues[maphash.String(st.seed, m.node)%uint64(len(st.queues))]
 	select {
 	case q <- m:
+		st.pending[m.node]++
 	default:
 		s.stats.skipped.Add(1)
 		s.warn.Warn("mars: store workers behind, dropping a message (the node sends again)", "from", m.from)
 	}
+}
+
+// peekNode reads the mesh address of a report or leave without decoding
+// the rest ("" if it cannot).
+func peekNode(kind byte, p []byte) string {
+	r := reader{b: p}
+	r.arrayLen()
+	switch kind {
+	case KindReport:
+		r.uint()
+		r.str(MaxAppLen * 4)
+	case KindLeave:
+		r.str(MaxAppLen * 4)
+	default:
+		return ""
+	}
+	addr := r.str(MaxAddrLen)
+	if r.err != nil {
+		return ""
+	}
+	return addr
+}
+
+// storeHeartbeat answers a report that changes nothing from the copy (under
+// s.mu, on the read goroutine); false leaves it to a worker.
+func (s *Server) storeHeartbeat(m inMsg) bool {
+	st := s.st
+	r, err := decodeReport(m.p)
+	if err != nil || len(r.Ops) > 0 || len(r.Seed) > 0 || r.MarsInc == s.inc && int64(r.Ver) > st.rev {
+		return false
+	}
+	if code, _ := s.checkReport(m.from, r); code != 0 {
+		return false
+	}
+	a := s.apps[r.App]
+	if a == nil {
+		return false
+	}
+	guest := r.Flags&flagGuest != 0
+	kind, e := StoreNode, a.nodes[r.Addr]
+	if guest {
+		kind, e = StoreGuest, a.guests[r.Addr]
+	}
+	if e == nil || e.inc != r.Inc || !(e.alive || guest) || r.Info != nil && !e.info.equal(r.Info) {
+		return false
+	}
+	s.stats.reports.Add(1)
+	s.noteReport(m.p)
+	if e.owner != st.owner {
+		s.takeOver(StoreKey{App: r.App, Kind: kind, Name: r.Addr})
+	}
+	e.lastSeen = s.now()
+	s.sendSync(m.from, a, r.Addr, r.MarsInc, r.Ver, 0, r.Seq, e.ack)
+	return true
 }
 
 func (s *Server) storeWorker(q chan inMsg) {
@@ -306,6 +394,11 @@ func (s *Server) storeWorker(q chan inMsg) {
 				}
 				s.mu.Unlock()
 			}
+			s.mu.Lock()
+			if s.st.pending[m.node]--; s.st.pending[m.node] <= 0 {
+				delete(s.st.pending, m.node)
+			}
+			s.mu.Unlock()
 		}
 	}
 }
@@ -357,9 +450,13 @@ func (s *Server) storeReport(m inMsg) {
 		e, count = a.guests[r.Addr], len(a.guests)
 	}
 	switch {
-	case e != nil && e.inc == r.Inc && e.owner == st.owner && (e.alive || guest) &&
+	case e != nil && e.inc == r.Inc && (e.alive || guest) &&
 		(r.Info == nil || e.info.equal(r.Info)) && len(r.Ops) == 0 && len(r.Seed) == 0:
-		// A heartbeat: nothing to write.
+		// A heartbeat: nothing to write, but a node that moved here from
+		// another replica has its record taken over, in batches.
+		if e.owner != st.owner {
+			s.takeOver(StoreKey{App: r.App, Kind: kind, Name: r.Addr})
+		}
 		e.lastSeen = s.now()
 		s.replyLocked(m.from, a, r, 0, e.ack)
 		s.mu.Unlock()
@@ -431,6 +528,74 @@ func (s *Server) storeReport(m inMsg) {
 		g.lastSeen = s.now()
 	}
 	s.replyLocked(m.from, a, r, 0, ack)
+}
+
+// takeOver queues a node record for takeoverLoop (under s.mu).
+func (s *Server) takeOver(k StoreKey) {
+	st := s.st
+	if st.taking[k] {
+		return
+	}
+	select {
+	case st.takeCh <- k:
+		st.taking[k] = true
+	default: // the next heartbeat asks again
+	}
+}
+
+// takeoverLoop makes this replica the owner of the records of nodes that
+// moved here (after their replica died, their records expire with its
+// session unless taken over), storeChunk/2 records per transaction: after a
+// replica kill, thousands of nodes arrive within seconds, and their first
+// replies do not wait for these writes.
+func (s *Server) takeoverLoop() {
+	defer s.wg.Done()
+	st := s.st
+	for {
+		var batch []StoreKey
+		select {
+		case <-st.ctx.Done():
+			return
+		case k := <-st.takeCh:
+			batch = append(batch, k)
+		}
+		linger := time.NewTimer(10 * time.Millisecond)
+	fill:
+		for len(batch) < storeChunk/2 {
+			select {
+			case k := <-st.takeCh:
+				batch = append(batch, k)
+			case <-linger.C:
+				break fill
+			case <-st.ctx.Done():
+				linger.Stop()
+				return
+			}
+		}
+		linger.Stop()
+		ctx, cancel := context.WithTimeout(st.ctx, storeTimeout)
+		_, err := st.store.Update(ctx, batch, func(cur []StoreRecord) ([]StoreWrite, error) {
+			var w []StoreWrite
+			for _, c := range cur {
+				n, err := DecodeStoredNode(c.Value)
+				if c.Rev == 0 || err != nil || n.Owner == st.owner {
+					continue
+				}
+				n.Owner = st.owner
+				w = append(w, StoreWrite{StoreKey: c.StoreKey, Value: EncodeStoredNode(n), Session: true})
+			}
+			return w, nil
+		})
+		cancel()
+		if err != nil {
+			s.warn.Warn("mars: store write failed (taking over nodes)", "nodes", len(batch), "err", err)
+		}
+		s.mu.Lock()
+		for _, k := range batch {
+			delete(st.taking, k)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // checkReport is the checks of a report that need no state.
@@ -519,6 +684,7 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 	// The node record and the operations, storeChunk keys at a time; each
 	// transaction moves Ack to the last change it applies.
 	ops := r.Ops
+	from := r.From // the chunk covers the changes in (from, to]
 	for first := true; first || len(ops) > 0; first = false {
 		n := min(len(ops), storeChunk)
 		chunk := ops[:n]
@@ -527,6 +693,8 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 		if len(ops) > 0 {
 			to = chunk[n-1].Seq
 		}
+		chunkFrom := from
+		from = to
 		ks := []StoreKey{nodeKey}
 		idx := make(map[string]int)
 		for _, o := range chunk {
@@ -536,6 +704,7 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 			}
 		}
 		var bad, fl int
+		unlock := s.lockKeys(ks[1:])
 		rv, err := st.store.Update(ctx, ks, func(cur []StoreRecord) ([]StoreWrite, error) {
 			bad, fl = 0, 0
 			var old *StoredNode
@@ -548,7 +717,10 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 				nn = *old
 			case old != nil && old.PrevInc == r.Inc:
 				return nil, errSuperseded
-			case r.Info == nil && kind == StoreNode:
+			case r.Info == nil && kind == StoreNode, r.From > 0:
+				// Unknown here (or its record expired): a registration
+				// carries every pending change from 0; changes after From
+				// alone would leave a gap MARS could never fill.
 				return nil, errNeedInfo
 			case old != nil: // the node restarted on the same address
 				nn = StoredNode{PrevInc: old.Inc, Inc: r.Inc}
@@ -562,7 +734,7 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 				nn.Status = StatusOnline
 			}
 			var w []StoreWrite
-			if r.From <= nn.Ack || !first {
+			if chunkFrom <= nn.Ack { // else MARS misses changes before: the node sends them again
 				vals := make(map[string]*int16, len(cur))
 				for _, c := range cur[1:] {
 					if c.Rev != 0 {
@@ -610,6 +782,7 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 			}
 			return w, nil
 		})
+		unlock()
 		if err != nil {
 			return 0, ack, badKey, full, err
 		}
@@ -617,6 +790,26 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 		rev = max(rev, rv)
 	}
 	return rev, ack, badKey, full, nil
+}
+
+// lockKeys locks the stripes of keys (in order) and returns the unlock.
+func (s *Server) lockKeys(keys []StoreKey) func() {
+	var idx []int
+	for _, k := range keys {
+		i := int(maphash.String(s.st.seed, k.App+"\x00"+k.Name) % uint64(len(s.st.keyLocks)))
+		if !slices.Contains(idx, i) {
+			idx = append(idx, i)
+		}
+	}
+	slices.Sort(idx)
+	for _, i := range idx {
+		s.st.keyLocks[i].Lock()
+	}
+	return func() {
+		for _, i := range idx {
+			s.st.keyLocks[i].Unlock()
+		}
+	}
 }
 
 // storeLeave handles a graceful leave on a server over a Store.
@@ -670,7 +863,11 @@ func (s *Server) storeSweep() {
 	var jobs []job
 	s.mu.Lock()
 	now := s.now()
-	offline, remove := int64(s.opts.OfflineAfter), int64(s.opts.RemoveAfter)
+	// A node silent here may have moved to another replica that has not
+	// taken its record over yet: wait storeMoveGrace longer before listing
+	// it offline.
+	offline := int64(s.opts.OfflineAfter + min(storeMoveGrace, s.opts.OfflineAfter))
+	remove := int64(s.opts.RemoveAfter)
 	maxTombs := s.opts.MaxNodes + s.opts.MaxSharedKeys
 	for name, a := range s.apps {
 		for addr, e := range a.nodes {

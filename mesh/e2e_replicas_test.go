@@ -191,11 +191,12 @@ func TestE2EMarsReplicasOnEtcd(t *testing.T) {
 		go func() {
 			defer polls.Done()
 			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				asked := time.Now() // at = asked - age is no later than the sync: a sync after the kill for sure
 				age, err := strconv.Atoi(n.do("sync-age"))
 				if err != nil || age < 0 {
 					continue
 				}
-				if at := time.Now().Add(-time.Duration(age) * time.Millisecond); at.After(killed) {
+				if at := asked.Add(-time.Duration(age) * time.Millisecond); at.After(killed) {
 					served[i] = at.Sub(killed)
 					return
 				}
@@ -214,9 +215,15 @@ func TestE2EMarsReplicasOnEtcd(t *testing.T) {
 	defer func() {
 		if t.Failed() {
 			t.Logf("last total seen: %v", lastSeen.Load())
+			for _, n := range nodes {
+				t.Logf("%s %s total %s:\n%s", n.name, n.addr, n.do("shared-get total"), n.stderr)
+			}
+			for _, r := range replicas {
+				t.Logf("replica %s:\n%s", r.host, r.log)
+			}
 		}
 	}()
-	eventually(t, 30*time.Second, func() bool {
+	eventually(t, 90*time.Second, func() bool {
 		v, ok := obs.GetSharedData("total")
 		lastSeen.Store(fmt.Sprint(v, ok))
 		if !ok || int(v) != nodeCount*adds {
@@ -242,6 +249,11 @@ func TestE2EMarsReplicasOnEtcd(t *testing.T) {
 		nodeCount, len(moved), served, worst, limit, sent.Load(), failed.Load(), checks.Load(), want)
 	if worst > limit {
 		t.Logf("note: the slowest node took %v (over %v; this machine is loaded)", worst, limit)
+		if os.Getenv("MESH_E2E_VERBOSE") != "" {
+			for i, n := range moved {
+				t.Logf("%s %s served after %v:\n%s", n.name, n.addr, served[i], n.stderr)
+			}
+		}
 	}
 	if worst > 10*limit {
 		t.Errorf("a node took %v to be served by another replica", worst)

@@ -129,6 +129,9 @@ func (s *Server) Stop() {
 	})
 }
 
+// Pid is the etcd process's id.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Output is what etcd printed so far.
 func (s *Server) Output() string { return s.out.String() }
 
