@@ -91,10 +91,11 @@ type Mesh struct {
 	MeshKey string `json:"meshKey"`
 	// MeshKeyFile is the path of a file of cluster keys, one per line
 	// (surrounding white space, blank lines and lines starting with '#'
-	// are ignored): the first key seals what this process sends, all are
-	// accepted, so a key is rotated by editing the file and restarting one
-	// process at a time. Key "meshKeyFile", env DIARKIS_MESH_KEY_FILE,
-	// default "" (none). Valid: empty, or a readable file of at most 64 KiB
+	// are ignored): the process dials with each, the first first, and
+	// accepts a peer holding any, so a key is rotated by editing the file
+	// and restarting one process at a time. Key "meshKeyFile", env DIARKIS_MESH_KEY_FILE,
+	// default "" (none; a relative path starts from the working directory,
+	// not from the JSON file's). Valid: empty, or a readable file of at most 64 KiB
 	// holding 1..MaxKeys keys, each valid as MeshKey. DIARKIS_MESH_KEY_FILE
 	// set but empty is an error.
 	MeshKeyFile string `json:"meshKeyFile"`

@@ -41,8 +41,9 @@
 //
 // meshKey and meshKeyFile give the cluster key(s) that authenticate and
 // encrypt all mesh and MARS traffic; Mesh.Keys returns them, meshKey first,
-// then the file's keys in order (a key given twice counts once). The first
-// key seals what a process sends; all are accepted. A key file holds one
+// then the file's keys in order (a key given twice counts once). A process
+// dials with each key, the first first, and accepts a peer holding any of
+// them (rudp.Config.Keys). A key file holds one
 // base64 key per line; surrounding white space, blank lines and lines
 // starting with '#' are ignored. A key that is not base64 of 32 bytes (or
 // is all zero), a file that cannot be read or holds no key, and

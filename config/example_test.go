@@ -81,8 +81,8 @@ func ExampleMesh_BindAddress() {
 	fmt.Println(ip)
 }
 
-// Cluster keys from a key file: the first line seals what this process
-// sends, every key is accepted (a rotation in progress).
+// Cluster keys from a key file: the new key first, the old one still
+// accepted (a rotation in progress).
 func ExampleMesh_Keys() {
 	dir, err := os.MkdirTemp("", "mesh")
 	if err != nil {
@@ -103,13 +103,13 @@ func ExampleMesh_Keys() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(len(keys), "keys; sends with the one starting", keys[0][0])
+	fmt.Println(len(keys), "keys; the first starts with", keys[0][0])
 
 	// A bad key names its source and never shows the key.
 	cfg.MeshKey = "c2hvcnQ="
 	_, err = cfg.Keys()
 	fmt.Println(err)
 	// Output:
-	// 2 keys; sends with the one starting 2
+	// 2 keys; the first starts with 2
 	// config: meshKey=<redacted, 8 characters>: decodes to 5 bytes, want 32 (allowed: empty (no key), or the base64 of 32 random bytes (44 characters, as `node keygen` prints))
 }

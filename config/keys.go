@@ -26,9 +26,9 @@ const (
 // Keys returns the cluster keys, or nil when neither meshKey nor
 // meshKeyFile is set (no key: traffic is neither authenticated nor
 // encrypted). meshKey comes first, then the keys of meshKeyFile in file
-// order; a key given twice is kept once. The first key seals what this
-// process sends; every key is accepted from peers, which is how a key is
-// rotated without downtime.
+// order; a key given twice is kept once. They become rudp.Config.Keys: a
+// process dials with each key, the first first, and accepts a peer that
+// holds any of them, which is how a key is rotated without downtime.
 //
 // Keys reads meshKeyFile on every call. A key that is not base64 of
 // KeySize bytes, or all zero, and a file that cannot be read, holds no key
@@ -110,6 +110,8 @@ func parseKey(s string) ([KeySize]byte, string) {
 		}
 	}
 	switch {
+	case err != nil && strings.ContainsAny(s, `"'`):
+		return k, "not base64 (it holds quote marks; write the key without them)"
 	case err != nil:
 		return k, "not base64"
 	case len(raw) != KeySize:

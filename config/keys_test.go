@@ -62,6 +62,7 @@ func TestParseKeyErrorsDoNotShowTheKey(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{short, "decodes to 16 bytes, want 32"},
 		{"not*base64*at*all", "not base64"},
+		{`"` + EncodeKey([KeySize]byte{9}) + `"`, "not base64 (it holds quote marks; write the key without them)"},
 		{hexKey, "decodes to 48 bytes, want 32 (it looks like hex; write the key in base64)"},
 		{EncodeKey([KeySize]byte{}), "all 32 bytes are zero"},
 		{"   ", "empty"},
@@ -82,7 +83,7 @@ func TestKeysOrderAndDuplicates(t *testing.T) {
 	k1, s1 := testKey(1)
 	k2, s2 := testKey(2)
 	k3, s3 := testKey(3)
-	path := keyFile(t, "# rotation: the first line sends\n\n  "+s2+"  \r\n"+s1+"\n# old\n"+s3+"\n"+s2+"\n")
+	path := keyFile(t, "# rotation: the new key first\n\n  "+s2+"  \r\n"+s1+"\n# old\n"+s3+"\n"+s2+"\n")
 
 	m := Default()
 	m.MeshKeyFile = path

@@ -98,7 +98,10 @@
 //     once, and one peer's at most a quarter of them, so one peer whose
 //     handlers never return cannot take every slot; the rest wait, in
 //     arrival order per peer, peers served in turn. One-way commands from
-//     one peer still run one at a time, in order.
+//     one peer still run one at a time, in order. With WithInlineHandlers
+//     (opt-in, for handlers that return quickly) a request's handler runs
+//     on the goroutine that received it, after that goroutine handed the
+//     socket on, and one peer's requests run one after another.
 //   - A fan-out relay relays only to the nodes its MARS view lists (it
 //     hands the others back to its parent, which delivers them itself),
 //     to shares of at most 16,384 nodes, sharing one payload buffer, and

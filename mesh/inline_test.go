@@ -88,3 +88,35 @@ func TestInlineHandlers(t *testing.T) {
 	}
 
 }
+
+// TestInlineNeverReturningHandlerShutdown: a handler that never returns
+// runs on a goroutine the transport does not wait for, so Shutdown leaves
+// it after AbandonWait (as TestHostileNeverReturningHandlerShutdown checks
+// for handlers on worker goroutines) and the transport still closes.
+func TestInlineNeverReturningHandlerShutdown(t *testing.T) {
+	c := newCluster(t, 2, WithInlineHandlers())
+	x, a := c.nodes[0], c.nodes[1]
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	x.HandleRPC(1, func([]byte, string) ([]byte, error) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release // nothing closes it before Shutdown returns
+		return nil, nil
+	})
+	defer close(release) // lets the abandoned goroutine end before the leak check
+	go a.SendRPC(1, x.GetMyEndPoint(), nil)
+	<-entered
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- x.Shutdown() }()
+	bound := time.Duration(c.cfg.RetryTimeout)*time.Millisecond + AbandonWait
+	select {
+	case <-done:
+		t.Logf("Shutdown took %v (bound %v plus closing)", time.Since(start), bound)
+	case <-time.After(bound + 20*time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+}

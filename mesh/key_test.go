@@ -2,11 +2,13 @@ package mesh
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +108,43 @@ func TestNewKeys(t *testing.T) {
 	var ce *config.Error
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), `meshKeyFile="`+bad+`": line 2 of the key file`) {
 		t.Errorf("New with a bad key file: %v", err)
+	}
+}
+
+// TestStartAsMARSKeyed: StartAsMARS and Setup read the same key
+// (DIARKIS_MESH_KEY); a keyless node's health check gets no answer.
+func TestStartAsMARSKeyed(t *testing.T) {
+	requireNoDefault(t)
+	k, err := rudp.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freeUDPPort(t)
+	useMarsEnv(t, strconv.Itoa(int(port)))
+	t.Setenv("DIARKIS_MESH_KEY", config.EncodeKey(k))
+	if err := StartAsMARS(""); err != nil {
+		if strings.Contains(err.Error(), "address already in use") {
+			t.Skipf("MARS port %d taken meanwhile: %v", port, err)
+		}
+		t.Fatal(err)
+	}
+	if err := Setup(""); err != nil {
+		Shutdown()
+		t.Fatal(err)
+	}
+	defer Shutdown()
+	eventually(t, 5*time.Second, func() bool { return IsPartOfCluster() && len(GetNodeAddresses(nil)) == 1 },
+		"the keyed node syncs with the keyed in-process MARS")
+
+	cfg := testConfig(port) // no key
+	stranger, err := New(cfg, WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := stranger.HealthCheck(ctx, GetMyEndPoint()); err == nil {
+		t.Error("a keyless node's health check of a keyed node was answered")
 	}
 }

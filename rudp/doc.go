@@ -54,9 +54,20 @@
 // # Batching
 //
 // The read loop takes packets with recvmmsg and acknowledges per batch;
-// a pure acknowledgement waits briefly for outgoing data to carry it.
-// Senders to one peer share flushes, and a stream of small sends is packed
-// into full datagrams by a flusher goroutine, written with sendmmsg.
+// a pure acknowledgement waits briefly for outgoing data to carry it, also
+// the one kcp-go sends at once when a packet acknowledges our data (it is
+// held and rides on the session's next packet). Senders to one peer share
+// flushes, and a stream of small sends is packed into full datagrams by a
+// flusher goroutine, written with sendmmsg. Where the interface towards
+// the peer has a large MTU (loopback, jumbo frames), a session packs its
+// KCP segments into datagrams of up to 16 KiB.
+//
+// # Readers
+//
+// One goroutine at a time reads the socket and never runs code that may
+// block. For the kinds Config.MayBlock claims, it hands the socket (and
+// its buffers) to a parked follower before delivering, so OnMessage for
+// them may block without stopping the transport (leader/follower).
 //
 // # Cluster keys
 //
@@ -75,8 +86,9 @@
 // which is how keys rotate without downtime: add the new key everywhere
 // (second), then make it first everywhere, then remove the old one.
 // The responder still keeps no state before the ACK: when it is not
-// dialing itself, its ephemeral key is derived from its cookie secret and
-// the SYN. Each session gets its own pair of keys (one per direction),
+// dialing itself, its ephemeral key is derived from the SYN and its
+// cookie secret, a random one per cookie bucket (a few seconds) that is
+// forgotten two buckets later. Each session gets its own pair of keys (one per direction),
 // derived with HKDF from the X25519 shared secret and the handshake
 // transcript, so recorded traffic stays secret even if a cluster key
 // leaks later (forward secrecy).

@@ -14,9 +14,9 @@ import (
 // Every dial draws a fresh random token. The responder answers a SYN with
 // a SYN-ACK carrying a token of its own: its dial token when it is dialing
 // the same address too (simultaneous open), otherwise a stateless cookie
-// (a keyed hash of the address, the dialer's incarnation and token, and a
-// coarse time bucket), so an unproven SYN costs no state at all. The
-// dialer, on a SYN-ACK that echoes its token, knows both tokens: it derives
+// (a hash of the address, the dialer's incarnation and token, and a
+// coarse time bucket, keyed with a random secret per bucket), so an
+// unproven SYN costs no state at all. The dialer, on a SYN-ACK that echoes its token, knows both tokens: it derives
 // the session's conversation id and secret tags (confirming state, no KCP
 // state yet) and sends an ACK echoing the responder's token. The ACK
 // proves the dialer receives packets at its address; only then does the
@@ -162,8 +162,12 @@ func (t *Transport) cookieBucket(now int64) int64 {
 // cookie is the responder token of a transport that is not dialing the
 // SYN's sender: a keyed hash, so checking the ACK needs no state.
 func (t *Transport) cookie(from netip.AddrPort, inc, dtok uint64, bucket int64) uint64 {
+	key, ok := t.cookies.get(bucket)
+	if !ok {
+		return 0 // no cookie matches 0
+	}
 	var in [32 + 8 + 16 + 2 + 8 + 8]byte
-	copy(in[:], t.cookieKey[:])
+	copy(in[:], key[:])
 	binary.BigEndian.PutUint64(in[32:], uint64(bucket))
 	a := from.Addr().As16()
 	copy(in[40:], a[:])

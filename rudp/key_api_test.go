@@ -34,3 +34,28 @@ func TestBadKeysRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestCookieSecretsForgotten: a cookie bucket's secret is kept for that
+// bucket and the next, then forgotten (the responder's forward secrecy).
+func TestCookieSecretsForgotten(t *testing.T) {
+	var c cookieSecrets
+	c.init(10)
+	s10, ok := c.get(10)
+	if !ok {
+		t.Fatal("current bucket has no secret")
+	}
+	if s, ok := c.get(11); !ok || s == s10 {
+		t.Fatal("next bucket: no new secret")
+	}
+	if s, ok := c.get(10); !ok || s != s10 {
+		t.Fatal("previous bucket's secret lost too early")
+	}
+	c.get(12)
+	if _, ok := c.get(10); ok {
+		t.Fatal("secret of bucket 10 still known in bucket 12")
+	}
+	c.get(20)
+	if _, ok := c.get(19); !ok {
+		t.Fatal("after a jump the previous bucket has no secret")
+	}
+}

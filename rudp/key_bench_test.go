@@ -3,6 +3,7 @@ package rudp
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -41,33 +42,37 @@ func echoPair(b *testing.B, keys [][32]byte, onReply func(p []byte)) (client, se
 	return client, server
 }
 
-// BenchmarkKeyRoundTrip: one 64-byte request and its echo at a time.
+// BenchmarkKeyRoundTrip: one request (64 B or 64 KiB) and its echo at a
+// time.
 func BenchmarkKeyRoundTrip(b *testing.B) {
-	for _, m := range keyModes {
-		b.Run(m.name, func(b *testing.B) {
-			reply := make(chan struct{}, 1)
-			client, server := echoPair(b, m.keys(b), func([]byte) { reply <- struct{}{} })
-			defer server.Close()
-			defer client.Close()
-			msg := make([]byte, 64)
-			to := server.LocalAddr()
-			for range 100 {
-				client.Send(to, 1, msg)
-				<-reply
-			}
-			lat := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for range b.N {
-				start := time.Now()
-				if err := client.Send(to, 1, msg); err != nil {
-					b.Fatal(err)
+	for _, size := range []int{64, 64 << 10} {
+		for _, m := range keyModes {
+			b.Run(map[int]string{64: "64B", 64 << 10: "64KiB"}[size]+"/"+m.name, func(b *testing.B) {
+				reply := make(chan struct{}, 1)
+				client, server := echoPair(b, m.keys(b), func([]byte) { reply <- struct{}{} })
+				defer server.Close()
+				defer client.Close()
+				msg := make([]byte, size)
+				to := server.LocalAddr()
+				for range 100 {
+					client.Send(to, 1, msg)
+					<-reply
 				}
-				<-reply
-				lat = append(lat, time.Since(start))
-			}
-			b.StopTimer()
-			benchutil.ReportLatency(b, lat)
-		})
+				lat := make([]time.Duration, 0, b.N)
+				b.SetBytes(int64(size))
+				b.ResetTimer()
+				for range b.N {
+					start := time.Now()
+					if err := client.Send(to, 1, msg); err != nil {
+						b.Fatal(err)
+					}
+					<-reply
+					lat = append(lat, time.Since(start))
+				}
+				b.StopTimer()
+				benchutil.ReportLatency(b, lat)
+			})
+		}
 	}
 }
 
@@ -110,6 +115,12 @@ func BenchmarkKeyParallel(b *testing.B) {
 			el := time.Since(start)
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/el.Seconds(), "msgs/s")
+			cs, ss := client.Stats(), server.Stats()
+			b.ReportMetric(float64(cs.PacketsOut+ss.PacketsOut)/float64(b.N), "pkts/op")
+			b.ReportMetric(float64(cs.Retransmits+ss.Retransmits)/float64(b.N), "retx/op")
+			if bad := cs.AuthFailures + ss.AuthFailures + cs.Replays + ss.Replays; bad > 0 {
+				b.Errorf("%d datagrams failed to open or were replays", bad)
+			}
 		})
 	}
 }
@@ -134,4 +145,81 @@ func BenchmarkKeySeal(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkKeyInterleaved: a keyless and a keyed echo pair in one run,
+// alternating in blocks (50 round trips one at a time, then 400 with 64
+// callers) so that load from elsewhere hits both alike.
+func BenchmarkKeyInterleaved(b *testing.B) {
+	const callers, block = 64, 50
+	type pair struct {
+		client, server *Transport
+		replies        []chan struct{}
+	}
+	var pairs [2]*pair
+	for i, m := range keyModes {
+		p := &pair{replies: make([]chan struct{}, callers)}
+		for c := range p.replies {
+			p.replies[c] = make(chan struct{}, 1)
+		}
+		p.client, p.server = echoPair(b, m.keys(b), func(msg []byte) {
+			p.replies[binary.BigEndian.Uint16(msg)] <- struct{}{}
+		})
+		defer p.server.Close()
+		defer p.client.Close()
+		pairs[i] = p
+	}
+	var lat [2][]time.Duration
+	var el [2]time.Duration
+	var calls [2]int
+	run := func(p *pair, c, n int) {
+		msg := make([]byte, 64)
+		binary.BigEndian.PutUint16(msg, uint16(c))
+		to := p.server.LocalAddr()
+		for range n {
+			p.client.Send(to, 1, msg)
+			<-p.replies[c]
+		}
+	}
+	for _, p := range pairs {
+		run(p, 0, 100)
+	}
+	b.ResetTimer()
+	for done := 0; done < b.N; done += block {
+		for i, p := range pairs {
+			msg := make([]byte, 64)
+			to := p.server.LocalAddr()
+			for range block {
+				start := time.Now()
+				p.client.Send(to, 1, msg)
+				<-p.replies[0]
+				lat[i] = append(lat[i], time.Since(start))
+			}
+			start := time.Now()
+			var wg sync.WaitGroup
+			for c := range callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					run(p, c, 8*block/callers)
+				}()
+			}
+			wg.Wait()
+			el[i] += time.Since(start)
+			calls[i] += callers * (8 * block / callers)
+		}
+	}
+	b.StopTimer()
+	p50 := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2]) / 1e3
+	}
+	off, on := p50(lat[0]), p50(lat[1])
+	b.ReportMetric(off, "p50-off-us")
+	b.ReportMetric(on, "p50-on-us")
+	b.ReportMetric(on/off, "p50-ratio")
+	tOff, tOn := float64(calls[0])/el[0].Seconds(), float64(calls[1])/el[1].Seconds()
+	b.ReportMetric(tOff, "c64-off-msgs/s")
+	b.ReportMetric(tOn, "c64-on-msgs/s")
+	b.ReportMetric(tOn/tOff, "c64-ratio")
 }

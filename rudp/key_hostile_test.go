@@ -462,3 +462,32 @@ func keyedConfig2(k [32]byte) Config {
 	c.Keys = [][32]byte{k}
 	return c
 }
+
+// TestKeySealedPacketsFit: sealed datagrams (full KCP packets, batches of
+// small unreliable messages, fragments) never exceed MaxPacketSize, and
+// full ones use it.
+func TestKeySealedPacketsFit(t *testing.T) {
+	n := faultnet.New(14)
+	k := testKey(t)
+	bIn := newInbox()
+	a, ta := listenTap(t, n, "127.0.0.1:0", keyedConfig(k))
+	b := listenMem(t, n, bIn.config(keyedConfig(k)))
+	a.Send(b.LocalAddr(), 1, make([]byte, 100_000))
+	for i := range 300 {
+		a.USend(b.LocalAddr(), 2, make([]byte, 1+i%maxBatchedPayload))
+	}
+	a.USend(b.LocalAddr(), 3, make([]byte, 10_000))
+	if !bIn.waitFor(20*time.Second, func() bool { return countRel(bIn.msgs, true) == 1 && countRel(bIn.msgs, false) > 0 }) {
+		t.Fatal("nothing arrived")
+	}
+	largest := 0
+	for _, p := range ta.captured() {
+		if len(p.data) > MaxPacketSize {
+			t.Fatalf("a %d-byte datagram (type %#x), limit %d", len(p.data), p.data[0], MaxPacketSize)
+		}
+		largest = max(largest, len(p.data))
+	}
+	if largest < MaxPacketSize-10 {
+		t.Errorf("largest sealed datagram %d bytes, want about %d", largest, MaxPacketSize)
+	}
+}

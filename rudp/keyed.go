@@ -201,8 +201,12 @@ func (t *Transport) writeSealed(c *sessCrypto, p []byte, to netip.AddrPort) erro
 // for a SYN: derived from its cookie secret and the SYN, so that the ACK
 // finds it again and an unproven SYN costs no state.
 func (t *Transport) cookieEph(from netip.AddrPort, inc, dtok uint64, eph []byte, bucket int64) *ecdh.PrivateKey {
+	key, ok := t.cookies.get(bucket)
+	if !ok {
+		return nil
+	}
 	h := sha256.New()
-	h.Write(t.cookieKey[:])
+	h.Write(key[:])
 	h.Write([]byte("ephemeral"))
 	var b [8 + 16 + 2 + 8 + 8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(bucket))
@@ -288,4 +292,43 @@ func (s *session) dropHeldLocked() {
 		s.t.stats.heldDrops.Add(uint64(n))
 		s.sec.held, s.sec.heldBytes = nil, 0
 	}
+}
+
+// cookieSecrets are the random secrets of the current and the previous
+// cookie bucket. Older ones are forgotten, so the ephemeral keys derived
+// from them (cookieEph) cannot be recomputed later: forward secrecy for
+// the responder side too, a few seconds after a handshake.
+type cookieSecrets struct {
+	mu        sync.Mutex
+	bucket    int64
+	cur, prev [32]byte
+}
+
+func (c *cookieSecrets) init(bucket int64) {
+	c.bucket = bucket
+	rand.Read(c.cur[:])
+	rand.Read(c.prev[:])
+}
+
+// get returns the secret of bucket, moving on to it if it is new; false
+// for a bucket older than the previous one.
+func (c *cookieSecrets) get(bucket int64) ([32]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if bucket > c.bucket {
+		if bucket == c.bucket+1 {
+			c.prev = c.cur
+		} else {
+			rand.Read(c.prev[:])
+		}
+		rand.Read(c.cur[:])
+		c.bucket = bucket
+	}
+	switch bucket {
+	case c.bucket:
+		return c.cur, true
+	case c.bucket - 1:
+		return c.prev, true
+	}
+	return [32]byte{}, false
 }

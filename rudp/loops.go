@@ -158,6 +158,7 @@ func (t *Transport) sweep(now int64) {
 	}
 	t.reasm.expire(now)
 	t.expireUdests(now)
+	t.cookies.get(t.cookieBucket(now)) // forgets the secrets of old buckets
 }
 
 // ackCarried notes that a flush carried the acks a session owed; when no

@@ -9,7 +9,7 @@ import (
 // Bigger datagrams where the path allows.
 //
 // kcp-go keeps every segment in a 1,500-byte pool buffer, so segments stay
-// at most kcpMSS bytes; but one KCP packet may carry many segments, up to
+// at most t.kcpMSS bytes; but one KCP packet may carry many segments, up to
 // the MTU given to SetMtu. Where the interface that reaches the peer has a
 // larger MTU than the usual 1,500 (loopback: 65,536; jumbo frames: 9,000),
 // a session packs its segments into datagrams of up to maxWirePacket bytes:
@@ -40,8 +40,9 @@ type pathMTUs struct {
 }
 
 // sessionMTU is the KCP packet size (SetMtu) for a session with peer:
-// kcpMTU plus whatever room the path has above MaxPacketSize, at most
-// maxWirePacket - MaxPacketSize more.
+// t.kcpMTU (which leaves room for the seal with keys) plus whatever room
+// the path has above MaxPacketSize, at most maxWirePacket - MaxPacketSize
+// more.
 func (t *Transport) sessionMTU(peer netip.AddrPort) int {
 	if _, ok := t.conn.(*net.UDPConn); !ok {
 		return t.kcpMTU // tests' in-memory sockets keep the standard size
@@ -51,7 +52,7 @@ func (t *Transport) sessionMTU(peer netip.AddrPort) int {
 	if wire <= MaxPacketSize {
 		return t.kcpMTU
 	}
-	return t.kcpMTU + wire - MaxPacketSize // t.kcpMTU leaves room for sealing
+	return t.kcpMTU + wire - MaxPacketSize
 }
 
 // linkMTU is the MTU of the local interface whose address reaches peer

@@ -17,13 +17,13 @@ func TestSessionMTU(t *testing.T) {
 	link := tr.paths.linkMTU(tr.local.Addr(), lo.Addr())
 	got := tr.sessionMTU(lo)
 	switch {
-	case link >= maxWirePacket+28 && got != kcpMTU+maxWirePacket-MaxPacketSize:
-		t.Errorf("loopback MTU %d: session MTU %d, want %d", link, got, kcpMTU+maxWirePacket-MaxPacketSize)
-	case link < MaxPacketSize+28 && got != kcpMTU:
-		t.Errorf("loopback MTU %d: session MTU %d, want the standard %d", link, got, kcpMTU)
+	case link >= maxWirePacket+28 && got != tr.kcpMTU+maxWirePacket-MaxPacketSize:
+		t.Errorf("loopback MTU %d: session MTU %d, want %d", link, got, tr.kcpMTU+maxWirePacket-MaxPacketSize)
+	case link < MaxPacketSize+28 && got != tr.kcpMTU:
+		t.Errorf("loopback MTU %d: session MTU %d, want the standard %d", link, got, tr.kcpMTU)
 	}
-	if got < kcpMTU || got > kcpMTU+maxWirePacket-MaxPacketSize {
-		t.Errorf("session MTU %d outside [%d, %d]", got, kcpMTU, kcpMTU+maxWirePacket-MaxPacketSize)
+	if got < tr.kcpMTU || got > tr.kcpMTU+maxWirePacket-MaxPacketSize {
+		t.Errorf("session MTU %d outside [%d, %d]", got, tr.kcpMTU, tr.kcpMTU+maxWirePacket-MaxPacketSize)
 	}
 	if link := lookupLinkMTU(netip.IPv4Unspecified(), lo.Addr()); link == 0 {
 		t.Log("no interface found for the route to 127.0.0.1 (lookup through a connected socket)")
@@ -68,7 +68,7 @@ func TestLargeMessageFewDatagrams(t *testing.T) {
 	if !bytes.Equal(got, msg) {
 		t.Fatalf("64 KiB message arrived with %d bytes, not as sent", len(got))
 	}
-	// 48 segments of at most kcpMSS bytes; with 16 KiB datagrams they fit
+	// 48 segments of at most t.kcpMSS bytes; with 16 KiB datagrams they fit
 	// in 5. Retransmissions on a loaded machine may add a few.
 	if n := cli.Stats().PacketsOut - before; n > 16 {
 		t.Errorf("64 KiB message took %d datagrams, want about 5 (48 at the standard size)", n)

@@ -27,9 +27,10 @@ import (
 const maxIdleReaders = 2
 
 type readers struct {
-	mu   sync.Mutex
-	idle int
-	lead chan *readState // the read role, handed to a parked follower
+	mu     sync.Mutex
+	closed bool // Close is about to wait for t.wg: no more Add
+	idle   int
+	lead   chan *readState // the read role, handed to a parked follower
 }
 
 // claim is one session's frames to deliver after the read role is handed on.
@@ -137,11 +138,11 @@ func (t *Transport) handOff(st *readState) *readState {
 		work[i] = claim{}
 	}
 	t.rd.mu.Lock()
-	if t.closing.Load() || t.rd.idle >= maxIdleReaders {
+	if t.rd.closed || t.rd.idle >= maxIdleReaders {
 		t.rd.mu.Unlock()
 		return nil
 	}
-	t.wg.Add(1) // before Close's Wait: Close takes rd.mu after setting closing
+	t.wg.Add(1) // before Close's Wait, which comes after rd.closed is set
 	t.rd.idle++
 	t.rd.mu.Unlock()
 	st = nil // passed on: only what comes back through rd.lead is ours
@@ -166,7 +167,9 @@ func (t *Transport) passLead(st *readState) {
 	default:
 	}
 	t.rd.mu.Lock()
-	t.wg.Add(1) // this goroutine is still counted: the count is not zero
-	go t.readLoop(st)
+	if !t.rd.closed {
+		t.wg.Add(1)
+		go t.readLoop(st)
+	}
 	t.rd.mu.Unlock()
 }

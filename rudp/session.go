@@ -21,10 +21,6 @@ const (
 	stateDead
 )
 
-// kcpMSS is the payload of one KCP segment in a kcpMTU-sized packet
-// (without keys; Transport.kcpMSS is the one in use).
-const kcpMSS = kcpMTU - kcp.IKCP_OVERHEAD
-
 // session is the one reliable channel between this transport and a peer
 // address, used in both directions. Its KCP state machine is driven by the
 // read loop (Input), by senders (Send + flush) and by the timer
@@ -156,7 +152,7 @@ func (s *session) output(buf []byte, size int) {
 	switch {
 	case len(s.heldAcks) == 0:
 		s.tx.add(pktKCP, buf[:size])
-	case len(s.heldAcks)+size <= s.mtu:
+	case len(s.heldAcks)+size <= s.mtu: // keyed: s.mtu leaves room for the seal
 		s.joinBuf = append(append(s.joinBuf[:0], s.heldAcks...), buf[:size]...)
 		s.tx.add(pktKCP, s.joinBuf) // the held acks ride along
 		s.heldAcks = s.heldAcks[:0]

@@ -26,9 +26,11 @@ type Stats struct {
 	// with a cluster key or session key (wrong or no key, a flipped bit,
 	// garbage, or a late packet of a replaced session). Keyed mode only.
 	AuthFailures uint64
-	// Replays counts authentic datagrams dropped as replays: seen before
-	// in the session, too old for its replay window, or a handshake
-	// packet seen before or outside its time window. Keyed mode only.
+	// Replays counts datagrams dropped as replays: a session packet whose
+	// counter was seen before or is too old for the replay window
+	// (checked before decryption, so a forgery with such a counter counts
+	// here too), or a handshake packet seen before or with a timestamp
+	// outside the window. Keyed mode only.
 	Replays uint64
 	// HeldDrops counts unreliable messages dropped in keyed mode while
 	// they waited for a session: it did not come up, or too many waited.

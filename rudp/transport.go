@@ -2,7 +2,6 @@ package rudp
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"github.com/marsmesh/marsmesh/internal/ratelog"
@@ -71,10 +70,10 @@ type Transport struct {
 	ackTimer *time.Timer  // read by the flusher (loops.go)
 	acksOwed atomic.Int32 // sessions with ackDue set
 
-	paths     pathMTUs   // see pathmtu.go
-	rd        readers    // see readers.go
-	ev        eventQueue // see events.go
-	cookieKey [32]byte   // keys the stateless handshake cookies
+	paths   pathMTUs      // see pathmtu.go
+	rd      readers       // see readers.go
+	ev      eventQueue    // see events.go
+	cookies cookieSecrets // key the stateless handshake cookies
 
 	ks             keyState // cluster keys (keyed.go)
 	kcpMTU, kcpMSS int      // KCP packet and segment payload sizes
@@ -160,16 +159,16 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 	t.ackTimer = time.NewTimer(time.Hour)
 	t.ackTimer.Stop()
 	t.ev.wake = make(chan struct{}, 1)
-	rand.Read(t.cookieKey[:])
-	t.kcpMTU, t.maxDatagram = kcpMTU, MaxPacketSize
+	t.cookies.init(t.cookieBucket(t.now()))
+	t.kcpMTU, t.kcpMSS, t.maxDatagram = kcpMTU, kcpMTU-kcpOverhead, MaxPacketSize
 	if len(cfg.Keys) > 0 {
 		t.ks.keyed = true
 		t.ks.hsAEAD = handshakeAEADs(cfg.Keys)
 		t.ks.seen = make(map[uint64]int64)
 		t.kcpMTU -= SealOverhead
+		t.kcpMSS -= SealOverhead
 		t.maxDatagram -= SealOverhead
 	}
-	t.kcpMSS = t.kcpMTU - kcpOverhead
 	t.fast, _ = conn.(addrPortConn)
 	t.batch = newBatchWriter(conn, local)
 	t.reasm = newReassembler(cfg.ReassemblyLimit, cfg.ReassemblyTTL)
@@ -398,7 +397,8 @@ func (t *Transport) shutdown(graceful bool) {
 			}
 			s.unlockAndWrite()
 		}
-		t.rd.mu.Lock() // a reader rejoining after this sees closing (readers.go)
+		t.rd.mu.Lock()
+		t.rd.closed = true // no reader rejoins or starts after this (readers.go)
 		t.rd.mu.Unlock()
 		close(t.done)
 		t.conn.Close()

@@ -21,12 +21,16 @@ type txBatch struct {
 
 var (
 	txPool  = sync.Pool{New: func() any { return new(txBatch) }}
-	pktPool = sync.Pool{New: func() any { b := make([]byte, 0, sealHeader+MaxPacketSize); return &b }}
+	pktPool = sync.Pool{New: func() any { b := make([]byte, 0, sealHeader+MaxPacketSize+tagSize); return &b }}
 )
 
-// add queues one packet, with room in front for the sealing header.
+// add queues one packet, with room in front for the sealing header and
+// after it for the tag, so that sealing in place never allocates.
 func (b *txBatch) add(typ byte, p []byte) {
 	bp := pktPool.Get().(*[]byte)
+	if need := sealHeader + 1 + len(p) + tagSize; cap(*bp) < need {
+		*bp = make([]byte, 0, need) // a large packet (pathmtu.go); the pool keeps it
+	}
 	*bp = append(append((*bp)[:sealHeader], typ), p...)
 	b.pkts = append(b.pkts, (*bp)[sealHeader:])
 	b.ptrs = append(b.ptrs, bp)
