@@ -101,8 +101,14 @@ func (s *Server) handleReport(m inMsg) {
 		}
 	}
 	var ack uint64
+	var badKey, full int
+	// Refusals of some keys go after the reply, so a node that sees the
+	// refusal already holds the view with the changes that were applied.
+	defer func() { s.refuseKeys(m.from, r, a.name, badKey, full) }()
 	if e != nil {
-		if s.applyData(m.from, a, e, r, now) && s.persist != nil {
+		var changed bool
+		changed, badKey, full = s.applyData(a, e, r, now)
+		if changed && s.persist != nil {
 			// Persist before acknowledging: the reply (and its ack) goes
 			// out once the data file holds these changes.
 			s.held[m.from] = heldReply{app: a.name, addr: r.Addr, guest: r.Flags&flagGuest != 0, inc: e.inc,
@@ -131,8 +137,7 @@ func (s *Server) handleReport(m inMsg) {
 // DataDir and the seeding node's view is older than the file (seedAt before
 // the file's save time), the whole seed is ignored: the file already holds
 // everything that view held, and its removals.
-func (s *Server) applyData(from netip.AddrPort, a *appState, e *nodeEntry, r *report, now int64) (changed bool) {
-	var badKey, full int
+func (s *Server) applyData(a *appState, e *nodeEntry, r *report, now int64) (changed bool, badKey, full int) {
 	if len(r.Seed) > 0 && (s.loadedAt == 0 || r.SeedAt*int64(time.Millisecond) >= s.loadedAt) {
 		for _, kv := range r.Seed {
 			switch {
@@ -186,13 +191,17 @@ func (s *Server) applyData(from netip.AddrPort, a *appState, e *nodeEntry, r *re
 	if r.From <= e.ack {
 		e.ack = max(e.ack, r.Seq)
 	}
+	return changed, badKey, full
+}
+
+// refuseKeys tells a node how many of its shared-data keys were refused.
+func (s *Server) refuseKeys(to netip.AddrPort, r *report, app string, badKey, full int) {
 	if badKey > 0 {
-		s.refuse(from, r.Addr, r.Seq, CodeBadKey, fmt.Sprintf("%d shared data keys refused: keys are 1..%d bytes", badKey, MaxKeyLen))
+		s.refuse(to, r.Addr, r.Seq, CodeBadKey, fmt.Sprintf("%d shared data keys refused: keys are 1..%d bytes", badKey, MaxKeyLen))
 	}
 	if full > 0 {
-		s.refuse(from, r.Addr, r.Seq, CodeLimit, fmt.Sprintf("%d shared data keys refused: app %q holds the maximum of %d keys", full, a.name, s.opts.MaxSharedKeys))
+		s.refuse(to, r.Addr, r.Seq, CodeLimit, fmt.Sprintf("%d shared data keys refused: app %q holds the maximum of %d keys", full, app, s.opts.MaxSharedKeys))
 	}
-	return changed
 }
 
 // sendSync answers a report with the changes since the node's version.

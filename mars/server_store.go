@@ -507,17 +507,12 @@ func (s *Server) storeReport(m inMsg) {
 		s.warn.Warn("mars: store write failed", "node", r.Addr, "err", err)
 		return
 	}
-	if badKey > 0 {
-		s.refuseNow(m.from, r.Addr, r.Seq, CodeBadKey, fmt.Sprintf("%d shared data keys refused: keys are 1..%d bytes", badKey, MaxKeyLen))
-	}
-	if full > 0 {
-		s.refuseNow(m.from, r.Addr, r.Seq, CodeLimit, fmt.Sprintf("%d shared data keys refused: app %q holds the maximum of %d keys", full, r.App, s.opts.MaxSharedKeys))
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || !s.waitRev(rev) || s.closed {
 		return
 	}
+	defer s.refuseKeys(m.from, r, r.App, badKey, full) // after the reply, as without a store
 	a = s.apps[r.App]
 	if a == nil {
 		return
