@@ -2,8 +2,6 @@ package mesh
 
 import (
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,25 +101,10 @@ func BenchmarkRPCParallelKey(b *testing.B) {
 			if _, err := a.SendRPC(1, to, msg); err != nil {
 				b.Fatal(err)
 			}
-			var next atomic.Int64
 			b.ResetTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			for range 64 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for next.Add(1) <= int64(b.N) {
-						if _, err := a.SendRPC(1, to, msg); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
+			el := concurrentRPCs(b, a, to, msg, 64, b.N)
 			b.StopTimer()
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "rpc/s")
+			b.ReportMetric(float64(b.N)/el.Seconds(), "rpc/s")
 			reportTransport(b, b.N, a, srv)
 		})
 	}
@@ -178,24 +161,7 @@ func BenchmarkRPCKeyInterleaved(b *testing.B) {
 				}
 				lat[i] = append(lat[i], time.Since(start))
 			}
-			// 64 callers, 8 blocks' worth of calls.
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			start := time.Now()
-			for range 64 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for next.Add(1) <= 8*block {
-						if _, err := p.a.SendRPC(1, to, msg); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			el[i] += time.Since(start)
+			el[i] += concurrentRPCs(b, p.a, to, msg, 64, 8*block) // 64 callers, 8 blocks' worth of calls
 			calls[i] += 8 * block
 		}
 	}
