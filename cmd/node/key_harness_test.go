@@ -38,14 +38,7 @@ func marsBin(t *testing.T) string {
 	nodeBin(t) // makes buildDir
 	marsBuildOnce.Do(func() {
 		marsBinPath = filepath.Join(buildDir, "mars-server")
-		args := []string{"build", "-o", marsBinPath}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		out, err := exec.Command("go", append(args, "github.com/marsmesh/marsmesh/cmd/mars-server")...).CombinedOutput()
-		if err != nil {
-			marsBuildErr = fmt.Errorf("go build mars-server: %v\n%s", err, out)
-		}
+		marsBuildErr = goBuild(marsBinPath, "github.com/marsmesh/marsmesh/cmd/mars-server")
 	})
 	if marsBuildErr != nil {
 		t.Fatal(marsBuildErr)
