@@ -1,5 +1,6 @@
 // Package rudp carries reliable and unreliable messages between processes
-// over one UDP port each, on the KCP state machine of kcp-go.
+// over one UDP port each, on the KCP state machine of kcp-go (a fork of it
+// in internal/kcp, with segments sized to the path).
 //
 // # Reliable messages
 //
@@ -59,8 +60,10 @@
 // held and rides on the session's next packet). Senders to one peer share
 // flushes, and a stream of small sends is packed into full datagrams by a
 // flusher goroutine, written with sendmmsg. Where the interface towards
-// the peer has a large MTU (loopback, jumbo frames), a session packs its
-// KCP segments into datagrams of up to 16 KiB.
+// the peer has a large MTU (loopback, jumbo frames), a session's KCP
+// segments and datagrams are up to 16 KiB (a 64 KiB message is 5 segments
+// instead of 48); a session's receive side holds at most about
+// Config.RecvWindow x 1,536 bytes whatever its segment size.
 //
 // # Readers
 //

@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"time"
 
-	kcp "github.com/xtaci/kcp-go/v5"
+	"github.com/marsmesh/marsmesh/internal/kcp"
 )
 
 func (t *Transport) readFrom(buf []byte) (int, netip.AddrPort, error) {
