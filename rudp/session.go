@@ -299,15 +299,20 @@ func (s *session) enqueueLocked(kind byte, size int, parts [][]byte, ackNow bool
 	s.hdr[4] = kind
 	s.appended += uint64(frameHeaderSize + size)
 	s.msgEnds.push(s.appended)
-	if s.state != stateEstablished || s.queue.n > 0 {
+	if s.state == stateEstablished && s.queue.n > 0 {
+		s.pushLocked()
+	}
+	if s.state != stateEstablished || s.queue.n >= s.mss {
+		// Not established, or KCP holds all it may: copy the frame.
 		frame := appendFrame(make([]byte, 0, frameHeaderSize+size), kind, size, parts, ackNow)
 		s.queue.push(frame)
-		if s.state == stateEstablished {
-			s.pushLocked()
-		}
 		return
 	}
-	s.directBufs = append(append(s.directBufs[:0], s.hdr[:]), parts...)
+	// Less than a segment waits (a partial piece held back while the
+	// window is full): it leads this frame's first piece, and only what
+	// KCP cannot take now is copied.
+	s.directBufs = s.queue.drainTo(s.directBufs[:0])
+	s.directBufs = append(append(s.directBufs, s.hdr[:]), parts...)
 	s.direct.reset(s.directBufs)
 	sp := scratchPool.Get().(*[]byte)
 	for s.direct.n > 0 && s.roomLocked(s.direct.n) {
@@ -318,6 +323,18 @@ func (s *session) enqueueLocked(kind byte, size int, parts [][]byte, ackNow bool
 		s.queue.push(s.direct.copyOut())
 	}
 	clear(s.directBufs)
+}
+
+// drainTo appends the slices g still holds to dst and empties g.
+func (g *gather) drainTo(dst [][]byte) [][]byte {
+	for _, b := range g.bufs[g.head:] {
+		if len(b) > 0 {
+			dst = append(dst, b)
+		}
+	}
+	clear(g.bufs)
+	g.bufs, g.head, g.n = g.bufs[:0], 0, 0
+	return dst
 }
 
 // scratchPool holds the buffers a piece spanning two slices is gathered
