@@ -302,15 +302,16 @@ func (s *session) enqueueLocked(kind byte, size int, parts [][]byte, ackNow bool
 	if s.state == stateEstablished && s.queue.n > 0 {
 		s.pushLocked()
 	}
-	if s.state != stateEstablished || s.queue.n >= s.mss {
-		// Not established, or KCP holds all it may: copy the frame.
+	if s.state != stateEstablished || s.queue.n > 0 && !s.roomLocked(s.queue.n+frameHeaderSize+size) {
+		// Not established, or KCP takes no piece now: copy the frame
+		// (only the frame: what waits is not copied again).
 		frame := appendFrame(make([]byte, 0, frameHeaderSize+size), kind, size, parts, ackNow)
 		s.queue.push(frame)
 		return
 	}
-	// Less than a segment waits (a partial piece held back while the
-	// window is full): it leads this frame's first piece, and only what
-	// KCP cannot take now is copied.
+	// KCP takes a piece now, and less than a segment waits (a partial
+	// piece held back while the window was full): it leads this frame's
+	// first piece, and only what KCP cannot take is copied.
 	s.directBufs = s.queue.drainTo(s.directBufs[:0])
 	s.directBufs = append(append(s.directBufs, s.hdr[:]), parts...)
 	s.direct.reset(s.directBufs)
