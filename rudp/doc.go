@@ -61,9 +61,10 @@
 // flushes, and a stream of small sends is packed into full datagrams by a
 // flusher goroutine, written with sendmmsg. Where the interface towards
 // the peer has a large MTU (loopback, jumbo frames), a session's KCP
-// segments and datagrams are up to 16 KiB (a 64 KiB message is 5 segments
-// instead of 48); a session's receive side holds at most about
-// Config.RecvWindow x 1,536 bytes whatever its segment size.
+// segments are up to 16 KiB and its datagrams up to 63 KiB (a 64 KiB
+// message is 5 segments in 2 datagrams on loopback instead of 48 and 48);
+// a session's receive side holds at most about Config.RecvWindow x 1,536
+// bytes whatever its segment size.
 //
 // # Readers
 //

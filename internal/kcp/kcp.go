@@ -27,9 +27,10 @@
 // in what rudp needs:
 //
 //   - segments may carry up to MaxSegmentData bytes (kcp-go: about 1,500,
-//     the size of its pool buffers), so a path with a large MTU carries a
-//     64 KiB message in 4 segments instead of 48; segment buffers come from
-//     pools in a few size classes, so a small segment holds a small buffer;
+//     the size of its pool buffers) and packets up to MaxMTU, so a path with
+//     a large MTU carries a 64 KiB message in 5 segments instead of 48;
+//     segment buffers come from pools in a few size classes, so a small
+//     segment holds a small buffer;
 //   - Input checks every segment's length and never panics on any input;
 //   - the receive side can be bounded in bytes (SetRecvLimit): the window
 //     it advertises shrinks with the bytes it holds, and data beyond the
@@ -75,11 +76,12 @@ const (
 	IKCP_PROBE_INIT  = 500    // initial window probe timeout (ms)
 	IKCP_PROBE_LIMIT = 120000 // maximum window probe timeout (ms)
 
-	// MaxMTU is the largest packet SetMtu accepts.
-	MaxMTU = 16 << 10
+	// MaxMTU is the largest packet SetMtu accepts; a packet carries as
+	// many segments as fit.
+	MaxMTU = 64 << 10
 	// MaxSegmentData is the most data one segment may carry, sent or
 	// received; Input rejects a packet with a longer segment.
-	MaxSegmentData = MaxMTU - IKCP_OVERHEAD
+	MaxSegmentData = 16<<10 - IKCP_OVERHEAD
 )
 
 // PacketType tells Input whether a packet came from the peer (regular).
@@ -393,15 +395,15 @@ func (kcp *KCP) SetRecvLimit(bytes int) {
 	kcp.rcvLimit = max(bytes, 0)
 }
 
-// SetMtu sets the largest packet size, at most MaxMTU; call it before
-// anything is sent. It returns -1 for a size out of range or when data is
+// SetMtu sets the largest packet size, at most MaxMTU (segments carry at
+// most MaxSegmentData of it); call it before anything is sent. It returns -1 for a size out of range or when data is
 // queued.
 func (kcp *KCP) SetMtu(mtu int) int {
 	if mtu <= IKCP_OVERHEAD || mtu > MaxMTU || kcp.WaitSnd() > 0 {
 		return -1
 	}
 	kcp.mtu = uint32(mtu)
-	kcp.mss = kcp.mtu - IKCP_OVERHEAD
+	kcp.mss = min(kcp.mtu-IKCP_OVERHEAD, MaxSegmentData)
 	return 0
 }
 

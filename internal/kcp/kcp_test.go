@@ -89,8 +89,8 @@ func TestLargeSegmentsRoundTrip(t *testing.T) {
 		shuffle bool
 	}{
 		{"standard", 1399, 0, false},
-		{"16KiB", MaxMTU, 0, false},
-		{"16KiB lossy reordered", MaxMTU, 0.2, true},
+		{"64KiB packets", MaxMTU, 0, false},
+		{"64KiB packets lossy reordered", MaxMTU, 0.2, true},
 		{"standard lossy reordered", 1399, 0.2, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,6 +136,9 @@ func TestSegmentSizeLimits(t *testing.T) {
 	}
 	if k.SetMtu(MaxMTU) != 0 || k.Mss() != MaxSegmentData {
 		t.Fatalf("SetMtu(MaxMTU): mss %d", k.Mss())
+	}
+	if k.SetMtu(4000) != 0 || k.Mss() != 4000-IKCP_OVERHEAD {
+		t.Fatalf("SetMtu(4000): mss %d", k.Mss())
 	}
 	k.Send([]byte("x"))
 	if k.SetMtu(1400) == 0 {
@@ -200,8 +203,8 @@ func TestRecvLimit(t *testing.T) {
 		t.Fatalf("holds %d bytes out of order, limit %d", k.RecvHeld(), limit)
 	}
 	acked := len(k.acklist)
-	if acked != limit/MaxMTU {
-		t.Fatalf("%d segments acknowledged, want %d", acked, limit/MaxMTU)
+	if segCap := bufClass(MaxSegmentData); acked != limit/segCap {
+		t.Fatalf("%d segments acknowledged, want %d", acked, limit/segCap)
 	}
 	if w := k.wnd_unused(); w != 0 {
 		t.Fatalf("advertises %d segments at the limit", w)
@@ -213,7 +216,7 @@ func TestRecvLimit(t *testing.T) {
 	if k.rcv_nxt != uint32(acked+1) {
 		t.Fatalf("rcv_nxt %d, want %d", k.rcv_nxt, acked+1)
 	}
-	if k.RecvHeld() > 2*limit+MaxMTU {
+	if k.RecvHeld() > 2*limit+bufClass(MaxSegmentData) {
 		t.Fatalf("holds %d bytes", k.RecvHeld())
 	}
 	// Not read (paused): in-order data beyond the limit is refused too.
@@ -221,7 +224,7 @@ func TestRecvLimit(t *testing.T) {
 		k.Input(pushSeg(7, sn, 0, seg), IKCP_PACKET_REGULAR, false)
 	}
 	checkHeld(t, k)
-	if k.RecvHeld() > 2*limit+MaxMTU {
+	if k.RecvHeld() > 2*limit+bufClass(MaxSegmentData) {
 		t.Fatalf("holds %d bytes while paused", k.RecvHeld())
 	}
 	// Reading reopens the window and tells the peer (WINS).
@@ -263,7 +266,7 @@ func TestSmallSegmentsSmallBuffers(t *testing.T) {
 	if cap(s.data) != classes[0] || cap(r.data) != classes[0] {
 		t.Fatalf("64-byte segments hold %d and %d bytes", cap(s.data), cap(r.data))
 	}
-	for n, want := range map[int]int{1: 1536, 1536: 1536, 1537: 4096, 9000: MaxMTU, MaxMTU: MaxMTU} {
+	for n, want := range map[int]int{1: 1536, 1536: 1536, 1537: 4096, 9000: 16 << 10, MaxSegmentData: 16 << 10, MaxMTU: MaxMTU} {
 		if b := getBuf(n); len(b) != n || cap(b) != want {
 			t.Fatalf("getBuf(%d): len %d cap %d, want cap %d", n, len(b), cap(b), want)
 		} else {
@@ -296,7 +299,7 @@ func FuzzInput(f *testing.F) {
 			}
 			k.Input(pkt, IKCP_PACKET_REGULAR, reads&1 != 0)
 			checkHeld(t, k)
-			if k.RecvHeld() > 2*limit+MaxMTU {
+			if k.RecvHeld() > 2*limit+bufClass(MaxSegmentData) {
 				t.Fatalf("holds %d bytes, limit %d", k.RecvHeld(), limit)
 			}
 			if reads&2 != 0 {

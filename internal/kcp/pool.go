@@ -6,7 +6,7 @@ import "sync"
 // segment of a session with a large MTU holds a small buffer. The receive
 // limit counts buffer capacities, which bounds what a session really holds.
 
-var classes = [...]int{1536, 4 << 10, 8 << 10, MaxMTU}
+var classes = [...]int{1536, 4 << 10, 8 << 10, 16 << 10, MaxMTU}
 
 var pools [len(classes)]sync.Pool
 
