@@ -58,7 +58,11 @@
 // the one kcp-go sends at once when a packet acknowledges our data (it is
 // held and rides on the session's next packet). Senders to one peer share
 // flushes, and a stream of small sends is packed into full datagrams by a
-// flusher goroutine, written with sendmmsg. Where the interface towards
+// flusher goroutine, written with sendmmsg; the small messages that wait
+// for such a flush (or for the one after a burst of replies, or for the
+// next round of a flush under way) also share KCP segments, so one
+// segment, its acknowledgement and its bookkeeping serve many messages. A
+// lone message still goes out at once, in its own segment. Where the interface towards
 // the peer has a large MTU (loopback, jumbo frames), a session packs its
 // KCP segments into datagrams of up to 16 KiB. On Linux (amd64, arm64)
 // these socket calls are raw system calls on the non-blocking socket
