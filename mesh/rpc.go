@@ -232,6 +232,7 @@ func (n *Node) sweepLoop() {
 		select {
 		case <-n.done:
 			n.failAllCalls(ErrClosed) // callers waiting on a waker see no n.done
+			n.closeIdleWorkers()
 			return
 		case <-n.sweepWake:
 		}
@@ -240,7 +241,8 @@ func (n *Node) sweepLoop() {
 			select {
 			case <-n.done:
 				n.failAllCalls(ErrClosed)
-					return
+				n.closeIdleWorkers()
+				return
 			case <-t.C:
 			}
 			if n.sweep(n.clock()) == 0 {
