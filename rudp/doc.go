@@ -56,7 +56,11 @@
 // The read loop takes packets with recvmmsg and acknowledges per batch;
 // a pure acknowledgement waits briefly for outgoing data to carry it, also
 // the one kcp-go sends at once when a packet acknowledges our data (it is
-// held and rides on the session's next packet). Senders to one peer share
+// held and rides on the session's next packet). A session in a
+// conversation (it owed a delayed ack within the last millisecond) arms
+// the delayed-ack timer when it sends data, so that arming it when the
+// answer arrives, which wakes a second OS thread in an idle process, is
+// not on the answer's path. Senders to one peer share
 // flushes, and a stream of small sends is packed into full datagrams by a
 // flusher goroutine, written with sendmmsg; the small messages that wait
 // for such a flush (or for the one after a burst of replies, or for the

@@ -62,6 +62,7 @@ func newBatchWriter(c net.PacketConn, local netip.AddrPort) *batchWriter {
 // writeBatch sends the batch to s's address and recycles it; with keys
 // it seals each packet in place with s's session keys first.
 func (t *Transport) writeBatch(b *txBatch, s *session) {
+	data := carriesData(b.pkts)
 	send := true
 	if t.ks.keyed {
 		c := s.sec.crypto.Load()
@@ -82,6 +83,20 @@ func (t *Transport) writeBatch(b *txBatch, s *session) {
 	}
 	b.pkts, b.ptrs = b.pkts[:0], b.ptrs[:0]
 	txPool.Put(b)
+	if data && send {
+		t.primeAcks(s) // readloop.go
+	}
+}
+
+// carriesData reports whether a batch holds a KCP packet that is more
+// than acknowledgements.
+func carriesData(pkts [][]byte) bool {
+	for _, p := range pkts {
+		if len(p) > 1 && p[0] == pktKCP && !ackOnly(p[1:]) {
+			return true
+		}
+	}
+	return false
 }
 
 // write sends one datagram.
