@@ -45,6 +45,7 @@ type Transport struct {
 	activeMu  sync.Mutex
 	newActive []*session
 	wake      chan struct{}
+	dialed    atomic.Bool // a dial started since the timer loop last looked (sweep)
 
 	closing   atomic.Bool
 	done      chan struct{}
@@ -242,6 +243,11 @@ func (t *Transport) session(to netip.AddrPort) (*session, error) {
 		s.mu.Lock()
 		t.sendSynLocked(s, t.now())
 		s.mu.Unlock()
+		t.dialed.Store(true) // the timer loop retries the handshake (sweep)
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
 	}
 	return s, nil
 }
