@@ -95,7 +95,7 @@ func (t *Transport) timerLoop() {
 			}
 		}
 		now := t.now()
-		if t.dialed.Swap(false) {
+		if t.hsStarted.Swap(false) {
 			nextSweep = min(nextSweep, now+int64(sweepEvery)) // a handshake to retry
 		}
 		if now >= nextSweep {
@@ -112,6 +112,16 @@ func (t *Transport) timerLoop() {
 			}
 		}
 		timer.Reset(max(next, time.Millisecond))
+	}
+}
+
+// watchHandshake makes the timer loop sweep within sweepEvery: a new
+// session's handshake may need retries.
+func (t *Transport) watchHandshake() {
+	t.hsStarted.Store(true)
+	select {
+	case t.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -45,7 +45,7 @@ type Transport struct {
 	activeMu  sync.Mutex
 	newActive []*session
 	wake      chan struct{}
-	dialed    atomic.Bool // a dial started since the timer loop last looked (sweep)
+	hsStarted atomic.Bool // a handshake started since the timer loop last looked (sweep)
 
 	closing   atomic.Bool
 	done      chan struct{}
@@ -243,11 +243,7 @@ func (t *Transport) session(to netip.AddrPort) (*session, error) {
 		s.mu.Lock()
 		t.sendSynLocked(s, t.now())
 		s.mu.Unlock()
-		t.dialed.Store(true) // the timer loop retries the handshake (sweep)
-		select {
-		case t.wake <- struct{}{}:
-		default:
-		}
+		t.watchHandshake()
 	}
 	return s, nil
 }
