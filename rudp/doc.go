@@ -41,6 +41,13 @@
 // sends a close frame. A packet for a session the receiver does not know
 // draws a hint that makes the sender probe with a new handshake.
 //
+// These checks run every min(max(RetryTimeout/30, 10 ms), 100 ms) while a
+// handshake, data in flight or a partial unreliable message needs
+// watching; an idle transport wakes only when a keepalive or the silence
+// limit is due (keepalives due within that period go out together, a
+// little early), since in a sleeping process each wake-up costs far more
+// than the checks.
+//
 // # Flow control
 //
 // SendMsg waits while a peer's queue is over Config.MaxQueued, or returns
