@@ -42,6 +42,13 @@
 // sends a close frame. A packet for a session the receiver does not know
 // draws a hint that makes the sender probe with a new handshake.
 //
+// These checks run every min(max(RetryTimeout/30, 10 ms), 100 ms) while a
+// handshake, data in flight or a partial unreliable message needs
+// watching; an idle transport wakes only when a keepalive or the silence
+// limit is due (keepalives due within that period go out together, a
+// little early), since in a sleeping process each wake-up costs far more
+// than the checks.
+//
 // # Flow control
 //
 // SendMsg waits while a peer's queue is over Config.MaxQueued, or returns
@@ -57,14 +64,26 @@
 // The read loop takes packets with recvmmsg and acknowledges per batch;
 // a pure acknowledgement waits briefly for outgoing data to carry it, also
 // the one kcp-go sends at once when a packet acknowledges our data (it is
-// held and rides on the session's next packet). Senders to one peer share
+// held and rides on the session's next packet). A session in a
+// conversation (it owed a delayed ack within the last millisecond) arms
+// the delayed-ack timer when it sends data, so that arming it when the
+// answer arrives, which wakes a second OS thread in an idle process, is
+// not on the answer's path. Senders to one peer share
 // flushes, and a stream of small sends is packed into full datagrams by a
-// flusher goroutine, written with sendmmsg. Where the interface towards
+// flusher goroutine, written with sendmmsg; the small messages that wait
+// for such a flush (or for the one after a burst of replies, or for the
+// next round of a flush under way) also share KCP segments, so one
+// segment, its acknowledgement and its bookkeeping serve many messages. A
+// lone message still goes out at once, in its own segment. Where the interface towards
 // the peer has a large MTU (loopback, jumbo frames), a session's KCP
 // segments are up to 16 KiB and its datagrams up to 63 KiB (a 64 KiB
 // message is 5 segments in 2 datagrams on loopback instead of 48 and 48);
 // a session's receive side holds at most about Config.RecvWindow x 1,536
-// bytes whatever its segment size.
+// bytes whatever its segment size. On Linux (amd64, arm64)
+// these socket calls are raw system calls on the non-blocking socket
+// (syscall.RawSyscall6 inside its RawConn), which spares an idle process
+// the wake-up of the runtime's sysmon thread that an ordinary system call
+// costs; elsewhere they go through x/net (IPv4) or the net package.
 //
 // # Readers
 //

@@ -32,6 +32,7 @@ type session struct {
 
 	lastRecv atomic.Int64 // transport clock, ns
 	lastSend atomic.Int64
+	dataIn   atomic.Int64 // when it last owed a delayed ack (primeAcks, readloop.go)
 
 	mu          sync.Mutex
 	state       sessionState
@@ -52,7 +53,7 @@ type session struct {
 
 	// Outgoing bytes: framed messages waiting for KCP window room live in
 	// queue. Counters are cumulative byte offsets in the stream.
-	queue      gather
+	queue      sendQueue
 	direct     gather   // a message going straight to KCP (reused)
 	directBufs [][]byte // its slices (reused)
 	hdr        [frameHeaderSize]byte
@@ -248,6 +249,9 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 		}
 	}
 	for round := 0; ; round++ {
+		if ft == kcp.IKCP_FLUSH_FULL {
+			s.pushLocked() // what senders left queued for this flush
+		}
 		s.kcp.Flush(ft)
 		s.sendHeldAcksLocked()
 		s.unlockAndWrite()
@@ -257,6 +261,9 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 		}
 		ft, s.flushWant = s.flushWant, 0
 		if round == 8 {
+			if ft == kcp.IKCP_FLUSH_FULL {
+				s.pushLocked()
+			}
 			s.kcp.Flush(ft) // the last round; later notes flush themselves
 			s.sendHeldAcksLocked()
 			break
@@ -293,20 +300,25 @@ type firing struct {
 
 // enqueueLocked frames one message. When the session is established and
 // nothing waits ahead of it, it goes straight into KCP from the caller's
-// slices; whatever does not fit the window is copied into the queue.
-func (s *session) enqueueLocked(kind byte, size int, parts [][]byte, ackNow bool) {
+// slices; whatever does not fit the window is copied into the queue. With
+// later (a flush will follow soon: see enqueue), it joins the queue, so
+// that the messages queued until that flush share KCP segments.
+func (s *session) enqueueLocked(kind byte, size int, parts [][]byte, ackNow, later bool) {
 	binary.BigEndian.PutUint32(s.hdr[:], frameField(size, ackNow))
 	s.hdr[4] = kind
 	s.appended += uint64(frameHeaderSize + size)
 	s.msgEnds.push(s.appended)
-	if s.state == stateEstablished && s.queue.n > 0 {
+	if later || s.state != stateEstablished {
+		s.queue.appendFrame(kind, size, parts, ackNow)
+		return
+	}
+	if s.queue.n > 0 {
 		s.pushLocked()
 	}
-	if s.state != stateEstablished || s.queue.n > 0 && !s.roomLocked(s.queue.n+frameHeaderSize+size) {
-		// Not established, or KCP takes no piece now: copy the frame
-		// (only the frame: what waits is not copied again).
-		frame := appendFrame(make([]byte, 0, frameHeaderSize+size), kind, size, parts, ackNow)
-		s.queue.push(frame)
+	if s.queue.n > 0 && !s.roomLocked(s.queue.n+frameHeaderSize+size) {
+		// KCP takes no piece now: the frame waits behind the queue
+		// (copied; what waits is not copied again).
+		s.queue.appendFrame(kind, size, parts, ackNow)
 		return
 	}
 	// KCP takes a piece now, and less than a segment waits (a partial
@@ -324,6 +336,13 @@ func (s *session) enqueueLocked(kind byte, size int, parts [][]byte, ackNow bool
 		s.queue.push(s.direct.copyOut())
 	}
 	clear(s.directBufs)
+}
+
+// drainTo appends the slices q still holds to dst and empties q; they
+// stay valid until the next appendFrame (which reuses the block).
+func (q *sendQueue) drainTo(dst [][]byte) [][]byte {
+	q.open = false
+	return q.gather.drainTo(dst)
 }
 
 // drainTo appends the slices g still holds to dst and empties g.
@@ -432,7 +451,7 @@ func (s *session) dieLocked(reason error) {
 	}
 	s.tracked = nil
 	s.kcp = nil
-	s.queue, s.direct, s.directBufs = gather{}, gather{}, nil
+	s.queue, s.direct, s.directBufs = sendQueue{}, gather{}, nil
 	s.segEnds, s.msgEnds = fifo{}, fifo{}
 	s.dec = frameDecoder{}
 	s.changed.broadcast()
@@ -452,6 +471,7 @@ func (s *session) tick() bool {
 	idle := s.idleLocked()
 	if idle {
 		s.active = false
+		s.queue.release()
 	}
 	s.flushUnlock(kcp.IKCP_FLUSH_FULL, false)
 	return idle
