@@ -105,6 +105,12 @@
 //     (opt-in, for handlers that return quickly) a request's handler runs
 //     on the goroutine that received it, after that goroutine handed the
 //     socket on, and one peer's requests run one after another.
+//   - Hand-offs that would wake a second OS thread in an idle process use
+//     the runtime's network poller instead (internal/pollwake, Linux): a
+//     request that arrives while no handler runs goes to a parked worker
+//     (at most 2 park), and a call (SendRPC, SendRequest, HealthCheck)
+//     that is the node's only one and has no context that can end waits
+//     for its response the same way. Under load both use goroutines and channels as before.
 //   - A fan-out relay relays only to the nodes its MARS view lists (it
 //     hands the others back to its parent, which delivers them itself),
 //     to shares of at most 16,384 nodes, sharing one payload buffer, and

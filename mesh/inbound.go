@@ -102,16 +102,18 @@ type peerIn struct {
 func (p *peerIn) pending() int { return len(p.jobs) - p.head }
 
 type inbound struct {
-	lim       InboundLimits
-	peerMax   int // handlers one peer may run at once
-	mu        sync.Mutex
-	peers     map[netip.AddrPort]*peerIn
-	spare     []*peerIn // idle, for reuse
-	ready     []*peerIn // peers with a job that may start, served in turn
-	running   int       // workers
-	slow      atomic.Uint64
-	dropped   atomic.Uint64
-	pausedNow atomic.Int64
+	lim        InboundLimits
+	peerMax    int // handlers one peer may run at once
+	mu         sync.Mutex
+	peers      map[netip.AddrPort]*peerIn
+	spare      []*peerIn     // idle, for reuse
+	ready      []*peerIn     // peers with a job that may start, served in turn
+	running    int           // workers
+	idle       []*idleWorker // parked workers (idleworker.go)
+	idleClosed bool          // the node stopped: no more parking
+	slow       atomic.Uint64
+	dropped    atomic.Uint64
+	pausedNow  atomic.Int64
 }
 
 func (in *inbound) init(l InboundLimits) {
@@ -223,7 +225,7 @@ func (n *Node) queueLocked(p *peerIn, j inJob) bool {
 	p.jobs = append(p.jobs, j)
 	n.readyLocked(p)
 	if n.in.running < n.in.lim.MaxHandlers && len(n.in.ready) > 0 {
-		if !n.startHandler(n.worker) {
+		if !n.startWorkerLocked() {
 			p.jobs = p.jobs[:len(p.jobs)-1]
 			return false
 		}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/marsmesh/marsmesh/internal/pollwake"
 	"github.com/marsmesh/marsmesh/rudp"
 )
 
@@ -22,6 +23,7 @@ type call struct {
 	cmd      uint16
 	deadline int64           // node clock ns, watched by the sweeper; 0 if a context watches it
 	ch       chan callResult // buffered: the one result never blocks its sender
+	w        *pollwake.Waker // the caller waits on it, not on ch (rpcwait.go); may be nil
 }
 
 type callResult struct {
@@ -120,15 +122,18 @@ func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd 
 	}
 	id := n.nextID.Add(1)
 	c := callPool.Get().(*call)
-	c.to, c.addr, c.cmd, c.deadline = to, addr, cmd, 0
+	c.to, c.addr, c.cmd, c.deadline, c.w = to, addr, cmd, 0, nil
 	if watched {
 		c.deadline = max(int64(deadline.Sub(n.epoch)), 1) // monotonic
 	}
-	n.callMu.Lock()
-	n.calls[id] = c
-	n.callMu.Unlock()
+	n.addCall(id, c, done == nil)
 	if watched {
 		n.watchDeadlines()
+	}
+	if c.w != nil && n.closed.Load() {
+		// Shutdown may have failed the calls before this one joined.
+		n.releaseIfDropped(id, c)
+		return nil, sendErr(addr, ErrClosed)
 	}
 
 	var hdr [requestHeaderSize]byte
@@ -145,6 +150,12 @@ func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd 
 		}
 		n.sendFailed(addr, err)
 		return nil, sendErr(addr, err)
+	}
+	if c.w != nil {
+		r := c.wait()
+		resp, err := n.result(c, r)
+		callPool.Put(c)
+		return resp, err
 	}
 	select {
 	case r := <-c.ch:
@@ -193,7 +204,12 @@ func (n *Node) releaseIfDropped(id uint64, c *call) {
 	_, ok := n.calls[id]
 	delete(n.calls, id)
 	n.callMu.Unlock()
-	if ok {
+	switch {
+	case ok:
+		c.releaseWaker()
+		callPool.Put(c)
+	case c.w != nil:
+		c.wait() // its result is on the way; the waker is reused after it
 		callPool.Put(c)
 	}
 }
@@ -215,6 +231,8 @@ func (n *Node) sweepLoop() {
 	for {
 		select {
 		case <-n.done:
+			n.failAllCalls(ErrClosed) // callers waiting on a waker see no n.done
+			n.closeIdleWorkers()
 			return
 		case <-n.sweepWake:
 		}
@@ -222,6 +240,8 @@ func (n *Node) sweepLoop() {
 			t.Reset(sweepEvery)
 			select {
 			case <-n.done:
+				n.failAllCalls(ErrClosed)
+				n.closeIdleWorkers()
 				return
 			case <-t.C:
 			}
@@ -250,7 +270,7 @@ func (n *Node) sweep(now int64) int {
 	}
 	n.callMu.Unlock()
 	for _, c := range late {
-		c.ch <- callResult{expired: true}
+		c.deliver(callResult{expired: true})
 	}
 	return left
 }
@@ -290,7 +310,7 @@ func (n *Node) failCalls(addr netip.AddrPort, cause error) bool {
 	}
 	n.callMu.Unlock()
 	for _, c := range failed {
-		c.ch <- callResult{err: sendErr(c.addr, cause)}
+		c.deliver(callResult{err: sendErr(c.addr, cause)})
 	}
 	return len(failed) > 0
 }
@@ -301,7 +321,7 @@ func (n *Node) failAllCalls(cause error) {
 	n.calls = make(map[uint64]*call)
 	n.callMu.Unlock()
 	for _, c := range calls {
-		c.ch <- callResult{err: sendErr(c.addr, cause)}
+		c.deliver(callResult{err: sendErr(c.addr, cause)})
 	}
 }
 
@@ -321,7 +341,7 @@ func (n *Node) handleResponse(from netip.AddrPort, p []byte) {
 	}
 	n.callMu.Unlock()
 	if c != nil {
-		c.ch <- callResult{status: p[8], payload: p[responseHeaderSize:]}
+		c.deliver(callResult{status: p[8], payload: p[responseHeaderSize:]})
 	}
 }
 

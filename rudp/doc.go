@@ -63,7 +63,11 @@
 // The read loop takes packets with recvmmsg and acknowledges per batch;
 // a pure acknowledgement waits briefly for outgoing data to carry it, also
 // the one kcp-go sends at once when a packet acknowledges our data (it is
-// held and rides on the session's next packet). Senders to one peer share
+// held and rides on the session's next packet). A session in a
+// conversation (it owed a delayed ack within the last millisecond) arms
+// the delayed-ack timer when it sends data, so that arming it when the
+// answer arrives, which wakes a second OS thread in an idle process, is
+// not on the answer's path. Senders to one peer share
 // flushes, and a stream of small sends is packed into full datagrams by a
 // flusher goroutine, written with sendmmsg; the small messages that wait
 // for such a flush (or for the one after a burst of replies, or for the
@@ -71,7 +75,11 @@
 // segment, its acknowledgement and its bookkeeping serve many messages. A
 // lone message still goes out at once, in its own segment. Where the interface towards
 // the peer has a large MTU (loopback, jumbo frames), a session packs its
-// KCP segments into datagrams of up to 16 KiB.
+// KCP segments into datagrams of up to 16 KiB. On Linux (amd64, arm64)
+// these socket calls are raw system calls on the non-blocking socket
+// (syscall.RawSyscall6 inside its RawConn), which spares an idle process
+// the wake-up of the runtime's sysmon thread that an ordinary system call
+// costs; elsewhere they go through x/net (IPv4) or the net package.
 //
 // # Readers
 //

@@ -49,6 +49,13 @@ type readState struct {
 
 func (t *Transport) newReadState() *readState {
 	st := &readState{}
+	if t.batch != nil && t.batch.raw != nil {
+		rr := t.batch.raw.newReader(readBatch, readBufSize)
+		st.bufs = make([][]byte, readBatch)
+		st.from = make([]netip.AddrPort, readBatch)
+		st.read = func() (int, error) { return rr.read(st.bufs, st.from) }
+		return st
+	}
 	if t.batch != nil {
 		msgs := make([]ipv4.Message, readBatch)
 		st.bufs = make([][]byte, readBatch)

@@ -48,6 +48,32 @@ func (t *Transport) scheduleAcks() {
 	}
 }
 
+// primeWindow: a session that owed a delayed ack this recently is in a
+// conversation (request/response), and its data going out is likely
+// answered soon.
+const primeWindow = 5 * ackDelay
+
+// primeAcks arms the ack timer after s sent data, if s is in a
+// conversation and the timer is not armed: the answer's ack then finds it
+// armed. Arming a timer in a process that is otherwise idle wakes a second
+// OS thread (the runtime makes sure some thread will see it fire), so it is
+// better done here, with the data already on the wire, than when the
+// answer arrives, where the wake-up delays its delivery. In a steady
+// exchange the timer never fires: each packet out carries the acks owed
+// and stops it (ackCarried), and is followed by the next priming.
+func (t *Transport) primeAcks(s *session) {
+	if in := s.dataIn.Load(); in == 0 || t.now()-in > int64(primeWindow) {
+		return
+	}
+	t.ackMu.Lock()
+	arm := !t.ackArmed
+	t.ackArmed = true
+	t.ackMu.Unlock()
+	if arm {
+		t.ackTimer.Reset(ackDelay)
+	}
+}
+
 // flushAcks sends the acknowledgements that no outgoing data carried
 // meanwhile (a FULL flush clears ackDue).
 func (t *Transport) flushAcks() {
@@ -214,6 +240,7 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 			t.acksOwed.Add(1)
 			t.acksDue = append(t.acksDue, s)
 		}
+		s.dataIn.Store(now)
 		s.unlockAndWrite()
 	}
 	if !own {

@@ -17,9 +17,11 @@ type txBatch struct {
 	ptrs  []*[]byte // the pool entries behind pkts, returned as they came
 	bufs  [][]byte  // one-element Buffers of msgs, reused
 	msgs  []ipv4.Message
+	raw   rawWriter // sendmmsg scratch (sys_linux.go)
 }
 
 var (
+	rawPool = sync.Pool{New: func() any { return new(rawWriter) }}
 	txPool  = sync.Pool{New: func() any { return new(txBatch) }}
 	pktPool = sync.Pool{New: func() any { b := make([]byte, 0, sealHeader+MaxPacketSize+tagSize); return &b }}
 )
@@ -36,14 +38,22 @@ func (b *txBatch) add(typ byte, p []byte) {
 	b.ptrs = append(b.ptrs, bp)
 }
 
-// batchWriter is the sendmmsg path of an IPv4 *net.UDPConn.
+// batchWriter is the recvmmsg/sendmmsg path of a *net.UDPConn: raw system
+// calls where sys_linux.go has them, else x/net's for an IPv4 socket.
 type batchWriter struct {
-	pc *ipv4.PacketConn
+	raw *rawSock
+	pc  *ipv4.PacketConn
 }
 
 func newBatchWriter(c net.PacketConn, local netip.AddrPort) *batchWriter {
 	uc, ok := c.(*net.UDPConn)
-	if !ok || !local.Addr().Is4() {
+	if !ok {
+		return nil
+	}
+	if raw := newRawSock(uc); raw != nil {
+		return &batchWriter{raw: raw}
+	}
+	if !local.Addr().Is4() {
 		return nil
 	}
 	return &batchWriter{pc: ipv4.NewPacketConn(uc)}
@@ -52,6 +62,7 @@ func newBatchWriter(c net.PacketConn, local netip.AddrPort) *batchWriter {
 // writeBatch sends the batch to s's address and recycles it; with keys
 // it seals each packet in place with s's session keys first.
 func (t *Transport) writeBatch(b *txBatch, s *session) {
+	data := carriesData(b.pkts)
 	send := true
 	if t.ks.keyed {
 		c := s.sec.crypto.Load()
@@ -63,7 +74,7 @@ func (t *Transport) writeBatch(b *txBatch, s *session) {
 		}
 	}
 	if send {
-		t.wire(b.pkts, s.addr, s.naddr, &b.msgs, &b.bufs)
+		t.wire(b.pkts, s.addr, s.naddr, b)
 	}
 	for i, bp := range b.ptrs {
 		pktPool.Put(bp)
@@ -72,21 +83,55 @@ func (t *Transport) writeBatch(b *txBatch, s *session) {
 	}
 	b.pkts, b.ptrs = b.pkts[:0], b.ptrs[:0]
 	txPool.Put(b)
+	if data && send {
+		t.primeAcks(s) // readloop.go
+	}
+}
+
+// carriesData reports whether a batch holds a KCP packet that is more
+// than acknowledgements.
+func carriesData(pkts [][]byte) bool {
+	for _, p := range pkts {
+		if len(p) > 1 && p[0] == pktKCP && !ackOnly(p[1:]) {
+			return true
+		}
+	}
+	return false
 }
 
 // write sends one datagram.
 func (t *Transport) write(b []byte, to netip.AddrPort) error {
 	one := [1][]byte{b}
-	return t.wire(one[:], to, nil, nil, nil)
+	if t.batch != nil && t.batch.raw != nil {
+		w := rawPool.Get().(*rawWriter)
+		err := t.rawWire(w, one[:], to)
+		rawPool.Put(w)
+		return err
+	}
+	return t.wire(one[:], to, nil, nil)
+}
+
+func (t *Transport) rawWire(w *rawWriter, pkts [][]byte, to netip.AddrPort) error {
+	res, err := t.batch.raw.write(w, pkts, to)
+	t.stats.packetsOut.Add(uint64(res.pkts))
+	t.stats.bytesOut.Add(uint64(res.bytes))
+	if res.failed > 0 {
+		t.stats.writeErrors.Add(uint64(res.failed))
+	}
+	return err
 }
 
 // wire is the one place datagrams leave the transport: every packet to
 // every peer goes through it (a layer that seals packets goes here).
-// With msgs and bufs (scratch for sendmmsg, reused across calls) and a
+// With b (its scratch for sendmmsg, reused across calls) and a
 // batch-capable socket, several packets leave in one system call.
-func (t *Transport) wire(pkts [][]byte, to netip.AddrPort, naddr net.Addr, msgs *[]ipv4.Message, bufs *[][]byte) error {
+func (t *Transport) wire(pkts [][]byte, to netip.AddrPort, naddr net.Addr, b *txBatch) error {
+	if t.batch != nil && t.batch.raw != nil && b != nil {
+		return t.rawWire(&b.raw, pkts, to)
+	}
 	var err error
-	if len(pkts) > 1 && t.batch != nil && msgs != nil {
+	if len(pkts) > 1 && t.batch != nil && t.batch.pc != nil && b != nil {
+		msgs, bufs := &b.msgs, &b.bufs
 		*bufs = append((*bufs)[:0], pkts...)
 		for i := range pkts {
 			*msgs = append(*msgs, ipv4.Message{Buffers: (*bufs)[i : i+1 : i+1], Addr: naddr})

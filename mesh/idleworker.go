@@ -1,0 +1,111 @@
+package mesh
+
+import "github.com/marsmesh/marsmesh/internal/pollwake"
+
+// Idle workers.
+//
+// A worker that runs out of jobs may park, up to maxIdleWorkers of them,
+// on a pollwake.Waker instead of ending. When work arrives while no
+// handler runs, the read goroutine wakes a parked worker through the
+// runtime's network poller rather than starting a goroutine: starting or
+// waking a goroutine through the scheduler makes the runtime wake a second
+// OS thread whenever a processor is idle, a futex wake-up (an
+// interprocessor interrupt on a VM) on the request's path. The parked
+// worker is found instead by the read goroutine's own thread once it waits
+// for the socket again. While handlers run, new work gets a new goroutine
+// as before (with threads busy, one woken through the poller could wait).
+//
+// A parked worker is not counted in n.wg (Shutdown does not wait for it);
+// it is counted in n.bg, and the sweeper wakes every parked worker when
+// the node stops (closeIdleWorkers).
+
+// maxIdleWorkers is how many workers may wait for work.
+const maxIdleWorkers = 2
+
+type idleWorker struct {
+	w    *pollwake.Waker
+	work bool // woken for work; else the node stops
+}
+
+// startWorkerLocked starts a worker for the ready jobs; it runs under
+// in.mu and reports false when the node is stopping.
+func (n *Node) startWorkerLocked() bool {
+	n.runMu.RLock()
+	defer n.runMu.RUnlock()
+	if n.stopping {
+		return false
+	}
+	n.wg.Add(1)
+	in := &n.in
+	if k := len(in.idle); k > 0 && in.running == 0 {
+		iw := in.idle[k-1]
+		in.idle[k-1] = nil
+		in.idle = in.idle[:k-1]
+		iw.work = true
+		iw.w.Wake()
+		return true
+	}
+	go n.workerLoop()
+	return true
+}
+
+// workerLoop runs ready jobs (counted in n.wg), then parks as an idle
+// worker, or ends.
+func (n *Node) workerLoop() {
+	var iw *idleWorker
+	for {
+		n.worker()
+		n.wg.Done()
+		if iw = n.parkIdleWorker(iw); iw == nil {
+			return
+		}
+		iw.w.Wait()
+		n.in.mu.Lock()
+		work := iw.work
+		iw.work = false
+		n.in.mu.Unlock()
+		n.bg.Done()
+		if !work {
+			pollwake.Put(iw.w)
+			return
+		}
+	}
+}
+
+// parkIdleWorker lists the calling worker as idle, if there is room and
+// the node is not stopping; it returns nil (and frees iw's waker) if not.
+func (n *Node) parkIdleWorker(iw *idleWorker) *idleWorker {
+	in := &n.in
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.idleClosed || len(in.idle) >= maxIdleWorkers {
+		if iw != nil {
+			pollwake.Put(iw.w)
+		}
+		return nil
+	}
+	if iw == nil {
+		w := pollwake.Get()
+		if w == nil {
+			return nil
+		}
+		iw = &idleWorker{w: w}
+	}
+	n.bg.Add(1) // the sweeper, in n.bg, closes the idle list before it ends
+	in.idle = append(in.idle, iw)
+	return iw
+}
+
+// closeIdleWorkers ends the parked workers; it runs on the sweeper when
+// the node stops.
+func (n *Node) closeIdleWorkers() {
+	in := &n.in
+	in.mu.Lock()
+	idle := in.idle
+	in.idle = nil
+	in.idleClosed = true
+	in.mu.Unlock()
+	for _, iw := range idle {
+		iw.w.Wake() // work is false: it ends
+	}
+}

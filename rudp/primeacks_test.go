@@ -1,0 +1,129 @@
+package rudp
+
+import (
+	"context"
+	"encoding/binary"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+)
+
+func TestCarriesData(t *testing.T) {
+	seg := func(cmd byte, n int) []byte {
+		b := make([]byte, 1+kcpOverhead+n)
+		b[0] = pktKCP
+		b[1+4] = cmd
+		binary.LittleEndian.PutUint32(b[1+20:], uint32(n))
+		return b
+	}
+	ack := seg(kcp.IKCP_CMD_ACK, 0)
+	push := seg(kcp.IKCP_CMD_PUSH, 4)
+	ping := []byte{pktPing, 1, 2, 3}
+	cases := []struct {
+		name string
+		pkts [][]byte
+		want bool
+	}{
+		{"none", nil, false},
+		{"acks only", [][]byte{ack, ack}, false},
+		{"acks and data", [][]byte{ack, push}, true},
+		{"control", [][]byte{ping}, false},
+		{"bare type byte", [][]byte{{pktKCP}}, false},
+	}
+	for _, c := range cases {
+		if got := carriesData(c.pkts); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestPrimeAcks: data sent by a session that owed a delayed ack within
+// primeWindow arms the ack timer; data sent by one that did not (a
+// one-way sender, or a conversation gone quiet) does not. A primed timer
+// that finds nothing owed disarms itself.
+func TestPrimeAcks(t *testing.T) {
+	a := listenUDP(t, Config{})
+	bIn := newInbox()
+	b := listenUDP(t, bIn.config(Config{}))
+	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if !bIn.waitFor(10*time.Second, func() bool { return len(bIn.msgs) == 1 }) {
+		t.Fatal("no message")
+	}
+	s := a.lookup(b.LocalAddr())
+	if s == nil {
+		t.Fatal("no session")
+	}
+	armed := func() bool {
+		a.ackMu.Lock()
+		defer a.ackMu.Unlock()
+		return a.ackArmed
+	}
+	waitDisarmed := func() {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for armed() {
+			if time.Now().After(deadline) {
+				t.Fatal("the ack timer stays armed")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitDisarmed()
+	s.dataIn.Store(0) // a never received data: a one-way sender
+	a.primeAcks(s)
+	if armed() {
+		t.Fatal("primed without a conversation")
+	}
+	s.dataIn.Store(a.now() - 2*int64(primeWindow))
+	a.primeAcks(s)
+	if armed() {
+		t.Fatal("primed for a conversation gone quiet")
+	}
+	s.dataIn.Store(a.now())
+	a.primeAcks(s)
+	if !armed() {
+		t.Fatal("not primed in a conversation")
+	}
+	waitDisarmed() // it fires, finds nothing owed and disarms
+}
+
+// TestPrimedExchangeDelivers: in a request/response exchange with primed
+// timers, every reply arrives and every ack is eventually sent: after the
+// last exchange no session owes acks and nothing is left in flight.
+func TestPrimedExchangeDelivers(t *testing.T) {
+	var srvp atomic.Pointer[Transport]
+	scfg := Config{OnMessage: func(from netip.AddrPort, kind byte, payload []byte, _ bool) {
+		srvp.Load().SendMsg(context.Background(), from, kind, nil, payload, SendOptions{NoWait: true})
+	}}
+	srv := listenUDP(t, scfg)
+	srvp.Store(srv)
+	replies := make(chan struct{}, 1)
+	cli := listenUDP(t, Config{OnMessage: func(netip.AddrPort, byte, []byte, bool) { replies <- struct{}{} }})
+	for i := range 200 {
+		if err := cli.Send(srv.LocalAddr(), 7, []byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-replies:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no reply to request %d", i)
+		}
+	}
+	queued := func(tr *Transport, to netip.AddrPort) int {
+		st, _ := tr.Peer(to)
+		return st.Queued
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for cli.acksOwed.Load() != 0 || srv.acksOwed.Load() != 0 || queued(cli, srv.LocalAddr()) != 0 || queued(srv, cli.LocalAddr()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("acks owed: client %d, server %d; unacknowledged bytes %d, %d", cli.acksOwed.Load(), srv.acksOwed.Load(),
+				queued(cli, srv.LocalAddr()), queued(srv, cli.LocalAddr()))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,0 +1,276 @@
+//go:build linux && (amd64 || arm64)
+
+package rudp
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Raw socket calls (Linux).
+//
+// recvmmsg, sendmmsg and sendto run through the socket's RawConn with
+// syscall.RawSyscall6: the socket is non-blocking, so each call returns
+// at once, and EAGAIN hands the wait to the runtime's poller as a plain
+// Read or Write would. Unlike syscall.Syscall6 (what the net package and
+// x/net use) a raw call skips entersyscall, which in a process whose
+// goroutines all wait wakes the sleeping sysmon thread: one OS-thread
+// wake-up per request/response exchange saved on each side.
+
+// rawSock is the raw-call path of a *net.UDPConn.
+type rawSock struct {
+	rc syscall.RawConn
+	v6 bool // an AF_INET6 socket: IPv4 peers are written as mapped addresses
+}
+
+func newRawSock(c *net.UDPConn) *rawSock {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	r := &rawSock{rc: rc}
+	ok := false
+	cerr := rc.Control(func(fd uintptr) {
+		sa, err := syscall.Getsockname(int(fd))
+		switch sa.(type) {
+		case *syscall.SockaddrInet4:
+			ok = err == nil
+		case *syscall.SockaddrInet6:
+			ok, r.v6 = err == nil, true
+		}
+	})
+	if cerr != nil || !ok {
+		return nil
+	}
+	return r
+}
+
+// mmsghdr is struct mmsghdr of linux/socket.h (64-bit layout).
+type mmsghdr struct {
+	hdr syscall.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+// rawReader is the scratch of one read role's recvmmsg calls.
+type rawReader struct {
+	s     *rawSock
+	hdrs  []mmsghdr
+	iovs  []syscall.Iovec
+	names []syscall.RawSockaddrInet6 // large enough for either family
+	bufs  [][]byte                   // full-size buffers behind iovs
+}
+
+func (r *rawSock) newReader(n, size int) *rawReader {
+	rr := &rawReader{
+		s:     r,
+		hdrs:  make([]mmsghdr, n),
+		iovs:  make([]syscall.Iovec, n),
+		names: make([]syscall.RawSockaddrInet6, n),
+		bufs:  make([][]byte, n),
+	}
+	for i := range n {
+		rr.bufs[i] = make([]byte, size)
+		rr.iovs[i].Base = &rr.bufs[i][0]
+		rr.iovs[i].SetLen(size)
+		h := &rr.hdrs[i].hdr
+		h.Name = (*byte)(unsafe.Pointer(&rr.names[i]))
+		h.Iov = &rr.iovs[i]
+		h.Iovlen = 1
+	}
+	return rr
+}
+
+// read takes up to len(bufs) datagrams, waiting for the first; it sets
+// bufs[i] and from[i] for each and returns how many it took.
+func (rr *rawReader) read(bufs [][]byte, from []netip.AddrPort) (int, error) {
+	var got int
+	var errno syscall.Errno
+	err := rr.s.rc.Read(func(fd uintptr) bool {
+		for i := range rr.hdrs {
+			rr.hdrs[i].hdr.Namelen = syscall.SizeofSockaddrInet6
+			rr.hdrs[i].hdr.Flags = 0
+			rr.hdrs[i].n = 0
+		}
+		for {
+			r1, _, e := syscall.RawSyscall6(unix.SYS_RECVMMSG, fd,
+				uintptr(unsafe.Pointer(&rr.hdrs[0])), uintptr(len(rr.hdrs)), 0, 0, 0)
+			switch e {
+			case 0:
+				got = int(r1)
+				return true
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false // the poller waits for the next datagram
+			default:
+				errno = e
+				return true
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if errno != 0 {
+		return 0, &net.OpError{Op: "read", Net: "udp", Err: errno}
+	}
+	for i := range got {
+		bufs[i] = rr.bufs[i][:rr.hdrs[i].n]
+		from[i] = sockaddrToAddrPort(&rr.names[i], rr.hdrs[i].hdr.Namelen)
+	}
+	return got, nil
+}
+
+// sockaddrToAddrPort decodes a sockaddr_in or sockaddr_in6 (an IPv4-mapped
+// address unmapped); anything else is the zero AddrPort.
+func sockaddrToAddrPort(sa *syscall.RawSockaddrInet6, n uint32) netip.AddrPort {
+	p := (*[syscall.SizeofSockaddrInet6]byte)(unsafe.Pointer(sa))
+	port := binary.BigEndian.Uint16(p[2:4])
+	switch {
+	case sa.Family == syscall.AF_INET && n >= syscall.SizeofSockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(p[4:8])), port)
+	case sa.Family == syscall.AF_INET6 && n >= syscall.SizeofSockaddrInet6:
+		a := netip.AddrFrom16(sa.Addr)
+		if sa.Scope_id != 0 && !a.Is4In6() {
+			a = a.WithZone(zoneName(sa.Scope_id))
+		}
+		return netip.AddrPortFrom(a.Unmap(), port)
+	}
+	return netip.AddrPort{}
+}
+
+func zoneName(idx uint32) string {
+	if ifi, err := net.InterfaceByIndex(int(idx)); err == nil {
+		return ifi.Name
+	}
+	return ""
+}
+
+// rawWriter is the scratch of sendmmsg calls; a txBatch keeps one.
+type rawWriter struct {
+	hdrs []mmsghdr
+	iovs []syscall.Iovec
+	name syscall.RawSockaddrInet6
+}
+
+// putSockaddr encodes to as the socket's family wants it: an IPv6 socket
+// (v6) takes IPv4 peers as IPv4-mapped addresses.
+func putSockaddr(sa *syscall.RawSockaddrInet6, to netip.AddrPort, v6 bool) uint32 {
+	*sa = syscall.RawSockaddrInet6{}
+	p := (*[syscall.SizeofSockaddrInet6]byte)(unsafe.Pointer(sa))
+	binary.BigEndian.PutUint16(p[2:4], to.Port())
+	a := to.Addr()
+	if a.Is4() && !v6 {
+		sa.Family = syscall.AF_INET
+		b := a.As4()
+		copy(p[4:8], b[:])
+		return syscall.SizeofSockaddrInet4
+	}
+	sa.Family = syscall.AF_INET6
+	sa.Addr = a.As16()
+	if z := a.Zone(); z != "" {
+		if ifi, err := net.InterfaceByName(z); err == nil {
+			sa.Scope_id = uint32(ifi.Index)
+		}
+	}
+	return syscall.SizeofSockaddrInet6
+}
+
+// wrote is what one write did.
+type wrote struct {
+	pkts, bytes int // sent
+	failed      int // refused by the kernel, or not sent as the socket closed
+}
+
+// write sends pkts to one address, several per sendmmsg call. A packet the
+// kernel refuses is skipped (the others still go); err is the last
+// refusal, or the closed socket's error.
+func (r *rawSock) write(w *rawWriter, pkts [][]byte, to netip.AddrPort) (res wrote, err error) {
+	namelen := putSockaddr(&w.name, to, r.v6)
+	if len(pkts) == 1 {
+		return r.sendto(pkts[0], &w.name, namelen)
+	}
+	for len(w.hdrs) < len(pkts) {
+		w.hdrs = append(w.hdrs, mmsghdr{})
+		w.iovs = append(w.iovs, syscall.Iovec{})
+	}
+	for i, p := range pkts {
+		w.iovs[i] = syscall.Iovec{}
+		if len(p) > 0 {
+			w.iovs[i].Base = &p[0]
+		}
+		w.iovs[i].SetLen(len(p))
+		w.hdrs[i] = mmsghdr{}
+		h := &w.hdrs[i].hdr
+		h.Name = (*byte)(unsafe.Pointer(&w.name))
+		h.Namelen = namelen
+		h.Iov = &w.iovs[i]
+		h.Iovlen = 1
+	}
+	done := 0
+	werr := r.rc.Write(func(fd uintptr) bool {
+		for done < len(pkts) {
+			r1, _, e := syscall.RawSyscall6(unix.SYS_SENDMMSG, fd,
+				uintptr(unsafe.Pointer(&w.hdrs[done])), uintptr(len(pkts)-done), 0, 0, 0)
+			switch e {
+			case 0:
+				for _, p := range pkts[done : done+int(r1)] {
+					res.pkts++
+					res.bytes += len(p)
+				}
+				done += int(r1)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false // the poller waits for room
+			default:
+				err = &net.OpError{Op: "write", Net: "udp", Err: e}
+				res.failed++
+				done++ // skip the packet the kernel refused
+			}
+		}
+		return true
+	})
+	for i := range pkts {
+		w.iovs[i].Base = nil // keep no packet alive
+	}
+	if werr != nil {
+		res.failed += len(pkts) - done
+		err = werr
+	}
+	return res, err
+}
+
+func (r *rawSock) sendto(p []byte, sa *syscall.RawSockaddrInet6, namelen uint32) (wrote, error) {
+	var base unsafe.Pointer
+	if len(p) > 0 {
+		base = unsafe.Pointer(&p[0])
+	}
+	var errno syscall.Errno
+	err := r.rc.Write(func(fd uintptr) bool {
+		for {
+			_, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(base), uintptr(len(p)),
+				0, uintptr(unsafe.Pointer(sa)), uintptr(namelen))
+			switch e {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false // the poller waits for room
+			}
+			errno = e
+			return true
+		}
+	})
+	switch {
+	case err != nil:
+		return wrote{failed: 1}, err
+	case errno != 0:
+		return wrote{failed: 1}, &net.OpError{Op: "write", Net: "udp", Err: errno}
+	}
+	return wrote{pkts: 1, bytes: len(p)}, nil
+}
