@@ -1,6 +1,7 @@
 package rudp
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"time"
 
@@ -234,13 +235,15 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 		// Acknowledged after delivery: a sender waiting on the
 		// acknowledgement knows OnMessage has run.
 		s.unlockAndWrite()
-	default:
+	case owesAcks(seg): // a pure acknowledgement owes nothing back
 		if !s.ackDue {
 			s.ackDue = true
 			t.acksOwed.Add(1)
 			t.acksDue = append(t.acksDue, s)
 		}
 		s.dataIn.Store(now)
+		s.unlockAndWrite()
+	default:
 		s.unlockAndWrite()
 	}
 	if !own {
@@ -265,4 +268,20 @@ func (t *Transport) peerUp(s *session, inc uint64) {
 	if activate {
 		t.activate(s)
 	}
+}
+
+// owesAcks reports whether a KCP packet holds a segment KCP answers (data,
+// or a window probe): a pure acknowledgement leaves nothing to send back.
+func owesAcks(p []byte) bool {
+	for len(p) >= kcpOverhead {
+		if c := p[4]; c == kcp.IKCP_CMD_PUSH || c == kcp.IKCP_CMD_WASK {
+			return true
+		}
+		n := int(binary.LittleEndian.Uint32(p[20:]))
+		if n < 0 || n > len(p)-kcpOverhead {
+			return true
+		}
+		p = p[kcpOverhead+n:]
+	}
+	return false
 }
