@@ -198,3 +198,25 @@ func TestRunJSONRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestXFanoutFlatColumn: the flat SendMany (fanFlat) has its own column and
+// is named as the best limit when it wins.
+func TestXFanoutFlatColumn(t *testing.T) {
+	r := Run{Env: Env{CPU: "Test CPU", Cores: 2, GOMAXPROCS: 2, Go: "go1.26", Date: "2026-01-01 00:00 UTC"},
+		Command: "cd bench && go run . -suite xfanout", Duration: "1s", Elapsed: 12}
+	fan := func(system, name string, limit int, p99 float64) {
+		rounds := []RoundFig{{Done: 10, P50: p99 / 2, P99: p99, Rate: 50}, {Done: 10, P50: p99 / 2, P99: p99, Rate: 50}, {Done: 10, P50: p99 / 2, P99: p99, Rate: 50}}
+		rec := Record{Suite: "xfanout", System: system, Name: name, Nodes: 64, Limit: limit, Payload: 64}
+		rec.fromRounds(rounds)
+		r.Records = append(r.Records, rec)
+	}
+	fan(sysMarsmesh, "marsmesh SendMany", 8, 40000)
+	fan(sysMarsmesh, "marsmesh SendMany", fanFlat, 20000)
+	fan(sysNATS, "NATS publish", 0, 30000)
+	md := Markdown(r, "")
+	for _, want := range []string{"SendMany limit 8 | SendMany flat | NATS publish", "best limit (flat)", "0.67x"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -165,7 +165,7 @@ func xFanoutTable(b *strings.Builder, run Run) {
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	var limits []int
 	for _, l := range distinct(rs, func(r Record) int { return r.Limit }) {
-		if l > 0 {
+		if l != 0 { // 0: NATS
 			limits = append(limits, l)
 		}
 	}
@@ -178,7 +178,7 @@ func xFanoutTable(b *strings.Builder, run Run) {
 	w("processes (the reports add one line per child per round).\n\n")
 	head := []string{"receivers"}
 	for _, l := range limits {
-		head = append(head, fmt.Sprintf("SendMany limit %d", l))
+		head = append(head, "SendMany "+fanLimitName(l))
 	}
 	head = append(head, "NATS publish", "best SendMany / NATS (p99)", "processes")
 	fmt.Fprintf(b, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat(" ---: |", len(head)))
@@ -328,7 +328,7 @@ func xGoals(run Run) []xgoal {
 			}
 		}
 		if best != nil {
-			add(xgoal{fmt.Sprintf("SendMany to %d nodes p99 vs NATS fan-out", maxN), fmt.Sprintf("best limit (%d)", best.Limit),
+			add(xgoal{fmt.Sprintf("SendMany to %d nodes p99 vs NATS fan-out", maxN), fmt.Sprintf("best limit (%s)", strings.TrimPrefix(fanLimitName(best.Limit), "limit ")),
 				best, nats, fP99, true, "µs", 1, true, false})
 		}
 	}
@@ -385,4 +385,12 @@ func lossyMethod(rs []Record) string {
 		}
 	}
 	return "tc netem"
+}
+
+// fanLimitName names a fan-out limit: "limit 8", or "flat" (fanFlat).
+func fanLimitName(l int) string {
+	if l < 0 {
+		return "flat"
+	}
+	return fmt.Sprintf("limit %d", l)
 }

@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -74,7 +75,7 @@ type fanAck struct {
 
 type fanoutState struct {
 	mu    sync.Mutex
-	waits map[fanKey]chan fanAck
+	waits map[fanKey]hopWait
 	clock func() int64 // monotonic ns
 	// De-duplication: two generations of IDs. cur takes new IDs; when it
 	// is seenTTL old (or holds maxSeen IDs) it becomes prev and the old
@@ -85,8 +86,44 @@ type fanoutState struct {
 	swapped   int64
 }
 
+// spreadWait is what one reliable spread waits for: an answer per hop.
+// Only the last answer wakes the spreading goroutine.
+type spreadWait struct {
+	mu   sync.Mutex
+	acks []fanAck
+	got  []bool
+	left int
+	done chan struct{} // closed when every hop has answered
+}
+
+func newSpreadWait(hops int) *spreadWait {
+	return &spreadWait{acks: make([]fanAck, hops), got: make([]bool, hops), left: hops, done: make(chan struct{})}
+}
+
+// answer records hop i's answer; later answers for the same hop are ignored.
+func (w *spreadWait) answer(i int, a fanAck) {
+	w.mu.Lock()
+	if w.got[i] {
+		w.mu.Unlock()
+		return
+	}
+	w.got[i], w.acks[i] = true, a
+	w.left--
+	last := w.left == 0
+	w.mu.Unlock()
+	if last {
+		close(w.done)
+	}
+}
+
+// hopWait is a hop of a spread waiting for its answer.
+type hopWait struct {
+	w *spreadWait
+	i int
+}
+
 func (f *fanoutState) init(clock func() int64) {
-	f.waits = make(map[fanKey]chan fanAck)
+	f.waits = make(map[fanKey]hopWait)
 	f.clock = clock
 	f.cur, f.prev = make(map[uint64]struct{}), make(map[uint64]struct{})
 	f.swapped = clock()
@@ -111,49 +148,57 @@ func (f *fanoutState) firstSight(id uint64) bool {
 	return true
 }
 
-func (f *fanoutState) wait(k fanKey) chan fanAck {
-	ch := make(chan fanAck, 1)
+// wait registers hop i of w as waiting for k's answer.
+func (f *fanoutState) wait(k fanKey, w *spreadWait, i int) {
 	f.mu.Lock()
-	f.waits[k] = ch
+	f.waits[k] = hopWait{w, i}
 	f.mu.Unlock()
-	return ch
+}
+
+// forget drops k's wait if it is still w's.
+func (f *fanoutState) forget(k fanKey, w *spreadWait) {
+	f.mu.Lock()
+	if h, ok := f.waits[k]; ok && h.w == w {
+		delete(f.waits, k)
+	}
+	f.mu.Unlock()
 }
 
 func (f *fanoutState) deliver(k fanKey, a fanAck) bool {
 	f.mu.Lock()
-	ch := f.waits[k]
+	h, ok := f.waits[k]
 	delete(f.waits, k)
 	f.mu.Unlock()
-	if ch != nil {
-		ch <- a
+	if ok {
+		h.w.answer(h.i, a)
 	}
-	return ch != nil
+	return ok
 }
 
 // peerDown fails every hop waiting on addr.
 func (f *fanoutState) peerDown(addr netip.AddrPort, err error) bool {
 	f.mu.Lock()
-	var chs []chan fanAck
-	for k, ch := range f.waits {
+	var hs []hopWait
+	for k, h := range f.waits {
 		if k.peer == addr {
-			chs = append(chs, ch)
+			hs = append(hs, h)
 			delete(f.waits, k)
 		}
 	}
 	f.mu.Unlock()
-	for _, ch := range chs {
-		ch <- fanAck{err: err}
+	for _, h := range hs {
+		h.w.answer(h.i, fanAck{err: err})
 	}
-	return len(chs) > 0
+	return len(hs) > 0
 }
 
 func (f *fanoutState) closeAll() {
 	f.mu.Lock()
 	waits := f.waits
-	f.waits = make(map[fanKey]chan fanAck)
+	f.waits = make(map[fanKey]hopWait)
 	f.mu.Unlock()
-	for _, ch := range waits {
-		ch <- fanAck{err: ErrClosed}
+	for _, h := range waits {
+		h.w.answer(h.i, fanAck{err: ErrClosed})
 	}
 }
 
@@ -265,64 +310,98 @@ func (n *Node) spread(m *fanMsg, targets []netip.AddrPort) []netip.AddrPort {
 		}
 		return failed
 	}
-	results := make([][]netip.AddrPort, len(groups))
-	var wg sync.WaitGroup
+	// Every hop is sent from this goroutine; one waiter and one deadline
+	// serve them all.
+	w := newSpreadWait(len(groups))
 	for i, g := range groups {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i] = n.relay(m, g[0], g[1:])
-		}()
+		n.startHop(m, g[0], g[1:], w, i)
 	}
-	wg.Wait()
-	var failed []netip.AddrPort
-	for _, r := range results {
-		failed = append(failed, r...)
+	// Leave the children time to report their own shares before our deadline.
+	hop := max(time.Until(m.deadline)*9/10, 0)
+	timer := time.NewTimer(hop)
+	var late error
+	select {
+	case <-w.done:
+	case <-timer.C:
+		late = fmt.Errorf("%w: no fan-out ack within %v: %w", ErrSend, hop, context.DeadlineExceeded)
+	case <-n.done:
+		late = ErrClosed
+	}
+	timer.Stop()
+	if late != nil {
+		for i, g := range groups {
+			n.fan.forget(fanKey{m.id, g[0]}, w)
+			w.answer(i, fanAck{err: late}) // ignored where an answer came
+		}
+	}
+	var failed, again []netip.AddrPort
+	w.mu.Lock()
+	acks := w.acks
+	w.mu.Unlock()
+	for i, g := range groups {
+		head, rest := g[0], g[1:]
+		if a := acks[i]; a.err == nil {
+			// Deliver what head refused (its view did not list it yet)
+			// ourselves, but only nodes of the share we gave it.
+			failed = append(failed, a.failed...)
+			again = append(again, within(a.refused, rest)...)
+			continue
+		}
+		// head cannot be reached: this node delivers its share itself.
+		n.metrics.relayTakeovers.Add(1)
+		n.sendFailed(n.name(head), acks[i].err)
+		failed = append(failed, head)
+		again = append(again, rest...)
+	}
+	if len(again) > 0 {
+		failed = append(failed, n.spread(m, again)...)
 	}
 	return failed
 }
 
-// relay hands head its share (rest) and waits until head confirms: a hop
-// with a share is confirmed by a fan-out ack (sent once the share is
-// done), a hop without one by the transport's acknowledgement of the
-// message. If head cannot be reached, this node delivers head's share
-// itself.
-func (n *Node) relay(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort) []netip.AddrPort {
+// startHop sends hop i of a reliable spread: head gets m with rest as its
+// share. A hop with a share is confirmed by a fan-out ack (sent once the
+// share is done), a hop without one by the transport's acknowledgement of
+// the message. It never waits for queue room itself: a hop to a full
+// queue waits on a goroutine of its own, until the fan-out's deadline.
+func (n *Node) startHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, w *spreadWait, i int) {
 	k := fanKey{m.id, head}
-	ch := n.fan.wait(k)
-	var err error
+	n.fan.wait(k, w, i)
+	var done func(error)
 	if len(rest) == 0 {
-		err = n.sendHop(m, head, nil, func(err error) { n.fan.deliver(k, fanAck{err: err}) })
-	} else {
-		err = n.sendHop(m, head, rest, nil)
+		done = func(err error) { n.fan.deliver(k, fanAck{err: err}) }
 	}
-	if err == nil {
-		// Leave the child time to report its own share before our deadline.
-		hop := time.Until(m.deadline) * 9 / 10
-		timer := time.NewTimer(max(hop, 0))
-		select {
-		case a := <-ch:
-			timer.Stop()
-			if a.err == nil {
-				// Deliver what head refused (its view did not list it yet)
-				// ourselves, but only nodes of the share we gave it.
-				return append(a.failed, n.spread(m, within(a.refused, rest))...)
-			}
-			err = a.err
-		case <-timer.C:
-			n.fan.deliver(k, fanAck{}) // forget the wait
-			err = fmt.Errorf("%w: no fan-out ack from %s within %v: %w", ErrSend, head, max(hop, 0), context.DeadlineExceeded)
-		case <-n.done:
-			timer.Stop()
-			n.fan.deliver(k, fanAck{})
-			err = ErrClosed
+	fail := func(err error) {
+		n.fan.forget(k, w)
+		w.answer(i, fanAck{err: err})
+	}
+	err := n.sendHopNoWait(m, head, rest, done)
+	if !errors.Is(err, rudp.ErrWouldBlock) {
+		if err != nil {
+			fail(err)
 		}
-	} else {
-		n.fan.deliver(k, fanAck{})
+		return
 	}
-	n.metrics.relayTakeovers.Add(1)
-	n.sendFailed(n.name(head), err)
-	return append([]netip.AddrPort{head}, n.spread(m, rest)...)
+	if !n.startHandler(func() {
+		if err := n.sendHop(m, head, rest, done); err != nil {
+			fail(err)
+		}
+	}) {
+		fail(ErrClosed)
+	}
+}
+
+// sendHopNoWait is sendHop (reliable) that returns rudp.ErrWouldBlock
+// instead of waiting for room in head's queue.
+func (n *Node) sendHopNoWait(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, done func(error)) error {
+	if len(rest) > maxFanoutShare {
+		return fmt.Errorf("%w: fan-out share of %d nodes, limit %d", rudp.ErrTooLarge, len(rest), maxFanoutShare)
+	}
+	if n.closed.Load() {
+		return ErrClosed
+	}
+	return n.tr.SendMsg(context.Background(), head, kindFanout, fanoutHeader(m, rest), m.payload,
+		rudp.SendOptions{AckNow: true, Done: done, NoWait: true})
 }
 
 // sendHop sends m to head with rest as its share; done, if set, hears the
@@ -445,11 +524,22 @@ func (n *Node) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
 }
 
 // listedShare splits a share into the nodes this node's view lists (other
-// than itself) and the rest.
+// than itself) and the rest. A node listed twice is relayed to once (each
+// hop of a spread waits for its own peer).
 func (n *Node) listedShare(share []netip.AddrPort) (listed, refused []netip.AddrPort) {
 	view := n.mc.View()
 	listed = share[:0:0]
+	var seen map[netip.AddrPort]bool
+	if len(share) > 1 {
+		seen = make(map[netip.AddrPort]bool, len(share))
+	}
 	for _, a := range share {
+		if seen != nil {
+			if seen[a] {
+				continue
+			}
+			seen[a] = true
+		}
 		if _, ok := view.Node(a.String()); ok && a != n.self {
 			listed = append(listed, a)
 		} else {

@@ -2,6 +2,8 @@ package mesh
 
 import (
 	"errors"
+	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"sync"
 	"testing"
@@ -132,4 +134,68 @@ func TestOnSendFailure(t *testing.T) {
 		return failed[b.GetMyEndPoint()] != nil
 	}, "OnSendFailure names the dead node")
 	t.Logf("OnSendFailure after %v: %v", time.Since(start), failed[b.GetMyEndPoint()])
+}
+
+// TestSpreadSilentRelay: a relay that takes the hop (its transport
+// acknowledges it) but never answers with a fan-out ack is given up at the
+// hop deadline; its share is delivered by the sender, the relay is
+// reported failed, and no wait is left behind. The other hops of the same
+// spread are answered as usual.
+func TestSpreadSilentRelay(t *testing.T) {
+	_, sender, addrs, rec := fanCluster(t, 4)
+	silent := newAttacker(t) // a transport that never speaks the mesh
+	var targets []netip.AddrPort
+	targets = append(targets, silent.tr.LocalAddr())
+	for _, a := range addrs {
+		ap, err := netip.ParseAddrPort(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		targets = append(targets, ap)
+	}
+	// Limit 2: the silent transport relays for addrs[0], addrs[1] is one
+	// relay with addrs[2] as its share.
+	m := &fanMsg{id: rand.Uint64(), cmd: 80, flags: fanReliable, limit: 2, origin: sender.self,
+		deadline: time.Now().Add(500 * time.Millisecond), payload: []byte{0x80}}
+	sender.fan.firstSight(m.id)
+	takeovers := sender.metrics.relayTakeovers.Load()
+	failed := sender.spread(m, targets)
+	if len(failed) != 1 || failed[0] != silent.tr.LocalAddr() {
+		t.Fatalf("failed %v, want only the silent relay", failed)
+	}
+	if got := sender.metrics.relayTakeovers.Load() - takeovers; got != 1 {
+		t.Fatalf("%d takeovers, want 1", got)
+	}
+	waitOnce(t, rec, addrs)
+	sender.fan.mu.Lock()
+	left := len(sender.fan.waits)
+	sender.fan.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d hop waits left behind", left)
+	}
+}
+
+// TestFanoutShareListedTwice: a relay given a share that lists a node
+// twice relays to it once and answers at once.
+func TestFanoutShareListedTwice(t *testing.T) {
+	_, sender, addrs, rec := fanCluster(t, 4)
+	var share []netip.AddrPort
+	for _, a := range addrs[1:] {
+		ap, _ := netip.ParseAddrPort(a)
+		share = append(share, ap, ap)
+	}
+	head, _ := netip.ParseAddrPort(addrs[0])
+	m := &fanMsg{id: rand.Uint64(), cmd: 80, flags: fanReliable, limit: 8, origin: sender.self,
+		deadline: time.Now().Add(5 * time.Second), payload: []byte{0x80}} // an empty msgpack map
+	w := newSpreadWait(1)
+	sender.startHop(m, head, share, w, 0)
+	select {
+	case <-w.done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("no fan-out ack from a relay given a doubled share")
+	}
+	if a := w.acks[0]; a.err != nil || len(a.failed) != 0 || len(a.refused) != 0 {
+		t.Fatalf("ack %+v, want all reached", a)
+	}
+	waitOnce(t, rec, addrs)
 }

@@ -95,9 +95,8 @@ type peerIn struct {
 	head    int
 	inReady bool // in inbound.ready
 	paused  bool
-	cmds    []cmdItem // one-way commands, in order
-	cmdHead int
-	drain   bool // a drain job is queued or running
+	cmds    cmdQueue // one-way commands, in order (cmdqueue.go)
+	drain   bool     // a drain job is queued or running
 }
 
 func (p *peerIn) pending() int { return len(p.jobs) - p.head }
@@ -174,8 +173,8 @@ func (n *Node) releaseLocked(p *peerIn, size, count int) {
 func (n *Node) forgetIdleLocked(p *peerIn) {
 	if p.count == 0 && p.running == 0 && p.pending() == 0 && !p.paused && !p.drain && n.in.peers[p.addr] == p {
 		delete(n.in.peers, p.addr)
-		if len(n.in.spare) < maxSparePeers && cap(p.jobs) <= 64 && cap(p.cmds) <= 64 {
-			*p = peerIn{jobs: p.jobs[:0], cmds: p.cmds[:0]}
+		if len(n.in.spare) < maxSparePeers && cap(p.jobs) <= 64 {
+			*p = peerIn{jobs: p.jobs[:0]}
 			n.in.spare = append(n.in.spare, p)
 		}
 	}
@@ -277,56 +276,4 @@ func (n *Node) worker() {
 	}
 	in.running--
 	in.mu.Unlock()
-}
-
-// submitCommand queues a one-way command from addr; commands from one
-// peer run one at a time, in order.
-func (n *Node) submitCommand(addr netip.AddrPort, it cmdItem, reliable bool) bool {
-	n.in.mu.Lock()
-	defer n.in.mu.Unlock()
-	p := n.peerLocked(addr)
-	if !n.admitLocked(p, len(it.payload), reliable) {
-		n.forgetIdleLocked(p)
-		return false
-	}
-	p.cmds = append(p.cmds, it)
-	if p.drain {
-		return true
-	}
-	p.drain = true
-	if !n.queueLocked(p, inJob{t: funcTask{do: func() { n.drainCommands(p) }}}) {
-		p.drain = false
-		p.cmds, p.cmdHead = nil, 0
-		n.releaseLocked(p, len(it.payload), 1)
-		return false
-	}
-	return true
-}
-
-// drainCommands runs p's queued commands in order until none is left.
-func (n *Node) drainCommands(p *peerIn) {
-	in := &n.in
-	for {
-		in.mu.Lock()
-		if p.cmdHead == len(p.cmds) {
-			p.cmds, p.cmdHead = p.cmds[:0], 0
-			p.drain = false
-			in.mu.Unlock()
-			return
-		}
-		it := p.cmds[p.cmdHead]
-		p.cmds[p.cmdHead] = cmdItem{}
-		p.cmdHead++
-		in.mu.Unlock()
-		select {
-		case <-n.done:
-		default:
-			if _, err := n.protect(it.cmd, func() ([]byte, error) { return it.h.call(it.payload, it.sender) }); err != nil {
-				n.log.Debug("mesh: command handler failed", "cmd", it.cmd, "from", it.sender, "err", err)
-			}
-		}
-		in.mu.Lock()
-		n.releaseLocked(p, len(it.payload), 1)
-		in.mu.Unlock()
-	}
 }

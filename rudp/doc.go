@@ -41,6 +41,13 @@
 // sends a close frame. A packet for a session the receiver does not know
 // draws a hint that makes the sender probe with a new handshake.
 //
+// These checks run every min(max(RetryTimeout/30, 10 ms), 100 ms) while a
+// handshake, data in flight or a partial unreliable message needs
+// watching; an idle transport wakes only when a keepalive or the silence
+// limit is due (keepalives due within that period go out together, a
+// little early), since in a sleeping process each wake-up costs far more
+// than the checks.
+//
 // # Flow control
 //
 // SendMsg waits while a peer's queue is over Config.MaxQueued, or returns
@@ -62,7 +69,11 @@
 // answer arrives, which wakes a second OS thread in an idle process, is
 // not on the answer's path. Senders to one peer share
 // flushes, and a stream of small sends is packed into full datagrams by a
-// flusher goroutine, written with sendmmsg. Where the interface towards
+// flusher goroutine, written with sendmmsg; the small messages that wait
+// for such a flush (or for the one after a burst of replies, or for the
+// next round of a flush under way) also share KCP segments, so one
+// segment, its acknowledgement and its bookkeeping serve many messages. A
+// lone message still goes out at once, in its own segment. Where the interface towards
 // the peer has a large MTU (loopback, jumbo frames), a session packs its
 // KCP segments into datagrams of up to 16 KiB. On Linux (amd64, arm64)
 // these socket calls are raw system calls on the non-blocking socket

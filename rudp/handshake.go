@@ -332,6 +332,7 @@ func (t *Transport) replace(old *session, addr netip.AddrPort, now int64) *sessi
 	ns := newSession(t, addr, now)
 	t.sessions[addr] = ns
 	t.mu.Unlock()
+	t.watchHandshake()
 	if old != nil {
 		t.kill(old, ErrPeerReset, false)
 	}

@@ -70,7 +70,7 @@ func (t *Transport) flushLoop() {
 
 func (t *Transport) timerLoop() {
 	defer t.wg.Done()
-	sweepEvery := min(max(t.cfg.RetryTimeout/30, 10*time.Millisecond), 100*time.Millisecond)
+	sweepEvery := t.cfg.sweepEvery()
 	timer := time.NewTimer(t.cfg.Interval)
 	defer timer.Stop()
 	active := make(map[*session]struct{})
@@ -95,9 +95,11 @@ func (t *Transport) timerLoop() {
 			}
 		}
 		now := t.now()
+		if t.hsStarted.Swap(false) {
+			nextSweep = min(nextSweep, now+int64(sweepEvery)) // a handshake to retry
+		}
 		if now >= nextSweep {
-			t.sweep(now)
-			nextSweep = now + int64(sweepEvery)
+			nextSweep = max(t.sweep(now), now+int64(sweepEvery))
 		}
 		next := time.Duration(nextSweep - now)
 		if len(active) > 0 {
@@ -113,9 +115,32 @@ func (t *Transport) timerLoop() {
 	}
 }
 
+// watchHandshake makes the timer loop sweep within sweepEvery: a new
+// session's handshake may need retries.
+func (t *Transport) watchHandshake() {
+	t.hsStarted.Store(true)
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sweepEvery is the sweep period while a handshake, data in flight or a
+// partial unreliable message needs watching.
+func (c Config) sweepEvery() time.Duration {
+	return min(max(c.RetryTimeout/30, 10*time.Millisecond), 100*time.Millisecond)
+}
+
 // sweep enforces liveness: handshake retries and timeouts, keepalives, and
-// the silence limit. It also expires partial unreliable messages.
-func (t *Transport) sweep(now int64) {
+// the silence limit. It also expires partial unreliable messages. It
+// returns when it next has work: every sweepEvery while a handshake, data
+// in flight or a partial message is watched, else at the next keepalive
+// or silence limit due, so that an idle transport wakes about once per
+// keepalive period rather than every sweepEvery (in a process that
+// otherwise sleeps each wake-up costs far more than the sweep).
+// Keepalives due within the next sweepEvery go out with this sweep, so
+// that idle sessions share wake-ups.
+func (t *Transport) sweep(now int64) (due int64) {
 	t.mu.RLock()
 	all := make([]*session, 0, len(t.sessions))
 	for _, s := range t.sessions {
@@ -124,11 +149,14 @@ func (t *Transport) sweep(now int64) {
 	t.mu.RUnlock()
 	timeout := int64(t.cfg.RetryTimeout)
 	keepalive := int64(t.cfg.keepalive())
+	fast := int64(t.cfg.sweepEvery())
+	due = now + keepalive
 	for _, s := range all {
 		s.mu.Lock()
 		var reason error
 		switch s.state {
 		case stateDialing, stateConfirming:
+			due = now // the next sweep comes after sweepEvery
 			switch {
 			case now-s.created > timeout:
 				reason = ErrUnreachable
@@ -146,9 +174,15 @@ func (t *Transport) sweep(now int64) {
 				// Data in flight and nothing acknowledged: whatever still
 				// answers does not serve this session.
 				reason = ErrPeerTimeout
-			case now-s.lastSend.Load() >= keepalive:
+			case now-s.lastSend.Load() >= keepalive-fast:
 				t.sendTagged(s, tagged{typ: pktPing, conv: s.conv, tag: s.keys.ping})
 				s.lastSend.Store(now)
+			}
+			if reason == nil {
+				due = min(due, s.lastSend.Load()+keepalive, s.lastRecv.Load()+timeout+1)
+				if s.queuedLocked() > 0 {
+					due = now // stalled data is checked every sweepEvery
+				}
 			}
 		}
 		s.mu.Unlock()
@@ -157,8 +191,12 @@ func (t *Transport) sweep(now int64) {
 		}
 	}
 	t.reasm.expire(now)
+	if msgs, _ := t.reasm.pending(); msgs > 0 {
+		due = now
+	}
 	t.expireUdests(now)
 	t.cookies.get(t.cookieBucket(now)) // forgets the secrets of old buckets
+	return due
 }
 
 // ackCarried notes that a flush carried the acks a session owed; when no

@@ -260,7 +260,7 @@ func (r *reassembler) expireLocked(now int64) {
 	}
 }
 
-// pending reports the incomplete messages and bytes held (for tests).
+// pending reports the incomplete messages and bytes held.
 func (r *reassembler) pending() (msgs, bytes int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

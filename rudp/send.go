@@ -158,19 +158,25 @@ func (t *Transport) enqueue(ctx context.Context, s *session, kind byte, size int
 		waited = true
 		s.mu.Lock()
 	}
+	now := t.now()
 	if s.queuedLocked() == 0 {
-		s.progressLocked(t.now()) // progress is measured from the first byte in flight
+		s.progressLocked(now) // progress is measured from the first byte in flight
 	}
-	s.enqueueLocked(kind, size, parts, done != nil)
+	established := s.state == stateEstablished
+	hot := established && !s.corked && !s.flushing && size < t.kcpMSS && now-s.sendFlushAt < int64(hotWindow)
+	// A small message that a flush soon after will carry (the flusher's,
+	// the deliverer's after a corked burst, or the next round of a
+	// goroutine flushing now) waits in the queue for it, sharing segments.
+	later := size < t.kcpMSS && (hot || s.corked || established && s.flushing)
+	s.enqueueLocked(kind, size, parts, done != nil, later)
 	if done != nil {
 		s.tracked = append(s.tracked, trackedMsg{end: s.appended, done: done})
 	}
 	activate := !s.active
 	s.active = true
-	now := t.now()
 	if s.corked {
 		s.mu.Unlock() // the deliverer flushes after its burst (deliverFrames)
-	} else if s.state == stateEstablished && !s.flushing && size < t.kcpMSS && now-s.sendFlushAt < int64(hotWindow) {
+	} else if hot {
 		// A stream of small sends: let the flusher goroutine send what
 		// accumulates, in full packets, while this sender goes on.
 		queue := !s.queuedFlush

@@ -76,3 +76,63 @@ func (g *gather) copyOut() []byte {
 	g.bufs, g.head, g.n = g.bufs[:0], 0, 0
 	return out
 }
+
+// sendQueue holds framed messages waiting for KCP. Small frames are
+// appended into a block that is reused once the queue is empty (KCP's Send
+// copies what it is handed, so nothing refers to the block then), and
+// adjacent frames in the block form one gather entry, so a burst of small
+// messages reaches KCP in segment-sized pieces without an allocation or a
+// copy per message.
+type sendQueue struct {
+	gather
+	blk  []byte
+	open bool // the last gather entry ends at len(blk) and may grow
+}
+
+// Block sizes of sendQueue: frames above maxBlockFrame get their own
+// allocation; an idle session keeps no block (release).
+const (
+	minBlock      = 4 << 10
+	maxBlock      = 64 << 10
+	maxBlockFrame = 16 << 10
+)
+
+// push appends a slice the queue now holds a reference to.
+func (q *sendQueue) push(b []byte) {
+	q.gather.push(b)
+	q.open = false
+}
+
+// appendFrame frames a message (the concatenation of parts) at the end of
+// the queue.
+func (q *sendQueue) appendFrame(kind byte, size int, parts [][]byte, ackNow bool) {
+	need := frameHeaderSize + size
+	if q.n == 0 {
+		q.blk, q.open = q.blk[:0], false
+	}
+	if need > maxBlockFrame {
+		q.push(appendFrame(make([]byte, 0, need), kind, size, parts, ackNow))
+		return
+	}
+	if cap(q.blk)-len(q.blk) < need {
+		q.blk = make([]byte, 0, min(max(2*cap(q.blk), minBlock), maxBlock))
+		q.open = false
+	}
+	start := len(q.blk)
+	q.blk = appendFrame(q.blk, kind, size, parts, ackNow)
+	if q.open {
+		last := &q.bufs[len(q.bufs)-1]
+		*last = (*last)[:len(*last)+need]
+		q.n += need
+		return
+	}
+	q.gather.push(q.blk[start:len(q.blk):cap(q.blk)])
+	q.open = true
+}
+
+// release drops the block of an empty queue (the session went idle).
+func (q *sendQueue) release() {
+	if q.n == 0 {
+		q.blk, q.open = nil, false
+	}
+}

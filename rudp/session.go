@@ -52,7 +52,7 @@ type session struct {
 
 	// Outgoing bytes: framed messages waiting for KCP window room live in
 	// queue. Counters are cumulative byte offsets in the stream.
-	queue      gather
+	queue      sendQueue
 	direct     gather   // a message going straight to KCP (reused)
 	directBufs [][]byte // its slices (reused)
 	hdr        [frameHeaderSize]byte
@@ -250,6 +250,9 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 		}
 	}
 	for round := 0; ; round++ {
+		if ft == kcp.IKCP_FLUSH_FULL {
+			s.pushLocked() // what senders left queued for this flush
+		}
 		kcpFlush(s.kcp, ft)
 		s.sendHeldAcksLocked()
 		s.unlockAndWrite()
@@ -259,6 +262,9 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 		}
 		ft, s.flushWant = s.flushWant, 0
 		if round == 8 {
+			if ft == kcp.IKCP_FLUSH_FULL {
+				s.pushLocked()
+			}
 			kcpFlush(s.kcp, ft) // the last round; later notes flush themselves
 			s.sendHeldAcksLocked()
 			break
@@ -295,16 +301,17 @@ type firing struct {
 
 // enqueueLocked frames one message. When the session is established and
 // nothing waits ahead of it, it goes straight into KCP from the caller's
-// slices; whatever does not fit the window is copied into the queue.
-func (s *session) enqueueLocked(kind byte, size int, parts [][]byte, ackNow bool) {
+// slices; whatever does not fit the window is copied into the queue. With
+// later (a flush will follow soon: see enqueue), it joins the queue, so
+// that the messages queued until that flush share KCP segments.
+func (s *session) enqueueLocked(kind byte, size int, parts [][]byte, ackNow, later bool) {
 	binary.BigEndian.PutUint32(s.hdr[:], frameField(size, ackNow))
 	s.hdr[4] = kind
 	s.appended += uint64(frameHeaderSize + size)
 	s.msgEnds.push(s.appended)
-	if s.state != stateEstablished || s.queue.n > 0 {
-		frame := appendFrame(make([]byte, 0, frameHeaderSize+size), kind, size, parts, ackNow)
-		s.queue.push(frame)
-		if s.state == stateEstablished {
+	if s.state != stateEstablished || s.queue.n > 0 || later {
+		s.queue.appendFrame(kind, size, parts, ackNow)
+		if s.state == stateEstablished && !later {
 			s.pushLocked()
 		}
 		return
@@ -392,7 +399,7 @@ func (s *session) dieLocked(reason error) {
 	}
 	s.tracked = nil
 	s.kcp = nil
-	s.queue, s.direct, s.directBufs = gather{}, gather{}, nil
+	s.queue, s.direct, s.directBufs = sendQueue{}, gather{}, nil
 	s.segEnds, s.msgEnds = fifo{}, fifo{}
 	s.dec = frameDecoder{}
 	s.changed.broadcast()
@@ -412,6 +419,7 @@ func (s *session) tick() bool {
 	idle := s.idleLocked()
 	if idle {
 		s.active = false
+		s.queue.release()
 	}
 	s.flushUnlock(kcp.IKCP_FLUSH_FULL, false)
 	return idle

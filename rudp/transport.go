@@ -45,6 +45,7 @@ type Transport struct {
 	activeMu  sync.Mutex
 	newActive []*session
 	wake      chan struct{}
+	hsStarted atomic.Bool // a handshake started since the timer loop last looked (sweep)
 
 	closing   atomic.Bool
 	done      chan struct{}
@@ -242,6 +243,7 @@ func (t *Transport) session(to netip.AddrPort) (*session, error) {
 		s.mu.Lock()
 		t.sendSynLocked(s, t.now())
 		s.mu.Unlock()
+		t.watchHandshake()
 	}
 	return s, nil
 }
