@@ -74,17 +74,17 @@ func TestPrimeAcks(t *testing.T) {
 		}
 	}
 	waitDisarmed()
-	s.dataIn.Store(0) // a never received data: a one-way sender
+	s.ackDueAt.Store(0) // a never received data: a one-way sender
 	a.primeAcks(s)
 	if armed() {
 		t.Fatal("primed without a conversation")
 	}
-	s.dataIn.Store(a.now() - 2*int64(primeWindow))
+	s.ackDueAt.Store(a.now() - 2*int64(primeWindow))
 	a.primeAcks(s)
 	if armed() {
 		t.Fatal("primed for a conversation gone quiet")
 	}
-	s.dataIn.Store(a.now())
+	s.ackDueAt.Store(a.now())
 	a.primeAcks(s)
 	if !armed() {
 		t.Fatal("not primed in a conversation")
@@ -123,6 +123,65 @@ func TestPrimedExchangeDelivers(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("acks owed: client %d, server %d; unacknowledged bytes %d, %d", cli.acksOwed.Load(), srv.acksOwed.Load(),
 				queued(cli, srv.LocalAddr()), queued(srv, cli.LocalAddr()))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestEarlyAckTimerWaits: an ack timer that fires (primed) before an ack
+// has waited ackDelay does not send it yet: the session stays queued and
+// the timer is armed for the rest; then the ack goes.
+func TestEarlyAckTimerWaits(t *testing.T) {
+	a := listenUDP(t, Config{})
+	bIn := newInbox()
+	b := listenUDP(t, bIn.config(Config{}))
+	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if !bIn.waitFor(10*time.Second, func() bool { return len(bIn.msgs) == 1 }) {
+		t.Fatal("no message")
+	}
+	s := b.lookup(a.LocalAddr())
+	quiet := func() bool {
+		b.ackMu.Lock()
+		defer b.ackMu.Unlock()
+		return !b.ackArmed && b.acksOwed.Load() == 0
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !quiet() {
+		if time.Now().After(deadline) {
+			t.Fatal("acks still owed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// An ack that has just become due, found by a timer armed earlier.
+	s.mu.Lock()
+	s.ackDue = true
+	s.ackDueAt.Store(b.now() + int64(time.Hour)) // it keeps waiting
+	b.acksOwed.Add(1)
+	s.mu.Unlock()
+	b.ackMu.Lock()
+	b.ackq = append(b.ackq, s)
+	b.ackMu.Unlock()
+	b.flushAcks()
+	b.ackMu.Lock()
+	queued, armed := len(b.ackq), b.ackArmed
+	b.ackMu.Unlock()
+	if queued != 1 || !armed {
+		t.Fatalf("after an early firing: %d queued, armed %v; want 1 and true", queued, armed)
+	}
+	s.mu.Lock()
+	still := s.ackDue
+	s.mu.Unlock()
+	if !still {
+		t.Fatal("an early firing flushed the ack")
+	}
+	// Once due, the timer (armed for the rest) flushes it.
+	s.ackDueAt.Store(b.now() - int64(time.Hour))
+	deadline = time.Now().Add(10 * time.Second)
+	for b.acksOwed.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the ack was never flushed")
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -49,8 +49,8 @@ func (t *Transport) scheduleAcks() {
 	}
 }
 
-// primeWindow: a session that owed a delayed ack this recently is in a
-// conversation (request/response), and its data going out is likely
+// primeWindow: a session that began to owe a delayed ack this recently is
+// in a conversation (request/response), and its data going out is likely
 // answered soon.
 const primeWindow = 5 * ackDelay
 
@@ -61,9 +61,12 @@ const primeWindow = 5 * ackDelay
 // better done here, with the data already on the wire, than when the
 // answer arrives, where the wake-up delays its delivery. In a steady
 // exchange the timer never fires: each packet out carries the acks owed
-// and stops it (ackCarried), and is followed by the next priming.
+// and stops it (ackCarried), and is followed by the next priming. A primed
+// timer that fires before an ack has waited ackDelay waits again for the
+// rest (flushAcks), so priming never shortens the wait for data to carry
+// an ack.
 func (t *Transport) primeAcks(s *session) {
-	if in := s.dataIn.Load(); in == 0 || t.now()-in > int64(primeWindow) {
+	if due := s.ackDueAt.Load(); due == 0 || t.now()-due > int64(primeWindow) {
 		return
 	}
 	t.ackMu.Lock()
@@ -82,8 +85,17 @@ func (t *Transport) flushAcks() {
 	due := t.ackq
 	t.ackq, t.ackArmed = t.ackSpare[:0], false
 	t.ackMu.Unlock()
+	now := t.now()
+	var later []*session // rarely any: no scratch kept
+	wait := int64(ackDelay)
 	for _, s := range due {
 		s.mu.Lock()
+		if left := int64(ackDelay) - (now - s.ackDueAt.Load()); s.ackDue && left > 0 {
+			s.mu.Unlock() // a primed timer fired early: wait for the rest
+			later = append(later, s)
+			wait = min(wait, left)
+			continue
+		}
 		if s.ackDue {
 			s.ackDue = false
 			t.acksOwed.Add(-1)
@@ -95,6 +107,13 @@ func (t *Transport) flushAcks() {
 	clear(due)
 	t.ackMu.Lock()
 	t.ackSpare = due[:0]
+	if len(later) > 0 {
+		t.ackq = append(t.ackq, later...)
+		if !t.ackArmed {
+			t.ackArmed = true
+			t.ackTimer.Reset(time.Duration(wait))
+		}
+	}
 	t.ackMu.Unlock()
 }
 
@@ -238,10 +257,10 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 	case owesAcks(seg): // a pure acknowledgement owes nothing back
 		if !s.ackDue {
 			s.ackDue = true
+			s.ackDueAt.Store(now)
 			t.acksOwed.Add(1)
 			t.acksDue = append(t.acksDue, s)
 		}
-		s.dataIn.Store(now)
 		s.unlockAndWrite()
 	default:
 		s.unlockAndWrite()

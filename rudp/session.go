@@ -32,7 +32,7 @@ type session struct {
 
 	lastRecv atomic.Int64 // transport clock, ns
 	lastSend atomic.Int64
-	dataIn   atomic.Int64 // when it last owed a delayed ack (primeAcks, readloop.go)
+	ackDueAt atomic.Int64 // when ackDue was last set (primeAcks, flushAcks)
 
 	mu          sync.Mutex
 	state       sessionState

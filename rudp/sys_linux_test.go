@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func rawPair(t *testing.T, network, addr string) (*net.UDPConn, *rawSock) {
@@ -194,4 +195,28 @@ func TestTransportDualStack(t *testing.T) {
 	if !bIn.waitFor(10*time.Second, func() bool { return len(bIn.msgs) == 1 }) {
 		t.Fatal("no reply over the dual-stack socket")
 	}
+}
+
+// FuzzSockaddr: any bytes the kernel could leave in a name buffer, with
+// any reported length, decode without panicking, and what decodes
+// encodes back to the same address.
+func FuzzSockaddr(f *testing.F) {
+	var sa syscall.RawSockaddrInet6
+	n := putSockaddr(&sa, netip.MustParseAddrPort("127.0.0.1:9"), false)
+	f.Add((*[syscall.SizeofSockaddrInet6]byte)(unsafe.Pointer(&sa))[:], n)
+	n = putSockaddr(&sa, netip.MustParseAddrPort("[2001:db8::1]:9"), true)
+	f.Add((*[syscall.SizeofSockaddrInet6]byte)(unsafe.Pointer(&sa))[:], n)
+	f.Fuzz(func(t *testing.T, b []byte, n uint32) {
+		var sa syscall.RawSockaddrInet6
+		copy((*[syscall.SizeofSockaddrInet6]byte)(unsafe.Pointer(&sa))[:], b)
+		ap := sockaddrToAddrPort(&sa, n)
+		if !ap.IsValid() || ap.Addr().Zone() != "" {
+			return
+		}
+		var back syscall.RawSockaddrInet6
+		m := putSockaddr(&back, ap, ap.Addr().Is6())
+		if got := sockaddrToAddrPort(&back, m); got != ap {
+			t.Fatalf("%v encodes and decodes as %v", ap, got)
+		}
+	})
 }
