@@ -22,6 +22,14 @@
 
 package kcp
 
+// maxRTOPerFlush bounds the segments one flush sends again because their
+// retransmission timer expired (kcp-go: all of them). A timer that expired
+// because the peer's process did not run, not because data was lost,
+// then costs a few segments sent twice instead of the whole window; the
+// rest follow at the next flushes (each acknowledgement of a resent
+// segment triggers one), or by fast retransmission.
+const maxRTOPerFlush = 8
+
 // Flush sends what is due through the output callback: the acks owed,
 // window probes, and with IKCP_FLUSH_FULL new segments the window admits
 // and segments due for retransmission. Packets are at most the MTU; the
@@ -142,7 +150,7 @@ func (kcp *KCP) Flush(flushType FlushType) (nextUpdate uint32) {
 				segment.rto = kcp.rx_rto
 				segment.resendts = current + segment.rto
 				change++
-			} else if _itimediff(current, segment.resendts) >= 0 { // RTO
+			} else if _itimediff(current, segment.resendts) >= 0 && lostSegs < maxRTOPerFlush { // RTO
 				needsend = true
 				if kcp.nodelay == 0 {
 					segment.rto += kcp.rx_rto

@@ -39,6 +39,9 @@
 //   - Flush is exported (kcp-go's flush is not), RecvFunc hands out data
 //     without copying it, and the flush buffer is borrowed per flush
 //     instead of 3 x MTU held per session;
+//   - one flush resends at most maxRTOPerFlush segments whose timer
+//     expired (kcp-go: all of them), so a peer that did not run for a
+//     while costs a few duplicate segments, not a window of them;
 //   - in-order segments skip the reorder heap, which is typed (no boxing);
 //   - no logging, no global counters, no Update/Check (rudp runs its own
 //     timer).

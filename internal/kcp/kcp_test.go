@@ -312,3 +312,42 @@ func FuzzInput(f *testing.F) {
 		checkHeld(t, k)
 	})
 }
+
+// TestRTOBounded: when the retransmission timer of a whole window expires
+// at once (the peer did not run, or everything was lost), one flush sends
+// at most maxRTOPerFlush segments again; later flushes send the rest.
+func TestRTOBounded(t *testing.T) {
+	useTestClock(t)
+	var sent int
+	k := NewKCP(7, func(buf []byte, n int) {
+		for p := buf[:n]; len(p) >= IKCP_OVERHEAD; {
+			if p[4] == IKCP_CMD_PUSH {
+				sent++
+			}
+			p = p[IKCP_OVERHEAD+int(binary.LittleEndian.Uint32(p[20:])):]
+		}
+	})
+	k.NoDelay(1, 10, 2, 1)
+	k.WndSize(128, 128)
+	k.SetMtu(MaxMTU)
+	for range 32 { // the peer's window before it advertised one
+		k.Send(make([]byte, 1000))
+	}
+	k.Flush(IKCP_FLUSH_FULL)
+	if sent != 32 {
+		t.Fatalf("first flush sent %d segments, want 32", sent)
+	}
+	testNow += 10_000 // every timer expired
+	for i := 1; i <= 32/maxRTOPerFlush; i++ {
+		sent = 0
+		k.Flush(IKCP_FLUSH_FULL)
+		if sent != maxRTOPerFlush {
+			t.Fatalf("flush %d after the timeout sent %d segments again, want %d", i, sent, maxRTOPerFlush)
+		}
+	}
+	sent = 0
+	k.Flush(IKCP_FLUSH_FULL)
+	if sent != 0 {
+		t.Fatalf("%d segments sent a third time before their new timeout", sent)
+	}
+}
