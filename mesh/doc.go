@@ -19,9 +19,12 @@
 //     one sender are handled in order.
 //   - USend: the same, unreliable: it arrives whole or not at all.
 //   - SendMany, USendMany: fan-out along a tree; the sender reaches at most
-//     limit nodes and each relays to its share of the rest. Every node gets
-//     the message exactly once; when a relay is unreachable its share is
-//     still delivered and a *FanoutError names the nodes that failed.
+//     limit nodes and each relays to its share of the rest (limit <= 0: the
+//     sender reaches every node itself, which measured fastest for 64 node
+//     processes on 2 cores: each relay adds a process wake-up to the path).
+//     Every node gets the message exactly once; when a relay is unreachable
+//     its share is still delivered and a *FanoutError names the nodes that
+//     failed.
 //   - SendRPC, SendRPCWithContext: bytes in, bytes out, to a HandleRPC
 //     handler; default timeout 3 s. The deadline travels with the request
 //     (HandleRPCWithContext handlers see it), and cancelling the context

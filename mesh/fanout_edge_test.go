@@ -154,9 +154,10 @@ func TestSpreadSilentRelay(t *testing.T) {
 		targets = append(targets, ap)
 	}
 	// Limit 2: the silent transport relays for addrs[0], addrs[1] is one
-	// relay with addrs[2] as its share.
+	// relay with addrs[2] as its share. The hops wait 9/10 of the time
+	// left, the takeover gets the rest: 400 ms here.
 	m := &fanMsg{id: rand.Uint64(), cmd: 80, flags: fanReliable, limit: 2, origin: sender.self,
-		deadline: time.Now().Add(500 * time.Millisecond), payload: []byte{0x80}}
+		deadline: time.Now().Add(4 * time.Second), payload: []byte{0x80}}
 	sender.fan.firstSight(m.id)
 	takeovers := sender.metrics.relayTakeovers.Load()
 	failed := sender.spread(m, targets)

@@ -3,7 +3,7 @@ package rudp
 import (
 	"encoding/binary"
 
-	kcp "github.com/xtaci/kcp-go/v5"
+	"github.com/marsmesh/marsmesh/internal/kcp"
 )
 
 // Held acknowledgements.
@@ -77,8 +77,9 @@ func ackOnly(p []byte) bool {
 }
 
 // maxSegmentData is the most data one incoming KCP segment may carry:
-// kcp-go copies each into a 1,500-byte pool buffer and would panic on more.
-const maxSegmentData = 1500
+// internal/kcp's Input refuses more too; checking first keeps a bad packet
+// from being applied in part.
+const maxSegmentData = kcp.MaxSegmentData
 
 // segmentsFit reports whether every segment of a KCP packet declares a
 // length within the packet and within maxSegmentData.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	kcp "github.com/xtaci/kcp-go/v5"
+	"github.com/marsmesh/marsmesh/internal/kcp"
 )
 
 func TestAckOnly(t *testing.T) {

@@ -1,11 +1,10 @@
 package rudp
 
 import (
-	"errors"
 	"net/netip"
 	"slices"
 
-	kcp "github.com/xtaci/kcp-go/v5"
+	"github.com/marsmesh/marsmesh/internal/kcp"
 )
 
 // Delivery of reliable messages. Only one goroutine at a time (the
@@ -77,27 +76,23 @@ func (s *session) pullLocked(frames []frame) (out []frame, own, ackNow bool, err
 	return frames, true, ackNow, err
 }
 
-var errOversized = errors.New("oversized KCP message")
-
-// recvLocked decodes every complete frame KCP holds.
+// recvLocked decodes every complete frame KCP holds, reading its segments
+// in place.
 func (s *session) recvLocked(frames []frame) ([]frame, bool, error) {
 	ackNow := false
 	emit := func(kind byte, payload []byte, now bool) {
 		frames = append(frames, frame{kind, payload})
 		ackNow = ackNow || now
 	}
-	for {
-		n := s.kcp.Recv(s.rbuf)
-		if n == -1 {
-			return frames, ackNow, nil
-		}
-		if n < 0 {
-			return frames, ackNow, errOversized
-		}
-		if err := s.dec.feed(s.rbuf[:n], emit); err != nil {
-			return frames, ackNow, err
+	var err error
+	feed := func(p []byte) {
+		if err == nil {
+			err = s.dec.feed(p, emit)
 		}
 	}
+	for err == nil && s.kcp.RecvFunc(feed) {
+	}
+	return frames, ackNow, err
 }
 
 // finishDelivery runs after the deliverer handed its frames to OnMessage:

@@ -1,5 +1,6 @@
 // Package rudp carries reliable and unreliable messages between processes
-// over one UDP port each, on the KCP state machine of kcp-go.
+// over one UDP port each, on the KCP state machine of kcp-go (a fork of it
+// in internal/kcp, with segments sized to the path).
 //
 // # Reliable messages
 //
@@ -74,8 +75,11 @@
 // next round of a flush under way) also share KCP segments, so one
 // segment, its acknowledgement and its bookkeeping serve many messages. A
 // lone message still goes out at once, in its own segment. Where the interface towards
-// the peer has a large MTU (loopback, jumbo frames), a session packs its
-// KCP segments into datagrams of up to 16 KiB. On Linux (amd64, arm64)
+// the peer has a large MTU (loopback, jumbo frames), a session's KCP
+// segments are up to 16 KiB and its datagrams up to 63 KiB (a 64 KiB
+// message is 5 segments in 2 datagrams on loopback instead of 48 and 48);
+// a session's receive side holds at most about Config.RecvWindow x 1,536
+// bytes whatever its segment size. On Linux (amd64, arm64)
 // these socket calls are raw system calls on the non-blocking socket
 // (syscall.RawSyscall6 inside its RawConn), which spares an idle process
 // the wake-up of the runtime's sysmon thread that an ordinary system call

@@ -24,8 +24,9 @@ const ackNowBit = 1 << 31
 func frameLength(v uint32) (uint32, bool) { return v &^ ackNowBit, v&ackNowBit != 0 }
 
 // maxPrealloc caps how much of an announced body is allocated before its
-// bytes arrive; the rest grows as data comes in.
-const maxPrealloc = 64 << 10
+// bytes arrive (a 64 KiB message with its headers fits); beyond it the
+// body grows as data comes in, doubling up to the announced size.
+const maxPrealloc = 128 << 10
 
 // feed consumes p and calls emit for every complete frame, in order. The
 // payload handed to emit is owned by the callee. It returns an error
@@ -40,8 +41,9 @@ func (d *frameDecoder) feed(p []byte, emit func(kind byte, payload []byte, ackNo
 					return fmt.Errorf("%w: frame announces %d bytes, limit %d", ErrProtocol, n, maxFrameSize)
 				}
 				if int(n) <= len(p)-frameHeaderSize {
-					body := make([]byte, n)
-					copy(body, p[frameHeaderSize:])
+					src := p[frameHeaderSize : frameHeaderSize+int(n)]
+					body := make([]byte, len(src))
+					copy(body, src) // make+copy: not cleared first
 					emit(p[4], body, now)
 					p = p[frameHeaderSize+int(n):]
 					continue
@@ -62,6 +64,11 @@ func (d *frameDecoder) feed(p []byte, emit func(kind byte, payload []byte, ackNo
 		}
 		want := d.size - len(d.body)
 		c := min(want, len(p))
+		if len(d.body)+c > cap(d.body) {
+			nb := make([]byte, len(d.body), min(d.size, max(2*cap(d.body), len(d.body)+c)))
+			copy(nb, d.body)
+			d.body = nb
+		}
 		d.body = append(d.body, p[:c]...)
 		p = p[c:]
 		if len(d.body) == d.size {

@@ -4,7 +4,7 @@ import (
 	"runtime"
 	"time"
 
-	kcp "github.com/xtaci/kcp-go/v5"
+	"github.com/marsmesh/marsmesh/internal/kcp"
 )
 
 // The transport's own goroutines besides the read loop: the flusher

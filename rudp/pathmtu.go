@@ -8,18 +8,19 @@ import (
 
 // Bigger datagrams where the path allows.
 //
-// kcp-go keeps every segment in a 1,500-byte pool buffer, so segments stay
-// at most t.kcpMSS bytes; but one KCP packet may carry many segments, up to
-// the MTU given to SetMtu. Where the interface that reaches the peer has a
-// larger MTU than the usual 1,500 (loopback: 65,536; jumbo frames: 9,000),
-// a session packs its segments into datagrams of up to maxWirePacket bytes:
-// a 64 KiB message then takes 5 datagrams instead of 48, each way. Every
-// rudp transport reads datagrams of up to readBufSize bytes, so both ends
-// of a session always accept what the other sends.
+// Where the interface that reaches the peer has a larger MTU than the usual
+// 1,500 (loopback: 65,536; jumbo frames: 9,000), a session's KCP packets
+// are up to maxWirePacket bytes and its segments up to kcp.MaxSegmentData
+// (16 KiB; internal/kcp sizes their buffers to fit): a 64 KiB message then
+// takes 5 segments in 2 datagrams on loopback instead of 48 segments in
+// 48 datagrams, each way. Every rudp transport reads datagrams of up to
+// readBufSize bytes and accepts segments of up to kcp.MaxSegmentData, so
+// both ends of a session always accept what the other sends.
 
 // maxWirePacket is the largest UDP payload a session sends where the path
-// allows; MaxPacketSize where it does not.
-const maxWirePacket = 16 << 10
+// allows (below the 65,507 bytes of an IPv4 UDP datagram, with room for a
+// seal); MaxPacketSize where it does not.
+const maxWirePacket = 63 << 10
 
 // readBufSize is the read buffer per datagram: room for maxWirePacket and
 // anything a layer adds in front (sealing).

@@ -1,10 +1,11 @@
 package rudp
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"time"
 
-	kcp "github.com/xtaci/kcp-go/v5"
+	"github.com/marsmesh/marsmesh/internal/kcp"
 )
 
 func (t *Transport) readFrom(buf []byte) (int, netip.AddrPort, error) {
@@ -253,13 +254,15 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 		// Acknowledged after delivery: a sender waiting on the
 		// acknowledgement knows OnMessage has run.
 		s.unlockAndWrite()
-	default:
+	case owesAcks(seg): // a pure acknowledgement owes nothing back
 		if !s.ackDue {
 			s.ackDue = true
 			s.ackDueAt.Store(now)
 			t.acksOwed.Add(1)
 			t.acksDue = append(t.acksDue, s)
 		}
+		s.unlockAndWrite()
+	default:
 		s.unlockAndWrite()
 	}
 	if !own {
@@ -284,4 +287,20 @@ func (t *Transport) peerUp(s *session, inc uint64) {
 	if activate {
 		t.activate(s)
 	}
+}
+
+// owesAcks reports whether a KCP packet holds a segment KCP answers (data,
+// or a window probe): a pure acknowledgement leaves nothing to send back.
+func owesAcks(p []byte) bool {
+	for len(p) >= kcpOverhead {
+		if c := p[4]; c == kcp.IKCP_CMD_PUSH || c == kcp.IKCP_CMD_WASK {
+			return true
+		}
+		n := int(binary.LittleEndian.Uint32(p[20:]))
+		if n < 0 || n > len(p)-kcpOverhead {
+			return true
+		}
+		p = p[kcpOverhead+n:]
+	}
+	return false
 }

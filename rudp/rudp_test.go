@@ -3,15 +3,11 @@ package rudp
 import (
 	"bytes"
 	"errors"
-	"runtime/debug"
-	"strings"
 	"testing"
 	"time"
 )
 
-func TestKCPFlushLinked(t *testing.T) {
-	// kcpFlush links to an unexported kcp-go method; this fails (or the
-	// build does) if a kcp-go upgrade removes or renames it.
+func TestFirstMessageOverUDP(t *testing.T) {
 	a := listenUDP(t, Config{})
 	bIn := newInbox()
 	b := listenUDP(t, bIn.config(Config{}))
@@ -98,23 +94,5 @@ func TestHeaderRoom(t *testing.T) {
 		if !errors.Is(err, ErrTooLarge) {
 			t.Fatalf("oversized: %v, want ErrTooLarge", err)
 		}
-	}
-}
-
-func TestKCPVersionCheck(t *testing.T) {
-	if err := kcpVersionErr(); err != nil {
-		t.Fatalf("this build: %v", err)
-	}
-	ok := []*debug.Module{{Path: "other", Version: "v1.0.0"}, {Path: kcpModule, Version: "v5.6.72"}}
-	if err := checkKCPVersion(ok); err != nil {
-		t.Fatal(err)
-	}
-	bad := []*debug.Module{{Path: kcpModule, Version: "v5.7.0"}}
-	if err := checkKCPVersion(bad); !errors.Is(err, ErrKCPVersion) || !strings.Contains(err.Error(), "v5.7.0") {
-		t.Fatalf("untested version: %v", err)
-	}
-	replaced := []*debug.Module{{Path: kcpModule, Version: "v5.6.72", Replace: &debug.Module{Path: "../kcp-go"}}}
-	if err := checkKCPVersion(replaced); !errors.Is(err, ErrKCPVersion) {
-		t.Fatalf("local replacement: %v", err)
 	}
 }

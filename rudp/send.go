@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	kcp "github.com/xtaci/kcp-go/v5"
+	"github.com/marsmesh/marsmesh/internal/kcp"
 )
 
 // SendOptions tunes SendMsg.

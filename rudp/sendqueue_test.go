@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marsmesh/marsmesh/internal/kcp"
 	"github.com/marsmesh/marsmesh/rudp/faultnet"
-	kcp "github.com/xtaci/kcp-go/v5"
 )
 
 // drainQueue takes q's bytes in pieces of at most max and decodes them.
@@ -146,14 +146,18 @@ func TestLaterSharesSegments(t *testing.T) {
 }
 
 // TestHotStreamInOrder: a tight loop of small sends (left to the flusher
-// once hot) and larger ones in between arrives whole and in order.
+// once hot) and larger ones in between arrives whole and in order, also
+// over a network that loses, duplicates and reorders packets.
 func TestHotStreamInOrder(t *testing.T) {
-	for _, net := range []string{"mem", "udp"} {
+	for _, net := range []string{"mem", "mem-lossy", "udp"} {
 		t.Run(net, func(t *testing.T) {
 			var a, b *Transport
 			bIn := newInbox()
-			if net == "mem" {
+			if net != "udp" {
 				n := faultnet.New(2)
+				if net == "mem-lossy" {
+					n.SetFaults(faultnet.Faults{Loss: 0.05, Duplicate: 0.02, Reorder: 0.05})
+				}
 				a, b = listenMem(t, n, Config{}), listenMem(t, n, bIn.config(Config{}))
 			} else {
 				a, b = listenUDP(t, Config{}), listenUDP(t, bIn.config(Config{}))

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	kcp "github.com/xtaci/kcp-go/v5"
+	"github.com/marsmesh/marsmesh/internal/kcp"
 )
 
 type sessionState uint8
@@ -49,6 +49,7 @@ type session struct {
 	heldAcks    []byte // ACK segments held for the next packet (ackhold.go)
 	joinBuf     []byte // scratch: held acks joined to a packet
 	mtu         int    // KCP packet size (see pathmtu.go)
+	mss         int    // KCP segment data size: mtu - kcpOverhead
 
 	// Outgoing bytes: framed messages waiting for KCP window room live in
 	// queue. Counters are cumulative byte offsets in the stream.
@@ -56,7 +57,6 @@ type session struct {
 	direct     gather   // a message going straight to KCP (reused)
 	directBufs [][]byte // its slices (reused)
 	hdr        [frameHeaderSize]byte
-	scratch    []byte // a piece gathered across slices
 	tx         *txBatch
 	naddr      net.Addr
 	appended   uint64 // bytes framed so far
@@ -85,7 +85,6 @@ type session struct {
 	stuckRetx  int    // how often stuckSn was sent again since stallSince
 
 	dec     frameDecoder
-	rbuf    []byte
 	changed signal // acks progressed or the session died
 	err     *PeerError
 
@@ -127,16 +126,16 @@ func (s *session) establishLocked(now int64) {
 	k.WndSize(s.t.cfg.SendWindow, s.t.cfg.RecvWindow)
 	s.mtu = s.t.sessionMTU(s.addr) // pathmtu.go
 	k.SetMtu(s.mtu)
+	s.mss = k.Mss()
+	k.SetRecvLimit(s.t.cfg.RecvWindow * recvBytesPerSegment)
 	s.kcp = k
-	s.rbuf = make([]byte, 2*MaxPacketSize)
-	s.scratch = make([]byte, 0, s.t.kcpMSS)
 	s.state = stateEstablished
 	s.establishedAt = now
 	s.lastRecv.Store(now)
 	s.progressLocked(now)
 	if s.queue.n > 0 {
 		s.pushLocked()
-		kcpFlush(s.kcp, kcp.IKCP_FLUSH_FULL)
+		s.kcp.Flush(kcp.IKCP_FLUSH_FULL)
 	}
 	s.releaseHeldLocked()
 }
@@ -253,7 +252,7 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 		if ft == kcp.IKCP_FLUSH_FULL {
 			s.pushLocked() // what senders left queued for this flush
 		}
-		kcpFlush(s.kcp, ft)
+		s.kcp.Flush(ft)
 		s.sendHeldAcksLocked()
 		s.unlockAndWrite()
 		s.mu.Lock()
@@ -265,7 +264,7 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 			if ft == kcp.IKCP_FLUSH_FULL {
 				s.pushLocked()
 			}
-			kcpFlush(s.kcp, ft) // the last round; later notes flush themselves
+			s.kcp.Flush(ft) // the last round; later notes flush themselves
 			s.sendHeldAcksLocked()
 			break
 		}
@@ -309,24 +308,64 @@ func (s *session) enqueueLocked(kind byte, size int, parts [][]byte, ackNow, lat
 	s.hdr[4] = kind
 	s.appended += uint64(frameHeaderSize + size)
 	s.msgEnds.push(s.appended)
-	if s.state != stateEstablished || s.queue.n > 0 || later {
+	if later || s.state != stateEstablished {
 		s.queue.appendFrame(kind, size, parts, ackNow)
-		if s.state == stateEstablished && !later {
-			s.pushLocked()
-		}
 		return
 	}
-	s.directBufs = append(append(s.directBufs[:0], s.hdr[:]), parts...)
-	s.direct.reset(s.directBufs)
-	limit := 2 * s.t.cfg.SendWindow
-	for s.direct.n > 0 && s.kcp.WaitSnd() < limit {
-		s.sendPieceLocked(s.direct.next(s.t.kcpMSS, s.scratch))
+	if s.queue.n > 0 {
+		s.pushLocked()
 	}
+	if s.queue.n > 0 && !s.roomLocked(s.queue.n+frameHeaderSize+size) {
+		// KCP takes no piece now: the frame waits behind the queue
+		// (copied; what waits is not copied again).
+		s.queue.appendFrame(kind, size, parts, ackNow)
+		return
+	}
+	// KCP takes a piece now, and less than a segment waits (a partial
+	// piece held back while the window was full): it leads this frame's
+	// first piece, and only what KCP cannot take is copied.
+	s.directBufs = s.queue.drainTo(s.directBufs[:0])
+	s.directBufs = append(append(s.directBufs, s.hdr[:]), parts...)
+	s.direct.reset(s.directBufs)
+	sp := scratchPool.Get().(*[]byte)
+	for s.direct.n > 0 && s.roomLocked(s.direct.n) {
+		s.sendPieceLocked(s.direct.next(s.mss, *sp))
+	}
+	scratchPool.Put(sp)
 	if s.direct.n > 0 {
 		s.queue.push(s.direct.copyOut())
 	}
 	clear(s.directBufs)
 }
+
+// drainTo appends the slices q still holds to dst and empties q; they
+// stay valid until the next appendFrame (which reuses the block).
+func (q *sendQueue) drainTo(dst [][]byte) [][]byte {
+	q.open = false
+	return q.gather.drainTo(dst)
+}
+
+// drainTo appends the slices g still holds to dst and empties g.
+func (g *gather) drainTo(dst [][]byte) [][]byte {
+	for _, b := range g.bufs[g.head:] {
+		if len(b) > 0 {
+			dst = append(dst, b)
+		}
+	}
+	clear(g.bufs)
+	g.bufs, g.head, g.n = g.bufs[:0], 0, 0
+	return dst
+}
+
+// scratchPool holds the buffers a piece spanning two slices is gathered
+// in (a frame header and the start of its body, or queued messages):
+// borrowed per call, so an idle session holds none.
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, kcp.MaxSegmentData); return &b }}
+
+// recvBytesPerSegment sizes the receive limit (kcp.SetRecvLimit) from
+// Config.RecvWindow: what a window of small segments holds, so a session
+// with large segments (pathmtu.go) holds no more bytes than one without.
+const recvBytesPerSegment = 1536
 
 func (s *session) sendPieceLocked(piece []byte) {
 	s.kcp.Send(piece)
@@ -346,16 +385,29 @@ func (s *session) idleLocked() bool {
 	return s.queue.n == 0 && s.kcp.WaitSnd() == 0
 }
 
+// roomLocked reports whether KCP takes another piece of the n bytes
+// waiting: a full segment while its queue holds less than two send windows,
+// a partial one only while the window could send it now. A partial piece
+// that would wait inside KCP as a segment of its own waits in s.queue
+// instead, where what follows joins it: a stream of small messages to a
+// peer whose window is full leaves in full segments.
+func (s *session) roomLocked(n int) bool {
+	w := s.kcp.WaitSnd()
+	return w < 2*s.t.cfg.SendWindow && (n >= s.mss || w < s.kcp.SendWindow())
+}
+
 // pushLocked hands queued bytes to KCP in segment-sized pieces while KCP's
 // queue has room, so small messages share segments under load.
 func (s *session) pushLocked() bool {
-	limit := 2 * s.t.cfg.SendWindow
-	moved := false
-	for s.queue.n > 0 && s.kcp.WaitSnd() < limit {
-		s.sendPieceLocked(s.queue.next(s.t.kcpMSS, s.scratch))
-		moved = true
+	if s.queue.n == 0 || !s.roomLocked(s.queue.n) {
+		return false
 	}
-	return moved
+	sp := scratchPool.Get().(*[]byte)
+	for s.queue.n > 0 && s.roomLocked(s.queue.n) {
+		s.sendPieceLocked(s.queue.next(s.mss, *sp))
+	}
+	scratchPool.Put(sp)
+	return true
 }
 
 // ackLocked folds KCP's acknowledgements into the byte and message counters.

@@ -1,0 +1,467 @@
+// The MIT License (MIT)
+//
+// Copyright (c) 2015 xtaci
+//
+// Permission is hereby granted, free of charge, to any person obtaining a copy
+// of this software and associated documentation files (the "Software"), to deal
+// in the Software without restriction, including without limitation the rights
+// to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+// copies of the Software, and to permit persons to whom the Software is
+// furnished to do so, subject to the following conditions:
+//
+// The above copyright notice and this permission notice shall be included in all
+// copies or substantial portions of the Software.
+//
+// THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+// IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+// FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+// AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+// LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+// OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+// SOFTWARE.
+
+// Package kcp is the KCP state machine of github.com/xtaci/kcp-go/v5
+// (v5.6.72, kcp.go and ringbuffer.go), forked for rudp under the MIT
+// license (see LICENSE in this directory). It keeps kcp-go's wire format,
+// its retransmission and window logic and the names rudp uses, and differs
+// in what rudp needs:
+//
+//   - segments may carry up to MaxSegmentData bytes (kcp-go: about 1,500,
+//     the size of its pool buffers) and packets up to MaxMTU, so a path with
+//     a large MTU carries a 64 KiB message in 5 segments instead of 48;
+//     segment buffers come from pools in a few size classes, so a small
+//     segment holds a small buffer;
+//   - Input checks every segment's length and never panics on any input;
+//   - the receive side can be bounded in bytes (SetRecvLimit): the window
+//     it advertises shrinks with the bytes it holds, and data beyond the
+//     bound is dropped unacknowledged, so a session holds at most about
+//     twice the limit whatever the peer sends;
+//   - Flush is exported (kcp-go's flush is not), RecvFunc hands out data
+//     without copying it, and the flush buffer is borrowed per flush
+//     instead of 3 x MTU held per session;
+//   - in-order segments skip the reorder heap, which is typed (no boxing);
+//   - no logging, no global counters, no Update/Check (rudp runs its own
+//     timer).
+package kcp
+
+import (
+	"encoding/binary"
+	"time"
+)
+
+// KCP protocol constants (as in kcp-go).
+const (
+	IKCP_RTO_NDL = 30    // no-delay mode: minimum RTO (ms)
+	IKCP_RTO_MIN = 100   // normal mode: minimum RTO (ms)
+	IKCP_RTO_DEF = 200   // default RTO (ms)
+	IKCP_RTO_MAX = 60000 // maximum RTO (ms)
+
+	IKCP_CMD_PUSH = 81 // cmd: push data
+	IKCP_CMD_ACK  = 82 // cmd: acknowledge
+	IKCP_CMD_WASK = 83 // cmd: window probe request (ask)
+	IKCP_CMD_WINS = 84 // cmd: window size response (tell)
+
+	IKCP_ASK_SEND = 1 // schedule sending IKCP_CMD_WASK
+	IKCP_ASK_TELL = 2 // schedule sending IKCP_CMD_WINS
+
+	IKCP_WND_SND = 32   // default send window (segments)
+	IKCP_WND_RCV = 32   // default receive window (segments)
+	IKCP_MTU_DEF = 1400 // default MTU (bytes)
+
+	IKCP_INTERVAL    = 100    // default flush interval (ms)
+	IKCP_OVERHEAD    = 24     // segment header: conv(4) cmd(1) frg(1) wnd(2) ts(4) sn(4) una(4) len(4)
+	IKCP_DEADLINK    = 20     // transmissions of one segment that mark the link dead
+	IKCP_THRESH_INIT = 2      // initial slow-start threshold (segments)
+	IKCP_THRESH_MIN  = 2      // minimum slow-start threshold (segments)
+	IKCP_PROBE_INIT  = 500    // initial window probe timeout (ms)
+	IKCP_PROBE_LIMIT = 120000 // maximum window probe timeout (ms)
+
+	// MaxMTU is the largest packet SetMtu accepts; a packet carries as
+	// many segments as fit.
+	MaxMTU = 64 << 10
+	// MaxSegmentData is the most data one segment may carry, sent or
+	// received; Input rejects a packet with a longer segment.
+	MaxSegmentData = 16<<10 - IKCP_OVERHEAD
+)
+
+// PacketType tells Input whether a packet came from the peer (regular).
+type PacketType int8
+
+const (
+	IKCP_PACKET_REGULAR PacketType = iota
+	IKCP_PACKET_FEC
+)
+
+// FlushType selects what Flush sends: acknowledgements only, or also data.
+type FlushType int8
+
+const (
+	IKCP_FLUSH_ACKONLY FlushType = 1 << iota
+	IKCP_FLUSH_FULL
+)
+
+var refTime = time.Now()
+
+// currentMs is the monotonic clock KCP timestamps use (a variable so that
+// tests can drive time).
+var currentMs = func() uint32 { return uint32(time.Since(refTime) / time.Millisecond) }
+
+// output_callback receives one packet; buf is valid only during the call.
+type output_callback func(buf []byte, size int)
+
+func _itimediff(later, earlier uint32) int32 {
+	return (int32)(later - earlier)
+}
+
+// segment is one KCP segment.
+type segment struct {
+	conv     uint32
+	cmd      uint8
+	frg      uint8
+	wnd      uint16
+	ts       uint32
+	sn       uint32
+	una      uint32
+	rto      uint32
+	xmit     uint32
+	resendts uint32
+	fastack  uint32
+	acked    uint32 // selectively acknowledged (data already recycled)
+	data     []byte
+}
+
+// encode writes the segment header into ptr and returns the rest of ptr.
+func (seg *segment) encode(ptr []byte) []byte {
+	_ = ptr[IKCP_OVERHEAD-1] // BCE hint
+	binary.LittleEndian.PutUint32(ptr, seg.conv)
+	ptr[4] = seg.cmd
+	ptr[5] = seg.frg
+	binary.LittleEndian.PutUint16(ptr[6:], seg.wnd)
+	binary.LittleEndian.PutUint32(ptr[8:], seg.ts)
+	binary.LittleEndian.PutUint32(ptr[12:], seg.sn)
+	binary.LittleEndian.PutUint32(ptr[16:], seg.una)
+	binary.LittleEndian.PutUint32(ptr[20:], uint32(len(seg.data)))
+	return ptr[IKCP_OVERHEAD:]
+}
+
+// KCP is one KCP connection's state machine: pure ARQ, no I/O, not safe
+// for concurrent use.
+type KCP struct {
+	conv  uint32 // conversation id, equal on both sides
+	mtu   uint32 // largest packet output (bytes)
+	mss   uint32 // largest segment data = mtu - IKCP_OVERHEAD
+	state uint32 // 0 = active, 0xFFFFFFFF = dead link
+
+	snd_una uint32 // oldest unacknowledged sequence number
+	snd_nxt uint32 // next sequence number to send
+	rcv_nxt uint32 // next sequence number expected
+
+	ssthresh           uint32
+	rx_rttvar, rx_srtt int32
+	rx_rto, rx_minrto  uint32
+	snd_wnd            uint32 // local send window (segments)
+	rcv_wnd            uint32 // local receive window (segments)
+	rmt_wnd            uint32 // the peer's advertised window (segments)
+	cwnd               uint32
+	incr               uint32
+
+	probe      uint32
+	ts_probe   uint32
+	probe_wait uint32
+
+	interval uint32
+	nodelay  uint32
+
+	dead_link  uint32
+	fastresend int32
+	nocwnd     int32
+	stream     int32
+
+	// Receive bound (SetRecvLimit): buffer bytes (capacities) held in
+	// rcv_queue and rcv_buf.
+	rcvLimit, queueBytes, bufBytes int
+
+	snd_queue *RingBuffer[segment] // waiting to enter the send window
+	rcv_queue *RingBuffer[segment] // in order, ready for Recv
+	snd_buf   *RingBuffer[segment] // in flight
+	rcv_buf   segmentHeap          // out of order
+
+	acklist []ackItem
+
+	output output_callback
+}
+
+type ackItem struct {
+	sn uint32
+	ts uint32
+}
+
+// NewKCP creates a state machine; conv must be equal on both peers, and
+// output is called with every packet to send.
+func NewKCP(conv uint32, output output_callback) *KCP {
+	kcp := new(KCP)
+	kcp.conv = conv
+	kcp.snd_wnd = IKCP_WND_SND
+	kcp.rcv_wnd = IKCP_WND_RCV
+	kcp.rmt_wnd = IKCP_WND_RCV
+	kcp.mtu = IKCP_MTU_DEF
+	kcp.mss = kcp.mtu - IKCP_OVERHEAD
+	kcp.rx_rto = IKCP_RTO_DEF
+	kcp.rx_minrto = IKCP_RTO_MIN
+	kcp.interval = IKCP_INTERVAL
+	kcp.ssthresh = IKCP_THRESH_INIT
+	kcp.dead_link = IKCP_DEADLINK
+	kcp.output = output
+	// The rings start small and grow with use: an idle session stays cheap.
+	kcp.snd_buf = NewRingBuffer[segment](RINGBUFFER_MIN)
+	kcp.rcv_queue = NewRingBuffer[segment](RINGBUFFER_MIN)
+	kcp.snd_queue = NewRingBuffer[segment](RINGBUFFER_MIN)
+	return kcp
+}
+
+func (kcp *KCP) recycleSegment(seg *segment) {
+	if seg.data != nil {
+		putBuf(seg.data)
+		seg.data = nil
+	}
+}
+
+// PeekSize is the size of the next whole message in the receive queue, or
+// -1 if there is none.
+func (kcp *KCP) PeekSize() (length int) {
+	seg, ok := kcp.rcv_queue.Peek()
+	if !ok {
+		return -1
+	}
+	if seg.frg == 0 {
+		return len(seg.data)
+	}
+	if kcp.rcv_queue.Len() < int(seg.frg+1) {
+		return -1
+	}
+	for seg := range kcp.rcv_queue.ForEach {
+		length += len(seg.data)
+		if seg.frg == 0 {
+			break
+		}
+	}
+	return
+}
+
+// Recv copies the next whole message into buffer and returns its size; -1
+// when there is none, -2 when buffer is too small for it.
+func (kcp *KCP) Recv(buffer []byte) (n int) {
+	peeksize := kcp.PeekSize()
+	if peeksize < 0 {
+		return -1
+	}
+	if peeksize > len(buffer) {
+		return -2
+	}
+	kcp.RecvFunc(func(p []byte) {
+		copy(buffer[n:], p)
+		n += len(p)
+	})
+	return n
+}
+
+// RecvFunc hands the next whole message to fn, one segment's data at a
+// time and without copying (the slices are valid only during fn). It
+// reports whether there was a message.
+func (kcp *KCP) RecvFunc(fn func([]byte)) bool {
+	if kcp.PeekSize() < 0 {
+		return false
+	}
+	closed := kcp.wnd_unused() == 0
+	for {
+		seg, ok := kcp.rcv_queue.Pop()
+		if !ok {
+			break
+		}
+		fn(seg.data)
+		kcp.queueBytes -= cap(seg.data)
+		kcp.recycleSegment(&seg)
+		if seg.frg == 0 {
+			break
+		}
+	}
+	kcp.moveReady()
+	if closed && kcp.wnd_unused() > 0 {
+		kcp.probe |= IKCP_ASK_TELL // tell the peer the window reopened
+	}
+	return true
+}
+
+// moveReady moves the segments that are now in order from rcv_buf to
+// rcv_queue, while the queue has room.
+func (kcp *KCP) moveReady() {
+	for kcp.rcv_buf.Len() > 0 {
+		seg := kcp.rcv_buf.top()
+		if seg.sn != kcp.rcv_nxt || kcp.rcv_queue.Len() >= int(kcp.rcv_wnd) {
+			return
+		}
+		s := kcp.rcv_buf.pop()
+		n := cap(s.data)
+		kcp.bufBytes -= n
+		kcp.queueBytes += n
+		kcp.rcv_queue.Push(s)
+		kcp.rcv_nxt++
+	}
+}
+
+// Send queues buffer as one message; it returns -1 for an empty buffer and
+// -2 for one of more than 255 segments.
+func (kcp *KCP) Send(buffer []byte) int {
+	if len(buffer) == 0 {
+		return -1
+	}
+	if kcp.stream != 0 {
+		// Stream mode: fill the last queued segment first.
+		if n := kcp.snd_queue.Len(); n > 0 {
+			for seg := range kcp.snd_queue.ForEachReverse {
+				if room := min(int(kcp.mss), cap(seg.data)) - len(seg.data); room > 0 {
+					extend := min(len(buffer), room)
+					oldlen := len(seg.data)
+					seg.data = seg.data[:oldlen+extend]
+					copy(seg.data[oldlen:], buffer)
+					buffer = buffer[extend:]
+				}
+				break
+			}
+		}
+		if len(buffer) == 0 {
+			return 0
+		}
+	}
+	count := (len(buffer) + int(kcp.mss) - 1) / int(kcp.mss)
+	if count > 255 {
+		return -2
+	}
+	for i := range count {
+		size := min(len(buffer), int(kcp.mss))
+		seg := segment{data: getBuf(size)}
+		copy(seg.data, buffer[:size])
+		if kcp.stream == 0 {
+			seg.frg = uint8(count - i - 1)
+		}
+		kcp.snd_queue.Push(seg)
+		buffer = buffer[size:]
+	}
+	return 0
+}
+
+// update_ack updates the smoothed RTT and RTO with a sample (RFC 6298).
+func (kcp *KCP) update_ack(rtt int32) {
+	if kcp.rx_srtt == 0 {
+		kcp.rx_srtt = rtt
+		kcp.rx_rttvar = rtt >> 1
+	} else {
+		delta := rtt - kcp.rx_srtt
+		kcp.rx_srtt += delta >> 3
+		if delta < 0 {
+			delta = -delta
+		}
+		if rtt < kcp.rx_srtt-kcp.rx_rttvar {
+			// a sample below the expected range weighs 8x less
+			kcp.rx_rttvar += (delta - kcp.rx_rttvar) >> 5
+		} else {
+			kcp.rx_rttvar += (delta - kcp.rx_rttvar) >> 2
+		}
+	}
+	rto := uint32(kcp.rx_srtt) + max(kcp.interval, uint32(kcp.rx_rttvar)<<2)
+	kcp.rx_rto = min(max(kcp.rx_minrto, rto), IKCP_RTO_MAX)
+}
+
+// wnd_unused is the receive window advertised to the peer: free slots of
+// the receive queue, and with a receive limit no more segments of this
+// session's size than the bytes left under it.
+func (kcp *KCP) wnd_unused() uint16 {
+	free := int(kcp.rcv_wnd) - kcp.rcv_queue.Len()
+	if kcp.rcvLimit > 0 {
+		free = min(free, (kcp.rcvLimit-kcp.queueBytes-kcp.bufBytes)/int(kcp.mss))
+	}
+	if free <= 0 {
+		return 0
+	}
+	return uint16(min(free, 0xffff))
+}
+
+// SetRecvLimit bounds the receive side: bytes (of segment buffers) held
+// for the application and out of order. The advertised window shrinks as
+// they grow; an out-of-order segment that would pass the limit, or an
+// in-order one while the queue for the application alone is at it, is
+// dropped unacknowledged (the peer sends it again). 0: no limit.
+func (kcp *KCP) SetRecvLimit(bytes int) {
+	kcp.rcvLimit = max(bytes, 0)
+}
+
+// SetMtu sets the largest packet size, at most MaxMTU (segments carry at
+// most MaxSegmentData of it); call it before anything is sent. It returns -1 for a size out of range or when data is
+// queued.
+func (kcp *KCP) SetMtu(mtu int) int {
+	if mtu <= IKCP_OVERHEAD || mtu > MaxMTU || kcp.WaitSnd() > 0 {
+		return -1
+	}
+	kcp.mtu = uint32(mtu)
+	kcp.mss = min(kcp.mtu-IKCP_OVERHEAD, MaxSegmentData)
+	return 0
+}
+
+// Mss is the most data one outgoing segment carries.
+func (kcp *KCP) Mss() int { return int(kcp.mss) }
+
+// NoDelay sets the options as in kcp-go: nodelay (0/1, 1 lowers the
+// minimum RTO), interval (ms, 10..5000), resend (fast retransmit after that
+// many skipping acks, 0 off), nc (1 disables congestion control). A
+// negative value leaves that option unchanged.
+func (kcp *KCP) NoDelay(nodelay, interval, resend, nc int) int {
+	if nodelay >= 0 {
+		kcp.nodelay = uint32(nodelay)
+		if nodelay != 0 {
+			kcp.rx_minrto = IKCP_RTO_NDL
+		} else {
+			kcp.rx_minrto = IKCP_RTO_MIN
+		}
+	}
+	if interval >= 0 {
+		kcp.interval = uint32(min(max(interval, 10), 5000))
+	}
+	if resend >= 0 {
+		kcp.fastresend = int32(resend)
+	}
+	if nc >= 0 {
+		kcp.nocwnd = int32(nc)
+	}
+	return 0
+}
+
+// WndSize sets the send and receive windows in segments (0 keeps one).
+func (kcp *KCP) WndSize(sndwnd, rcvwnd int) int {
+	if sndwnd > 0 {
+		kcp.snd_wnd = uint32(sndwnd)
+	}
+	if rcvwnd > 0 {
+		kcp.rcv_wnd = uint32(rcvwnd)
+	}
+	return 0
+}
+
+// WaitSnd is how many segments are queued or in flight.
+func (kcp *KCP) WaitSnd() int {
+	return kcp.snd_buf.Len() + kcp.snd_queue.Len()
+}
+
+// RecvHeld is the bytes of segment buffers the receive side holds (what
+// SetRecvLimit bounds).
+func (kcp *KCP) RecvHeld() int { return kcp.queueBytes + kcp.bufBytes }
+
+// SendWindow is how many segments may be in flight now: the smaller of
+// the send window and the peer's advertised window (and the congestion
+// window, when congestion control is on).
+func (kcp *KCP) SendWindow() int {
+	w := min(kcp.snd_wnd, kcp.rmt_wnd)
+	if kcp.nocwnd == 0 {
+		w = min(w, kcp.cwnd)
+	}
+	return int(w)
+}
