@@ -64,6 +64,9 @@ type rawReader struct {
 	iovs  []syscall.Iovec
 	names []syscall.RawSockaddrInet6 // large enough for either family
 	bufs  [][]byte                   // full-size buffers behind iovs
+	fn    func(fd uintptr) bool      // rr.recv, bound once (a closure per call allocates)
+	got   int
+	errno syscall.Errno
 }
 
 func (r *rawSock) newReader(n, size int) *rawReader {
@@ -83,37 +86,16 @@ func (r *rawSock) newReader(n, size int) *rawReader {
 		h.Iov = &rr.iovs[i]
 		h.Iovlen = 1
 	}
+	rr.fn = rr.recv
 	return rr
 }
 
 // read takes up to len(bufs) datagrams, waiting for the first; it sets
 // bufs[i] and from[i] for each and returns how many it took.
 func (rr *rawReader) read(bufs [][]byte, from []netip.AddrPort) (int, error) {
-	var got int
-	var errno syscall.Errno
-	err := rr.s.rc.Read(func(fd uintptr) bool {
-		for i := range rr.hdrs {
-			rr.hdrs[i].hdr.Namelen = syscall.SizeofSockaddrInet6
-			rr.hdrs[i].hdr.Flags = 0
-			rr.hdrs[i].n = 0
-		}
-		for {
-			r1, _, e := syscall.RawSyscall6(unix.SYS_RECVMMSG, fd,
-				uintptr(unsafe.Pointer(&rr.hdrs[0])), uintptr(len(rr.hdrs)), 0, 0, 0)
-			switch e {
-			case 0:
-				got = int(r1)
-				return true
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // the poller waits for the next datagram
-			default:
-				errno = e
-				return true
-			}
-		}
-	})
+	rr.got, rr.errno = 0, 0
+	err := rr.s.rc.Read(rr.fn)
+	got, errno := rr.got, rr.errno
 	if err != nil {
 		return 0, err
 	}
@@ -125,6 +107,31 @@ func (rr *rawReader) read(bufs [][]byte, from []netip.AddrPort) (int, error) {
 		from[i] = sockaddrToAddrPort(&rr.names[i], rr.hdrs[i].hdr.Namelen)
 	}
 	return got, nil
+}
+
+// recv is the RawConn callback of read: one recvmmsg.
+func (rr *rawReader) recv(fd uintptr) bool {
+	for i := range rr.hdrs {
+		rr.hdrs[i].hdr.Namelen = syscall.SizeofSockaddrInet6
+		rr.hdrs[i].hdr.Flags = 0
+		rr.hdrs[i].n = 0
+	}
+	for {
+		r1, _, e := syscall.RawSyscall6(unix.SYS_RECVMMSG, fd,
+			uintptr(unsafe.Pointer(&rr.hdrs[0])), uintptr(len(rr.hdrs)), 0, 0, 0)
+		switch e {
+		case 0:
+			rr.got = int(r1)
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // the poller waits for the next datagram
+		default:
+			rr.errno = e
+			return true
+		}
+	}
 }
 
 // sockaddrToAddrPort decodes a sockaddr_in or sockaddr_in6 (an IPv4-mapped
@@ -152,11 +159,21 @@ func zoneName(idx uint32) string {
 	return ""
 }
 
-// rawWriter is the scratch of sendmmsg calls; a txBatch keeps one.
+// rawWriter is the scratch of sendmmsg calls; a txBatch keeps one. The
+// RawConn callbacks are bound once and keep their state here (a closure
+// per call allocates).
 type rawWriter struct {
 	hdrs []mmsghdr
 	iovs []syscall.Iovec
 	name syscall.RawSockaddrInet6
+
+	mmsgFn, sendtoFn func(fd uintptr) bool
+	pkts             [][]byte // the call's packets
+	namelen          uint32
+	done             int   // packets sent or skipped
+	res              wrote // what the call did
+	err              error // the last refusal
+	errno            syscall.Errno
 }
 
 // putSockaddr encodes to as the socket's family wants it: an IPv6 socket
@@ -191,10 +208,21 @@ type wrote struct {
 // write sends pkts to one address, several per sendmmsg call. A packet the
 // kernel refuses is skipped (the others still go); err is the last
 // refusal, or the closed socket's error.
-func (r *rawSock) write(w *rawWriter, pkts [][]byte, to netip.AddrPort) (res wrote, err error) {
-	namelen := putSockaddr(&w.name, to, r.v6)
+func (r *rawSock) write(w *rawWriter, pkts [][]byte, to netip.AddrPort) (wrote, error) {
+	if w.mmsgFn == nil {
+		w.mmsgFn, w.sendtoFn = w.sendmmsg, w.sendto
+	}
+	w.namelen = putSockaddr(&w.name, to, r.v6)
+	w.pkts, w.done, w.res, w.err, w.errno = pkts, 0, wrote{}, nil, 0
+	defer func() { w.pkts = nil }()
 	if len(pkts) == 1 {
-		return r.sendto(pkts[0], &w.name, namelen)
+		if err := r.rc.Write(w.sendtoFn); err != nil {
+			return wrote{failed: 1}, err
+		}
+		if w.errno != 0 {
+			return wrote{failed: 1}, &net.OpError{Op: "write", Net: "udp", Err: w.errno}
+		}
+		return wrote{pkts: 1, bytes: len(pkts[0])}, nil
 	}
 	for len(w.hdrs) < len(pkts) {
 		w.hdrs = append(w.hdrs, mmsghdr{})
@@ -209,68 +237,63 @@ func (r *rawSock) write(w *rawWriter, pkts [][]byte, to netip.AddrPort) (res wro
 		w.hdrs[i] = mmsghdr{}
 		h := &w.hdrs[i].hdr
 		h.Name = (*byte)(unsafe.Pointer(&w.name))
-		h.Namelen = namelen
+		h.Namelen = w.namelen
 		h.Iov = &w.iovs[i]
 		h.Iovlen = 1
 	}
-	done := 0
-	werr := r.rc.Write(func(fd uintptr) bool {
-		for done < len(pkts) {
-			r1, _, e := syscall.RawSyscall6(unix.SYS_SENDMMSG, fd,
-				uintptr(unsafe.Pointer(&w.hdrs[done])), uintptr(len(pkts)-done), 0, 0, 0)
-			switch e {
-			case 0:
-				for _, p := range pkts[done : done+int(r1)] {
-					res.pkts++
-					res.bytes += len(p)
-				}
-				done += int(r1)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // the poller waits for room
-			default:
-				err = &net.OpError{Op: "write", Net: "udp", Err: e}
-				res.failed++
-				done++ // skip the packet the kernel refused
-			}
-		}
-		return true
-	})
+	werr := r.rc.Write(w.mmsgFn)
 	for i := range pkts {
 		w.iovs[i].Base = nil // keep no packet alive
 	}
+	res, err := w.res, w.err
 	if werr != nil {
-		res.failed += len(pkts) - done
+		res.failed += len(pkts) - w.done
 		err = werr
 	}
 	return res, err
 }
 
-func (r *rawSock) sendto(p []byte, sa *syscall.RawSockaddrInet6, namelen uint32) (wrote, error) {
+// sendmmsg is the RawConn callback of a write of several packets.
+func (w *rawWriter) sendmmsg(fd uintptr) bool {
+	for w.done < len(w.pkts) {
+		r1, _, e := syscall.RawSyscall6(unix.SYS_SENDMMSG, fd,
+			uintptr(unsafe.Pointer(&w.hdrs[w.done])), uintptr(len(w.pkts)-w.done), 0, 0, 0)
+		switch e {
+		case 0:
+			for _, p := range w.pkts[w.done : w.done+int(r1)] {
+				w.res.pkts++
+				w.res.bytes += len(p)
+			}
+			w.done += int(r1)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // the poller waits for room
+		default:
+			w.err = &net.OpError{Op: "write", Net: "udp", Err: e}
+			w.res.failed++
+			w.done++ // skip the packet the kernel refused
+		}
+	}
+	return true
+}
+
+// sendto is the RawConn callback of a write of one packet.
+func (w *rawWriter) sendto(fd uintptr) bool {
+	p := w.pkts[0]
 	var base unsafe.Pointer
 	if len(p) > 0 {
 		base = unsafe.Pointer(&p[0])
 	}
-	var errno syscall.Errno
-	err := r.rc.Write(func(fd uintptr) bool {
-		for {
-			_, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(base), uintptr(len(p)),
-				0, uintptr(unsafe.Pointer(sa)), uintptr(namelen))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // the poller waits for room
-			}
-			errno = e
-			return true
+	for {
+		_, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(base), uintptr(len(p)),
+			0, uintptr(unsafe.Pointer(&w.name)), uintptr(w.namelen))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // the poller waits for room
 		}
-	})
-	switch {
-	case err != nil:
-		return wrote{failed: 1}, err
-	case errno != 0:
-		return wrote{failed: 1}, &net.OpError{Op: "write", Net: "udp", Err: errno}
+		w.errno = e
+		return true
 	}
-	return wrote{pkts: 1, bytes: len(p)}, nil
 }

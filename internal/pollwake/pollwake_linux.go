@@ -13,9 +13,11 @@ import (
 // Waker is an eventfd registered with the runtime's poller: one goroutine
 // Waits, another Wakes it once.
 type Waker struct {
-	f  *os.File
-	rc syscall.RawConn
-	fd uintptr
+	f    *os.File
+	rc   syscall.RawConn
+	fd   uintptr
+	fn   func(fd uintptr) bool // w.drain, bound once (a closure per Wait allocates)
+	sink uint64                // drain's read buffer
 }
 
 func newWaker() *Waker {
@@ -29,7 +31,9 @@ func newWaker() *Waker {
 		f.Close()
 		return nil
 	}
-	return &Waker{f: f, rc: rc, fd: uintptr(fd)}
+	w := &Waker{f: f, rc: rc, fd: uintptr(fd)}
+	w.fn = w.drain
+	return w
 }
 
 // Wake makes the goroutine in Wait (or the next to call it) return. It
@@ -47,17 +51,19 @@ func (w *Waker) Wake() {
 
 // Wait blocks until Wake; several Wakes before it count as one.
 func (w *Waker) Wait() {
-	var v uint64
-	_ = w.rc.Read(func(fd uintptr) bool {
-		for {
-			_, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&v)), 8)
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // the poller waits for Wake
-			}
-			return true
+	_ = w.rc.Read(w.fn)
+}
+
+// drain is Wait's RawConn callback: it reads (and so resets) the counter.
+func (w *Waker) drain(fd uintptr) bool {
+	for {
+		_, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&w.sink)), 8)
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // the poller waits for Wake
 		}
-	})
+		return true
+	}
 }
