@@ -40,7 +40,13 @@
 // acknowledgement for RetryTimeout while the peer's window is open; a side
 // that ends a session tells the other (a tagged reset); Close flushes and
 // sends a close frame. A packet for a session the receiver does not know
-// draws a hint that makes the sender probe with a new handshake.
+// draws a hint that makes the sender probe with a new handshake. Silence
+// is judged from the read loop's point of view: not while it is behind
+// (busy with a batch it began before the limit, or datagrams wait unread
+// in its socket) nor in a check that itself ran late (the process was
+// short of CPU); the verdict waits for the next check. A slow batch of
+// packets sends the acknowledgements owed so far without waiting for its
+// end.
 //
 // These checks run every min(max(RetryTimeout/30, 10 ms), 100 ms) while a
 // handshake, data in flight or a partial unreliable message needs

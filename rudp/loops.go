@@ -75,12 +75,15 @@ func (t *Transport) timerLoop() {
 	defer timer.Stop()
 	active := make(map[*session]struct{})
 	var nextSweep int64
+	planned := t.now() + int64(t.cfg.Interval)
 	for {
 		select {
 		case <-t.done:
 			return
 		case <-timer.C:
+			t.lateSweep = t.now()-planned > int64(sweepEvery)
 		case <-t.wake:
+			t.lateSweep = false
 		}
 		t.activeMu.Lock()
 		for _, s := range t.newActive {
@@ -112,6 +115,7 @@ func (t *Transport) timerLoop() {
 			}
 		}
 		timer.Reset(max(next, time.Millisecond))
+		planned = t.now() + int64(max(next, time.Millisecond))
 	}
 }
 
@@ -168,9 +172,9 @@ func (t *Transport) sweep(now int64) (due int64) {
 			}
 		case stateEstablished:
 			switch {
-			case now-s.lastRecv.Load() > timeout:
+			case now-s.lastRecv.Load() > timeout && !t.behind(s.lastRecv.Load()+timeout):
 				reason = ErrPeerTimeout
-			case s.stalledLocked(now, timeout):
+			case s.stalledLocked(now, timeout) && !t.behind(s.stallSince+timeout):
 				// Data in flight and nothing acknowledged: whatever still
 				// answers does not serve this session.
 				reason = ErrPeerTimeout
@@ -180,7 +184,7 @@ func (t *Transport) sweep(now int64) (due int64) {
 			}
 			if reason == nil {
 				due = min(due, s.lastSend.Load()+keepalive, s.lastRecv.Load()+timeout+1)
-				if s.queuedLocked() > 0 {
+				if s.queuedLocked() > 0 || now-s.lastRecv.Load() > timeout {
 					due = now // stalled data is checked every sweepEvery
 				}
 			}

@@ -297,3 +297,12 @@ func (w *rawWriter) sendto(fd uintptr) bool {
 		return true
 	}
 }
+
+// unread reports whether datagrams wait in the socket's receive queue.
+func (r *rawSock) unread() bool {
+	var n int
+	err := r.rc.Control(func(fd uintptr) {
+		n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	})
+	return err == nil && n > 0
+}

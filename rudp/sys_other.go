@@ -30,3 +30,5 @@ func (*rawReader) read([][]byte, []netip.AddrPort) (int, error) { return 0, errN
 func (*rawSock) write(_ *rawWriter, pkts [][]byte, _ netip.AddrPort) (wrote, error) {
 	return wrote{failed: len(pkts)}, errNoRawCalls
 }
+
+func (*rawSock) unread() bool { return false }

@@ -45,7 +45,10 @@ type Transport struct {
 	activeMu  sync.Mutex
 	newActive []*session
 	wake      chan struct{}
-	hsStarted atomic.Bool // a handshake started since the timer loop last looked (sweep)
+	rxBusy    atomic.Bool  // the read loop handles a batch (behind.go)
+	rxAt      atomic.Int64 // when it last began a read
+	lateSweep bool         // the timer loop woke late: the process was short of CPU (timer goroutine only)
+	hsStarted atomic.Bool  // a handshake started since the timer loop last looked (sweep)
 
 	closing   atomic.Bool
 	done      chan struct{}

@@ -1,0 +1,25 @@
+package rudp
+
+// Liveness judged from the read loop's point of view. A peer is silent
+// when no packet of it reached this transport for RetryTimeout; packets
+// that reached the socket but not yet the read loop (its goroutine busy
+// with a long batch, or woken but not yet run in a process short of CPU)
+// say nothing about the peer. Seen under load in a race-enabled test
+// process: a read loop that handled nothing for 1.5 s, and a timer loop
+// that woke 1.1-1.4 s late, while the peer kept sending.
+
+// behind reports whether the read loop may not yet have seen packets that
+// reached the socket by limit (the moment a silence verdict would count
+// from): it is handling a batch it began to read before limit, or it waits
+// with datagrams unread in the socket, or this sweep runs late (the
+// process was short of CPU: the read loop had no turn either). sweep
+// defers the verdict then and looks again after sweepEvery.
+func (t *Transport) behind(limit int64) bool {
+	switch {
+	case t.lateSweep:
+		return true
+	case t.rxBusy.Load():
+		return t.rxAt.Load() <= limit
+	}
+	return t.batch != nil && t.batch.raw != nil && t.batch.raw.unread()
+}

@@ -1,0 +1,55 @@
+package rudp
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// TestSilenceNotJudgedWhileReadLoopBehind: a receiver whose read loop is
+// held up (here by an OnMessage that stalls it, standing in for a read
+// goroutine starved of CPU) for three silence limits while its peer keeps
+// sending a multi-MB message must not declare the peer silent: the
+// peer's packets wait unread in its own socket. Once the read loop runs
+// again the message arrives and neither side saw the other go down.
+func TestSilenceNotJudgedWhileReadLoopBehind(t *testing.T) {
+	const stall = 3 * testTimeout
+	aIn, bIn := newInbox(), newInbox()
+	a := listenUDP(t, aIn.config(Config{RetryTimeout: 20 * stall})) // a does not judge
+	bcfg := bIn.config(fastConfig())
+	deliver := bcfg.OnMessage
+	stalled := make(chan struct{})
+	bcfg.OnMessage = func(from netip.AddrPort, kind byte, p []byte, reliable bool) {
+		if kind == 1 {
+			close(stalled)
+			time.Sleep(stall) // the read loop is held up: the fault injected
+		}
+		deliver(from, kind, p, reliable)
+	}
+	b := listenUDP(t, bcfg)
+	if err := a.Send(b.LocalAddr(), 1, []byte("stall")); err != nil {
+		t.Fatal(err)
+	}
+	<-stalled
+	big := bytes.Repeat([]byte("0123456789abcdef"), 4<<20/16)
+	if err := a.Send(b.LocalAddr(), 2, big); err != nil {
+		t.Fatal(err)
+	}
+	if !bIn.waitFor(20*stall, func() bool { return len(bIn.msgs) == 2 || len(bIn.downs) > 0 }) {
+		t.Fatal("the message did not arrive")
+	}
+	bIn.mu.Lock()
+	defer bIn.mu.Unlock()
+	if len(bIn.downs) > 0 {
+		t.Fatalf("receiver declared its peer down while its own read loop was behind: %v", bIn.downs[0].err)
+	}
+	if m := bIn.msgs[1]; m.kind != 2 || !bytes.Equal(m.payload, big) {
+		t.Fatalf("got kind %d, %d bytes; want kind 2, %d bytes", m.kind, len(m.payload), len(big))
+	}
+	aIn.mu.Lock()
+	defer aIn.mu.Unlock()
+	if len(aIn.downs) > 0 {
+		t.Fatalf("sender saw the receiver go down: %v", aIn.downs[0].err)
+	}
+}
