@@ -45,15 +45,7 @@ func TestCarriesData(t *testing.T) {
 // one-way sender, or a conversation gone quiet) does not. A primed timer
 // that finds nothing owed disarms itself.
 func TestPrimeAcks(t *testing.T) {
-	a := listenUDP(t, Config{})
-	bIn := newInbox()
-	b := listenUDP(t, bIn.config(Config{}))
-	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	if !bIn.waitFor(10*time.Second, func() bool { return len(bIn.msgs) == 1 }) {
-		t.Fatal("no message")
-	}
+	a, b := deliveredPair(t)
 	s := a.lookup(b.LocalAddr())
 	if s == nil {
 		t.Fatal("no session")
@@ -132,15 +124,7 @@ func TestPrimedExchangeDelivers(t *testing.T) {
 // has waited ackDelay does not send it yet: the session stays queued and
 // the timer is armed for the rest; then the ack goes.
 func TestEarlyAckTimerWaits(t *testing.T) {
-	a := listenUDP(t, Config{})
-	bIn := newInbox()
-	b := listenUDP(t, bIn.config(Config{}))
-	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	if !bIn.waitFor(10*time.Second, func() bool { return len(bIn.msgs) == 1 }) {
-		t.Fatal("no message")
-	}
+	a, b := deliveredPair(t)
 	s := b.lookup(a.LocalAddr())
 	quiet := func() bool {
 		b.ackMu.Lock()
@@ -185,4 +169,20 @@ func TestEarlyAckTimerWaits(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// deliveredPair returns two UDP transports once a has delivered one
+// message to b (both then hold an established session).
+func deliveredPair(t *testing.T) (a, b *Transport) {
+	t.Helper()
+	a = listenUDP(t, Config{})
+	bIn := newInbox()
+	b = listenUDP(t, bIn.config(Config{}))
+	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if !bIn.waitFor(10*time.Second, func() bool { return len(bIn.msgs) == 1 }) {
+		t.Fatal("no message")
+	}
+	return a, b
 }
