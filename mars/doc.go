@@ -79,7 +79,11 @@
 // of the replica that serves it: that replica lists it offline after
 // OfflineAfter + min(2 s, OfflineAfter) of silence (time for another
 // replica to take a moved node over) and removes it after RemoveAfter, and if the replica dies the
-// record expires with its session unless the node moved.
+// record expires with its session unless the node moved. The node's Ack is
+// also kept outside its record and any session (StoredAck): a node whose
+// record vanished registers again with the changes it holds unacknowledged,
+// and those applied already are not applied twice. A graceful leave deletes
+// it; a crashed node's mark stays until its address registers anew.
 //
 // # Who may speak
 //

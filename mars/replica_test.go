@@ -189,3 +189,61 @@ func TestStoreWriteGap(t *testing.T) {
 		t.Fatalf("resent again: ack %d, value %s, %v; want 270 and 265 (no double apply)", ack, value(), err)
 	}
 }
+
+// A node's applied adds whose acknowledgement it never received are not
+// applied again when its record vanished meanwhile (removed by the sweep,
+// or expired with a dead replica's session before a takeover) and it
+// registers again with its pending changes from 0.
+func TestStoreAckSurvivesRecordLoss(t *testing.T) {
+	ms := NewMemoryStore()
+	st := ms.Session()
+	defer st.Close()
+	s := startServer(t, "", storeOpts(st))
+	addr := "127.0.0.1:9"
+	info := &nodeInfo{Type: "t", Status: StatusOnline}
+	if _, _, _, _, err := s.storeWrite(&report{Addr: addr, Inc: 7, Info: info, Seq: 5}, StoreNode, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	adds := func(from, to uint64) []op {
+		var ops []op
+		for q := from + 1; q <= to; q++ {
+			ops = append(ops, op{Seq: q, Key: "n", Val: 1, Add: true})
+		}
+		return ops
+	}
+	value := func() string {
+		recs, _, _ := st.Load(context.Background())
+		for _, r := range recs {
+			if r.Kind == StoreShared && r.Name == "n" {
+				return string(r.Value)
+			}
+		}
+		return "none"
+	}
+	// Applied; the reply is lost.
+	if _, ack, _, _, err := s.storeWrite(&report{Addr: addr, Inc: 7, From: 5, Seq: 10, Ops: adds(5, 10)}, StoreNode, 0, nil); err != nil || ack != 10 {
+		t.Fatalf("ack %d, %v", ack, err)
+	}
+	applied := value()
+	// The record vanishes.
+	nodeKey := StoreKey{Kind: StoreNode, Name: addr}
+	if _, err := st.Update(context.Background(), []StoreKey{nodeKey}, func([]StoreRecord) ([]StoreWrite, error) {
+		return []StoreWrite{{StoreKey: nodeKey, Delete: true}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The node registers again with every pending change.
+	if _, _, _, _, err := s.storeWrite(&report{Addr: addr, Inc: 7, Info: info, From: 0, Seq: 10, Ops: adds(5, 10)}, StoreNode, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := value(); got != applied {
+		t.Fatalf("after the record was lost and the node registered again: %s, want %s (applied twice)", got, applied)
+	}
+	// A new incarnation at the address starts from its own changes.
+	if _, _, _, _, err := s.storeWrite(&report{Addr: addr, Inc: 8, Info: info, From: 0, Seq: 3, Ops: adds(0, 3)}, StoreNode, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := value(); got != "8" {
+		t.Fatalf("a new incarnation's 3 adds: %s, want 8", got)
+	}
+}

@@ -11,7 +11,8 @@ package mars
 // operations) becomes one Store.Update: the node record holds Ack, the
 // change number up to which the node's operations are applied, so
 // operations apply exactly once whichever replica receives them, also when
-// they are sent again after a failover. The reply waits until the copy has
+// they are sent again after a failover. A mark outside any session
+// (StoreAck) holds the Ack too, for a node whose record vanished. The reply waits until the copy has
 // caught up with the write. A heartbeat writes nothing.
 //
 // Liveness: the replica that serves a node (the record's Owner) writes its
@@ -160,6 +161,9 @@ func (s *Server) storeApp(name string, v uint64) *appState {
 
 // applyRecord applies one record (loaded or watched) to the copy.
 func (s *Server) applyRecord(r StoreRecord, now int64) {
+	if r.Kind == StoreAck {
+		return // read by storeWrite in its transactions only
+	}
 	v := uint64(r.Rev)
 	a := s.apps[r.App]
 	if a == nil {

@@ -18,6 +18,7 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 	ctx, cancel := context.WithTimeout(st.ctx, storeTimeout)
 	defer cancel()
 	nodeKey := StoreKey{App: r.App, Kind: kind, Name: r.Addr}
+	ackKey := StoreKey{App: r.App, Kind: StoreAck, Name: string(kind) + r.Addr}
 	// The seed: keys the store does not hold and this replica has not seen
 	// removed. It acknowledges nothing, so it may go in several writes.
 	for seed := r.Seed; len(seed) > 0; {
@@ -69,7 +70,7 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 		}
 		chunkFrom := from
 		from = to
-		ks := []StoreKey{nodeKey}
+		ks := []StoreKey{nodeKey, ackKey}
 		idx := make(map[string]int)
 		for _, o := range chunk {
 			if _, ok := idx[o.Key]; !ok && CheckKey(o.Key) == nil {
@@ -78,7 +79,7 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 			}
 		}
 		var bad, fl int
-		unlock := s.lockKeys(ks[1:])
+		unlock := s.lockKeys(ks[2:])
 		rv, err := st.store.Update(ctx, ks, func(cur []StoreRecord) ([]StoreWrite, error) {
 			bad, fl = 0, 0
 			var old *StoredNode
@@ -101,6 +102,15 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 			default:
 				nn = StoredNode{Inc: r.Inc}
 			}
+			// The record may have vanished with changes of this
+			// incarnation applied: the mark outside it has their Ack.
+			var mark *StoredAck
+			if cur[1].Rev != 0 {
+				mark, _ = DecodeStoredAck(cur[1].Value) // a bad mark is replaced
+			}
+			if mark != nil && mark.Inc == r.Inc {
+				nn.Ack = max(nn.Ack, mark.Ack)
+			}
 			nn.Alive, nn.Owner = true, st.owner
 			if r.Info != nil {
 				nn.setInfo(r.Info)
@@ -110,7 +120,7 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 			var w []StoreWrite
 			if chunkFrom <= nn.Ack { // else MARS misses changes before: the node sends them again
 				vals := make(map[string]*int16, len(cur))
-				for _, c := range cur[1:] {
+				for _, c := range cur[2:] {
 					if c.Rev != 0 {
 						if v, err := DecodeStoredValue(c.Value); err == nil {
 							vals[c.Name] = &v
@@ -150,6 +160,9 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 				nn.Ack = max(nn.Ack, to)
 			}
 			ack = nn.Ack
+			if nn.Ack > 0 && (mark == nil || *mark != StoredAck{Inc: nn.Inc, Ack: nn.Ack}) {
+				w = append(w, StoreWrite{StoreKey: ackKey, Value: EncodeStoredAck(&StoredAck{Inc: nn.Inc, Ack: nn.Ack})})
+			}
 			enc := EncodeStoredNode(&nn)
 			if cur[0].Rev == 0 || !bytes.Equal(enc, cur[0].Value) || len(w) > 0 {
 				w = append(w, StoreWrite{StoreKey: nodeKey, Value: enc, Session: true})
@@ -205,19 +218,22 @@ func (s *Server) storeLeave(m inMsg) {
 	defer cancel()
 	for _, kind := range []StoreKind{StoreNode, StoreGuest} {
 		key := StoreKey{App: l.App, Kind: kind, Name: l.Addr}
-		_, err := s.st.store.Update(ctx, []StoreKey{key}, func(cur []StoreRecord) ([]StoreWrite, error) {
+		mark := StoreKey{App: l.App, Kind: StoreAck, Name: string(kind) + l.Addr}
+		_, err := s.st.store.Update(ctx, []StoreKey{key, mark}, func(cur []StoreRecord) ([]StoreWrite, error) {
+			var w []StoreWrite
+			if a, err := DecodeStoredAck(cur[1].Value); cur[1].Rev != 0 && err == nil && a.Inc == l.Inc {
+				w = append(w, StoreWrite{StoreKey: mark, Delete: true}) // this incarnation sends no more changes
+			}
 			n, err := DecodeStoredNode(cur[0].Value)
-			if cur[0].Rev == 0 || err != nil || n.Inc != l.Inc {
-				return nil, nil
+			switch {
+			case cur[0].Rev == 0 || err != nil || n.Inc != l.Inc:
+			case kind == StoreGuest:
+				w = append(w, StoreWrite{StoreKey: key, Delete: true})
+			case n.Alive:
+				n.Alive = false
+				w = append(w, StoreWrite{StoreKey: key, Value: EncodeStoredNode(n), Session: true})
 			}
-			if kind == StoreGuest {
-				return []StoreWrite{{StoreKey: key, Delete: true}}, nil
-			}
-			if !n.Alive {
-				return nil, nil
-			}
-			n.Alive = false
-			return []StoreWrite{{StoreKey: key, Value: EncodeStoredNode(n), Session: true}}, nil
+			return w, nil
 		})
 		if err != nil {
 			s.warn.Warn("mars: store write failed", "node", l.Addr, "err", err)

@@ -58,6 +58,10 @@ const (
 	StoreNode   StoreKind = 'n' // a listed node; value: EncodeStoredNode
 	StoreGuest  StoreKind = 'g' // a guest (never listed); value as for a node
 	StoreShared StoreKind = 'k' // a shared-data key; value: decimal int16
+	// StoreAck: a node's applied-change mark (EncodeStoredAck), written
+	// without a session and read only inside transactions; Load and Watch
+	// may leave it out, and the state ignores it.
+	StoreAck StoreKind = 'a'
 )
 
 // StoreKey names a record: an app, a kind and a name (a mesh address or a
@@ -126,6 +130,34 @@ func DecodeStoredNode(b []byte) (*StoredNode, error) {
 		}
 	}
 	return &n, nil
+}
+
+// StoredAck is a node's Ack kept apart from its record, outside any
+// session: when the record vanishes (removed after RemoveAfter of silence,
+// or expired with a dead replica's session before a takeover) and the node
+// registers again with the changes it holds unacknowledged, those applied
+// already are not applied twice.
+type StoredAck struct {
+	Inc uint64 `msgpack:"inc"`
+	Ack uint64 `msgpack:"ack"`
+}
+
+// EncodeStoredAck encodes an applied-change mark for a Store.
+func EncodeStoredAck(a *StoredAck) []byte {
+	b, _ := msgpack.Marshal(a) // only plain fields: cannot fail
+	return b
+}
+
+// DecodeStoredAck decodes an applied-change mark.
+func DecodeStoredAck(b []byte) (*StoredAck, error) {
+	if len(b) > 64 {
+		return nil, fmt.Errorf("%w: stored ack of %d bytes", ErrProtocol, len(b))
+	}
+	var a StoredAck
+	if err := msgpack.Unmarshal(b, &a); err != nil {
+		return nil, fmt.Errorf("%w: stored ack: %v", ErrProtocol, err)
+	}
+	return &a, nil
 }
 
 // EncodeStoredValue encodes a shared-data value for a Store.

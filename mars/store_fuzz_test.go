@@ -7,8 +7,8 @@ import (
 )
 
 // FuzzDecodeStored feeds arbitrary bytes to the store record decoders:
-// never a panic, and a node record that decodes re-encodes to one that
-// decodes equal.
+// never a panic, and a node record or an applied-change mark that decodes
+// re-encodes to one that decodes equal.
 //
 //	go test -run=^$ -fuzz=FuzzDecodeStored -fuzztime=60s ./mars
 func FuzzDecodeStored(f *testing.F) {
@@ -18,8 +18,14 @@ func FuzzDecodeStored(f *testing.F) {
 	f.Add(EncodeStoredNode(&StoredNode{Inc: 1, Status: StatusOnline}))
 	f.Add([]byte("-32768"))
 	f.Add([]byte{0x80})
+	f.Add(EncodeStoredAck(&StoredAck{Inc: 7, Ack: 1 << 40}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		DecodeStoredValue(b)
+		if a, err := DecodeStoredAck(b); err == nil {
+			if again, err := DecodeStoredAck(EncodeStoredAck(a)); err != nil || *again != *a {
+				t.Fatalf("re-encode: %+v -> %+v, %v", a, again, err)
+			}
+		}
 		n, err := DecodeStoredNode(b)
 		if err != nil {
 			return

@@ -9,6 +9,8 @@
 //	n/<app>/<address>  a node record (mars.EncodeStoredNode), on its replica's lease
 //	g/<app>/<address>  a guest record, likewise
 //	k/<app>/<key>      a shared-data value (decimal int16)
+//	a/<app>/<n|g><address>  a node's or guest's Ack (mars.EncodeStoredAck), on no lease;
+//	                   read and written only inside transactions (Load and Watch skip it)
 //
 // with <app>, <address> and <key> path-escaped. Each replica holds one lease
 // (Options.SessionTTL, default 10 s) and keeps it alive; the records of the
