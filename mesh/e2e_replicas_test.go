@@ -28,7 +28,10 @@ import (
 // against retryTimeout + 2 s), no node is ever listed offline or missing
 // by the surviving replicas or by an observer node, no RPC fails, and the
 // counter ends at exactly 20,000. MESH_E2E_REPLICA_NODES changes the node
-// count.
+// count. Every process runs with e2eHeavyRetryTimeout (a node moves to the
+// next replica after that much silence): with 1 s, replicas slowed by a
+// loaded machine sent nodes round the ring, over the dead one, again and
+// again.
 func TestE2EMarsReplicasOnEtcd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test with processes; skipped with -short")
@@ -56,7 +59,7 @@ func TestE2EMarsReplicasOnEtcd(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			n, err := startProcNode(t, fmt.Sprintf("node%d", i), port, cfgPath, "game",
-				"DIARKIS_MARS_ADDR="+strings.Join(rot, ","))
+				"DIARKIS_MARS_ADDR="+strings.Join(rot, ","), fmt.Sprintf("DIARKIS_RETRY_TIMEOUT=%d", e2eHeavyRetryTimeout))
 			if err != nil {
 				errs <- err
 				return
@@ -78,7 +81,7 @@ func TestE2EMarsReplicasOnEtcd(t *testing.T) {
 
 	cfg := testConfig(port)
 	cfg.MarsAddress = "127.0.0.2,127.0.0.3" // never on the replica that dies
-	cfg.RetryTimeout = e2eRetryTimeout
+	cfg.RetryTimeout = e2eHeavyRetryTimeout
 	obs, err := New(cfg, WithType("observer"), WithLogger(quiet), WithSyncInterval(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +246,7 @@ func TestE2EMarsReplicasOnEtcd(t *testing.T) {
 	for _, d := range served {
 		worst = max(worst, d)
 	}
-	limit := time.Duration(e2eRetryTimeout)*time.Millisecond + 2*time.Second
+	limit := time.Duration(e2eHeavyRetryTimeout)*time.Millisecond + 2*time.Second
 	t.Logf("%d nodes over 3 replicas; %d moved after the kill, served again after %v (worst %v; retryTimeout + 2 s = %v); "+
 		"%d RPCs, %d failed; %d listing checks; total %s",
 		nodeCount, len(moved), served, worst, limit, sent.Load(), failed.Load(), checks.Load(), want)
@@ -303,7 +306,7 @@ func startReplica(t *testing.T, bin, host string, port uint16, ep string) *repli
 	r := &replicaProcess{host: host, admin: freeTCPAddr(t), log: &lockedBuffer{}, exited: make(chan struct{})}
 	r.cmd = exec.Command(bin, "-store", "etcd", "-etcd-endpoints", ep, "-admin", r.admin)
 	r.cmd.Env = childEnv("DIARKIS_MARS_ADDR="+host, fmt.Sprintf("DIARKIS_MARS_PORT=%d", port),
-		fmt.Sprintf("DIARKIS_RETRY_TIMEOUT=%d", e2eRetryTimeout), "DIARKIS_RETRY_INTERVAL=200")
+		fmt.Sprintf("DIARKIS_RETRY_TIMEOUT=%d", e2eHeavyRetryTimeout), "DIARKIS_RETRY_INTERVAL=200")
 	r.cmd.Stderr = r.log
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
