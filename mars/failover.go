@@ -127,13 +127,25 @@ func (c *Client) resolve(now time.Time) (netip.AddrPort, bool) {
 // maybeFailover moves to the next candidate when the current one has been
 // silent for FailoverAfter plus this switch's jitter; it reports whether it
 // moved. The loop checks at every tick and, while a report is unanswered,
-// every Interval/4.
+// every Interval/4. Silence counts from the loop's point of view: a check
+// that comes more than 1.5 Interval after the previous one means the loop
+// stood still (the process was stopped or short of CPU), and answers that
+// arrived meanwhile may not have reached it yet, so that time beyond an
+// Interval does not count.
 func (c *Client) maybeFailover() bool {
 	if len(c.cands) < 2 {
 		return false
 	}
 	now := c.clock()
-	silent := time.Duration(now - max(c.lastReply.Load(), c.switchedAt))
+	base := max(c.lastReply.Load(), c.switchedAt)
+	if base != c.pauseBase {
+		c.pauseBase, c.paused = base, 0
+	}
+	if gap := time.Duration(now - c.judgedAt); c.judgedAt != 0 && gap > c.cfg.Interval+c.cfg.Interval/2 {
+		c.paused += int64(gap - c.cfg.Interval)
+	}
+	c.judgedAt = now
+	silent := time.Duration(now - base - c.paused)
 	if silent < c.cfg.FailoverAfter+c.failJitter {
 		return false
 	}

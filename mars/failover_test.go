@@ -49,3 +49,39 @@ func TestMarsAddrList(t *testing.T) {
 		}
 	}
 }
+
+// Silence counts from the client loop's point of view: time it stood
+// still (the process stopped or short of CPU) does not count, since
+// answers may wait unread. TestFailoverToNextMars failed 3 of 12 runs with
+// its process stopped 450 ms every 600 ms: nodes left a live MARS.
+func TestFailoverIgnoresStalls(t *testing.T) {
+	s1 := startServer(t, "", fastOpts())
+	s2 := startServer(t, "", fastOpts())
+	cfg := ClientConfig{Interval: fastInterval, FailoverAfter: 300 * time.Millisecond}
+	n := newTestNode(t, fmt.Sprintf("%s,%s", s1.Addr(), s2.Addr()), cfg) // not started: the test drives the checks
+	c := n.c
+	if _, ok := c.resolve(time.Now()); !ok {
+		t.Fatal("no MARS address")
+	}
+	c.lastReply.Store(c.clock())
+	if c.maybeFailover() {
+		t.Fatal("moved right after an answer")
+	}
+	c.epoch = c.epoch.Add(-time.Second) // the process stood still for 1 s
+	if c.maybeFailover() {
+		t.Fatal("moved at the first check after a 1 s stall")
+	}
+	// Checks every Interval/4 from then on: the move comes once the loop
+	// has run FailoverAfter (plus jitter) since the answer.
+	ran := fastInterval // counted of the stall: one interval
+	for !c.maybeFailover() {
+		if ran > cfg.FailoverAfter+fastInterval {
+			t.Fatalf("no move after the loop ran %v of silence", ran)
+		}
+		c.epoch = c.epoch.Add(-fastInterval / 4)
+		ran += fastInterval / 4
+	}
+	if ran < cfg.FailoverAfter {
+		t.Fatalf("moved after %v of silence the loop saw, want >= %v", ran, cfg.FailoverAfter)
+	}
+}
