@@ -335,8 +335,10 @@ func TestWaitForLatestNodeData(t *testing.T) {
 	}
 }
 
+// MARS keeps its default liveness here: with OfflineAfter 300 ms, a stall of
+// the loaded test process listed b offline just before MARS stopped.
 func TestInTouchTurnsFalseWhenMarsIsDown(t *testing.T) {
-	s := startServer(t, "", fastOpts())
+	s := startServer(t, "", ServerOptions{})
 	a := startNode(t, s.Addr().String(), ClientConfig{Interval: fastInterval})
 	b := startNode(t, s.Addr().String(), ClientConfig{Interval: fastInterval})
 	waitFor(t, 2*time.Second, "in touch", func() bool { return a.c.InTouch() && a.c.View().Len() == 2 })

@@ -127,14 +127,18 @@ func TestReplicasShareState(t *testing.T) {
 }
 
 // A node silent on every replica is listed offline, then removed, by the
-// replica that served it; a graceful leave is offline at once.
+// replica that served it; a graceful leave is offline at once. RemoveAfter
+// is 3 s: with 900 ms the killed node was offline for only 300 ms, and a
+// stall of the loaded test process hid that state from the observer.
 func TestReplicaLiveness(t *testing.T) {
 	ms := NewMemoryStore()
 	st1, st2 := ms.Session(), ms.Session()
 	defer st1.Close()
 	defer st2.Close()
-	s1 := startServer(t, "", storeOpts(st1))
-	s2 := startServer(t, "", storeOpts(st2))
+	opts1, opts2 := storeOpts(st1), storeOpts(st2)
+	opts1.RemoveAfter, opts2.RemoveAfter = 3*time.Second, 3*time.Second
+	s1 := startServer(t, "", opts1)
+	s2 := startServer(t, "", opts2)
 	cfg := ClientConfig{Interval: fastInterval}
 	a := startNode(t, s1.Addr().String(), cfg)
 	b := startNode(t, s2.Addr().String(), cfg)
