@@ -89,7 +89,10 @@
 // these socket calls are raw system calls on the non-blocking socket
 // (syscall.RawSyscall6 inside its RawConn), which spares an idle process
 // the wake-up of the runtime's sysmon thread that an ordinary system call
-// costs; elsewhere they go through x/net (IPv4) or the net package.
+// costs, and the read loop runs inside one RawConn.Read, so that after a
+// batch that emptied the socket it waits for the poller at once instead
+// of first reading EAGAIN; elsewhere they go through x/net (IPv4) or the
+// net package.
 //
 // # Readers
 //

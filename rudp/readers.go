@@ -42,18 +42,23 @@ type claim struct {
 
 // readState is the read role: the socket buffers go with it.
 type readState struct {
-	read func() (int, error)
+	read func() (int, error) // one read (without raw calls)
+	raw  *rawReader          // raw calls: the reads run inside serve
 	bufs [][]byte
 	from []netip.AddrPort
+
+	idle  func()           // t.markIdle, bound once
+	batch func(n int) bool // st.handle, bound once
+	t     *Transport
 }
 
 func (t *Transport) newReadState() *readState {
-	st := &readState{}
+	st := &readState{t: t, idle: t.markIdle}
+	st.batch = st.handle
 	if t.batch != nil && t.batch.raw != nil {
-		rr := t.batch.raw.newReader(readBatch, readBufSize)
+		st.raw = t.batch.raw.newReader(readBatch, readBufSize)
 		st.bufs = make([][]byte, readBatch)
 		st.from = make([]netip.AddrPort, readBatch)
-		st.read = func() (int, error) { return rr.read(st.bufs, st.from) }
 		return st
 	}
 	if t.batch != nil {
@@ -90,6 +95,53 @@ func (t *Transport) newReadState() *readState {
 	return st
 }
 
+// serve reads and handles batches of packets; it returns after a batch
+// that left claimed messages, after some batches (so the caller looks
+// again), or with the error that ended a read.
+func (st *readState) serve() error {
+	if st.raw != nil {
+		return st.raw.serve(st.bufs, st.from, st.idle, st.batch)
+	}
+	st.idle()
+	n, err := st.read()
+	if err != nil {
+		return err
+	}
+	st.handle(n)
+	return nil
+}
+
+// markIdle notes that the read loop may be about to wait for the socket
+// (behind.go).
+func (t *Transport) markIdle() {
+	t.rxAt.Store(t.now())
+	t.rxBusy.Store(false)
+}
+
+// handle handles a batch of n packets read into st.bufs and st.from; it
+// reports whether claimed messages wait (the read role must be handed on).
+func (st *readState) handle(n int) bool {
+	t := st.t
+	t.rxBusy.Store(true)
+	t.stats.packetsIn.Add(uint64(n))
+	var bytes int
+	start := t.now()
+	for i := range n {
+		bytes += len(st.bufs[i])
+		t.handlePacket(st.bufs[i], st.from[i])
+		if len(t.acksDue) > 0 && i+1 < n && t.now()-start > int64(ackDelay) {
+			// A slow batch (large packets, a process short of
+			// CPU) does not hold back the acks owed so far: a
+			// batch of 32 64 KiB packets took 1.2 s in a loaded
+			// race-enabled test, and its sender called us silent.
+			t.scheduleAcks()
+		}
+	}
+	t.stats.bytesIn.Add(uint64(bytes))
+	t.scheduleAcks()
+	return len(t.claimed) > 0
+}
+
 // readLoop is the leader's loop (st nil: the first leader). Every
 // reliable message is delivered from here or by the goroutine it hands
 // claimed messages to, which keeps per-peer order. It reads packets in
@@ -106,33 +158,13 @@ func (t *Transport) readLoop(st *readState) {
 		st = t.newReadState()
 	}
 	for {
-		t.rxAt.Store(t.now())
-		t.rxBusy.Store(false)
-		n, err := st.read()
-		t.rxBusy.Store(true)
-		if err != nil {
+		if err := st.serve(); err != nil {
 			if t.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			t.warn.Warn("rudp: read error", "local", t.local, "err", err)
 			continue
 		}
-		t.stats.packetsIn.Add(uint64(n))
-		var bytes int
-		start := t.now()
-		for i := range n {
-			bytes += len(st.bufs[i])
-			t.handlePacket(st.bufs[i], st.from[i])
-			if len(t.acksDue) > 0 && i+1 < n && t.now()-start > int64(ackDelay) {
-				// A slow batch (large packets, a process short of
-				// CPU) does not hold back the acks owed so far: a
-				// batch of 32 64 KiB packets took 1.2 s in a loaded
-				// race-enabled test, and its sender called us silent.
-				t.scheduleAcks()
-			}
-		}
-		t.stats.bytesIn.Add(uint64(bytes))
-		t.scheduleAcks()
 		if len(t.claimed) > 0 {
 			if st = t.handOff(st); st == nil {
 				counted = false
