@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/marsmesh/marsmesh/internal/pollwake"
 	"golang.org/x/net/ipv4"
 )
 
@@ -18,7 +19,9 @@ import (
 // leader with claimed messages hands the role, with its read buffers, to a
 // parked follower (or a new goroutine), and only then delivers them: it is
 // no longer the read goroutine, and the follower's wake-up happens while
-// the messages are being handled instead of before. When it is done it
+// the messages are being handled instead of before (a follower parked on
+// a pollwake.Waker is found by the next thread that polls, typically this
+// one once it is done, with no second OS thread woken). When it is done it
 // parks as a follower, or ends if enough are parked already. A goroutine
 // that delivers is not counted in Transport.wg (Close does not wait for
 // code that may block); it counts itself again when it parks.
@@ -30,7 +33,30 @@ type readers struct {
 	mu     sync.Mutex
 	closed bool // Close is about to wait for t.wg: no more Add
 	idle   int
-	lead   chan *readState // the read role, handed to a parked follower
+	lead   chan *readState // the read role, handed to a follower parked on it
+	parked []*follower     // followers parked on a waker
+}
+
+// follower is a follower parked on a pollwake.Waker: handing it the read
+// role wakes no second OS thread (see internal/pollwake), where a channel
+// send to a parked goroutine does in a process whose other threads sleep.
+// It is found by the leader's own thread once that one waits.
+type follower struct {
+	w  *pollwake.Waker
+	st *readState // set before Wake; nil: the transport closes
+}
+
+// close stops readers from parking or starting, and ends the followers
+// parked on wakers (those on rd.lead see t.done).
+func (rd *readers) close() {
+	rd.mu.Lock()
+	rd.closed = true
+	parked := rd.parked
+	rd.parked = nil
+	rd.mu.Unlock()
+	for _, f := range parked {
+		f.w.Wake()
+	}
 }
 
 // claim is one session's frames to deliver after the read role is handed on.
@@ -194,11 +220,24 @@ func (t *Transport) handOff(st *readState) *readState {
 	}
 	t.wg.Add(1) // before Close's Wait, which comes after rd.closed is set
 	t.rd.idle++
+	var f *follower
+	if w := pollwake.Get(); w != nil {
+		f = &follower{w: w}
+		t.rd.parked = append(t.rd.parked, f)
+	}
 	t.rd.mu.Unlock()
-	st = nil // passed on: only what comes back through rd.lead is ours
-	select {
-	case st = <-t.rd.lead:
-	case <-t.done:
+	st = nil // passed on: only what comes back is ours
+	if f != nil {
+		f.w.Wait()
+		t.rd.mu.Lock()
+		st = f.st
+		t.rd.mu.Unlock()
+		pollwake.Put(f.w)
+	} else {
+		select {
+		case st = <-t.rd.lead:
+		case <-t.done:
+		}
 	}
 	t.rd.mu.Lock()
 	t.rd.idle--
@@ -211,6 +250,17 @@ func (t *Transport) handOff(st *readState) *readState {
 
 // passLead gives the read role to a parked follower, or to a new goroutine.
 func (t *Transport) passLead(st *readState) {
+	t.rd.mu.Lock()
+	if k := len(t.rd.parked); k > 0 {
+		f := t.rd.parked[k-1]
+		t.rd.parked[k-1] = nil
+		t.rd.parked = t.rd.parked[:k-1]
+		f.st = st
+		t.rd.mu.Unlock()
+		f.w.Wake()
+		return
+	}
+	t.rd.mu.Unlock()
 	select {
 	case t.rd.lead <- st:
 		return

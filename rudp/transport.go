@@ -398,9 +398,7 @@ func (t *Transport) shutdown(graceful bool) {
 			}
 			s.unlockAndWrite()
 		}
-		t.rd.mu.Lock()
-		t.rd.closed = true // no reader rejoins or starts after this (readers.go)
-		t.rd.mu.Unlock()
+		t.rd.close() // no reader rejoins or starts after this (readers.go)
 		close(t.done)
 		t.conn.Close()
 		t.wg.Wait()
