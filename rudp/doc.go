@@ -83,7 +83,9 @@
 // lone message still goes out at once, in its own segment. Where the interface towards
 // the peer has a large MTU (loopback, jumbo frames), a session's KCP
 // segments are up to 16 KiB and its datagrams up to 63 KiB (a 64 KiB
-// message is 5 segments in 2 datagrams on loopback instead of 48 and 48);
+// message is 5 segments in 2 datagrams on loopback instead of 48 and 48)
+// once the peer's CAPS, sent during the handshake, says it takes them (a
+// transport from before CAPS keeps getting the standard sizes; caps.go);
 // a session's receive side holds at most about Config.RecvWindow x 1,536
 // bytes whatever its segment size. On Linux (amd64, arm64)
 // these socket calls are raw system calls on the non-blocking socket

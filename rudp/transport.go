@@ -75,6 +75,7 @@ type Transport struct {
 	acksOwed atomic.Int32 // sessions with ackDue set
 
 	paths   pathMTUs      // see pathmtu.go
+	noCaps  atomic.Bool   // tests: act as a transport from before CAPS (caps.go)
 	rd      readers       // see readers.go
 	ev      eventQueue    // see events.go
 	cookies cookieSecrets // key the stateless handshake cookies
