@@ -40,7 +40,9 @@ type readers struct {
 // follower is a follower parked on a pollwake.Waker: handing it the read
 // role wakes no second OS thread (see internal/pollwake), where a channel
 // send to a parked goroutine does in a process whose other threads sleep.
-// It is found by the leader's own thread once that one waits.
+// It is found by the leader's own thread once that one waits, or by any
+// other thread that polls (the runtime's sysmon does within 10 ms while a
+// leader keeps its thread busy).
 type follower struct {
 	w  *pollwake.Waker
 	st *readState // set before Wake; nil: the transport closes
