@@ -30,8 +30,9 @@ type ClientConfig struct {
 	// time and moves to the next after FailoverAfter of silence.
 	MarsAddr string
 	// FailoverAfter is how long the current MARS may stay silent before the
-	// client moves to the next address (when there are several). Default
-	// 3 s (the mesh passes retryTimeout).
+	// client moves to the next address (when there are several); time the
+	// client's loop stood still (process stopped or short of CPU) does not
+	// count. Default 3 s (the mesh passes retryTimeout).
 	FailoverAfter time.Duration
 	// MarsAddrTTL is how long a resolved MarsAddr is reused. Default 60 s;
 	// negative resolves before every report (config.Mesh's

@@ -15,7 +15,8 @@ import (
 // several addresses: together, in order, they are the client's
 // candidates. The client talks to one at a time (the first at start); when
 // it has heard nothing from it for FailoverAfter plus a random jitter of
-// up to half an Interval, it moves to the next (wrapping around). To the
+// up to half an Interval (as its loop saw it: see maybeFailover), it moves
+// to the next (wrapping around). To the
 // client a replica with another incarnation is a MARS restart: it
 // re-registers, with its pending and recent changes and a seed, and its
 // view carries over through the grace period; a replica over the same store
