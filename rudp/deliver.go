@@ -85,15 +85,33 @@ func (s *session) recvLocked(frames []frame) ([]frame, bool, error) {
 		ackNow = ackNow || now
 	}
 	var err error
+	fed := 0
 	feed := func(p []byte) {
 		if err == nil {
+			fed += len(p)
 			err = s.dec.feed(p, emit)
 		}
 	}
 	for err == nil && s.kcp.RecvFunc(feed) {
+		if fed >= pullYield {
+			// Let the flusher and timer in (acks, keepalives): a large
+			// run of segments (a 10 MB frame) took ~1 s under s.mu in
+			// a process short of CPU, and its sender called us silent.
+			// Only the deliverer pulls (s.delivering), so the decoder
+			// stays ours; the session may die meanwhile.
+			fed = 0
+			s.mu.Unlock()
+			s.mu.Lock()
+			if s.state != stateEstablished || s.paused {
+				break
+			}
+		}
 	}
 	return frames, ackNow, err
 }
+
+// pullYield is how many bytes recvLocked decodes per hold of s.mu.
+const pullYield = 256 << 10
 
 // finishDelivery runs after the deliverer handed its frames to OnMessage:
 // it delivers what arrived or was resumed meanwhile, then gives up the
