@@ -3,6 +3,7 @@ package rudp
 import (
 	"net/netip"
 	"slices"
+	"sync/atomic"
 
 	"github.com/marsmesh/marsmesh/internal/kcp"
 )
@@ -80,8 +81,8 @@ func (s *session) pullLocked(frames []frame) (out []frame, own, ackNow bool, err
 // in place.
 func (s *session) recvLocked(frames []frame) ([]frame, bool, error) {
 	ackNow := false
-	emit := func(kind byte, payload []byte, now bool) {
-		frames = append(frames, frame{kind, payload})
+	emit := func(f frame, now bool) {
+		frames = append(frames, f)
 		ackNow = ackNow || now
 	}
 	var err error
@@ -90,6 +91,9 @@ func (s *session) recvLocked(frames []frame) ([]frame, bool, error) {
 		if err == nil {
 			fed += len(p)
 			err = s.dec.feed(p, emit)
+			if h := testDecodeHook.Load(); h != nil {
+				(*h)(s.t, len(p))
+			}
 		}
 	}
 	for err == nil && s.kcp.RecvFunc(feed) {
@@ -112,6 +116,10 @@ func (s *session) recvLocked(frames []frame) ([]frame, bool, error) {
 
 // pullYield is how many bytes recvLocked decodes per hold of s.mu.
 const pullYield = 256 << 10
+
+// testDecodeHook, set by tests only, runs after each piece decoded under
+// s.mu (it stands in for a deliverer short of CPU).
+var testDecodeHook atomic.Pointer[func(t *Transport, n int)]
 
 // finishDelivery runs after the deliverer handed its frames to OnMessage:
 // it delivers what arrived or was resumed meanwhile, then gives up the
@@ -223,13 +231,13 @@ func (t *Transport) mayBlock(frames []frame) bool {
 // requests leave together, after the last one, in shared datagrams.
 func (t *Transport) deliverFrames(s *session, frames []frame, cork bool) {
 	cork = cork && len(frames) > 1
-	for i, f := range frames {
+	for i := range frames {
 		if cork {
 			s.mu.Lock()
 			s.corked = i < len(frames)-1
 			s.mu.Unlock()
 		}
-		t.deliver(s.addr, f.kind, f.payload, true)
+		t.deliver(s.addr, frames[i].kind, frames[i].bytes(), true)
 	}
 	if cork {
 		s.mu.Lock()

@@ -46,7 +46,10 @@
 // in its socket) nor in a check that itself ran late (the process was
 // short of CPU); the verdict waits for the next check. A slow batch of
 // packets sends the acknowledgements owed so far without waiting for its
-// end.
+// end. A session busy delivering a large message still speaks: the
+// deliverer lets go of the session every 256 KiB it decodes (a large body
+// is kept in pieces, joined outside the session's lock), and a check that
+// finds the session busy sends its keepalive without waiting.
 //
 // These checks run every min(max(RetryTimeout/30, 10 ms), 100 ms) while a
 // handshake, data in flight or a partial unreliable message needs

@@ -87,6 +87,7 @@ type Transport struct {
 type frame struct {
 	kind    byte
 	payload []byte
+	parts   [][]byte // a large body in pieces, payload nil (see frame.bytes)
 }
 
 // Listen binds a UDP socket on addr ("host:port"; port 0 picks a free one)
