@@ -129,6 +129,7 @@ func (s *session) establishLocked(now int64) {
 	k.SetMtu(s.mtu)
 	s.mss = k.Mss()
 	k.SetRecvLimit(s.t.cfg.RecvWindow * recvBytesPerSegment)
+	k.CapUna(k.Pulled()) // what is pulled is acknowledged (deliver.go recvLocked)
 	s.kcp = k
 	s.state = stateEstablished
 	s.ping.Store(&tagged{typ: pktPing, conv: s.conv, tag: s.keys.ping})
