@@ -108,3 +108,41 @@ func TestSlowDeliveryKeepsPeerInformed(t *testing.T) {
 		t.Fatalf("got kind %d, %d bytes; want kind 2, %d bytes", m.kind, len(m.payload), len(big))
 	}
 }
+
+// TestHandshakeNotJudgedWhileReadLoopBehind: a dialer whose read loop is
+// held up (an OnMessage that stalls it, standing in for a read goroutine
+// starved of CPU) for three handshake limits while the answer to its SYN
+// waits unread in its socket must not give up on the handshake: once the
+// read loop runs again the session comes up and the message is delivered.
+func TestHandshakeNotJudgedWhileReadLoopBehind(t *testing.T) {
+	const stall = 3 * testTimeout
+	aIn, bIn, cIn := newInbox(), newInbox(), newInbox()
+	acfg := aIn.config(fastConfig())
+	deliver := acfg.OnMessage
+	stalled := make(chan struct{})
+	acfg.OnMessage = func(from netip.AddrPort, kind byte, p []byte, reliable bool) {
+		if kind == 9 {
+			close(stalled)
+			time.Sleep(stall) // the read loop is held up: the fault injected
+		}
+		deliver(from, kind, p, reliable)
+	}
+	a := listenUDP(t, acfg)
+	b := listenUDP(t, bIn.config(fastConfig()))
+	c := listenUDP(t, cIn.config(Config{RetryTimeout: 20 * stall})) // c does not judge
+	if err := c.Send(a.LocalAddr(), 9, []byte("stall")); err != nil {
+		t.Fatal(err)
+	}
+	<-stalled
+	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil { // a dials b
+		t.Fatal(err)
+	}
+	if !bIn.waitFor(20*stall, func() bool { return len(bIn.msgs) == 1 }) {
+		t.Fatal("the message did not arrive: the dialer gave up on an answered handshake")
+	}
+	aIn.mu.Lock()
+	defer aIn.mu.Unlock()
+	for _, d := range aIn.downs {
+		t.Fatalf("the dialer saw a peer go down: %v", d.err)
+	}
+}

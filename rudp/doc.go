@@ -40,8 +40,11 @@
 // acknowledgement for RetryTimeout while the peer's window is open; a side
 // that ends a session tells the other (a tagged reset); Close flushes and
 // sends a close frame. A packet for a session the receiver does not know
-// draws a hint that makes the sender probe with a new handshake. Silence
-// is judged from the read loop's point of view: not while it is behind
+// draws a hint that makes the sender probe with a new handshake. A
+// handshake unanswered for RetryTimeout fails (ErrUnreachable), as does
+// one answered but not proven by the peer within RetryTimeout of the
+// answer. Silence, of a peer or of a handshake, is judged from the read
+// loop's point of view: not while it is behind
 // (busy with a batch it began before the limit, or datagrams wait unread
 // in its socket) nor in a check that itself ran late (the process was
 // short of CPU); the verdict waits for the next check. A slow batch of

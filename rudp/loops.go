@@ -168,8 +168,14 @@ func (t *Transport) sweep(now int64) (due int64) {
 		switch s.state {
 		case stateDialing, stateConfirming:
 			due = now // the next sweep comes after sweepEvery
+			// Unanswered since the first SYN, or unproven since the
+			// SYN-ACK; not judged while the read loop is behind.
+			heard := s.created
+			if s.state == stateConfirming {
+				heard = s.lastRecv.Load()
+			}
 			switch {
-			case now-s.created > timeout:
+			case now-heard > timeout && !t.behind(heard+timeout):
 				reason = ErrUnreachable
 			case now < s.synNext:
 			case s.state == stateDialing:

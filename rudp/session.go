@@ -115,6 +115,7 @@ func (s *session) confirmLocked(remoteInc, peerTok uint64, now int64) {
 	s.remoteInc, s.peerTok = remoteInc, peerTok
 	s.keys = deriveKeys(s.t.inc, s.myTok, remoteInc, peerTok)
 	s.state = stateConfirming
+	s.lastRecv.Store(now) // the SYN-ACK: the handshake was answered
 	s.synWait = 50 * time.Millisecond
 }
 
