@@ -130,6 +130,36 @@ func checkPodSpec(t *testing.T, o object, binary string) object {
 	return c
 }
 
+// checkKey checks that a workload's container reads the cluster key from
+// the Secret marsmesh-key, mounted read-only.
+func checkKey(t *testing.T, o object, c object) {
+	t.Helper()
+	kind := o.str("kind")
+	file := env(c)["DIARKIS_MESH_KEY_FILE"]
+	var vol string
+	for i := 0; c.path("volumeMounts", i) != nil; i++ {
+		dir := c.str("volumeMounts", i, "mountPath")
+		if file != "" && strings.HasPrefix(file, dir+"/") && c.path("volumeMounts", i, "readOnly") == true {
+			vol = c.str("volumeMounts", i, "name")
+		}
+	}
+	if vol == "" {
+		t.Fatalf("%s: DIARKIS_MESH_KEY_FILE %q is not in a read-only volume mount", kind, file)
+	}
+	for i := 0; o.path("spec", "template", "spec", "volumes", i) != nil; i++ {
+		if o.str("spec", "template", "spec", "volumes", i, "name") == vol {
+			if name := o.str("spec", "template", "spec", "volumes", i, "secret", "secretName"); name != "marsmesh-key" {
+				t.Errorf("%s: key volume %s comes from secret %q, want marsmesh-key", kind, vol, name)
+			}
+			if o.path("spec", "template", "spec", "securityContext", "fsGroup") == nil {
+				t.Errorf("%s: no fsGroup: the non-root user cannot read the key", kind)
+			}
+			return
+		}
+	}
+	t.Errorf("%s: no volume %s", kind, vol)
+}
+
 func TestMarsManifest(t *testing.T) {
 	objs := load(t, "mars.yaml")
 	svc, ok := objs["Service/mars"]
@@ -166,6 +196,7 @@ func TestMarsManifest(t *testing.T) {
 	if e := env(c); e["DIARKIS_MARS_ADDR"] != "0.0.0.0" || e["DIARKIS_MARS_PORT"] != "6789" {
 		t.Errorf("mars-server env %v", e)
 	}
+	checkKey(t, ss, c)
 	if c.str("livenessProbe", "httpGet", "path") != "/healthz" || c.str("readinessProbe", "httpGet", "path") != "/readyz" {
 		t.Errorf("mars-server probes: liveness %v readiness %v", c["livenessProbe"], c["readinessProbe"])
 	}
@@ -190,6 +221,7 @@ func TestNodeManifest(t *testing.T) {
 	if e["DIARKIS_MARS_ADDR"] != "mars" || e["DIARKIS_MARS_PORT"] != "6789" || e["DIARKIS_PORT"] != "8000" || e["DIARKIS_ADDRESS"] != "0.0.0.0" {
 		t.Errorf("marsmesh-node env %v", e)
 	}
+	checkKey(t, d, c)
 	for _, probe := range []string{"startupProbe", "livenessProbe"} {
 		cmd := strs(c.path(probe, "exec", "command"))
 		if len(cmd) < 4 || cmd[0] != "marsmesh-node" || cmd[1] != "healthcheck" || !slices.Contains(cmd, "127.0.0.1:8000") {
@@ -247,6 +279,9 @@ func TestSystemdUnits(t *testing.T) {
 		}
 		if keys["RestartPreventExitStatus"] != "2" || keys["Restart"] != "on-failure" {
 			t.Errorf("%s: Restart=%q RestartPreventExitStatus=%q, want on-failure and 2 (usage errors)", file, keys["Restart"], keys["RestartPreventExitStatus"])
+		}
+		if cred, _, _ := strings.Cut(keys["LoadCredential"], ":"); cred == "" || keys["Environment"] != "DIARKIS_MESH_KEY_FILE=%d/"+cred {
+			t.Errorf("%s: LoadCredential=%q Environment=%q, want the cluster key as a credential in DIARKIS_MESH_KEY_FILE", file, keys["LoadCredential"], keys["Environment"])
 		}
 		for _, section := range []string{"[Unit]", "[Service]", "[Install]"} {
 			if !strings.Contains(string(data), section) {

@@ -13,7 +13,10 @@ import "github.com/marsmesh/marsmesh/internal/pollwake"
 // interprocessor interrupt on a VM) on the request's path. The parked
 // worker is found instead by the read goroutine's own thread once it waits
 // for the socket again. While handlers run, new work gets a new goroutine
-// as before (with threads busy, one woken through the poller could wait).
+// as before (with threads busy, one woken through the poller could wait);
+// workers whose handler returned and that only answer do not count (at
+// one request at a time the next one often arrives while the worker of
+// the last is still writing its reply).
 //
 // A parked worker is not counted in n.wg (Shutdown does not wait for it);
 // it is counted in n.bg, and the sweeper wakes every parked worker when
@@ -37,7 +40,7 @@ func (n *Node) startWorkerLocked() bool {
 	}
 	n.wg.Add(1)
 	in := &n.in
-	if k := len(in.idle); k > 0 && in.running == 0 {
+	if k := len(in.idle); k > 0 && in.running <= int(in.replying.Load()) {
 		iw := in.idle[k-1]
 		in.idle[k-1] = nil
 		in.idle = in.idle[:k-1]

@@ -109,6 +109,7 @@ type inbound struct {
 	spare      []*peerIn     // idle, for reuse
 	ready      []*peerIn     // peers with a job that may start, served in turn
 	running    int           // workers
+	replying   atomic.Int32  // workers whose handler returned, answering (rpc.go)
 	idle       []*idleWorker // parked workers (idleworker.go)
 	idleClosed bool          // the node stopped: no more parking
 	slow       atomic.Uint64

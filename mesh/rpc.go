@@ -426,6 +426,10 @@ func (j *serveJob) run() {
 	case j.hdr.table == tableInternal:
 		resp = n.healthAnswer() // the node's sync state (ready.go)
 	}
+	// The handler returned: this worker only answers now, and is about to
+	// take the next job or park (startWorkerLocked).
+	n.in.replying.Add(1)
+	defer n.in.replying.Add(-1)
 	switch {
 	case err != nil && errors.Is(ctxErr, context.DeadlineExceeded):
 		// The caller's deadline passed: a timeout for the caller, not a

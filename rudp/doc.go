@@ -89,13 +89,18 @@
 // lone message still goes out at once, in its own segment. Where the interface towards
 // the peer has a large MTU (loopback, jumbo frames), a session's KCP
 // segments are up to 16 KiB and its datagrams up to 63 KiB (a 64 KiB
-// message is 5 segments in 2 datagrams on loopback instead of 48 and 48);
+// message is 5 segments in 2 datagrams on loopback instead of 48 and 48)
+// once the peer's CAPS, sent during the handshake, says it takes them (a
+// transport from before CAPS keeps getting the standard sizes; caps.go);
 // a session's receive side holds at most about Config.RecvWindow x 1,536
 // bytes whatever its segment size. On Linux (amd64, arm64)
 // these socket calls are raw system calls on the non-blocking socket
 // (syscall.RawSyscall6 inside its RawConn), which spares an idle process
 // the wake-up of the runtime's sysmon thread that an ordinary system call
-// costs; elsewhere they go through x/net (IPv4) or the net package.
+// costs, and the read loop runs inside one RawConn.Read, so that after a
+// batch that emptied the socket it waits for the poller at once instead
+// of first reading EAGAIN; elsewhere they go through x/net (IPv4) or the
+// net package.
 //
 // # Readers
 //

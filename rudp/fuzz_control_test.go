@@ -16,6 +16,7 @@ func FuzzControl(f *testing.F) {
 	f.Add(tagged{typ: pktFin, conv: 5, tag: 6}.append(nil))
 	f.Add(tagged{typ: pktNoSess, conv: 5, tag: 6}.append(nil))
 	f.Add([]byte{pktRst})
+	f.Add(caps{tagged: tagged{typ: pktCaps, conv: 5, tag: 6}, flags: capsAsk, maxPacket: 9000, maxSegment: 8000}.append(nil))
 	cfg := Config{RetryTimeout: time.Minute}
 	aIn, bIn := newInbox(), newInbox()
 	a := listenUDP(f, aIn.config(cfg))
@@ -35,6 +36,11 @@ func FuzzControl(f *testing.F) {
 		if c, ok := parseTagged(p); ok {
 			if !bytes.Equal(c.append(nil), p) {
 				t.Fatalf("control %+v does not round-trip", c)
+			}
+		}
+		if c, ok := parseCaps(p); ok {
+			if !bytes.Equal(c.append(nil), p[:capsSize]) {
+				t.Fatalf("CAPS %+v does not round-trip", c)
 			}
 		}
 		if len(p) > 0 && p[0] != pktKCP {

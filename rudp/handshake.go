@@ -113,6 +113,7 @@ type sessionKeys struct {
 	id             uint64 // orders competing sessions: the lower wins
 	conv           uint32 // KCP conversation id
 	ping, fin, rst uint64 // tags of the control packets
+	caps           uint64 // tag of CAPS (caps.go)
 }
 
 func deriveKeys(incA, tokA, incB, tokB uint64) sessionKeys {
@@ -133,6 +134,7 @@ func deriveKeys(incA, tokA, incB, tokB uint64) sessionKeys {
 		ping: binary.BigEndian.Uint64(h[8:]),
 		fin:  binary.BigEndian.Uint64(h[16:]),
 		rst:  binary.BigEndian.Uint64(h[24:]),
+		caps: binary.BigEndian.Uint64(h2[8:]),
 	}
 	if k.conv == 0 {
 		k.conv = 1
@@ -417,6 +419,7 @@ func (t *Transport) handleAck(h handshake, from netip.AddrPort, now int64) {
 		s.sec.crypto.Store(crypto)
 		s.sec.key = h.key
 	}
+	t.sendCapsLocked(s) // before the PING: the dialer's data may then use them
 	s.establishLocked(now)
 	t.sendTagged(s, tagged{typ: pktPing, conv: s.conv, tag: keys.ping})
 	s.unlockAndWrite()
@@ -466,6 +469,8 @@ func (t *Transport) handleTagged(c tagged, from netip.AddrPort) {
 		if s.state == stateConfirming {
 			s.establishLocked(now)
 			up = true
+		} else {
+			t.askCapsLocked(s) // a keepalive: is the peer's CAPS still missing?
 		}
 		s.unlockAndWrite()
 		if up {

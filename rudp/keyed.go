@@ -79,7 +79,7 @@ func (t *Transport) handleSealed(p []byte, from netip.AddrPort) {
 			return
 		}
 		switch inner[0] {
-		case pktKCP, pktDatagram, pktDatagramBatch, pktFragment, pktPing, pktFin, pktRst:
+		case pktKCP, pktDatagram, pktDatagramBatch, pktFragment, pktPing, pktFin, pktRst, pktCaps:
 			t.handlePlain(inner, from)
 		default:
 			t.bad("sealed packet of a type not allowed in a session", from)
@@ -178,7 +178,11 @@ func (t *Transport) sendHandshake(to netip.AddrPort, h handshake) {
 // with its session keys.
 func (t *Transport) sendTagged(s *session, c tagged) {
 	var b [taggedSize]byte
-	p := c.append(b[:0])
+	t.sendPacket(s, c.append(b[:0]))
+}
+
+// sendPacket sends a session's control packet p, sealed with keys.
+func (t *Transport) sendPacket(s *session, p []byte) {
 	if !t.ks.keyed {
 		t.write(p, s.addr)
 		return

@@ -14,7 +14,8 @@ import "encoding/binary"
 //	PING      [0x12][conv u32][tag u64]
 //	FIN       [0x13][conv u32][tag u64]
 //	RST       [0x14][conv u32][tag u64]
-//	NOSESS    [0x16][src inc u64][conv u32]
+//	NOSESS    [0x16][conv u32][src inc u64]
+//	CAPS      [0x17][conv u32][tag u64][flags][max datagram u32][max segment u32]
 //
 // See handshake.go for how they are used. With cluster keys every one of
 // them travels sealed inside a 0x30 (session) or 0x31 (handshake) packet;

@@ -14,8 +14,9 @@ import (
 // (16 KiB; internal/kcp sizes their buffers to fit): a 64 KiB message then
 // takes 5 segments in 2 datagrams on loopback instead of 48 segments in
 // 48 datagrams, each way. Every rudp transport reads datagrams of up to
-// readBufSize bytes and accepts segments of up to kcp.MaxSegmentData, so
-// both ends of a session always accept what the other sends.
+// readBufSize bytes and accepts segments of up to kcp.MaxSegmentData, and
+// says so in its CAPS (caps.go); a session grows only towards a peer whose
+// CAPS it has, so an older peer keeps getting the standard sizes.
 
 // maxWirePacket is the largest UDP payload a session sends where the path
 // allows (below the 65,507 bytes of an IPv4 UDP datagram, with room for a
@@ -40,16 +41,17 @@ type pathMTUs struct {
 	mtu map[netip.Addr]int
 }
 
-// sessionMTU is the KCP packet size (SetMtu) for a session with peer:
-// t.kcpMTU (which leaves room for the seal with keys) plus whatever room
-// the path has above MaxPacketSize, at most maxWirePacket - MaxPacketSize
-// more.
-func (t *Transport) sessionMTU(peer netip.AddrPort) int {
-	if _, ok := t.conn.(*net.UDPConn); !ok {
+// sessionMTU is the KCP packet size (SetMtu) for a session with peer,
+// which reads datagrams of up to peerPacket bytes (0: unknown, see
+// caps.go): t.kcpMTU (which leaves room for the seal with keys) plus
+// whatever room the path and the peer have above MaxPacketSize, at most
+// maxWirePacket - MaxPacketSize more.
+func (t *Transport) sessionMTU(peer netip.AddrPort, peerPacket int) int {
+	if _, ok := t.conn.(*net.UDPConn); !ok || peerPacket <= MaxPacketSize {
 		return t.kcpMTU // tests' in-memory sockets keep the standard size
 	}
 	link := t.paths.linkMTU(t.local.Addr(), peer.Addr())
-	wire := min(link-ipUDPOverhead(peer.Addr()), maxWirePacket)
+	wire := min(link-ipUDPOverhead(peer.Addr()), maxWirePacket, peerPacket)
 	if wire <= MaxPacketSize {
 		return t.kcpMTU
 	}

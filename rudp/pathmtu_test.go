@@ -18,7 +18,7 @@ func TestSessionMTU(t *testing.T) {
 	defer tr.Close()
 	lo := netip.MustParseAddrPort("127.0.0.1:9")
 	link := tr.paths.linkMTU(tr.local.Addr(), lo.Addr())
-	got := tr.sessionMTU(lo)
+	got := tr.sessionMTU(lo, maxWirePacket)
 	switch {
 	case link >= maxWirePacket+28 && got != tr.kcpMTU+maxWirePacket-MaxPacketSize:
 		t.Errorf("loopback MTU %d: session MTU %d, want %d", link, got, tr.kcpMTU+maxWirePacket-MaxPacketSize)

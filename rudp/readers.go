@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/marsmesh/marsmesh/internal/pollwake"
 	"golang.org/x/net/ipv4"
 )
 
@@ -18,7 +19,9 @@ import (
 // leader with claimed messages hands the role, with its read buffers, to a
 // parked follower (or a new goroutine), and only then delivers them: it is
 // no longer the read goroutine, and the follower's wake-up happens while
-// the messages are being handled instead of before. When it is done it
+// the messages are being handled instead of before (a follower parked on
+// a pollwake.Waker is found by the next thread that polls, typically this
+// one once it is done, with no second OS thread woken). When it is done it
 // parks as a follower, or ends if enough are parked already. A goroutine
 // that delivers is not counted in Transport.wg (Close does not wait for
 // code that may block); it counts itself again when it parks.
@@ -30,7 +33,32 @@ type readers struct {
 	mu     sync.Mutex
 	closed bool // Close is about to wait for t.wg: no more Add
 	idle   int
-	lead   chan *readState // the read role, handed to a parked follower
+	lead   chan *readState // the read role, handed to a follower parked on it
+	parked []*follower     // followers parked on a waker
+}
+
+// follower is a follower parked on a pollwake.Waker: handing it the read
+// role wakes no second OS thread (see internal/pollwake), where a channel
+// send to a parked goroutine does in a process whose other threads sleep.
+// It is found by the leader's own thread once that one waits, or by any
+// other thread that polls (the runtime's sysmon does within 10 ms while a
+// leader keeps its thread busy).
+type follower struct {
+	w  *pollwake.Waker
+	st *readState // set before Wake; nil: the transport closes
+}
+
+// close stops readers from parking or starting, and ends the followers
+// parked on wakers (those on rd.lead see t.done).
+func (rd *readers) close() {
+	rd.mu.Lock()
+	rd.closed = true
+	parked := rd.parked
+	rd.parked = nil
+	rd.mu.Unlock()
+	for _, f := range parked {
+		f.w.Wake()
+	}
 }
 
 // claim is one session's frames to deliver after the read role is handed on.
@@ -42,18 +70,23 @@ type claim struct {
 
 // readState is the read role: the socket buffers go with it.
 type readState struct {
-	read func() (int, error)
+	read func() (int, error) // one read (without raw calls)
+	raw  *rawReader          // raw calls: the reads run inside serve
 	bufs [][]byte
 	from []netip.AddrPort
+
+	idle  func()           // t.markIdle, bound once
+	batch func(n int) bool // st.handle, bound once
+	t     *Transport
 }
 
 func (t *Transport) newReadState() *readState {
-	st := &readState{}
+	st := &readState{t: t, idle: t.markIdle}
+	st.batch = st.handle
 	if t.batch != nil && t.batch.raw != nil {
-		rr := t.batch.raw.newReader(readBatch, readBufSize)
+		st.raw = t.batch.raw.newReader(readBatch, readBufSize)
 		st.bufs = make([][]byte, readBatch)
 		st.from = make([]netip.AddrPort, readBatch)
-		st.read = func() (int, error) { return rr.read(st.bufs, st.from) }
 		return st
 	}
 	if t.batch != nil {
@@ -90,6 +123,53 @@ func (t *Transport) newReadState() *readState {
 	return st
 }
 
+// serve reads and handles batches of packets; it returns after a batch
+// that left claimed messages, after some batches (so the caller looks
+// again), or with the error that ended a read.
+func (st *readState) serve() error {
+	if st.raw != nil {
+		return st.raw.serve(st.bufs, st.from, st.idle, st.batch)
+	}
+	st.idle()
+	n, err := st.read()
+	if err != nil {
+		return err
+	}
+	st.handle(n)
+	return nil
+}
+
+// markIdle notes that the read loop may be about to wait for the socket
+// (behind.go).
+func (t *Transport) markIdle() {
+	t.rxAt.Store(t.now())
+	t.rxBusy.Store(false)
+}
+
+// handle handles a batch of n packets read into st.bufs and st.from; it
+// reports whether claimed messages wait (the read role must be handed on).
+func (st *readState) handle(n int) bool {
+	t := st.t
+	t.rxBusy.Store(true)
+	t.stats.packetsIn.Add(uint64(n))
+	var bytes int
+	start := t.now()
+	for i := range n {
+		bytes += len(st.bufs[i])
+		t.handlePacket(st.bufs[i], st.from[i])
+		if len(t.acksDue) > 0 && i+1 < n && t.now()-start > int64(ackDelay) {
+			// A slow batch (large packets, a process short of
+			// CPU) does not hold back the acks owed so far: a
+			// batch of 32 64 KiB packets took 1.2 s in a loaded
+			// race-enabled test, and its sender called us silent.
+			t.scheduleAcks()
+		}
+	}
+	t.stats.bytesIn.Add(uint64(bytes))
+	t.scheduleAcks()
+	return len(t.claimed) > 0
+}
+
 // readLoop is the leader's loop (st nil: the first leader). Every
 // reliable message is delivered from here or by the goroutine it hands
 // claimed messages to, which keeps per-peer order. It reads packets in
@@ -106,33 +186,13 @@ func (t *Transport) readLoop(st *readState) {
 		st = t.newReadState()
 	}
 	for {
-		t.rxAt.Store(t.now())
-		t.rxBusy.Store(false)
-		n, err := st.read()
-		t.rxBusy.Store(true)
-		if err != nil {
+		if err := st.serve(); err != nil {
 			if t.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			t.warn.Warn("rudp: read error", "local", t.local, "err", err)
 			continue
 		}
-		t.stats.packetsIn.Add(uint64(n))
-		var bytes int
-		start := t.now()
-		for i := range n {
-			bytes += len(st.bufs[i])
-			t.handlePacket(st.bufs[i], st.from[i])
-			if len(t.acksDue) > 0 && i+1 < n && t.now()-start > int64(ackDelay) {
-				// A slow batch (large packets, a process short of
-				// CPU) does not hold back the acks owed so far: a
-				// batch of 32 64 KiB packets took 1.2 s in a loaded
-				// race-enabled test, and its sender called us silent.
-				t.scheduleAcks()
-			}
-		}
-		t.stats.bytesIn.Add(uint64(bytes))
-		t.scheduleAcks()
 		if len(t.claimed) > 0 {
 			if st = t.handOff(st); st == nil {
 				counted = false
@@ -162,11 +222,24 @@ func (t *Transport) handOff(st *readState) *readState {
 	}
 	t.wg.Add(1) // before Close's Wait, which comes after rd.closed is set
 	t.rd.idle++
+	var f *follower
+	if w := pollwake.Get(); w != nil {
+		f = &follower{w: w}
+		t.rd.parked = append(t.rd.parked, f)
+	}
 	t.rd.mu.Unlock()
-	st = nil // passed on: only what comes back through rd.lead is ours
-	select {
-	case st = <-t.rd.lead:
-	case <-t.done:
+	st = nil // passed on: only what comes back is ours
+	if f != nil {
+		f.w.Wait()
+		t.rd.mu.Lock()
+		st = f.st
+		t.rd.mu.Unlock()
+		pollwake.Put(f.w)
+	} else {
+		select {
+		case st = <-t.rd.lead:
+		case <-t.done:
+		}
 	}
 	t.rd.mu.Lock()
 	t.rd.idle--
@@ -179,6 +252,17 @@ func (t *Transport) handOff(st *readState) *readState {
 
 // passLead gives the read role to a parked follower, or to a new goroutine.
 func (t *Transport) passLead(st *readState) {
+	t.rd.mu.Lock()
+	if k := len(t.rd.parked); k > 0 {
+		f := t.rd.parked[k-1]
+		t.rd.parked[k-1] = nil
+		t.rd.parked = t.rd.parked[:k-1]
+		f.st = st
+		t.rd.mu.Unlock()
+		f.w.Wake()
+		return
+	}
+	t.rd.mu.Unlock()
 	select {
 	case t.rd.lead <- st:
 		return

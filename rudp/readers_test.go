@@ -1,10 +1,13 @@
 package rudp
 
 import (
+	"fmt"
 	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/marsmesh/marsmesh/internal/pollwake"
 )
 
 // TestMayBlockHandsOffTheSocket: OnMessage for a kind Config.MayBlock
@@ -69,4 +72,56 @@ func TestMayBlockHandsOffTheSocket(t *testing.T) {
 	close(release)
 	wait("block")
 	wait("a-after")
+}
+
+// TestClaimsHandOffRepeatedly: one claimed message at a time, many times:
+// the read role goes back and forth between the goroutines that park as
+// followers (on wakers) and every message arrives once, in order; Close
+// ends the parked followers (the package's leak check).
+func TestClaimsHandOffRepeatedly(t *testing.T) {
+	const kind, n = 1, 300
+	got := make(chan string, 1)
+	srv, err := Listen("127.0.0.1:0", Config{
+		MayBlock:  func(byte) bool { return true },
+		OnMessage: func(_ netip.AddrPort, _ byte, p []byte, _ bool) { got <- string(p) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	a, err := Listen("127.0.0.1:0", Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for i := range n {
+		want := fmt.Sprint(i)
+		if err := a.Send(srv.LocalAddr(), kind, []byte(want)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case p := <-got:
+			if p != want {
+				t.Fatalf("delivered %q, want %q", p, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("message %d not delivered", i)
+		}
+	}
+	w := pollwake.Get()
+	if w == nil {
+		return // no wakers here: followers park on the channel
+	}
+	pollwake.Put(w)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		srv.rd.mu.Lock()
+		parked := len(srv.rd.parked)
+		srv.rd.mu.Unlock()
+		if parked > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no follower parked on a waker")
+		}
+	}
 }

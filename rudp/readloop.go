@@ -179,6 +179,13 @@ func (t *Transport) handlePlain(p []byte, from netip.AddrPort) {
 			return
 		}
 		t.handleTagged(c, from)
+	case pktCaps:
+		c, ok := parseCaps(p)
+		if !ok {
+			t.bad("bad CAPS packet", from)
+			return
+		}
+		t.handleCaps(c, from)
 	default:
 		t.bad("unknown packet type", from)
 	}

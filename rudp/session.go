@@ -51,6 +51,9 @@ type session struct {
 	joinBuf     []byte // scratch: held acks joined to a packet
 	mtu         int    // KCP packet size (see pathmtu.go)
 	mss         int    // KCP segment data size: mtu - kcpOverhead
+	peerPacket  int    // the largest datagram the peer reads (its CAPS; 0: not heard, see caps.go)
+	peerSegment int    // the largest segment the peer accepts (its CAPS)
+	capsSent    int    // CAPS sent on this session
 
 	// Outgoing bytes: framed messages waiting for KCP window room live in
 	// queue. Counters are cumulative byte offsets in the stream.
@@ -126,8 +129,12 @@ func (s *session) establishLocked(now int64) {
 	k := kcp.NewKCP(s.conv, s.output)
 	k.NoDelay(1, int(s.t.cfg.Interval/time.Millisecond), 2, 1)
 	k.WndSize(s.t.cfg.SendWindow, s.t.cfg.RecvWindow)
-	s.mtu = s.t.sessionMTU(s.addr) // pathmtu.go
-	k.SetMtu(s.mtu)
+	s.mtu = s.t.sessionMTU(s.addr, s.peerPacket) // pathmtu.go, caps.go
+	maxSeg := kcp.MaxSegmentData
+	if s.peerSegment > 0 {
+		maxSeg = s.peerSegment
+	}
+	k.SetSizes(s.mtu, maxSeg)
 	s.mss = k.Mss()
 	k.SetRecvLimit(s.t.cfg.RecvWindow * recvBytesPerSegment)
 	k.CapUna(k.Pulled()) // what is pulled is acknowledged (deliver.go recvLocked)

@@ -64,9 +64,14 @@ type rawReader struct {
 	iovs  []syscall.Iovec
 	names []syscall.RawSockaddrInet6 // large enough for either family
 	bufs  [][]byte                   // full-size buffers behind iovs
-	fn    func(fd uintptr) bool      // rr.recv, bound once (a closure per call allocates)
-	got   int
-	errno syscall.Errno
+	fn    func(fd uintptr) bool      // rr.loop, bound once (a closure per call allocates)
+
+	// The current serve call.
+	out     [][]byte
+	outFrom []netip.AddrPort
+	idle    func() // before each recvmmsg and wait
+	batch   func(n int) bool
+	errno   syscall.Errno
 }
 
 func (r *rawSock) newReader(n, size int) *rawReader {
@@ -86,52 +91,86 @@ func (r *rawSock) newReader(n, size int) *rawReader {
 		h.Iov = &rr.iovs[i]
 		h.Iovlen = 1
 	}
-	rr.fn = rr.recv
+	rr.fn = rr.loop
 	return rr
 }
 
-// read takes up to len(bufs) datagrams, waiting for the first; it sets
-// bufs[i] and from[i] for each and returns how many it took.
-func (rr *rawReader) read(bufs [][]byte, from []netip.AddrPort) (int, error) {
-	rr.got, rr.errno = 0, 0
+// serve reads datagrams, up to len(bufs) per recvmmsg (bufs and from
+// are as long as the reader's batch), and hands each batch to batch(n)
+// with bufs[:n] and from[:n] set. idle (if not nil) runs before each
+// recvmmsg and each wait for the socket. serve returns nil after a batch
+// that filled bufs (more may wait) or for which batch returned true, or
+// the error that ended the reads.
+//
+// It all runs inside one RawConn.Read: after a batch that emptied the
+// socket it waits for the poller's next readiness edge at once, without
+// the recvmmsg that would only say EAGAIN. That is only sound within one
+// Read call: each call begins by clearing the readiness the poller noted,
+// so a datagram that came meanwhile would go unnoticed without a read
+// first (loop always reads first). Close ends the wait (the poller
+// reports the closing), and never waits for more than one batch: batches
+// that keep coming full return.
+func (rr *rawReader) serve(bufs [][]byte, from []netip.AddrPort, idle func(), batch func(n int) bool) error {
+	rr.out, rr.outFrom, rr.idle, rr.batch, rr.errno = bufs, from, idle, batch, 0
 	err := rr.s.rc.Read(rr.fn)
-	got, errno := rr.got, rr.errno
+	errno := rr.errno
+	rr.out, rr.outFrom, rr.idle, rr.batch = nil, nil, nil, nil
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if errno != 0 {
-		return 0, &net.OpError{Op: "read", Net: "udp", Err: errno}
+		return &net.OpError{Op: "read", Net: "udp", Err: errno}
 	}
-	for i := range got {
-		bufs[i] = rr.bufs[i][:rr.hdrs[i].n]
-		from[i] = sockaddrToAddrPort(&rr.names[i], rr.hdrs[i].hdr.Namelen)
-	}
-	return got, nil
+	return nil
 }
 
-// recv is the RawConn callback of read: one recvmmsg.
-func (rr *rawReader) recv(fd uintptr) bool {
-	for i := range rr.hdrs {
-		rr.hdrs[i].hdr.Namelen = syscall.SizeofSockaddrInet6
-		rr.hdrs[i].hdr.Flags = 0
-		rr.hdrs[i].n = 0
-	}
+// loop is serve's RawConn callback: it returns false to wait for the
+// socket, true to end the Read.
+func (rr *rawReader) loop(fd uintptr) bool {
 	for {
-		r1, _, e := syscall.RawSyscall6(unix.SYS_RECVMMSG, fd,
-			uintptr(unsafe.Pointer(&rr.hdrs[0])), uintptr(len(rr.hdrs)), 0, 0, 0)
-		switch e {
+		if rr.idle != nil {
+			rr.idle()
+		}
+		got, errno := rr.recv(fd)
+		switch errno {
 		case 0:
-			rr.got = int(r1)
-			return true
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
 			return false // the poller waits for the next datagram
 		default:
-			rr.errno = e
+			rr.errno = errno
 			return true
 		}
+		for i := range got {
+			rr.out[i] = rr.bufs[i][:rr.hdrs[i].n]
+			rr.outFrom[i] = sockaddrToAddrPort(&rr.names[i], rr.hdrs[i].hdr.Namelen)
+		}
+		if rr.batch(got) || got == len(rr.hdrs) {
+			return true
+		}
+		// The socket was empty when recvmmsg returned: what came since
+		// came with an edge the poller reports to this Read.
+		if rr.idle != nil {
+			rr.idle()
+		}
+		return false
 	}
+}
+
+// recv is one recvmmsg into the reader's buffers.
+func (rr *rawReader) recv(fd uintptr) (int, syscall.Errno) {
+	for i := range rr.hdrs {
+		rr.hdrs[i].hdr.Namelen = syscall.SizeofSockaddrInet6
+		rr.hdrs[i].hdr.Flags = 0
+		rr.hdrs[i].n = 0
+	}
+	r1, _, e := syscall.RawSyscall6(unix.SYS_RECVMMSG, fd,
+		uintptr(unsafe.Pointer(&rr.hdrs[0])), uintptr(len(rr.hdrs)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r1), 0
 }
 
 // sockaddrToAddrPort decodes a sockaddr_in or sockaddr_in6 (an IPv4-mapped

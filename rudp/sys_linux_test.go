@@ -62,7 +62,7 @@ func TestRawSockRoundTrip(t *testing.T) {
 				wantFrom = netip.AddrPortFrom(netip.IPv6Loopback(), wantFrom.Port())
 			}
 			for len(want) > 0 {
-				n, err := rr.read(bufs, from)
+				n, err := readOnce(rr, bufs, from)
 				if err != nil || n < 1 || n > 4 {
 					t.Fatalf("read: %d, %v", n, err)
 				}
@@ -96,7 +96,7 @@ func TestRawSockRefusedSkipped(t *testing.T) {
 	bufs, from := make([][]byte, 4), make([]netip.AddrPort, 4)
 	var got []byte
 	for len(got) < 2 {
-		n, err := rr.read(bufs, from)
+		n, err := readOnce(rr, bufs, from)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,13 +110,14 @@ func TestRawSockRefusedSkipped(t *testing.T) {
 }
 
 // TestRawSockClosed: a read waiting in the poller ends with net.ErrClosed
-// when the socket closes; a write after that fails the same way.
+// when the socket closes, also one waiting after a batch inside serve; a
+// write after that fails the same way.
 func TestRawSockClosed(t *testing.T) {
 	c, r := rawPair(t, "udp4", "127.0.0.1:0")
 	rr := r.newReader(2, 2048)
 	errc := make(chan error, 1)
 	go func() {
-		_, err := rr.read(make([][]byte, 2), make([]netip.AddrPort, 2))
+		_, err := readOnce(rr, make([][]byte, 2), make([]netip.AddrPort, 2))
 		errc <- err
 	}()
 	c.Close()
@@ -128,7 +129,30 @@ func TestRawSockClosed(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("read did not end on Close")
 	}
+
+	c, r = rawPair(t, "udp4", "127.0.0.1:0")
+	rr = r.newReader(2, 2048)
+	handled := make(chan struct{}, 1)
+	go func() {
+		errc <- rr.serve(make([][]byte, 2), make([]netip.AddrPort, 2), nil, func(int) bool {
+			handled <- struct{}{}
+			return false // wait for more
+		})
+	}()
 	var w rawWriter
+	if _, err := r.write(&w, [][]byte{{1}}, c.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	<-handled
+	c.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("read: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not end on Close")
+	}
 	res, err := r.write(&w, [][]byte{{1}, {2}}, netip.MustParseAddrPort("127.0.0.1:9"))
 	if !errors.Is(err, net.ErrClosed) || res.failed != 2 {
 		t.Fatalf("write after close: %+v, %v", res, err)
@@ -219,4 +243,63 @@ func FuzzSockaddr(f *testing.F) {
 			t.Fatalf("%v encodes and decodes as %v", ap, got)
 		}
 	})
+}
+
+// readOnce is one batch of rr.serve.
+func readOnce(rr *rawReader, bufs [][]byte, from []netip.AddrPort) (int, error) {
+	got := 0
+	err := rr.serve(bufs, from, nil, func(n int) bool { got = n; return true })
+	return got, err
+}
+
+// TestRawServeWaitsInRead: after a batch that emptied the socket, serve
+// waits inside the same Read for the next datagram (no recvmmsg that only
+// says EAGAIN, no return) and sees every datagram, also one sent while the
+// batch before it is being handled.
+func TestRawServeWaitsInRead(t *testing.T) {
+	_, ra := rawPair(t, "udp4", "127.0.0.1:0")
+	cb, rb := rawPair(t, "udp4", "127.0.0.1:0")
+	to := cb.LocalAddr().(*net.UDPAddr).AddrPort()
+	rr := rb.newReader(4, 2048)
+	bufs, from := make([][]byte, 4), make([]netip.AddrPort, 4)
+	const total = 2000
+	handled := make(chan struct{}, 1)
+	go func() {
+		var w rawWriter
+		for i := range total {
+			if _, err := ra.write(&w, [][]byte{{byte(i), byte(i >> 8)}}, to); err != nil {
+				t.Error(err)
+				return
+			}
+			select {
+			case <-handled: // the next one may come while the batch handler still runs
+			case <-time.After(10 * time.Second):
+				t.Errorf("datagram %d not handled", i)
+				return
+			}
+		}
+	}()
+	next, calls, idles := 0, 0, 0
+	for next < total && !t.Failed() {
+		calls++
+		err := rr.serve(bufs, from, func() { idles++ }, func(n int) bool {
+			for i := range n {
+				if got := int(bufs[i][0]) | int(bufs[i][1])<<8; got != next {
+					t.Errorf("datagram %d, want %d", got, next)
+				}
+				next++
+				handled <- struct{}{}
+			}
+			return next == total
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("serve returned %d times for %d datagrams sent one by one, want once", calls, total)
+	}
+	if idles < total {
+		t.Errorf("idle ran %d times, want at least once per datagram (%d)", idles, total)
+	}
 }

@@ -25,7 +25,9 @@ func newRawSock(*net.UDPConn) *rawSock { return nil }
 
 func (*rawSock) newReader(n, size int) *rawReader { return nil }
 
-func (*rawReader) read([][]byte, []netip.AddrPort) (int, error) { return 0, errNoRawCalls }
+func (*rawReader) serve([][]byte, []netip.AddrPort, func(), func(int) bool) error {
+	return errNoRawCalls
+}
 
 func (*rawSock) write(_ *rawWriter, pkts [][]byte, _ netip.AddrPort) (wrote, error) {
 	return wrote{failed: len(pkts)}, errNoRawCalls

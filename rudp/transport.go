@@ -75,6 +75,7 @@ type Transport struct {
 	acksOwed atomic.Int32 // sessions with ackDue set
 
 	paths   pathMTUs      // see pathmtu.go
+	noCaps  atomic.Bool   // tests: act as a transport from before CAPS (caps.go)
 	rd      readers       // see readers.go
 	ev      eventQueue    // see events.go
 	cookies cookieSecrets // key the stateless handshake cookies
@@ -401,9 +402,7 @@ func (t *Transport) shutdown(graceful bool) {
 			}
 			s.unlockAndWrite()
 		}
-		t.rd.mu.Lock()
-		t.rd.closed = true // no reader rejoins or starts after this (readers.go)
-		t.rd.mu.Unlock()
+		t.rd.close() // no reader rejoins or starts after this (readers.go)
 		close(t.done)
 		t.conn.Close()
 		t.wg.Wait()

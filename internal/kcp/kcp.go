@@ -431,14 +431,20 @@ func (kcp *KCP) SetRecvLimit(bytes int) {
 }
 
 // SetMtu sets the largest packet size, at most MaxMTU (segments carry at
-// most MaxSegmentData of it); call it before anything is sent. It returns -1 for a size out of range or when data is
-// queued.
-func (kcp *KCP) SetMtu(mtu int) int {
-	if mtu <= IKCP_OVERHEAD || mtu > MaxMTU || kcp.WaitSnd() > 0 {
+// most MaxSegmentData of it): SetSizes(mtu, MaxSegmentData).
+func (kcp *KCP) SetMtu(mtu int) int { return kcp.SetSizes(mtu, MaxSegmentData) }
+
+// SetSizes sets the largest packet size, at most MaxMTU, and the most data
+// a new segment carries: the packet's room, at most maxSeg and
+// MaxSegmentData. The packet size may shrink only while nothing is queued
+// (queued segments must still fit); it returns -1 then, or for a size out
+// of range.
+func (kcp *KCP) SetSizes(mtu, maxSeg int) int {
+	if mtu <= IKCP_OVERHEAD || mtu > MaxMTU || maxSeg <= 0 || (uint32(mtu) < kcp.mtu && kcp.WaitSnd() > 0) {
 		return -1
 	}
 	kcp.mtu = uint32(mtu)
-	kcp.mss = min(kcp.mtu-IKCP_OVERHEAD, MaxSegmentData)
+	kcp.mss = min(kcp.mtu-IKCP_OVERHEAD, uint32(min(maxSeg, MaxSegmentData)))
 	return 0
 }
 

@@ -8,8 +8,9 @@
 // waker's path. A goroutine parked in the network poller instead is found
 // by the next thread that looks for work (findRunnable polls without
 // blocking before it sleeps), typically the waker's own thread once its
-// goroutine blocks, so handing work over costs two cheap system calls
-// (an eventfd write and read) and no thread wake-up. Where the runtime has
+// goroutine blocks, so handing work over costs one system call (an
+// eventfd write; the waiting side reads a flag, not the eventfd) and no
+// thread wake-up. Where the runtime has
 // work queued or a thread waits in the poller, the woken goroutine may
 // start later, or wake that thread, just as for a socket read.
 //

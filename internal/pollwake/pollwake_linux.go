@@ -4,6 +4,7 @@ package pollwake
 
 import (
 	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -12,12 +13,20 @@ import (
 
 // Waker is an eventfd registered with the runtime's poller: one goroutine
 // Waits, another Wakes it once.
+//
+// The eventfd is only the poller's signal; whether a Wake came is the
+// flag woken. Wake sets it before writing the eventfd, and Wait checks it
+// (in its RawConn callback, after the poller was armed) before it parks,
+// so a Wait costs no system call of its own: the counter is never read.
+// The runtime registers the eventfd edge-triggered, and every write to an
+// eventfd is an edge whatever its counter holds (it would refuse writes
+// only past 2^64-2 of them).
 type Waker struct {
-	f    *os.File
-	rc   syscall.RawConn
-	fd   uintptr
-	fn   func(fd uintptr) bool // w.drain, bound once (a closure per Wait allocates)
-	sink uint64                // drain's read buffer
+	f     *os.File
+	rc    syscall.RawConn
+	fd    uintptr
+	fn    func(fd uintptr) bool // w.woke, bound once (a closure per Wait allocates)
+	woken atomic.Bool
 }
 
 func newWaker() *Waker {
@@ -32,7 +41,7 @@ func newWaker() *Waker {
 		return nil
 	}
 	w := &Waker{f: f, rc: rc, fd: uintptr(fd)}
-	w.fn = w.drain
+	w.fn = w.woke
 	return w
 }
 
@@ -40,11 +49,12 @@ func newWaker() *Waker {
 // never blocks. The system call is raw: it skips entersyscall, which in
 // an idle process would wake the runtime's sysmon thread.
 func (w *Waker) Wake() {
+	w.woken.Store(true) // before the edge the poller reports
 	one := uint64(1)
 	for {
 		_, _, e := syscall.RawSyscall(syscall.SYS_WRITE, w.fd, uintptr(unsafe.Pointer(&one)), 8)
 		if e != syscall.EINTR {
-			return // EAGAIN only past 2^64-2 wakes not waited for
+			return
 		}
 	}
 }
@@ -54,16 +64,9 @@ func (w *Waker) Wait() {
 	_ = w.rc.Read(w.fn)
 }
 
-// drain is Wait's RawConn callback: it reads (and so resets) the counter.
-func (w *Waker) drain(fd uintptr) bool {
-	for {
-		_, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&w.sink)), 8)
-		switch e {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false // the poller waits for Wake
-		}
-		return true
-	}
+// woke is Wait's RawConn callback. RawConn.Read calls it after it reset
+// the poller's readiness, so a Wake it does not see yet comes with an
+// edge that ends the wait (it is then called again).
+func (w *Waker) woke(uintptr) bool {
+	return w.woken.Swap(false)
 }

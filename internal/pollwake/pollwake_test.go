@@ -66,3 +66,41 @@ func TestPoolBounded(t *testing.T) {
 		Put(w)
 	}
 }
+
+// TestPingPong: two goroutines hand a turn back and forth through two
+// wakers many times; a Wake lost between the flag and the poller's edge
+// would hang it.
+func TestPingPong(t *testing.T) {
+	a, b := Get(), Get()
+	if a == nil || b == nil {
+		if runtime.GOOS == "linux" {
+			t.Fatal("no waker on Linux")
+		}
+		t.Skip("no wakers on", runtime.GOOS)
+	}
+	defer Put(a)
+	defer Put(b)
+	const rounds = 20000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range rounds {
+			a.Wait()
+			b.Wake()
+		}
+	}()
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for range rounds {
+			a.Wake()
+			b.Wait()
+		}
+	}()
+	select {
+	case <-finished:
+	case <-time.After(60 * time.Second):
+		t.Fatal("ping-pong stalled: a Wake was lost")
+	}
+	<-done
+}
