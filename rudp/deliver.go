@@ -116,8 +116,14 @@ func (s *session) recvLocked(frames []frame) ([]frame, bool, error) {
 			// a process short of CPU, and its sender called us silent.
 			// Only the deliverer pulls (s.delivering), so the decoder
 			// stays ours; the session may die meanwhile.
+			// What was pulled is acknowledged meanwhile (unless an
+			// ack-now frame waits for its delivery): a sender that
+			// sees no progress for RetryTimeout calls us stalled.
 			fed = 0
-			s.mu.Unlock()
+			if !ackNow {
+				s.kcp.CapUna(s.kcp.Pulled())
+			}
+			s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
 			s.mu.Lock()
 			if s.state != stateEstablished || s.paused {
 				break
