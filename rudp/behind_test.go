@@ -56,15 +56,18 @@ func TestSilenceNotJudgedWhileReadLoopBehind(t *testing.T) {
 
 // TestSlowDeliveryKeepsPeerInformed: a deliverer that decodes slowly
 // under the session's lock (1 µs per byte, standing in for a process short
-// of CPU: a full receive window then takes three silence limits) must not
+// of CPU: a full receive window then takes 1.5 silence limits) must not
 // keep the session's keepalives and acknowledgements from leaving: its
 // peer must not call it silent or stalled. The receiver pauses the
 // session until the sender's window is full, then resumes it, so that the
 // deliverer pulls a whole window at once.
 func TestSlowDeliveryKeepsPeerInformed(t *testing.T) {
+	// A silence limit of 1 s: the window takes 1.5 s, and the sender sees
+	// progress every 256 KiB (0.25 s) if the deliverer lets go.
+	cfg := Config{RetryInterval: 100 * time.Millisecond, RetryTimeout: 2 * testTimeout}
 	aIn, bIn := newInbox(), newInbox()
-	a := listenUDP(t, aIn.config(fastConfig()))
-	b := listenUDP(t, bIn.config(fastConfig()))
+	a := listenUDP(t, aIn.config(cfg))
+	b := listenUDP(t, bIn.config(cfg))
 	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
