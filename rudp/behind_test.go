@@ -53,3 +53,99 @@ func TestSilenceNotJudgedWhileReadLoopBehind(t *testing.T) {
 		t.Fatalf("sender saw the receiver go down: %v", aIn.downs[0].err)
 	}
 }
+
+// TestSlowDeliveryKeepsPeerInformed: a deliverer that decodes slowly
+// under the session's lock (1 µs per byte, standing in for a process short
+// of CPU: a full receive window then takes 1.5 silence limits) must not
+// keep the session's keepalives and acknowledgements from leaving: its
+// peer must not call it silent or stalled. The receiver pauses the
+// session until the sender's window is full, then resumes it, so that the
+// deliverer pulls a whole window at once.
+func TestSlowDeliveryKeepsPeerInformed(t *testing.T) {
+	// A silence limit of 1 s: the window takes 1.5 s, and the sender sees
+	// progress every 256 KiB (0.25 s) if the deliverer lets go.
+	cfg := Config{RetryInterval: 100 * time.Millisecond, RetryTimeout: 2 * testTimeout}
+	aIn, bIn := newInbox(), newInbox()
+	a := listenUDP(t, aIn.config(cfg))
+	b := listenUDP(t, bIn.config(cfg))
+	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if !bIn.waitFor(10*testTimeout, func() bool { return len(bIn.msgs) == 1 }) {
+		t.Fatal("the first message did not arrive")
+	}
+	b.Pause(a.LocalAddr())
+	big := bytes.Repeat([]byte("0123456789abcdef"), 2<<20/16)
+	if err := a.Send(b.LocalAddr(), 2, big); err != nil {
+		t.Fatal(err)
+	}
+	s := b.lookup(a.LocalAddr())
+	full := func() bool { // b's receive limit is reached
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.kcp != nil && s.kcp.RecvHeld() >= b.cfg.RecvWindow*recvBytesPerSegment*3/4
+	}
+	waitUntil(t, 10*testTimeout, full)
+	slow := func(tr *Transport, n int) {
+		if tr == b {
+			time.Sleep(time.Duration(n) * time.Microsecond)
+		}
+	}
+	testDecodeHook.Store(&slow)
+	defer testDecodeHook.Store(nil)
+	b.Resume(a.LocalAddr())
+	if !bIn.waitFor(40*testTimeout, func() bool { return len(bIn.msgs) == 2 || len(bIn.downs) > 0 }) {
+		t.Fatal("the message did not arrive")
+	}
+	aIn.mu.Lock()
+	defer aIn.mu.Unlock()
+	if len(aIn.downs) > 0 {
+		t.Fatalf("sender called the slow receiver down: %v", aIn.downs[0].err)
+	}
+	bIn.mu.Lock()
+	defer bIn.mu.Unlock()
+	if len(bIn.downs) > 0 {
+		t.Fatalf("receiver saw its peer go down: %v", bIn.downs[0].err)
+	}
+	if m := bIn.msgs[1]; m.kind != 2 || !bytes.Equal(m.payload, big) {
+		t.Fatalf("got kind %d, %d bytes; want kind 2, %d bytes", m.kind, len(m.payload), len(big))
+	}
+}
+
+// TestHandshakeNotJudgedWhileReadLoopBehind: a dialer whose read loop is
+// held up (an OnMessage that stalls it, standing in for a read goroutine
+// starved of CPU) for three handshake limits while the answer to its SYN
+// waits unread in its socket must not give up on the handshake: once the
+// read loop runs again the session comes up and the message is delivered.
+func TestHandshakeNotJudgedWhileReadLoopBehind(t *testing.T) {
+	const stall = 3 * testTimeout
+	aIn, bIn, cIn := newInbox(), newInbox(), newInbox()
+	acfg := aIn.config(fastConfig())
+	deliver := acfg.OnMessage
+	stalled := make(chan struct{})
+	acfg.OnMessage = func(from netip.AddrPort, kind byte, p []byte, reliable bool) {
+		if kind == 9 {
+			close(stalled)
+			time.Sleep(stall) // the read loop is held up: the fault injected
+		}
+		deliver(from, kind, p, reliable)
+	}
+	a := listenUDP(t, acfg)
+	b := listenUDP(t, bIn.config(fastConfig()))
+	c := listenUDP(t, cIn.config(Config{RetryTimeout: 20 * stall})) // c does not judge
+	if err := c.Send(a.LocalAddr(), 9, []byte("stall")); err != nil {
+		t.Fatal(err)
+	}
+	<-stalled
+	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil { // a dials b
+		t.Fatal(err)
+	}
+	if !bIn.waitFor(20*stall, func() bool { return len(bIn.msgs) == 1 }) {
+		t.Fatal("the message did not arrive: the dialer gave up on an answered handshake")
+	}
+	aIn.mu.Lock()
+	defer aIn.mu.Unlock()
+	for _, d := range aIn.downs {
+		t.Fatalf("the dialer saw a peer go down: %v", d.err)
+	}
+}

@@ -3,6 +3,7 @@ package rudp
 import (
 	"net/netip"
 	"slices"
+	"sync/atomic"
 
 	"github.com/marsmesh/marsmesh/internal/kcp"
 )
@@ -68,7 +69,13 @@ func (s *session) pullLocked(frames []frame) (out []frame, own, ackNow bool, err
 		s.deliverMore = true
 		return frames, false, false, nil
 	}
-	if s.paused || s.state != stateEstablished {
+	if s.state != stateEstablished {
+		return frames, false, false, nil
+	}
+	if s.paused {
+		// Its data waits in KCP, acknowledged (SendOptions.Done says so):
+		// a paused receiver's window closes as it fills.
+		s.kcp.CapUna(s.kcp.RcvNxt())
 		return frames, false, false, nil
 	}
 	s.delivering = true
@@ -77,23 +84,70 @@ func (s *session) pullLocked(frames []frame) (out []frame, own, ackNow bool, err
 }
 
 // recvLocked decodes every complete frame KCP holds, reading its segments
-// in place.
+// in place. The session acknowledges what it pulled cumulatively (una)
+// at once, or, if the pull holds a frame that asks to be acknowledged
+// once delivered (ackNow), after that frame's delivery (deliverFrames):
+// a sender waiting on the acknowledgement (SendOptions.Done) then knows
+// OnMessage has run. Segments are still acknowledged one by one as they
+// arrive, so the sender does not send them again meanwhile.
 func (s *session) recvLocked(frames []frame) ([]frame, bool, error) {
 	ackNow := false
-	emit := func(kind byte, payload []byte, now bool) {
-		frames = append(frames, frame{kind, payload})
+	first := len(frames)
+	emit := func(f frame, now bool) {
+		f.ackNow = now
+		frames = append(frames, f)
 		ackNow = ackNow || now
 	}
 	var err error
+	fed := 0
 	feed := func(p []byte) {
 		if err == nil {
+			fed += len(p)
 			err = s.dec.feed(p, emit)
+			if h := testDecodeHook.Load(); h != nil {
+				(*h)(s.t, len(p))
+			}
 		}
 	}
 	for err == nil && s.kcp.RecvFunc(feed) {
+		if fed >= pullYield {
+			// Let the flusher and timer in (acks, keepalives): a large
+			// run of segments (a 10 MB frame) took ~1 s under s.mu in
+			// a process short of CPU, and its sender called us silent.
+			// Only the deliverer pulls (s.delivering), so the decoder
+			// stays ours; the session may die meanwhile.
+			// What was pulled is acknowledged meanwhile (unless an
+			// ack-now frame waits for its delivery): a sender that
+			// sees no progress for RetryTimeout calls us stalled.
+			fed = 0
+			if !ackNow {
+				s.kcp.CapUna(s.kcp.Pulled())
+			}
+			s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
+			s.mu.Lock()
+			if s.state != stateEstablished || s.paused {
+				break
+			}
+		}
+	}
+	if s.state == stateEstablished {
+		end := s.kcp.Pulled()
+		if !ackNow {
+			s.kcp.CapUna(end)
+		}
+		for i := first; i < len(frames); i++ {
+			frames[i].una = end
+		}
 	}
 	return frames, ackNow, err
 }
+
+// pullYield is how many bytes recvLocked decodes per hold of s.mu.
+const pullYield = 256 << 10
+
+// testDecodeHook, set by tests only, runs after each piece decoded under
+// s.mu (it stands in for a deliverer short of CPU).
+var testDecodeHook atomic.Pointer[func(t *Transport, n int)]
 
 // finishDelivery runs after the deliverer handed its frames to OnMessage:
 // it delivers what arrived or was resumed meanwhile, then gives up the
@@ -167,22 +221,14 @@ func (t *Transport) deliverOwn(s *session, frames []frame, ackNow bool) []frame 
 		return clearFrames(frames)
 	}
 	t.deliverFrames(s, frames, false)
-	if ackNow {
-		s.mu.Lock()
-		s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
-	}
 	return t.finishDelivery(s, frames, true)
 }
 
-// deliverClaim hands frames to OnMessage; with ackNow it then acknowledges
-// them at once, so a sender waiting on the acknowledgement knows
-// OnMessage has run.
-func (t *Transport) deliverClaim(s *session, frames []frame, ackNow bool) {
+// deliverClaim hands frames to OnMessage (the claim's ackNow is not
+// needed: deliverFrames acknowledges each frame that asks, once
+// delivered).
+func (t *Transport) deliverClaim(s *session, frames []frame, _ bool) {
 	t.deliverFrames(s, frames, true)
-	if ackNow {
-		s.mu.Lock()
-		s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
-	}
 }
 
 // mayBlock reports whether any of frames is of a kind Config.MayBlock
@@ -203,15 +249,31 @@ func (t *Transport) mayBlock(frames []frame) bool {
 // goroutine), what OnMessage sends to the session while frames after its
 // own wait stays unflushed (session.corked): the replies to a burst of
 // requests leave together, after the last one, in shared datagrams.
+//
+// After the last frame that asks for it (ackNow), the session
+// acknowledges the stream up to the end of that frame's pull at once.
 func (t *Transport) deliverFrames(s *session, frames []frame, cork bool) {
 	cork = cork && len(frames) > 1
-	for i, f := range frames {
+	last := -1
+	for i := range frames {
+		if frames[i].ackNow {
+			last = i
+		}
+	}
+	for i := range frames {
 		if cork {
 			s.mu.Lock()
 			s.corked = i < len(frames)-1
 			s.mu.Unlock()
 		}
-		t.deliver(s.addr, f.kind, f.payload, true)
+		t.deliver(s.addr, frames[i].kind, frames[i].bytes(), true)
+		if i == last {
+			s.mu.Lock()
+			if s.state == stateEstablished {
+				s.kcp.CapUna(frames[i].una)
+			}
+			s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
+		}
 	}
 	if cork {
 		s.mu.Lock()

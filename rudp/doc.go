@@ -40,13 +40,19 @@
 // acknowledgement for RetryTimeout while the peer's window is open; a side
 // that ends a session tells the other (a tagged reset); Close flushes and
 // sends a close frame. A packet for a session the receiver does not know
-// draws a hint that makes the sender probe with a new handshake. Silence
-// is judged from the read loop's point of view: not while it is behind
+// draws a hint that makes the sender probe with a new handshake. A
+// handshake unanswered for RetryTimeout fails (ErrUnreachable), as does
+// one answered but not proven by the peer within RetryTimeout of the
+// answer. Silence, of a peer or of a handshake, is judged from the read
+// loop's point of view: not while it is behind
 // (busy with a batch it began before the limit, or datagrams wait unread
 // in its socket) nor in a check that itself ran late (the process was
 // short of CPU); the verdict waits for the next check. A slow batch of
 // packets sends the acknowledgements owed so far without waiting for its
-// end.
+// end. A session busy delivering a large message still speaks: the
+// deliverer lets go of the session every 256 KiB it decodes (a large body
+// is kept in pieces, joined outside the session's lock), and a check that
+// finds the session busy sends its keepalive without waiting.
 //
 // These checks run every min(max(RetryTimeout/30, 10 ms), 100 ms) while a
 // handshake, data in flight or a partial unreliable message needs

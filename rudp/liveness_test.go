@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -317,5 +319,52 @@ func TestSendTracked(t *testing.T) {
 		case <-time.After(testTimeout + 2*time.Second):
 			t.Fatalf("lost message %d: done not called", i)
 		}
+	}
+}
+
+// TestTrackedAckAfterDelivery: a tracked message is acknowledged only
+// once the receiver's OnMessage returned for it, even when the receiver
+// sends the sender data (which carries acknowledgements) from inside
+// OnMessage, before it returns.
+func TestTrackedAckAfterDelivery(t *testing.T) {
+	acked := make(chan error, 1)
+	early := make(chan bool, 1)
+	var bp atomic.Pointer[Transport]
+	bcfg := fastConfig()
+	bcfg.OnMessage = func(from netip.AddrPort, kind byte, _ []byte, _ bool) {
+		if kind != 1 {
+			return
+		}
+		if err := bp.Load().Send(from, 2, []byte("reply")); err != nil {
+			t.Error(err)
+		}
+		select {
+		case <-acked:
+			early <- true
+		case <-time.After(testTimeout / 2):
+			early <- false
+		}
+	}
+	b := listenUDP(t, bcfg)
+	bp.Store(b)
+	aIn := newInbox()
+	a := listenUDP(t, aIn.config(fastConfig()))
+	done := func(err error) { acked <- err }
+	if err := a.SendTracked(b.LocalAddr(), 1, nil, []byte("tracked"), done); err != nil {
+		t.Fatal(err)
+	}
+	if <-early {
+		t.Fatal("the sender heard the acknowledgement before the receiver's OnMessage returned")
+	}
+	select {
+	case err := <-acked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * testTimeout):
+		t.Fatal("no acknowledgement after delivery")
+	}
+	if !aIn.waitFor(10*testTimeout, func() bool { return len(aIn.msgs) == 1 }) {
+		t.Fatal("the reply did not arrive")
 	}
 }

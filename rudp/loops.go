@@ -156,13 +156,26 @@ func (t *Transport) sweep(now int64) (due int64) {
 	fast := int64(t.cfg.sweepEvery())
 	due = now + keepalive
 	for _, s := range all {
-		s.mu.Lock()
+		if !s.mu.TryLock() {
+			// Its holder may take long (a deliverer decoding a large
+			// message in a process short of CPU): the peer still hears
+			// from us, and the verdicts wait for the next sweep.
+			t.keepaliveBusy(s, now, keepalive-fast)
+			due = now
+			continue
+		}
 		var reason error
 		switch s.state {
 		case stateDialing, stateConfirming:
 			due = now // the next sweep comes after sweepEvery
+			// Unanswered since the first SYN, or unproven since the
+			// SYN-ACK; not judged while the read loop is behind.
+			heard := s.created
+			if s.state == stateConfirming {
+				heard = s.lastRecv.Load()
+			}
 			switch {
-			case now-s.created > timeout:
+			case now-heard > timeout && !t.behind(heard+timeout):
 				reason = ErrUnreachable
 			case now < s.synNext:
 			case s.state == stateDialing:
@@ -201,6 +214,17 @@ func (t *Transport) sweep(now int64) (due int64) {
 	t.expireUdests(now)
 	t.cookies.get(t.cookieBucket(now)) // forgets the secrets of old buckets
 	return due
+}
+
+// keepaliveBusy sends s's keepalive without its lock (sendTagged needs
+// none) if s is established and sent nothing for at least every.
+func (t *Transport) keepaliveBusy(s *session, now, every int64) {
+	p := s.ping.Load()
+	if p == nil || now-s.lastSend.Load() < every {
+		return
+	}
+	t.sendTagged(s, *p)
+	s.lastSend.Store(now)
 }
 
 // ackCarried notes that a flush carried the acks a session owed; when no

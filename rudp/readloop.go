@@ -250,6 +250,14 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 		t.protocolError(s, perr)
 		return
 	}
+	if s.state != stateEstablished {
+		// It died while the pull let go of s.mu (recvLocked).
+		s.unlockAndWrite()
+		if own {
+			t.frames = t.deliverOwn(s, frames, false)
+		}
+		return
+	}
 	if s.ackLocked() {
 		s.progressLocked(now)
 		s.changed.broadcast()

@@ -68,6 +68,12 @@ func TestHeaderRoom(t *testing.T) {
 	if err := a.SendWithHeader(b.LocalAddr(), 3, hdr, body); err != nil {
 		t.Fatal(err)
 	}
+	if !bIn.waitFor(30*time.Second, func() bool { return len(bIn.msgs) == 1 }) {
+		t.Fatal("the reliable message did not arrive")
+	}
+	// Unreliable, so sent after the 10 MB arrived, not into its flood: a
+	// datagram that finds the receiver's socket buffer full (its read
+	// loop short of CPU) is lost, and nothing sends it again.
 	if err := a.USendWithHeader(b.LocalAddr(), 4, hdr, []byte("small")); err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,9 @@ type SendOptions struct {
 	// instead of waiting briefly for data to carry the acknowledgement.
 	AckNow bool
 	// Done, if set, hears about delivery: Done(nil) once the peer's
-	// transport acknowledged the whole message, or Done(err) with the
+	// transport acknowledged the whole message, which it does once its
+	// OnMessage returned for it (or, while it has the session paused,
+	// once the message waits in its transport), or Done(err) with the
 	// session's *PeerError if the session dies first. It runs exactly
 	// once, on a transport goroutine (it must not block), and not at all
 	// if SendMsg returns an error.

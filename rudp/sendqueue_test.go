@@ -21,7 +21,7 @@ func drainQueue(t *testing.T, q *sendQueue, max int) (frames [][]byte, pieces in
 			t.Fatalf("piece of %d bytes (max %d)", len(p), max)
 		}
 		pieces++
-		if err := d.feed(p, func(_ byte, b []byte, _ bool) { frames = append(frames, b) }); err != nil {
+		if err := d.feed(p, func(f frame, _ bool) { frames = append(frames, f.bytes()) }); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -32,7 +32,8 @@ type session struct {
 
 	lastRecv atomic.Int64 // transport clock, ns
 	lastSend atomic.Int64
-	ackDueAt atomic.Int64 // when ackDue was last set (primeAcks, flushAcks)
+	ackDueAt atomic.Int64           // when ackDue was last set (primeAcks, flushAcks)
+	ping     atomic.Pointer[tagged] // the keepalive while established (sweep)
 
 	mu          sync.Mutex
 	state       sessionState
@@ -117,6 +118,7 @@ func (s *session) confirmLocked(remoteInc, peerTok uint64, now int64) {
 	s.remoteInc, s.peerTok = remoteInc, peerTok
 	s.keys = deriveKeys(s.t.inc, s.myTok, remoteInc, peerTok)
 	s.state = stateConfirming
+	s.lastRecv.Store(now) // the SYN-ACK: the handshake was answered
 	s.synWait = 50 * time.Millisecond
 }
 
@@ -135,8 +137,10 @@ func (s *session) establishLocked(now int64) {
 	k.SetSizes(s.mtu, maxSeg)
 	s.mss = k.Mss()
 	k.SetRecvLimit(s.t.cfg.RecvWindow * recvBytesPerSegment)
+	k.CapUna(k.Pulled()) // what is pulled is acknowledged (deliver.go recvLocked)
 	s.kcp = k
 	s.state = stateEstablished
+	s.ping.Store(&tagged{typ: pktPing, conv: s.conv, tag: s.keys.ping})
 	s.establishedAt = now
 	s.lastRecv.Store(now)
 	s.progressLocked(now)
@@ -450,6 +454,7 @@ func (s *session) dieLocked(reason error) {
 		s.ackLocked()
 	}
 	s.state = stateDead
+	s.ping.Store(nil)
 	s.heldAcks, s.joinBuf = nil, nil
 	s.dropHeldLocked()
 	s.err = &PeerError{Addr: s.addr, Reason: reason, Unacked: s.msgEnds.len()}
@@ -465,9 +470,13 @@ func (s *session) dieLocked(reason error) {
 }
 
 // tick runs the retransmission timer; it reports whether the session is
-// idle and can leave the active set.
+// idle and can leave the active set. A session whose lock is busy (its
+// holder flushes anyway, or decodes a large message) is left for the next
+// tick, so that the timer goes on to the sweep (keepalives).
 func (s *session) tick() bool {
-	s.mu.Lock()
+	if !s.mu.TryLock() {
+		return false
+	}
 	if s.state == stateEstablished {
 		s.pushLocked()
 		if s.ackLocked() {

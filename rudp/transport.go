@@ -88,6 +88,9 @@ type Transport struct {
 type frame struct {
 	kind    byte
 	payload []byte
+	parts   [][]byte // a large body in pieces, payload nil (see frame.bytes)
+	ackNow  bool     // acknowledge once delivered (SendOptions.AckNow, Done)
+	una     uint32   // with ackNow: the una the session may report then
 }
 
 // Listen binds a UDP socket on addr ("host:port"; port 0 picks a free one)

@@ -40,7 +40,7 @@ func (kcp *KCP) Flush(flushType FlushType) (nextUpdate uint32) {
 	seg.conv = kcp.conv
 	seg.cmd = IKCP_CMD_ACK
 	seg.wnd = kcp.wnd_unused()
-	seg.una = kcp.rcv_nxt
+	seg.una = kcp.reportedUna()
 
 	buffer := getBuf(int(kcp.mtu))
 	ptr := buffer
@@ -50,6 +50,7 @@ func (kcp *KCP) Flush(flushType FlushType) (nextUpdate uint32) {
 		size := len(buffer) - len(ptr)
 		if size+space > int(kcp.mtu) {
 			kcp.output(buffer, size)
+			kcp.unaSent = seg.una
 			ptr = buffer
 		}
 	}
@@ -59,7 +60,7 @@ func (kcp *KCP) Flush(flushType FlushType) (nextUpdate uint32) {
 		for i, ack := range kcp.acklist {
 			makeSpace(IKCP_OVERHEAD)
 			// filter jitters caused by bufferbloat
-			if _itimediff(ack.sn, kcp.rcv_nxt) >= 0 || len(kcp.acklist)-1 == i {
+			if _itimediff(ack.sn, seg.una) >= 0 || len(kcp.acklist)-1 == i {
 				seg.sn, seg.ts = ack.sn, ack.ts
 				ptr = seg.encode(ptr)
 			}
@@ -180,8 +181,15 @@ func (kcp *KCP) Flush(flushType FlushType) (nextUpdate uint32) {
 			}
 		}
 	}
+	if len(ptr) == len(buffer) && kcp.unaCapped && seg.una != kcp.unaSent {
+		// Nothing else carries the una a cap let move (CapUna): a
+		// window update does.
+		seg.cmd, seg.sn, seg.ts = IKCP_CMD_WINS, 0, 0
+		ptr = seg.encode(ptr)
+	}
 	if size := len(buffer) - len(ptr); size > 0 {
 		kcp.output(buffer, size)
+		kcp.unaSent = seg.una
 	}
 	putBuf(buffer)
 

@@ -39,6 +39,8 @@
 //   - Flush is exported (kcp-go's flush is not), RecvFunc hands out data
 //     without copying it, and the flush buffer is borrowed per flush
 //     instead of 3 x MTU held per session;
+//   - the una a flush reports can be capped (CapUna), so that the
+//     receiver acknowledges data cumulatively only once it delivered it;
 //   - one flush resends at most maxRTOPerFlush segments whose timer
 //     expired (kcp-go: all of them), so a peer that did not run for a
 //     while costs a few duplicate segments, not a window of them;
@@ -191,6 +193,10 @@ type KCP struct {
 
 	acklist []ackItem
 
+	unaCapped bool   // flushes report una at most unaCap (CapUna)
+	unaCap    uint32 // moves forward only
+	unaSent   uint32 // the una of the last packet output
+
 	output output_callback
 }
 
@@ -293,6 +299,32 @@ func (kcp *KCP) RecvFunc(fn func([]byte)) bool {
 		kcp.probe |= IKCP_ASK_TELL // tell the peer the window reopened
 	}
 	return true
+}
+
+// CapUna caps the una that flushes report (the next sequence number
+// expected, which acknowledges every segment before it) at u, or later:
+// the cap only moves forward. Segments past the cap are still
+// acknowledged one by one, so the peer does not send them again, but
+// its send window does not move past them.
+func (kcp *KCP) CapUna(u uint32) {
+	if !kcp.unaCapped || _itimediff(u, kcp.unaCap) > 0 {
+		kcp.unaCapped, kcp.unaCap = true, u
+	}
+}
+
+// RcvNxt is the sequence number of the next segment expected in order.
+func (kcp *KCP) RcvNxt() uint32 { return kcp.rcv_nxt }
+
+// Pulled is the sequence number of the next segment RecvFunc hands out
+// (the segments before it were handed out).
+func (kcp *KCP) Pulled() uint32 { return kcp.rcv_nxt - uint32(kcp.rcv_queue.Len()) }
+
+// reportedUna is the una a flush reports (see CapUna).
+func (kcp *KCP) reportedUna() uint32 {
+	if kcp.unaCapped && _itimediff(kcp.unaCap, kcp.rcv_nxt) < 0 {
+		return kcp.unaCap
+	}
+	return kcp.rcv_nxt
 }
 
 // moveReady moves the segments that are now in order from rcv_buf to
