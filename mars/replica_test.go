@@ -151,35 +151,52 @@ func TestReplicaLiveness(t *testing.T) {
 	waitFor(t, 10*time.Second, "left node offline", func() bool { return hasNode(b.c.View(), c.c.Addr(), offline) })
 }
 
+// storeWriteSetup starts a store-mode server over a memory store with the
+// node 127.0.0.1:9 (incarnation 7) registered at Seq 5, for the tests of
+// storeWrite's exactly-once adds.
+func storeWriteSetup(t *testing.T) (s *Server, st Store, addr string, info *nodeInfo) {
+	t.Helper()
+	st = NewMemoryStore().Session()
+	t.Cleanup(func() { st.Close() })
+	s = startServer(t, "", storeOpts(st))
+	addr = "127.0.0.1:9"
+	info = &nodeInfo{Type: "t", Status: StatusOnline}
+	if _, _, _, _, err := s.storeWrite(&report{Addr: addr, Inc: 7, Info: info, Seq: 5}, StoreNode, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	return s, st, addr, info
+}
+
+// adds is the changes from+1..to, each adding 1 to the shared key "n".
+func adds(from, to uint64) []op {
+	var ops []op
+	for q := from + 1; q <= to; q++ {
+		ops = append(ops, op{Seq: q, Key: "n", Val: 1, Add: true})
+	}
+	return ops
+}
+
+// storedValue is the stored value of shared key name ("none": absent).
+func storedValue(t *testing.T, st Store, name string) string {
+	t.Helper()
+	recs, _, err := st.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Kind == StoreShared && r.Name == name {
+			return string(r.Value)
+		}
+	}
+	return "none"
+}
+
 // A report whose changes start after a gap (From > the record's Ack) applies
 // none of them, also when it is written in several transactions (more than
 // storeChunk operations); the resend from Ack applies each exactly once.
 func TestStoreWriteGap(t *testing.T) {
-	ms := NewMemoryStore()
-	st := ms.Session()
-	defer st.Close()
-	s := startServer(t, "", storeOpts(st))
-	addr := "127.0.0.1:9"
-	info := &nodeInfo{Type: "t", Status: StatusOnline}
-	if _, _, _, _, err := s.storeWrite(&report{Addr: addr, Inc: 7, Info: info, Seq: 5}, StoreNode, 0, nil); err != nil {
-		t.Fatal(err)
-	}
-	adds := func(from, to uint64) []op {
-		var ops []op
-		for q := from + 1; q <= to; q++ {
-			ops = append(ops, op{Seq: q, Key: "n", Val: 1, Add: true})
-		}
-		return ops
-	}
-	value := func() string {
-		recs, _, _ := st.Load(context.Background())
-		for _, r := range recs {
-			if r.Kind == StoreShared && r.Name == "n" {
-				return string(r.Value)
-			}
-		}
-		return "none"
-	}
+	s, st, addr, _ := storeWriteSetup(t)
+	value := func() string { return storedValue(t, st, "n") }
 	_, ack, _, _, err := s.storeWrite(&report{Addr: addr, Inc: 7, From: 20, Seq: 270, Ops: adds(20, 270)}, StoreNode, 0, nil)
 	if err != nil || ack != 5 || value() != "none" {
 		t.Fatalf("after a gap: ack %d, value %s, %v; want ack 5 and nothing applied", ack, value(), err)
@@ -199,31 +216,8 @@ func TestStoreWriteGap(t *testing.T) {
 // or expired with a dead replica's session before a takeover) and it
 // registers again with its pending changes from 0.
 func TestStoreAckSurvivesRecordLoss(t *testing.T) {
-	ms := NewMemoryStore()
-	st := ms.Session()
-	defer st.Close()
-	s := startServer(t, "", storeOpts(st))
-	addr := "127.0.0.1:9"
-	info := &nodeInfo{Type: "t", Status: StatusOnline}
-	if _, _, _, _, err := s.storeWrite(&report{Addr: addr, Inc: 7, Info: info, Seq: 5}, StoreNode, 0, nil); err != nil {
-		t.Fatal(err)
-	}
-	adds := func(from, to uint64) []op {
-		var ops []op
-		for q := from + 1; q <= to; q++ {
-			ops = append(ops, op{Seq: q, Key: "n", Val: 1, Add: true})
-		}
-		return ops
-	}
-	value := func() string {
-		recs, _, _ := st.Load(context.Background())
-		for _, r := range recs {
-			if r.Kind == StoreShared && r.Name == "n" {
-				return string(r.Value)
-			}
-		}
-		return "none"
-	}
+	s, st, addr, info := storeWriteSetup(t)
+	value := func() string { return storedValue(t, st, "n") }
 	// Applied; the reply is lost.
 	if _, ack, _, _, err := s.storeWrite(&report{Addr: addr, Inc: 7, From: 5, Seq: 10, Ops: adds(5, 10)}, StoreNode, 0, nil); err != nil || ack != 10 {
 		t.Fatalf("ack %d, %v", ack, err)
