@@ -17,16 +17,7 @@ func TestSilenceNotJudgedWhileReadLoopBehind(t *testing.T) {
 	const stall = 3 * testTimeout
 	aIn, bIn := newInbox(), newInbox()
 	a := listenUDP(t, aIn.config(Config{RetryTimeout: 20 * stall})) // a does not judge
-	bcfg := bIn.config(fastConfig())
-	deliver := bcfg.OnMessage
-	stalled := make(chan struct{})
-	bcfg.OnMessage = func(from netip.AddrPort, kind byte, p []byte, reliable bool) {
-		if kind == 1 {
-			close(stalled)
-			time.Sleep(stall) // the read loop is held up: the fault injected
-		}
-		deliver(from, kind, p, reliable)
-	}
+	bcfg, stalled := stallOn(bIn.config(fastConfig()), 1, stall)
 	b := listenUDP(t, bcfg)
 	if err := a.Send(b.LocalAddr(), 1, []byte("stall")); err != nil {
 		t.Fatal(err)
@@ -120,16 +111,7 @@ func TestSlowDeliveryKeepsPeerInformed(t *testing.T) {
 func TestHandshakeNotJudgedWhileReadLoopBehind(t *testing.T) {
 	const stall = 3 * testTimeout
 	aIn, bIn, cIn := newInbox(), newInbox(), newInbox()
-	acfg := aIn.config(fastConfig())
-	deliver := acfg.OnMessage
-	stalled := make(chan struct{})
-	acfg.OnMessage = func(from netip.AddrPort, kind byte, p []byte, reliable bool) {
-		if kind == 9 {
-			close(stalled)
-			time.Sleep(stall) // the read loop is held up: the fault injected
-		}
-		deliver(from, kind, p, reliable)
-	}
+	acfg, stalled := stallOn(aIn.config(fastConfig()), 9, stall)
 	a := listenUDP(t, acfg)
 	b := listenUDP(t, bIn.config(fastConfig()))
 	c := listenUDP(t, cIn.config(Config{RetryTimeout: 20 * stall})) // c does not judge
@@ -148,4 +130,20 @@ func TestHandshakeNotJudgedWhileReadLoopBehind(t *testing.T) {
 	for _, d := range aIn.downs {
 		t.Fatalf("the dialer saw a peer go down: %v", d.err)
 	}
+}
+
+// stallOn makes cfg's OnMessage hold up the read loop for d when a message
+// of kind arrives (the fault injected; tests send one such message); the
+// channel closes then. Without MayBlock, OnMessage runs on the read loop.
+func stallOn(cfg Config, kind byte, d time.Duration) (Config, <-chan struct{}) {
+	deliver := cfg.OnMessage
+	stalled := make(chan struct{})
+	cfg.OnMessage = func(from netip.AddrPort, k byte, p []byte, reliable bool) {
+		if k == kind {
+			close(stalled)
+			time.Sleep(d)
+		}
+		deliver(from, k, p, reliable)
+	}
+	return cfg, stalled
 }
