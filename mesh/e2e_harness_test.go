@@ -280,23 +280,31 @@ func startMarsServer(t *testing.T, bin string, args ...string) *marsProcess {
 	}
 }
 
-// tryMarsServer starts one mars-server; it returns nil and whether the
-// port was taken if it did not start.
-func tryMarsServer(t *testing.T, bin string, args []string) (p *marsProcess, portInUse bool) {
+// spawnMars starts bin on a loopback port, its stderr in p.log; it is
+// killed at the test's end. exited closes when the process ends.
+func spawnMars(t *testing.T, bin string, port uint16, args []string) (p *marsProcess, exited <-chan struct{}) {
 	t.Helper()
-	port := freeUDPPort(t)
 	p = &marsProcess{cmd: exec.Command(bin, args...), port: port, log: &lockedBuffer{}}
 	p.cmd.Env = childEnv("DIARKIS_MARS_ADDR=127.0.0.1", fmt.Sprintf("DIARKIS_MARS_PORT=%d", port))
 	p.cmd.Stderr = p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { p.cmd.Wait(); close(exited) }()
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		p.cmd.Process.Signal(syscall.SIGKILL)
-		<-exited
+		<-done
 	})
+	return p, done
+}
+
+// tryMarsServer starts one mars-server; it returns nil and whether the
+// port was taken if it did not start.
+func tryMarsServer(t *testing.T, bin string, args []string) (p *marsProcess, portInUse bool) {
+	t.Helper()
+	port := freeUDPPort(t)
+	p, exited := spawnMars(t, bin, port, args)
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(p.log.String(), "mars-server listening") {
 		select {

@@ -3,7 +3,6 @@ package mesh
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -138,18 +137,7 @@ func TestE2EMarsOutage(t *testing.T) {
 // waits until it listens.
 func startMarsOnPort(t *testing.T, bin string, port uint16, args ...string) {
 	t.Helper()
-	p := &marsProcess{cmd: exec.Command(bin, args...), port: port, log: &lockedBuffer{}}
-	p.cmd.Env = childEnv("DIARKIS_MARS_ADDR=127.0.0.1", fmt.Sprintf("DIARKIS_MARS_PORT=%d", port))
-	p.cmd.Stderr = p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { p.cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		<-exited
-	})
+	p, exited := spawnMars(t, bin, port, args)
 	eventually(t, 10*time.Second, func() bool {
 		select {
 		case <-exited:
