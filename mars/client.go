@@ -4,13 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/marsmesh/marsmesh/internal/ratelog"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/marsmesh/marsmesh/internal/dispatch"
+	"github.com/marsmesh/marsmesh/internal/ratelog"
 )
 
 // Transport is what a Client needs from the node's rudp transport
@@ -69,6 +71,10 @@ type ClientConfig struct {
 	Debounce time.Duration
 	// Logger receives warnings (rate-limited). Default slog.Default().
 	Logger *slog.Logger
+	// Dispatcher runs the client's callbacks; a node passes its own so that
+	// every user callback of the node goes through one dispatcher (and
+	// closes it). Default: the client's own, closed by Close.
+	Dispatcher *dispatch.Dispatcher
 }
 
 // Client keeps a node registered with MARS and its View in sync. Create it
@@ -76,12 +82,14 @@ type ClientConfig struct {
 // MARS kind (HandleMessage) and, optionally, the transport's peer-down
 // events (HandlePeerDown), which let it retry at once when MARS restarts.
 //
-// Callbacks (OnUpdate, OnSharedDataUpdate, ...) run on the client's own
-// goroutine, never under a lock of the client or the view, so they may call
-// any lookup or setter; they should return promptly, since reports wait for
-// them.
+// Callbacks (OnUpdate, OnSharedDataUpdate, OnNodeEvent, ...) run on the
+// dispatcher (ClientConfig.Dispatcher), never on the client's loop and never
+// under a lock of the client or the view, so they may call any lookup or
+// setter, and one that blocks holds up neither the syncs nor the others.
 type Client struct {
 	cfg   ClientConfig
+	disp  *dispatch.Dispatcher
+	owned bool // disp is the client's own: Close closes it
 	tr    Transport
 	addr  string
 	inc   uint64
@@ -128,7 +136,8 @@ type Client struct {
 	reseed     bool                // include the view's shared data (new MARS)
 	seedAt     int64               // Unix ms of the view the seed comes from
 	lastErr    error
-	registered bool // some MARS has acknowledged a registration of ours
+	registered bool  // some MARS has acknowledged a registration of ours
+	life       State // what the node declares: joining, online, draining
 
 	// Owned by the loop goroutine.
 	marsInc    uint64 // incarnation of the MARS we talk to
@@ -226,6 +235,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		ops:      make(map[string]op),
 		recent:   make(map[string]recentOp),
 		needFull: true,
+		life:     StateJoining,
+		disp:     cfg.Dispatcher,
 
 		marsAddrs: marsAddrs,
 	}
@@ -247,16 +258,15 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err := c.info.check(); err != nil {
 		return nil, err
 	}
-	c.values = make(map[string]interface{}, len(cfg.Values))
-	for k, v := range cfg.Values {
-		c.values[k] = v
-	}
-	b, err := encodeValues(c.values)
+	b, err := encodeValues(cfg.Values)
 	if err != nil {
 		return nil, err
 	}
-	c.info.Values = b
+	c.info.Values, c.values = b, ownValues(b)
 	c.view = newView(c.addr, c.inc)
+	if c.disp == nil {
+		c.disp, c.owned = dispatch.New(c.log), true
+	}
 	return c, nil
 }
 
@@ -271,8 +281,8 @@ func (c *Client) Start() {
 	go c.run()
 }
 
-// Close stops the client and tells MARS the node leaves, so MARS lists it
-// offline at once (and removes it after RemoveAfter). It is idempotent and
+// Close stops the client and tells MARS the node leaves, so MARS removes it
+// at once (gone, ReasonLeft). It is idempotent and
 // returns once the client's goroutine has stopped. The leave is queued on
 // the transport: close the transport after the client so it is flushed.
 func (c *Client) Close() error {
@@ -284,6 +294,7 @@ func (c *Client) Close() error {
 	close(c.done)
 	c.wg.Wait()
 	if !c.started.Load() {
+		c.closeDispatcher()
 		return nil
 	}
 	if to := c.mars.Load(); to != nil {
@@ -292,7 +303,16 @@ func (c *Client) Close() error {
 		c.mu.Unlock()
 		c.tr.Send(*to, KindLeave, l.append(nil))
 	}
+	c.closeDispatcher()
 	return nil
+}
+
+// closeDispatcher closes the client's own dispatcher, letting queued
+// callbacks run for a moment.
+func (c *Client) closeDispatcher() {
+	if c.owned {
+		c.disp.Close(2 * time.Second)
+	}
 }
 
 // abort stops the client without the graceful leave, as if the process
@@ -305,6 +325,7 @@ func (c *Client) abort() {
 	}
 	close(c.done)
 	c.wg.Wait()
+	c.closeDispatcher()
 }
 
 // HandleMessage takes a message of a MARS kind from the transport, with
@@ -404,7 +425,9 @@ func (c *Client) SyncAge() (time.Duration, bool) {
 
 func (c *Client) clock() int64 { return int64(time.Since(c.epoch)) }
 
-// Ready is closed after the first sync with MARS.
+// Ready is closed after the first sync with MARS in which the node sees
+// itself online in its own view (a guest: after the first sync). From then
+// on every node that syncs lists it online too.
 func (c *Client) Ready() <-chan struct{} { return c.ready }
 
 // LastError returns the last error MARS reported for this node (a

@@ -70,7 +70,7 @@ func (c *Client) SetValue(name string, v interface{}) error {
 		c.mu.Unlock()
 		return err
 	}
-	c.values = vals
+	c.values = ownValues(b)
 	changed := string(b) != string(c.info.Values)
 	if changed {
 		c.info.Values = b
@@ -81,6 +81,16 @@ func (c *Client) SetValue(name string, v interface{}) error {
 		c.wake()
 	}
 	return nil
+}
+
+// ownValues is what the node's own values read back as: what every other
+// node decodes from the same bytes, so a value has one Go type wherever it
+// is read (see View).
+func ownValues(b []byte) map[string]interface{} {
+	if m := decodeValues(b); m != nil {
+		return m
+	}
+	return make(map[string]interface{})
 }
 
 func encodeValues(vals map[string]interface{}) ([]byte, error) {

@@ -72,6 +72,7 @@ func (c *Client) run() {
 		case <-c.done:
 			return
 		case <-tick.C:
+			c.view.tick(time.Now())
 			c.noteSilence()
 			c.maybeFailover()
 			after = c.report()
@@ -221,6 +222,8 @@ func (c *Client) report() action {
 	r := report{App: c.app, Addr: c.addr, Inc: c.inc, MarsInc: marsInc, Ver: ver, Seq: c.seq}
 	if c.cfg.Guest {
 		r.Flags |= flagGuest
+	} else {
+		r.Life = c.life
 	}
 	var ops []op
 	var seed []kv
@@ -384,21 +387,42 @@ func (c *Client) handleSync(p []byte) action {
 	changes, ok := c.view.apply(&h, &ps.body, c.graceOn, now)
 	c.fireChanges(changes)
 	if ok && !c.initial {
-		c.initial = true
-		c.cb.mu.Lock()
-		close(c.ready)
-		fs := c.cb.initial
-		c.cb.initial = nil
-		c.cb.mu.Unlock()
-		for _, f := range fs {
-			f()
-		}
+		c.join(&act)
 	}
 	c.fire(&c.cb.updated)
 	if ok {
 		c.syncDone()
 	}
 	return act
+}
+
+// join moves the node through joining after a sync: once its view lists it,
+// it declares itself online (reported at once); once its view lists it
+// online, it is ready. A guest is ready after its first sync.
+func (c *Client) join(act *action) {
+	if !c.cfg.Guest {
+		st := c.view.selfState()
+		c.mu.Lock()
+		life := c.life
+		if st != StateNone && life == StateJoining {
+			c.life = StateOnline
+		}
+		c.mu.Unlock()
+		switch {
+		case st == StateNone || life == StateDraining:
+			return
+		case life == StateJoining:
+			act.set, act.soon = true, 0 // report "online" now
+			return
+		case st != StateOnline:
+			return
+		}
+	}
+	c.initial = true
+	c.cb.mu.Lock()
+	close(c.ready)
+	c.cb.mu.Unlock()
+	c.fireInitial()
 }
 
 // absorb takes the bookkeeping of a sync: MARS's incarnation, the

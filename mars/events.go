@@ -4,33 +4,82 @@ import (
 	"reflect"
 	"sync"
 	"unsafe"
+
+	"github.com/marsmesh/marsmesh/internal/dispatch"
 )
 
-// callbacks holds the event handlers. Handlers are copied out under mu and
-// called without it.
+// Callbacks of a Client. None runs on the client's loop: each
+// registration is a lane of the node's dispatcher (internal/dispatch), so a
+// callback that blocks delays only itself, and one that falls behind gets
+// coalesced events (per key: the latest), never a gap.
+
+// laneLimit is how many events a registration queues in order before its
+// lane coalesces.
+const laneLimit = 4096
+
+// callbacks holds the registrations.
 type callbacks struct {
 	mu       sync.Mutex
-	initial  []func()
-	update   []func()
-	updated  []func()
+	initial  []func() // waiting for the first sync
+	update   []handler[func()]
+	updated  []handler[func()]
 	sdUpdate []handler[func(string, int16)]
 	sdRemove []handler[func(string)]
 	nextID   uint64
 }
 
+// handler is one registration and the lane that delivers to it.
 type handler[F any] struct {
-	id uint64
-	f  F
+	id   uint64
+	f    F
+	post func(keyChange) // queue an event for f
+	stop func()          // close its lane
 }
 
-// OnInitialSync registers a callback for the first sync with MARS. If that
-// sync already happened, the callback runs at once on the caller's goroutine.
+type tick struct{}
+
+// tickLane delivers "something happened" to f: events carry nothing, so a
+// lane that is behind holds one.
+func tickLane(d *dispatch.Dispatcher, f func()) (post func(keyChange), stop func()) {
+	l := dispatch.NewLane(d, dispatch.LaneConfig[tick, tick]{
+		Limit: 1,
+		Run:   func(tick) { f() },
+		Key:   func(tick) tick { return tick{} },
+		Merge: func(o, _ tick) (tick, bool) { return o, true },
+	})
+	return func(keyChange) { l.Post(tick{}) }, l.Close
+}
+
+// keyLane delivers shared-data changes to run; behind, one per key (the
+// latest).
+func keyLane(d *dispatch.Dispatcher, run func(keyChange)) (post func(keyChange), stop func()) {
+	l := dispatch.NewLane(d, dispatch.LaneConfig[string, keyChange]{
+		Limit: laneLimit,
+		Run:   run,
+		Key:   func(k keyChange) string { return k.key },
+		Merge: func(_, n keyChange) (keyChange, bool) { return n, true },
+	})
+	return l.Post, l.Close
+}
+
+func (c *Client) register(list *[]handler[func()], f func()) uint64 {
+	post, stop := tickLane(c.disp, f)
+	c.cb.mu.Lock()
+	defer c.cb.mu.Unlock()
+	c.cb.nextID++
+	*list = append(*list, handler[func()]{id: c.cb.nextID, f: f, post: post, stop: stop})
+	return c.cb.nextID
+}
+
+// OnInitialSync registers a callback for the first sync with MARS (for a
+// node, the first in which its view lists it online). If that already
+// happened, the callback is queued at once. It runs on the dispatcher.
 func (c *Client) OnInitialSync(f func()) {
 	c.cb.mu.Lock()
 	select {
 	case <-c.ready:
 		c.cb.mu.Unlock()
-		f()
+		c.once(f)
 		return
 	default:
 	}
@@ -38,30 +87,37 @@ func (c *Client) OnInitialSync(f func()) {
 	c.cb.mu.Unlock()
 }
 
-// OnUpdate registers a callback run before each sync with MARS is applied
-// (about once per Interval, whether or not anything changed).
-func (c *Client) OnUpdate(f func()) {
-	c.cb.mu.Lock()
-	c.cb.update = append(c.cb.update, f)
-	c.cb.mu.Unlock()
+// once runs f one time on the dispatcher.
+func (c *Client) once(f func()) {
+	post, stop := tickLane(c.disp, f)
+	post(keyChange{})
+	stop()
 }
 
-// OnUpdated registers a callback run after each sync with MARS is applied.
-func (c *Client) OnUpdated(f func()) {
-	c.cb.mu.Lock()
-	c.cb.updated = append(c.cb.updated, f)
-	c.cb.mu.Unlock()
-}
+// OnUpdate registers a callback for every sync with MARS (about once per
+// Interval, whether or not anything changed). It runs on the dispatcher
+// after the sync was applied (the Diarkis name says "before"; no callback
+// runs on the sync loop); a callback that is behind runs once for the syncs
+// it missed.
+func (c *Client) OnUpdate(f func()) { c.register(&c.cb.update, f) }
+
+// OnUpdated registers a callback run after each sync with MARS is applied,
+// on the dispatcher; a callback that is behind runs once for the syncs it
+// missed. OnUpdate and OnUpdated callbacks are independent lanes: their
+// relative order is not fixed.
+func (c *Client) OnUpdated(f func()) { c.register(&c.cb.updated, f) }
 
 // OnSharedDataUpdate registers a callback for every shared key that is set
-// or changes value in the view. It returns a function that removes exactly
-// this registration.
+// or changes value in the view, on the dispatcher, in order (behind, it
+// gets the latest value of each key). It returns a function that removes
+// exactly this registration.
 func (c *Client) OnSharedDataUpdate(f func(key string, v int16)) (remove func()) {
+	post, stop := keyLane(c.disp, func(k keyChange) { f(k.key, k.val) })
 	c.cb.mu.Lock()
 	defer c.cb.mu.Unlock()
 	c.cb.nextID++
 	id := c.cb.nextID
-	c.cb.sdUpdate = append(c.cb.sdUpdate, handler[func(string, int16)]{id, f})
+	c.cb.sdUpdate = append(c.cb.sdUpdate, handler[func(string, int16)]{id, f, post, stop})
 	return func() {
 		c.cb.mu.Lock()
 		defer c.cb.mu.Unlock()
@@ -70,13 +126,15 @@ func (c *Client) OnSharedDataUpdate(f func(key string, v int16)) (remove func())
 }
 
 // OnSharedDataRemove registers a callback for every shared key removed
-// from the view. It returns a function that removes exactly this registration.
+// from the view, on the dispatcher, in order. It returns a function that
+// removes exactly this registration.
 func (c *Client) OnSharedDataRemove(f func(key string)) (remove func()) {
+	post, stop := keyLane(c.disp, func(k keyChange) { f(k.key) })
 	c.cb.mu.Lock()
 	defer c.cb.mu.Unlock()
 	c.cb.nextID++
 	id := c.cb.nextID
-	c.cb.sdRemove = append(c.cb.sdRemove, handler[func(string)]{id, f})
+	c.cb.sdRemove = append(c.cb.sdRemove, handler[func(string)]{id, f, post, stop})
 	return func() {
 		c.cb.mu.Lock()
 		defer c.cb.mu.Unlock()
@@ -105,6 +163,7 @@ func (c *Client) RemoveOnSharedDataRemove(f func(key string)) {
 func removeID[F any](hs []handler[F], id uint64) []handler[F] {
 	for i := range hs {
 		if hs[i].id == id {
+			hs[i].stop()
 			return append(hs[:i:i], hs[i+1:]...)
 		}
 	}
@@ -122,13 +181,13 @@ func removeFunc[F any](hs []handler[F], f F) []handler[F] {
 	v := funcValue(f)
 	for i := len(hs) - 1; i >= 0; i-- {
 		if funcValue(hs[i].f) == v {
-			return append(hs[:i:i], hs[i+1:]...)
+			return removeID(hs, hs[i].id)
 		}
 	}
 	p := reflect.ValueOf(f).Pointer()
 	for i := len(hs) - 1; i >= 0; i-- {
 		if reflect.ValueOf(hs[i].f).Pointer() == p {
-			return append(hs[:i:i], hs[i+1:]...)
+			return removeID(hs, hs[i].id)
 		}
 	}
 	return hs
@@ -142,35 +201,44 @@ func funcValue[F any](f F) unsafe.Pointer {
 	return *(*unsafe.Pointer)(unsafe.Pointer(&f))
 }
 
-// fire runs the handlers of one sync: OnUpdate was run before it was applied;
-// this runs the shared-data handlers, the initial-sync handlers (once) and
-// OnUpdated.
+// fireChanges queues the shared-data changes of one sync for their
+// callbacks.
 func (c *Client) fireChanges(changes []keyChange) {
 	if len(changes) == 0 {
 		return
 	}
 	c.cb.mu.Lock()
-	up := append([]handler[func(string, int16)](nil), c.cb.sdUpdate...)
-	rm := append([]handler[func(string)](nil), c.cb.sdRemove...)
-	c.cb.mu.Unlock()
+	defer c.cb.mu.Unlock()
 	for _, ch := range changes {
+		list := c.cb.sdUpdate
 		if ch.removed {
-			for _, h := range rm {
-				h.f(ch.key)
+			for _, h := range c.cb.sdRemove {
+				h.post(ch)
 			}
-		} else {
-			for _, h := range up {
-				h.f(ch.key, ch.val)
-			}
+			continue
+		}
+		for _, h := range list {
+			h.post(ch)
 		}
 	}
 }
 
-func (c *Client) fire(which *[]func()) {
+// fire queues a tick for the callbacks of a list.
+func (c *Client) fire(which *[]handler[func()]) {
 	c.cb.mu.Lock()
-	fs := append([]func(){}, (*which)...)
+	defer c.cb.mu.Unlock()
+	for _, h := range *which {
+		h.post(keyChange{})
+	}
+}
+
+// fireInitial queues the initial-sync callbacks (once).
+func (c *Client) fireInitial() {
+	c.cb.mu.Lock()
+	fs := c.cb.initial
+	c.cb.initial = nil
 	c.cb.mu.Unlock()
 	for _, f := range fs {
-		f()
+		c.once(f)
 	}
 }

@@ -26,7 +26,7 @@ func TestRemoveFuncMatchesTheExactClosure(t *testing.T) {
 	for i, room := range []string{"room1", "room2", "room3"} {
 		cb := func(string, int16) { _ = room }
 		cbs = append(cbs, cb)
-		hs = append(hs, handler[func(string, int16)]{uint64(i + 1), cb})
+		hs = append(hs, handler[func(string, int16)]{id: uint64(i + 1), f: cb, stop: func() {}})
 	}
 	hs = removeFunc(hs, cbs[0])
 	if got := handlerIDs(hs); !slices.Equal(got, []uint64{2, 3}) {
@@ -39,7 +39,8 @@ func TestRemoveFuncMatchesTheExactClosure(t *testing.T) {
 
 	// A method value is a new func value each time: it matches by code.
 	w := &roomWatcher{"a"}
-	hs = append(hs[:0], handler[func(string, int16)]{10, w.onUpdate}, handler[func(string, int16)]{11, plainCallback})
+	hs = append(hs[:0], handler[func(string, int16)]{id: 10, f: w.onUpdate, stop: func() {}},
+		handler[func(string, int16)]{id: 11, f: plainCallback, stop: func() {}})
 	hs = removeFunc(hs, w.onUpdate)
 	if got := handlerIDs(hs); !slices.Equal(got, []uint64{11}) {
 		t.Fatalf("removing a method value left %v", got)

@@ -28,7 +28,8 @@ func FuzzDecodeMessage(f *testing.F) {
 	e := errorMsg{Addr: "a:1", Code: CodeBadKey, Message: "m", Echo: 5}
 	f.Add(KindError, e.append(nil))
 	rec := appendRecord(nil, &nodeRecord{Addr: "a:1", Inc: 1, Type: "T", Status: StatusOnline, Values: vals})
-	body := (&bodyBuilder{nodes: [][]byte{rec}, gone: []string{"g:1"}, keys: []kv{{"k", 1}}, dropped: []string{"d"}}).build()
+	body := (&bodyBuilder{nodes: [][]byte{rec}, states: []State{StateDraining}, gone: []string{"g:1"},
+		goneWhy: []byte{goneLeft}, keys: []kv{{"k", 1}}, dropped: []string{"d"}}).build()
 	f.Add(KindSync, appendSync(nil, &syncHead{Addr: "a:1", MarsInc: 1, Flags: syncFull, To: 5}, body[0]))
 	f.Add(KindSync, appendSync(nil, &syncHead{Addr: "a:1", MarsInc: 1}, nil))
 	f.Add(byte(0x4E), []byte{0x90})

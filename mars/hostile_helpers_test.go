@@ -69,7 +69,7 @@ func spoofedNode(t *testing.T, marsAddr netip.AddrPort, forger netip.AddrPort, c
 // addr that lists an intruder node and an intruder key.
 func forgedSync(addr string, marsInc uint64) []byte {
 	rec := appendRecord(nil, &nodeRecord{Addr: "10.9.9.9:7000", Inc: 7, Type: "intruder", Status: StatusOnline})
-	bb := bodyBuilder{nodes: [][]byte{rec}, keys: []kv{{"intruder", 666}}}
+	bb := bodyBuilder{nodes: [][]byte{rec}, states: []State{StateOnline}, keys: []kv{{"intruder", 666}}}
 	h := syncHead{Addr: addr, MarsInc: marsInc, Flags: syncFull, To: 1 << 40}
 	return appendSync(nil, &h, bb.build()[0])
 }

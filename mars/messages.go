@@ -16,14 +16,17 @@ const (
 
 // report is a node's periodic message to MARS.
 //
-//	[version, app, addr, inc, flags, marsInc, ver, from, seq, info?, ops?, seed?, seedAt?]
+//	[version, app, addr, inc, flags, marsInc, ver, from, seq, info?, ops?, seed?, seedAt?, life?]
 //
 // An op is [seq, key] (remove), [seq, key, val] (set) or
 // [seq, key, delta, 1] (add). The trailing fields may be left out. ops and info cover every local
 // change with a sequence number in (from, seq]; MARS acknowledges the
 // highest seq up to which it has seen everything. seed carries the shared
 // data of the node's view when it re-registers with a new MARS; seedAt is
-// when that view was last synced (Unix ms).
+// when that view was last synced (Unix ms). life is the node's membership
+// state as it declares it (StateJoining, StateOnline, StateDraining): left
+// out (and then the fields before it may be nil/empty) it is online, so a
+// MARS of an earlier revision, which skips it, lists the node online.
 type report struct {
 	App     string
 	Addr    string
@@ -37,11 +40,22 @@ type report struct {
 	Ops     []op
 	Seed    []kv
 	SeedAt  int64
+	Life    State // 0 or StateOnline: online (left out)
+}
+
+// life is the membership state the report declares.
+func (m *report) life() State {
+	if m.Life == 0 {
+		return StateOnline
+	}
+	return m.Life
 }
 
 func (m *report) append(b []byte) []byte {
 	n := 9
 	switch {
+	case m.Life != 0 && m.Life != StateOnline:
+		n = 14
 	case m.SeedAt != 0 || len(m.Seed) > 0:
 		n = 13
 	case len(m.Ops) > 0:
@@ -107,7 +121,11 @@ func (m *report) append(b []byte) []byte {
 		b = appendString(b, e.Key)
 		b = appendInt(b, int64(e.Val))
 	}
-	return appendInt(b, m.SeedAt)
+	b = appendInt(b, m.SeedAt)
+	if n == 13 {
+		return b
+	}
+	return appendUint(b, uint64(m.Life))
 }
 
 // decodeReport parses a report. Keys are read up to MaxAddrLen bytes so a
@@ -190,7 +208,16 @@ func decodeReport(p []byte) (*report, error) {
 	if n > 12 {
 		m.SeedAt = r.int()
 	}
-	for i := 13; i < n && r.err == nil; i++ { // fields of a later protocol revision
+	if n > 13 {
+		switch l := State(r.uint()); {
+		case r.err != nil:
+		case l == StateJoining || l == StateOnline || l == StateDraining:
+			m.Life = l
+		default:
+			r.fail(fmt.Errorf("%w: life %d", errType, l))
+		}
+	}
+	for i := 14; i < n && r.err == nil; i++ { // fields of a later protocol revision
 		r.skip(maxValueDepth)
 	}
 	if r.err == nil && r.left() != 0 {
@@ -269,7 +296,7 @@ func appendRecord(b []byte, n *nodeRecord) []byte {
 
 // syncHead is the fixed part of a sync message.
 //
-//	[addr, marsInc, flags, part, echo, ack, from, to, nodes?, gone?, keys?, dropped?]
+//	[addr, marsInc, flags, part, echo, ack, from, to, nodes?, gone?, keys?, dropped?, states?, goneWhy?]
 //
 // addr is the mesh address the reply is for (several simulated nodes may
 // share a transport), echo the seq of the report answered, ack the highest
@@ -287,12 +314,18 @@ type syncHead struct {
 }
 
 // syncBody is the changes a sync carries: nodes added or changed, nodes
-// removed (by address), shared keys set, shared keys removed.
+// removed (by address), shared keys set, shared keys removed, and the
+// membership state of each node in Nodes and why each of Gone went (one
+// entry each, in the same order). A MARS of an earlier revision sends no
+// states (they follow from Status) and no reasons (removed); a client of an
+// earlier revision skips them, so node records keep their seven fields.
 type syncBody struct {
 	Nodes   []nodeRecord
 	Gone    []string
 	Keys    []kv
 	Dropped []string
+	States  []State
+	GoneWhy []byte
 }
 
 // appendSync writes a sync message; body holds the encoded body fields
@@ -305,7 +338,7 @@ func appendSync(b []byte, h *syncHead, body []byte) []byte {
 func appendSyncHead(b []byte, h *syncHead, hasBody bool) []byte {
 	n := 8
 	if hasBody {
-		n = 12
+		n = 14 // the body: the six arrays bodyBuilder writes
 	}
 	b = appendArrayLen(b, n)
 	b = appendString(b, h.Addr)
@@ -382,7 +415,29 @@ func decodeSyncBody(r *reader, fields int, b *syncBody) error {
 			b.Dropped = append(b.Dropped, r.str(MaxKeyLen))
 		}
 	}
-	for i := 4; i < fields && r.err == nil; i++ {
+	// States and reasons pair up with this part's records and gones.
+	nodes, gone := len(b.Nodes)-len(b.States), len(b.Gone)-len(b.GoneWhy)
+	if fields > 4 {
+		if k := r.arrayLen(); r.err == nil && k != nodes {
+			r.fail(fmt.Errorf("%w: %d states for %d nodes", errType, k, nodes))
+		}
+		for i := 0; i < nodes && r.err == nil; i++ {
+			st := State(r.uint())
+			if r.err == nil && !st.live() && st != StateOffline {
+				r.fail(fmt.Errorf("%w: node state %d", errType, st))
+			}
+			b.States = append(b.States, st)
+		}
+	}
+	if fields > 5 {
+		if k := r.arrayLen(); r.err == nil && k != gone {
+			r.fail(fmt.Errorf("%w: %d reasons for %d gone nodes", errType, k, gone))
+		}
+		for i := 0; i < gone && r.err == nil; i++ {
+			b.GoneWhy = append(b.GoneWhy, byte(r.uint()))
+		}
+	}
+	for i := 6; i < fields && r.err == nil; i++ {
 		r.skip(maxValueDepth)
 	}
 	if r.err == nil && r.left() != 0 {

@@ -116,7 +116,8 @@ func TestSyncRoundTrip(t *testing.T) {
 	for i := range nodes {
 		recs = append(recs, appendRecord(nil, &nodes[i]))
 	}
-	bb := bodyBuilder{nodes: recs, gone: []string{"c:3"}, keys: []kv{{"k", 1}}, dropped: []string{"d"}}
+	bb := bodyBuilder{nodes: recs, states: []State{StateOnline, StateOffline}, gone: []string{"c:3"},
+		goneWhy: []byte{goneLeft}, keys: []kv{{"k", 1}}, dropped: []string{"d"}}
 	parts := bb.build()
 	if len(parts) != 1 {
 		t.Fatalf("%d parts", len(parts))
@@ -131,7 +132,8 @@ func TestSyncRoundTrip(t *testing.T) {
 	if err := decodeSyncBody(&r, fields, &body); err != nil {
 		t.Fatal(err)
 	}
-	want := syncBody{Nodes: nodes, Gone: []string{"c:3"}, Keys: []kv{{"k", 1}}, Dropped: []string{"d"}}
+	want := syncBody{Nodes: nodes, Gone: []string{"c:3"}, Keys: []kv{{"k", 1}}, Dropped: []string{"d"},
+		States: []State{StateOnline, StateOffline}, GoneWhy: []byte{goneLeft}}
 	if !reflect.DeepEqual(body, want) {
 		t.Fatalf("body\n got %+v\nwant %+v", body, want)
 	}
@@ -158,7 +160,7 @@ func TestBodyBuilderSplitsLargeBodies(t *testing.T) {
 		}
 		r := reader{b: p}
 		var b syncBody
-		if err := decodeSyncBody(&r, 4, &b); err != nil {
+		if err := decodeSyncBody(&r, 6, &b); err != nil {
 			t.Fatal(err)
 		}
 		total += len(b.Keys)
@@ -222,10 +224,10 @@ func TestCheckKeyAndApp(t *testing.T) {
 	}
 }
 
-func TestDecodeValuesLoose(t *testing.T) {
+func TestDecodeValuesOneTypePerKind(t *testing.T) {
 	b, _ := encodeValues(map[string]interface{}{"i": 5, "u": uint8(200), "f": float32(1.5), "s": "x", "bin": []byte("y")})
 	m := decodeValues(b)
-	want := map[string]interface{}{"i": int64(5), "u": uint64(200), "f": float64(1.5), "s": "x", "bin": "y"}
+	want := map[string]interface{}{"i": int64(5), "u": int64(200), "f": float64(1.5), "s": "x", "bin": "y"}
 	if !reflect.DeepEqual(m, want) {
 		t.Fatalf("%#v", m)
 	}

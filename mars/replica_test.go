@@ -127,7 +127,7 @@ func TestReplicasShareState(t *testing.T) {
 }
 
 // A node silent on every replica is listed offline, then removed, by the
-// replica that served it; a graceful leave is offline at once. RemoveAfter
+// replica that served it; a graceful leave is gone at once. RemoveAfter
 // is 3 s: with 900 ms the killed node was offline for only 300 ms, and a
 // stall of the loaded test process hid that state from the observer.
 func TestReplicaLiveness(t *testing.T) {
@@ -148,7 +148,7 @@ func TestReplicaLiveness(t *testing.T) {
 	waitFor(t, 10*time.Second, "killed node offline", func() bool { return hasNode(b.c.View(), a.c.Addr(), offline) })
 	waitFor(t, 10*time.Second, "killed node removed", func() bool { return !hasNode(b.c.View(), a.c.Addr(), nil) })
 	c.close()
-	waitFor(t, 10*time.Second, "left node offline", func() bool { return hasNode(b.c.View(), c.c.Addr(), offline) })
+	waitFor(t, 10*time.Second, "left node gone", func() bool { return !hasNode(b.c.View(), c.c.Addr(), nil) })
 }
 
 // storeWriteSetup starts a store-mode server over a memory store with the

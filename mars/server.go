@@ -553,7 +553,7 @@ func (s *Server) sweep() {
 			switch {
 			case silent > remove:
 				s.nodeRemoved(a, e, now)
-				a.removeNode(addr, now)
+				a.removeNode(addr, goneRemoved, now)
 			case silent > offline && e.alive:
 				e.alive = false
 				a.nodeChanged(e)

@@ -70,8 +70,8 @@ func (s *Server) handleReport(m inMsg) {
 		switch {
 		case e != nil && e.inc == r.Inc:
 			e.lastSeen = now
-			changed := !e.alive
-			e.alive = true
+			changed := !e.alive || e.life != r.life()
+			e.alive, e.life = true, r.life()
 			if r.Info != nil && !e.info.equal(r.Info) {
 				e.info = *r.Info
 				changed = true
@@ -89,14 +89,14 @@ func (s *Server) handleReport(m inMsg) {
 			e, flags = nil, syncNeedInfo
 		case e != nil: // the node restarted on the same address
 			e.prevInc, e.inc, e.ack, e.durable, e.unsaved = e.inc, r.Inc, 0, 0, false
-			e.info, e.alive, e.lastSeen = *r.Info, true, now
+			e.info, e.alive, e.life, e.lastSeen = *r.Info, true, r.life(), now
 			a.nodeChanged(e)
 		default:
 			if len(a.nodes) >= s.opts.MaxNodes {
 				s.refuse(m.from, r.Addr, r.Seq, CodeLimit, fmt.Sprintf("too many nodes (limit %d)", s.opts.MaxNodes))
 				return
 			}
-			e = &nodeEntry{addr: r.Addr, inc: r.Inc, info: *r.Info, alive: true, lastSeen: now}
+			e = &nodeEntry{addr: r.Addr, inc: r.Inc, info: *r.Info, alive: true, life: r.life(), lastSeen: now}
 			a.addNode(e)
 		}
 	}
@@ -291,9 +291,9 @@ func (s *Server) handleLeave(m inMsg) {
 	if g := a.guests[l.Addr]; g != nil && g.inc == l.Inc {
 		delete(a.guests, l.Addr)
 	}
-	if e := a.nodes[l.Addr]; e != nil && e.inc == l.Inc && e.alive {
-		e.alive = false
-		a.nodeChanged(e)
+	if e := a.nodes[l.Addr]; e != nil && e.inc == l.Inc {
+		s.nodeRemoved(a, e, s.now())
+		a.removeNode(l.Addr, goneLeft, s.now())
 	}
 }
 

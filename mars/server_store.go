@@ -201,12 +201,21 @@ func (s *Server) applyRecord(r StoreRecord, now int64) {
 				return
 			}
 			s.nodeRemoved(a, e, now)
-			a.removeNodeAt(r.Name, v, now)
+			a.removeNodeAt(r.Name, goneRemoved, v, now)
 			return
 		}
 		n, err := DecodeStoredNode(r.Value)
 		if err != nil {
 			s.warn.Warn("mars: skipped a bad node record in the store", "app", r.App, "node", r.Name, "err", err)
+			return
+		}
+		if n.Left {
+			if e != nil && r.Kind == StoreNode && e.inc == n.Inc {
+				s.nodeRemoved(a, e, now)
+				a.removeNodeAt(r.Name, goneLeft, v, now)
+			} else if e != nil && e.inc == n.Inc {
+				delete(m, r.Name)
+			}
 			return
 		}
 		info := n.info()
@@ -215,12 +224,13 @@ func (s *Server) applyRecord(r StoreRecord, now int64) {
 			e = &nodeEntry{addr: r.Name, lastSeen: now}
 			m[r.Name] = e
 		} else {
-			visible = e.inc != n.Inc || e.alive != n.Alive || !e.info.equal(&info)
+			visible = e.inc != n.Inc || e.alive != n.Alive || e.life != n.life() || !e.info.equal(&info)
 			if e.owner != s.st.owner && n.Owner == s.st.owner {
 				e.lastSeen = now // this replica takes over: its silence counts from now
 			}
 		}
 		e.inc, e.prevInc, e.info, e.alive, e.ack, e.owner = n.Inc, n.PrevInc, info, n.Alive, n.Ack, n.Owner
+		e.life = n.life()
 		if r.Kind == StoreNode && visible {
 			a.nodeChangedAt(e, v)
 		}

@@ -77,7 +77,8 @@ func (s *Server) storeHeartbeat(m inMsg) bool {
 	if guest {
 		kind, e = StoreGuest, a.guests[r.Addr]
 	}
-	if e == nil || e.inc != r.Inc || !(e.alive || guest) || r.Info != nil && !e.info.equal(r.Info) {
+	if e == nil || e.inc != r.Inc || !(e.alive || guest) || r.Info != nil && !e.info.equal(r.Info) ||
+		!guest && e.life != r.life() {
 		return false
 	}
 	s.stats.reports.Add(1)
@@ -165,7 +166,7 @@ func (s *Server) storeReport(m inMsg) {
 		e, count = a.guests[r.Addr], len(a.guests)
 	}
 	switch {
-	case e != nil && e.inc == r.Inc && (e.alive || guest) &&
+	case e != nil && e.inc == r.Inc && (e.alive || guest) && (guest || e.life == r.life()) &&
 		(r.Info == nil || e.info.equal(r.Info)) && len(r.Ops) == 0 && len(r.Seed) == 0:
 		// A heartbeat: nothing to write, but a node that moved here from
 		// another replica has its record taken over, in batches.

@@ -112,6 +112,9 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 				nn.Ack = max(nn.Ack, mark.Ack)
 			}
 			nn.Alive, nn.Owner = true, st.owner
+			if kind == StoreNode {
+				nn.Life = storedLife(r.life())
+			}
 			if r.Info != nil {
 				nn.setInfo(r.Info)
 			} else if kind == StoreGuest {
@@ -226,15 +229,25 @@ func (s *Server) storeLeave(m inMsg) {
 			}
 			n, err := DecodeStoredNode(cur[0].Value)
 			switch {
-			case cur[0].Rev == 0 || err != nil || n.Inc != l.Inc:
+			case cur[0].Rev == 0 || err != nil || n.Inc != l.Inc || n.Left:
 			case kind == StoreGuest:
 				w = append(w, StoreWrite{StoreKey: key, Delete: true})
-			case n.Alive:
-				n.Alive = false
+			default:
+				// Written, then deleted below: every replica's copy sees
+				// the node go as having left, not as removed.
+				n.Alive, n.Left = false, true
 				w = append(w, StoreWrite{StoreKey: key, Value: EncodeStoredNode(n), Session: true})
 			}
 			return w, nil
 		})
+		if err == nil && kind == StoreNode {
+			_, err = s.st.store.Update(ctx, []StoreKey{key}, func(cur []StoreRecord) ([]StoreWrite, error) {
+				if n, err := DecodeStoredNode(cur[0].Value); cur[0].Rev != 0 && err == nil && n.Inc == l.Inc && n.Left {
+					return []StoreWrite{{StoreKey: key, Delete: true}}, nil
+				}
+				return nil, nil
+			})
+		}
 		if err != nil {
 			s.warn.Warn("mars: store write failed", "node", l.Addr, "err", err)
 		}

@@ -30,7 +30,7 @@ type appState struct {
 	nodes     map[string]*nodeEntry
 	guests    map[string]*nodeEntry
 	keys      map[string]keyEntry
-	goneNodes map[string]uint64 // tombstones: address -> version of removal
+	goneNodes map[string]goneNode // tombstones: address -> removal
 	goneKeys  map[string]uint64
 	tombs     []tomb // removal order (= version order)
 	tombHead  int
@@ -49,6 +49,7 @@ type nodeEntry struct {
 	prevInc  uint64 // the incarnation this one replaced; its reports are refused
 	info     nodeInfo
 	alive    bool  // reported within OfflineAfter and has not left
+	life     State // what the node declares: joining, online or draining
 	lastSeen int64 // server clock, ns
 	ver      uint64
 	ack      uint64 // every change of this incarnation up to ack has been applied
@@ -63,6 +64,24 @@ func (e *nodeEntry) status() Status {
 		return StatusOffline
 	}
 	return e.info.Status
+}
+
+// state is the node's membership state as MARS lists it.
+func (e *nodeEntry) state() State {
+	switch {
+	case !e.alive:
+		return StateOffline
+	case e.life == StateJoining || e.life == StateDraining:
+		return e.life
+	}
+	return StateOnline
+}
+
+// goneNode is the tombstone of a removed node: the version of its removal
+// and why (goneRemoved, goneLeft).
+type goneNode struct {
+	ver uint64
+	why byte
 }
 
 func (e *nodeEntry) encode() {
@@ -100,7 +119,7 @@ func newAppState(name string, clock *uint64) *appState {
 		nodes:     make(map[string]*nodeEntry),
 		guests:    make(map[string]*nodeEntry),
 		keys:      make(map[string]keyEntry),
-		goneNodes: make(map[string]uint64),
+		goneNodes: make(map[string]goneNode),
 		goneKeys:  make(map[string]uint64),
 	}
 }
@@ -116,7 +135,7 @@ func newAppStateAt(name string, v uint64) *appState {
 		nodes:     make(map[string]*nodeEntry),
 		guests:    make(map[string]*nodeEntry),
 		keys:      make(map[string]keyEntry),
-		goneNodes: make(map[string]uint64),
+		goneNodes: make(map[string]goneNode),
 		goneKeys:  make(map[string]uint64),
 	}
 }
@@ -145,15 +164,15 @@ func (a *appState) addNode(e *nodeEntry) {
 	a.nodeChanged(e)
 }
 
-func (a *appState) removeNode(addr string, now int64) {
+func (a *appState) removeNode(addr string, why byte, now int64) {
 	*a.clock++
-	a.removeNodeAt(addr, *a.clock, now)
+	a.removeNodeAt(addr, why, *a.clock, now)
 }
 
-func (a *appState) removeNodeAt(addr string, v uint64, now int64) {
+func (a *appState) removeNodeAt(addr string, why byte, v uint64, now int64) {
 	delete(a.nodes, addr)
 	a.bumpAt(v, addr, true)
-	a.goneNodes[addr] = v
+	a.goneNodes[addr] = goneNode{ver: v, why: why}
 	a.tombs = append(a.tombs, tomb{ver: v, at: now, key: addr, node: true})
 }
 
@@ -198,12 +217,13 @@ func (a *appState) expireTombs(now int64, ttl int64, maxTombs int) {
 		if now-t.at < ttl && live <= maxTombs {
 			break
 		}
-		gone := a.goneKeys
 		if t.node {
-			gone = a.goneNodes
-		}
-		if v, ok := gone[t.key]; ok && v == t.ver {
-			delete(gone, t.key)
+			if g, ok := a.goneNodes[t.key]; ok && g.ver == t.ver {
+				delete(a.goneNodes, t.key)
+				a.horizon = max(a.horizon, t.ver)
+			}
+		} else if v, ok := a.goneKeys[t.key]; ok && v == t.ver {
+			delete(a.goneKeys, t.key)
 			a.horizon = max(a.horizon, t.ver)
 		}
 		a.tombs[a.tombHead] = tomb{}
@@ -233,8 +253,8 @@ func (a *appState) compact() {
 	for addr, e := range a.nodes {
 		log = append(log, logEntry{ver: e.ver, key: addr, node: true})
 	}
-	for addr, v := range a.goneNodes {
-		log = append(log, logEntry{ver: v, key: addr, node: true})
+	for addr, g := range a.goneNodes {
+		log = append(log, logEntry{ver: g.ver, key: addr, node: true})
 	}
 	for k, e := range a.keys {
 		log = append(log, logEntry{ver: e.ver, key: k})
@@ -282,9 +302,10 @@ func (a *appState) delta(v uint64) (parts [][]byte, ok bool) {
 	for _, l := range pending {
 		if l.node {
 			if e := a.nodes[l.key]; e != nil && e.ver == l.ver {
-				b.nodes = append(b.nodes, e.rec)
-			} else if g, ok := a.goneNodes[l.key]; ok && g == l.ver {
+				b.addNode(e)
+			} else if g, ok := a.goneNodes[l.key]; ok && g.ver == l.ver {
 				b.gone = append(b.gone, l.key)
+				b.goneWhy = append(b.goneWhy, g.why)
 			}
 		} else {
 			if e, ok := a.keys[l.key]; ok && e.ver == l.ver {
@@ -310,8 +331,9 @@ func (a *appState) full(now int64, seen uint64) ([][]byte, uint64) {
 	}
 	var b bodyBuilder
 	b.nodes = make([][]byte, 0, len(a.nodes))
+	b.states = make([]State, 0, len(a.nodes))
 	for _, e := range a.nodes {
-		b.nodes = append(b.nodes, e.rec)
+		b.addNode(e)
 	}
 	b.keys = make([]kv, 0, len(a.keys))
 	for k, e := range a.keys {
@@ -325,12 +347,20 @@ func (a *appState) full(now int64, seen uint64) ([][]byte, uint64) {
 const fullReuse = int64(200 * time.Millisecond)
 
 // bodyBuilder encodes the body of a sync, split into parts of about
-// syncPartSize bytes. Every part carries the four body arrays.
+// syncPartSize bytes. Every part carries the six body arrays; states and
+// goneWhy pair up with the part's nodes and gone.
 type bodyBuilder struct {
 	nodes   [][]byte // encoded records
+	states  []State  // one per record
 	gone    []string
+	goneWhy []byte // one per gone
 	keys    []kv
 	dropped []string
+}
+
+func (b *bodyBuilder) addNode(e *nodeEntry) {
+	b.nodes = append(b.nodes, e.rec)
+	b.states = append(b.states, e.state())
 }
 
 func (b *bodyBuilder) build() [][]byte {
@@ -339,6 +369,7 @@ func (b *bodyBuilder) build() [][]byte {
 	}
 	var parts [][]byte
 	nodes, gone, keys, dropped := b.nodes, b.gone, b.keys, b.dropped
+	states, goneWhy := b.states, b.goneWhy
 	for len(nodes)+len(gone)+len(keys)+len(dropped) > 0 || parts == nil {
 		size := 0
 		cut := func(n int, each func(i int) int) int { // how many items fit
@@ -370,8 +401,17 @@ func (b *bodyBuilder) build() [][]byte {
 		for _, d := range dropped[:nd] {
 			p = appendString(p, d)
 		}
+		p = appendArrayLen(p, nn)
+		for _, st := range states[:nn] {
+			p = appendUint(p, uint64(st))
+		}
+		p = appendArrayLen(p, ng)
+		for _, w := range goneWhy[:ng] {
+			p = appendUint(p, uint64(w))
+		}
 		parts = append(parts, p)
 		nodes, gone, keys, dropped = nodes[nn:], gone[ng:], keys[nk:], dropped[nd:]
+		states, goneWhy = states[nn:], goneWhy[ng:]
 	}
 	return parts
 }

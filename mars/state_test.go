@@ -14,7 +14,7 @@ func decodeParts(t *testing.T, parts [][]byte) syncBody {
 			continue
 		}
 		r := reader{b: p}
-		if err := decodeSyncBody(&r, 4, &b); err != nil {
+		if err := decodeSyncBody(&r, 6, &b); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -48,7 +48,7 @@ func TestDeltaCarriesOnlyChanges(t *testing.T) {
 	a.setKey("k7", 70)
 	a.setKey("k7", 71) // changed twice: one entry, the latest
 	a.removeKey("k8", 0)
-	a.removeNode("n9:1", 0)
+	a.removeNode("n9:1", goneRemoved, 0)
 	if a.setKey("k1", 1) {
 		t.Fatal("setting the same value counted as a change")
 	}
@@ -82,7 +82,7 @@ func TestTombstonesExpireAndRaiseTheHorizon(t *testing.T) {
 	a.setKey("k", 1)
 	v := a.ver
 	a.removeKey("k", 100)
-	a.removeNode("a:1", 200)
+	a.removeNode("a:1", goneRemoved, 200)
 	if a.needsFull(true, v, a.ver) {
 		t.Fatal("fresh tombstones should allow a delta")
 	}

@@ -102,6 +102,28 @@ type StoredNode struct {
 	Alive    bool   `msgpack:"alive"`
 	Ack      uint64 `msgpack:"ack"`   // every change of this incarnation up to here is applied
 	Owner    uint64 `msgpack:"owner"` // the replica that serves the node
+	// Life is the membership state the node declares: 0 (online),
+	// StateJoining or StateDraining.
+	Life State `msgpack:"life,omitempty"`
+	// Left marks a node that left gracefully; the record is deleted right
+	// after it is written, and replicas list the node gone (left).
+	Left bool `msgpack:"left,omitempty"`
+}
+
+// life is the membership state the record declares.
+func (n *StoredNode) life() State {
+	if n.Life == StateJoining || n.Life == StateDraining {
+		return n.Life
+	}
+	return StateOnline
+}
+
+// storedLife is the Life field for a declared state.
+func storedLife(l State) State {
+	if l == StateOnline {
+		return 0
+	}
+	return l
 }
 
 // EncodeStoredNode encodes a node record for a Store.

@@ -1,13 +1,10 @@
 package mars
 
 import (
-	"bytes"
 	"maps"
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Node is one node as the local view lists it.
@@ -16,9 +13,10 @@ type Node struct {
 	Incarnation uint64
 	Type        string
 	Role        string
-	Status      Status
+	Status      Status                 // the status the node set (Diarkis); StatusOffline also while it is silent
+	State       State                  // its membership state (see State)
 	EndPoint    string                 // public endpoint, or ""
-	Values      map[string]interface{} // metadata; a copy the caller may keep
+	Values      map[string]interface{} // metadata; a copy the caller may keep (see View on types)
 	Self        bool                   // this is the node the view belongs to
 }
 
@@ -27,14 +25,22 @@ type Node struct {
 // call, and is safe for concurrent use. Node addresses in lists are sorted.
 //
 // While MARS is unreachable the view keeps its last content (check
-// Client.InTouch). Metadata values are decoded with msgpack's loose
-// interface rules: integers come back as int64 or uint64, floats as
-// float64, binary as string, nested maps as map[string]interface{}.
+// Client.InTouch). Metadata values come back with one Go type per kind,
+// whoever reads them and whatever their size: every integer as int64
+// (uint64 only above math.MaxInt64), every float as float64, strings and
+// binary as string, bools as bool, lists as []interface{} and maps as
+// map[string]interface{} (with the same rules inside).
+//
+// Every node has a membership state (Node.State). Lists meant for sending
+// (Online, OnlineByType, OnlineByRole) hold online nodes only; Addrs,
+// AddrsByType and AddrsByRole list every state.
 type View struct {
 	selfAddr string
 	selfInc  uint64
 
 	mu       sync.RWMutex
+	subs     []func([]NodeEvent) // membership subscribers (Subscribe); called under mu
+	subIDs   []*int
 	marsInc  uint64
 	ver      uint64
 	nodes    map[string]*viewNode
@@ -47,16 +53,25 @@ type View struct {
 	carriedKeys  map[string]bool
 
 	// Indexes, rebuilt after every change.
-	addrs  []string
-	byType map[string][]string
-	byRole map[string][]string
-	byEP   map[string]string
-	types  []string
+	addrs    []string
+	byType   map[string][]string
+	byRole   map[string][]string
+	byEP     map[string]string
+	types    []string
+	online   []string // nodes in StateOnline
+	onByType map[string][]string
+	onByRole map[string][]string
 }
 
+// viewNode is one node of the view: its record and state as MARS lists
+// them, and what this node learned ahead of MARS.
 type viewNode struct {
-	rec    nodeRecord
-	values map[string]interface{}
+	rec          nodeRecord
+	values       map[string]interface{}
+	mars         State     // as MARS lists it
+	drain        bool      // the node told us it drains (this incarnation)
+	unreachUntil time.Time // the transport found it dead: offline until then, unless MARS moves first
+	state        State     // effective: what lookups and events show
 }
 
 func newView(selfAddr string, selfInc uint64) *View {
@@ -75,9 +90,17 @@ func (v *View) resetLocked() {
 }
 
 func (v *View) node(n *viewNode) Node {
+	m := v.nodeShared(n)
+	m.Values = maps.Clone(n.values)
+	return m
+}
+
+// nodeShared is node without the copy of Values: the map is the view's,
+// which it never changes (a change of values replaces it).
+func (v *View) nodeShared(n *viewNode) Node {
 	return Node{
 		Addr: n.rec.Addr, Incarnation: n.rec.Inc, Type: n.rec.Type, Role: n.rec.Role,
-		Status: n.rec.Status, EndPoint: n.rec.EndPoint, Values: maps.Clone(n.values),
+		Status: n.rec.Status, State: n.state, EndPoint: n.rec.EndPoint, Values: n.values,
 		Self: n.rec.Addr == v.selfAddr && n.rec.Inc == v.selfInc,
 	}
 }
@@ -115,17 +138,55 @@ func (v *View) NodeByEndPoint(endPoint string) (Node, bool) {
 	return v.node(v.nodes[a]), true
 }
 
-// Addrs lists the mesh addresses of every node except those in ignore.
+// Addrs lists the mesh addresses of every node (any state) except those
+// in ignore.
 func (v *View) Addrs(ignore ...string) []string {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	out := make([]string, 0, len(v.addrs))
-	for _, a := range v.addrs {
+	return without(v.addrs, ignore)
+}
+
+// Online lists the mesh addresses of the online nodes except those in
+// ignore: the nodes to send to.
+func (v *View) Online(ignore ...string) []string {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return without(v.online, ignore)
+}
+
+func without(list, ignore []string) []string {
+	out := make([]string, 0, len(list))
+	for _, a := range list {
 		if !slices.Contains(ignore, a) {
 			out = append(out, a)
 		}
 	}
 	return out
+}
+
+// OnlineByType lists the online nodes of a type.
+func (v *View) OnlineByType(typ string) []string {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return slices.Clone(v.onByType[typ])
+}
+
+// OnlineByRole lists the online nodes of a role.
+func (v *View) OnlineByRole(role string) []string {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return slices.Clone(v.onByRole[role])
+}
+
+// State returns the membership state of the node at a mesh address
+// (StateNone when the view does not list it).
+func (v *View) State(addr string) State {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if n := v.nodes[addr]; n != nil {
+		return n.state
+	}
+	return StateNone
 }
 
 // AddrsByType lists the nodes of a type, whatever their status.
@@ -149,7 +210,18 @@ func (v *View) Types() []string {
 	return slices.Clone(v.types)
 }
 
-// NodeValue returns one metadata value of a node.
+// selfState is the state the view lists the node it belongs to in.
+func (v *View) selfState() State {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if n := v.nodes[v.selfAddr]; n != nil && n.rec.Inc == v.selfInc {
+		return n.state
+	}
+	return StateNone
+}
+
+// NodeValue returns one metadata value of a node. A list or map value is
+// the view's own: do not modify it.
 func (v *View) NodeValue(addr, name string) (interface{}, bool) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
@@ -204,181 +276,4 @@ func (v *View) sharedSnapshot() []kv {
 		out = append(out, kv{k, val})
 	}
 	return out
-}
-
-// keyChange is one shared-data event to deliver after the view is unlocked.
-type keyChange struct {
-	key     string
-	val     int16
-	removed bool
-}
-
-// apply installs a complete sync. A full sync replaces the view, except
-// that in carry mode entries missing from it are kept (and marked carried)
-// until endGrace. It returns the shared-data changes, and whether the sync
-// was usable (a delta must continue the view's version).
-func (v *View) apply(h *syncHead, b *syncBody, carry bool, now time.Time) ([]keyChange, bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	full := h.Flags&syncFull != 0
-	if !full && (h.MarsInc != v.marsInc || h.From > v.ver || h.To < v.ver) {
-		return nil, false // not a continuation of this view: the next report asks again
-	}
-	var changes []keyChange
-	dirty := false
-	if full {
-		if h.MarsInc == v.marsInc && h.To < v.ver {
-			return nil, false // older than what we hold
-		}
-		fresh := make(map[string]*viewNode, len(b.Nodes))
-		for i := range b.Nodes {
-			fresh[b.Nodes[i].Addr] = v.nodeFrom(&b.Nodes[i])
-		}
-		freshKeys := make(map[string]int16, len(b.Keys))
-		for _, e := range b.Keys {
-			freshKeys[e.Key] = e.Val
-		}
-		clear(v.carriedNodes)
-		clear(v.carriedKeys)
-		for a, n := range v.nodes {
-			if _, ok := fresh[a]; !ok && carry {
-				fresh[a] = n
-				v.carriedNodes[a] = true
-			}
-		}
-		for k, old := range v.keys {
-			nv, ok := freshKeys[k]
-			switch {
-			case !ok && carry:
-				freshKeys[k] = old
-				v.carriedKeys[k] = true
-			case !ok:
-				changes = append(changes, keyChange{key: k, removed: true})
-			case nv != old:
-				changes = append(changes, keyChange{key: k, val: nv})
-			}
-		}
-		for k, nv := range freshKeys {
-			if _, ok := v.keys[k]; !ok {
-				changes = append(changes, keyChange{key: k, val: nv})
-			}
-		}
-		v.nodes, v.keys, dirty = fresh, freshKeys, true
-	} else {
-		for i := range b.Nodes {
-			n := &b.Nodes[i]
-			v.nodes[n.Addr] = v.nodeFrom(n)
-			delete(v.carriedNodes, n.Addr)
-			dirty = true
-		}
-		for _, a := range b.Gone {
-			if _, ok := v.nodes[a]; ok {
-				delete(v.nodes, a)
-				delete(v.carriedNodes, a)
-				dirty = true
-			}
-		}
-		for _, e := range b.Keys {
-			delete(v.carriedKeys, e.Key)
-			if old, ok := v.keys[e.Key]; !ok || old != e.Val {
-				v.keys[e.Key] = e.Val
-				changes = append(changes, keyChange{key: e.Key, val: e.Val})
-			}
-		}
-		for _, k := range b.Dropped {
-			delete(v.carriedKeys, k)
-			if _, ok := v.keys[k]; ok {
-				delete(v.keys, k)
-				changes = append(changes, keyChange{key: k, removed: true})
-			}
-		}
-	}
-	v.marsInc, v.ver, v.syncedAt = h.MarsInc, h.To, now
-	if dirty {
-		v.reindexLocked()
-	}
-	return changes, true
-}
-
-// endGrace drops the carried entries the new MARS never confirmed.
-func (v *View) endGrace() []keyChange {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	var changes []keyChange
-	for a := range v.carriedNodes {
-		delete(v.nodes, a)
-	}
-	for k := range v.carriedKeys {
-		delete(v.keys, k)
-		changes = append(changes, keyChange{key: k, removed: true})
-	}
-	if len(v.carriedNodes) > 0 {
-		v.reindexLocked()
-	}
-	clear(v.carriedNodes)
-	clear(v.carriedKeys)
-	return changes
-}
-
-// forget empties the view (the node moved to another app); the next full
-// sync fills it again and reports every key as changed.
-func (v *View) forget() []keyChange {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	var changes []keyChange
-	for k := range v.keys {
-		changes = append(changes, keyChange{key: k, removed: true})
-	}
-	v.resetLocked()
-	return changes
-}
-
-func (v *View) nodeFrom(r *nodeRecord) *viewNode {
-	n := &viewNode{rec: *r}
-	if old := v.nodes[r.Addr]; old != nil && bytes.Equal(old.rec.Values, r.Values) {
-		n.values = old.values // unchanged: keep the decoded map
-	} else {
-		n.values = decodeValues(r.Values)
-	}
-	return n
-}
-
-// decodeValues decodes a metadata map that checkValues accepted.
-func decodeValues(b []byte) map[string]interface{} {
-	if len(b) == 0 {
-		return nil
-	}
-	dec := msgpack.NewDecoder(bytes.NewReader(b))
-	dec.UseLooseInterfaceDecoding(true)
-	m, err := dec.DecodeMap()
-	if err != nil {
-		return nil
-	}
-	return m
-}
-
-func (v *View) reindexLocked() {
-	v.addrs = v.addrs[:0]
-	v.byType = make(map[string][]string)
-	v.byRole = make(map[string][]string)
-	v.byEP = make(map[string]string)
-	for a := range v.nodes {
-		v.addrs = append(v.addrs, a)
-	}
-	slices.Sort(v.addrs)
-	for _, a := range v.addrs {
-		r := &v.nodes[a].rec
-		v.byType[r.Type] = append(v.byType[r.Type], a)
-		v.byRole[r.Role] = append(v.byRole[r.Role], a)
-		if r.EndPoint != "" {
-			if _, taken := v.byEP[r.EndPoint]; !taken {
-				v.byEP[r.EndPoint] = a
-			}
-		}
-	}
-	v.types = v.types[:0]
-	for t := range v.byType {
-		v.types = append(v.types, t)
-	}
-	slices.Sort(v.types)
 }
