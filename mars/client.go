@@ -267,6 +267,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if c.disp == nil {
 		c.disp, c.owned = dispatch.New(c.log), true
 	}
+	c.cb.syncs = c.syncLane()
 	return c, nil
 }
 

@@ -383,13 +383,13 @@ func (c *Client) handleSync(p []byte) action {
 	if more && (!act.set || act.soon > c.cfg.Debounce) {
 		act.set, act.soon = true, c.cfg.Debounce // changes made while the last report was out
 	}
-	c.fire(&c.cb.update)
+	c.fireSync(false)
 	changes, ok := c.view.apply(&h, &ps.body, c.graceOn, now)
 	c.fireChanges(changes)
 	if ok && !c.initial {
 		c.join(&act)
 	}
-	c.fire(&c.cb.updated)
+	c.fireSync(true)
 	if ok {
 		c.syncDone()
 	}

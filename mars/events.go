@@ -2,6 +2,7 @@ package mars
 
 import (
 	"reflect"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -21,8 +22,9 @@ const laneLimit = 4096
 type callbacks struct {
 	mu       sync.Mutex
 	initial  []func() // waiting for the first sync
-	update   []handler[func()]
-	updated  []handler[func()]
+	update   []func()
+	updated  []func()
+	syncs    *dispatch.Lane[bool, syncTick] // runs update and updated
 	sdUpdate []handler[func(string, int16)]
 	sdRemove []handler[func(string)]
 	nextID   uint64
@@ -62,13 +64,30 @@ func keyLane(d *dispatch.Dispatcher, run func(keyChange)) (post func(keyChange),
 	return l.Post, l.Close
 }
 
-func (c *Client) register(list *[]handler[func()], f func()) uint64 {
-	post, stop := tickLane(c.disp, f)
-	c.cb.mu.Lock()
-	defer c.cb.mu.Unlock()
-	c.cb.nextID++
-	*list = append(*list, handler[func()]{id: c.cb.nextID, f: f, post: post, stop: stop})
-	return c.cb.nextID
+// syncTick is one sync, before (OnUpdate) or after (OnUpdated) it.
+type syncTick struct{ after bool }
+
+// syncLane delivers the syncs to OnUpdate and OnUpdated callbacks: one lane
+// for both, so they alternate as the Diarkis API has them; behind, it holds
+// one pending "update" and one "updated".
+func (c *Client) syncLane() *dispatch.Lane[bool, syncTick] {
+	return dispatch.NewLane(c.disp, dispatch.LaneConfig[bool, syncTick]{
+		Limit: 2,
+		Run: func(t syncTick) {
+			list := &c.cb.update
+			if t.after {
+				list = &c.cb.updated
+			}
+			c.cb.mu.Lock()
+			fs := slices.Clone(*list)
+			c.cb.mu.Unlock()
+			for _, f := range fs {
+				f()
+			}
+		},
+		Key:   func(t syncTick) bool { return t.after },
+		Merge: func(o, _ syncTick) (syncTick, bool) { return o, true },
+	})
 }
 
 // OnInitialSync registers a callback for the first sync with MARS (for a
@@ -99,13 +118,22 @@ func (c *Client) once(f func()) {
 // after the sync was applied (the Diarkis name says "before"; no callback
 // runs on the sync loop); a callback that is behind runs once for the syncs
 // it missed.
-func (c *Client) OnUpdate(f func()) { c.register(&c.cb.update, f) }
+func (c *Client) OnUpdate(f func()) {
+	c.cb.mu.Lock()
+	c.cb.update = append(c.cb.update, f)
+	c.cb.mu.Unlock()
+}
 
 // OnUpdated registers a callback run after each sync with MARS is applied,
-// on the dispatcher; a callback that is behind runs once for the syncs it
-// missed. OnUpdate and OnUpdated callbacks are independent lanes: their
-// relative order is not fixed.
-func (c *Client) OnUpdated(f func()) { c.register(&c.cb.updated, f) }
+// on the dispatcher. OnUpdate and OnUpdated callbacks share one lane, so
+// they alternate; one that blocks holds up the others of that lane (not
+// the syncs, nor other callbacks), which then run once for the syncs they
+// missed.
+func (c *Client) OnUpdated(f func()) {
+	c.cb.mu.Lock()
+	c.cb.updated = append(c.cb.updated, f)
+	c.cb.mu.Unlock()
+}
 
 // OnSharedDataUpdate registers a callback for every shared key that is set
 // or changes value in the view, on the dispatcher, in order (behind, it
@@ -223,12 +251,17 @@ func (c *Client) fireChanges(changes []keyChange) {
 	}
 }
 
-// fire queues a tick for the callbacks of a list.
-func (c *Client) fire(which *[]handler[func()]) {
+// fireSync queues the OnUpdate (after false) or OnUpdated (true) callbacks
+// of one sync.
+func (c *Client) fireSync(after bool) {
 	c.cb.mu.Lock()
-	defer c.cb.mu.Unlock()
-	for _, h := range *which {
-		h.post(keyChange{})
+	n := len(c.cb.update)
+	if after {
+		n = len(c.cb.updated)
+	}
+	c.cb.mu.Unlock()
+	if n > 0 {
+		c.cb.syncs.Post(syncTick{after: after})
 	}
 }
 
