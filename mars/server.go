@@ -126,6 +126,7 @@ type Server struct {
 	tr    *rudp.Transport
 	inc   uint64
 	log   *slog.Logger
+	mlog  *memberLog // membership changes (under mu)
 	warn  *ratelog.Logger
 	epoch time.Time
 
@@ -228,6 +229,7 @@ func newServer(opts ServerOptions) (*Server, rudp.Config, error) {
 		inc:   newIncarnation(),
 		log:   opts.Logger,
 		warn:  ratelog.New(opts.Logger, 10*time.Second),
+		mlog:  newMemberLog(opts.Logger),
 		epoch: time.Now(),
 		done:  make(chan struct{}),
 		apps:  make(map[string]*appState),
@@ -536,6 +538,7 @@ func (s *Server) app(name string) *appState {
 	a := s.apps[name]
 	if a == nil && len(s.apps) < s.opts.MaxApps {
 		a = newAppState(name, &s.clock)
+		a.onState = s.stateChanged
 		s.apps[name] = a
 	}
 	return a
@@ -544,6 +547,7 @@ func (s *Server) app(name string) *appState {
 // sweep applies liveness: silent nodes go offline, then away; tombstones
 // expire; empty apps are forgotten.
 func (s *Server) sweep() {
+	s.mlog.tick()
 	now := s.now()
 	offline, remove := int64(s.opts.OfflineAfter), int64(s.opts.RemoveAfter)
 	maxTombs := s.opts.MaxNodes + s.opts.MaxSharedKeys

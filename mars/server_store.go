@@ -154,6 +154,7 @@ func (s *Server) storeApp(name string, v uint64) *appState {
 	a := s.apps[name]
 	if a == nil {
 		a = newAppStateAt(name, v)
+		a.onState = s.stateChanged
 		s.apps[name] = a
 	}
 	return a

@@ -265,6 +265,7 @@ func (s *Server) storeSweep() {
 	}
 	var jobs []job
 	s.mu.Lock()
+	s.mlog.tick()
 	now := s.now()
 	// A node silent here may have moved to another replica that has not
 	// taken its record over yet: wait storeMoveGrace longer before listing

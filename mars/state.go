@@ -26,6 +26,10 @@ import (
 type appState struct {
 	name      string
 	clock     *uint64 // the server's version clock
+	// onState hears every change of a node's listed state (MARS's log):
+	// the entry (its listed state already updated), the incarnation and
+	// state listed before, and why it went (when gone).
+	onState func(a *appState, e *nodeEntry, oldInc uint64, old State, gone byte)
 	ver       uint64  // the app's latest version
 	nodes     map[string]*nodeEntry
 	guests    map[string]*nodeEntry
@@ -56,6 +60,8 @@ type nodeEntry struct {
 	durable  uint64 // with DataDir: up to here the data file holds them too
 	unsaved  bool   // with DataDir: changes past durable wait for a save
 	rec      []byte // the node's encoded record, rebuilt on every change
+	listed   State  // the state last listed (for the log of changes)
+	listedAt uint64 // the incarnation last listed
 	owner    uint64 // with a Store: the replica that serves the node
 }
 
@@ -157,6 +163,16 @@ func (a *appState) nodeChangedAt(e *nodeEntry, v uint64) {
 	e.ver = a.bumpAt(v, e.addr, true)
 	e.encode()
 	delete(a.goneNodes, e.addr)
+	a.noteState(e, e.state(), 0)
+}
+
+// noteState records e's listed state and tells onState of a change.
+func (a *appState) noteState(e *nodeEntry, st State, gone byte) {
+	oldInc, old := e.listedAt, e.listed
+	e.listedAt, e.listed = e.inc, st
+	if (old != st || oldInc != e.inc) && a.onState != nil {
+		a.onState(a, e, oldInc, old, gone)
+	}
 }
 
 func (a *appState) addNode(e *nodeEntry) {
@@ -170,6 +186,9 @@ func (a *appState) removeNode(addr string, why byte, now int64) {
 }
 
 func (a *appState) removeNodeAt(addr string, why byte, v uint64, now int64) {
+	if e := a.nodes[addr]; e != nil {
+		a.noteState(e, StateGone, why)
+	}
 	delete(a.nodes, addr)
 	a.bumpAt(v, addr, true)
 	a.goneNodes[addr] = goneNode{ver: v, why: why}
