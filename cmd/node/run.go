@@ -16,7 +16,6 @@ import (
 
 	"github.com/marsmesh/marsmesh/config"
 	"github.com/marsmesh/marsmesh/internal/admin"
-	"github.com/marsmesh/marsmesh/internal/cli"
 	"github.com/marsmesh/marsmesh/mesh"
 )
 
@@ -63,8 +62,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return usageError(stderr, name, fmt.Errorf("-admin %q: %w", *adminAddr, err))
 		}
 	}
-	cli.WarnUnknownEnv(log)
-	slog.SetDefault(log) // the default node logs through slog.Default()
+	slog.SetDefault(log) // the default node logs through slog.Default(); Setup warns about unknown DIARKIS_* names
 
 	// Everything set before Setup applies to the node Setup makes.
 	h := newHandlers(log)
