@@ -130,7 +130,10 @@ func ListenScan(host string, port, tries int, cfg Config) (*Transport, error) {
 			return nil, err
 		}
 	}
-	return nil, fmt.Errorf("rudp: no free port in %s:%d..%d: %w", host, port, port+tries-1, err)
+	if last := min(port+tries-1, 65535); last > port {
+		return nil, fmt.Errorf("rudp: no free port in %s:%d..%d: %w", host, port, last, err)
+	}
+	return nil, fmt.Errorf("rudp: port %s:%d is taken: %w", host, port, err)
 }
 
 // New starts a transport on conn, which it owns from now on: Close closes it.
