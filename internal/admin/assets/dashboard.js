@@ -96,7 +96,7 @@
 
   function render(status, nodes, shared) {
     document.getElementById("mars").textContent = "MARS " + status.addr + " · incarnation " + status.incarnation +
-      " · " + (status.version ? "version " + status.version.Version + " rev " + String(status.version.Revision).slice(0, 12) : "") +
+      " · " + (status.version ? "version " + status.version.version + " rev " + String(status.version.revision).slice(0, 12) : "") +
       " · up " + status.uptimeSec + " s";
     const sharedBy = {};
     for (const a of shared.apps) sharedBy[a.app] = a.shared;
