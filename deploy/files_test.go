@@ -55,4 +55,3 @@ func TestSystemdUnits(t *testing.T) {
 		}
 	}
 }
-

@@ -193,7 +193,7 @@ func formatValues(vals map[string]interface{}) string {
 func replicaState(r mars.ReplicaStatus) string {
 	switch r.State {
 	case mars.ReplicaFailed:
-		return fmt.Sprintf("failed: silent, left %s", msAgo(r.FailedMs))
+		return fmt.Sprintf("failed: no answer (left it %s)", msAgo(r.FailedMs))
 	case mars.ReplicaSilent:
 		return "in use, silent"
 	}
@@ -202,8 +202,11 @@ func replicaState(r mars.ReplicaStatus) string {
 
 // msAgo writes a time in milliseconds before now; -1 is never.
 func msAgo(ms int64) string {
-	if ms < 0 {
+	switch {
+	case ms < 0:
 		return "never"
+	case ms == 0:
+		return "just now"
 	}
 	return (time.Duration(ms) * time.Millisecond).String() + " ago"
 }

@@ -26,7 +26,7 @@ func TestStatusNamesTheReplicaInUse(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 	for _, want := range []string{"MARS 127.0.0.2:" + port + " (replica 2 of 2), app", "MARS replicas",
-		"127.0.0.1:" + port + "  failed: silent, left", "127.0.0.2:" + port + "  in use"} {
+		"127.0.0.1:" + port + "  failed: no answer (left it", "127.0.0.2:" + port + "  in use"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
