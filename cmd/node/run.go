@@ -99,9 +99,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	addr := mesh.GetMyEndPoint()
 	keys, _ := cfg.Keys() // Setup checked them
 	log.Info("node started", "addr", addr, "type", *typ, "role", *role,
-		"endpoint", *endpoint, "mars", cfg.MarsAddr(), "keys", len(keys))
+		"endpoint", *endpoint, "mars", strings.Join(cfg.MarsAddrs(), ","), "keys", len(keys))
 	if admLn != nil {
-		opts := admin.NodeOptions(mesh.Default(), cfg.AdminAddress, cfg.MarsAddr())
+		opts := admin.NodeOptions(mesh.Default(), cfg.AdminAddress, strings.Join(cfg.MarsAddrs(), ","))
 		opts.Logger, opts.Listener, opts.Pprof = log, admLn, *pprofOn
 		adm, err := admin.Start(opts)
 		if err != nil {
@@ -121,7 +121,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			log.Info("joined the cluster", "addr", addr)
 			ready = nil
 		case <-warn.C:
-			log.Warn("MARS has not answered yet; still trying", "mars", cfg.MarsAddr())
+			log.Warn("MARS has not answered yet; still trying", "mars", strings.Join(cfg.MarsAddrs(), ","))
 		case <-ctx.Done():
 			ready = nil
 		}

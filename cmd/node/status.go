@@ -68,9 +68,10 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	select {
 	case <-g.Ready():
 	case <-t.C:
-		err := fmt.Errorf("MARS at %s did not answer within %v (is mars-server running there, with this cluster key or none? see -mars)", cfg.MarsAddr(), *timeout)
+		marsAddrs := strings.Join(cfg.MarsAddrs(), ",")
+		err := fmt.Errorf("MARS at %s did not answer within %v (is mars-server running there, with this cluster key or none? see -mars)", marsAddrs, *timeout)
 		if last := g.Mars().LastError(); last != nil {
-			err = fmt.Errorf("MARS at %s refused the guest: %w", cfg.MarsAddr(), last)
+			err = fmt.Errorf("MARS at %s refused the guest: %w", marsAddrs, last)
 		}
 		return failure(stderr, name, err)
 	case <-ctx.Done():

@@ -13,7 +13,8 @@ import (
 // NodeOptions returns the collectors, readiness and status of a node's
 // admin endpoint. /readyz is ready while the node is in touch with MARS
 // (Node.InTouchWithMars: MARS answered within the last three sync
-// intervals), the same rule as `node healthcheck -ready`.
+// intervals), the same rule as `node healthcheck -ready`. marsAddr is
+// the configured MARS address list, for messages and the status.
 func NodeOptions(n *mesh.Node, addr, marsAddr string) Options {
 	started := time.Now()
 	return Options{
@@ -55,7 +56,7 @@ func nodeStatus(n *mesh.Node, marsAddr string, started time.Time) map[string]any
 		"partOfCluster": n.IsPartOfCluster(),
 		"viewNodes":     byStatus,
 		"mars": map[string]any{
-			"address":    marsAddr, // as configured
+			"configured": marsAddr, // marsAddress:marsPort, every address
 			"inUse":      mc.MarsInUse(),
 			"replicas":   mc.Replicas(),
 			"inTouch":    n.InTouchWithMars(),
