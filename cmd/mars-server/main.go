@@ -29,8 +29,9 @@
 // a new random key (base64) and exits.
 //
 // -admin (or the adminAddress key, DIARKIS_ADMIN_ADDRESS) opens the admin
-// HTTP endpoint: /metrics, /healthz, /readyz, /debug/pprof/, /v1/status,
-// /v1/nodes, /v1/shared and the live dashboard at /.
+// HTTP endpoint: /metrics, /healthz, /readyz, /v1/status, /v1/nodes,
+// /v1/shared, the live dashboard at /, and with -pprof /debug/pprof/. A
+// taken admin port fails the start before MARS listens.
 //
 // Exit codes, as for node: 0 success; 1 the server failed (an address
 // that cannot be bound, etcd unreachable); 2 bad usage or configuration (a bad flag, a stray
