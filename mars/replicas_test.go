@@ -45,3 +45,26 @@ func TestReplicasAfterFailover(t *testing.T) {
 		t.Errorf("the answer line does not name the MARS left:\n%s", text)
 	}
 }
+
+// TestResolveAgainAfterSilence: with one MARS name and a long cache TTL,
+// a client whose MARS has been silent for FailoverAfter resolves the name
+// again at its next report (a rescheduled pod has a new address).
+func TestResolveAgainAfterSilence(t *testing.T) {
+	cfg := ClientConfig{Interval: fastInterval, FailoverAfter: 300 * time.Millisecond, MarsAddrTTL: time.Hour}
+	n := newTestNode(t, "127.0.0.1:1", cfg) // not started: the test drives the checks
+	c := n.c
+	if _, ok := c.resolve(time.Now()); !ok {
+		t.Fatal("no MARS address")
+	}
+	c.lastReply.Store(c.clock())
+	c.maybeFailover()
+	if c.resolvedAt.IsZero() {
+		t.Fatal("resolved again right after an answer")
+	}
+	c.epoch = c.epoch.Add(-time.Second) // a second of silence since the answer
+	c.resolvedAt = c.resolvedAt.Add(-time.Second)
+	c.maybeFailover()
+	if !c.resolvedAt.IsZero() {
+		t.Fatal("after FailoverAfter of silence the cached address is still used")
+	}
+}
