@@ -72,9 +72,15 @@
 // but empty are errors (an unset shell variable must not silently turn the
 // cluster key off). Numbers are decimal; booleans take true/false, 1/0, t/f.
 //
+// Each key's variable is DIARKIS_ and the key in upper snake case, except
+// marsAddress (DIARKIS_MARS_ADDR, the Diarkis name). The name derived from
+// the JSON key is accepted as an alias where it differs: DIARKIS_MARS_ADDRESS
+// for marsAddress and DIARKIS_RELIABLE_RETRY_TIMEOUT for retryTimeout; a
+// variable and its alias set to different values are an error.
+//
 // Load ignores DIARKIS_* variables it does not know; UnknownEnv lists them
-// (with a did-you-mean) so programs can warn once at start-up, as
-// mars-server and node do.
+// (with a did-you-mean that ignores case and underscores) so programs can
+// warn once at start-up, as mars-server, node and mesh.Setup do.
 //
 // The variables are read with envconfig and the prefix "DIARKIS", but Mesh
 // itself has no envconfig tags: envconfig v1.4.0 turns a tag such as

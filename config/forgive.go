@@ -1,6 +1,8 @@
 package config
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -59,14 +61,19 @@ func editDistance(a, b string) int {
 // UnknownEnv returns a warning for every DIARKIS_* variable in environ
 // (os.Environ() form, "NAME=value") that no configuration key reads and
 // that is not in extra (variables a program reads itself), sorted by name,
-// with a did-you-mean when a known variable is within edit distance 2.
-// Programs log each warning once at start-up.
+// with a did-you-mean when a known variable is within edit distance 2,
+// underscores aside (DIARKIS_MARSPORT: DIARKIS_MARS_PORT). Aliases
+// (DIARKIS_MARS_ADDRESS) are known variables. Programs, and mesh.Setup,
+// log each warning once at start-up.
 func UnknownEnv(environ []string, extra ...string) []string {
 	known := map[string]bool{}
 	var names []string
 	for i := range fields {
 		known[fields[i].env] = true
 		names = append(names, fields[i].env)
+	}
+	for a := range envAliases {
+		known[a] = true
 	}
 	for _, e := range extra {
 		known[e] = true
@@ -81,17 +88,30 @@ func UnknownEnv(environ []string, extra ...string) []string {
 		}
 		seen[name] = true
 		w := "unknown environment variable " + name + " is ignored"
-		best, near := 3, ""
-		for _, k := range names {
-			if d := editDistance(name, k); d < best {
-				best, near = d, k
-			}
-		}
-		if near != "" {
+		if near := nearestEnv(name, names); near != "" {
 			w += " (did you mean " + near + "?)"
 		}
 		out = append(out, w)
 	}
 	sort.Strings(out)
 	return out
+}
+
+// nearestEnv returns the name of names (or the variable of an alias) within
+// edit distance 2 of name, ignoring case and underscores, or "".
+func nearestEnv(name string, names []string) string {
+	squash := func(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "_", "")) }
+	best, near := 3, ""
+	try := func(cand, suggest string) {
+		if d := editDistance(squash(name), squash(cand)); d < best {
+			best, near = d, suggest
+		}
+	}
+	for _, k := range names {
+		try(k, k)
+	}
+	for _, a := range slices.Sorted(maps.Keys(envAliases)) {
+		try(a, fieldByKey(envAliases[a]).env)
+	}
+	return near
 }

@@ -342,14 +342,23 @@ func loadEnv(m *Mesh, src origins) error {
 	var errs []error
 	for i := range fields {
 		f := &fields[i]
-		p := f.fromEnv(&ev)
+		p, name := f.fromEnv(&ev), f.env
+		if alias, av, ok := aliasEnv(f.key); ok {
+			if p != nil && strings.TrimSpace(*p) != strings.TrimSpace(av) {
+				e := newError(f.key, quote(*p), "set, and its alias "+alias+" is set to "+quote(av)+"; unset one of them")
+				e.Var = f.env
+				errs = append(errs, e)
+				continue
+			}
+			p, name = &av, alias
+		}
 		if p == nil {
 			continue
 		}
 		v := strings.TrimSpace(*p)
 		bad := func(problem string) {
 			e := newError(f.key, quote(*p), problem)
-			e.Var = f.env
+			e.Var = name
 			errs = append(errs, e)
 		}
 		if v == "" && f.noEmptyEnv {
@@ -377,7 +386,7 @@ func loadEnv(m *Mesh, src origins) error {
 			}
 			*f.flag(&c) = b
 		}
-		set[f.key] = origin{env: f.env}
+		set[f.key] = origin{env: name}
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)

@@ -151,11 +151,12 @@ type Client struct {
 	cur        int              // the one in use
 	switchedAt int64            // client clock of the last move to another address
 	failJitter time.Duration
-	judgedAt   int64 // client clock of the last maybeFailover
-	pauseBase  int64 // the start of the silence paused counts in
-	paused     int64 // how long the loop stood still during that silence
-	initial    bool  // the initial sync happened
-	lost       bool  // "lost MARS" was logged; "MARS back" is next
+	judgedAt   int64       // client clock of the last maybeFailover
+	pauseBase  int64       // the start of the silence paused counts in
+	paused     int64       // how long the loop stood still during that silence
+	initial    bool        // the initial sync happened
+	lost       bool        // "lost MARS" was logged; "MARS back" is next
+	replicas   replicaBook // what the client knows of each MARS address (replicas.go)
 	soonArmed  bool
 }
 

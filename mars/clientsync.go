@@ -139,13 +139,7 @@ func (c *Client) noteSilence() {
 		return
 	}
 	c.lost = true
-	if last == 0 {
-		c.log.Warn("mars: no answer from MARS yet; the node keeps trying", "mars", c.cfg.MarsAddr, "node", c.addr,
-			"waited", silent.Round(time.Millisecond))
-		return
-	}
-	c.log.Warn("mars: lost MARS; the node keeps its last view and keeps working", "mars", c.cfg.MarsAddr,
-		"node", c.addr, "silent", silent.Round(time.Millisecond))
+	c.logLost(silent, last == 0)
 }
 
 // awaiting reports whether a report with changes is out and unanswered
@@ -372,8 +366,7 @@ func (c *Client) handleSync(p []byte) action {
 	prev := c.lastReply.Swap(c.clock())
 	if c.lost {
 		c.lost = false
-		c.log.Info("mars: MARS back", "mars", c.cfg.MarsAddr, "node", c.addr,
-			"silent", time.Duration(c.clock()-prev).Round(time.Millisecond))
+		c.logBack(time.Duration(c.clock() - prev))
 	}
 	now := time.Now()
 	act := c.absorb(&h, now)

@@ -135,6 +135,7 @@ func (c *Client) resolve(now time.Time) (netip.AddrPort, bool) {
 // Interval does not count.
 func (c *Client) maybeFailover() bool {
 	if len(c.cands) < 2 {
+		c.maybeResolveAgain(time.Duration(c.clock() - max(c.lastReply.Load(), c.switchedAt)))
 		return false
 	}
 	now := c.clock()
@@ -159,9 +160,21 @@ func (c *Client) maybeFailover() bool {
 	c.mu.Lock()
 	c.sentSeq = c.acked // what the old one did not acknowledge goes to the new one
 	c.mu.Unlock()
+	c.noteMove(from, to, silent)
 	c.log.Warn("mars: no answer from this MARS; moving to the next address", "from", from, "to", to,
-		"node", c.addr, "silent", silent.Round(time.Millisecond))
+		"node", c.addr, "silent", silent.Round(time.Millisecond), "next", fmt.Sprintf("%d of %d", c.cur+1, len(c.cands)))
+	c.maybeResolveAgain(silent)
 	return true
+}
+
+// maybeResolveAgain makes the next report resolve MarsAddr again, whatever
+// MarsAddrTTL says, when MARS has been silent for FailoverAfter and the
+// addresses were resolved longer ago than that: a MARS that moved (a
+// rescheduled pod) has a new address under the same name.
+func (c *Client) maybeResolveAgain(silent time.Duration) {
+	if silent >= c.cfg.FailoverAfter && !c.resolvedAt.IsZero() && time.Since(c.resolvedAt) >= c.cfg.FailoverAfter {
+		c.resolvedAt = time.Time{}
+	}
 }
 
 // isCandidate reports whether addr is one of the resolved MARS addresses
@@ -172,8 +185,9 @@ func (c *Client) isCandidate(addr netip.AddrPort) bool {
 }
 
 // adopt makes from the current MARS when a sync arrives from another
-// candidate (loop goroutine).
+// candidate (loop goroutine), and notes every answer (replicas.go).
 func (c *Client) adopt(from netip.AddrPort) {
+	defer c.noteAnswer(from)
 	if m := c.mars.Load(); m != nil && *m == from {
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -39,7 +40,8 @@ func Default() *Node {
 // DIARKIS_* environment variables), binds the node's UDP port, starts
 // syncing with MARS and returns: once the first sync is done, or after a
 // second if MARS does not answer (the node keeps trying). OnReady and
-// OnInitialSync callbacks fire after the first sync.
+// OnInitialSync callbacks fire after the first sync. It logs a warning
+// (with a did-you-mean) for every DIARKIS_* variable no key reads.
 func Setup(confpath string) error { return setup(confpath) }
 
 // Guest is Setup for a node that can send and receive but is never listed.
@@ -65,6 +67,9 @@ func setup(confpath string, extra ...Option) error {
 	preOpts, preHooks = nil, nil
 	def = n
 	defMu.Unlock()
+	for _, w := range config.UnknownEnv(os.Environ()) { // DIARKIS_* names no key reads
+		n.log.Warn("mesh: " + w)
+	}
 	// Outside the lock: a hook may run a callback at once (OnReady after
 	// the first sync), and the callback may call package-level functions.
 	for _, h := range hooks {

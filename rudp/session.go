@@ -82,11 +82,12 @@ type session struct {
 
 	// Progress: stallSince is when data last went from idle to in flight
 	// or was last acknowledged (or the peer last showed a closed window).
-	stallSince int64
-	peerClosed bool   // the peer's last KCP packet advertised a zero window
-	sndMax     uint32 // next new KCP sequence number seen in output
-	stuckSn    uint32 // lowest sequence number sent again since stallSince
-	stuckRetx  int    // how often stuckSn was sent again since stallSince
+	stallSince  int64
+	peerClosed  bool   // the peer's last KCP packet advertised a zero window
+	sndMax      uint32 // next new KCP sequence number seen in output
+	stuckSn     uint32 // lowest sequence number sent again since stallSince
+	stuckRetx   int    // how often stuckSn was sent again since stallSince
+	retransmits uint64 // data segments sent again (PeerStatus)
 
 	dec     frameDecoder
 	changed signal // acks progressed or the session died
@@ -221,6 +222,7 @@ func (s *session) countRetransmits(p []byte) {
 		p = p[kcpOverhead+n:]
 	}
 	if again > 0 {
+		s.retransmits += again
 		s.t.stats.retransmits.Add(again)
 	}
 }

@@ -130,7 +130,10 @@ func ListenScan(host string, port, tries int, cfg Config) (*Transport, error) {
 			return nil, err
 		}
 	}
-	return nil, fmt.Errorf("rudp: no free port in %s:%d..%d: %w", host, port, port+tries-1, err)
+	if last := min(port+tries-1, 65535); last > port {
+		return nil, fmt.Errorf("rudp: no free port in %s:%d..%d: %w", host, port, last, err)
+	}
+	return nil, fmt.Errorf("rudp: port %s:%d is taken: %w", host, port, err)
 }
 
 // New starts a transport on conn, which it owns from now on: Close closes it.
@@ -328,6 +331,11 @@ type PeerStatus struct {
 	Established bool   // handshake done (false while dialing)
 	Incarnation uint64 // the peer's, once established
 	Queued      int    // bytes not yet acknowledged
+	// RTT is KCP's smoothed round-trip time (millisecond resolution: 0 on
+	// a fast LAN or loopback); 0 before the first acknowledgement.
+	RTT time.Duration
+	// Retransmits counts the data segments this session sent again.
+	Retransmits uint64
 }
 
 // Peer reports the session with addr, if there is one.
@@ -338,12 +346,17 @@ func (t *Transport) Peer(addr netip.AddrPort) (PeerStatus, bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return PeerStatus{
+	st := PeerStatus{
 		Addr:        addr,
 		Established: s.state == stateEstablished,
 		Incarnation: s.remoteInc,
 		Queued:      int(s.queuedLocked()),
-	}, s.state != stateDead
+		Retransmits: s.retransmits,
+	}
+	if s.kcp != nil {
+		st.RTT = time.Duration(s.kcp.SRTT()) * time.Millisecond
+	}
+	return st, s.state != stateDead
 }
 
 // Peers lists the addresses of every live session.

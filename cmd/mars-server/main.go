@@ -29,8 +29,9 @@
 // a new random key (base64) and exits.
 //
 // -admin (or the adminAddress key, DIARKIS_ADMIN_ADDRESS) opens the admin
-// HTTP endpoint: /metrics, /healthz, /readyz, /debug/pprof/, /v1/status,
-// /v1/nodes, /v1/shared and the live dashboard at /.
+// HTTP endpoint: /metrics, /healthz, /readyz, /v1/status, /v1/nodes,
+// /v1/shared, the live dashboard at /, and with -pprof /debug/pprof/. A
+// taken admin port fails the start before MARS listens.
 //
 // Exit codes, as for node: 0 success; 1 the server failed (an address
 // that cannot be bound, etcd unreachable); 2 bad usage or configuration (a bad flag, a stray
@@ -45,6 +46,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -84,6 +86,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	trustAddr := fs.Bool("insecure-trust-reported-addr", false, "accept a node's report or leave from any session, not only from the address it lists (for load generators that simulate many nodes on one socket; never in production)")
 	logFormat := fs.String("log-format", "text", "log format: "+cli.LogFormats)
 	adminAddr := fs.String("admin", "", "serve the admin HTTP endpoint and dashboard on `host:port` (default: adminAddress of the configuration; off when empty)")
+	pprofOn := fs.Bool("pprof", false, "also serve the Go profiler on the admin endpoint, under /debug/pprof/")
 	storeKind := fs.String("store", "", "where the state lives: memory (this process) or etcd (replicas over etcd) (default: marsStore of the configuration, memory)")
 	etcdEndpoints := fs.String("etcd-endpoints", "", "comma-separated etcd client `URLs` for -store etcd (default: marsEtcdEndpoints of the configuration)")
 	etcdDial := fs.Duration("etcd-dial-timeout", 5*time.Second, "how long to wait for etcd at start")
@@ -159,6 +162,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return usage(errors.New("-data is for the memory store (with -store etcd, etcd keeps the data)"))
 	}
 	cli.WarnUnknownEnv(log)
+	var admLn net.Listener // bound before MARS listens: a taken port fails before any node registers
+	if cfg.AdminAddress != "" {
+		if admLn, err = admin.Listen(cfg.AdminAddress); err != nil {
+			return fail(cli.ExitFail, err)
+		}
+		defer admLn.Close() // in case of an early return; the endpoint closes it too
+	}
 	keys, err := cfg.Keys() // Load checked them; the key file may have changed since
 	if err != nil {
 		return fail(cli.ExitUsage, err)
@@ -199,9 +209,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		}
 		defer stop()
 	}
-	if cfg.AdminAddress != "" {
+	if admLn != nil {
 		opts := admin.MarsOptions(srv, cfg.AdminAddress)
-		opts.Logger = log
+		opts.Logger, opts.Listener, opts.Pprof = log, admLn, *pprofOn
 		adm, err := admin.Start(opts)
 		if err != nil {
 			srv.Close()

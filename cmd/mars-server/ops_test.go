@@ -114,3 +114,20 @@ func TestAdminEndpointAndJSONLogs(t *testing.T) {
 		t.Fatal("did not stop")
 	}
 }
+
+// TestAdminPortTaken: with its admin port taken, mars-server fails before
+// it listens for nodes.
+func TestAdminPortTaken(t *testing.T) {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	t.Setenv("DIARKIS_MARS_PORT", fmt.Sprint(freePort(t)))
+	var errb syncbuf.Buffer
+	code := run(context.Background(), []string{"-admin", l.Addr().String()}, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "mars-server: admin endpoint: "+l.Addr().String()+" is in use") ||
+		strings.Contains(errb.String(), "mars-server listening") {
+		t.Errorf("exit %d, stderr %q; want exit 1 and the port in use, before listening", code, errb.String())
+	}
+}

@@ -81,7 +81,7 @@ func cmdHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 // readyCheck is healthcheck -ready: the node must answer and be in touch
 // with MARS.
 func readyCheck(ctx context.Context, g *mesh.Node, addr string, timeout time.Duration, quiet bool, stdout, stderr io.Writer) int {
-	const name = "healthcheck"
+	const name = "node healthcheck"
 	st, err := g.ReadyCheck(ctx, addr)
 	if err != nil {
 		return failure(stderr, name, fmt.Errorf("%s did not answer within %v: %w", addr, timeout, err))
@@ -98,13 +98,14 @@ func readyCheck(ctx context.Context, g *mesh.Node, addr string, timeout time.Dur
 	return exitOK
 }
 
-// keyHint reminds that a node of a keyed cluster answers no process
-// without its key (and a keyless node none with one).
+// keyHint names the cluster key as one possible cause among others: a
+// node of a keyed cluster answers no process without its key, and a
+// keyless node none with one; nothing listening looks the same.
 func keyHint(cfg config.Mesh) string {
 	if keys, _ := cfg.Keys(); len(keys) > 0 {
-		return " (with this process's cluster key)"
+		return " (is a node listening there, with this process's cluster key?)"
 	}
-	return " (this process has no cluster key)"
+	return " (is a node listening there? if the cluster uses a cluster key, this process needs it too: it has none)"
 }
 
 // bindFor returns the address to bind to reach host.

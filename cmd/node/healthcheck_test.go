@@ -57,3 +57,18 @@ func TestHealthcheckReadyNeverSynced(t *testing.T) {
 		t.Fatalf("-ready of a node never synced: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
+
+// TestHealthcheckNothingThere: a port where nothing answers fails with the
+// command's name and a hint that does not blame the (absent) key alone.
+func TestHealthcheckNothingThere(t *testing.T) {
+	addr := silentAddr(t)
+	for _, args := range [][]string{{"healthcheck", "-addr", addr, "-timeout", "300ms"}, {"healthcheck", "-ready", "-addr", addr, "-timeout", "300ms"}} {
+		code, out, errOut := runNode(t, 10*time.Second, nil, args...)
+		if code != 1 || out != "" || !strings.HasPrefix(errOut, "node healthcheck: ") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 1 and stderr starting node healthcheck:", args, code, out, errOut)
+		}
+		if args[1] != "-ready" && !strings.Contains(errOut, "is a node listening there?") {
+			t.Errorf("%v: stderr %q lacks the hint", args, errOut)
+		}
+	}
+}

@@ -20,7 +20,8 @@
 //
 // run -admin HOST:PORT (or the adminAddress key, DIARKIS_ADMIN_ADDRESS)
 // opens the node's admin HTTP endpoint: /metrics, /healthz, /readyz
-// (ready while in touch with MARS), /debug/pprof/ and /v1/status.
+// (ready while in touch with MARS), /v1/status, and with -pprof
+// /debug/pprof/. A taken admin port fails the start before the node joins.
 //
 // The mesh configuration comes from config.Load: defaults, then the JSON
 // file given with -config, then DIARKIS_* environment variables. run,

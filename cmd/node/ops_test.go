@@ -75,8 +75,8 @@ func TestRunAdminAndJSONLogs(t *testing.T) {
 	if err := json.Unmarshal([]byte(first), &rec); err != nil {
 		t.Fatalf("first log line is not JSON: %q", first)
 	}
-	if !strings.Contains(p.stderr.String(), "unknown environment variable DIARKIS_NOT_A_KEY") {
-		t.Errorf("no warning about DIARKIS_NOT_A_KEY:\n%s", p.stderr.String())
+	if n := strings.Count(p.stderr.String(), "unknown environment variable DIARKIS_NOT_A_KEY"); n != 1 {
+		t.Errorf("%d warnings about DIARKIS_NOT_A_KEY, want 1:\n%s", n, p.stderr.String())
 	}
 	eventually(t, 30*time.Second, "/readyz to answer ready", func() bool {
 		code, body := httpGet("http://" + adminAddr + "/readyz")
@@ -197,5 +197,24 @@ func TestDemoAdminMetrics(t *testing.T) {
 	code = p.wait(t, 30*time.Second)
 	if passed := strings.Contains(p.stdout.String(), "PASS: 13 of 13"); (code == 0) != passed {
 		t.Errorf("demo exit %d after SIGINT does not match its report:\n%s", code, p.stdout.String())
+	}
+}
+
+// TestRunAdminPortTaken: with its admin port taken, node run fails before
+// it joins the cluster, saying so; MARS never lists it.
+func TestRunAdminPortTaken(t *testing.T) {
+	srv := startMARS(t)
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	env := []string{"DIARKIS_MARS_PORT=" + strconv.Itoa(int(srv.Addr().Port())), "DIARKIS_PORT=0"}
+	code, _, errOut := runNode(t, 30*time.Second, env, "run", "-admin", l.Addr().String())
+	if code != exitFail || !strings.HasPrefix(errOut, "node run: admin endpoint: "+l.Addr().String()+" is in use") {
+		t.Errorf("exit %d, stderr %q; want exit 1 and the port in use", code, errOut)
+	}
+	if st := srv.Stats(); st.Reports != 0 {
+		t.Errorf("MARS handled %d reports: the node registered before failing", st.Reports)
 	}
 }

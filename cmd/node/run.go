@@ -16,7 +16,6 @@ import (
 
 	"github.com/marsmesh/marsmesh/config"
 	"github.com/marsmesh/marsmesh/internal/admin"
-	"github.com/marsmesh/marsmesh/internal/cli"
 	"github.com/marsmesh/marsmesh/mesh"
 )
 
@@ -36,7 +35,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	values := valuesFlag{}
 	fs.Var(values, "value", "metadata `k=v` listed in MARS; repeatable; v is an integer, true/false, or else a string")
 	newLog := logFlags(fs, "info", "")
-	adminAddr := fs.String("admin", "", "serve the admin HTTP endpoint (metrics, probes, pprof, status) on `host:port` (default: adminAddress of the configuration; off when empty)")
+	adminAddr := fs.String("admin", "", "serve the admin HTTP endpoint (metrics, probes, status) on `host:port` (default: adminAddress of the configuration; off when empty)")
+	pprofOn := fs.Bool("pprof", false, "also serve the Go profiler on the admin endpoint, under /debug/pprof/")
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
@@ -63,8 +63,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return usageError(stderr, name, fmt.Errorf("-admin %q: %w", *adminAddr, err))
 		}
 	}
-	cli.WarnUnknownEnv(log)
-	slog.SetDefault(log) // the default node logs through slog.Default()
+	slog.SetDefault(log)   // the default node logs through slog.Default(); Setup warns about unknown DIARKIS_* names
+	var admLn net.Listener // bound before the node joins: a taken port fails here, not after registering
+	if cfg.AdminAddress != "" {
+		if admLn, err = admin.Listen(cfg.AdminAddress); err != nil {
+			return failure(stderr, name, err)
+		}
+		defer admLn.Close() // in case Setup fails; the endpoint closes it too
+	}
 
 	// Everything set before Setup applies to the node Setup makes.
 	h := newHandlers(log)
@@ -93,10 +99,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	addr := mesh.GetMyEndPoint()
 	keys, _ := cfg.Keys() // Setup checked them
 	log.Info("node started", "addr", addr, "type", *typ, "role", *role,
-		"endpoint", *endpoint, "mars", cfg.MarsAddr(), "keys", len(keys))
-	if cfg.AdminAddress != "" {
-		opts := admin.NodeOptions(mesh.Default(), cfg.AdminAddress, cfg.MarsAddr())
-		opts.Logger = log
+		"endpoint", *endpoint, "mars", strings.Join(cfg.MarsAddrs(), ","), "keys", len(keys))
+	if admLn != nil {
+		opts := admin.NodeOptions(mesh.Default(), cfg.AdminAddress, strings.Join(cfg.MarsAddrs(), ","))
+		opts.Logger, opts.Listener, opts.Pprof = log, admLn, *pprofOn
 		adm, err := admin.Start(opts)
 		if err != nil {
 			mesh.Shutdown()
@@ -115,7 +121,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			log.Info("joined the cluster", "addr", addr)
 			ready = nil
 		case <-warn.C:
-			log.Warn("MARS has not answered yet; still trying", "mars", cfg.MarsAddr())
+			log.Warn("MARS has not answered yet; still trying", "mars", strings.Join(cfg.MarsAddrs(), ","))
 		case <-ctx.Done():
 			ready = nil
 		}

@@ -68,9 +68,10 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	select {
 	case <-g.Ready():
 	case <-t.C:
-		err := fmt.Errorf("MARS at %s did not answer within %v (is mars-server running there, with this cluster key or none? see -mars)", cfg.MarsAddr(), *timeout)
+		marsAddrs := strings.Join(cfg.MarsAddrs(), ",")
+		err := fmt.Errorf("MARS at %s did not answer within %v (is mars-server running there, with this cluster key or none? see -mars)", marsAddrs, *timeout)
 		if last := g.Mars().LastError(); last != nil {
-			err = fmt.Errorf("MARS at %s refused the guest: %w", cfg.MarsAddr(), last)
+			err = fmt.Errorf("MARS at %s refused the guest: %w", marsAddrs, last)
 		}
 		return failure(stderr, name, err)
 	case <-ctx.Done():
@@ -83,15 +84,25 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	defer cancel()
 	g.Mars().WaitForLatestNodeDataContext(wctx)
 	v := g.Mars().View()
-	printStatus(stdout, cfg.MarsAddr(), *app, v.Nodes(), v.AllSharedData())
+	printStatus(stdout, g.Mars().Replicas(), *app, v.Nodes(), v.AllSharedData())
 	return exitOK
 }
 
-// printStatus writes the cluster as a guest sees it.
-func printStatus(w io.Writer, marsAddr, app string, nodes []mars.Node, shared map[string]int16) {
+// printStatus writes the cluster as a guest sees it, and with several MARS
+// replicas the state of each.
+func printStatus(w io.Writer, replicas []mars.ReplicaStatus, app string, nodes []mars.Node, shared map[string]int16) {
 	appName := strconv.Quote(app)
 	if app == "" {
 		appName = `"" (default)`
+	}
+	marsAddr := "-"
+	for i, r := range replicas {
+		if r.State == mars.ReplicaInUse || r.State == mars.ReplicaSilent {
+			marsAddr = r.Addr
+			if len(replicas) > 1 {
+				marsAddr += fmt.Sprintf(" (replica %d of %d)", i+1, len(replicas))
+			}
+		}
 	}
 	byType := map[string][]mars.Node{}
 	for _, n := range nodes {
@@ -104,6 +115,15 @@ func printStatus(w io.Writer, marsAddr, app string, nodes []mars.Node, shared ma
 	sort.Strings(types)
 	fmt.Fprintf(w, "MARS %s, app %s: %s, %s\n", marsAddr, appName,
 		plural(len(nodes), "node"), plural(len(shared), "shared data key"))
+	if len(replicas) > 1 {
+		fmt.Fprintln(w, "\nMARS replicas, as this status command sees them:")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  ADDRESS\tSTATE\tLAST ANSWER")
+		for _, r := range replicas {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", r.Addr, replicaState(r), msAgo(r.LastAnswerMs))
+		}
+		tw.Flush()
+	}
 	for _, typ := range types {
 		list := byType[typ]
 		sort.Slice(list, func(i, j int) bool { return list[i].Addr < list[j].Addr })
@@ -168,4 +188,26 @@ func formatValues(vals map[string]interface{}) string {
 		parts[i] = k + "=" + v
 	}
 	return strings.Join(parts, " ")
+}
+
+// replicaState describes a MARS replica's state in words.
+func replicaState(r mars.ReplicaStatus) string {
+	switch r.State {
+	case mars.ReplicaFailed:
+		return fmt.Sprintf("failed: no answer (left it %s)", msAgo(r.FailedMs))
+	case mars.ReplicaSilent:
+		return "in use, silent"
+	}
+	return r.State
+}
+
+// msAgo writes a time in milliseconds before now; -1 is never.
+func msAgo(ms int64) string {
+	switch {
+	case ms < 0:
+		return "never"
+	case ms == 0:
+		return "just now"
+	}
+	return (time.Duration(ms) * time.Millisecond).String() + " ago"
 }

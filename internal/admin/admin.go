@@ -1,6 +1,7 @@
 // Package admin is the admin HTTP endpoint of mars-server and node run:
-// Prometheus metrics, liveness and readiness probes, pprof, and JSON
-// status. It is off unless an address is given (-admin HOST:PORT).
+// Prometheus metrics, liveness and readiness probes, JSON status, and the
+// Go profiler when asked (-pprof). It is off unless an address is given
+// (-admin HOST:PORT).
 package admin
 
 import (
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,9 +24,9 @@ import (
 	"github.com/marsmesh/marsmesh/internal/version"
 )
 
-// ErrAddress is wrapped by the error Start returns for an address it
-// cannot listen on.
-var ErrAddress = errors.New("admin: bad address")
+// ErrAddress is wrapped by the error Listen and Start return for an
+// address they cannot listen on.
+var ErrAddress = errors.New("admin endpoint")
 
 // Options configures an admin endpoint.
 type Options struct {
@@ -42,6 +44,12 @@ type Options struct {
 	Status func() any
 	// Routes are extra handlers (path -> handler), e.g. /v1/nodes or /.
 	Routes map[string]http.Handler
+	// Pprof serves the Go profiler under /debug/pprof/ (off by default:
+	// profiles show the program's internals and cost CPU while they run).
+	Pprof bool
+	// Listener, if set, is the socket to serve on (see Listen), and Addr
+	// is only a label; else Start listens on Addr.
+	Listener net.Listener
 	// Logger receives start-up and error logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -55,14 +63,44 @@ type Server struct {
 	err  error
 }
 
-// Start listens on opts.Addr and serves until Close.
+// Start listens on opts.Addr (or takes opts.Listener, which it then
+// owns) and serves until Close.
 func Start(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if _, _, err := net.SplitHostPort(opts.Addr); err != nil {
-		return nil, fmt.Errorf("%w: %q: want host:port (e.g. 127.0.0.1:8080)", ErrAddress, opts.Addr)
+	ln := opts.Listener
+	if ln == nil {
+		var err error
+		if ln, err = Listen(opts.Addr); err != nil {
+			return nil, err
+		}
 	}
+	s, err := serve(ln, opts)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Listen opens the endpoint's socket, so a program can find a taken port
+// before it joins the cluster, and Start later with Options.Listener.
+func Listen(addr string) (net.Listener, error) {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, fmt.Errorf("%w: %q: want host:port (e.g. 127.0.0.1:8080)", ErrAddress, addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("%w: %s is in use by another process (choose another with -admin or adminAddress)", ErrAddress, addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAddress, err)
+	}
+	return ln, nil
+}
+
+func serve(ln net.Listener, opts Options) (*Server, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), BuildInfo())
 	for _, c := range opts.Collectors {
@@ -92,20 +130,18 @@ func Start(opts Options) (*Server, error) {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	if opts.Status != nil {
 		mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) { WriteJSON(w, opts.Status()) })
 	}
 	for path, h := range opts.Routes {
 		mux.Handle(path, h)
-	}
-	ln, err := net.Listen("tcp", opts.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrAddress, err)
 	}
 	s := &Server{ln: ln, srv: &http.Server{
 		Handler:           mux,

@@ -67,7 +67,9 @@ func startCluster(t *testing.T) *testCluster {
 		return s, "http://" + s.Addr()
 	}
 	c.marsAdm, c.marsURL = start(MarsOptions(srv, "127.0.0.1:0"))
-	c.aAdm, c.aURL = start(NodeOptions(c.a, "127.0.0.1:0", cfg.MarsAddr()))
+	aOpts := NodeOptions(c.a, "127.0.0.1:0", cfg.MarsAddr())
+	aOpts.Pprof = true // the others keep the default: off
+	c.aAdm, c.aURL = start(aOpts)
 	c.bAdm, c.bURL = start(NodeOptions(c.b, "127.0.0.1:0", cfg.MarsAddr()))
 	for _, n := range []*mesh.Node{c.a, c.b} {
 		select {
@@ -338,7 +340,8 @@ func TestEndpoints(t *testing.T) {
 		{c.marsURL + "/healthz", "ok", 200},
 		{c.marsURL + "/readyz", "ready", 200},
 		{c.aURL + "/debug/pprof/", "goroutine", 200},
-		{c.marsURL + "/debug/pprof/", "goroutine", 200},
+		{c.marsURL + "/debug/pprof/", "404", 404},
+		{c.bURL + "/debug/pprof/", "404", 404},
 		{c.marsURL + "/", "<title>marsmesh cluster</title>", 200},
 		{c.marsURL + "/dashboard.js", "/v1/nodes", 200},
 		{c.marsURL + "/dashboard.css", "--online", 200},
@@ -359,6 +362,25 @@ func TestEndpoints(t *testing.T) {
 	}
 	if st["role"] != "node" || st["addr"] != c.a.Addr || st["type"] != "game" || st["partOfCluster"] != true {
 		t.Errorf("node /v1/status = %s", body)
+	}
+	var ns struct {
+		Mars struct {
+			InUse    string               `json:"inUse"`
+			Replicas []mars.ReplicaStatus `json:"replicas"`
+			InTouch  bool                 `json:"inTouch"`
+		} `json:"mars"`
+		Traffic map[string]uint64 `json:"traffic"`
+		Version map[string]any    `json:"version"`
+	}
+	if err := json.Unmarshal([]byte(body), &ns); err != nil {
+		t.Fatal(err)
+	}
+	if m := ns.Mars; m.InUse != c.srv.Addr().String() || !m.InTouch || len(m.Replicas) != 1 ||
+		m.Replicas[0].State != mars.ReplicaInUse || m.Replicas[0].Addr != m.InUse {
+		t.Errorf("node /v1/status mars = %+v", m)
+	}
+	if _, ok := ns.Traffic["messagesSent"]; !ok || ns.Version["revision"] == nil {
+		t.Errorf("node /v1/status traffic %v version %v: want camelCase keys", ns.Traffic, ns.Version)
 	}
 	_, body = get(t, c.marsURL+"/v1/status")
 	if err := json.Unmarshal([]byte(body), &st); err != nil || st["role"] != "mars" {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -15,7 +16,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/marsmesh/marsmesh/config"
 	"github.com/marsmesh/marsmesh/internal/syncbuf"
+	"github.com/marsmesh/marsmesh/mesh"
 )
 
 // findChromium returns the path of a Chromium or Chrome binary, or "".
@@ -130,6 +133,11 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	}
 
+	// A node in this process calls the echo RPC of the three, so that
+	// nodes have sessions with each other (the peer matrix) and traffic
+	// (the sparklines).
+	caller := startCaller(t, marsPort, addrs)
+
 	opts := append(chromedp.DefaultExecAllocatorOptions[:0:0],
 		chromedp.ExecPath(chrome),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
@@ -177,7 +185,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	for _, a := range addrs {
 		waitFor(a+" online", rowStatus(a, "online"))
 	}
-	waitFor("rates of the three nodes", `[...document.querySelectorAll('tr.node')].length === 3 &&
+	waitFor("rates of the nodes", `[...document.querySelectorAll('tr.node')].length === 4 && // the three and the caller
 		[...document.querySelectorAll('tr.node td')].some(td => /^\d+\.\d+ \/ \d+\.\d+$/.test(td.textContent))`)
 	dir := artifactDir(t)
 	shot := func(name string) {
@@ -193,6 +201,13 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Logf("screenshot saved: %s", path)
 		fmt.Fprintf(os.Stderr, "dashboard screenshot: %s\n", path)
 	}
+	waitFor("sparklines with history", fmt.Sprintf(`[...document.querySelectorAll('tr.node svg.spark')].filter(s => +s.dataset.points >= 2).length >= 3 &&
+		!!document.querySelector('tr.node[data-addr=%q] svg.spark polyline.rpcs')`, caller))
+	waitFor("the MARS replica in use", fmt.Sprintf(`(() => { const r = document.querySelector('tr.replica[data-state="in use"]');
+		return !!r && r.textContent.includes(%q) && r.textContent.includes("(this one)"); })()`, fmt.Sprintf("127.0.0.1:%d", marsPort)))
+	waitFor("the peer matrix", fmt.Sprintf(`(() => { const row = document.querySelector('tr.peerrow[data-addr=%q]');
+		return !!row && %s.every(a => { const td = row.querySelector('td.peer[data-to="' + a + '"]'); return !!td && /ms/.test(td.textContent) && /rtx/.test(td.textContent); }); })()`,
+		caller, jsList(addrs)))
 	shot("dashboard-online.png")
 
 	// Mark the page: a reload would lose the mark.
@@ -232,6 +247,48 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Errorf("the page lacks %q:\n%s", want, text)
 		}
 	}
+}
+
+// startCaller starts a node in this process that calls the echo RPC (1)
+// of every node in addrs every 50 ms until the test ends, and returns its
+// address.
+func startCaller(t *testing.T, marsPort int, addrs []string) string {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Port, cfg.MarsPort = "0", strconv.Itoa(marsPort)
+	cfg.RetryInterval, cfg.RetryTimeout = 200, 1000
+	n, err := mesh.New(cfg, mesh.WithType("caller"), mesh.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for end := time.Now().Add(5 * time.Minute); time.Now().Before(end); {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			for _, a := range addrs {
+				n.SendRPC(1, a, []byte("ping"))
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+		n.Shutdown()
+	})
+	return n.GetMyEndPoint()
+}
+
+// jsList writes strings as a JavaScript array literal.
+func jsList(l []string) string {
+	b, _ := json.Marshal(l)
+	return string(b)
 }
 
 func mustAtoi(s string) int {

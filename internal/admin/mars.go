@@ -28,7 +28,10 @@ func MarsOptions(srv *mars.Server, addr string) Options {
 				"version":     version.Get(),
 				"started":     started.UTC().Format(time.RFC3339),
 				"uptimeSec":   int64(time.Since(started).Seconds()),
-				"stats":       st,
+				"traffic": map[string]uint64{
+					"reports": st.Reports, "leaves": st.Leaves, "bad": st.Bad, "syncs": st.Syncs,
+					"syncBytes": st.SyncBytes, "skipped": st.Skipped, "ignored": st.Ignored,
+				},
 			}
 		},
 		Routes: map[string]http.Handler{

@@ -13,7 +13,8 @@ import (
 // NodeOptions returns the collectors, readiness and status of a node's
 // admin endpoint. /readyz is ready while the node is in touch with MARS
 // (Node.InTouchWithMars: MARS answered within the last three sync
-// intervals), the same rule as `node healthcheck -ready`.
+// intervals), the same rule as `node healthcheck -ready`. marsAddr is
+// the configured MARS address list, for messages and the status.
 func NodeOptions(n *mesh.Node, addr, marsAddr string) Options {
 	started := time.Now()
 	return Options{
@@ -25,31 +26,48 @@ func NodeOptions(n *mesh.Node, addr, marsAddr string) Options {
 			}
 			return nil
 		},
-		Status: func() any {
-			self := n.Mars().Self()
-			view := n.Mars().View()
-			byStatus := map[string]int{}
-			for _, nd := range view.Nodes() {
-				byStatus[nd.Status.String()]++
-			}
-			return map[string]any{
-				"role":            "node",
-				"addr":            n.Addr,
-				"type":            self.Type,
-				"nodeRole":        self.Role,
-				"endpoint":        self.EndPoint,
-				"app":             n.Mars().App(),
-				"values":          self.Values,
-				"guest":           n.IsGuest(),
-				"partOfCluster":   n.IsPartOfCluster(),
-				"inTouchWithMars": n.InTouchWithMars(),
-				"mars":            marsAddr,
-				"viewNodes":       byStatus,
-				"totals":          n.Totals(),
-				"version":         version.Get(),
-				"started":         started.UTC().Format(time.RFC3339),
-				"uptimeSec":       int64(time.Since(started).Seconds()),
-			}
+		Status: func() any { return nodeStatus(n, marsAddr, started) },
+	}
+}
+
+// nodeStatus is a node's /v1/status: who it is, how it stands with MARS
+// (the replica in use and every replica's state) and its traffic totals.
+func nodeStatus(n *mesh.Node, marsAddr string, started time.Time) map[string]any {
+	mc := n.Mars()
+	self := mc.Self()
+	byStatus := map[string]int{}
+	for _, nd := range mc.View().Nodes() {
+		byStatus[nd.Status.String()]++
+	}
+	lastSync := int64(-1)
+	if age, ok := mc.SyncAge(); ok {
+		lastSync = age.Milliseconds()
+	}
+	t := n.Totals()
+	return map[string]any{
+		"role":          "node",
+		"addr":          n.Addr,
+		"type":          self.Type,
+		"nodeRole":      self.Role,
+		"endpoint":      self.EndPoint,
+		"app":           mc.App(),
+		"values":        self.Values,
+		"guest":         n.IsGuest(),
+		"partOfCluster": n.IsPartOfCluster(),
+		"viewNodes":     byStatus,
+		"mars": map[string]any{
+			"configured": marsAddr, // marsAddress:marsPort, every address
+			"inUse":      mc.MarsInUse(),
+			"replicas":   mc.Replicas(),
+			"inTouch":    n.InTouchWithMars(),
+			"lastSyncMs": lastSync, // -1: never
 		},
+		"traffic": map[string]uint64{
+			"messagesSent": t.MessagesSent, "messagesReceived": t.MessagesReceived,
+			"messageSendErrors": t.MessageSendErrors, "rpcs": t.RPCs, "rpcErrors": t.RPCErrors,
+		},
+		"version":   version.Get(),
+		"started":   started.UTC().Format(time.RFC3339),
+		"uptimeSec": int64(time.Since(started).Seconds()),
 	}
 }

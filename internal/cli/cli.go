@@ -23,7 +23,7 @@ const (
 const LogFormats = "json or text"
 
 // NewLogger returns a logger to w at level (debug, info, warn, error) in
-// format (json or text).
+// format (json or text). Both formats write durations as text ("1.5s").
 func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
@@ -34,9 +34,19 @@ func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	case "text", "":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
+		opts.ReplaceAttr = durationText
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("-log-format %q: want %s", format, LogFormats)
+}
+
+// durationText writes durations as text ("1.5s", as the text format
+// does), not as the JSON handler's integer nanoseconds.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // WarnUnknownEnv logs one warning per DIARKIS_* variable that no

@@ -385,6 +385,10 @@ func (kcp *KCP) Send(buffer []byte) int {
 	return 0
 }
 
+// SRTT is the smoothed round-trip time in milliseconds (0 before the
+// first acknowledgement).
+func (kcp *KCP) SRTT() int32 { return kcp.rx_srtt }
+
 // update_ack updates the smoothed RTT and RTO with a sample (RFC 6298).
 func (kcp *KCP) update_ack(rtt int32) {
 	if kcp.rx_srtt == 0 {

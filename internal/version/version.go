@@ -10,12 +10,12 @@ import (
 
 // Info is what the build recorded about itself.
 type Info struct {
-	Module    string // main module path
-	Version   string // module version: a tag, a pseudo-version, or "(devel)"
-	Revision  string // VCS revision, "unknown" when the build was not stamped
-	Time      string // VCS commit time (RFC 3339), "" when not stamped
-	Modified  bool   // the work tree had uncommitted changes
-	GoVersion string
+	Module    string `json:"module"`   // main module path
+	Version   string `json:"version"`  // module version: a tag, a pseudo-version, or "(devel)"
+	Revision  string `json:"revision"` // VCS revision, "unknown" when the build was not stamped
+	Time      string `json:"time"`     // VCS commit time (RFC 3339), "" when not stamped
+	Modified  bool   `json:"modified"` // the work tree had uncommitted changes
+	GoVersion string `json:"goVersion"`
 }
 
 // Get reads the build information of the running binary.

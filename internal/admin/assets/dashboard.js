@@ -43,12 +43,44 @@
   }
   function card(k, v) { return el("div", { class: "card" }, el("div", { class: "v" }, v), el("div", { class: "k" }, k)); }
 
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+    return e;
+  }
+  // sparkline draws a node's message and RPC rates over the last minutes
+  // (stats.history: [unix ms, messages/s, RPCs/s], oldest first), both on
+  // the scale of the larger.
+  function sparkline(hist) {
+    const W = 120, H = 26;
+    if (!hist || hist.length < 2) return el("span", { class: "muted" }, "–");
+    const t0 = hist[0][0], span = Math.max(hist[hist.length - 1][0] - t0, 1);
+    let top = 0;
+    for (const h of hist) top = Math.max(top, h[1], h[2]);
+    top = top || 1;
+    const line = i => hist.map(h => ((h[0] - t0) / span * (W - 2) + 1).toFixed(1) + "," + (H - 2 - h[i] / top * (H - 4)).toFixed(1)).join(" ");
+    const last = hist[hist.length - 1];
+    const box = svg("svg", { class: "spark", width: W, height: H, viewBox: "0 0 " + W + " " + H, "data-points": hist.length });
+    const title = svg("title");
+    title.textContent = "last " + Math.round(span / 60000 * 10) / 10 + " min: messages " + rate(last[1]) + "/s, RPCs " + rate(last[2]) +
+      "/s (peak " + rate(top) + "/s)";
+    box.append(title, svg("polyline", { class: "msgs", points: line(1) }), svg("polyline", { class: "rpcs", points: line(2) }));
+    return box;
+  }
+  function replicaCell(n) {
+    if (n.stats && n.stats.mars) return el("span", { class: "mono" }, n.stats.mars);
+    return el("span", { class: "muted" }, n.status === "online" ? "another replica" : "–");
+  }
+
   function nodesTable(nodes) {
     if (nodes.length === 0) return el("div", { class: "empty" }, "no nodes");
     const head = el("tr", null, el("th", null, "Status"), el("th", null, "Role"), el("th", null, "Mesh address"),
       el("th", null, "Endpoint"), el("th", null, "Values"), el("th", { class: "num" }, "Msgs out/s"),
       el("th", { class: "num" }, "Msgs in/s"), el("th", { class: "num" }, "RPC/s"), el("th", { class: "num" }, "RPC err/s"),
-      el("th", { class: "num" }, "Datagrams in / out /s"), el("th", { class: "num" }, "Bytes in / out /s"), el("th", { class: "num" }, "Last report"));
+      el("th", { class: "num" }, "Datagrams in / out /s"), el("th", { class: "num" }, "Bytes in / out /s"),
+      el("th", null, el("span", { class: "key msgs" }, "msgs/s"), " ", el("span", { class: "key rpcs" }, "RPC/s"), " · 3 min"),
+      el("th", null, "MARS replica"), el("th", { class: "num" }, "Last report"));
     const body = el("tbody");
     let type = null;
     for (const n of nodes) {
@@ -56,7 +88,7 @@
         type = n.type;
         const count = nodes.filter(x => x.type === type);
         const on = count.filter(x => x.status === "online").length;
-        body.append(el("tr", { class: "typehead" }, el("td", { colspan: "12" },
+        body.append(el("tr", { class: "typehead" }, el("td", { colspan: "14" },
           "type " + (type || "(none)") + " — " + on + " of " + count.length + " online")));
       }
       const r = (n.status === "online" && n.stats && n.stats.rates) || {}; // no stale rates for a silent node
@@ -67,9 +99,70 @@
         el("td", { class: "num" }, rate(r.rpcs)), el("td", { class: "num" }, rate(r.rpcErrors)),
         el("td", { class: "num" }, r.datagramsIn === undefined ? "–" : rate(r.datagramsIn) + " / " + rate(r.datagramsOut)),
         el("td", { class: "num" }, r.bytesIn === undefined ? "–" : bytesRate(r.bytesIn) + " / " + bytesRate(r.bytesOut)),
-        el("td", { class: "num" }, ago(n.lastSeenMs))));
+        el("td", { class: "hist" }, sparkline(n.status === "online" && n.stats && n.stats.history)),
+        el("td", null, replicaCell(n)), el("td", { class: "num" }, ago(n.lastSeenMs))));
     }
     return el("table", null, el("thead", null, head), body);
+  }
+
+  // replicasTable lists every MARS address the nodes reporting here know,
+  // with how many of them use it and how many found it silent or failed.
+  function replicasTable(app, self) {
+    const by = {};
+    let reporting = 0;
+    for (const n of app.nodes) {
+      if (n.status !== "online" || !n.stats || !n.stats.replicas) continue;
+      reporting++;
+      for (const r of n.stats.replicas) {
+        const e = by[r.addr] || (by[r.addr] = { addr: r.addr, "in use": 0, silent: 0, failed: 0, standby: 0 });
+        e[r.state] = (e[r.state] || 0) + 1;
+      }
+    }
+    const addrs = Object.keys(by).sort();
+    if (addrs.length === 0) return el("div", { class: "empty" }, "no node reports here yet");
+    const body = el("tbody");
+    for (const a of addrs) {
+      const e = by[a];
+      const state = e["in use"] > 0 ? "online" : (e.failed + e.silent > 0 ? "offline" : "standby");
+      const word = e["in use"] > 0 ? "in use" : (e.failed + e.silent > 0 ? "failed" : "standby");
+      body.append(el("tr", { class: "replica", "data-addr": a, "data-state": word },
+        el("td", null, statusCell(state === "standby" ? "gone" : state)), el("td", null, word),
+        el("td", { class: "mono" }, a + (self.has(a) ? " (this one)" : "")),
+        el("td", { class: "num" }, e["in use"] + e.silent), el("td", { class: "num" }, e.failed + e.silent)));
+    }
+    return el("div", null, el("table", null, el("thead", null, el("tr", null, el("th", null, "Status"), el("th", null, "State"),
+      el("th", null, "MARS address"), el("th", { class: "num" }, "Nodes using it"), el("th", { class: "num" }, "Nodes that lost it"))), body),
+      el("div", { class: "muted note" }, "As the " + reporting + " node(s) reporting to this replica see them; nodes served by another replica report there."));
+  }
+
+  // peerMatrix: a row per node reporting here, a column per node of the
+  // app; each cell is that row's session with that column's node: smoothed
+  // RTT and retransmitted segments.
+  const MATRIX_MAX = 24;
+  function peerMatrix(app) {
+    const cols = app.nodes.filter(n => n.status === "online").map(n => n.addr).slice(0, MATRIX_MAX);
+    const rows = app.nodes.filter(n => n.status === "online" && n.stats && n.stats.peers && n.stats.peers.length > 0).slice(0, MATRIX_MAX);
+    if (rows.length === 0) return el("div", { class: "empty" }, "no sessions between nodes reported yet");
+    const head = el("tr", null, el("th", null, "from ↓ to →"), ...cols.map(c => el("th", { class: "mono col" }, c)));
+    const body = el("tbody");
+    for (const n of rows) {
+      const peers = {};
+      for (const p of n.stats.peers) peers[p.addr] = p;
+      const tr = el("tr", { class: "peerrow", "data-addr": n.addr }, el("th", { class: "mono" }, n.addr));
+      for (const c of cols) {
+        const p = peers[c];
+        if (c === n.addr) { tr.append(el("td", { class: "self" }, "·")); continue; }
+        if (!p) { tr.append(el("td", { class: "none" }, "")); continue; }
+        const cls = "peer" + (p.rttMs >= 200 ? " bad" : p.rttMs >= 50 ? " slow" : "") + (p.retransmits > 0 ? " retx" : "");
+        const td = el("td", { class: cls, "data-to": c, title: n.addr + " → " + c + ": RTT " + p.rttMs + " ms, " + p.retransmits + " segments retransmitted" },
+          el("div", null, p.rttMs < 1 ? "<1 ms" : Math.round(p.rttMs) + " ms"), el("div", { class: "retx" }, p.retransmits + " rtx"));
+        tr.append(td);
+      }
+      body.append(tr);
+    }
+    return el("div", { class: "matrix" }, el("table", null, el("thead", null, head), body),
+      el("div", { class: "muted note" }, "RTT: KCP's smoothed round trip (1 ms resolution). rtx: data segments sent again on that session since it started." +
+        (app.nodes.length > MATRIX_MAX ? " The first " + MATRIX_MAX + " nodes by type and address." : "")));
   }
 
   function sharedTable(shared) {
@@ -96,7 +189,7 @@
 
   function render(status, nodes, shared) {
     document.getElementById("mars").textContent = "MARS " + status.addr + " · incarnation " + status.incarnation +
-      " · " + (status.version ? "version " + status.version.Version + " rev " + String(status.version.Revision).slice(0, 12) : "") +
+      " · " + (status.version ? "version " + status.version.version + " rev " + String(status.version.revision).slice(0, 12) : "") +
       " · up " + status.uptimeSec + " s";
     const sharedBy = {};
     for (const a of shared.apps) sharedBy[a.app] = a.shared;
@@ -112,6 +205,10 @@
     const summary = document.getElementById("summary");
     summary.replaceChildren(card("apps", nodes.apps.length), card("nodes online", online), card("nodes offline", offline),
       card("shared keys", keys), card("messages/s", rate(msgs)), card("RPCs/s", rate(rpcs)));
+    // This replica's address as nodes reporting here name it (it may
+    // listen on 0.0.0.0).
+    const self = new Set([status.addr]);
+    for (const a of nodes.apps) for (const n of a.nodes) if (n.stats && n.stats.mars) self.add(n.stats.mars);
     const apps = document.getElementById("apps");
     const frag = document.createDocumentFragment();
     if (nodes.apps.length === 0) frag.append(el("div", { class: "app empty" }, "MARS lists no nodes yet."));
@@ -120,6 +217,9 @@
         el("h2", null, "app " + (a.app === "" ? "(default)" : a.app) + " ", el("span", { class: "muted" },
           "· " + a.nodes.length + " nodes · " + a.guests + " guests")),
         el("h3", null, "Nodes by type"), nodesTable(a.nodes),
+        el("div", { class: "cols" },
+          el("div", null, el("h3", null, "MARS replicas"), replicasTable(a, self)),
+          el("div", null, el("h3", null, "Peers: RTT and retransmissions"), peerMatrix(a))),
         el("div", { class: "cols" },
           el("div", null, el("h3", null, "Offline in the last minutes"), offlineTable(a)),
           el("div", null, el("h3", null, "Shared data"), sharedTable(sharedBy[a.app])))));
