@@ -71,7 +71,7 @@ func (b *sendBuffer) add(to netip.AddrPort, kind byte, hdr, body []byte, reliabl
 			return err
 		}
 		if reliable {
-			return b.n.tr.SendMsg(b.n.ctx, to, kind, hdr, body, rudp.SendOptions{})
+			return b.n.tr.SendMsg(b.n.life.ctx, to, kind, hdr, body, rudp.SendOptions{})
 		}
 		return b.n.tr.USendWithHeader(to, kind, hdr, body)
 	}
@@ -102,7 +102,7 @@ func (b *sendBuffer) add(to netip.AddrPort, kind byte, hdr, body []byte, reliabl
 func (b *sendBuffer) send(to netip.AddrPort, batch []byte, reliable bool) error {
 	if reliable {
 		// A full queue to the peer is waited on until Shutdown.
-		return b.n.tr.SendMsg(b.n.ctx, to, kindBatch, nil, batch, rudp.SendOptions{})
+		return b.n.tr.SendMsg(b.n.life.ctx, to, kindBatch, nil, batch, rudp.SendOptions{})
 	}
 	return b.n.tr.USend(to, kindBatch, batch)
 }
@@ -129,7 +129,7 @@ func (b *sendBuffer) sendBatches(to netip.AddrPort, p *peerBatch) error {
 		}
 	}
 	if err != nil {
-		b.n.sendFailed(b.n.name(to), err)
+		b.n.ev.sendFailed(b.n.names.name(to), err)
 	}
 	return err
 }

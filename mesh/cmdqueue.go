@@ -86,7 +86,7 @@ func (n *Node) drainCommands(p *peerIn) {
 			for i := range c.items[:c.n] {
 				it := &c.items[i]
 				select {
-				case <-n.done:
+				case <-n.life.done:
 				default:
 					n.runCommand(it)
 				}

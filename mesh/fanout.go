@@ -88,7 +88,7 @@ func (n *Node) USendMany(cmd uint16, addrs []string, data interface{}, limit int
 }
 
 func (n *Node) sendMany(cmd uint16, addrs []string, data interface{}, limit int, reliable bool) error {
-	if n.closed.Load() {
+	if n.life.closed.Load() {
 		return sendErr("fan-out", ErrClosed)
 	}
 	payload, err := encodeData(data)
@@ -103,7 +103,7 @@ func (n *Node) sendMany(cmd uint16, addrs []string, data interface{}, limit int,
 	targets := make([]netip.AddrPort, 0, len(addrs))
 	toSelf := false
 	for _, a := range addrs {
-		ap, err := n.resolve(a)
+		ap, err := resolve(a)
 		if err != nil {
 			failed = append(failed, a)
 			continue
@@ -132,7 +132,7 @@ func (n *Node) sendMany(cmd uint16, addrs []string, data interface{}, limit int,
 		n.deliverCommand(n.self, n.selfStr, cmd, payload, true)
 	}
 	for _, ap := range n.spread(m, targets) {
-		failed = append(failed, n.name(ap))
+		failed = append(failed, n.names.name(ap))
 	}
 	if len(failed) > 0 {
 		return &FanoutError{Failed: failed, Total: len(seen) + len(failed) - countResolved(failed, seen)}
@@ -183,7 +183,7 @@ func (n *Node) spread(m *fanMsg, targets []netip.AddrPort) []netip.AddrPort {
 	case <-w.done:
 	case <-timer.C:
 		late = fmt.Errorf("%w: no fan-out ack within %v: %w", ErrSend, hop, context.DeadlineExceeded)
-	case <-n.done:
+	case <-n.life.done:
 		late = ErrClosed
 	}
 	timer.Stop()
@@ -208,7 +208,7 @@ func (n *Node) spread(m *fanMsg, targets []netip.AddrPort) []netip.AddrPort {
 		}
 		// head cannot be reached: this node delivers its share itself.
 		n.metrics.relayTakeovers.Add(1)
-		n.sendFailed(n.name(head), acks[i].err)
+		n.ev.sendFailed(n.names.name(head), acks[i].err)
 		failed = append(failed, head)
 		again = append(again, rest...)
 	}
@@ -241,7 +241,7 @@ func (n *Node) startHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, w
 		}
 		return
 	}
-	if !n.startHandler(func() {
+	if !n.life.start(func() {
 		if err := n.sendHop(m, head, rest, done); err != nil {
 			fail(err)
 		}
@@ -256,7 +256,7 @@ func (n *Node) sendHopNoWait(m *fanMsg, head netip.AddrPort, rest []netip.AddrPo
 	if len(rest) > maxFanoutShare {
 		return fmt.Errorf("%w: fan-out share of %d nodes, limit %d", rudp.ErrTooLarge, len(rest), maxFanoutShare)
 	}
-	if n.closed.Load() {
+	if n.life.closed.Load() {
 		return ErrClosed
 	}
 	return n.tr.SendMsg(context.Background(), head, kindFanout, fanoutHeader(m, rest), m.payload,
@@ -270,7 +270,7 @@ func (n *Node) sendHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, do
 		return fmt.Errorf("%w: fan-out share of %d nodes, limit %d", rudp.ErrTooLarge, len(rest), maxFanoutShare)
 	}
 	hdr := fanoutHeader(m, rest)
-	if n.closed.Load() {
+	if n.life.closed.Load() {
 		return ErrClosed
 	}
 	if m.flags&fanReliable == 0 {
@@ -353,12 +353,12 @@ func (n *Node) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
 		n.bad("malformed fan-out", from)
 		return
 	}
-	if n.strictDrop(from) {
+	if n.strict.drop(from) {
 		return
 	}
 	if n.fan.firstSight(m.id) {
 		n.metrics.fanoutDelivered.Add(1)
-		n.deliverCommand(from, n.name(m.origin), m.cmd, m.payload, reliable)
+		n.deliverCommand(from, n.names.name(m.origin), m.cmd, m.payload, reliable)
 	}
 	if len(share) == 0 {
 		return // a leaf: the transport's acknowledgement is the parent's confirmation

@@ -18,9 +18,9 @@ import "github.com/marsmesh/marsmesh/internal/pollwake"
 // one request at a time the next one often arrives while the worker of
 // the last is still writing its reply).
 //
-// A parked worker is not counted in n.wg (Shutdown does not wait for it);
-// it is counted in n.bg, and the sweeper wakes every parked worker when
-// the node stops (closeIdleWorkers).
+// A parked worker is not counted in the node's lifecycle (Shutdown does not wait for it);
+// it is counted in n.bg, and Shutdown wakes every parked worker when the
+// node stops (closeIdleWorkers).
 
 // maxIdleWorkers is how many workers may wait for work.
 const maxIdleWorkers = 2
@@ -33,12 +33,9 @@ type idleWorker struct {
 // startWorkerLocked starts a worker for the ready jobs; it runs under
 // in.mu and reports false when the node is stopping.
 func (n *Node) startWorkerLocked() bool {
-	n.runMu.RLock()
-	defer n.runMu.RUnlock()
-	if n.stopping {
+	if !n.life.enter() {
 		return false
 	}
-	n.wg.Add(1)
 	in := &n.in
 	if k := len(in.idle); k > 0 && in.running <= int(in.replying.Load()) {
 		iw := in.idle[k-1]
@@ -52,13 +49,13 @@ func (n *Node) startWorkerLocked() bool {
 	return true
 }
 
-// workerLoop runs ready jobs (counted in n.wg), then parks as an idle
+// workerLoop runs ready jobs (counted in the node's lifecycle), then parks as an idle
 // worker, or ends.
 func (n *Node) workerLoop() {
 	var iw *idleWorker
 	for {
 		n.worker()
-		n.wg.Done()
+		n.life.exit()
 		if iw = n.parkIdleWorker(iw); iw == nil {
 			return
 		}
@@ -94,13 +91,13 @@ func (n *Node) parkIdleWorker(iw *idleWorker) *idleWorker {
 		}
 		iw = &idleWorker{w: w}
 	}
-	n.bg.Add(1) // the sweeper, in n.bg, closes the idle list before it ends
+	n.bg.Add(1) // Shutdown closes the idle list before it waits for n.bg
 	in.idle = append(in.idle, iw)
 	return iw
 }
 
-// closeIdleWorkers ends the parked workers; it runs on the sweeper when
-// the node stops.
+// closeIdleWorkers ends the parked workers; Shutdown runs it when the
+// node stops.
 func (n *Node) closeIdleWorkers() {
 	in := &n.in
 	in.mu.Lock()

@@ -265,7 +265,7 @@ func (n *Node) worker() {
 		n.readyLocked(p) // behind the others
 		in.mu.Unlock()
 		select {
-		case <-n.done:
+		case <-n.life.done:
 			j.t.refuse()
 		default:
 			j.t.run()

@@ -48,7 +48,7 @@ func (n *Node) submitInline(addr netip.AddrPort, size int, t task) {
 	in.mu.Lock()
 	p := n.peerLocked(addr)
 	n.admitLocked(p, size, true) // reliable: always taken
-	if p.pending() > 0 || p.running >= in.peerMax || in.running >= in.lim.MaxHandlers || !n.enterHandler() {
+	if p.pending() > 0 || p.running >= in.peerMax || in.running >= in.lim.MaxHandlers || !n.life.enter() {
 		ok := n.queueLocked(p, inJob{size: size, count: 1, t: t})
 		if !ok {
 			n.releaseLocked(p, size, 1)
@@ -63,31 +63,19 @@ func (n *Node) submitInline(addr netip.AddrPort, size int, t task) {
 	in.running++
 	in.mu.Unlock()
 	select {
-	case <-n.done:
+	case <-n.life.done:
 		t.refuse()
 	default:
 		t.run()
 	}
-	n.wg.Done()
+	n.life.exit()
 	in.mu.Lock()
 	p.running--
 	in.running--
 	n.readyLocked(p)
 	n.releaseLocked(p, size, 1)
-	if len(in.ready) > 0 && in.running < in.lim.MaxHandlers && n.startHandler(n.worker) {
+	if len(in.ready) > 0 && in.running < in.lim.MaxHandlers && n.life.start(n.worker) {
 		in.running++ // work queued meanwhile gets a worker
 	}
 	in.mu.Unlock()
-}
-
-// enterHandler counts a handler Shutdown waits for, unless the node is
-// stopping.
-func (n *Node) enterHandler() bool {
-	n.runMu.RLock()
-	defer n.runMu.RUnlock()
-	if n.stopping {
-		return false
-	}
-	n.wg.Add(1)
-	return true
 }

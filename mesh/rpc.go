@@ -7,40 +7,13 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"sync"
 	"time"
 
-	"github.com/marsmesh/marsmesh/internal/pollwake"
 	"github.com/marsmesh/marsmesh/rudp"
 )
 
 // DefaultRPCTimeout is the deadline SendRPC and SendRequest give a request.
 const DefaultRPCTimeout = 3 * time.Second
-
-type call struct {
-	to       netip.AddrPort
-	addr     string
-	cmd      uint16
-	deadline int64           // node clock ns, watched by the sweeper; 0 if a context watches it
-	ch       chan callResult // buffered: the one result never blocks its sender
-	w        *pollwake.Waker // the caller waits on it, not on ch (rpcwait.go); may be nil
-}
-
-type callResult struct {
-	status  byte
-	payload []byte
-	err     error // set when the call failed locally (peer down, shutdown)
-	expired bool  // the sweeper found the deadline passed
-}
-
-// Calls are reused: a call goes back to the pool only once its one result
-// has been received, or once it was taken out of the table by its caller
-// (so nothing can send to it any more).
-var callPool = sync.Pool{New: func() any { return &call{ch: make(chan callResult, 1)} }}
-
-// sweepEvery is how often the sweeper looks for calls past their deadline
-// (SendRPC and SendRequest use it instead of a timer per call).
-const sweepEvery = 10 * time.Millisecond
 
 type serveKey struct {
 	from netip.AddrPort
@@ -94,10 +67,10 @@ func (n *Node) HealthCheck(ctx context.Context, addr string) error {
 // done (if ctx is not nil) or the deadline passes (if not zero).
 func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd uint16, addr string, data []byte) (_ []byte, err error) {
 	defer n.metrics.rpcDone(table, cmd, time.Now(), &err)
-	if n.closed.Load() {
+	if n.life.closed.Load() {
 		return nil, sendErr(addr, ErrClosed)
 	}
-	to, err := n.resolve(addr)
+	to, err := resolve(addr)
 	if err != nil {
 		return nil, sendErr(addr, err)
 	}
@@ -116,23 +89,19 @@ func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd 
 	if !deadline.IsZero() {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return nil, n.timeoutErr(cmd, addr, context.DeadlineExceeded)
+			return nil, timeoutErr(cmd, addr, context.DeadlineExceeded)
 		}
 		timeoutMs = uint32(min(max(left.Milliseconds(), 1), math.MaxUint32))
 	}
-	id := n.nextID.Add(1)
-	c := callPool.Get().(*call)
-	c.to, c.addr, c.cmd, c.deadline, c.w = to, addr, cmd, 0, nil
+	id := n.calls.newID()
+	var watch time.Time // the sweeper's deadline
 	if watched {
-		c.deadline = max(int64(deadline.Sub(n.epoch)), 1) // monotonic
+		watch = deadline
 	}
-	n.addCall(id, c, done == nil)
-	if watched {
-		n.watchDeadlines()
-	}
-	if c.w != nil && n.closed.Load() {
+	c := n.calls.add(id, to, addr, cmd, watch, done == nil)
+	if c.w != nil && n.life.closed.Load() {
 		// Shutdown may have failed the calls before this one joined.
-		n.releaseIfDropped(id, c)
+		n.calls.releaseIfDropped(id, c)
 		return nil, sendErr(addr, ErrClosed)
 	}
 
@@ -141,29 +110,29 @@ func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd 
 	if to == n.self {
 		n.dispatchRequest(to, hdr[:], data, true)
 	} else if err := n.sendRequest(ctx, to, hdr[:], data, deadline); err != nil {
-		n.releaseIfDropped(id, c)
+		n.calls.releaseIfDropped(id, c)
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
-			return nil, n.timeoutErr(cmd, addr, fmt.Errorf("waiting for room in the queue to the node: %w", err))
+			return nil, timeoutErr(cmd, addr, fmt.Errorf("waiting for room in the queue to the node: %w", err))
 		case errors.Is(err, context.Canceled) && ctx != nil && ctx.Err() != nil:
 			return nil, fmt.Errorf("%w: command %d to %s: %w", ErrRequest, cmd, addr, err)
 		}
-		n.sendFailed(addr, err)
+		n.ev.sendFailed(addr, err)
 		return nil, sendErr(addr, err)
 	}
 	if c.w != nil {
 		r := c.wait()
-		resp, err := n.result(c, r)
+		resp, err := n.calls.result(c, r)
 		callPool.Put(c)
 		return resp, err
 	}
 	select {
 	case r := <-c.ch:
-		resp, err := n.result(c, r)
+		resp, err := n.calls.result(c, r)
 		callPool.Put(c)
 		return resp, err
 	case <-done:
-		n.releaseIfDropped(id, c)
+		n.calls.releaseIfDropped(id, c)
 		if to != n.self {
 			var b [8]byte
 			binary.BigEndian.PutUint64(b[:], id)
@@ -172,9 +141,9 @@ func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd 
 		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, fmt.Errorf("%w: command %d to %s: %w", ErrRequest, cmd, addr, ctx.Err())
 		}
-		return nil, n.expired(to, cmd, addr, ctx.Err())
-	case <-n.done:
-		n.releaseIfDropped(id, c)
+		return nil, n.calls.expired(to, cmd, addr, ctx.Err())
+	case <-n.life.done:
+		n.calls.releaseIfDropped(id, c)
 		return nil, sendErr(addr, ErrClosed)
 	}
 }
@@ -186,163 +155,6 @@ func (n *Node) sendRequest(ctx context.Context, to netip.AddrPort, hdr, data []b
 		return n.sendBounded(to, kindRequest, hdr, data, rudp.SendOptions{}, deadline)
 	}
 	return n.tr.SendMsg(ctx, to, kindRequest, hdr, data, rudp.SendOptions{}) // wraps ctx.Err() if it ends
-}
-
-// expired is the error of a call whose deadline passed: a timeout, unless
-// the node never answered the handshake (unreachable, not slow).
-func (n *Node) expired(to netip.AddrPort, cmd uint16, addr string, cause error) error {
-	if st, ok := n.tr.Peer(to); to != n.self && (!ok || !st.Established) {
-		return sendErr(addr, rudp.ErrUnreachable)
-	}
-	return n.timeoutErr(cmd, addr, cause)
-}
-
-// releaseIfDropped takes a call out of the table; if it was still there,
-// no result can come any more and the call is reused.
-func (n *Node) releaseIfDropped(id uint64, c *call) {
-	n.callMu.Lock()
-	_, ok := n.calls[id]
-	delete(n.calls, id)
-	n.callMu.Unlock()
-	switch {
-	case ok:
-		c.releaseWaker()
-		callPool.Put(c)
-	case c.w != nil:
-		c.wait() // its result is on the way; the waker is reused after it
-		callPool.Put(c)
-	}
-}
-
-// watchDeadlines makes sure the sweeper runs.
-func (n *Node) watchDeadlines() {
-	select {
-	case n.sweepWake <- struct{}{}:
-	default:
-	}
-}
-
-// sweepLoop fails calls whose deadline passed, every sweepEvery while
-// there are any, and sleeps otherwise.
-func (n *Node) sweepLoop() {
-	defer n.bg.Done()
-	t := time.NewTimer(sweepEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.done:
-			n.failAllCalls(ErrClosed) // callers waiting on a waker see no n.done
-			n.closeIdleWorkers()
-			return
-		case <-n.sweepWake:
-		}
-		for {
-			t.Reset(sweepEvery)
-			select {
-			case <-n.done:
-				n.failAllCalls(ErrClosed)
-				n.closeIdleWorkers()
-				return
-			case <-t.C:
-			}
-			if n.sweep(n.clock()) == 0 {
-				break
-			}
-		}
-	}
-}
-
-// sweep fails the calls past their deadline and returns how many watched
-// calls are left.
-func (n *Node) sweep(now int64) int {
-	var late []*call
-	left := 0
-	n.callMu.Lock()
-	for id, c := range n.calls {
-		switch {
-		case c.deadline == 0:
-		case c.deadline <= now:
-			late = append(late, c)
-			delete(n.calls, id)
-		default:
-			left++
-		}
-	}
-	n.callMu.Unlock()
-	for _, c := range late {
-		c.deliver(callResult{expired: true})
-	}
-	return left
-}
-
-func (n *Node) timeoutErr(cmd uint16, addr string, cause error) error {
-	return fmt.Errorf("%w: command %d to %s: %w", ErrRequestTimeout, cmd, addr, cause)
-}
-
-func (n *Node) result(c *call, r callResult) ([]byte, error) {
-	if r.err != nil {
-		return nil, r.err
-	}
-	if r.expired {
-		return nil, n.expired(c.to, c.cmd, c.addr, context.DeadlineExceeded)
-	}
-	switch r.status {
-	case statusOK:
-		return r.payload, nil
-	case statusError:
-		return nil, &RemoteError{Addr: c.addr, Cmd: c.cmd, Message: string(r.payload)}
-	case statusExpired:
-		return nil, n.timeoutErr(c.cmd, c.addr, fmt.Errorf("on the remote node: %w", context.DeadlineExceeded))
-	default:
-		return nil, fmt.Errorf("%w: command %d on %s: %s", ErrRequest, c.cmd, c.addr, r.payload)
-	}
-}
-
-// failCalls fails every call waiting on addr; it reports whether there was any.
-func (n *Node) failCalls(addr netip.AddrPort, cause error) bool {
-	var failed []*call
-	n.callMu.Lock()
-	for id, c := range n.calls {
-		if c.to == addr {
-			failed = append(failed, c)
-			delete(n.calls, id)
-		}
-	}
-	n.callMu.Unlock()
-	for _, c := range failed {
-		c.deliver(callResult{err: sendErr(c.addr, cause)})
-	}
-	return len(failed) > 0
-}
-
-func (n *Node) failAllCalls(cause error) {
-	n.callMu.Lock()
-	calls := n.calls
-	n.calls = make(map[uint64]*call)
-	n.callMu.Unlock()
-	for _, c := range calls {
-		c.deliver(callResult{err: sendErr(c.addr, cause)})
-	}
-}
-
-// handleResponse matches a response to its call (from the node it was sent to).
-func (n *Node) handleResponse(from netip.AddrPort, p []byte) {
-	if len(p) < responseHeaderSize {
-		n.bad("short response", from)
-		return
-	}
-	id := binary.BigEndian.Uint64(p)
-	n.callMu.Lock()
-	c := n.calls[id]
-	if c != nil && c.to == from {
-		delete(n.calls, id)
-	} else {
-		c = nil
-	}
-	n.callMu.Unlock()
-	if c != nil {
-		c.deliver(callResult{status: p[8], payload: p[responseHeaderSize:]})
-	}
 }
 
 // dispatchRequest starts serving one request (on the read goroutine: it
@@ -362,7 +174,7 @@ func (n *Node) serveRequest(from netip.AddrPort, p []byte, data []byte, reliable
 	if data != nil {
 		body = data // a local call: header and body are separate
 	}
-	if hdr.table != tableInternal && n.strictDrop(from) {
+	if hdr.table != tableInternal && n.strict.drop(from) {
 		return
 	}
 	j := &serveJob{n: n, from: from, hdr: hdr, body: body}
@@ -411,7 +223,7 @@ func (j *serveJob) run() {
 		n.respond(j.from, j.hdr.id, statusExpired, nil, j.deadline)
 		return
 	}
-	sender := n.name(j.from)
+	sender := n.names.name(j.from)
 	var resp []byte
 	var err, ctxErr error
 	switch {
@@ -449,9 +261,9 @@ func (j *serveJob) runWithContext(sender string) (resp []byte, err, ctxErr error
 	var ctx context.Context
 	var cancel context.CancelFunc
 	if j.deadline.IsZero() {
-		ctx, cancel = context.WithCancel(n.ctx)
+		ctx, cancel = context.WithCancel(n.life.ctx)
 	} else {
-		ctx, cancel = context.WithDeadline(n.ctx, j.deadline)
+		ctx, cancel = context.WithDeadline(n.life.ctx, j.deadline)
 	}
 	key := serveKey{j.from, j.hdr.id}
 	n.serveMu.Lock()
@@ -483,7 +295,7 @@ func (n *Node) protect(cmd uint16, f func() ([]byte, error)) (resp []byte, err e
 func (n *Node) respond(to netip.AddrPort, id uint64, status byte, payload []byte, deadline time.Time) {
 	hdr := responseHeader(id, status)
 	if to == n.self {
-		n.handleResponse(to, append(hdr[:], payload...))
+		n.calls.handleResponse(to, append(hdr[:], payload...))
 		return
 	}
 	if err := n.sendBounded(to, kindResponse, hdr[:], payload, rudp.SendOptions{}, deadline); err != nil {
@@ -501,7 +313,7 @@ func responseHeader(id uint64, status byte) (hdr [responseHeaderSize]byte) {
 func (n *Node) respondSoon(to netip.AddrPort, id uint64, status byte, payload []byte, deadline time.Time) {
 	hdr := responseHeader(id, status)
 	if to == n.self {
-		n.handleResponse(to, append(hdr[:], payload...))
+		n.calls.handleResponse(to, append(hdr[:], payload...))
 		return
 	}
 	if deadline.IsZero() {
@@ -565,7 +377,7 @@ func (n *Node) SendRequest(cmd uint16, addr string, data interface{}, callback f
 // goCallback runs f on a goroutine Shutdown waits for, or, once Shutdown
 // has begun waiting, on a plain one (f then finds the node shut down).
 func (n *Node) goCallback(f func()) {
-	if !n.startHandler(f) {
+	if !n.life.start(f) {
 		go f()
 	}
 }

@@ -52,14 +52,14 @@ func (n *Node) sendCommand(cmd uint16, addr string, data interface{}, reliable b
 	if err != nil {
 		return sendErr(addr, err)
 	}
-	to, err := n.resolve(addr)
+	to, err := resolve(addr)
 	if err != nil {
 		return sendErr(addr, err)
 	}
 	var hdr [2]byte
 	binary.BigEndian.PutUint16(hdr[:], cmd)
 	if err := n.transmit(to, kindCommand, hdr[:], payload, reliable); err != nil {
-		n.sendFailed(addr, err)
+		n.ev.sendFailed(addr, err)
 		return sendErr(addr, err)
 	}
 	return nil
@@ -68,7 +68,7 @@ func (n *Node) sendCommand(cmd uint16, addr string, data interface{}, reliable b
 // transmit sends one mesh message: to ourselves directly, through the
 // send buffer when sendInterval is set (one-way kinds only), else at once.
 func (n *Node) transmit(to netip.AddrPort, kind byte, hdr, body []byte, reliable bool) error {
-	if n.closed.Load() {
+	if n.life.closed.Load() {
 		return ErrClosed
 	}
 	if len(body) > MaxMessageSize {
@@ -83,7 +83,7 @@ func (n *Node) transmit(to netip.AddrPort, kind byte, hdr, body []byte, reliable
 	}
 	if reliable {
 		// A full queue to the peer is waited on until Shutdown.
-		return n.tr.SendMsg(n.ctx, to, kind, hdr, body, rudp.SendOptions{})
+		return n.tr.SendMsg(n.life.ctx, to, kind, hdr, body, rudp.SendOptions{})
 	}
 	return n.tr.USendWithHeader(to, kind, hdr, body)
 }
@@ -100,9 +100,9 @@ func (n *Node) sendBounded(to netip.AddrPort, kind byte, hdr, body []byte, o rud
 	if !errors.Is(err, rudp.ErrWouldBlock) {
 		return err
 	}
-	ctx, cancel := n.ctx, context.CancelFunc(func() {})
+	ctx, cancel := n.life.ctx, context.CancelFunc(func() {})
 	if !deadline.IsZero() {
-		ctx, cancel = context.WithDeadline(n.ctx, deadline)
+		ctx, cancel = context.WithDeadline(n.life.ctx, deadline)
 	}
 	defer cancel()
 	o.NoWait = false
@@ -130,7 +130,7 @@ func (n *Node) sendSoon(to netip.AddrPort, kind byte, hdr, body []byte, o rudp.S
 		return
 	}
 	hdr = append([]byte(nil), hdr...) // the caller's header may be on its stack
-	ok := n.startHandler(func() {
+	ok := n.life.start(func() {
 		defer n.handoffs.Add(-1)
 		if err := n.sendBounded(to, kind, hdr, body, o, deadline); err != nil {
 			n.log.Debug("mesh: reply not sent", "to", to, "kind", kind, "err", err)
@@ -158,7 +158,7 @@ func (n *Node) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool
 	case kindRequest:
 		n.dispatchRequest(from, p, nil, reliable)
 	case kindResponse:
-		n.handleResponse(from, p)
+		n.calls.handleResponse(from, p)
 	case kindCancel:
 		n.handleCancel(from, p)
 	case kindFanout:
@@ -179,10 +179,10 @@ func (n *Node) handleCommand(from netip.AddrPort, p []byte, reliable bool) {
 		n.bad("short command", from)
 		return
 	}
-	if n.strictDrop(from) {
+	if n.strict.drop(from) {
 		return
 	}
-	n.deliverCommand(from, n.name(from), binary.BigEndian.Uint16(p), p[2:], reliable)
+	n.deliverCommand(from, n.names.name(from), binary.BigEndian.Uint16(p), p[2:], reliable)
 }
 
 // deliverCommand queues a one-way message from peer from (the session
@@ -207,49 +207,4 @@ type cmdItem struct {
 	cmd     uint16
 	payload []byte
 	sender  string
-}
-
-// startHandler runs f on a goroutine Shutdown waits for; it refuses once
-// Shutdown has begun waiting.
-func (n *Node) startHandler(f func()) bool {
-	n.runMu.RLock()
-	defer n.runMu.RUnlock()
-	if n.stopping {
-		return false
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		f()
-	}()
-	return true
-}
-
-// strictDrop reports whether a message from addr must be dropped because
-// strictCheckForExternal is on and MARS does not list the sender.
-func (n *Node) strictDrop(from netip.AddrPort) bool {
-	if !n.cfg.StrictCheckForExternal || from == n.self {
-		return false
-	}
-	if _, ok := n.mc.View().Node(n.name(from)); ok {
-		return false
-	}
-	n.strictDrops.Add(1)
-	n.strictMu.Lock()
-	first := !n.strictWarned[from]
-	if first && len(n.strictWarned) < 4096 {
-		n.strictWarned[from] = true
-	}
-	n.strictMu.Unlock()
-	if first {
-		n.log.Warn("mesh: dropping messages from a sender MARS does not list", "from", from)
-	}
-	return true
-}
-
-// StrictDrops counts messages dropped by strictCheckForExternal.
-func (n *Node) StrictDrops() uint64 { return n.strictDrops.Load() }
-
-func (n *Node) bad(cause string, from netip.AddrPort) {
-	n.warnOnce("mesh: dropped malformed message: "+cause, "from", from)
 }

@@ -85,7 +85,7 @@ type streamKey struct {
 
 func newStream(n *Node, key streamKey, cmd uint16, ctx context.Context) *Stream {
 	s := &Stream{
-		n: n, key: key, addr: n.name(key.peer), cmd: cmd, ctx: ctx,
+		n: n, key: key, addr: n.names.name(key.peer), cmd: cmd, ctx: ctx,
 		peerHeld: n.streams.held(key.peer),
 		recvWake: make(chan struct{}, 1),
 		sendWake: make(chan struct{}, 1),
@@ -315,9 +315,9 @@ func (s *Stream) contextDone() {
 	status, text := endCancelled, "context cancelled on the other end: "+cause.Error()
 	switch {
 	case errors.Is(cause, context.DeadlineExceeded):
-		err = s.n.timeoutErr(s.cmd, s.addr, cause)
+		err = timeoutErr(s.cmd, s.addr, cause)
 		status, text = endTimeout, "the stream's deadline passed"
-	case !s.key.opened && s.n.ctx.Err() != nil:
+	case !s.key.opened && s.n.life.ctx.Err() != nil:
 		err = sendErr(s.addr, ErrClosed)
 		status, text = endRefused, "node is shutting down"
 	default:
@@ -474,7 +474,7 @@ func (s *Stream) onEnd(status byte, text []byte) {
 	case endRefused:
 		err = fmt.Errorf("%w: stream %d refused by %s: %s", ErrRequest, s.cmd, s.addr, text)
 	case endTimeout:
-		err = s.n.timeoutErr(s.cmd, s.addr, fmt.Errorf("on the remote node: %w", context.DeadlineExceeded))
+		err = timeoutErr(s.cmd, s.addr, fmt.Errorf("on the remote node: %w", context.DeadlineExceeded))
 	default: // endReset
 		err = sendErr(s.addr, fmt.Errorf("stream %d reset by the peer: %s", s.cmd, text))
 	}

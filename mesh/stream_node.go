@@ -158,24 +158,24 @@ func (n *Node) OpenStream(ctx context.Context, cmd uint16, addr string, first []
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if n.closed.Load() {
+	if n.life.closed.Load() {
 		return nil, sendErr(addr, ErrClosed)
 	}
 	if !n.IsPartOfCluster() {
 		return nil, fmt.Errorf("%w: stream %d to %s refused", ErrUnhealthy, cmd, addr)
 	}
-	to, err := n.resolve(addr)
+	to, err := resolve(addr)
 	if err != nil {
 		return nil, sendErr(addr, err)
 	}
 	if len(first) > MaxMessageSize {
 		return nil, sendErr(addr, fmt.Errorf("%w: first message of %d bytes, limit %d", rudp.ErrTooLarge, len(first), MaxMessageSize))
 	}
-	o := streamOpen{sid: n.nextID.Add(1), cmd: cmd}
+	o := streamOpen{sid: n.calls.newID(), cmd: cmd}
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
 		if left <= 0 {
-			return nil, n.timeoutErr(cmd, addr, context.DeadlineExceeded)
+			return nil, timeoutErr(cmd, addr, context.DeadlineExceeded)
 		}
 		o.timeoutMs = uint32(min(max(left.Milliseconds(), 1), math.MaxUint32))
 	}
@@ -214,7 +214,7 @@ func (n *Node) OpenStream(ctx context.Context, cmd uint16, addr string, first []
 // the peer's queue is full it waits, until ctx (if not nil) ends.
 func (n *Node) streamTransmit(ctx context.Context, to netip.AddrPort, kind byte, hdr, body []byte) error {
 	if to == n.self {
-		if n.closed.Load() {
+		if n.life.closed.Load() {
 			return ErrClosed
 		}
 		p := make([]byte, 0, len(hdr)+len(body))
@@ -314,7 +314,7 @@ func (n *Node) acceptStream(from netip.AddrPort, p []byte) {
 		n.bad("malformed stream open", from)
 		return
 	}
-	if n.strictDrop(from) {
+	if n.strict.drop(from) {
 		return
 	}
 	refuse := func(status byte, text string) {
@@ -329,9 +329,9 @@ func (n *Node) acceptStream(from netip.AddrPort, p []byte) {
 	var ctx context.Context
 	var cancel context.CancelFunc
 	if o.timeoutMs > 0 {
-		ctx, cancel = context.WithTimeout(n.ctx, time.Duration(o.timeoutMs)*time.Millisecond)
+		ctx, cancel = context.WithTimeout(n.life.ctx, time.Duration(o.timeoutMs)*time.Millisecond)
 	} else {
-		ctx, cancel = context.WithCancel(n.ctx)
+		ctx, cancel = context.WithCancel(n.life.ctx)
 	}
 	s := newStream(n, streamKey{peer: from, sid: o.sid}, o.cmd, ctx)
 	s.cancel = cancel
@@ -365,7 +365,7 @@ func (n *Node) acceptStream(from netip.AddrPort, p []byte) {
 		refuse(endRefused, fmt.Sprintf("more than %d streams open from this node", maxStreamsPerPeer))
 		return
 	}
-	if !n.startHandler(func() { s.serve(h) }) {
+	if !n.life.start(func() { s.serve(h) }) {
 		s.endAsync(sendErr(s.addr, ErrClosed), endRefused, "node is shutting down")
 		return
 	}
