@@ -37,6 +37,17 @@ func (b *base) bad(cause string, from netip.AddrPort) {
 	b.warnOnce("mesh: dropped malformed message: "+cause, "from", from)
 }
 
+// protect runs a handler, turning a panic into an error for the caller.
+func (b *base) protect(cmd uint16, f func() ([]byte, error)) (resp []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.log.Error("mesh: handler panicked", "cmd", cmd, "panic", r)
+			resp, err = nil, fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return f()
+}
+
 // resolve parses a mesh address ("ip:port", or "host:port" resolved once).
 func resolve(addr string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(addr); err == nil {

@@ -367,7 +367,7 @@ func (n *Node) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
 	if m.flags&fanReliable == 0 || !reliable {
 		m.flags &^= fanReliable
 		if len(listed) > 0 {
-			n.submit(from, len(p), false, funcTask{do: func() { n.spread(m, listed) }})
+			n.in.submit(from, len(p), false, funcTask{do: func() { n.spread(m, listed) }})
 		}
 		return
 	}
@@ -375,7 +375,7 @@ func (n *Node) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
 		n.sendFanAck(from, m.id, nil, refused, m.deadline)
 		return
 	}
-	n.submit(from, len(p), true, funcTask{do: func() {
+	n.in.submit(from, len(p), true, funcTask{do: func() {
 		n.sendFanAck(from, m.id, n.spread(m, listed), refused, m.deadline)
 	}, no: func() {
 		n.sendFanAck(from, m.id, nil, share, m.deadline) // shutting down

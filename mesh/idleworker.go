@@ -18,9 +18,10 @@ import "github.com/marsmesh/marsmesh/internal/pollwake"
 // one request at a time the next one often arrives while the worker of
 // the last is still writing its reply).
 //
-// A parked worker is not counted in the node's lifecycle (Shutdown does not wait for it);
-// it is counted in n.bg, and Shutdown wakes every parked worker when the
-// node stops (closeIdleWorkers).
+// A parked worker is not counted in the node's lifecycle (Shutdown does
+// not wait for it as for a handler); it is counted in in.parked, and
+// Shutdown wakes every parked worker when the node stops (closeIdleWorkers)
+// before it waits for them.
 
 // maxIdleWorkers is how many workers may wait for work.
 const maxIdleWorkers = 2
@@ -32,11 +33,10 @@ type idleWorker struct {
 
 // startWorkerLocked starts a worker for the ready jobs; it runs under
 // in.mu and reports false when the node is stopping.
-func (n *Node) startWorkerLocked() bool {
-	if !n.life.enter() {
+func (in *inbound) startWorkerLocked() bool {
+	if !in.life.enter() {
 		return false
 	}
-	in := &n.in
 	if k := len(in.idle); k > 0 && in.running <= int(in.replying.Load()) {
 		iw := in.idle[k-1]
 		in.idle[k-1] = nil
@@ -45,26 +45,26 @@ func (n *Node) startWorkerLocked() bool {
 		iw.w.Wake()
 		return true
 	}
-	go n.workerLoop()
+	go in.workerLoop()
 	return true
 }
 
 // workerLoop runs ready jobs (counted in the node's lifecycle), then parks as an idle
 // worker, or ends.
-func (n *Node) workerLoop() {
+func (in *inbound) workerLoop() {
 	var iw *idleWorker
 	for {
-		n.worker()
-		n.life.exit()
-		if iw = n.parkIdleWorker(iw); iw == nil {
+		in.worker()
+		in.life.exit()
+		if iw = in.parkIdleWorker(iw); iw == nil {
 			return
 		}
 		iw.w.Wait()
-		n.in.mu.Lock()
+		in.mu.Lock()
 		work := iw.work
 		iw.work = false
-		n.in.mu.Unlock()
-		n.bg.Done()
+		in.mu.Unlock()
+		in.parked.Done()
 		if !work {
 			pollwake.Put(iw.w)
 			return
@@ -74,8 +74,7 @@ func (n *Node) workerLoop() {
 
 // parkIdleWorker lists the calling worker as idle, if there is room and
 // the node is not stopping; it returns nil (and frees iw's waker) if not.
-func (n *Node) parkIdleWorker(iw *idleWorker) *idleWorker {
-	in := &n.in
+func (in *inbound) parkIdleWorker(iw *idleWorker) *idleWorker {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.idleClosed || len(in.idle) >= maxIdleWorkers {
@@ -91,15 +90,14 @@ func (n *Node) parkIdleWorker(iw *idleWorker) *idleWorker {
 		}
 		iw = &idleWorker{w: w}
 	}
-	n.bg.Add(1) // Shutdown closes the idle list before it waits for n.bg
+	in.parked.Add(1) // Shutdown closes the idle list before it waits for in.parked
 	in.idle = append(in.idle, iw)
 	return iw
 }
 
 // closeIdleWorkers ends the parked workers; Shutdown runs it when the
 // node stops.
-func (n *Node) closeIdleWorkers() {
-	in := &n.in
+func (in *inbound) closeIdleWorkers() {
 	in.mu.Lock()
 	idle := in.idle
 	in.idle = nil

@@ -1,7 +1,6 @@
 package mesh
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,10 +57,7 @@ type node struct {
 
 	calls *callTable // requests waiting for responses, deadline sweeper (calls.go)
 
-	serveMu sync.Mutex
-	serving map[serveKey]context.CancelFunc
-
-	in         inbound // bounds and workers of inbound work
+	in         *inbound // bounds, queues and workers of inbound work (inbound.go)
 	handoffs   atomic.Int64
 	replyDrops atomic.Uint64
 
@@ -169,7 +165,6 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		handlers: o.handlers,
 		life:     newLifecycle(),
 		names:    new(peerNames),
-		serving:  make(map[serveKey]context.CancelFunc),
 	}}
 	n.strict = newStrictCheck(cfg.StrictCheckForExternal, &n.base, n.names, func(addr string) bool {
 		_, ok := n.mc.View().Node(addr)
@@ -181,7 +176,7 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	if o.maxHandlers > 0 {
 		o.limits.MaxHandlers = o.maxHandlers
 	}
-	n.in.init(o.limits)
+	n.in = newInbound(&n.base, n.life, o.limits)
 	keys, err := cfg.Keys()
 	if err != nil {
 		n.life.cancel()

@@ -195,7 +195,7 @@ func (n *Node) deliverCommand(from netip.AddrPort, sender string, cmd uint16, pa
 		n.warnOnce("mesh: no handler for command", "cmd", cmd, "from", sender)
 		return
 	}
-	if n.submitCommand(from, cmdItem{h: h, cmd: cmd, payload: payload, sender: sender}, reliable) {
+	if n.in.submitCommand(from, cmdItem{h: h, cmd: cmd, payload: payload, sender: sender}, reliable) {
 		n.metrics.delivered(cmd)
 	} else {
 		n.metrics.queueDrops.Add(1)

@@ -77,7 +77,7 @@ func (n *Node) ShutdownContext(ctx context.Context) error {
 		t.Stop()
 		close(n.life.done)
 		n.life.cancel()
-		n.closeIdleWorkers() // parked workers end (the calls' sweeper fails every call)
+		n.in.closeIdleWorkers() // parked workers end (the calls' sweeper fails every call)
 		// A handler that ignores its context (or has none) may never
 		// return: after AbandonWait it is left running, and Shutdown goes
 		// on (its answer, if it ever comes, finds the socket closed).
@@ -95,6 +95,7 @@ func (n *Node) ShutdownContext(ctx context.Context) error {
 		n.waitStreamCtl()
 		n.bg.Wait()
 		n.calls.wait()
+		n.in.parked.Wait()
 		n.ev.wait()
 		n.closeErr = errors.Join(mcErr, trErr)
 	})
