@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -14,7 +15,9 @@ import (
 // each peer's batch as one message: reliable messages in one reliable
 // batch, unreliable ones in one unreliable batch. RPCs are never held.
 type sendBuffer struct {
-	n        *Node
+	tr       *rudp.Transport
+	ctx      context.Context                    // the node's: cancelled by Shutdown
+	failed   func(to netip.AddrPort, err error) // reports a batch that was not sent (OnSendFailure)
 	interval time.Duration
 	mu       sync.Mutex
 	peers    map[netip.AddrPort]*peerBatch
@@ -34,8 +37,9 @@ const (
 	maxUnreliableBatch = rudp.MaxSize
 )
 
-func newSendBuffer(n *Node, interval time.Duration) *sendBuffer {
-	b := &sendBuffer{n: n, interval: interval, peers: make(map[netip.AddrPort]*peerBatch), stop: make(chan struct{})}
+func newSendBuffer(tr *rudp.Transport, ctx context.Context, failed func(netip.AddrPort, error), interval time.Duration) *sendBuffer {
+	b := &sendBuffer{tr: tr, ctx: ctx, failed: failed, interval: interval,
+		peers: make(map[netip.AddrPort]*peerBatch), stop: make(chan struct{})}
 	b.wg.Add(1)
 	go b.run()
 	return b
@@ -71,9 +75,9 @@ func (b *sendBuffer) add(to netip.AddrPort, kind byte, hdr, body []byte, reliabl
 			return err
 		}
 		if reliable {
-			return b.n.tr.SendMsg(b.n.life.ctx, to, kind, hdr, body, rudp.SendOptions{})
+			return b.tr.SendMsg(b.ctx, to, kind, hdr, body, rudp.SendOptions{})
 		}
-		return b.n.tr.USendWithHeader(to, kind, hdr, body)
+		return b.tr.USendWithHeader(to, kind, hdr, body)
 	}
 	b.mu.Lock()
 	p := b.peers[to]
@@ -102,9 +106,9 @@ func (b *sendBuffer) add(to netip.AddrPort, kind byte, hdr, body []byte, reliabl
 func (b *sendBuffer) send(to netip.AddrPort, batch []byte, reliable bool) error {
 	if reliable {
 		// A full queue to the peer is waited on until Shutdown.
-		return b.n.tr.SendMsg(b.n.life.ctx, to, kindBatch, nil, batch, rudp.SendOptions{})
+		return b.tr.SendMsg(b.ctx, to, kindBatch, nil, batch, rudp.SendOptions{})
 	}
-	return b.n.tr.USend(to, kindBatch, batch)
+	return b.tr.USend(to, kindBatch, batch)
 }
 
 func (b *sendBuffer) flushPeer(to netip.AddrPort) error {
@@ -129,7 +133,7 @@ func (b *sendBuffer) sendBatches(to netip.AddrPort, p *peerBatch) error {
 		}
 	}
 	if err != nil {
-		b.n.ev.sendFailed(b.n.names.name(to), err)
+		b.failed(to, err)
 	}
 	return err
 }

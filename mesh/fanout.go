@@ -278,7 +278,7 @@ func (n *Node) sendHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, do
 	}
 	// A relay's ack would otherwise wait for data that never comes. A full
 	// queue to head is waited on only until the fan-out's deadline.
-	return n.sendBounded(head, kindFanout, hdr, m.payload, rudp.SendOptions{AckNow: true, Done: done}, m.deadline)
+	return n.send.bounded(head, kindFanout, hdr, m.payload, rudp.SendOptions{AckNow: true, Done: done}, m.deadline)
 }
 
 // fanoutHeader encodes the frame of m, with share, up to the payload.
@@ -473,7 +473,7 @@ func (n *Node) sendFanAck(to netip.AddrPort, id uint64, failed, refused []netip.
 	if deadline.IsZero() {
 		deadline = time.Now().Add(fanoutTimeout)
 	}
-	n.sendSoon(to, kindFanoutAck, nil, b, rudp.SendOptions{AckNow: true}, deadline)
+	n.send.soon(to, kindFanoutAck, nil, b, rudp.SendOptions{AckNow: true}, deadline)
 }
 
 func (n *Node) handleFanoutAck(from netip.AddrPort, p []byte) {

@@ -267,7 +267,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descDroppedEvents, n.DroppedEvents())
 	counter(descSlowConsumer, n.SlowConsumerEvents())
 	counter(descInboundDrops, n.InboundDrops())
-	counter(descReplyDrops, n.replyDrops.Load())
+	counter(descReplyDrops, n.send.drops.Load())
 	byStatus := map[string]int{"online": 0, "offline": 0, "taken": 0}
 	for _, nd := range n.mc.View().Nodes() {
 		byStatus[nd.Status.String()]++

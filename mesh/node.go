@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/marsmesh/marsmesh/config"
@@ -57,9 +56,8 @@ type node struct {
 
 	calls *callTable // requests waiting for responses, deadline sweeper (calls.go)
 
-	in         *inbound // bounds, queues and workers of inbound work (inbound.go)
-	handoffs   atomic.Int64
-	replyDrops atomic.Uint64
+	in   *inbound // bounds, queues and workers of inbound work (inbound.go)
+	send *sender  // reliable sends that wait within a bound, or hand off (sender.go)
 
 	fan     fanoutState
 	buffer  *sendBuffer
@@ -177,6 +175,7 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		o.limits.MaxHandlers = o.maxHandlers
 	}
 	n.in = newInbound(&n.base, n.life, o.limits)
+	n.send = &sender{b: &n.base, life: n.life}
 	keys, err := cfg.Keys()
 	if err != nil {
 		n.life.cancel()
@@ -208,7 +207,9 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	n.selfStr = n.self.String()
 	n.Addr = n.selfStr
 	if cfg.SendInterval > 0 {
-		n.buffer = newSendBuffer(n, cfg.SendIntervalDuration())
+		n.buffer = newSendBuffer(n.tr, n.life.ctx, func(to netip.AddrPort, err error) {
+			n.ev.sendFailed(n.names.name(to), err)
+		}, cfg.SendIntervalDuration())
 	}
 	n.mc, err = mars.NewClient(mars.ClientConfig{
 		Transport:   n.tr,

@@ -147,7 +147,7 @@ func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd 
 // until ctx ends, the deadline passes or Shutdown.
 func (n *Node) sendRequest(ctx context.Context, to netip.AddrPort, hdr, data []byte, deadline time.Time) error {
 	if ctx == nil || ctx.Done() == nil { // no context, or one that never ends (SendRPC's Background)
-		return n.sendBounded(to, kindRequest, hdr, data, rudp.SendOptions{}, deadline)
+		return n.send.bounded(to, kindRequest, hdr, data, rudp.SendOptions{}, deadline)
 	}
 	return n.tr.SendMsg(ctx, to, kindRequest, hdr, data, rudp.SendOptions{}) // wraps ctx.Err() if it ends
 }

@@ -1,12 +1,9 @@
 package mesh
 
 import (
-	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
-	"time"
 
 	"github.com/marsmesh/marsmesh/mars"
 	"github.com/marsmesh/marsmesh/rudp"
@@ -86,59 +83,6 @@ func (n *Node) transmit(to netip.AddrPort, kind byte, hdr, body []byte, reliable
 		return n.tr.SendMsg(n.life.ctx, to, kind, hdr, body, rudp.SendOptions{})
 	}
 	return n.tr.USendWithHeader(to, kind, hdr, body)
-}
-
-// maxHandoffs bounds the messages waiting, each on a goroutine, for room
-// in a full peer queue on behalf of a goroutine that must not wait.
-const maxHandoffs = 256
-
-// sendBounded sends a reliable message, waiting for room in a full peer
-// queue only until deadline (zero: no deadline) or Shutdown.
-func (n *Node) sendBounded(to netip.AddrPort, kind byte, hdr, body []byte, o rudp.SendOptions, deadline time.Time) error {
-	o.NoWait = true
-	err := n.tr.SendMsg(context.Background(), to, kind, hdr, body, o)
-	if !errors.Is(err, rudp.ErrWouldBlock) {
-		return err
-	}
-	ctx, cancel := n.life.ctx, context.CancelFunc(func() {})
-	if !deadline.IsZero() {
-		ctx, cancel = context.WithDeadline(n.life.ctx, deadline)
-	}
-	defer cancel()
-	o.NoWait = false
-	return n.tr.SendMsg(ctx, to, kind, hdr, body, o)
-}
-
-// sendSoon sends a reliable message without ever waiting (for the read
-// goroutine): if the peer's queue is full, a goroutine (at most
-// maxHandoffs at once, else the message is dropped and counted) waits for
-// room until deadline.
-func (n *Node) sendSoon(to netip.AddrPort, kind byte, hdr, body []byte, o rudp.SendOptions, deadline time.Time) {
-	o.NoWait = true
-	err := n.tr.SendMsg(context.Background(), to, kind, hdr, body, o)
-	if err == nil {
-		return
-	}
-	if !errors.Is(err, rudp.ErrWouldBlock) {
-		n.log.Debug("mesh: reply not sent", "to", to, "kind", kind, "err", err)
-		return
-	}
-	if n.handoffs.Add(1) > maxHandoffs {
-		n.handoffs.Add(-1)
-		n.replyDrops.Add(1)
-		n.warnOnce("mesh: peer queue full and too many replies waiting, reply dropped", "to", to, "limit", maxHandoffs)
-		return
-	}
-	hdr = append([]byte(nil), hdr...) // the caller's header may be on its stack
-	ok := n.life.start(func() {
-		defer n.handoffs.Add(-1)
-		if err := n.sendBounded(to, kind, hdr, body, o, deadline); err != nil {
-			n.log.Debug("mesh: reply not sent", "to", to, "kind", kind, "err", err)
-		}
-	})
-	if !ok {
-		n.handoffs.Add(-1)
-	}
 }
 
 // onMessage receives every message of the node's transport (on its read

@@ -180,7 +180,7 @@ func (n *Node) respond(to netip.AddrPort, id uint64, status byte, payload []byte
 		n.calls.handleResponse(to, append(hdr[:], payload...))
 		return
 	}
-	if err := n.sendBounded(to, kindResponse, hdr[:], payload, rudp.SendOptions{}, deadline); err != nil {
+	if err := n.send.bounded(to, kindResponse, hdr[:], payload, rudp.SendOptions{}, deadline); err != nil {
 		n.log.Debug("mesh: response not sent", "to", to, "err", err)
 	}
 }
@@ -201,7 +201,7 @@ func (n *Node) respondSoon(to netip.AddrPort, id uint64, status byte, payload []
 	if deadline.IsZero() {
 		deadline = time.Now().Add(DefaultRPCTimeout)
 	}
-	n.sendSoon(to, kindResponse, hdr[:], payload, rudp.SendOptions{}, deadline)
+	n.send.soon(to, kindResponse, hdr[:], payload, rudp.SendOptions{}, deadline)
 }
 
 func (n *Node) handleCancel(from netip.AddrPort, p []byte) {
