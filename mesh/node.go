@@ -59,7 +59,7 @@ type node struct {
 	in   *inbound // bounds, queues and workers of inbound work (inbound.go)
 	send *sender  // reliable sends that wait within a bound, or hand off (sender.go)
 
-	fan     fanoutState
+	fan     *fanout // SendMany, USendMany and relays (fanout.go)
 	buffer  *sendBuffer
 	streams streamTable
 
@@ -168,7 +168,6 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		_, ok := n.mc.View().Node(addr)
 		return ok
 	})
-	n.fan.init(n.clock)
 	n.calls = newCallTable(&n.base, n.life.done)
 	n.ev = newEvents(&n.base, n.life.done, func() <-chan struct{} { return n.mc.Ready() })
 	if o.maxHandlers > 0 {
@@ -176,6 +175,10 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	}
 	n.in = newInbound(&n.base, n.life, o.limits)
 	n.send = &sender{b: &n.base, life: n.life}
+	n.fan = &fanout{b: &n.base, life: n.life, names: n.names, send: n.send, in: n.in, strict: n.strict,
+		metrics: &n.metrics, view: func() *mars.View { return n.mc.View() },
+		deliverHere: n.deliverCommand, failed: n.ev.sendFailed}
+	n.fan.init(n.clock)
 	keys, err := cfg.Keys()
 	if err != nil {
 		n.life.cancel()

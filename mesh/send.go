@@ -106,9 +106,9 @@ func (n *Node) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool
 	case kindCancel:
 		n.handleCancel(from, p)
 	case kindFanout:
-		n.handleFanout(from, p, reliable)
+		n.fan.handleFanout(from, p, reliable)
 	case kindFanoutAck:
-		n.handleFanoutAck(from, p)
+		n.fan.handleFanoutAck(from, p)
 	case kindBatch:
 		n.handleBatch(from, p, reliable)
 	case kindStreamOpen, kindStreamData, kindStreamGrant, kindStreamEOF, kindStreamEnd, kindStreamWant:
