@@ -61,7 +61,7 @@ type node struct {
 
 	fan     *fanout // SendMany, USendMany and relays (fanout.go)
 	buffer  *sendBuffer
-	streams streamTable
+	streams *streamTable // streams (stream_node.go, stream.go)
 
 	metrics meshMetrics // counters for Collector (metrics.go)
 
@@ -179,6 +179,7 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		metrics: &n.metrics, view: func() *mars.View { return n.mc.View() },
 		deliverHere: n.deliverCommand, failed: n.ev.sendFailed}
 	n.fan.init(n.clock)
+	n.streams = newStreamTable(&n.base, n.life, n.names, n.strict, n.handlers)
 	keys, err := cfg.Keys()
 	if err != nil {
 		n.life.cancel()
@@ -278,7 +279,7 @@ func (n *Node) onPeerDown(addr netip.AddrPort, err error) {
 	n.mc.HandlePeerDown(addr)
 	failed := n.calls.failPeer(addr, err)
 	failed = n.fan.peerDown(addr, err) || failed
-	n.streamsPeerDown(addr, err)
+	n.streams.peerDown(addr, err)
 	var pe *rudp.PeerError
 	if failed || (errors.As(err, &pe) && pe.Unacked > 0) {
 		n.ev.sendFailed(n.names.name(addr), err)

@@ -112,7 +112,7 @@ func (n *Node) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool
 	case kindBatch:
 		n.handleBatch(from, p, reliable)
 	case kindStreamOpen, kindStreamData, kindStreamGrant, kindStreamEOF, kindStreamEnd, kindStreamWant:
-		n.handleStreamFrame(from, kind, p, reliable)
+		n.streams.handleFrame(from, kind, p, reliable)
 	default:
 		n.bad(fmt.Sprintf("unknown message kind %#x", kind), from)
 	}

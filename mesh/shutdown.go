@@ -88,11 +88,11 @@ func (n *Node) ShutdownContext(ctx context.Context) error {
 			n.log.Error("mesh: shutdown is leaving handlers that did not return after their contexts were cancelled", "addr", n.selfStr, "waited", AbandonWait)
 		}
 		t.Stop()
-		n.closeStreams()
+		n.streams.close()
 		n.calls.failAll(ErrClosed)
 		n.fan.closeAll()
 		trErr := n.tr.Close()
-		n.waitStreamCtl()
+		n.streams.waitCtl()
 		n.bg.Wait()
 		n.calls.wait()
 		n.in.parked.Wait()
