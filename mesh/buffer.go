@@ -3,7 +3,6 @@ package mesh
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"net/netip"
 	"sync"
 	"time"
@@ -152,21 +151,4 @@ func (b *sendBuffer) flushAll() {
 func (b *sendBuffer) close() {
 	b.once.Do(func() { close(b.stop) })
 	b.wg.Wait()
-}
-
-// handleBatch unpacks a batch into its messages.
-func (n *Node) handleBatch(from netip.AddrPort, p []byte, reliable bool) {
-	for len(p) > 0 {
-		if len(p) < 5 {
-			n.bad("truncated batch", from)
-			return
-		}
-		kind, size := p[0], binary.BigEndian.Uint32(p[1:])
-		if uint64(size) > uint64(len(p)-5) || kind == kindBatch {
-			n.bad(fmt.Sprintf("bad batch entry (kind %#x, %d bytes)", kind, size), from)
-			return
-		}
-		n.onMessage(from, kind, p[5:5+size], reliable)
-		p = p[5+size:]
-	}
 }

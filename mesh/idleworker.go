@@ -107,3 +107,6 @@ func (in *inbound) closeIdleWorkers() {
 		iw.w.Wake() // work is false: it ends
 	}
 }
+
+// waitParked waits for the parked workers to end (after closeIdleWorkers).
+func (in *inbound) waitParked() { in.parked.Wait() }

@@ -57,6 +57,14 @@ func (l *lifecycle) start(f func()) bool {
 	return true
 }
 
+// handlersDone returns a channel closed once every counted handler has
+// ended (call it after refuse, or more may start).
+func (l *lifecycle) handlersDone() <-chan struct{} {
+	ch := make(chan struct{})
+	go func() { l.wg.Wait(); close(ch) }()
+	return ch
+}
+
 // refuse makes enter and start refuse from now on.
 func (l *lifecycle) refuse() {
 	l.runMu.Lock()

@@ -1,7 +1,6 @@
 package mesh
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -69,49 +68,8 @@ type node struct {
 
 	closeOnce sync.Once
 	closeErr  error
-	bg        sync.WaitGroup // the node's own goroutines (stats report, parked workers)
+	bg        sync.WaitGroup // the stats report goroutine (metrics_report.go)
 }
-
-// Option adjusts a node built by New.
-type Option func(*options)
-
-type options struct {
-	typ, role, endPoint, app string
-	values                   map[string]interface{}
-	guest                    bool
-	logger                   *slog.Logger
-	syncInterval             time.Duration
-	handlers                 *registry
-	limits                   InboundLimits
-	maxHandlers              int
-	rudpConfig               func(*rudp.Config) // tests: adjust the transport
-	inline                   bool               // WithInlineHandlers
-}
-
-// WithType sets the node type (default "node").
-func WithType(t string) Option { return func(o *options) { o.typ = t } }
-
-// WithRole sets the node role (DGSRole, HTTPRole, TCPRole, UDPRole or your own).
-func WithRole(r string) Option { return func(o *options) { o.role = r } }
-
-// WithEndPoint sets the public endpoint game clients use.
-func WithEndPoint(ep string) Option { return func(o *options) { o.endPoint = ep } }
-
-// WithApp sets the app name: the MARS namespace the node lives in.
-func WithApp(app string) Option { return func(o *options) { o.app = app } }
-
-// WithValues sets initial metadata values.
-func WithValues(v map[string]interface{}) Option { return func(o *options) { o.values = v } }
-
-// AsGuest makes the node a guest: it syncs the cluster view and can send
-// and receive, but MARS never lists it.
-func AsGuest() Option { return func(o *options) { o.guest = true } }
-
-// WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
-
-// WithSyncInterval sets how often the node reports to MARS (default 1 s).
-func WithSyncInterval(d time.Duration) Option { return func(o *options) { o.syncInterval = d } }
 
 // unauthenticatedWarning is logged once by a node (New) or MARS
 // (StartAsMARS; mars-server has its own copy) that binds a non-loopback
@@ -156,30 +114,8 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mesh: port %q: %w", cfg.Port, err)
 	}
-	n := &Node{Type: o.typ, Role: o.role, Self: true, node: &node{
-		base:     base{log: o.logger, warn: ratelog.New(o.logger, 10*time.Second), epoch: time.Now()},
-		cfg:      cfg,
-		guest:    o.guest,
-		handlers: o.handlers,
-		life:     newLifecycle(),
-		names:    new(peerNames),
-	}}
-	n.strict = newStrictCheck(cfg.StrictCheckForExternal, &n.base, n.names, func(addr string) bool {
-		_, ok := n.mc.View().Node(addr)
-		return ok
-	})
-	n.calls = newCallTable(&n.base, n.life.done)
-	n.ev = newEvents(&n.base, n.life.done, func() <-chan struct{} { return n.mc.Ready() })
-	if o.maxHandlers > 0 {
-		o.limits.MaxHandlers = o.maxHandlers
-	}
-	n.in = newInbound(&n.base, n.life, o.limits)
-	n.send = &sender{b: &n.base, life: n.life}
-	n.fan = &fanout{b: &n.base, life: n.life, names: n.names, send: n.send, in: n.in, strict: n.strict,
-		metrics: &n.metrics, view: func() *mars.View { return n.mc.View() },
-		deliverHere: n.deliverCommand, failed: n.ev.sendFailed}
-	n.fan.init(n.clock)
-	n.streams = newStreamTable(&n.base, n.life, n.names, n.strict, n.handlers)
+	n := &Node{Type: o.typ, Role: o.role, Self: true}
+	n.build(cfg, o)
 	keys, err := cfg.Keys()
 	if err != nil {
 		n.life.cancel()
@@ -245,6 +181,37 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	return n, nil
 }
 
+// build makes the node's components and wires them. It runs before the
+// port is bound (the transport may deliver as soon as it listens); New
+// sets the transport, the own address and the MARS client afterwards, and
+// the funcs given to components read those when called.
+func (n *Node) build(cfg config.Mesh, o options) {
+	n.node = &node{
+		base:     base{log: o.logger, warn: ratelog.New(o.logger, 10*time.Second), epoch: time.Now()},
+		cfg:      cfg,
+		guest:    o.guest,
+		handlers: o.handlers,
+		life:     newLifecycle(),
+		names:    new(peerNames),
+	}
+	n.strict = newStrictCheck(cfg.StrictCheckForExternal, &n.base, n.names, func(addr string) bool {
+		_, ok := n.mc.View().Node(addr)
+		return ok
+	})
+	n.calls = newCallTable(&n.base, n.life.done)
+	n.ev = newEvents(&n.base, n.life.done, func() <-chan struct{} { return n.mc.Ready() })
+	if o.maxHandlers > 0 {
+		o.limits.MaxHandlers = o.maxHandlers
+	}
+	n.in = newInbound(&n.base, n.life, o.limits)
+	n.send = &sender{b: &n.base, life: n.life}
+	n.fan = &fanout{b: &n.base, life: n.life, names: n.names, send: n.send, in: n.in, strict: n.strict,
+		metrics: &n.metrics, view: func() *mars.View { return n.mc.View() },
+		deliverHere: n.deliverCommand, failed: n.ev.sendFailed}
+	n.fan.init(n.clock)
+	n.streams = newStreamTable(&n.base, n.life, n.names, n.strict, n.handlers)
+}
+
 func marsTTL(cfg config.Mesh) time.Duration {
 	if cfg.MarsAddressCacheTTL == 0 {
 		return -1 // resolve every time
@@ -272,20 +239,6 @@ func (n *Node) IsGuest() bool { return n.guest }
 
 // Mars gives access to the node's MARS client (its view of the cluster).
 func (n *Node) Mars() *mars.Client { return n.mc }
-
-// onPeerDown runs when rudp ends a session: calls and fan-out hops waiting
-// on the peer fail now, and OnSendFailure listeners hear of lost messages.
-func (n *Node) onPeerDown(addr netip.AddrPort, err error) {
-	n.mc.HandlePeerDown(addr)
-	failed := n.calls.failPeer(addr, err)
-	failed = n.fan.peerDown(addr, err) || failed
-	n.streams.peerDown(addr, err)
-	var pe *rudp.PeerError
-	if failed || (errors.As(err, &pe) && pe.Unacked > 0) {
-		n.ev.sendFailed(n.names.name(addr), err)
-	}
-	n.names.forget(addr)
-}
 
 // Ready is closed once the node has synced with MARS. With MARS down it
 // stays open: bound the wait with WaitReady, or select on Ready and a timer.

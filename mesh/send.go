@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/marsmesh/marsmesh/mars"
 	"github.com/marsmesh/marsmesh/rudp"
 )
 
@@ -83,72 +82,4 @@ func (n *Node) transmit(to netip.AddrPort, kind byte, hdr, body []byte, reliable
 		return n.tr.SendMsg(n.life.ctx, to, kind, hdr, body, rudp.SendOptions{})
 	}
 	return n.tr.USendWithHeader(to, kind, hdr, body)
-}
-
-// onMessage receives every message of the node's transport (on its read
-// goroutine: nothing here blocks).
-func (n *Node) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool) {
-	if mars.IsMarsKind(kind) && !reliable {
-		n.bad("unreliable MARS message", from) // MARS only speaks on sessions
-		return
-	}
-	if mars.IsMarsKind(kind) {
-		n.mc.HandleMessage(from, kind, p, reliable)
-		return
-	}
-	switch kind {
-	case kindCommand:
-		n.handleCommand(from, p, reliable)
-	case kindRequest:
-		n.dispatchRequest(from, p, nil, reliable)
-	case kindResponse:
-		n.calls.handleResponse(from, p)
-	case kindCancel:
-		n.handleCancel(from, p)
-	case kindFanout:
-		n.fan.handleFanout(from, p, reliable)
-	case kindFanoutAck:
-		n.fan.handleFanoutAck(from, p)
-	case kindBatch:
-		n.handleBatch(from, p, reliable)
-	case kindStreamOpen, kindStreamData, kindStreamGrant, kindStreamEOF, kindStreamEnd, kindStreamWant:
-		n.streams.handleFrame(from, kind, p, reliable)
-	default:
-		n.bad(fmt.Sprintf("unknown message kind %#x", kind), from)
-	}
-}
-
-func (n *Node) handleCommand(from netip.AddrPort, p []byte, reliable bool) {
-	if len(p) < 2 {
-		n.bad("short command", from)
-		return
-	}
-	if n.strict.drop(from) {
-		return
-	}
-	n.deliverCommand(from, n.names.name(from), binary.BigEndian.Uint16(p), p[2:], reliable)
-}
-
-// deliverCommand queues a one-way message from peer from (the session
-// it came on, or this node) for its handler. Messages from one peer run
-// one at a time, in order, off the read goroutine, within the peer's
-// inbound bounds (see InboundLimits).
-func (n *Node) deliverCommand(from netip.AddrPort, sender string, cmd uint16, payload []byte, reliable bool) {
-	h, ok := n.handlers.getCmd(cmd)
-	if !ok {
-		n.warnOnce("mesh: no handler for command", "cmd", cmd, "from", sender)
-		return
-	}
-	if n.in.submitCommand(from, cmdItem{h: h, cmd: cmd, payload: payload, sender: sender}, reliable) {
-		n.metrics.delivered(cmd)
-	} else {
-		n.metrics.queueDrops.Add(1)
-	}
-}
-
-type cmdItem struct {
-	h       cmdHandler
-	cmd     uint16
-	payload []byte
-	sender  string
 }

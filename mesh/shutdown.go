@@ -64,8 +64,7 @@ func (n *Node) ShutdownContext(ctx context.Context) error {
 		// Let running handlers finish and answer; past the retry timeout,
 		// cancel their contexts and wait for them to return.
 		n.life.refuse()
-		waited := make(chan struct{})
-		go func() { n.life.wg.Wait(); close(waited) }()
+		waited := n.life.handlersDone()
 		t := time.NewTimer(n.cfg.RetryTimeoutDuration())
 		select {
 		case <-waited:
@@ -95,7 +94,7 @@ func (n *Node) ShutdownContext(ctx context.Context) error {
 		n.streams.waitCtl()
 		n.bg.Wait()
 		n.calls.wait()
-		n.in.parked.Wait()
+		n.in.waitParked()
 		n.ev.wait()
 		n.closeErr = errors.Join(mcErr, trErr)
 	})
