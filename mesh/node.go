@@ -149,7 +149,7 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	if cfg.SendInterval > 0 {
 		n.buffer = newSendBuffer(n.tr, n.life.ctx, func(to netip.AddrPort, err error) {
 			n.ev.sendFailed(n.names.name(to), err)
-		}, cfg.SendIntervalDuration())
+		}, cfg.SendIntervalDuration(), cfg.RetryTimeoutDuration())
 	}
 	n.mc, err = mars.NewClient(mars.ClientConfig{
 		Transport:   n.tr,
