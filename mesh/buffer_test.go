@@ -1,7 +1,6 @@
 package mesh
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/netip"
@@ -42,21 +41,7 @@ func TestSendIntervalStuckPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(toStuck) == 1 }, "the first message arrives")
-	stuck.tr.Pause(a.self)
-	resumed := false
-	t.Cleanup(func() {
-		if !resumed {
-			stuck.tr.Resume(a.self) // before A shuts down
-		}
-	})
-	big := bytes.Repeat([]byte{'b'}, 4<<20) // sent on its own, past the batch size
-	if err := a.Send(9, stuck.GetMyEndPoint(), big); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 20*time.Second, func() bool {
-		st, ok := a.tr.Peer(stuck.self)
-		return ok && st.Queued > 64<<10
-	}, "A's queue to the stuck node is full")
+	resume := jamQueue(t, a, stuck)
 	if err := a.Send(9, stuck.GetMyEndPoint(), []byte("held")); err != nil {
 		t.Fatal(err)
 	}
@@ -77,14 +62,37 @@ func TestSendIntervalStuckPeer(t *testing.T) {
 	}
 
 	// The stuck node reads again: what was held for it arrives, in order.
-	resumed = true
-	stuck.tr.Resume(a.self)
+	resume()
 	eventually(t, 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(toStuck) == 3 }, "the held messages arrive")
 	mu.Lock()
 	defer mu.Unlock()
-	if len(toStuck[1]) != len(big) || string(toStuck[2]) != "held" {
-		t.Fatalf("the stuck node got %d and %q after resuming, want %d bytes then \"held\"", len(toStuck[1]), toStuck[2], len(big))
+	if len(toStuck[1]) != jamSize || string(toStuck[2]) != "held" {
+		t.Fatalf("the stuck node got %d and %q after resuming, want %d bytes then \"held\"", len(toStuck[1]), toStuck[2], jamSize)
 	}
+}
+
+// jamSize is what jamQueue queues: far past a 64 KiB MaxQueued, and more
+// than the stuck node's receive window takes.
+const jamSize = 4 << 20
+
+// jamQueue fills a's queue to stuck (a has a session with it, and a
+// MaxQueued of 64 KiB): stuck stops reading a's session and a queues
+// jamSize bytes of command 9 to it. The returned func (also run at
+// cleanup, before a shuts down) makes stuck read again.
+func jamQueue(t *testing.T, a, stuck *Node) (resume func()) {
+	t.Helper()
+	stuck.tr.Pause(a.self)
+	var once sync.Once
+	resume = func() { once.Do(func() { stuck.tr.Resume(a.self) }) }
+	t.Cleanup(resume)
+	if err := a.tr.SendMsg(context.Background(), stuck.self, kindCommand, []byte{0, 9}, make([]byte, jamSize), rudp.SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() bool {
+		st, ok := a.tr.Peer(stuck.self)
+		return ok && st.Queued > 64<<10
+	}, "A's queue to the stuck node is full")
+	return resume
 }
 
 // TestSendBufferHeldBound: what the flusher keeps for a peer whose queue
@@ -103,15 +111,7 @@ func TestSendBufferHeldBound(t *testing.T) {
 		st, ok := a.tr.Peer(stuck.self)
 		return ok && st.Established && st.Queued == 0
 	}, "A has a session with the stuck node")
-	stuck.tr.Pause(a.self)
-	t.Cleanup(func() { stuck.tr.Resume(a.self) })
-	if err := a.tr.SendMsg(context.Background(), stuck.self, kindCommand, []byte{0, 9}, make([]byte, 4<<20), rudp.SendOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 20*time.Second, func() bool {
-		st, ok := a.tr.Peer(stuck.self)
-		return ok && st.Queued > 64<<10
-	}, "A's queue to the stuck node is full")
+	jamQueue(t, a, stuck)
 
 	var mu sync.Mutex
 	var reports []error

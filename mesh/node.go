@@ -39,32 +39,29 @@ type Node struct {
 	*node
 }
 
-// node is the live part of a Node: the components below, each owning its
-// state and lock, wired together by New. Node's methods are the public API
-// and route messages and events between the components.
+// node is the live part of a Node: components that each own their state
+// and lock, wired together by New (build). Node's methods are the public
+// API; the router (receive.go) takes the transport's callbacks to the
+// component each is for.
 type node struct {
-	base // transport, own address, logs, clock: shared by every component
+	base // transport, own address, loggers, clock: every component may use it
 
-	cfg      config.Mesh
-	mc       *mars.Client
-	guest    bool
-	life     *lifecycle   // closed, done, handler goroutines (lifecycle.go)
+	cfg   config.Mesh
+	mc    *mars.Client // the node's view of the cluster; lookups read it (lookup.go)
+	guest bool
+
+	life     *lifecycle   // closed, done, handler goroutines, readiness check (lifecycle.go)
 	names    *peerNames   // peer address strings (names.go)
 	strict   *strictCheck // strictCheckForExternal (strict.go)
-	handlers *registry
-
-	calls *callTable // requests waiting for responses, deadline sweeper (calls.go)
-
-	in   *inbound // bounds, queues and workers of inbound work (inbound.go)
-	send *sender  // reliable sends that wait within a bound, or hand off (sender.go)
-
-	fan     *fanout // SendMany, USendMany and relays (fanout.go)
-	buffer  *sendBuffer
-	streams *streamTable // streams (stream_node.go, stream.go)
-
-	metrics meshMetrics // counters for Collector (metrics.go)
-
-	ev *events // the event goroutine and the callbacks it runs (events.go)
+	handlers *registry    // handlers by command ID (registry.go)
+	ev       *events      // the event goroutine and the callbacks it runs (events.go)
+	calls    *callTable   // requests waiting for responses, deadline sweeper (calls.go)
+	in       *inbound     // inbound work: bounds, queues, workers, serving map (inbound.go, serve.go)
+	send     *sender      // reliable sends that wait within a bound, or hand off (sender.go)
+	fan      *fanout      // SendMany, USendMany and relays (fanout.go)
+	streams  *streamTable // streams (stream_node.go, stream.go)
+	buffer   *sendBuffer  // sendInterval batches; nil without sendInterval (buffer.go)
+	metrics  meshMetrics  // counters for Collector (metrics.go)
 
 	closeOnce sync.Once
 	closeErr  error
