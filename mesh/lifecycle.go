@@ -72,16 +72,6 @@ func (l *lifecycle) refuse() {
 	l.runMu.Unlock()
 }
 
-// stopped reports whether the node has stopped serving (done is closed).
-func (l *lifecycle) stopped() bool {
-	select {
-	case <-l.done:
-		return true
-	default:
-		return false
-	}
-}
-
 func (l *lifecycle) setReadiness(cb func() bool) {
 	l.checkMu.Lock()
 	l.readiness = cb
