@@ -13,9 +13,9 @@ import (
 // callWakers returns, for the calls now in n's table, whether each has a
 // waker.
 func callWakers(n *Node) (with, without int) {
-	n.callMu.Lock()
-	defer n.callMu.Unlock()
-	for _, c := range n.calls {
+	n.calls.mu.Lock()
+	defer n.calls.mu.Unlock()
+	for _, c := range n.calls.m {
 		if c.w != nil {
 			with++
 		} else {
