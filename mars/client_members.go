@@ -3,6 +3,7 @@ package mars
 import (
 	"context"
 	"maps"
+	"time"
 
 	"github.com/marsmesh/marsmesh/internal/dispatch"
 )
@@ -28,6 +29,30 @@ func (c *Client) Life() State {
 	defer c.mu.Unlock()
 	return c.life
 }
+
+// WaitDeclared waits until MARS lists the node in the state it declares
+// (Life): the report that carried it was applied and its sync came back. It
+// returns ctx's error when ctx ends first, ErrClosed when the client closes.
+func (c *Client) WaitDeclared(ctx context.Context) error {
+	for {
+		c.syncMu.Lock()
+		ch := c.syncCh
+		c.syncMu.Unlock()
+		if c.view.selfMarsState() == c.Life() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.done:
+			return ErrClosed
+		}
+	}
+}
+
+// Interval is the client's report period.
+func (c *Client) Interval() time.Duration { return c.cfg.Interval }
 
 // nodeKey identifies one node incarnation in a lane.
 type nodeKey struct {

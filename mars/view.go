@@ -220,6 +220,16 @@ func (v *View) selfState() State {
 	return StateNone
 }
 
+// selfMarsState is the state MARS lists the node the view belongs to in.
+func (v *View) selfMarsState() State {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if n := v.nodes[v.selfAddr]; n != nil && n.rec.Inc == v.selfInc {
+		return n.mars
+	}
+	return StateNone
+}
+
 // NodeValue returns one metadata value of a node. A list or map value is
 // the view's own: do not modify it.
 func (v *View) NodeValue(addr, name string) (interface{}, bool) {

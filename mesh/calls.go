@@ -174,6 +174,8 @@ func (t *callTable) result(c *call, r callResult) ([]byte, error) {
 		return nil, &RemoteError{Addr: c.addr, Cmd: c.cmd, Message: string(r.payload)}
 	case statusExpired:
 		return nil, timeoutErr(c.cmd, c.addr, fmt.Errorf("on the remote node: %w", context.DeadlineExceeded))
+	case statusDraining:
+		return nil, drainingErr(c.cmd, c.addr)
 	default:
 		return nil, fmt.Errorf("%w: command %d on %s: %s", ErrRequest, c.cmd, c.addr, r.payload)
 	}

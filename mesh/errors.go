@@ -6,8 +6,8 @@ import (
 )
 
 // Sentinel errors. Every error the mesh returns wraps at most one of the
-// first four, so the predicates below are mutually exclusive, and errors.Is
-// works on all of them.
+// first four or ErrDraining, so the predicates below are mutually
+// exclusive, and errors.Is works on all of them.
 var (
 	// ErrSend: the message could not be sent or delivered (bad address,
 	// too large, unreachable or dead peer, node shut down).
@@ -28,6 +28,10 @@ var (
 	ErrNotSetup = errors.New("mesh: Setup has not been called")
 	// ErrClosed: the node is shut down.
 	ErrClosed = errors.New("mesh: node is shut down")
+	// ErrDraining: the remote node is draining (shutting down): it refused
+	// the request or stream at once, without running a handler, so the
+	// caller can go to another node. It is none of the four kinds above.
+	ErrDraining = errors.New("mesh: node is draining")
 )
 
 // IsSendError reports whether err is or contains a send error (Send,
@@ -43,6 +47,14 @@ func IsRequestTimeoutError(err error) bool { return errors.Is(err, ErrRequestTim
 
 // IsUnhealthyError reports whether err is or contains the mesh health error.
 func IsUnhealthyError(err error) bool { return errors.Is(err, ErrUnhealthy) }
+
+// IsDraining reports whether err says the remote node is draining: it did
+// not run the request (or stream), and another node may.
+func IsDraining(err error) bool { return errors.Is(err, ErrDraining) }
+
+func drainingErr(cmd uint16, addr string) error {
+	return fmt.Errorf("%w: command %d to %s: not run", ErrDraining, cmd, addr)
+}
 
 // RemoteError is the error a remote handler returned, as the caller sees it.
 type RemoteError struct {

@@ -12,6 +12,7 @@ import (
 // goroutines Shutdown waits for.
 type lifecycle struct {
 	closed   atomic.Bool     // Shutdown has begun: refuse new sends
+	draining atomic.Bool     // Shutdown began draining: refuse new requests and streams (membership.go)
 	ctx      context.Context // cancelled by Shutdown; parent of handler contexts
 	cancel   context.CancelFunc
 	done     chan struct{} // closed when the node stops serving

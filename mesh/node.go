@@ -54,7 +54,7 @@ type node struct {
 	names    *peerNames   // peer address strings (names.go)
 	strict   *strictCheck // strictCheckForExternal (strict.go)
 	handlers *registry    // handlers by command ID (registry.go)
-	ev       *events      // the event goroutine and the callbacks it runs (events.go)
+	ev       *events      // the dispatcher of every user callback (events.go)
 	calls    *callTable   // requests waiting for responses, deadline sweeper (calls.go)
 	in       *inbound     // inbound work: bounds, queues, workers, serving map (inbound.go, serve.go)
 	send     *sender      // reliable sends that wait within a bound, or hand off (sender.go)
@@ -62,6 +62,7 @@ type node struct {
 	streams  *streamTable // streams (stream_node.go, stream.go)
 	buffer   *sendBuffer  // sendInterval batches; nil without sendInterval (buffer.go)
 	metrics  meshMetrics  // counters for Collector (metrics.go)
+	peers    peerIncs     // the incarnation of each peer session (membership.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -122,6 +123,7 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		RetryInterval: cfg.RetryIntervalDuration(),
 		RetryTimeout:  cfg.RetryTimeoutDuration(),
 		OnMessage:     n.onMessage,
+		OnPeerUp:      n.onPeerUp,
 		OnPeerDown:    n.onPeerDown,
 		Logger:        o.logger,
 		Keys:          keys,
@@ -161,6 +163,7 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		EndPoint:    o.endPoint,
 		Values:      o.values,
 		Logger:      o.logger,
+		Dispatcher:  n.ev.d, // the node's one dispatcher runs the client's callbacks too
 
 		FailoverAfter: cfg.RetryTimeoutDuration(),
 	})
@@ -169,9 +172,9 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		n.tr.Close()
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
-	n.ev.start()
+	n.peers.view.Store(n.mc.View())
 	n.calls.start()
-	n.mc.OnInitialSync(func() { n.ev.post(n.ev.firstSync) })
+	n.mc.OnInitialSync(n.ev.firstSync)
 	n.mc.Start()
 	n.startStatsReport() // counters to MARS for its dashboard (metrics_report.go)
 	n.log.Debug("mesh node started", "addr", n.selfStr, "guest", n.guest)
@@ -196,7 +199,7 @@ func (n *Node) build(cfg config.Mesh, o options) {
 		return ok
 	})
 	n.calls = newCallTable(&n.base, n.life.done)
-	n.ev = newEvents(&n.base, n.life.done, func() <-chan struct{} { return n.mc.Ready() })
+	n.ev = newEvents(&n.base)
 	if o.maxHandlers > 0 {
 		o.limits.MaxHandlers = o.maxHandlers
 	}

@@ -31,7 +31,12 @@ func (n *Node) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool
 	case kindRequest:
 		n.dispatchRequest(from, p, nil, reliable)
 	case kindResponse:
+		if len(p) > 8 && p[8] == statusDraining {
+			n.drainHeard(from, p[responseHeaderSize:])
+		}
 		n.calls.handleResponse(from, p)
+	case kindDrain:
+		n.drainHeard(from, p)
 	case kindCancel:
 		n.handleCancel(from, p)
 	case kindFanout:
@@ -86,6 +91,7 @@ type cmdItem struct {
 // on the peer fail now, and OnSendFailure listeners hear of lost messages.
 func (n *Node) onPeerDown(addr netip.AddrPort, err error) {
 	n.mc.HandlePeerDown(addr)
+	n.peerDownMembership(addr, err)
 	failed := n.calls.failPeer(addr, err)
 	failed = n.fan.peerDown(addr, err) || failed
 	n.streams.peerDown(addr, err)

@@ -87,6 +87,12 @@ func (n *Node) serveRequest(from netip.AddrPort, p []byte, data []byte, reliable
 	if hdr.timeoutMs > 0 {
 		j.deadline = time.Now().Add(time.Duration(hdr.timeoutMs) * time.Millisecond)
 	}
+	if ok && hdr.table != tableInternal && n.life.draining.Load() {
+		// The caller picked this node before it heard of the drain: tell
+		// it now, so it goes elsewhere instead of waiting.
+		n.respondSoon(from, hdr.id, statusDraining, n.drainNotice(), j.deadline)
+		return
+	}
 	if !ok {
 		n.respondSoon(from, hdr.id, statusNoHandler, []byte(fmt.Sprintf("no handler for command %d", hdr.cmd)), j.deadline)
 		return

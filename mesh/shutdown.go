@@ -95,7 +95,7 @@ func (n *Node) ShutdownContext(ctx context.Context) error {
 		n.bg.Wait()
 		n.calls.wait()
 		n.in.waitParked()
-		n.ev.wait()
+		n.ev.close(AbandonWait)
 		n.closeErr = errors.Join(mcErr, trErr)
 	})
 	return n.closeErr

@@ -344,6 +344,10 @@ func (t *streamTable) accept(from netip.AddrPort, p []byte) {
 		refuse(endNoHandler, fmt.Sprintf("no stream handler for command %d", o.cmd))
 		return
 	}
+	if t.life.draining.Load() {
+		refuse(endDraining, "node is draining")
+		return
+	}
 	var ctx context.Context
 	var cancel context.CancelFunc
 	if o.timeoutMs > 0 {

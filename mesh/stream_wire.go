@@ -25,6 +25,7 @@ const (
 	endReset     byte = 4 // protocol violation (window exceeded, bad frame)
 	endRefused   byte = 5 // the node is shutting down
 	endTimeout   byte = 6 // the stream's deadline passed
+	endDraining  byte = 7 // the node drains and takes no new stream
 )
 
 type streamOpen struct {

@@ -25,6 +25,9 @@ const (
 	kindStreamEOF   byte = 0x0B // [sid u64][dir u8]: the sender's CloseSend
 	kindStreamEnd   byte = 0x0C // [sid u64][dir u8][status u8][error text]
 	kindStreamWant  byte = 0x0D // [sid u64][dir u8]: the writer waits for credit
+
+	// kindDrain: [incarnation u64]: the sender drains (membership.go).
+	kindDrain byte = 0x10
 )
 
 // Handler tables a request can address.
@@ -41,6 +44,7 @@ const (
 	statusNoHandler byte = 2
 	statusExpired   byte = 3 // the deadline passed before the handler ran
 	statusTooLarge  byte = 4 // the response exceeds MaxMessageSize
+	statusDraining  byte = 5 // the node drains and takes no new request; payload: its incarnation u64
 )
 
 // Internal commands (tableInternal).
