@@ -69,7 +69,7 @@ func (c *cluster) waitListed(count int) {
 	c.t.Helper()
 	eventually(c.t, 15*time.Second, func() bool {
 		for _, n := range c.nodes {
-			if !n.closed.Load() && len(n.GetNodeAddresses(nil)) != count {
+			if !n.life.closed.Load() && len(n.GetNodeAddresses(nil)) != count {
 				return false
 			}
 		}

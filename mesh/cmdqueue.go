@@ -50,12 +50,12 @@ func (q *cmdQueue) take() *cmdChunk {
 
 // submitCommand queues a one-way command from addr; commands from one
 // peer run one at a time, in order.
-func (n *Node) submitCommand(addr netip.AddrPort, it cmdItem, reliable bool) bool {
-	n.in.mu.Lock()
-	defer n.in.mu.Unlock()
-	p := n.peerLocked(addr)
-	if !n.admitLocked(p, len(it.payload), reliable) {
-		n.forgetIdleLocked(p)
+func (in *inbound) submitCommand(addr netip.AddrPort, it cmdItem, reliable bool) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	p := in.peerLocked(addr)
+	if !in.admitLocked(p, len(it.payload), reliable) {
+		in.forgetIdleLocked(p)
 		return false
 	}
 	p.cmds.push(it)
@@ -63,10 +63,10 @@ func (n *Node) submitCommand(addr netip.AddrPort, it cmdItem, reliable bool) boo
 		return true
 	}
 	p.drain = true
-	if !n.queueLocked(p, inJob{t: funcTask{do: func() { n.drainCommands(p) }}}) {
+	if !in.queueLocked(p, inJob{t: funcTask{do: func() { in.drainCommands(p) }}}) {
 		p.drain = false
 		freeCmdChunks(p.cmds.take())
-		n.releaseLocked(p, len(it.payload), 1)
+		in.releaseLocked(p, len(it.payload), 1)
 		return false
 	}
 	return true
@@ -75,8 +75,7 @@ func (n *Node) submitCommand(addr netip.AddrPort, it cmdItem, reliable bool) boo
 // drainCommands runs p's queued commands in order until none is left. It
 // takes everything queued at once and gives back what it handled (the
 // peer's inbound bounds) after each chunk.
-func (n *Node) drainCommands(p *peerIn) {
-	in := &n.in
+func (in *inbound) drainCommands(p *peerIn) {
 	in.mu.Lock()
 	for !p.cmds.empty() {
 		c := p.cmds.take()
@@ -86,16 +85,16 @@ func (n *Node) drainCommands(p *peerIn) {
 			for i := range c.items[:c.n] {
 				it := &c.items[i]
 				select {
-				case <-n.done:
+				case <-in.life.done:
 				default:
-					n.runCommand(it)
+					in.runCommand(it)
 				}
 				size += len(it.payload)
 			}
 			count, next := c.n, c.next
 			freeCmdChunk(c)
 			in.mu.Lock()
-			n.releaseLocked(p, size, count)
+			in.releaseLocked(p, size, count)
 			in.mu.Unlock()
 			c = next
 		}
@@ -106,9 +105,9 @@ func (n *Node) drainCommands(p *peerIn) {
 }
 
 // runCommand runs one command's handler, recovering a panic.
-func (n *Node) runCommand(it *cmdItem) {
-	if _, err := n.protect(it.cmd, func() ([]byte, error) { return it.h.call(it.payload, it.sender) }); err != nil {
-		n.log.Debug("mesh: command handler failed", "cmd", it.cmd, "from", it.sender, "err", err)
+func (in *inbound) runCommand(it *cmdItem) {
+	if _, err := in.b.protect(it.cmd, func() ([]byte, error) { return it.h.call(it.payload, it.sender) }); err != nil {
+		in.b.log.Debug("mesh: command handler failed", "cmd", it.cmd, "from", it.sender, "err", err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/marsmesh/marsmesh/mars"
 	"github.com/marsmesh/marsmesh/rudp"
 )
 
@@ -72,23 +73,42 @@ type fanMsg struct {
 	payload  []byte
 }
 
+// fanout sends SendMany and USendMany messages along their tree and relays
+// those of other nodes: it owns the hop bookkeeping (fanoutState) and uses
+// the node's transport, sender, inbound work (relays run as inbound jobs)
+// and MARS view (only listed nodes are relayed to).
+type fanout struct {
+	fanoutState // IDs seen, hops waiting for their acks (fanout_state.go)
+
+	b           *base
+	life        *lifecycle
+	names       *peerNames
+	send        *sender
+	in          *inbound
+	strict      *strictCheck
+	metrics     *meshMetrics
+	view        func() *mars.View                                                                   // the node's MARS view
+	deliverHere func(from netip.AddrPort, sender string, cmd uint16, payload []byte, reliable bool) // to this node's command handlers
+	failed      func(addr string, err error)                                                        // OnSendFailure
+}
+
 // SendMany sends a reliable message to the command handler of cmd on every
 // node in addrs, along a tree in which each node sends to at most limit
 // others (limit <= 0: the sender sends to all). It returns once every node
 // has it or is known unreachable; a *FanoutError (IsSendError) lists the
 // nodes that were not reached. Each node gets the message exactly once.
 func (n *Node) SendMany(cmd uint16, addrs []string, data interface{}, limit int) error {
-	return n.sendMany(cmd, addrs, data, limit, true)
+	return n.fan.sendMany(cmd, addrs, data, limit, true)
 }
 
 // USendMany is SendMany with unreliable messages and no acknowledgements:
 // it returns once the first hop is sent.
 func (n *Node) USendMany(cmd uint16, addrs []string, data interface{}, limit int) error {
-	return n.sendMany(cmd, addrs, data, limit, false)
+	return n.fan.sendMany(cmd, addrs, data, limit, false)
 }
 
-func (n *Node) sendMany(cmd uint16, addrs []string, data interface{}, limit int, reliable bool) error {
-	if n.closed.Load() {
+func (f *fanout) sendMany(cmd uint16, addrs []string, data interface{}, limit int, reliable bool) error {
+	if f.life.closed.Load() {
 		return sendErr("fan-out", ErrClosed)
 	}
 	payload, err := encodeData(data)
@@ -103,7 +123,7 @@ func (n *Node) sendMany(cmd uint16, addrs []string, data interface{}, limit int,
 	targets := make([]netip.AddrPort, 0, len(addrs))
 	toSelf := false
 	for _, a := range addrs {
-		ap, err := n.resolve(a)
+		ap, err := resolve(a)
 		if err != nil {
 			failed = append(failed, a)
 			continue
@@ -112,7 +132,7 @@ func (n *Node) sendMany(cmd uint16, addrs []string, data interface{}, limit int,
 			continue
 		}
 		seen[ap] = true
-		if ap == n.self {
+		if ap == f.b.self {
 			toSelf = true
 			continue
 		}
@@ -121,18 +141,18 @@ func (n *Node) sendMany(cmd uint16, addrs []string, data interface{}, limit int,
 	if limit <= 0 || limit > len(targets) {
 		limit = max(len(targets), 1)
 	}
-	n.metrics.fanoutSends.Add(1)
-	m := &fanMsg{id: rand.Uint64(), cmd: cmd, limit: limit, origin: n.self, payload: payload}
+	f.metrics.fanoutSends.Add(1)
+	m := &fanMsg{id: rand.Uint64(), cmd: cmd, limit: limit, origin: f.b.self, payload: payload}
 	if reliable {
 		m.flags = fanReliable
 		m.deadline = time.Now().Add(fanoutTimeout)
 	}
-	n.fan.firstSight(m.id)
+	f.firstSight(m.id)
 	if toSelf {
-		n.deliverCommand(n.self, n.selfStr, cmd, payload, true)
+		f.deliverHere(f.b.self, f.b.selfStr, cmd, payload, true)
 	}
-	for _, ap := range n.spread(m, targets) {
-		failed = append(failed, n.name(ap))
+	for _, ap := range f.spread(m, targets) {
+		failed = append(failed, f.names.name(ap))
 	}
 	if len(failed) > 0 {
 		return &FanoutError{Failed: failed, Total: len(seen) + len(failed) - countResolved(failed, seen)}
@@ -154,7 +174,7 @@ func countResolved(failed []string, seen map[netip.AddrPort]bool) int {
 
 // spread delivers m to targets through at most m.limit relays and returns
 // the nodes that could not be reached.
-func (n *Node) spread(m *fanMsg, targets []netip.AddrPort) []netip.AddrPort {
+func (f *fanout) spread(m *fanMsg, targets []netip.AddrPort) []netip.AddrPort {
 	if len(targets) == 0 {
 		return nil
 	}
@@ -163,7 +183,7 @@ func (n *Node) spread(m *fanMsg, targets []netip.AddrPort) []netip.AddrPort {
 	if m.flags&fanReliable == 0 {
 		var failed []netip.AddrPort
 		for _, g := range groups {
-			if err := n.sendHop(m, g[0], g[1:], nil); err != nil {
+			if err := f.sendHop(m, g[0], g[1:], nil); err != nil {
 				failed = append(failed, g[0])
 			}
 		}
@@ -173,7 +193,7 @@ func (n *Node) spread(m *fanMsg, targets []netip.AddrPort) []netip.AddrPort {
 	// serve them all.
 	w := newSpreadWait(len(groups))
 	for i, g := range groups {
-		n.startHop(m, g[0], g[1:], w, i)
+		f.startHop(m, g[0], g[1:], w, i)
 	}
 	// Leave the children time to report their own shares before our deadline.
 	hop := max(time.Until(m.deadline)*9/10, 0)
@@ -183,13 +203,13 @@ func (n *Node) spread(m *fanMsg, targets []netip.AddrPort) []netip.AddrPort {
 	case <-w.done:
 	case <-timer.C:
 		late = fmt.Errorf("%w: no fan-out ack within %v: %w", ErrSend, hop, context.DeadlineExceeded)
-	case <-n.done:
+	case <-f.life.done:
 		late = ErrClosed
 	}
 	timer.Stop()
 	if late != nil {
 		for i, g := range groups {
-			n.fan.forget(fanKey{m.id, g[0]}, w)
+			f.forget(fanKey{m.id, g[0]}, w)
 			w.answer(i, fanAck{err: late}) // ignored where an answer came
 		}
 	}
@@ -207,13 +227,13 @@ func (n *Node) spread(m *fanMsg, targets []netip.AddrPort) []netip.AddrPort {
 			continue
 		}
 		// head cannot be reached: this node delivers its share itself.
-		n.metrics.relayTakeovers.Add(1)
-		n.sendFailed(n.name(head), acks[i].err)
+		f.metrics.relayTakeovers.Add(1)
+		f.failed(f.names.name(head), acks[i].err)
 		failed = append(failed, head)
 		again = append(again, rest...)
 	}
 	if len(again) > 0 {
-		failed = append(failed, n.spread(m, again)...)
+		failed = append(failed, f.spread(m, again)...)
 	}
 	return failed
 }
@@ -223,26 +243,26 @@ func (n *Node) spread(m *fanMsg, targets []netip.AddrPort) []netip.AddrPort {
 // share is done), a hop without one by the transport's acknowledgement of
 // the message. It never waits for queue room itself: a hop to a full
 // queue waits on a goroutine of its own, until the fan-out's deadline.
-func (n *Node) startHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, w *spreadWait, i int) {
+func (f *fanout) startHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, w *spreadWait, i int) {
 	k := fanKey{m.id, head}
-	n.fan.wait(k, w, i)
+	f.wait(k, w, i)
 	var done func(error)
 	if len(rest) == 0 {
-		done = func(err error) { n.fan.deliver(k, fanAck{err: err}) }
+		done = func(err error) { f.deliver(k, fanAck{err: err}) }
 	}
 	fail := func(err error) {
-		n.fan.forget(k, w)
+		f.forget(k, w)
 		w.answer(i, fanAck{err: err})
 	}
-	err := n.sendHopNoWait(m, head, rest, done)
+	err := f.sendHopNoWait(m, head, rest, done)
 	if !errors.Is(err, rudp.ErrWouldBlock) {
 		if err != nil {
 			fail(err)
 		}
 		return
 	}
-	if !n.startHandler(func() {
-		if err := n.sendHop(m, head, rest, done); err != nil {
+	if !f.life.start(func() {
+		if err := f.sendHop(m, head, rest, done); err != nil {
 			fail(err)
 		}
 	}) {
@@ -252,33 +272,33 @@ func (n *Node) startHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, w
 
 // sendHopNoWait is sendHop (reliable) that returns rudp.ErrWouldBlock
 // instead of waiting for room in head's queue.
-func (n *Node) sendHopNoWait(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, done func(error)) error {
+func (f *fanout) sendHopNoWait(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, done func(error)) error {
 	if len(rest) > maxFanoutShare {
 		return fmt.Errorf("%w: fan-out share of %d nodes, limit %d", rudp.ErrTooLarge, len(rest), maxFanoutShare)
 	}
-	if n.closed.Load() {
+	if f.life.closed.Load() {
 		return ErrClosed
 	}
-	return n.tr.SendMsg(context.Background(), head, kindFanout, fanoutHeader(m, rest), m.payload,
+	return f.b.tr.SendMsg(context.Background(), head, kindFanout, fanoutHeader(m, rest), m.payload,
 		rudp.SendOptions{AckNow: true, Done: done, NoWait: true})
 }
 
 // sendHop sends m to head with rest as its share; done, if set, hears the
 // transport's acknowledgement (reliable fan-out only).
-func (n *Node) sendHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, done func(error)) error {
+func (f *fanout) sendHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, done func(error)) error {
 	if len(rest) > maxFanoutShare {
 		return fmt.Errorf("%w: fan-out share of %d nodes, limit %d", rudp.ErrTooLarge, len(rest), maxFanoutShare)
 	}
 	hdr := fanoutHeader(m, rest)
-	if n.closed.Load() {
+	if f.life.closed.Load() {
 		return ErrClosed
 	}
 	if m.flags&fanReliable == 0 {
-		return n.tr.USendWithHeader(head, kindFanout, hdr, m.payload)
+		return f.b.tr.USendWithHeader(head, kindFanout, hdr, m.payload)
 	}
 	// A relay's ack would otherwise wait for data that never comes. A full
 	// queue to head is waited on only until the fan-out's deadline.
-	return n.sendBounded(head, kindFanout, hdr, m.payload, rudp.SendOptions{AckNow: true, Done: done}, m.deadline)
+	return f.send.bounded(head, kindFanout, hdr, m.payload, rudp.SendOptions{AckNow: true, Done: done}, m.deadline)
 }
 
 // fanoutHeader encodes the frame of m, with share, up to the payload.
@@ -347,46 +367,46 @@ func parseFanout(p []byte) (*fanMsg, []netip.AddrPort, error) {
 // this node's MARS view lists (same app) are relayed to; the others are
 // refused and reported failed in the ack, so a forged share list costs
 // nothing. The payload is shared by every hop, never copied per head.
-func (n *Node) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
+func (f *fanout) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
 	m, share, err := parseFanout(p)
 	if err != nil {
-		n.bad("malformed fan-out", from)
+		f.b.bad("malformed fan-out", from)
 		return
 	}
-	if n.strictDrop(from) {
+	if f.strict.drop(from) {
 		return
 	}
-	if n.fan.firstSight(m.id) {
-		n.metrics.fanoutDelivered.Add(1)
-		n.deliverCommand(from, n.name(m.origin), m.cmd, m.payload, reliable)
+	if f.firstSight(m.id) {
+		f.metrics.fanoutDelivered.Add(1)
+		f.deliverHere(from, f.names.name(m.origin), m.cmd, m.payload, reliable)
 	}
 	if len(share) == 0 {
 		return // a leaf: the transport's acknowledgement is the parent's confirmation
 	}
-	listed, refused := n.listedShare(share)
+	listed, refused := f.listedShare(share)
 	if m.flags&fanReliable == 0 || !reliable {
 		m.flags &^= fanReliable
 		if len(listed) > 0 {
-			n.submit(from, len(p), false, funcTask{do: func() { n.spread(m, listed) }})
+			f.in.submit(from, len(p), false, funcTask{do: func() { f.spread(m, listed) }})
 		}
 		return
 	}
 	if len(listed) == 0 {
-		n.sendFanAck(from, m.id, nil, refused, m.deadline)
+		f.sendFanAck(from, m.id, nil, refused, m.deadline)
 		return
 	}
-	n.submit(from, len(p), true, funcTask{do: func() {
-		n.sendFanAck(from, m.id, n.spread(m, listed), refused, m.deadline)
+	f.in.submit(from, len(p), true, funcTask{do: func() {
+		f.sendFanAck(from, m.id, f.spread(m, listed), refused, m.deadline)
 	}, no: func() {
-		n.sendFanAck(from, m.id, nil, share, m.deadline) // shutting down
+		f.sendFanAck(from, m.id, nil, share, m.deadline) // shutting down
 	}})
 }
 
 // listedShare splits a share into the nodes this node's view lists (other
 // than itself) and the rest. A node listed twice is relayed to once (each
 // hop of a spread waits for its own peer).
-func (n *Node) listedShare(share []netip.AddrPort) (listed, refused []netip.AddrPort) {
-	view := n.mc.View()
+func (f *fanout) listedShare(share []netip.AddrPort) (listed, refused []netip.AddrPort) {
+	view := f.view()
 	listed = share[:0:0]
 	var seen map[netip.AddrPort]bool
 	if len(share) > 1 {
@@ -399,14 +419,14 @@ func (n *Node) listedShare(share []netip.AddrPort) (listed, refused []netip.Addr
 			}
 			seen[a] = true
 		}
-		if _, ok := view.Node(a.String()); ok && a != n.self {
+		if _, ok := view.Node(a.String()); ok && a != f.b.self {
 			listed = append(listed, a)
 		} else {
 			refused = append(refused, a)
 		}
 	}
 	if len(refused) > 0 {
-		n.warnOnce("mesh: fan-out share lists nodes the view does not", "count", len(refused))
+		f.b.warnOnce("mesh: fan-out share lists nodes the view does not", "count", len(refused))
 	}
 	return listed, refused
 }
@@ -466,23 +486,23 @@ func readAddrList(p []byte) ([]netip.AddrPort, []byte, error) {
 // (a reader that knows only the failed list ignores the rest).
 // It never waits on a full queue (it may run on the read goroutine): a
 // bounded hand-off sends it by the fan-out's deadline.
-func (n *Node) sendFanAck(to netip.AddrPort, id uint64, failed, refused []netip.AddrPort, deadline time.Time) {
+func (f *fanout) sendFanAck(to netip.AddrPort, id uint64, failed, refused []netip.AddrPort, deadline time.Time) {
 	b := binary.BigEndian.AppendUint64(make([]byte, 0, 12+8*(len(failed)+len(refused))), id)
 	b = appendAddrList(b, failed)
 	b = appendAddrList(b, refused)
 	if deadline.IsZero() {
 		deadline = time.Now().Add(fanoutTimeout)
 	}
-	n.sendSoon(to, kindFanoutAck, nil, b, rudp.SendOptions{AckNow: true}, deadline)
+	f.send.soon(to, kindFanoutAck, nil, b, rudp.SendOptions{AckNow: true}, deadline)
 }
 
-func (n *Node) handleFanoutAck(from netip.AddrPort, p []byte) {
+func (f *fanout) handleFanoutAck(from netip.AddrPort, p []byte) {
 	id, failed, refused, err := parseFanoutAck(p)
 	if err != nil {
-		n.bad("malformed fan-out ack", from)
+		f.b.bad("malformed fan-out ack", from)
 		return
 	}
-	n.fan.deliver(fanKey{id, from}, fanAck{failed: failed, refused: refused})
+	f.deliver(fanKey{id, from}, fanAck{failed: failed, refused: refused})
 }
 
 func parseFanoutAck(p []byte) (id uint64, failed, refused []netip.AddrPort, err error) {

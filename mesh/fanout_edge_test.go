@@ -160,7 +160,7 @@ func TestSpreadSilentRelay(t *testing.T) {
 		deadline: time.Now().Add(4 * time.Second), payload: []byte{0x80}}
 	sender.fan.firstSight(m.id)
 	takeovers := sender.metrics.relayTakeovers.Load()
-	failed := sender.spread(m, targets)
+	failed := sender.fan.spread(m, targets)
 	if len(failed) != 1 || failed[0] != silent.tr.LocalAddr() {
 		t.Fatalf("failed %v, want only the silent relay", failed)
 	}
@@ -189,7 +189,7 @@ func TestFanoutShareListedTwice(t *testing.T) {
 	m := &fanMsg{id: rand.Uint64(), cmd: 80, flags: fanReliable, limit: 8, origin: sender.self,
 		deadline: time.Now().Add(5 * time.Second), payload: []byte{0x80}} // an empty msgpack map
 	w := newSpreadWait(1)
-	sender.startHop(m, head, share, w, 0)
+	sender.fan.startHop(m, head, share, w, 0)
 	select {
 	case <-w.done:
 	case <-time.After(3 * time.Second):

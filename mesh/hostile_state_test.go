@@ -10,21 +10,21 @@ import (
 // TestNameCacheBounded: names of 20,000 distinct (forged) sources leave at
 // most maxNames cached, and names stay right past the bound.
 func TestNameCacheBounded(t *testing.T) {
-	n := &Node{node: &node{}}
+	n := &Node{node: &node{names: new(peerNames)}}
 	for i := range 20000 {
 		a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}), 7000)
-		if got := n.name(a); got != a.String() {
+		if got := n.names.name(a); got != a.String() {
 			t.Fatalf("name(%v) = %q", a, got)
 		}
 	}
 	cached := 0
-	n.names.Range(func(any, any) bool { cached++; return true })
-	if cached > maxNames || n.numNames.Load() != int64(cached) {
-		t.Fatalf("%d names cached (counted %d), limit %d", cached, n.numNames.Load(), maxNames)
+	n.names.m.Range(func(any, any) bool { cached++; return true })
+	if cached > maxNames || n.names.num.Load() != int64(cached) {
+		t.Fatalf("%d names cached (counted %d), limit %d", cached, n.names.num.Load(), maxNames)
 	}
 	a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, 1}), 7000)
-	n.forgetName(a)
-	if n.numNames.Load() != int64(cached-1) {
+	n.names.forget(a)
+	if n.names.num.Load() != int64(cached-1) {
 		t.Fatal("forgetName did not uncount")
 	}
 }

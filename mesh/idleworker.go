@@ -18,9 +18,10 @@ import "github.com/marsmesh/marsmesh/internal/pollwake"
 // one request at a time the next one often arrives while the worker of
 // the last is still writing its reply).
 //
-// A parked worker is not counted in n.wg (Shutdown does not wait for it);
-// it is counted in n.bg, and the sweeper wakes every parked worker when
-// the node stops (closeIdleWorkers).
+// A parked worker is not counted in the node's lifecycle (Shutdown does
+// not wait for it as for a handler); it is counted in in.parked, and
+// Shutdown wakes every parked worker when the node stops (closeIdleWorkers)
+// before it waits for them.
 
 // maxIdleWorkers is how many workers may wait for work.
 const maxIdleWorkers = 2
@@ -32,14 +33,10 @@ type idleWorker struct {
 
 // startWorkerLocked starts a worker for the ready jobs; it runs under
 // in.mu and reports false when the node is stopping.
-func (n *Node) startWorkerLocked() bool {
-	n.runMu.RLock()
-	defer n.runMu.RUnlock()
-	if n.stopping {
+func (in *inbound) startWorkerLocked() bool {
+	if !in.life.enter() {
 		return false
 	}
-	n.wg.Add(1)
-	in := &n.in
 	if k := len(in.idle); k > 0 && in.running <= int(in.replying.Load()) {
 		iw := in.idle[k-1]
 		in.idle[k-1] = nil
@@ -48,26 +45,26 @@ func (n *Node) startWorkerLocked() bool {
 		iw.w.Wake()
 		return true
 	}
-	go n.workerLoop()
+	go in.workerLoop()
 	return true
 }
 
-// workerLoop runs ready jobs (counted in n.wg), then parks as an idle
+// workerLoop runs ready jobs (counted in the node's lifecycle), then parks as an idle
 // worker, or ends.
-func (n *Node) workerLoop() {
+func (in *inbound) workerLoop() {
 	var iw *idleWorker
 	for {
-		n.worker()
-		n.wg.Done()
-		if iw = n.parkIdleWorker(iw); iw == nil {
+		in.worker()
+		in.life.exit()
+		if iw = in.parkIdleWorker(iw); iw == nil {
 			return
 		}
 		iw.w.Wait()
-		n.in.mu.Lock()
+		in.mu.Lock()
 		work := iw.work
 		iw.work = false
-		n.in.mu.Unlock()
-		n.bg.Done()
+		in.mu.Unlock()
+		in.parked.Done()
 		if !work {
 			pollwake.Put(iw.w)
 			return
@@ -77,8 +74,7 @@ func (n *Node) workerLoop() {
 
 // parkIdleWorker lists the calling worker as idle, if there is room and
 // the node is not stopping; it returns nil (and frees iw's waker) if not.
-func (n *Node) parkIdleWorker(iw *idleWorker) *idleWorker {
-	in := &n.in
+func (in *inbound) parkIdleWorker(iw *idleWorker) *idleWorker {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.idleClosed || len(in.idle) >= maxIdleWorkers {
@@ -94,15 +90,14 @@ func (n *Node) parkIdleWorker(iw *idleWorker) *idleWorker {
 		}
 		iw = &idleWorker{w: w}
 	}
-	n.bg.Add(1) // the sweeper, in n.bg, closes the idle list before it ends
+	in.parked.Add(1) // Shutdown closes the idle list before it waits for in.parked
 	in.idle = append(in.idle, iw)
 	return iw
 }
 
-// closeIdleWorkers ends the parked workers; it runs on the sweeper when
-// the node stops.
-func (n *Node) closeIdleWorkers() {
-	in := &n.in
+// closeIdleWorkers ends the parked workers; Shutdown runs it when the
+// node stops.
+func (in *inbound) closeIdleWorkers() {
 	in.mu.Lock()
 	idle := in.idle
 	in.idle = nil
@@ -112,3 +107,6 @@ func (n *Node) closeIdleWorkers() {
 		iw.w.Wake() // work is false: it ends
 	}
 }
+
+// waitParked waits for the parked workers to end (after closeIdleWorkers).
+func (in *inbound) waitParked() { in.parked.Wait() }

@@ -101,7 +101,13 @@ type peerIn struct {
 
 func (p *peerIn) pending() int { return len(p.jobs) - p.head }
 
+// inbound is a node's inbound work: the per-peer bounds, the queues of
+// jobs and one-way commands, the worker goroutines (and the parked ones,
+// idleworker.go) that run them, and inline handlers (inline.go). Workers
+// are counted in the node's lifecycle, so Shutdown waits for them.
 type inbound struct {
+	b          *base
+	life       *lifecycle
 	lim        InboundLimits
 	peerMax    int // handlers one peer may run at once
 	mu         sync.Mutex
@@ -115,13 +121,21 @@ type inbound struct {
 	slow       atomic.Uint64
 	dropped    atomic.Uint64
 	pausedNow  atomic.Int64
+	serving    servingTable   // context-aware handlers running (serve.go)
+	parked     sync.WaitGroup // parked workers (not handlers: Shutdown ends them, then waits)
 }
 
-func (in *inbound) init(l InboundLimits) {
-	in.lim = l.withDefaults()
+func newInbound(b *base, life *lifecycle, l InboundLimits) *inbound {
+	in := &inbound{b: b, life: life, lim: l.withDefaults(), peers: make(map[netip.AddrPort]*peerIn)}
 	in.peerMax = max(in.lim.MaxHandlers/4, 1)
-	in.peers = make(map[netip.AddrPort]*peerIn)
+	return in
 }
+
+// answering and answered bracket a worker whose handler returned and that
+// only sends its answer now (a new job may then wake a parked worker
+// instead of starting a goroutine, idleworker.go).
+func (in *inbound) answering() { in.replying.Add(1) }
+func (in *inbound) answered()  { in.replying.Add(-1) }
 
 // SlowConsumerEvents counts the times a peer's inbound bound was reached
 // and its session paused.
@@ -134,22 +148,21 @@ func (n *Node) InboundDrops() uint64 { return n.in.dropped.Load() }
 // admitLocked accounts a message of size bytes from p. It reports false
 // (and counts a drop) for an unreliable message past the peer's bounds; a
 // reliable one is always taken, and pauses the peer when it reaches them.
-func (n *Node) admitLocked(p *peerIn, size int, reliable bool) bool {
-	in := &n.in
+func (in *inbound) admitLocked(p *peerIn, size int, reliable bool) bool {
 	over := p.bytes+size > in.lim.PeerBytes || p.count+1 > in.lim.PeerCount
 	if over && !reliable {
 		in.dropped.Add(1)
-		n.warnOnce("mesh: inbound bound reached, unreliable message dropped", "from", p.addr)
+		in.b.warnOnce("mesh: inbound bound reached, unreliable message dropped", "from", p.addr)
 		return false
 	}
 	p.bytes += size
 	p.count++
-	if !p.paused && (p.bytes >= in.lim.PeerBytes || p.count >= in.lim.PeerCount) && p.addr != n.self {
+	if !p.paused && (p.bytes >= in.lim.PeerBytes || p.count >= in.lim.PeerCount) && p.addr != in.b.self {
 		p.paused = true
 		in.pausedNow.Add(1)
 		in.slow.Add(1)
-		n.tr.Pause(p.addr) // never blocks; safe under in.mu
-		n.warnOnce("mesh: slow consumer: inbound bound reached, session paused "+p.addr.String(),
+		in.b.tr.Pause(p.addr) // never blocks; safe under in.mu
+		in.b.warnOnce("mesh: slow consumer: inbound bound reached, session paused "+p.addr.String(),
 			"bytes", p.bytes, "count", p.count, "limitBytes", in.lim.PeerBytes, "limitCount", in.lim.PeerCount)
 	}
 	return true
@@ -157,44 +170,43 @@ func (n *Node) admitLocked(p *peerIn, size int, reliable bool) bool {
 
 // releaseLocked gives back what a finished message held, resuming the peer
 // below its low-water mark and forgetting an idle peer.
-func (n *Node) releaseLocked(p *peerIn, size, count int) {
-	in := &n.in
+func (in *inbound) releaseLocked(p *peerIn, size, count int) {
 	p.bytes -= size
 	p.count -= count
 	if p.paused && p.bytes <= in.lim.PeerBytes/2 && p.count <= in.lim.PeerCount/2 {
 		p.paused = false
 		in.pausedNow.Add(-1)
-		n.tr.Resume(p.addr)
+		in.b.tr.Resume(p.addr)
 	}
-	n.forgetIdleLocked(p)
+	in.forgetIdleLocked(p)
 }
 
 // forgetIdleLocked drops the state of a peer with nothing accepted,
 // keeping a few for reuse (no allocation per request).
-func (n *Node) forgetIdleLocked(p *peerIn) {
-	if p.count == 0 && p.running == 0 && p.pending() == 0 && !p.paused && !p.drain && n.in.peers[p.addr] == p {
-		delete(n.in.peers, p.addr)
-		if len(n.in.spare) < maxSparePeers && cap(p.jobs) <= 64 {
+func (in *inbound) forgetIdleLocked(p *peerIn) {
+	if p.count == 0 && p.running == 0 && p.pending() == 0 && !p.paused && !p.drain && in.peers[p.addr] == p {
+		delete(in.peers, p.addr)
+		if len(in.spare) < maxSparePeers && cap(p.jobs) <= 64 {
 			*p = peerIn{jobs: p.jobs[:0]}
-			n.in.spare = append(n.in.spare, p)
+			in.spare = append(in.spare, p)
 		}
 	}
 }
 
 const maxSparePeers = 64
 
-func (n *Node) peerLocked(addr netip.AddrPort) *peerIn {
-	p := n.in.peers[addr]
+func (in *inbound) peerLocked(addr netip.AddrPort) *peerIn {
+	p := in.peers[addr]
 	if p == nil {
-		if k := len(n.in.spare); k > 0 {
-			p = n.in.spare[k-1]
-			n.in.spare[k-1] = nil
-			n.in.spare = n.in.spare[:k-1]
+		if k := len(in.spare); k > 0 {
+			p = in.spare[k-1]
+			in.spare[k-1] = nil
+			in.spare = in.spare[:k-1]
 		} else {
 			p = &peerIn{}
 		}
 		p.addr = addr
-		n.in.peers[addr] = p
+		in.peers[addr] = p
 	}
 	return p
 }
@@ -203,49 +215,48 @@ func (n *Node) peerLocked(addr netip.AddrPort) *peerIn {
 // never blocks (it runs on the read goroutine). An unreliable message past
 // the peer's bounds is dropped; when the node is stopping, t.refuse runs
 // instead of t.run, on this goroutine or a worker.
-func (n *Node) submit(addr netip.AddrPort, size int, reliable bool, t task) {
-	n.in.mu.Lock()
-	p := n.peerLocked(addr)
-	if !n.admitLocked(p, size, reliable) {
-		n.forgetIdleLocked(p)
-		n.in.mu.Unlock()
+func (in *inbound) submit(addr netip.AddrPort, size int, reliable bool, t task) {
+	in.mu.Lock()
+	p := in.peerLocked(addr)
+	if !in.admitLocked(p, size, reliable) {
+		in.forgetIdleLocked(p)
+		in.mu.Unlock()
 		return
 	}
-	ok := n.queueLocked(p, inJob{size: size, count: 1, t: t})
+	ok := in.queueLocked(p, inJob{size: size, count: 1, t: t})
 	if !ok {
-		n.releaseLocked(p, size, 1)
+		in.releaseLocked(p, size, 1)
 	}
-	n.in.mu.Unlock()
+	in.mu.Unlock()
 	if !ok {
 		t.refuse()
 	}
 }
 
 // queueLocked appends a job to p and starts a worker if one may run.
-func (n *Node) queueLocked(p *peerIn, j inJob) bool {
+func (in *inbound) queueLocked(p *peerIn, j inJob) bool {
 	p.jobs = append(p.jobs, j)
-	n.readyLocked(p)
-	if n.in.running < n.in.lim.MaxHandlers && len(n.in.ready) > 0 {
-		if !n.startWorkerLocked() {
+	in.readyLocked(p)
+	if in.running < in.lim.MaxHandlers && len(in.ready) > 0 {
+		if !in.startWorkerLocked() {
 			p.jobs = p.jobs[:len(p.jobs)-1]
 			return false
 		}
-		n.in.running++
+		in.running++
 	}
 	return true
 }
 
 // readyLocked puts p in the ready ring if it has a job it may start.
-func (n *Node) readyLocked(p *peerIn) {
-	if !p.inReady && p.pending() > 0 && p.running < n.in.peerMax {
+func (in *inbound) readyLocked(p *peerIn) {
+	if !p.inReady && p.pending() > 0 && p.running < in.peerMax {
 		p.inReady = true
-		n.in.ready = append(n.in.ready, p)
+		in.ready = append(in.ready, p)
 	}
 }
 
 // worker runs ready jobs, peers in turn, until none is left.
-func (n *Node) worker() {
-	in := &n.in
+func (in *inbound) worker() {
 	in.mu.Lock()
 	for len(in.ready) > 0 {
 		p := in.ready[0]
@@ -262,18 +273,18 @@ func (n *Node) worker() {
 			p.jobs, p.head = p.jobs[:0], 0
 		}
 		p.running++
-		n.readyLocked(p) // behind the others
+		in.readyLocked(p) // behind the others
 		in.mu.Unlock()
 		select {
-		case <-n.done:
+		case <-in.life.done:
 			j.t.refuse()
 		default:
 			j.t.run()
 		}
 		in.mu.Lock()
 		p.running--
-		n.readyLocked(p)
-		n.releaseLocked(p, j.size, j.count)
+		in.readyLocked(p)
+		in.releaseLocked(p, j.size, j.count)
 	}
 	in.running--
 	in.mu.Unlock()

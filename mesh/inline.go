@@ -43,15 +43,14 @@ func (n *Node) onMessageInline(from netip.AddrPort, kind byte, p []byte, reliabl
 // submitInline is submit for a reliable request on a goroutine that may
 // block: its handler runs here when the node's bounds allow and nothing
 // from the peer waits ahead of it; otherwise it queues as with submit.
-func (n *Node) submitInline(addr netip.AddrPort, size int, t task) {
-	in := &n.in
+func (in *inbound) submitInline(addr netip.AddrPort, size int, t task) {
 	in.mu.Lock()
-	p := n.peerLocked(addr)
-	n.admitLocked(p, size, true) // reliable: always taken
-	if p.pending() > 0 || p.running >= in.peerMax || in.running >= in.lim.MaxHandlers || !n.enterHandler() {
-		ok := n.queueLocked(p, inJob{size: size, count: 1, t: t})
+	p := in.peerLocked(addr)
+	in.admitLocked(p, size, true) // reliable: always taken
+	if p.pending() > 0 || p.running >= in.peerMax || in.running >= in.lim.MaxHandlers || !in.life.enter() {
+		ok := in.queueLocked(p, inJob{size: size, count: 1, t: t})
 		if !ok {
-			n.releaseLocked(p, size, 1)
+			in.releaseLocked(p, size, 1)
 		}
 		in.mu.Unlock()
 		if !ok {
@@ -63,31 +62,19 @@ func (n *Node) submitInline(addr netip.AddrPort, size int, t task) {
 	in.running++
 	in.mu.Unlock()
 	select {
-	case <-n.done:
+	case <-in.life.done:
 		t.refuse()
 	default:
 		t.run()
 	}
-	n.wg.Done()
+	in.life.exit()
 	in.mu.Lock()
 	p.running--
 	in.running--
-	n.readyLocked(p)
-	n.releaseLocked(p, size, 1)
-	if len(in.ready) > 0 && in.running < in.lim.MaxHandlers && n.startHandler(n.worker) {
+	in.readyLocked(p)
+	in.releaseLocked(p, size, 1)
+	if len(in.ready) > 0 && in.running < in.lim.MaxHandlers && in.life.start(in.worker) {
 		in.running++ // work queued meanwhile gets a worker
 	}
 	in.mu.Unlock()
-}
-
-// enterHandler counts a handler Shutdown waits for, unless the node is
-// stopping.
-func (n *Node) enterHandler() bool {
-	n.runMu.RLock()
-	defer n.runMu.RUnlock()
-	if n.stopping {
-		return false
-	}
-	n.wg.Add(1)
-	return true
 }

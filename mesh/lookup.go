@@ -19,7 +19,7 @@ import (
 // Requests are refused (IsUnhealthyError) only while it is false. To ask
 // whether MARS answered recently, use InTouchWithMars.
 func (n *Node) IsPartOfCluster() bool {
-	if n.closed.Load() {
+	if n.life.closed.Load() {
 		return false
 	}
 	select {
@@ -190,13 +190,13 @@ func (n *Node) IsNodeTaken(nodeAddr string) bool { return n.statusOf(nodeAddr) =
 // IsMyNodeOnline reports whether this node's status is online (a node
 // that was shut down is not).
 func (n *Node) IsMyNodeOnline() bool {
-	return !n.closed.Load() && n.mc.Self().Status == mars.StatusOnline
+	return !n.life.closed.Load() && n.mc.Self().Status == mars.StatusOnline
 }
 
 // IsMyNodeOffline reports whether this node's status is offline, or the
 // node was shut down.
 func (n *Node) IsMyNodeOffline() bool {
-	return n.closed.Load() || n.mc.Self().Status == mars.StatusOffline
+	return n.life.closed.Load() || n.mc.Self().Status == mars.StatusOffline
 }
 
 // IsMyNodeTaken reports whether this node's status is taken.

@@ -187,6 +187,8 @@ var (
 		"Unreliable inbound messages dropped because their peer was at its inbound bound.", nil, nil)
 	descReplyDrops = prometheus.NewDesc("marsmesh_backpressure_reply_drops_total",
 		"Answers dropped because the peer's queue was full and too many deferred answers were already waiting.", nil, nil)
+	descBufferDrops = prometheus.NewDesc("marsmesh_backpressure_buffer_drops_total",
+		"Buffered one-way messages (sendInterval) dropped because their peer's queue stayed full.", nil, nil)
 	descViewNodes = prometheus.NewDesc("marsmesh_node_view_nodes",
 		"Nodes in this node's view of the cluster, by status.", []string{"status"}, nil)
 )
@@ -210,7 +212,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRPCs, descRPCSeconds, descMsgsSent, descMsgsReceived,
 		descFanoutSends, descFanoutDelivered, descRelayTakeovers, descQueueDrops, descStrictDrops,
 		descInCluster, descInTouch, descDroppedEvents, descSlowConsumer, descInboundDrops, descReplyDrops,
-		descViewNodes} {
+		descBufferDrops, descViewNodes} {
 		ch <- d
 	}
 }
@@ -267,7 +269,10 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descDroppedEvents, n.DroppedEvents())
 	counter(descSlowConsumer, n.SlowConsumerEvents())
 	counter(descInboundDrops, n.InboundDrops())
-	counter(descReplyDrops, n.replyDrops.Load())
+	counter(descReplyDrops, n.send.drops.Load())
+	if n.buffer != nil {
+		counter(descBufferDrops, n.buffer.drops())
+	}
 	byStatus := map[string]int{"online": 0, "offline": 0, "taken": 0}
 	for _, nd := range n.mc.View().Nodes() {
 		byStatus[nd.Status.String()]++

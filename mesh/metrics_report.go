@@ -23,11 +23,11 @@ func (n *Node) startStatsReport() {
 		defer t.Stop()
 		for {
 			select {
-			case <-n.done:
+			case <-n.life.done:
 				return
 			case <-t.C:
 			}
-			if n.closed.Load() {
+			if n.life.closed.Load() {
 				return
 			}
 			n.mc.SendNodeStats(n.nodeStats())

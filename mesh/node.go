@@ -1,8 +1,6 @@
 package mesh
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/marsmesh/marsmesh/config"
@@ -42,104 +39,34 @@ type Node struct {
 	*node
 }
 
-// node is the live part of a Node.
+// node is the live part of a Node: components that each own their state
+// and lock, wired together by New (build). Node's methods are the public
+// API; the router (receive.go) takes the transport's callbacks to the
+// component each is for.
 type node struct {
-	cfg     config.Mesh
-	log     *slog.Logger
-	tr      *rudp.Transport
-	mc      *mars.Client
-	self    netip.AddrPort
-	selfStr string
-	guest   bool
+	base // transport, own address, loggers, clock: every component may use it
 
-	handlers *registry
+	cfg   config.Mesh
+	mc    *mars.Client // the node's view of the cluster; lookups read it (lookup.go)
+	guest bool
 
-	nextID atomic.Uint64
-	callMu sync.Mutex
-	calls  map[uint64]*call
+	life     *lifecycle   // closed, done, handler goroutines, readiness check (lifecycle.go)
+	names    *peerNames   // peer address strings (names.go)
+	strict   *strictCheck // strictCheckForExternal (strict.go)
+	handlers *registry    // handlers by command ID (registry.go)
+	ev       *events      // the event goroutine and the callbacks it runs (events.go)
+	calls    *callTable   // requests waiting for responses, deadline sweeper (calls.go)
+	in       *inbound     // inbound work: bounds, queues, workers, serving map (inbound.go, serve.go)
+	send     *sender      // reliable sends that wait within a bound, or hand off (sender.go)
+	fan      *fanout      // SendMany, USendMany and relays (fanout.go)
+	streams  *streamTable // streams (stream_node.go, stream.go)
+	buffer   *sendBuffer  // sendInterval batches; nil without sendInterval (buffer.go)
+	metrics  meshMetrics  // counters for Collector (metrics.go)
 
-	serveMu sync.Mutex
-	serving map[serveKey]context.CancelFunc
-
-	in         inbound // bounds and workers of inbound work
-	handoffs   atomic.Int64
-	replyDrops atomic.Uint64
-
-	fan     fanoutState
-	buffer  *sendBuffer
-	streams streamTable
-
-	cbMu          sync.RWMutex
-	onSendFailure []func(addr string, err error)
-	onReady       []func()
-	onInitial     []func()
-	readiness     func() bool
-
-	warn         *ratelog.Logger
-	strictMu     sync.Mutex
-	strictWarned map[netip.AddrPort]bool
-	strictDrops  atomic.Uint64
-	metrics      meshMetrics // counters for Collector (metrics.go)
-
-	names    sync.Map // netip.AddrPort -> string, at most maxNames entries
-	numNames atomic.Int64
-
-	ev    events
-	epoch time.Time // monotonic origin of clock()
-
-	closed    atomic.Bool
-	runMu     sync.RWMutex // guards stopping against wg.Add
-	stopping  bool
-	ctx       context.Context // cancelled by Shutdown; parent of handler contexts
-	stop      context.CancelFunc
-	done      chan struct{}
 	closeOnce sync.Once
 	closeErr  error
-	wg        sync.WaitGroup // handler goroutines
-	bg        sync.WaitGroup // the node's own goroutines (deadline sweeper)
-	sweepWake chan struct{}
+	bg        sync.WaitGroup // the stats report goroutine (metrics_report.go)
 }
-
-// Option adjusts a node built by New.
-type Option func(*options)
-
-type options struct {
-	typ, role, endPoint, app string
-	values                   map[string]interface{}
-	guest                    bool
-	logger                   *slog.Logger
-	syncInterval             time.Duration
-	handlers                 *registry
-	limits                   InboundLimits
-	maxHandlers              int
-	rudpConfig               func(*rudp.Config) // tests: adjust the transport
-	inline                   bool               // WithInlineHandlers
-}
-
-// WithType sets the node type (default "node").
-func WithType(t string) Option { return func(o *options) { o.typ = t } }
-
-// WithRole sets the node role (DGSRole, HTTPRole, TCPRole, UDPRole or your own).
-func WithRole(r string) Option { return func(o *options) { o.role = r } }
-
-// WithEndPoint sets the public endpoint game clients use.
-func WithEndPoint(ep string) Option { return func(o *options) { o.endPoint = ep } }
-
-// WithApp sets the app name: the MARS namespace the node lives in.
-func WithApp(app string) Option { return func(o *options) { o.app = app } }
-
-// WithValues sets initial metadata values.
-func WithValues(v map[string]interface{}) Option { return func(o *options) { o.values = v } }
-
-// AsGuest makes the node a guest: it syncs the cluster view and can send
-// and receive, but MARS never lists it.
-func AsGuest() Option { return func(o *options) { o.guest = true } }
-
-// WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
-
-// WithSyncInterval sets how often the node reports to MARS (default 1 s).
-func WithSyncInterval(d time.Duration) Option { return func(o *options) { o.syncInterval = d } }
 
 // unauthenticatedWarning is logged once by a node (New) or MARS
 // (StartAsMARS; mars-server has its own copy) that binds a non-loopback
@@ -184,29 +111,11 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mesh: port %q: %w", cfg.Port, err)
 	}
-	n := &Node{Type: o.typ, Role: o.role, Self: true, node: &node{
-		cfg:          cfg,
-		log:          o.logger,
-		guest:        o.guest,
-		handlers:     o.handlers,
-		calls:        make(map[uint64]*call),
-		serving:      make(map[serveKey]context.CancelFunc),
-		strictWarned: make(map[netip.AddrPort]bool),
-		done:         make(chan struct{}),
-		sweepWake:    make(chan struct{}, 1),
-		warn:         ratelog.New(o.logger, 10*time.Second),
-	}}
-	n.ctx, n.stop = context.WithCancel(context.Background())
-	n.epoch = time.Now()
-	n.fan.init(n.clock)
-	n.ev.init()
-	if o.maxHandlers > 0 {
-		o.limits.MaxHandlers = o.maxHandlers
-	}
-	n.in.init(o.limits)
+	n := &Node{Type: o.typ, Role: o.role, Self: true}
+	n.build(cfg, o)
 	keys, err := cfg.Keys()
 	if err != nil {
-		n.stop()
+		n.life.cancel()
 		return nil, err
 	}
 	rc := rudp.Config{
@@ -225,7 +134,7 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	}
 	n.tr, err = listenScan(bind, port, portScan, rc)
 	if err != nil {
-		n.stop()
+		n.life.cancel()
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
 	if unauthenticated(keys, n.tr.LocalAddr()) {
@@ -235,7 +144,9 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	n.selfStr = n.self.String()
 	n.Addr = n.selfStr
 	if cfg.SendInterval > 0 {
-		n.buffer = newSendBuffer(n, cfg.SendIntervalDuration())
+		n.buffer = newSendBuffer(n.tr, n.life.ctx, func(to netip.AddrPort, err error) {
+			n.ev.sendFailed(n.names.name(to), err)
+		}, cfg.SendIntervalDuration(), cfg.RetryTimeoutDuration())
 	}
 	n.mc, err = mars.NewClient(mars.ClientConfig{
 		Transport:   n.tr,
@@ -254,18 +165,48 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		FailoverAfter: cfg.RetryTimeoutDuration(),
 	})
 	if err != nil {
-		n.stop()
+		n.life.cancel()
 		n.tr.Close()
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
-	n.bg.Add(2)
-	go n.eventLoop()
-	go n.sweepLoop()
-	n.mc.OnInitialSync(func() { n.post(n.fireInitialSync) })
+	n.ev.start()
+	n.calls.start()
+	n.mc.OnInitialSync(func() { n.ev.post(n.ev.firstSync) })
 	n.mc.Start()
 	n.startStatsReport() // counters to MARS for its dashboard (metrics_report.go)
 	n.log.Debug("mesh node started", "addr", n.selfStr, "guest", n.guest)
 	return n, nil
+}
+
+// build makes the node's components and wires them. It runs before the
+// port is bound (the transport may deliver as soon as it listens); New
+// sets the transport, the own address and the MARS client afterwards, and
+// the funcs given to components read those when called.
+func (n *Node) build(cfg config.Mesh, o options) {
+	n.node = &node{
+		base:     base{log: o.logger, warn: ratelog.New(o.logger, 10*time.Second), epoch: time.Now()},
+		cfg:      cfg,
+		guest:    o.guest,
+		handlers: o.handlers,
+		life:     newLifecycle(),
+		names:    new(peerNames),
+	}
+	n.strict = newStrictCheck(cfg.StrictCheckForExternal, &n.base, n.names, func(addr string) bool {
+		_, ok := n.mc.View().Node(addr)
+		return ok
+	})
+	n.calls = newCallTable(&n.base, n.life.done)
+	n.ev = newEvents(&n.base, n.life.done, func() <-chan struct{} { return n.mc.Ready() })
+	if o.maxHandlers > 0 {
+		o.limits.MaxHandlers = o.maxHandlers
+	}
+	n.in = newInbound(&n.base, n.life, o.limits)
+	n.send = &sender{b: &n.base, life: n.life}
+	n.fan = &fanout{b: &n.base, life: n.life, names: n.names, send: n.send, in: n.in, strict: n.strict,
+		metrics: &n.metrics, view: func() *mars.View { return n.mc.View() },
+		deliverHere: n.deliverCommand, failed: n.ev.sendFailed}
+	n.fan.init(n.clock)
+	n.streams = newStreamTable(&n.base, n.life, n.names, n.strict, n.handlers)
 }
 
 func marsTTL(cfg config.Mesh) time.Duration {
@@ -296,132 +237,6 @@ func (n *Node) IsGuest() bool { return n.guest }
 // Mars gives access to the node's MARS client (its view of the cluster).
 func (n *Node) Mars() *mars.Client { return n.mc }
 
-// maxNames bounds the cache of peer address strings, so forged sources
-// cannot grow it: past it, names are built on every use.
-const maxNames = 4096
-
-// name returns the mesh address string of a peer, cached.
-func (n *Node) name(a netip.AddrPort) string {
-	if v, ok := n.names.Load(a); ok {
-		return v.(string)
-	}
-	s := a.String()
-	if n.numNames.Load() < maxNames {
-		if _, loaded := n.names.LoadOrStore(a, s); !loaded {
-			n.numNames.Add(1)
-		}
-	}
-	return s
-}
-
-// forgetName drops a peer's cached name (its session ended).
-func (n *Node) forgetName(a netip.AddrPort) {
-	if _, ok := n.names.LoadAndDelete(a); ok {
-		n.numNames.Add(-1)
-	}
-}
-
-// clock is the node's monotonic time in nanoseconds (deadlines and TTLs
-// never follow wall-clock jumps).
-func (n *Node) clock() int64 { return int64(time.Since(n.epoch)) }
-
-// resolve parses a mesh address ("ip:port", or "host:port" resolved once).
-func (n *Node) resolve(addr string) (netip.AddrPort, error) {
-	if ap, err := netip.ParseAddrPort(addr); err == nil {
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
-	}
-	ua, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("%w: mesh address %q (want host:port): %w", rudp.ErrInvalidAddr, addr, err)
-	}
-	ap := ua.AddrPort()
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
-}
-
-// onPeerDown runs when rudp ends a session: calls and fan-out hops waiting
-// on the peer fail now, and OnSendFailure listeners hear of lost messages.
-func (n *Node) onPeerDown(addr netip.AddrPort, err error) {
-	n.mc.HandlePeerDown(addr)
-	failed := n.failCalls(addr, err)
-	failed = n.fan.peerDown(addr, err) || failed
-	n.streamsPeerDown(addr, err)
-	var pe *rudp.PeerError
-	if failed || (errors.As(err, &pe) && pe.Unacked > 0) {
-		n.sendFailed(n.name(addr), err)
-	}
-	n.forgetName(addr)
-}
-
-// OnSendFailure registers a callback that hears every peer a send could
-// not reach, with the reason. Callbacks run one at a time on the node's
-// event goroutine (see DroppedEvents), never on a transport goroutine.
-func (n *Node) OnSendFailure(cb func(addr string, err error)) {
-	n.cbMu.Lock()
-	n.onSendFailure = append(n.onSendFailure, cb)
-	n.cbMu.Unlock()
-}
-
-func (n *Node) warnOnce(cause string, args ...any) {
-	n.warn.Warn(cause, append(args, "node", n.selfStr)...)
-}
-
-// sendFailed tells the OnSendFailure callbacks, on the event goroutine.
-func (n *Node) sendFailed(addr string, err error) {
-	n.cbMu.RLock()
-	cbs := n.onSendFailure
-	n.cbMu.RUnlock()
-	if len(cbs) == 0 {
-		return
-	}
-	n.post(func() {
-		for _, cb := range cbs {
-			cb(addr, err)
-		}
-	})
-}
-
-// OnReady registers a callback run once the node has synced with MARS
-// (on the node's event goroutine; at once if it already has).
-func (n *Node) OnReady(cb func()) { n.onFirstSync(&n.onReady, cb) }
-
-// OnInitialSync registers a callback run after the first sync with MARS
-// (at once if it already happened).
-func (n *Node) OnInitialSync(cb func()) { n.onFirstSync(&n.onInitial, cb) }
-
-func (n *Node) onFirstSync(list *[]func(), cb func()) {
-	n.cbMu.Lock()
-	select {
-	case <-n.mc.Ready():
-		n.cbMu.Unlock()
-		cb()
-		return
-	default:
-	}
-	*list = append(*list, cb)
-	n.cbMu.Unlock()
-}
-
-func (n *Node) fireInitialSync() {
-	n.cbMu.Lock()
-	initial, ready := n.onInitial, n.onReady
-	n.onInitial, n.onReady = nil, nil
-	n.cbMu.Unlock()
-	for _, cb := range initial {
-		cb()
-	}
-	for _, cb := range ready {
-		cb()
-	}
-}
-
 // Ready is closed once the node has synced with MARS. With MARS down it
 // stays open: bound the wait with WaitReady, or select on Ready and a timer.
 func (n *Node) Ready() <-chan struct{} { return n.mc.Ready() }
-
-// SetCheckForShutdownReadiness sets a function Shutdown polls (for up to
-// 10 s) before it goes offline-and-close, so in-flight game work can end.
-func (n *Node) SetCheckForShutdownReadiness(cb func() bool) {
-	n.cbMu.Lock()
-	n.readiness = cb
-	n.cbMu.Unlock()
-}

@@ -28,7 +28,7 @@ func (n *Node) WaitReady(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("%w: no sync with MARS yet: %w", ErrUnhealthy, ctx.Err())
-	case <-n.done:
+	case <-n.life.done:
 		return ErrClosed
 	}
 }

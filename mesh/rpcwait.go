@@ -1,6 +1,11 @@
 package mesh
 
-import "github.com/marsmesh/marsmesh/internal/pollwake"
+import (
+	"net/netip"
+	"time"
+
+	"github.com/marsmesh/marsmesh/internal/pollwake"
+)
 
 // How a caller waits for its response.
 //
@@ -18,17 +23,27 @@ import "github.com/marsmesh/marsmesh/internal/pollwake"
 // blocks); the waker only says that it is there. Results come from the
 // response, the deadline sweeper, a peer going down or shutdown (the
 // sweeper fails every call when the node stops, since a caller on a waker
-// does not watch n.done).
+// does not watch n.life.done).
 
-// addCall registers c as id; a call alone in the table with no context to
+// add registers a call to addr as id and returns it; a non-zero deadline
+// is watched by the sweeper. A call alone in the table with no context to
 // watch (noCtx) gets a waker if one is free.
-func (n *Node) addCall(id uint64, c *call, noCtx bool) {
-	n.callMu.Lock()
-	if noCtx && len(n.calls) == 0 {
+func (t *callTable) add(id uint64, to netip.AddrPort, addr string, cmd uint16, deadline time.Time, noCtx bool) *call {
+	c := callPool.Get().(*call)
+	c.to, c.addr, c.cmd, c.deadline, c.w = to, addr, cmd, 0, nil
+	if !deadline.IsZero() {
+		c.deadline = max(int64(deadline.Sub(t.b.epoch)), 1) // monotonic
+	}
+	t.mu.Lock()
+	if noCtx && len(t.m) == 0 {
 		c.w = pollwake.Get()
 	}
-	n.calls[id] = c
-	n.callMu.Unlock()
+	t.m[id] = c
+	t.mu.Unlock()
+	if c.deadline != 0 {
+		t.watchDeadlines()
+	}
+	return c
 }
 
 // deliver hands c its one result.

@@ -1,14 +1,10 @@
 package mesh
 
 import (
-	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
-	"time"
 
-	"github.com/marsmesh/marsmesh/mars"
 	"github.com/marsmesh/marsmesh/rudp"
 )
 
@@ -52,14 +48,14 @@ func (n *Node) sendCommand(cmd uint16, addr string, data interface{}, reliable b
 	if err != nil {
 		return sendErr(addr, err)
 	}
-	to, err := n.resolve(addr)
+	to, err := resolve(addr)
 	if err != nil {
 		return sendErr(addr, err)
 	}
 	var hdr [2]byte
 	binary.BigEndian.PutUint16(hdr[:], cmd)
 	if err := n.transmit(to, kindCommand, hdr[:], payload, reliable); err != nil {
-		n.sendFailed(addr, err)
+		n.ev.sendFailed(addr, err)
 		return sendErr(addr, err)
 	}
 	return nil
@@ -68,7 +64,7 @@ func (n *Node) sendCommand(cmd uint16, addr string, data interface{}, reliable b
 // transmit sends one mesh message: to ourselves directly, through the
 // send buffer when sendInterval is set (one-way kinds only), else at once.
 func (n *Node) transmit(to netip.AddrPort, kind byte, hdr, body []byte, reliable bool) error {
-	if n.closed.Load() {
+	if n.life.closed.Load() {
 		return ErrClosed
 	}
 	if len(body) > MaxMessageSize {
@@ -83,173 +79,7 @@ func (n *Node) transmit(to netip.AddrPort, kind byte, hdr, body []byte, reliable
 	}
 	if reliable {
 		// A full queue to the peer is waited on until Shutdown.
-		return n.tr.SendMsg(n.ctx, to, kind, hdr, body, rudp.SendOptions{})
+		return n.tr.SendMsg(n.life.ctx, to, kind, hdr, body, rudp.SendOptions{})
 	}
 	return n.tr.USendWithHeader(to, kind, hdr, body)
-}
-
-// maxHandoffs bounds the messages waiting, each on a goroutine, for room
-// in a full peer queue on behalf of a goroutine that must not wait.
-const maxHandoffs = 256
-
-// sendBounded sends a reliable message, waiting for room in a full peer
-// queue only until deadline (zero: no deadline) or Shutdown.
-func (n *Node) sendBounded(to netip.AddrPort, kind byte, hdr, body []byte, o rudp.SendOptions, deadline time.Time) error {
-	o.NoWait = true
-	err := n.tr.SendMsg(context.Background(), to, kind, hdr, body, o)
-	if !errors.Is(err, rudp.ErrWouldBlock) {
-		return err
-	}
-	ctx, cancel := n.ctx, context.CancelFunc(func() {})
-	if !deadline.IsZero() {
-		ctx, cancel = context.WithDeadline(n.ctx, deadline)
-	}
-	defer cancel()
-	o.NoWait = false
-	return n.tr.SendMsg(ctx, to, kind, hdr, body, o)
-}
-
-// sendSoon sends a reliable message without ever waiting (for the read
-// goroutine): if the peer's queue is full, a goroutine (at most
-// maxHandoffs at once, else the message is dropped and counted) waits for
-// room until deadline.
-func (n *Node) sendSoon(to netip.AddrPort, kind byte, hdr, body []byte, o rudp.SendOptions, deadline time.Time) {
-	o.NoWait = true
-	err := n.tr.SendMsg(context.Background(), to, kind, hdr, body, o)
-	if err == nil {
-		return
-	}
-	if !errors.Is(err, rudp.ErrWouldBlock) {
-		n.log.Debug("mesh: reply not sent", "to", to, "kind", kind, "err", err)
-		return
-	}
-	if n.handoffs.Add(1) > maxHandoffs {
-		n.handoffs.Add(-1)
-		n.replyDrops.Add(1)
-		n.warnOnce("mesh: peer queue full and too many replies waiting, reply dropped", "to", to, "limit", maxHandoffs)
-		return
-	}
-	hdr = append([]byte(nil), hdr...) // the caller's header may be on its stack
-	ok := n.startHandler(func() {
-		defer n.handoffs.Add(-1)
-		if err := n.sendBounded(to, kind, hdr, body, o, deadline); err != nil {
-			n.log.Debug("mesh: reply not sent", "to", to, "kind", kind, "err", err)
-		}
-	})
-	if !ok {
-		n.handoffs.Add(-1)
-	}
-}
-
-// onMessage receives every message of the node's transport (on its read
-// goroutine: nothing here blocks).
-func (n *Node) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool) {
-	if mars.IsMarsKind(kind) && !reliable {
-		n.bad("unreliable MARS message", from) // MARS only speaks on sessions
-		return
-	}
-	if mars.IsMarsKind(kind) {
-		n.mc.HandleMessage(from, kind, p, reliable)
-		return
-	}
-	switch kind {
-	case kindCommand:
-		n.handleCommand(from, p, reliable)
-	case kindRequest:
-		n.dispatchRequest(from, p, nil, reliable)
-	case kindResponse:
-		n.handleResponse(from, p)
-	case kindCancel:
-		n.handleCancel(from, p)
-	case kindFanout:
-		n.handleFanout(from, p, reliable)
-	case kindFanoutAck:
-		n.handleFanoutAck(from, p)
-	case kindBatch:
-		n.handleBatch(from, p, reliable)
-	case kindStreamOpen, kindStreamData, kindStreamGrant, kindStreamEOF, kindStreamEnd, kindStreamWant:
-		n.handleStreamFrame(from, kind, p, reliable)
-	default:
-		n.bad(fmt.Sprintf("unknown message kind %#x", kind), from)
-	}
-}
-
-func (n *Node) handleCommand(from netip.AddrPort, p []byte, reliable bool) {
-	if len(p) < 2 {
-		n.bad("short command", from)
-		return
-	}
-	if n.strictDrop(from) {
-		return
-	}
-	n.deliverCommand(from, n.name(from), binary.BigEndian.Uint16(p), p[2:], reliable)
-}
-
-// deliverCommand queues a one-way message from peer from (the session
-// it came on, or this node) for its handler. Messages from one peer run
-// one at a time, in order, off the read goroutine, within the peer's
-// inbound bounds (see InboundLimits).
-func (n *Node) deliverCommand(from netip.AddrPort, sender string, cmd uint16, payload []byte, reliable bool) {
-	h, ok := n.handlers.getCmd(cmd)
-	if !ok {
-		n.warnOnce("mesh: no handler for command", "cmd", cmd, "from", sender)
-		return
-	}
-	if n.submitCommand(from, cmdItem{h: h, cmd: cmd, payload: payload, sender: sender}, reliable) {
-		n.metrics.delivered(cmd)
-	} else {
-		n.metrics.queueDrops.Add(1)
-	}
-}
-
-type cmdItem struct {
-	h       cmdHandler
-	cmd     uint16
-	payload []byte
-	sender  string
-}
-
-// startHandler runs f on a goroutine Shutdown waits for; it refuses once
-// Shutdown has begun waiting.
-func (n *Node) startHandler(f func()) bool {
-	n.runMu.RLock()
-	defer n.runMu.RUnlock()
-	if n.stopping {
-		return false
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		f()
-	}()
-	return true
-}
-
-// strictDrop reports whether a message from addr must be dropped because
-// strictCheckForExternal is on and MARS does not list the sender.
-func (n *Node) strictDrop(from netip.AddrPort) bool {
-	if !n.cfg.StrictCheckForExternal || from == n.self {
-		return false
-	}
-	if _, ok := n.mc.View().Node(n.name(from)); ok {
-		return false
-	}
-	n.strictDrops.Add(1)
-	n.strictMu.Lock()
-	first := !n.strictWarned[from]
-	if first && len(n.strictWarned) < 4096 {
-		n.strictWarned[from] = true
-	}
-	n.strictMu.Unlock()
-	if first {
-		n.log.Warn("mesh: dropping messages from a sender MARS does not list", "from", from)
-	}
-	return true
-}
-
-// StrictDrops counts messages dropped by strictCheckForExternal.
-func (n *Node) StrictDrops() uint64 { return n.strictDrops.Load() }
-
-func (n *Node) bad(cause string, from netip.AddrPort) {
-	n.warnOnce("mesh: dropped malformed message: "+cause, "from", from)
 }

@@ -56,18 +56,15 @@ func (n *Node) Shutdown() error { return n.ShutdownContext(context.Background())
 func (n *Node) ShutdownContext(ctx context.Context) error {
 	n.closeOnce.Do(func() {
 		n.goOffline(ctx)
-		n.closed.Store(true)
+		n.life.closed.Store(true)
 		mcErr := n.mc.Close() // graceful leave: offline at once
 		if n.buffer != nil {
 			n.buffer.close()
 		}
 		// Let running handlers finish and answer; past the retry timeout,
 		// cancel their contexts and wait for them to return.
-		n.runMu.Lock()
-		n.stopping = true
-		n.runMu.Unlock()
-		waited := make(chan struct{})
-		go func() { n.wg.Wait(); close(waited) }()
+		n.life.refuse()
+		waited := n.life.handlersDone()
 		t := time.NewTimer(n.cfg.RetryTimeoutDuration())
 		select {
 		case <-waited:
@@ -77,8 +74,9 @@ func (n *Node) ShutdownContext(ctx context.Context) error {
 			n.log.Warn("mesh: shutdown context ended; cancelling running handlers", "addr", n.selfStr)
 		}
 		t.Stop()
-		close(n.done)
-		n.stop()
+		close(n.life.done)
+		n.life.cancel()
+		n.in.closeIdleWorkers() // parked workers end (the calls' sweeper fails every call)
 		// A handler that ignores its context (or has none) may never
 		// return: after AbandonWait it is left running, and Shutdown goes
 		// on (its answer, if it ever comes, finds the socket closed).
@@ -89,12 +87,15 @@ func (n *Node) ShutdownContext(ctx context.Context) error {
 			n.log.Error("mesh: shutdown is leaving handlers that did not return after their contexts were cancelled", "addr", n.selfStr, "waited", AbandonWait)
 		}
 		t.Stop()
-		n.closeStreams()
-		n.failAllCalls(ErrClosed)
+		n.streams.close()
+		n.calls.failAll(ErrClosed)
 		n.fan.closeAll()
 		trErr := n.tr.Close()
-		n.waitStreamCtl()
+		n.streams.waitCtl()
 		n.bg.Wait()
+		n.calls.wait()
+		n.in.waitParked()
+		n.ev.wait()
 		n.closeErr = errors.Join(mcErr, trErr)
 	})
 	return n.closeErr
@@ -107,9 +108,7 @@ func (n *Node) goOffline(ctx context.Context) {
 			n.log.Warn("mesh: shutdown could not set the status offline", "err", err)
 		}
 	}
-	n.cbMu.RLock()
-	ready := n.readiness
-	n.cbMu.RUnlock()
+	ready := n.life.readinessCheck()
 	if ready == nil {
 		return
 	}
@@ -138,6 +137,10 @@ func (n *Node) goOffline(ctx context.Context) {
 		}
 	}
 }
+
+// SetCheckForShutdownReadiness sets a function Shutdown polls (for up to
+// 10 s) before it goes offline-and-close, so in-flight game work can end.
+func (n *Node) SetCheckForShutdownReadiness(cb func() bool) { n.life.setReadiness(cb) }
 
 // ShutdownContext is Shutdown with a context that cuts its waits short
 // (see Node.ShutdownContext).

@@ -70,7 +70,7 @@ func TestShutdownOnSignal(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no shutdown after the signal")
 	}
-	if Default() != nil || !n.closed.Load() {
+	if Default() != nil || !n.life.closed.Load() {
 		t.Fatal("the default node is still up")
 	}
 	if _, ok := <-done; ok {

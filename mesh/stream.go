@@ -35,7 +35,7 @@ var ErrStreamClosed = errors.New("mesh: stream closed")
 // serialised), Recv too, and Send and Recv run concurrently. Every method
 // is safe to call after the stream ended.
 type Stream struct {
-	n    *Node
+	t    *streamTable
 	key  streamKey
 	addr string
 	cmd  uint16
@@ -83,10 +83,10 @@ type streamKey struct {
 	opened bool
 }
 
-func newStream(n *Node, key streamKey, cmd uint16, ctx context.Context) *Stream {
+func newStream(t *streamTable, key streamKey, cmd uint16, ctx context.Context) *Stream {
 	s := &Stream{
-		n: n, key: key, addr: n.name(key.peer), cmd: cmd, ctx: ctx,
-		peerHeld: n.streams.held(key.peer),
+		t: t, key: key, addr: t.names.name(key.peer), cmd: cmd, ctx: ctx,
+		peerHeld: t.held(key.peer),
 		recvWake: make(chan struct{}, 1),
 		sendWake: make(chan struct{}, 1),
 		done:     make(chan struct{}),
@@ -178,7 +178,7 @@ func (s *Stream) sendErrLocked() error {
 func (s *Stream) transmit(kind byte, extra, body []byte) error {
 	var buf [streamGrantSize]byte
 	hdr := append(appendStreamHeader(buf[:0], s.key.sid, s.dir), extra...)
-	err := s.n.streamTransmit(s.ctx, s.key.peer, kind, hdr, body)
+	err := s.t.transmit(s.ctx, s.key.peer, kind, hdr, body)
 	if err == nil {
 		return nil
 	}
@@ -315,9 +315,9 @@ func (s *Stream) contextDone() {
 	status, text := endCancelled, "context cancelled on the other end: "+cause.Error()
 	switch {
 	case errors.Is(cause, context.DeadlineExceeded):
-		err = s.n.timeoutErr(s.cmd, s.addr, cause)
+		err = timeoutErr(s.cmd, s.addr, cause)
 		status, text = endTimeout, "the stream's deadline passed"
-	case !s.key.opened && s.n.ctx.Err() != nil:
+	case !s.key.opened && s.t.life.ctx.Err() != nil:
 		err = sendErr(s.addr, ErrClosed)
 		status, text = endRefused, "node is shutting down"
 	default:
@@ -336,7 +336,7 @@ func (s *Stream) end(err error, local, notify bool, status byte, text string) bo
 		return false
 	}
 	if notify {
-		s.n.streamTransmit(context.Background(), s.key.peer, kindStreamEnd, s.endFrame(status), []byte(text))
+		s.t.transmit(context.Background(), s.key.peer, kindStreamEnd, s.endFrame(status), []byte(text))
 	}
 	return true
 }
@@ -345,7 +345,7 @@ func (s *Stream) end(err error, local, notify bool, status byte, text string) bo
 // goroutine of its own.
 func (s *Stream) endAsync(err error, status byte, text string) {
 	if s.finish(err, true) {
-		s.n.streamCtl(s.key.peer, kindStreamEnd, append(s.endFrame(status), text...))
+		s.t.ctl(s.key.peer, kindStreamEnd, append(s.endFrame(status), text...))
 	}
 }
 
@@ -368,7 +368,7 @@ func (s *Stream) finish(err error, local bool) bool {
 	stop := s.stopWatch
 	close(s.done)
 	s.mu.Unlock()
-	s.n.streams.remove(s)
+	s.t.remove(s)
 	if stop != nil {
 		stop()
 	}
@@ -398,7 +398,7 @@ func (s *Stream) onData(p []byte) {
 	live := len(s.rq) - s.rqHead
 	if s.recvEOF || live >= StreamWindowMessages || (s.rqBytes > 0 && s.rqBytes+len(p) > StreamWindowBytes) {
 		s.mu.Unlock()
-		s.n.bad("stream message past the window or after CloseSend", s.key.peer)
+		s.t.b.bad("stream message past the window or after CloseSend", s.key.peer)
 		s.endAsync(sendErr(s.addr, errors.New("the peer broke the stream's flow control")), endReset,
 			fmt.Sprintf("stream message past the window (%d messages, %d bytes) or after CloseSend", StreamWindowMessages, StreamWindowBytes))
 		return
@@ -406,7 +406,7 @@ func (s *Stream) onData(p []byte) {
 	if held := s.peerHeld.Add(int64(len(p))); held > streamPeerBudget {
 		s.peerHeld.Add(-int64(len(p)))
 		s.mu.Unlock()
-		s.n.warnOnce("mesh: stream reset: its peer's streams hold too many unread bytes", "from", s.key.peer, "limit", streamPeerBudget)
+		s.t.b.warnOnce("mesh: stream reset: its peer's streams hold too many unread bytes", "from", s.key.peer, "limit", streamPeerBudget)
 		s.endAsync(sendErr(s.addr, fmt.Errorf("streams with the peer hold more than %d unread bytes", streamPeerBudget)), endReset,
 			fmt.Sprintf("the receiver holds more than %d unread bytes for streams with this node", streamPeerBudget))
 		return
@@ -422,7 +422,7 @@ func (s *Stream) onGrant(msgs, bytes uint64) {
 	s.mu.Lock()
 	if msgs > s.sentMsgs || bytes > s.sentBytes {
 		s.mu.Unlock()
-		s.n.bad("stream grant for more than was sent", s.key.peer)
+		s.t.b.bad("stream grant for more than was sent", s.key.peer)
 		s.endAsync(sendErr(s.addr, errors.New("the peer granted credit for messages never sent")), endReset, "credit for messages never sent")
 		return
 	}
@@ -448,7 +448,7 @@ func (s *Stream) onWant() {
 	}
 	frame := s.grantLocked(appendStreamHeader(make([]byte, 0, streamGrantSize), s.key.sid, s.dir))
 	s.mu.Unlock()
-	s.n.streamCtl(s.key.peer, kindStreamGrant, frame)
+	s.t.ctl(s.key.peer, kindStreamGrant, frame)
 }
 
 // onEOF records the peer's CloseSend (read goroutine).
@@ -474,7 +474,7 @@ func (s *Stream) onEnd(status byte, text []byte) {
 	case endRefused:
 		err = fmt.Errorf("%w: stream %d refused by %s: %s", ErrRequest, s.cmd, s.addr, text)
 	case endTimeout:
-		err = s.n.timeoutErr(s.cmd, s.addr, fmt.Errorf("on the remote node: %w", context.DeadlineExceeded))
+		err = timeoutErr(s.cmd, s.addr, fmt.Errorf("on the remote node: %w", context.DeadlineExceeded))
 	default: // endReset
 		err = sendErr(s.addr, fmt.Errorf("stream %d reset by the peer: %s", s.cmd, text))
 	}

@@ -34,8 +34,18 @@ var streamPeerBudget int64 = 256 << 20
 // the opener).
 const maxStreamsPerPeer = 8192
 
-// streamTable is a node's live streams. The zero value is ready.
+// streamTable is a node's streams: the live ones, the bounds on what peers
+// may hold open and unread, and the goroutines sending control frames for
+// the read goroutine. Stream handlers run as the node's handlers
+// (lifecycle), so Shutdown waits for them.
 type streamTable struct {
+	b        *base
+	life     *lifecycle
+	names    *peerNames
+	strict   *strictCheck
+	handlers *registry
+	nextID   atomic.Uint64 // stream IDs this node opens
+
 	mu     sync.Mutex
 	m      map[streamKey]*Stream
 	heldBy map[netip.AddrPort]*atomic.Int64 // unread bytes per peer, for streamPeerBudget
@@ -48,6 +58,10 @@ type streamTable struct {
 	ctlWG     sync.WaitGroup
 
 	unknown atomic.Uint64 // frames for streams that had ended here
+}
+
+func newStreamTable(b *base, life *lifecycle, names *peerNames, strict *strictCheck, handlers *registry) *streamTable {
+	return &streamTable{b: b, life: life, names: names, strict: strict, handlers: handlers}
 }
 
 // add enters a stream; it refuses one a peer opens past maxStreamsPerPeer.
@@ -158,40 +172,45 @@ func (n *Node) OpenStream(ctx context.Context, cmd uint16, addr string, first []
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if n.closed.Load() {
+	if n.life.closed.Load() {
 		return nil, sendErr(addr, ErrClosed)
 	}
 	if !n.IsPartOfCluster() {
 		return nil, fmt.Errorf("%w: stream %d to %s refused", ErrUnhealthy, cmd, addr)
 	}
-	to, err := n.resolve(addr)
+	return n.streams.open(ctx, cmd, addr, first)
+}
+
+// open is OpenStream once the node is known to serve.
+func (t *streamTable) open(ctx context.Context, cmd uint16, addr string, first []byte) (*Stream, error) {
+	to, err := resolve(addr)
 	if err != nil {
 		return nil, sendErr(addr, err)
 	}
 	if len(first) > MaxMessageSize {
 		return nil, sendErr(addr, fmt.Errorf("%w: first message of %d bytes, limit %d", rudp.ErrTooLarge, len(first), MaxMessageSize))
 	}
-	o := streamOpen{sid: n.nextID.Add(1), cmd: cmd}
+	o := streamOpen{sid: t.nextID.Add(1), cmd: cmd}
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
 		if left <= 0 {
-			return nil, n.timeoutErr(cmd, addr, context.DeadlineExceeded)
+			return nil, timeoutErr(cmd, addr, context.DeadlineExceeded)
 		}
 		o.timeoutMs = uint32(min(max(left.Milliseconds(), 1), math.MaxUint32))
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: stream %d to %s: %w", ErrRequest, cmd, addr, err)
 	}
-	s := newStream(n, streamKey{peer: to, sid: o.sid, opened: true}, cmd, ctx)
+	s := newStream(t, streamKey{peer: to, sid: o.sid, opened: true}, cmd, ctx)
 	if first != nil {
 		o.flags = streamFlagFirst
 		s.sentMsgs, s.sentBytes = 1, uint64(len(first))
 	}
-	if _, closed, _ := n.streams.add(s); closed {
+	if _, closed, _ := t.add(s); closed {
 		return nil, sendErr(addr, ErrClosed)
 	}
 	var hdr [streamOpenHeaderSize]byte
-	if err := n.streamTransmit(ctx, to, kindStreamOpen, appendStreamOpen(hdr[:0], o), first); err != nil {
+	if err := t.transmit(ctx, to, kindStreamOpen, appendStreamOpen(hdr[:0], o), first); err != nil {
 		err = sendErr(addr, err)
 		s.finish(err, true)
 		return nil, err
@@ -209,39 +228,38 @@ func (n *Node) OpenStream(ctx context.Context, cmd uint16, addr string, first []
 	return s, nil
 }
 
-// streamTransmit sends one stream frame: to this node directly (the body
+// transmit sends one stream frame: to this node directly (the body
 // is copied, as the transport would), else on the reliable session. While
 // the peer's queue is full it waits, until ctx (if not nil) ends.
-func (n *Node) streamTransmit(ctx context.Context, to netip.AddrPort, kind byte, hdr, body []byte) error {
-	if to == n.self {
-		if n.closed.Load() {
+func (t *streamTable) transmit(ctx context.Context, to netip.AddrPort, kind byte, hdr, body []byte) error {
+	if to == t.b.self {
+		if t.life.closed.Load() {
 			return ErrClosed
 		}
 		p := make([]byte, 0, len(hdr)+len(body))
-		n.onMessage(to, kind, append(append(p, hdr...), body...), true)
+		t.handleFrame(to, kind, append(append(p, hdr...), body...), true)
 		return nil
 	}
-	return n.tr.SendMsg(ctx, to, kind, hdr, body, rudp.SendOptions{})
+	return t.b.tr.SendMsg(ctx, to, kind, hdr, body, rudp.SendOptions{})
 }
 
-// streamCtl sends a control frame (already complete: header and body) for
+// ctl sends a control frame (already complete: header and body) for
 // the read goroutine, which must not wait: at once if the peer's queue has
 // room, else from a goroutine of its own.
-func (n *Node) streamCtl(to netip.AddrPort, kind byte, frame []byte) {
-	if to != n.self {
-		err := n.tr.SendMsg(context.Background(), to, kind, frame, nil, rudp.SendOptions{NoWait: true})
+func (t *streamTable) ctl(to netip.AddrPort, kind byte, frame []byte) {
+	if to != t.b.self {
+		err := t.b.tr.SendMsg(context.Background(), to, kind, frame, nil, rudp.SendOptions{NoWait: true})
 		if !errors.Is(err, rudp.ErrWouldBlock) {
 			if err != nil {
-				n.log.Debug("mesh: stream control frame not sent", "to", to, "err", err)
+				t.b.log.Debug("mesh: stream control frame not sent", "to", to, "err", err)
 			}
 			return
 		}
 	}
-	t := &n.streams
 	t.ctlMu.Lock()
 	if t.ctlClosed || t.ctlN >= maxStreamCtl {
 		t.ctlMu.Unlock()
-		n.warnOnce("mesh: stream control frame dropped (too many pending)", "to", to)
+		t.b.warnOnce("mesh: stream control frame dropped (too many pending)", "to", to)
 		return
 	}
 	t.ctlN++
@@ -254,31 +272,31 @@ func (n *Node) streamCtl(to netip.AddrPort, kind byte, frame []byte) {
 			t.ctlMu.Unlock()
 			t.ctlWG.Done()
 		}()
-		if err := n.streamTransmit(context.Background(), to, kind, frame, nil); err != nil {
-			n.log.Debug("mesh: stream control frame not sent", "to", to, "err", err)
+		if err := t.transmit(context.Background(), to, kind, frame, nil); err != nil {
+			t.b.log.Debug("mesh: stream control frame not sent", "to", to, "err", err)
 		}
 	}()
 }
 
-// handleStreamFrame takes every stream frame (read goroutine: it queues,
+// handleFrame takes every stream frame (read goroutine: it queues,
 // wakes and returns; it never runs user code or waits).
-func (n *Node) handleStreamFrame(from netip.AddrPort, kind byte, p []byte, reliable bool) {
+func (t *streamTable) handleFrame(from netip.AddrPort, kind byte, p []byte, reliable bool) {
 	if !reliable {
-		n.bad("unreliable stream frame", from)
+		t.b.bad("unreliable stream frame", from)
 		return
 	}
 	if kind == kindStreamOpen {
-		n.acceptStream(from, p)
+		t.accept(from, p)
 		return
 	}
 	sid, dir, rest, err := parseStreamHeader(p)
 	if err != nil {
-		n.bad("malformed stream frame", from)
+		t.b.bad("malformed stream frame", from)
 		return
 	}
-	s := n.streams.get(streamKey{peer: from, sid: sid, opened: dir == dirFromAcceptor})
+	s := t.get(streamKey{peer: from, sid: sid, opened: dir == dirFromAcceptor})
 	if s == nil {
-		n.streams.unknown.Add(1) // it ended here; the peer hears or heard why
+		t.unknown.Add(1) // it ended here; the peer hears or heard why
 		return
 	}
 	switch kind {
@@ -287,7 +305,7 @@ func (n *Node) handleStreamFrame(from netip.AddrPort, kind byte, p []byte, relia
 	case kindStreamGrant:
 		msgs, bytes, err := parseStreamGrant(rest)
 		if err != nil {
-			n.bad("malformed stream grant", from)
+			t.b.bad("malformed stream grant", from)
 			return
 		}
 		s.onGrant(msgs, bytes)
@@ -296,32 +314,32 @@ func (n *Node) handleStreamFrame(from netip.AddrPort, kind byte, p []byte, relia
 	case kindStreamEnd:
 		status, text, err := parseStreamEnd(rest)
 		if err != nil {
-			n.bad("malformed stream end", from)
+			t.b.bad("malformed stream end", from)
 			return
 		}
 		s.onEnd(status, text)
 	case kindStreamWant:
 		s.onWant()
 	default:
-		n.bad(fmt.Sprintf("unknown stream message kind %#x", kind), from)
+		t.b.bad(fmt.Sprintf("unknown stream message kind %#x", kind), from)
 	}
 }
 
-// acceptStream starts the handler of a stream a peer opened (read goroutine).
-func (n *Node) acceptStream(from netip.AddrPort, p []byte) {
+// accept starts the handler of a stream a peer opened (read goroutine).
+func (t *streamTable) accept(from netip.AddrPort, p []byte) {
 	o, first, err := parseStreamOpen(p)
 	if err != nil {
-		n.bad("malformed stream open", from)
+		t.b.bad("malformed stream open", from)
 		return
 	}
-	if n.strictDrop(from) {
+	if t.strict.drop(from) {
 		return
 	}
 	refuse := func(status byte, text string) {
 		frame := append(appendStreamHeader(nil, o.sid, dirFromAcceptor), status)
-		n.streamCtl(from, kindStreamEnd, append(frame, text...))
+		t.ctl(from, kindStreamEnd, append(frame, text...))
 	}
-	h, ok := n.handlers.getStream(o.cmd)
+	h, ok := t.handlers.getStream(o.cmd)
 	if !ok {
 		refuse(endNoHandler, fmt.Sprintf("no stream handler for command %d", o.cmd))
 		return
@@ -329,24 +347,24 @@ func (n *Node) acceptStream(from netip.AddrPort, p []byte) {
 	var ctx context.Context
 	var cancel context.CancelFunc
 	if o.timeoutMs > 0 {
-		ctx, cancel = context.WithTimeout(n.ctx, time.Duration(o.timeoutMs)*time.Millisecond)
+		ctx, cancel = context.WithTimeout(t.life.ctx, time.Duration(o.timeoutMs)*time.Millisecond)
 	} else {
-		ctx, cancel = context.WithCancel(n.ctx)
+		ctx, cancel = context.WithCancel(t.life.ctx)
 	}
-	s := newStream(n, streamKey{peer: from, sid: o.sid}, o.cmd, ctx)
+	s := newStream(t, streamKey{peer: from, sid: o.sid}, o.cmd, ctx)
 	s.cancel = cancel
 	if o.flags&streamFlagFirst != 0 {
 		if s.peerHeld.Add(int64(len(first))) > streamPeerBudget {
 			s.peerHeld.Add(-int64(len(first)))
 			cancel()
-			n.warnOnce("mesh: stream refused: its peer's streams hold too many unread bytes", "from", from, "limit", streamPeerBudget)
+			t.b.warnOnce("mesh: stream refused: its peer's streams hold too many unread bytes", "from", from, "limit", streamPeerBudget)
 			refuse(endReset, fmt.Sprintf("the receiver holds more than %d unread bytes for streams with this node", streamPeerBudget))
 			return
 		}
 		s.rq = append(s.rq, first)
 		s.rqBytes = len(first)
 	}
-	dup, closed, full := n.streams.add(s)
+	dup, closed, full := t.add(s)
 	if dup || closed || full {
 		cancel()
 		s.mu.Lock()
@@ -355,17 +373,17 @@ func (n *Node) acceptStream(from netip.AddrPort, p []byte) {
 	}
 	switch {
 	case dup:
-		n.bad("stream opened twice", from)
+		t.b.bad("stream opened twice", from)
 		return
 	case closed:
 		refuse(endRefused, "node is shutting down")
 		return
 	case full:
-		n.warnOnce("mesh: stream refused: too many from one peer", "from", from, "limit", maxStreamsPerPeer)
+		t.b.warnOnce("mesh: stream refused: too many from one peer", "from", from, "limit", maxStreamsPerPeer)
 		refuse(endRefused, fmt.Sprintf("more than %d streams open from this node", maxStreamsPerPeer))
 		return
 	}
-	if !n.startHandler(func() { s.serve(h) }) {
+	if !t.life.start(func() { s.serve(h) }) {
 		s.endAsync(sendErr(s.addr, ErrClosed), endRefused, "node is shutting down")
 		return
 	}
@@ -380,7 +398,7 @@ func (s *Stream) serve(h streamHandler) {
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
-				s.n.log.Error("mesh: stream handler panicked", "cmd", s.cmd, "panic", r)
+				s.t.b.log.Error("mesh: stream handler panicked", "cmd", s.cmd, "panic", r)
 				err = fmt.Errorf("handler panicked: %v", r)
 			}
 		}()
@@ -397,28 +415,27 @@ func (s *Stream) serve(h streamHandler) {
 	}
 }
 
-// streamsPeerDown ends every stream with a peer whose session died (on a
+// peerDown ends every stream with a peer whose session died (on a
 // transport goroutine: it does not wait).
-func (n *Node) streamsPeerDown(addr netip.AddrPort, cause error) {
-	for _, s := range n.streams.take(addr, false) {
+func (t *streamTable) peerDown(addr netip.AddrPort, cause error) {
+	for _, s := range t.take(addr, false) {
 		s.finish(sendErr(s.addr, cause), false)
 	}
 }
 
-// closeStreams ends every stream at Shutdown and refuses new ones.
-func (n *Node) closeStreams() {
-	n.streams.mu.Lock()
-	n.streams.closed = true
-	n.streams.mu.Unlock()
-	for _, s := range n.streams.take(netip.AddrPort{}, true) {
+// close ends every stream at Shutdown and refuses new ones.
+func (t *streamTable) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	for _, s := range t.take(netip.AddrPort{}, true) {
 		s.finish(sendErr(s.addr, ErrClosed), true)
 	}
 }
 
-// waitStreamCtl waits for the control-frame goroutines (after the
+// waitCtl waits for the control-frame goroutines (after the
 // transport closed, so none of them waits on it).
-func (n *Node) waitStreamCtl() {
-	t := &n.streams
+func (t *streamTable) waitCtl() {
 	t.ctlMu.Lock()
 	t.ctlClosed = true
 	t.ctlMu.Unlock()
