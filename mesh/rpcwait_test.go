@@ -82,8 +82,8 @@ func TestRPCWaiterModes(t *testing.T) {
 }
 
 // TestRPCWaiterShutdown: a caller waiting on a waker inside a handler is
-// failed with ErrClosed when its node stops (the sweeper fails the calls
-// at n.done), so the handler returns before Shutdown gives up on it.
+// failed with ErrClosed when its node stops (the calls' sweeper fails every
+// call then), so the handler returns before Shutdown gives up on it.
 func TestRPCWaiterShutdown(t *testing.T) {
 	c := newCluster(t, 2)
 	x, y := c.nodes[0], c.nodes[1]
