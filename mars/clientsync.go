@@ -402,6 +402,12 @@ func (c *Client) join(act *action) {
 		}
 		c.mu.Unlock()
 		switch {
+		case st == StateNone && c.registered:
+			// A registration's reply may carry a snapshot built a moment
+			// before it (MARS reuses one for a burst of registrations):
+			// ask again now, the delta lists the node.
+			act.set, act.soon = true, c.cfg.Debounce
+			return
 		case st == StateNone || life == StateDraining:
 			return
 		case life == StateJoining:

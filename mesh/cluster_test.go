@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,10 +78,14 @@ func (c *cluster) waitListed(count int) {
 	}, "every node lists %d nodes", count)
 }
 
+// close shuts the nodes down together (each drains, as in a rolling
+// deploy that stops them all), then MARS.
 func (c *cluster) close() {
+	var wg sync.WaitGroup
 	for _, n := range c.nodes {
-		n.Shutdown()
+		wg.Go(func() { n.Shutdown() })
 	}
+	wg.Wait()
 	c.mars.Close()
 }
 

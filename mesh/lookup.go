@@ -59,20 +59,43 @@ func (n *Node) GetNodeByEndPoint(endPoint string) *Node {
 	return nil
 }
 
-// GetNodeAddresses returns every listed node's mesh address (any status),
-// except those in ignoreList.
+// GetNodeAddresses returns the mesh addresses of the online nodes (this one
+// included, when online), except those in ignoreList: a list to send to.
+// Joining, draining and offline nodes are left out (GetAllNodeAddresses
+// lists them too).
 func (n *Node) GetNodeAddresses(ignoreList []string) []string {
+	return n.mc.View().Online(ignoreList...)
+}
+
+// GetNodeAddressesByType returns the mesh addresses of the online nodes of
+// a type: a list to send to (SendMany, SendRPC to one of them). Joining,
+// draining and offline nodes are left out (GetAllNodeAddressesByType lists
+// them too).
+func (n *Node) GetNodeAddressesByType(nType string) []string {
+	return n.mc.View().OnlineByType(nType)
+}
+
+// GetNodeAddressesByRole returns the mesh addresses of the online nodes of
+// a role (see GetNodeAddressesByType).
+func (n *Node) GetNodeAddressesByRole(nRole string) []string {
+	return n.mc.View().OnlineByRole(nRole)
+}
+
+// GetAllNodeAddresses returns the mesh addresses of every listed node, in
+// any membership state (see NodeState), except those in ignoreList.
+func (n *Node) GetAllNodeAddresses(ignoreList []string) []string {
 	return n.mc.View().Addrs(ignoreList...)
 }
 
-// GetNodeAddressesByType returns the mesh addresses of the nodes of a type
-// (any status).
-func (n *Node) GetNodeAddressesByType(nType string) []string {
+// GetAllNodeAddressesByType returns the mesh addresses of the listed nodes
+// of a type, in any membership state.
+func (n *Node) GetAllNodeAddressesByType(nType string) []string {
 	return n.mc.View().AddrsByType(nType)
 }
 
-// GetNodeAddressesByRole returns the mesh addresses of the nodes of a role.
-func (n *Node) GetNodeAddressesByRole(nRole string) []string {
+// GetAllNodeAddressesByRole returns the mesh addresses of the listed nodes
+// of a role, in any membership state.
+func (n *Node) GetAllNodeAddressesByRole(nRole string) []string {
 	return n.mc.View().AddrsByRole(nRole)
 }
 
@@ -115,12 +138,19 @@ func (n *Node) GetNodeRoleByType(nType string) string {
 }
 
 // GetNodeValue returns one metadata value of the node at a mesh address.
+// Values read back with one Go type per kind, whichever node set them and
+// whatever their size: every integer as int64 (uint64 only above
+// math.MaxInt64), every float as float64, strings and binary as string,
+// bools as bool, lists as []interface{}, maps as map[string]interface{}
+// (the same rules inside). So `v.(int64)` works for any integer value. A
+// list or map value is shared: do not modify it.
 func (n *Node) GetNodeValue(nodeAddr, name string) interface{} {
 	v, _ := n.mc.View().NodeValue(nodeAddr, name)
 	return v
 }
 
-// GetNodeValues returns the metadata values of the node at a mesh address.
+// GetNodeValues returns the metadata values of the node at a mesh address
+// (a copy of the map; types as GetNodeValue says).
 func (n *Node) GetNodeValues(nodeAddr string) map[string]interface{} {
 	m, _ := n.mc.View().Node(nodeAddr)
 	return m.Values
@@ -145,8 +175,9 @@ func host(endPoint string) string {
 	return endPoint
 }
 
-// GetRandomNodeAddressByType returns the mesh address of a random online
-// node of a type, or "" if there is none.
+// GetRandomNodeAddressByType returns the mesh address of a random node of
+// a type that is online (NodeState) with status StatusOnline, or "" if
+// there is none.
 func (n *Node) GetRandomNodeAddressByType(nType string) string {
 	return n.randomOnline(nType, false)
 }
@@ -160,7 +191,7 @@ func (n *Node) GetSiblingNodeAddress() string {
 func (n *Node) randomOnline(nType string, notSelf bool) string {
 	v := n.mc.View()
 	var online []string
-	for _, a := range v.AddrsByType(nType) {
+	for _, a := range v.OnlineByType(nType) {
 		if m, ok := v.Node(a); ok && m.Status == mars.StatusOnline && !(notSelf && m.Self) {
 			online = append(online, a)
 		}
@@ -176,7 +207,9 @@ func (n *Node) statusOf(addr string) mars.Status {
 	return m.Status
 }
 
-// IsNodeOnline reports whether the node at a mesh address is listed online.
+// IsNodeOnline reports whether the node at a mesh address has the status
+// StatusOnline (the Diarkis status a node sets; StatusOffline also while it
+// is silent). For its membership state, see NodeState.
 func (n *Node) IsNodeOnline(nodeAddr string) bool { return n.statusOf(nodeAddr) == mars.StatusOnline }
 
 // IsNodeOffline reports whether the node at a mesh address is listed offline.
@@ -276,10 +309,13 @@ func (n *Node) RemoveSharedData(key string) bool {
 	return err == nil
 }
 
-// OnSharedDataUpdate registers a callback for shared data set anywhere.
+// OnSharedDataUpdate registers a callback for shared data set anywhere. It
+// runs on the node's dispatcher, in order; behind, it gets the latest value
+// of each key.
 func (n *Node) OnSharedDataUpdate(cb func(string, int16)) { n.mc.OnSharedDataUpdate(cb) }
 
-// OnSharedDataRemove registers a callback for shared data removed anywhere.
+// OnSharedDataRemove registers a callback for shared data removed anywhere
+// (on the node's dispatcher, in order).
 func (n *Node) OnSharedDataRemove(cb func(string)) { n.mc.OnSharedDataRemove(cb) }
 
 // RemoveOnSharedDataUpdate removes a callback given to OnSharedDataUpdate.
@@ -288,8 +324,14 @@ func (n *Node) RemoveOnSharedDataUpdate(cb func(string, int16)) { n.mc.RemoveOnS
 // RemoveOnSharedDataRemove removes a callback given to OnSharedDataRemove.
 func (n *Node) RemoveOnSharedDataRemove(cb func(string)) { n.mc.RemoveOnSharedDataRemove(cb) }
 
-// OnUpdate registers a callback run before each sync with MARS is applied.
+// OnUpdate registers a callback run for each sync with MARS, before that
+// sync's OnUpdated callbacks. Like every callback it runs on the node's
+// dispatcher, never on the MARS sync loop, so the sync has been applied
+// when it runs; a callback that blocks delays the other OnUpdate and
+// OnUpdated callbacks (which then run once for the syncs they missed), not
+// the syncs.
 func (n *Node) OnUpdate(handler func()) { n.mc.OnUpdate(handler) }
 
-// OnUpdated registers a callback run after each sync with MARS is applied.
+// OnUpdated registers a callback run after each sync with MARS is applied
+// (on the node's dispatcher; see OnUpdate).
 func (n *Node) OnUpdated(handler func()) { n.mc.OnUpdated(handler) }

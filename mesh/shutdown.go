@@ -7,24 +7,22 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
-
-	"github.com/marsmesh/marsmesh/mars"
 )
 
 // Bounds of Shutdown's waits. With all of them used up, Shutdown takes
-// at most OfflineWait + ReadinessWait + the retry timeout + AbandonWait,
-// plus the transport's close (up to a second to flush).
+// at most OfflineWait + a sync interval + ReadinessWait + the retry timeout
+// + AbandonWait, plus the transport's close (up to a second to flush).
 const (
-	// OfflineWait bounds how long Shutdown, when a readiness check is
-	// set, waits for MARS to have the node's offline status before it
-	// starts polling the check.
+	// OfflineWait bounds how long Shutdown waits for its peers to take the
+	// drain notice and for MARS to list the node draining.
 	OfflineWait = 3 * time.Second
 	// ReadinessWait bounds how long Shutdown polls the readiness check
 	// (SetCheckForShutdownReadiness).
 	ReadinessWait = 10 * time.Second
 	// AbandonWait bounds how long Shutdown waits for handlers to return
-	// once their contexts are cancelled; handlers still running then are
-	// left behind (logged) so that Shutdown always returns.
+	// once their contexts are cancelled, and for queued callbacks to run;
+	// handlers still running then are left behind (logged) so that
+	// Shutdown always returns.
 	AbandonWait = 2 * time.Second
 )
 
@@ -35,29 +33,38 @@ const readinessPoll = 50 * time.Millisecond
 // runs to its bound.
 func (n *Node) Shutdown() error { return n.ShutdownContext(context.Background()) }
 
-// ShutdownContext takes the node out of the cluster in this order:
+// ShutdownContext takes the node out of the cluster without failing work
+// that others send it, in this order:
 //
-//  1. It marks the node offline in its own status (IsMyNodeOffline) and
-//     at MARS, so other nodes stop choosing it while it drains.
-//  2. If a readiness check is set (SetCheckForShutdownReadiness), it waits
-//     until MARS has the offline status (up to OfflineWait), then polls
-//     the check until it returns true (up to ReadinessWait).
-//  3. It leaves MARS (listed offline at once, removed later), stops
-//     accepting requests and streams, flushes buffered messages and lets
-//     running handlers finish, for up to the retry timeout; then it
-//     cancels their contexts and waits up to AbandonWait for them to
-//     return (a handler that still runs then is left behind, logged).
-//  4. It ends the node's streams and pending calls (send errors), stops
-//     fan-out relays and closes the socket.
+//  1. It drains: from now on it answers new requests and streams at once
+//     with ErrDraining (their callers go elsewhere), while running handlers
+//     go on and one-way messages and fan-out are still taken. Its own lists
+//     drop it, every listed node it has a session with gets a drain notice
+//     (and lists it draining at once), and MARS lists it draining (and its
+//     status StatusOffline) with its next report, sent now.
+//  2. It waits until its peers acknowledged the notice and MARS lists it
+//     draining (up to OfflineWait); if a node that may send to it has not
+//     had the notice, one more sync interval, so that node's view has it.
+//  3. If a readiness check is set (SetCheckForShutdownReadiness), it polls
+//     it until it returns true (up to ReadinessWait).
+//  4. It leaves MARS (listed gone at once, ReasonLeft), flushes buffered
+//     messages and lets running handlers finish, for up to the retry
+//     timeout; then it cancels their contexts and waits up to AbandonWait
+//     for them to return (a handler that still runs then is left behind,
+//     logged).
+//  5. It ends the node's streams and pending calls (send errors), stops
+//     fan-out relays, closes the socket and runs the callbacks still
+//     queued (up to AbandonWait).
 //
-// When ctx ends, the remaining waits of steps 2 and 3 are cut short.
-// It is safe to call more than once and concurrently; later calls wait for
-// the first and return its result.
+// When ctx ends, the remaining waits are cut short. It is safe to call more
+// than once and concurrently; later calls wait for the first and return its
+// result.
 func (n *Node) ShutdownContext(ctx context.Context) error {
 	n.closeOnce.Do(func() {
-		n.goOffline(ctx)
+		n.drain(ctx)
+		n.waitReadiness(ctx)
 		n.life.closed.Store(true)
-		mcErr := n.mc.Close() // graceful leave: offline at once
+		mcErr := n.mc.Close() // graceful leave: gone at once
 		if n.buffer != nil {
 			n.buffer.close()
 		}
@@ -101,26 +108,11 @@ func (n *Node) ShutdownContext(ctx context.Context) error {
 	return n.closeErr
 }
 
-// goOffline is steps 1 and 2 of ShutdownContext.
-func (n *Node) goOffline(ctx context.Context) {
-	if !n.guest {
-		if err := n.mc.SetStatus(mars.StatusOffline); err != nil {
-			n.log.Warn("mesh: shutdown could not set the status offline", "err", err)
-		}
-	}
+// waitReadiness is step 3 of ShutdownContext.
+func (n *Node) waitReadiness(ctx context.Context) {
 	ready := n.life.readinessCheck()
 	if ready == nil {
 		return
-	}
-	if !n.guest && n.mc.InTouch() {
-		// Two completed syncs after the change: the first carried it (the
-		// change wakes the sync loop) and its answer acknowledged it.
-		wctx, cancel := context.WithTimeout(ctx, OfflineWait)
-		err := n.mc.WaitForLatestNodeDataContext(wctx)
-		cancel()
-		if err != nil {
-			n.log.Warn("mesh: shutdown did not see MARS take the offline status", "err", err)
-		}
 	}
 	deadline := time.NewTimer(ReadinessWait)
 	defer deadline.Stop()
@@ -139,7 +131,8 @@ func (n *Node) goOffline(ctx context.Context) {
 }
 
 // SetCheckForShutdownReadiness sets a function Shutdown polls (for up to
-// 10 s) before it goes offline-and-close, so in-flight game work can end.
+// ReadinessWait) while the node drains, before it leaves and closes, so
+// in-flight game work can end.
 func (n *Node) SetCheckForShutdownReadiness(cb func() bool) { n.life.setReadiness(cb) }
 
 // ShutdownContext is Shutdown with a context that cuts its waits short

@@ -1,6 +1,9 @@
 package mesh
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -9,25 +12,31 @@ import (
 	"github.com/marsmesh/marsmesh/mars"
 )
 
-// TestShutdownOfflineFirst: with a readiness check, Shutdown marks the
-// node offline in its own status and at MARS before the check returns
-// true, and the node keeps serving while the check says no.
-func TestShutdownOfflineFirst(t *testing.T) {
+// TestShutdownDrainsFirst: while the readiness check says no, the node is
+// draining everywhere (its own lists, its peers' lists, MARS), its status
+// is offline, running work goes on, and a new request is refused at once
+// with ErrDraining (not a timeout) so the caller can go elsewhere.
+func TestShutdownDrainsFirst(t *testing.T) {
 	c := newCluster(t, 2)
 	a, b := c.nodes[0], c.nodes[1]
 	b.HandleRPC(1, func(d []byte, _ string) ([]byte, error) { return d, nil })
+	if _, err := a.SendRPC(1, b.GetMyEndPoint(), []byte("x")); err != nil { // a session: a hears the notice
+		t.Fatal(err)
+	}
 	var calls atomic.Int32
-	var sawOffline, sawSelfOffline, servedWhileDraining atomic.Bool
+	var sawSelfOffline, peerSawDraining, marsSawDraining, selfListed atomic.Bool
+	var rpcErr atomic.Value
 	b.SetCheckForShutdownReadiness(func() bool {
 		if calls.Add(1) == 1 {
 			sawSelfOffline.Store(b.IsMyNodeOffline())
-			// What a sees after two syncs of its own is what MARS had
-			// before the check returned.
+			selfListed.Store(slices.Contains(b.GetNodeAddresses(nil), b.GetMyEndPoint()))
+			peerSawDraining.Store(a.NodeState(b.GetMyEndPoint()) == StateDraining &&
+				!slices.Contains(a.GetNodeAddresses(nil), b.GetMyEndPoint()))
 			a.WaitForLatestNodeData()
-			m, ok := a.mc.View().Node(b.GetMyEndPoint())
-			sawOffline.Store(ok && m.Status == mars.StatusOffline)
+			m, ok := c.nodes[0].mc.View().Node(b.GetMyEndPoint())
+			marsSawDraining.Store(ok && m.Status == mars.StatusOffline && b.mc.View().State(b.GetMyEndPoint()) == StateDraining)
 			_, err := a.SendRPC(1, b.GetMyEndPoint(), []byte("x"))
-			servedWhileDraining.Store(err == nil)
+			rpcErr.Store(fmt.Sprint(err, " draining=", IsDraining(err), " timeout=", IsRequestTimeoutError(err)))
 		}
 		return true
 	})
@@ -38,13 +47,19 @@ func TestShutdownOfflineFirst(t *testing.T) {
 		t.Fatal("readiness check not called")
 	}
 	if !sawSelfOffline.Load() {
-		t.Fatal("the node was not offline in its own status when the check ran")
+		t.Error("the node was not offline in its own status when the check ran")
 	}
-	if !sawOffline.Load() {
-		t.Fatal("MARS did not list the node offline when the check ran")
+	if selfListed.Load() {
+		t.Error("the draining node still lists itself online")
 	}
-	if !servedWhileDraining.Load() {
-		t.Fatal("the draining node did not answer an RPC")
+	if !peerSawDraining.Load() {
+		t.Error("the peer did not list the node draining (and out of its lists) when the check ran")
+	}
+	if !marsSawDraining.Load() {
+		t.Error("MARS did not list the node draining (status offline) when the check ran")
+	}
+	if got := rpcErr.Load().(string); !strings.HasSuffix(got, "draining=true timeout=false") {
+		t.Errorf("an RPC to the draining node: %s", got)
 	}
 }
 

@@ -78,8 +78,9 @@ func cmdHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	return exitOK
 }
 
-// readyCheck is healthcheck -ready: the node must answer and be in touch
-// with MARS.
+// readyCheck is healthcheck -ready: the node must answer and serve (it has
+// joined the cluster and is not draining). Contact with MARS is not asked:
+// a MARS outage does not take serving nodes out of rotation.
 func readyCheck(ctx context.Context, g *mesh.Node, addr string, timeout time.Duration, quiet bool, stdout, stderr io.Writer) int {
 	const name = "node healthcheck"
 	st, err := g.ReadyCheck(ctx, addr)
@@ -88,12 +89,16 @@ func readyCheck(ctx context.Context, g *mesh.Node, addr string, timeout time.Dur
 	}
 	switch {
 	case !st.Synced:
-		return failure(stderr, name, fmt.Errorf("%s is alive but not ready: it has not synced with MARS yet", addr))
-	case !st.InTouch:
-		return failure(stderr, name, fmt.Errorf("%s is alive but not ready: its last sync with MARS was %v ago", addr, st.Age.Round(time.Millisecond)))
+		return failure(stderr, name, fmt.Errorf("%s is alive but not ready: it has not joined the cluster yet (no sync with MARS)", addr))
+	case !st.Serving:
+		return failure(stderr, name, fmt.Errorf("%s is alive but not serving: still joining, or draining (shutting down)", addr))
 	}
 	if !quiet {
-		fmt.Fprintf(stdout, "ready: %s synced with MARS %v ago\n", addr, st.Age.Round(time.Millisecond))
+		touch := "in touch with MARS"
+		if !st.InTouch {
+			touch = "MARS silent"
+		}
+		fmt.Fprintf(stdout, "ready: %s serves (%s; last sync %v ago)\n", addr, touch, st.Age.Round(time.Millisecond))
 	}
 	return exitOK
 }

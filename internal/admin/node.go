@@ -11,18 +11,22 @@ import (
 )
 
 // NodeOptions returns the collectors, readiness and status of a node's
-// admin endpoint. /readyz is ready while the node is in touch with MARS
-// (Node.InTouchWithMars: MARS answered within the last three sync
-// intervals), the same rule as `node healthcheck -ready`. marsAddr is
-// the configured MARS address list, for messages and the status.
+// admin endpoint. /readyz is ready while the node serves (Node.Serving:
+// it has joined the cluster and is not draining), the same rule as `node
+// healthcheck -ready`; a MARS outage does not make a serving node unready
+// (contact with MARS is in /v1/status and the metrics). marsAddr is the
+// configured MARS address list, for messages and the status.
 func NodeOptions(n *mesh.Node, addr, marsAddr string) Options {
 	started := time.Now()
 	return Options{
 		Addr:       addr,
 		Collectors: []prometheus.Collector{n.Collector()},
 		Ready: func() error {
-			if !n.InTouchWithMars() {
-				return errors.New("not in touch with MARS at " + marsAddr)
+			switch {
+			case n.IsDraining():
+				return errors.New("draining")
+			case !n.Serving():
+				return errors.New("not joined yet (no sync with MARS at " + marsAddr + ")")
 			}
 			return nil
 		},
@@ -54,6 +58,8 @@ func nodeStatus(n *mesh.Node, marsAddr string, started time.Time) map[string]any
 		"values":        self.Values,
 		"guest":         n.IsGuest(),
 		"partOfCluster": n.IsPartOfCluster(),
+		"serving":       n.Serving(),
+		"draining":      n.IsDraining(),
 		"viewNodes":     byStatus,
 		"mars": map[string]any{
 			"configured": marsAddr, // marsAddress:marsPort, every address
