@@ -24,13 +24,13 @@ import (
 // say "gone"; when one expires, horizon rises to its version, and a node
 // whose version is below the horizon gets a full snapshot instead.
 type appState struct {
-	name      string
-	clock     *uint64 // the server's version clock
+	name  string
+	clock *uint64 // the server's version clock
 	// onState hears every change of a node's listed state (MARS's log):
 	// the entry (its listed state already updated), the incarnation and
 	// state listed before, and why it went (when gone).
-	onState func(a *appState, e *nodeEntry, oldInc uint64, old State, gone byte)
-	ver       uint64  // the app's latest version
+	onState   func(a *appState, e *nodeEntry, oldInc uint64, old State, gone byte)
+	ver       uint64 // the app's latest version
 	nodes     map[string]*nodeEntry
 	guests    map[string]*nodeEntry
 	keys      map[string]keyEntry
