@@ -393,20 +393,52 @@ func GetNodeByEndPoint(endPoint string) *Node {
 	return lookup(func(n *Node) *Node { return n.GetNodeByEndPoint(endPoint) })
 }
 
-// GetNodeAddresses returns every listed node's mesh address but those ignored.
+// GetNodeAddresses returns the online nodes' mesh addresses but those
+// ignored (see Node.GetNodeAddresses).
 func GetNodeAddresses(ignoreList []string) []string {
 	return lookup(func(n *Node) []string { return n.GetNodeAddresses(ignoreList) })
 }
 
-// GetNodeAddressesByType returns the mesh addresses of the nodes of a type.
+// GetNodeAddressesByType returns the mesh addresses of the online nodes of
+// a type: a list to send to (see Node.GetNodeAddressesByType).
 func GetNodeAddressesByType(nType string) []string {
 	return lookup(func(n *Node) []string { return n.GetNodeAddressesByType(nType) })
 }
 
-// GetNodeAddressesByRole returns the mesh addresses of the nodes of a role.
+// GetNodeAddressesByRole returns the mesh addresses of the online nodes of
+// a role.
 func GetNodeAddressesByRole(nRole string) []string {
 	return lookup(func(n *Node) []string { return n.GetNodeAddressesByRole(nRole) })
 }
+
+// GetAllNodeAddresses returns every listed node's mesh address, in any
+// membership state, but those ignored.
+func GetAllNodeAddresses(ignoreList []string) []string {
+	return lookup(func(n *Node) []string { return n.GetAllNodeAddresses(ignoreList) })
+}
+
+// GetAllNodeAddressesByType returns the mesh addresses of the listed nodes
+// of a type, in any membership state.
+func GetAllNodeAddressesByType(nType string) []string {
+	return lookup(func(n *Node) []string { return n.GetAllNodeAddressesByType(nType) })
+}
+
+// GetAllNodeAddressesByRole returns the mesh addresses of the listed nodes
+// of a role, in any membership state.
+func GetAllNodeAddressesByRole(nRole string) []string {
+	return lookup(func(n *Node) []string { return n.GetAllNodeAddressesByRole(nRole) })
+}
+
+// GetNodeState returns the membership state of the node at a mesh address
+// (see Node.NodeState).
+func GetNodeState(nodeAddr string) NodeState {
+	return lookup(func(n *Node) NodeState { return n.NodeState(nodeAddr) })
+}
+
+// OnNodeEvent registers a callback for the default node's membership
+// events (see Node.OnNodeEvent); registered before Setup, it applies to the
+// node Setup makes.
+func OnNodeEvent(cb func(NodeEvent)) { withDefault(func(n *Node) { n.OnNodeEvent(cb) }) }
 
 // GetNodeTypes returns every node type in the cluster.
 func GetNodeTypes() []string { return lookup((*Node).GetNodeTypes) }

@@ -12,6 +12,30 @@
 // second, and answers every lookup (GetNodeAddressesByType, GetNodeValue,
 // GetSharedData, ...) from that view without a network call.
 //
+// # Membership
+//
+// Every node of the view has one membership state (NodeState), the same on
+// every node that sees it: joining (registered, not yet serving), online,
+// draining (shutting down), offline (silent), gone (left, removed or
+// replaced by a new incarnation on its address). MARS decides it; a
+// draining node's own notice and this node's transport (a peer silent for
+// retryTimeout) bring a change forward locally. Lists meant for sending
+// (GetNodeAddresses, GetNodeAddressesByType and ByRole, and the random
+// pickers) hold online nodes only, so SendMany(cmd,
+// GetNodeAddressesByType("game"), ...) never waits on a node that left;
+// GetAllNodeAddresses and its variants list every state. OnNodeEvent and
+// WatchNodes follow the changes (per node incarnation, in order, ending
+// with StateGone; a subscriber that falls behind gets coalesced events,
+// ReasonResync, never a gap). WaitReady returns once the node sees itself
+// online in its own view. Shutdown drains first: new requests and streams
+// get ErrDraining at once (the caller goes elsewhere), peers and MARS hear
+// of it before the node leaves. Node values read back with one Go type per
+// kind (every integer as int64), whoever set them.
+//
+// After Shutdown, Default returns nil and the package-level functions act
+// as before Setup (sends fail with ErrNotSetup, lookups are empty) until
+// Setup is called again.
+//
 // # Messages
 //
 //   - Send: reliable one-way message to the HandleCommand (decoded map) or
@@ -81,12 +105,17 @@
 //
 // A node never lets one peer, packet or slow handler stall it:
 //
-//   - The transport's read goroutine only parses and queues: handlers,
-//     fan-out relays and every user callback (OnSendFailure, OnReady,
-//     OnInitialSync) run on goroutines of the node. Callbacks run one at a
-//     time, in order, on an event goroutine with a queue of 4,096; past it
-//     they are dropped, counted (Node.DroppedEvents) and logged once per
-//     period. Answers sent from the read goroutine (no handler, shutting
+//   - The transport's read goroutine only parses and queues: handlers and
+//     fan-out relays run on goroutines of the node, and every user callback
+//     (OnSendFailure, OnReady, OnInitialSync, OnUpdate, OnUpdated,
+//     OnSharedDataUpdate/Remove, OnNodeEvent) runs on the node's
+//     dispatcher, never on a transport goroutine or the MARS sync loop.
+//     Each registration runs its callbacks one at a time, in order, on a
+//     goroutine of its own while it has any (OnUpdate and OnUpdated share
+//     one, so they alternate); one that blocks delays only itself. One
+//     that falls behind 4,096 events gets them coalesced, the latest per
+//     peer, node or key (Node.MergedEvents counts them): never dropped.
+//     Answers sent from the read goroutine (no handler, shutting
 //     down, fan-out acks) never wait on a full peer queue: a bounded
 //     hand-off (256 at once) sends them by the request's deadline.
 //   - Work from one peer (requests, one-way commands, relays) accepted and
@@ -125,10 +154,12 @@
 // large, unreachable or dead node, shut down), ErrRequest (IsRequestError:
 // the remote handler failed, with its message in a *RemoteError, had no
 // handler, or the caller cancelled), ErrRequestTimeout
-// (IsRequestTimeoutError) and ErrUnhealthy (IsUnhealthyError: this node has
+// (IsRequestTimeoutError), ErrUnhealthy (IsUnhealthyError: this node has
 // not synced with MARS yet, or is shut down, so it refuses to start
-// requests; a MARS outage after the first sync does not make it unhealthy). OnSendFailure
-// hears every peer a send could not reach.
+// requests; a MARS outage after the first sync does not make it unhealthy)
+// and ErrDraining (IsDraining: the remote node is shutting down and did not
+// run the request; another node may). OnSendFailure hears every peer a
+// send could not reach.
 //
 // # Configuration
 //
@@ -148,11 +179,18 @@
 // # Deviations from the Diarkis mesh API
 //
 //   - Setup, Guest and StartAsMARS return an error instead of nothing.
-//   - Shutdown (new) marks the node offline in its own status and at MARS
-//     first, then waits for the readiness check and running handlers
-//     (bounded: OfflineWait, ReadinessWait, the retry timeout), then leaves
-//     and closes; it is safe to call twice. ShutdownContext takes a context
-//     that cuts the waits short; ShutdownOnSignal shuts down on SIGTERM.
+//   - Shutdown (new) drains first (ErrDraining for new requests, peers and
+//     MARS told; its status also becomes StatusOffline), then waits for the
+//     readiness check and running handlers (bounded: OfflineWait,
+//     ReadinessWait, the retry timeout), then leaves and closes; it is safe
+//     to call twice. ShutdownContext takes a context that cuts the waits
+//     short; ShutdownOnSignal shuts down on SIGTERM.
+//   - GetNodeAddresses, GetNodeAddressesByType and GetNodeAddressesByRole
+//     list online nodes only (the reference lists every node);
+//     GetAllNodeAddresses* list every state. Node values read back with one
+//     Go type per kind (integers as int64).
+//   - OnUpdate runs after the sync was applied, on the node's dispatcher
+//     (the reference runs it before): no callback runs on the sync loop.
 //   - Several handlers per command ID run as described above; HandleRPC
 //     always returns true.
 //   - New, Default, Options (WithType, AsGuest, ...) and Node methods (new)
@@ -165,7 +203,8 @@
 //     missing field or a wrong type instead of panicking; numbers convert
 //     between widths when the value fits.
 //   - StatusOnline (1), StatusOffline (2), StatusTaken (3) for SetStatus.
-//   - HandleRPCWithContext, OnSendFailure, Node.HealthCheck, CreateResponseBytes,
+//   - Membership (NodeState, OnNodeEvent, WatchNodes, Serving, IsDraining),
+//     HandleRPCWithContext, OnSendFailure, Node.HealthCheck, CreateResponseBytes,
 //     FanoutError, streams (HandleStream, OpenStream, Stream) and typed RPCs
 //     (NewRPC) and AddSharedData (an atomic add to a shared counter) are
 //     additions. SendRequest's callback always runs on a

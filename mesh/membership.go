@@ -188,25 +188,45 @@ func (d *drainState) settle(peer string, acked bool) {
 	}
 }
 
+// drainDialLimit bounds the nodes without a session a draining node
+// dials to tell them; in a larger cluster those learn it from MARS (and
+// Shutdown waits a sync interval for them).
+const drainDialLimit = 64
+
 // startDrain begins draining: MARS hears it at once (the next report goes
 // now), the node's own lists drop it, new requests and streams are
-// answered with ErrDraining, and every listed node with a session gets a
-// notice.
+// answered with ErrDraining, and listed nodes get a notice: every one it
+// has a session with, and the ones that may send to it (joining, online)
+// without a session too when they are at most drainDialLimit.
 func (n *Node) startDrain() *drainState {
 	n.life.draining.Store(true)
 	if !n.guest {
 		n.mc.Drain()
 	}
 	d := &drainState{told: make(map[string]bool), allIn: make(chan struct{})}
+	targets := make(map[netip.AddrPort]bool)
 	view := n.mc.View()
-	var peers []netip.AddrPort
 	for _, p := range n.tr.Peers() {
 		if _, listed := view.Node(n.names.name(p)); listed {
-			peers = append(peers, p) // not MARS, guests or tools: they get ErrDraining if they ask
+			targets[p] = true // not MARS, guests or tools: they get ErrDraining if they ask
 		}
 	}
-	d.out = len(peers) + 1 // +1: released below, once every notice is out
-	for _, p := range peers {
+	var dial []netip.AddrPort
+	for _, nd := range view.Nodes() {
+		if nd.Self || nd.State != StateOnline && nd.State != StateJoining {
+			continue
+		}
+		if a, err := netip.ParseAddrPort(nd.Addr); err == nil && !targets[a] {
+			dial = append(dial, a)
+		}
+	}
+	if len(dial) <= drainDialLimit {
+		for _, a := range dial {
+			targets[a] = true
+		}
+	}
+	d.out = len(targets) + 1 // +1: released below, once every notice is out
+	for p := range targets {
 		name := n.names.name(p)
 		if err := n.tellDrainDone(p, func(err error) { d.settle(name, err == nil) }); err != nil {
 			d.settle(name, false) // not queued (a full queue, or the session ended)
@@ -231,10 +251,10 @@ func (n *Node) unaware(d *drainState) bool {
 }
 
 // drain is the first part of Shutdown: the node drains, and waits (each
-// wait bounded, all cut short by ctx) until the cluster knows. Peers with
-// a session hear it at once; MARS lists it draining within a round trip;
-// nodes that have not talked to it learn it at their next sync, so when
-// some listed node missed the notice it waits one more sync interval.
+// wait bounded, all cut short by ctx) until the cluster knows: until MARS
+// lists it draining (a round trip) and every node that may send to it
+// acknowledged the notice, or else a sync interval more, in which those
+// nodes' views learn it from MARS.
 func (n *Node) drain(ctx context.Context) {
 	if !n.guest {
 		if err := n.mc.SetStatus(mars.StatusOffline); err != nil { // Diarkis status, for IsNodeOffline
@@ -244,24 +264,31 @@ func (n *Node) drain(ctx context.Context) {
 	d := n.startDrain()
 	wctx, cancel := context.WithTimeout(ctx, OfflineWait)
 	defer cancel()
-	select {
-	case <-d.allIn:
-	case <-wctx.Done():
-	}
 	if n.guest || !n.IsPartOfCluster() || !n.mc.InTouch() {
-		return // MARS does not hear it now; peers were told
+		// MARS does not hear it now: the notices are all there is.
+		select {
+		case <-d.allIn:
+		case <-wctx.Done():
+		}
+		return
 	}
 	if err := n.mc.WaitDeclared(wctx); err != nil {
 		n.log.Warn("mesh: shutdown did not see MARS list the node draining", "err", err)
 		return
 	}
-	if n.unaware(d) {
-		every := n.mc.Interval()
-		t := time.NewTimer(every + every/4)
-		defer t.Stop()
+	every := n.mc.Interval()
+	t := time.NewTimer(every + every/4) // every node has synced since MARS listed it draining
+	defer t.Stop()
+	select {
+	case <-d.allIn:
+		if !n.unaware(d) {
+			return
+		}
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 		}
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }

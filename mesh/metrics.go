@@ -179,8 +179,10 @@ var (
 		"1 while the node is part of the cluster (IsPartOfCluster), else 0.", nil, nil)
 	descInTouch = prometheus.NewDesc("marsmesh_node_in_touch_with_mars",
 		"1 while MARS answered within the last three sync intervals (InTouchWithMars), else 0.", nil, nil)
+	descServing = prometheus.NewDesc("marsmesh_node_serving",
+		"1 while the node serves (Serving: joined the cluster and not draining; what /readyz asks), else 0.", nil, nil)
 	descDroppedEvents = prometheus.NewDesc("marsmesh_backpressure_dropped_events_total",
-		"Node events (OnSendFailure, OnReady callbacks) dropped because their queue was full.", nil, nil)
+		"Callback events delivered merged with later ones of the same peer, node or key because their callback had fallen behind (MergedEvents); none is dropped.", nil, nil)
 	descSlowConsumer = prometheus.NewDesc("marsmesh_backpressure_slow_consumer_events_total",
 		"Times a peer's inbound work reached its bound and the node paused reading that peer's session.", nil, nil)
 	descInboundDrops = prometheus.NewDesc("marsmesh_backpressure_inbound_drops_total",
@@ -211,7 +213,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.tr.Describe(ch)
 	for _, d := range []*prometheus.Desc{descRPCs, descRPCSeconds, descMsgsSent, descMsgsReceived,
 		descFanoutSends, descFanoutDelivered, descRelayTakeovers, descQueueDrops, descStrictDrops,
-		descInCluster, descInTouch, descDroppedEvents, descSlowConsumer, descInboundDrops, descReplyDrops,
+		descInCluster, descInTouch, descServing, descDroppedEvents, descSlowConsumer, descInboundDrops, descReplyDrops,
 		descBufferDrops, descViewNodes} {
 		ch <- d
 	}
@@ -266,7 +268,12 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		touch = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descInTouch, prometheus.GaugeValue, touch)
-	counter(descDroppedEvents, n.DroppedEvents())
+	serving := 0.0
+	if n.Serving() {
+		serving = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descServing, prometheus.GaugeValue, serving)
+	counter(descDroppedEvents, n.MergedEvents())
 	counter(descSlowConsumer, n.SlowConsumerEvents())
 	counter(descInboundDrops, n.InboundDrops())
 	counter(descReplyDrops, n.send.drops.Load())

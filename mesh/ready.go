@@ -14,7 +14,7 @@ import (
 // readiness probe asks (`/readyz`, `node healthcheck -ready`), so a MARS
 // outage does not take serving nodes out of rotation. Contact with MARS is
 // a separate signal (InTouchWithMars, `/v1/status`, the metric
-// marsmesh_mars_in_touch). Every answer to HealthCheck carries both, which
+// marsmesh_node_in_touch_with_mars). Every answer to HealthCheck carries both, which
 // ReadyCheck decodes.
 
 // WaitReady waits until the node is ready: its view lists it online (so its
