@@ -10,8 +10,10 @@ import (
 	"github.com/marsmesh/marsmesh/mesh"
 )
 
-// TestHealthcheckReady: -ready answers ready only for a node in touch with
-// MARS; without -ready the same node passes the liveness probe.
+// TestHealthcheckReady: -ready answers ready for a node that serves, also
+// while MARS is gone (a MARS outage must not take serving nodes out of
+// rotation), and not ready once it drains; without -ready the same node
+// passes the liveness probe.
 func TestHealthcheckReady(t *testing.T) {
 	srv := startMARS(t)
 	_, port, _ := net.SplitHostPort(srv.Addr().String())
@@ -29,15 +31,37 @@ func TestHealthcheckReady(t *testing.T) {
 		t.Fatalf("-ready of a synced node: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 
-	srv.Close() // MARS goes away: the node stays alive, and stops being ready
+	srv.Close() // MARS goes away: the node stays alive and keeps serving
 	eventually(t, 5*time.Second, "the node notices", func() bool { return !n.InTouchWithMars() })
 	code, out, errOut = runNode(t, 10*time.Second, env, "healthcheck", "-ready", "-addr", n.GetMyEndPoint())
-	if code != 1 || out != "" || !strings.Contains(errOut, "not ready: its last sync with MARS was") {
+	if code != 0 || !strings.Contains(out, "serves (MARS silent;") {
 		t.Fatalf("-ready with MARS gone: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	code, out, errOut = runNode(t, 10*time.Second, env, "healthcheck", "-addr", n.GetMyEndPoint())
 	if code != 0 || !strings.HasPrefix(out, "ok: ") {
 		t.Fatalf("liveness with MARS gone: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
+	// Draining (Shutdown held by its readiness check): alive, not ready.
+	release := make(chan struct{})
+	n.SetCheckForShutdownReadiness(func() bool {
+		select {
+		case <-release:
+			return true
+		default:
+			return false
+		}
+	})
+	shut := make(chan error, 1)
+	go func() { shut <- n.Shutdown() }()
+	eventually(t, 5*time.Second, "the node drains", n.IsDraining)
+	code, out, errOut = runNode(t, 10*time.Second, env, "healthcheck", "-ready", "-addr", n.GetMyEndPoint())
+	close(release)
+	if code != 1 || out != "" || !strings.Contains(errOut, "not serving: still joining, or draining") {
+		t.Fatalf("-ready of a draining node: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -53,7 +77,7 @@ func TestHealthcheckReadyNeverSynced(t *testing.T) {
 	defer n.Shutdown()
 	env := []string{"DIARKIS_MARS_PORT=" + port}
 	code, out, errOut := runNode(t, 10*time.Second, env, "healthcheck", "-ready", "-addr", n.GetMyEndPoint(), "-timeout", "3s")
-	if code != 1 || out != "" || !strings.Contains(errOut, "not ready: it has not synced with MARS yet") {
+	if code != 1 || out != "" || !strings.Contains(errOut, "not ready: it has not joined the cluster yet") {
 		t.Fatalf("-ready of a node never synced: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }

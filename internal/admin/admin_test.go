@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -424,12 +425,15 @@ func TestEndpoints(t *testing.T) {
 		return strings.Contains(body, `"rooms": 7`)
 	})
 
-	// A node that stops goes offline, then is listed as gone.
+	// A node that stops leaves: gone from /v1/nodes at once, in the gone list.
 	c.aAdm.Close()
 	c.a.Shutdown()
-	eventually(t, "node a offline or gone in /v1/nodes", func() bool {
-		_, body := get(t, c.marsURL+"/v1/nodes")
-		return strings.Contains(body, `"status": "offline"`)
+	eventually(t, "node a gone from /v1/nodes", func() bool {
+		_, body := get(t, c.marsURL+"/v1/nodes?app=")
+		if err := json.Unmarshal([]byte(body), &nodes); err != nil {
+			t.Fatal(err)
+		}
+		return len(nodes.Apps) == 1 && !slices.ContainsFunc(nodes.Apps[0].Nodes, func(n mars.NodeSnapshot) bool { return n.Addr == c.a.Addr })
 	})
 	eventually(t, "node a in the gone list", func() bool {
 		for _, a := range c.srv.Snapshot() {
