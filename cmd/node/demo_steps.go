@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/marsmesh/marsmesh/mesh"
@@ -455,16 +456,36 @@ func (d *demo) graceful() (string, error) {
 	i := d.size - 1
 	n := d.nodes[i]
 	addr := n.GetMyEndPoint()
+	var mu sync.Mutex
+	seen := make(map[mesh.NodeState]time.Duration)
 	start := time.Now()
+	remove := a.OnNodeEvent(func(e mesh.NodeEvent) { // node 0 follows node i's membership
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := seen[e.New]; e.Addr == addr && !ok {
+			seen[e.New] = time.Since(start)
+		}
+	})
+	defer remove()
 	if err := n.Shutdown(); err != nil {
 		return "", fmt.Errorf("shutdown: %w", err)
 	}
 	shut := time.Since(start)
-	if err := d.waitFor(5*time.Second, fmt.Sprintf("node 0 sees node %d offline", i), func() bool {
-		return a.IsNodeOffline(addr) || a.GetNode(addr) == nil
+	if err := d.waitFor(5*time.Second, fmt.Sprintf("node 0 sees node %d gone", i), func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		_, gone := seen[mesh.StateGone]
+		return gone
 	}); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("node %d called Shutdown (returned after %s): node 0 listed it offline after %s; no silence to wait for, unlike a crash",
-		i, fmtDur(shut), fmtDur(time.Since(start))), nil
+	mu.Lock()
+	defer mu.Unlock()
+	drained, ok := seen[mesh.StateDraining]
+	if !ok {
+		return "", fmt.Errorf("node 0 never saw node %d draining", i)
+	}
+	return fmt.Sprintf("node %d called Shutdown (returned after %s): node 0 saw it draining after %s (out of its lists; "+
+		"requests still reaching it get ErrDraining) and gone after %s; no silence to wait for, unlike a crash",
+		i, fmtDur(shut), fmtDur(drained), fmtDur(seen[mesh.StateGone])), nil
 }
