@@ -166,7 +166,7 @@ func (n *Node) tellDrain(to netip.AddrPort) error {
 }
 
 func (n *Node) tellDrainDone(to netip.AddrPort, done func(error)) error {
-	return n.tr.SendMsg(nil, to, kindDrain, nil, n.drainNotice(), rudp.SendOptions{NoWait: true, AckNow: true, Done: done})
+	return n.tr.SendMsg(context.Background(), to, kindDrain, nil, n.drainNotice(), rudp.SendOptions{NoWait: true, AckNow: true, Done: done})
 }
 
 // drainState follows the drain notices a node sent.
