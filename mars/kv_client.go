@@ -240,9 +240,15 @@ func (c *Client) kvCall(ctx context.Context, req *kvReq, write bool) (*kvReply, 
 	defer tick.Stop()
 	var sentAt time.Time
 	var to netip.AddrPort
+	first := time.Now()
 	for {
 		cur := c.mars.Load()
 		if cur != nil && (*cur != to || time.Since(sentAt) >= resend) {
+			if write && time.Since(first) > kvResultKeep {
+				// MARS keeps a write's result for a while only: past it, a
+				// resend could apply the write again.
+				return nil, fmt.Errorf("%w: no answer from MARS for %v; the write may or may not have applied", ErrTimeout, kvResultKeep)
+			}
 			c.kv.mu.Lock()
 			ok, known := c.kv.support[*cur]
 			call.to = *cur

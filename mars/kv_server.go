@@ -47,6 +47,7 @@ type kvServer struct {
 	wal       *kvWAL
 
 	// with a Store (kv_store.go)
+	st     kvStoreState
 	revCh  chan struct{}   // closed and replaced when rev grows
 	dirty  map[string]bool // apps whose polls may have news
 	notify chan struct{}
@@ -97,6 +98,11 @@ func (s *Server) kvInit() {
 	k.id = newIncarnation()
 	k.rev = time.Now().UnixMicro()
 	k.durable = k.rev
+	if s.st != nil {
+		// The store's revisions; its leases expire by its clock.
+		k.id, k.rev = s.st.store.ID(), 0
+		k.revCh, k.notify = make(chan struct{}), make(chan struct{}, 1)
+	}
 	if s.st == nil && s.opts.DataDir == "" {
 		k.claimsAt = int64(s.opts.LeaseHold)
 	}
@@ -221,16 +227,9 @@ func (s *Server) handleKV(m inMsg) {
 	rep := kvReply{ID: req.ID}
 	before := a.lastRev
 	switch req.Op {
-	case kvGet:
-		rep.Rev = s.kvVisible()
-		if it := a.live(req.Key, now); it != nil {
-			rep.Entries = []kvEntry{{Key: it.key, Value: it.value, Rev: it.rev}}
-		} else {
-			rep.Code, rep.Msg = kvNotFound, fmt.Sprintf("key %q not found", req.Key)
-		}
-	case kvList:
-		rep.Rev = s.kvVisible()
-		rep.Entries, rep.More = a.list(req.Key, req.After, req.Flags&kvFlagKeysOnly != 0, now)
+	case kvGet, kvList:
+		s.kvAnswerRead(m.from, req)
+		return
 	case kvWatch:
 		s.kvPoll(m.from, a, req, now)
 		return

@@ -311,6 +311,7 @@ func (s *Server) start(tr *rudp.Transport) error {
 			s.wg.Wait()
 			return err
 		}
+		s.kvStart()
 	}
 	s.mu.Lock()
 	s.tr = tr // messages arriving before this are dropped; nodes resend

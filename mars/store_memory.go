@@ -2,6 +2,7 @@ package mars
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -18,12 +19,16 @@ type MemoryStore struct {
 	hist    []StoreRecord
 	wake    chan struct{} // closed and replaced after every write or progress request
 	session uint64
+
+	leases    map[int64]*memLease // kv_storekinds.go
+	nextLease int64
 }
 
 type memRecord struct {
 	value   []byte
 	rev     int64
 	session uint64 // 0: no session
+	lease   int64  // 0: no lease
 }
 
 const memoryHistory = 1 << 20
@@ -118,6 +123,11 @@ func (s *memSession) Update(ctx context.Context, keys []StoreKey, fn func([]Stor
 	if err != nil || len(writes) == 0 {
 		return m.rev, err
 	}
+	for _, w := range writes {
+		if w.Lease != 0 && m.leases[w.Lease] == nil {
+			return 0, fmt.Errorf("%w: lease %d", ErrStoreLeaseGone, w.Lease)
+		}
+	}
 	m.rev++
 	for _, w := range writes {
 		if w.Delete {
@@ -131,6 +141,7 @@ func (s *memSession) Update(ctx context.Context, keys []StoreKey, fn func([]Stor
 		if w.Session {
 			r.session = s.id
 		}
+		r.lease = w.Lease
 		m.recs[w.StoreKey] = r
 		m.hist = append(m.hist, StoreRecord{StoreKey: w.StoreKey, Value: r.value, Rev: m.rev})
 	}
