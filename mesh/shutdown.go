@@ -55,6 +55,7 @@ func (n *Node) Shutdown() error { return n.ShutdownContext(context.Background())
 // the first and return its result.
 func (n *Node) ShutdownContext(ctx context.Context) error {
 	n.closeOnce.Do(func() {
+		n.releaseLeases(ctx) // lease.go
 		n.goOffline(ctx)
 		n.closed.Store(true)
 		mcErr := n.mc.Close() // graceful leave: offline at once

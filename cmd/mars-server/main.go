@@ -90,6 +90,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	storeKind := fs.String("store", "", "where the state lives: memory (this process) or etcd (replicas over etcd) (default: marsStore of the configuration, memory)")
 	etcdEndpoints := fs.String("etcd-endpoints", "", "comma-separated etcd client `URLs` for -store etcd (default: marsEtcdEndpoints of the configuration)")
 	etcdDial := fs.Duration("etcd-dial-timeout", 5*time.Second, "how long to wait for etcd at start")
+	maxLeaseTTL := fs.Duration("max-lease-ttl", time.Minute, "the longest lease TTL nodes may claim")
+	leaseHold := fs.Duration("lease-hold", 0, "without -data or -store: refuse new claims this long after start, so leases a previous run granted expire first (default: -max-lease-ttl; negative: none)")
+	maxKVKeys := fs.Int("max-kv-keys", 100_000, "the most keys of one app's key-value store")
+	maxKVBytes := fs.Int("max-kv-bytes", 64<<20, "the most bytes of keys and values of one app's key-value store")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	keygen := fs.Bool("keygen", false, "print a new random cluster key (base64, for meshKey or a meshKeyFile line) and exit")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file` until the server stops (for performance work)")
@@ -188,6 +192,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		Logger:       log,
 
 		TrustReportedAddr: *trustAddr,
+		MaxLeaseTTL:       *maxLeaseTTL,
+		LeaseHold:         *leaseHold,
+		MaxKVKeys:         *maxKVKeys,
+		MaxKVBytes:        *maxKVBytes,
 		Transport: rudp.Config{
 			RetryInterval: cfg.RetryIntervalDuration(),
 			RetryTimeout:  cfg.RetryTimeoutDuration(),
