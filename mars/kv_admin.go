@@ -103,7 +103,7 @@ var (
 )
 
 var kvOpNames = [...]string{kvPut: "put", kvGet: "get", kvDel: "delete", kvList: "list", kvWatch: "watch",
-	kvClaim: "claim", kvRenew: "renew", kvRelease: "release"}
+	kvClaim: "claim", kvRenew: "renew", kvRelease: "release", kvLeases: "leases"}
 
 func kvDescribe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descKVKeys, descKVBytes, descLeases, descKVOps, descKVConfl, descKVRefuse} {
@@ -112,7 +112,7 @@ func kvDescribe(ch chan<- *prometheus.Desc) {
 }
 
 func (s *Server) kvCollect(ch chan<- prometheus.Metric) {
-	for op := kvPut; op <= kvRelease; op++ {
+	for op := kvPut; op <= kvLeases; op++ {
 		ch <- prometheus.MustNewConstMetric(descKVOps, prometheus.CounterValue, float64(s.kv.ops[op].Load()), kvOpNames[op])
 	}
 	ch <- prometheus.MustNewConstMetric(descKVConfl, prometheus.CounterValue, float64(s.kv.conflicts.Load()))

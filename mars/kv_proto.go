@@ -63,6 +63,7 @@ const (
 	kvClaim   = 6
 	kvRenew   = 7
 	kvRelease = 8
+	kvLeases  = 9 // list the leases under a prefix: entries [name, holder, token]
 )
 
 // Request flags.

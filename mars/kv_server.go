@@ -52,7 +52,7 @@ type kvServer struct {
 	dirty  map[string]bool // apps whose polls may have news
 	notify chan struct{}
 
-	ops       [kvRelease + 1]atomic.Uint64
+	ops       [kvLeases + 1]atomic.Uint64
 	conflicts atomic.Uint64
 	refused   atomic.Uint64
 }
@@ -142,9 +142,7 @@ func (s *Server) kvCheck(m inMsg) *kvReq {
 		s.kvRefuse(m.from, req.ID, code, msg)
 		return nil
 	}
-	if req.Op <= kvRelease {
-		s.kv.ops[req.Op].Add(1)
-	}
+	s.kv.ops[req.Op].Add(1)
 	return req
 }
 
@@ -161,7 +159,7 @@ func (s *Server) kvCheckReq(from netip.AddrPort, req *kvReq) (uint64, string) {
 	}
 	var err error
 	switch req.Op {
-	case kvList, kvWatch:
+	case kvList, kvWatch, kvLeases:
 		err = checkKVPrefix(req.Key)
 	case kvPut, kvGet, kvDel, kvClaim, kvRenew, kvRelease:
 		err = CheckKVKey(req.Key)
@@ -227,7 +225,7 @@ func (s *Server) handleKV(m inMsg) {
 	rep := kvReply{ID: req.ID}
 	before := a.lastRev
 	switch req.Op {
-	case kvGet, kvList:
+	case kvGet, kvList, kvLeases:
 		s.kvAnswerRead(m.from, req)
 		return
 	case kvWatch:

@@ -179,6 +179,26 @@ func (a *kvApp) list(prefix, after string, keysOnly bool, now int64) (out []kvEn
 	return out, more
 }
 
+// listLeases returns the live leases under prefix after `after`, by name,
+// as entries [name, holder, token], at most maxKVEntries/2.
+func (a *kvApp) listLeases(prefix, after string, now int64) (out []kvEntry, more bool) {
+	names := make([]string, 0, len(a.leases))
+	for k := range a.leases {
+		if strings.HasPrefix(k, prefix) && k > after && a.liveLease(k, now) != nil {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	if len(names) > maxKVEntries/2 {
+		names, more = names[:maxKVEntries/2], true
+	}
+	for _, k := range names {
+		l := a.leases[k]
+		out = append(out, kvEntry{Key: k, Value: []byte(l.holder), Rev: l.token})
+	}
+	return out, more
+}
+
 // live returns a key unless its TTL ran out (the sweep deletes it soon).
 func (a *kvApp) live(key string, now int64) *kvItem {
 	it := a.get(key)

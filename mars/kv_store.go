@@ -86,7 +86,7 @@ func (s *Server) kvStoreMessage(m inMsg) {
 		return
 	}
 	switch req.Op {
-	case kvGet, kvList:
+	case kvGet, kvList, kvLeases:
 		if !s.kvBehind(req) {
 			s.kvAnswerRead(m.from, req)
 			return
@@ -120,9 +120,11 @@ func (s *Server) kvAnswerRead(to netip.AddrPort, req *kvReq) {
 	rep := kvReply{ID: req.ID, Rev: s.kvVisible()}
 	a := s.kv.apps[req.App]
 	switch {
+	case req.Op == kvLeases && a != nil:
+		rep.Entries, rep.More = a.listLeases(req.Key, req.After, now)
 	case req.Op == kvList && a != nil:
 		rep.Entries, rep.More = a.list(req.Key, req.After, req.Flags&kvFlagKeysOnly != 0, now)
-	case req.Op == kvList:
+	case req.Op == kvList, req.Op == kvLeases:
 	case a != nil && a.live(req.Key, now) != nil:
 		it := a.live(req.Key, now)
 		rep.Entries = []kvEntry{{Key: it.key, Value: it.value, Rev: it.rev}}
@@ -155,7 +157,7 @@ func (s *Server) kvStoreJob(j kvJob) {
 	var rep *kvReply
 	var wait int64
 	switch req.Op {
-	case kvGet, kvList:
+	case kvGet, kvList, kvLeases:
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if !s.closed && (!s.kvBehind(req) || s.kvWaitRev(req.Rev)) && !s.closed {

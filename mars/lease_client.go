@@ -250,3 +250,34 @@ func (c *Client) ReleaseAll(ctx context.Context) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// LeaseInfo is a lease as MARS lists it.
+type LeaseInfo struct {
+	Key    string
+	Holder string // the holder's mesh address
+	Token  int64
+}
+
+// ListLeases returns the leases MARS holds under prefix ("" for all), by
+// name: any node's, not only this one's.
+func (c *Client) ListLeases(ctx context.Context, prefix string) ([]LeaseInfo, error) {
+	if err := checkKVPrefix(prefix); err != nil {
+		return nil, err
+	}
+	var out []LeaseInfo
+	for after := ""; ; {
+		req := &kvReq{Op: kvLeases, Key: prefix, After: after}
+		c.kvRead(req)
+		rep, err := c.kvCall(ctx, req, false)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range rep.Entries {
+			out = append(out, LeaseInfo{Key: e.Key, Holder: string(e.Value), Token: e.Rev})
+		}
+		if !rep.More || len(rep.Entries) == 0 {
+			return out, nil
+		}
+		after = rep.Entries[len(rep.Entries)-1].Key
+	}
+}

@@ -32,6 +32,18 @@ func (n *Node) Claim(ctx context.Context, key string, ttl time.Duration) (*Lease
 	return l, kvErr(err)
 }
 
+// LeaseInfo is a lease as MARS lists it: name, holder, token.
+type LeaseInfo = mars.LeaseInfo
+
+// ListLeases returns every lease MARS holds under prefix (any node's).
+func (n *Node) ListLeases(ctx context.Context, prefix string) ([]LeaseInfo, error) {
+	if n.closed.Load() {
+		return nil, ErrClosed
+	}
+	out, err := n.mc.ListLeases(ctx, prefix)
+	return out, kvErr(err)
+}
+
 // Leases returns the leases the node holds.
 func (n *Node) Leases() []*Lease { return n.mc.Leases() }
 
