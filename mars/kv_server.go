@@ -80,6 +80,7 @@ type heldKV struct {
 	to   netip.AddrPort
 	p    []byte
 	need int64
+	at   int64 // server clock when it was held
 }
 
 // kvPoll is a watch poll MARS holds until a change or its deadline.
@@ -489,6 +490,7 @@ func (s *Server) kvTick() {
 		}
 	}
 	if s.st != nil {
+		s.kvFlushWaiting()
 		return // the store expires keys and leases
 	}
 	changed := map[*kvApp]bool{}

@@ -57,7 +57,8 @@ type kvJob struct {
 // kvStoreState is the part of kvServer only a replica has.
 type kvStoreState struct {
 	queues  []chan kvJob
-	base    int64 // the copy was loaded at this revision
+	waiting []heldKV // replies to writes the copy does not hold yet
+	base    int64    // the copy was loaded at this revision
 	leaser  StoreLeaser
 	resLock chan struct{} // guards resSID, resAt
 	resSID  int64
@@ -179,11 +180,38 @@ func (s *Server) kvStoreJob(j kvJob) {
 	if s.closed {
 		return
 	}
-	if wait > 0 && !s.kvWaitRev(wait) {
-		s.warn.Warn("mars: the store copy is behind a write; the node sends it again", "rev", wait)
+	if wait > s.kv.rev {
+		// The reply goes once the copy holds the write (kvNotifier); the
+		// worker goes on meanwhile.
+		rep.KVID = s.kv.id
+		s.kv.st.waiting = append(s.kv.st.waiting, heldKV{to: j.from, p: rep.append(nil), need: wait, at: s.now()})
 		return
 	}
 	s.kvSend(j.from, rep, 0)
+}
+
+// kvFlushWaiting sends the replies whose writes the copy holds now, and
+// drops those that waited longer than storeCatchUp (the node sends the
+// write again; its result is found then) (under s.mu).
+func (s *Server) kvFlushWaiting() {
+	st := &s.kv.st
+	if len(st.waiting) == 0 {
+		return
+	}
+	now := s.now()
+	keep := st.waiting[:0]
+	for _, h := range st.waiting {
+		switch {
+		case h.need <= s.kv.rev:
+			s.send(h.to, KindKVReply, h.p)
+		case now-h.at > int64(storeCatchUp):
+			s.warn.Warn("mars: the store copy is behind a write; the node sends it again", "rev", h.need)
+		default:
+			keep = append(keep, h)
+		}
+	}
+	clear(st.waiting[len(keep):])
+	st.waiting = keep
 }
 
 func unavailable(err error) *kvReply {
@@ -231,6 +259,27 @@ func (s *Server) kvUpdate(ctx context.Context, keys []StoreKey, fn func(cur []St
 	}
 }
 
+// kvWriteIf is the one-round-trip write of a StoreCAS store: writes
+// (given the result lease) if expect holds; ok false with cur otherwise,
+// and handled false when the store has no StoreCAS.
+func (s *Server) kvWriteIf(ctx context.Context, expect []StoreRecord, writes func(res int64) []StoreWrite) (handled, ok bool, cur []StoreRecord, rev int64, err error) {
+	cas, is := s.st.store.(StoreCAS)
+	if !is {
+		return false, false, nil, 0, nil
+	}
+	for try := 0; ; try++ {
+		res, err := s.kvResultLease(ctx, try > 0)
+		if err != nil {
+			return true, false, nil, 0, err
+		}
+		ok, cur, rev, err := cas.WriteIf(ctx, expect, writes(res))
+		if errors.Is(err, ErrStoreLeaseGone) && try == 0 {
+			continue
+		}
+		return true, ok, cur, rev, err
+	}
+}
+
 // earlier reads the result of a write applied already.
 func earlier(rec StoreRecord) *kvReply {
 	r, err := DecodeStoredKVResult(rec.Value)
@@ -257,6 +306,34 @@ func (s *Server) kvStoreWrite(ctx context.Context, req *kvReq) (*kvReply, int64)
 		}
 	}
 	key := StoreKey{App: req.App, Kind: StoreKVValue, Name: req.Key}
+	if req.Op == kvPut {
+		// One round trip: the write applies unless it did already (its
+		// result exists) or, with CAS, the key moved.
+		expect := []StoreRecord{{StoreKey: resultKey(req)}}
+		if req.Flags&kvFlagCAS != 0 {
+			expect = append(expect, StoreRecord{StoreKey: key, Rev: req.Rev})
+		}
+		handled, ok, cur, rev, err := s.kvWriteIf(ctx, expect, func(res int64) []StoreWrite {
+			return []StoreWrite{{StoreKey: key, Value: req.Value, Lease: sid},
+				{StoreKey: expect[0].StoreKey, Value: EncodeStoredKVResult(&StoredKVResult{}), Lease: res}}
+		})
+		switch {
+		case !handled:
+		case err != nil:
+			s.kvRevoke(sid)
+			return unavailable(err), 0
+		case ok:
+			return &kvReply{Rev: rev}, rev
+		case cur[0].Rev != 0:
+			s.kvRevoke(sid)
+			rep := earlier(cur[0])
+			return rep, rep.Rev
+		default:
+			s.kvRevoke(sid)
+			s.kv.conflicts.Add(1)
+			return &kvReply{Code: kvConflict, Rev: cur[1].Rev, Msg: fmt.Sprintf("key %q is at revision %d, not %d", req.Key, cur[1].Rev, req.Rev)}, 0
+		}
+	}
 	var rep *kvReply
 	rev, err := s.kvUpdate(ctx, []StoreKey{resultKey(req), key}, func(cur []StoreRecord, res int64) ([]StoreWrite, error) {
 		rep = nil
@@ -353,9 +430,34 @@ func (s *Server) kvStoreClaim(ctx context.Context, req *kvReq) (*kvReply, int64)
 		return unavailable(err), 0
 	}
 	key := StoreKey{App: req.App, Kind: StoreLeaseRec, Name: req.Key}
+	rec := EncodeStoredLease(&StoredLease{Holder: req.Addr, Inc: req.Inc, TTL: int64(req.TTL), SID: sid, At: time.Now().UnixMilli()})
+	// One round trip when the lease is free and the claim new.
+	expect := []StoreRecord{{StoreKey: resultKey(req)}, {StoreKey: key}}
+	handled, ok, cur, rev, err := s.kvWriteIf(ctx, expect, func(res int64) []StoreWrite {
+		return []StoreWrite{{StoreKey: key, Value: rec, Lease: sid},
+			{StoreKey: expect[0].StoreKey, Value: EncodeStoredKVResult(&StoredKVResult{TTL: req.TTL}), Lease: res}}
+	})
+	switch {
+	case !handled:
+	case err != nil:
+		s.kvRevoke(sid)
+		return unavailable(err), 0
+	case ok:
+		return &kvReply{Rev: rev, TTL: req.TTL}, rev
+	case cur[0].Rev != 0:
+		s.kvRevoke(sid)
+		rep := earlier(cur[0])
+		return rep, rep.Rev
+	default:
+		if l, err := DecodeStoredLease(cur[1].Value); err == nil && (l.Holder != req.Addr || l.Inc != req.Inc) {
+			s.kvRevoke(sid)
+			return &kvReply{Code: kvHeld, Holder: l.Holder, Rev: cur[1].Rev, Msg: fmt.Sprintf("lease %q is held by %s", req.Key, l.Holder)}, 0
+		}
+		// This node's own earlier grant: replaced below.
+	}
 	var rep *kvReply
 	var old int64 // the store lease of this node's earlier grant, replaced
-	rev, err := s.kvUpdate(ctx, []StoreKey{resultKey(req), key}, func(cur []StoreRecord, res int64) ([]StoreWrite, error) {
+	rev, err = s.kvUpdate(ctx, []StoreKey{resultKey(req), key}, func(cur []StoreRecord, res int64) ([]StoreWrite, error) {
 		rep, old = nil, 0
 		if cur[0].Rev != 0 {
 			rep = earlier(cur[0])
@@ -371,7 +473,6 @@ func (s *Server) kvStoreClaim(ctx context.Context, req *kvReq) (*kvReply, int64)
 				old = l.SID
 			}
 		}
-		rec := EncodeStoredLease(&StoredLease{Holder: req.Addr, Inc: req.Inc, TTL: int64(req.TTL), SID: sid, At: time.Now().UnixMilli()})
 		return []StoreWrite{{StoreKey: key, Value: rec, Lease: sid},
 			{StoreKey: cur[0].StoreKey, Value: EncodeStoredKVResult(&StoredKVResult{TTL: req.TTL}), Lease: res}}, nil
 	})
@@ -484,7 +585,7 @@ func (s *Server) kvRecord(r StoreRecord) bool {
 			ttl: time.Duration(l.TTL) * time.Millisecond, granted: at, renewed: at, sid: l.SID}
 		a.bump(r.Rev)
 	}
-	if !snap {
+	if !snap || len(s.kv.st.waiting) > 0 {
 		if s.kv.dirty == nil {
 			s.kv.dirty = make(map[string]bool)
 		}
@@ -560,6 +661,7 @@ func (s *Server) kvNotifier() {
 		}
 		s.mu.Lock()
 		if !s.closed {
+			s.kvFlushWaiting()
 			for name := range s.kv.dirty {
 				if a := s.kv.apps[name]; a != nil {
 					s.kvWake(a)

@@ -39,6 +39,37 @@ type StoreLeaser interface {
 	Revoke(ctx context.Context, id int64) error
 }
 
+// StoreCAS is a Store that writes in one round trip when the records it
+// names are at the revisions it expects (etcd's If/Then/Else); a replica
+// uses it for puts and claims, which otherwise read first.
+type StoreCAS interface {
+	// WriteIf applies writes atomically if every record of expect is at
+	// its Rev (0: absent); otherwise it writes nothing and returns expect's
+	// records as they are. rev is the revision of the write or the read.
+	WriteIf(ctx context.Context, expect []StoreRecord, writes []StoreWrite) (ok bool, cur []StoreRecord, rev int64, err error)
+}
+
+// WriteIf applies writes if expect's records are at their revisions.
+func (s *memSession) WriteIf(ctx context.Context, expect []StoreRecord, writes []StoreWrite) (bool, []StoreRecord, int64, error) {
+	keys := make([]StoreKey, len(expect))
+	for i, e := range expect {
+		keys[i] = e.StoreKey
+	}
+	var cur []StoreRecord
+	ok := false
+	rev, err := s.Update(ctx, keys, func(c []StoreRecord) ([]StoreWrite, error) {
+		for i, e := range expect {
+			if c[i].Rev != e.Rev {
+				cur = c
+				return nil, nil
+			}
+		}
+		ok = true
+		return writes, nil
+	})
+	return ok, cur, rev, err
+}
+
 // ErrStoreLeaseGone is returned by StoreLeaser.KeepAlive for a lease that
 // expired or was revoked.
 var ErrStoreLeaseGone = errors.New("mars: store lease gone")

@@ -83,6 +83,7 @@ type Store struct {
 var (
 	_ mars.Store       = (*Store)(nil)
 	_ mars.StoreLeaser = (*Store)(nil)
+	_ mars.StoreCAS    = (*Store)(nil)
 )
 
 // CheckEndpoints checks etcd client URLs: http or https, with a host.
@@ -421,4 +422,31 @@ func (s *Store) Revoke(ctx context.Context, id int64) error {
 		return nil
 	}
 	return err
+}
+
+// WriteIf applies writes in one transaction if every record of expect is
+// at its revision (0: absent); otherwise it returns them as they are.
+func (s *Store) WriteIf(ctx context.Context, expect []mars.StoreRecord, writes []mars.StoreWrite) (bool, []mars.StoreRecord, int64, error) {
+	cmps := make([]clientv3.Cmp, len(expect))
+	gets := make([]clientv3.Op, len(expect))
+	for i, e := range expect {
+		name := s.key(e.StoreKey)
+		cmps[i] = clientv3.Compare(clientv3.ModRevision(name), "=", e.Rev)
+		gets[i] = clientv3.OpGet(name)
+	}
+	tr, err := s.cli.Txn(ctx).If(cmps...).Then(s.ops(writes)...).Else(gets...).Commit()
+	if err != nil {
+		return false, nil, 0, err
+	}
+	if tr.Succeeded {
+		return true, nil, tr.Header.Revision, nil
+	}
+	cur := make([]mars.StoreRecord, len(expect))
+	for i, e := range expect {
+		cur[i].StoreKey = e.StoreKey
+		if kvs := tr.Responses[i].GetResponseRange().Kvs; len(kvs) == 1 {
+			cur[i].Value, cur[i].Rev = kvs[0].Value, kvs[0].ModRevision
+		}
+	}
+	return false, cur, tr.Header.Revision, nil
 }
