@@ -308,3 +308,41 @@ func TestKVDataDirRestart(t *testing.T) {
 		t.Fatalf("lease lost over the restart: %v", l.Err())
 	}
 }
+
+// A MARS of the revision before the key-value store (no syncKV flag, and
+// KindKV refused as an unknown kind): a node's KV calls fail at once with
+// ErrKVUnsupported, and the rest works. A call that reaches it before the
+// node knows (the refusal) fails the same way.
+func TestKVWithAnEarlierMARS(t *testing.T) {
+	s := startServer(t, "", kvOpts())
+	s.mu.Lock()
+	s.noKV = true
+	s.mu.Unlock()
+	ctx := ctxT(t)
+	raw := newTestNode(t, s.Addr().String(), ClientConfig{Interval: 100 * time.Millisecond})
+	raw.c.Start()
+	// Before the first sync the client does not know: MARS's refusal says.
+	if _, err := raw.c.Put(ctx, "k", nil, PutOptions{}); !errors.Is(err, ErrKVUnsupported) {
+		t.Fatalf("put before the first sync: %v", err)
+	}
+	<-raw.c.Ready()
+	start := time.Now()
+	if _, err := raw.c.Get(ctx, "k"); !errors.Is(err, ErrKVUnsupported) {
+		t.Fatalf("get: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the unsupported get took %v", d)
+	}
+	if w, err := raw.c.Watch(ctx, ""); err != nil {
+		t.Fatal(err)
+	} else if _, open := <-w; open {
+		t.Fatal("a watch on an earlier MARS delivered an event")
+	}
+	if raw.c.LastError() != nil {
+		t.Fatalf("the refusal of KindKV counts as the node's error: %v", raw.c.LastError())
+	}
+	other := readyNode(t, s.Addr().String(), ClientConfig{})
+	waitFor(t, 5*time.Second, "the nodes to see each other", func() bool {
+		return hasNode(raw.c.View(), other.c.Addr(), online) && hasNode(other.c.View(), raw.c.Addr(), online)
+	})
+}

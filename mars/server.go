@@ -185,8 +185,9 @@ type Server struct {
 	stats  serverCounters
 	nstats nodeStatsTable // admin endpoint only (nodestats.go)
 
-	st *storeState // with ServerOptions.Store (server_store.go)
-	kv kvServer    // the key-value store and leases (kv_server.go)
+	st   *storeState // with ServerOptions.Store (server_store.go)
+	kv   kvServer    // the key-value store and leases (kv_server.go)
+	noKV bool        // tests: behave as a MARS of the revision before the key-value store
 }
 
 // heldReply is a sync reply that acknowledges shared-data changes; with
@@ -461,6 +462,10 @@ func (s *Server) handle(m inMsg) {
 	case KindNodeStats:
 		s.handleNodeStats(m)
 	case KindKV:
+		if s.noKV {
+			s.refuse(m.from, "", 0, CodeBadMessage, fmt.Sprintf("unknown message kind 0x%02x", m.kind))
+			return
+		}
 		s.handleKV(m)
 	default:
 		s.refuse(m.from, "", 0, CodeBadMessage, fmt.Sprintf("unknown message kind 0x%02x", m.kind))
