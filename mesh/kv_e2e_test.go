@@ -254,15 +254,10 @@ func TestE2EKVCASThroughRestart(t *testing.T) {
 	bin := buildMarsServer(t)
 	dir := t.TempDir()
 	args := []string{"-data", dir, "-remove-after", "30s"}
-	m := startMarsServer(t, bin, args...)
-	env := []string{"DIARKIS_MARS_ADDR=127.0.0.1", fmt.Sprintf("DIARKIS_MARS_PORT=%d", m.port), "DIARKIS_RETRY_TIMEOUT=3000"}
-	restart := func(nodes []*kvProc, total int) {
-		waitAcked(t, nodes, total*4/10)
-		m.cmd.Process.Signal(syscall.SIGKILL)
-		m.cmd.Wait()
-		t.Log("mars-server killed; starting it again on its data")
-		var exited <-chan struct{}
-		m, exited = spawnMars(t, bin, m.port, args)
+	port := freeUDPPort(t)
+	var marsNow *marsProcess
+	start := func() <-chan struct{} {
+		m, exited := spawnMars(t, bin, port, args)
 		eventually(t, 20*time.Second, func() bool {
 			select {
 			case <-exited:
@@ -270,7 +265,18 @@ func TestE2EKVCASThroughRestart(t *testing.T) {
 			default:
 			}
 			return strings.Contains(m.log.String(), "mars-server listening")
-		}, "mars-server listens again")
+		}, "mars-server listens")
+		marsNow = m
+		return exited
+	}
+	exited := start()
+	env := []string{"DIARKIS_MARS_ADDR=127.0.0.1", fmt.Sprintf("DIARKIS_MARS_PORT=%d", port), "DIARKIS_RETRY_TIMEOUT=3000"}
+	restart := func(nodes []*kvProc, total int) {
+		waitAcked(t, nodes, total*4/10)
+		marsNow.cmd.Process.Signal(syscall.SIGKILL)
+		<-exited
+		t.Log("mars-server killed; starting it again on its data")
+		exited = start()
 	}
 	runCASCheck(t, env, restart)
 }
