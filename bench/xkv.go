@@ -352,7 +352,8 @@ func xkvTable(w func(string, ...any), run Run) {
 	w("`go run . -suite xkv`: 64 B values over 1,000 keys; every server in a process of its own (etcd, MARS in memory,\n")
 	w("MARS over that etcd, nats-server with JetStream on file storage), the clients in the bench process. Medians of\n")
 	w("%d rounds. A marsmesh put is applied exactly once (it carries the node's write number) and answered once the\n", max(len(rs[0].Rounds), 1))
-	w("MARS it reached holds it; over etcd that is an etcd transaction (read, then compare-and-write) plus the watch.\n\n")
+	w("MARS it reached holds it; over etcd that is one conditional etcd transaction (the key, and the write's result\n")
+	w("record for resends) and the replica's watch bringing it back to its copy.\n\n")
 	w("| system | p50 c=1 | p99 c=1 | rate c=16 |\n| --- | ---: | ---: | ---: |\n")
 	for _, r := range rs {
 		if r.Conc != 1 {

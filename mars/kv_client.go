@@ -311,9 +311,14 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts PutOpti
 	if value == nil {
 		value = []byte{}
 	}
-	req := &kvReq{Op: kvPut, Key: key, Value: value, TTL: uint64(opts.TTL.Milliseconds())}
-	if opts.CAS {
-		req.Flags, req.Rev = kvFlagCAS, opts.Rev
+	return c.kvWrite(ctx, &kvReq{Op: kvPut, Key: key, Value: value, TTL: uint64(opts.TTL.Milliseconds())}, opts.CAS, opts.Rev)
+}
+
+// kvWrite sends a put or delete (with CAS, only at revision rev) and
+// returns the revision of the change.
+func (c *Client) kvWrite(ctx context.Context, req *kvReq, cas bool, rev int64) (int64, error) {
+	if cas {
+		req.Flags, req.Rev = kvFlagCAS, rev
 	}
 	rep, err := c.kvCall(ctx, req, true)
 	if err != nil {
@@ -348,15 +353,7 @@ func (c *Client) Delete(ctx context.Context, key string, opts DeleteOptions) (in
 	if err := CheckKVKey(key); err != nil {
 		return 0, err
 	}
-	req := &kvReq{Op: kvDel, Key: key}
-	if opts.CAS {
-		req.Flags, req.Rev = kvFlagCAS, opts.Rev
-	}
-	rep, err := c.kvCall(ctx, req, true)
-	if err != nil {
-		return 0, err
-	}
-	return rep.Rev, nil
+	return c.kvWrite(ctx, &kvReq{Op: kvDel, Key: key}, opts.CAS, opts.Rev)
 }
 
 // List returns the keys under prefix ("" for all), sorted, and the
@@ -377,26 +374,36 @@ func (c *Client) list(ctx context.Context, prefix string, keysOnly bool) ([]KVEn
 		return nil, 0, err
 	}
 	var out []KVEntry
+	flags := uint64(0)
+	if keysOnly {
+		flags = kvFlagKeysOnly
+	}
+	rev, err := c.kvPages(ctx, kvList, prefix, flags, func(e kvEntry) {
+		out = append(out, KVEntry{Key: e.Key, Value: e.Value, Rev: e.Rev})
+	})
+	return out, rev, err
+}
+
+// kvPages reads a list (op kvList or kvLeases) page by page, calling each
+// for every entry; it returns the revision of the first page.
+func (c *Client) kvPages(ctx context.Context, op uint64, prefix string, flags uint64, each func(kvEntry)) (int64, error) {
 	var rev int64
 	after := ""
 	for page := 0; ; page++ {
-		req := &kvReq{Op: kvList, Key: prefix, After: after}
-		if keysOnly {
-			req.Flags = kvFlagKeysOnly
-		}
+		req := &kvReq{Op: op, Key: prefix, After: after, Flags: flags}
 		c.kvRead(req)
 		rep, err := c.kvCall(ctx, req, false)
 		if err != nil {
-			return nil, 0, err
+			return 0, err
 		}
 		if page == 0 {
 			rev = rep.Rev
 		}
 		for _, e := range rep.Entries {
-			out = append(out, KVEntry{Key: e.Key, Value: e.Value, Rev: e.Rev})
+			each(e)
 		}
 		if !rep.More || len(rep.Entries) == 0 {
-			return out, rev, nil
+			return rev, nil
 		}
 		after = rep.Entries[len(rep.Entries)-1].Key
 	}

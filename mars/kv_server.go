@@ -285,19 +285,14 @@ func (s *Server) kvNextRev() int64 {
 
 // kvWrite applies a put, delete or claim (without a Store).
 func (s *Server) kvWrite(a *kvApp, req *kvReq, now int64) kvResult {
-	switch req.Op {
-	case kvClaim:
+	if req.Op == kvClaim {
 		return s.kvClaim(a, req, now)
-	case kvDel:
-		it := a.live(req.Key, now)
-		cur := int64(0)
-		if it != nil {
-			cur = it.rev
-		}
-		if req.Flags&kvFlagCAS != 0 && cur != req.Rev {
-			s.kv.conflicts.Add(1)
-			return kvResult{Code: kvConflict, Rev: cur, Msg: fmt.Sprintf("key %q is at revision %d, not %d", req.Key, cur, req.Rev)}
-		}
+	}
+	it, conflict := s.kvCompare(a, req, now)
+	if conflict != nil {
+		return *conflict
+	}
+	if req.Op == kvDel {
 		if it == nil {
 			return kvResult{Code: kvNotFound, Msg: fmt.Sprintf("key %q not found", req.Key)}
 		}
@@ -306,24 +301,8 @@ func (s *Server) kvWrite(a *kvApp, req *kvReq, now int64) kvResult {
 		s.kvLog(walRec{T: walDel, App: a.name, Key: req.Key, Rev: rev, Addr: req.Addr, Inc: req.Inc, Seq: req.Seq})
 		return kvResult{Rev: rev}
 	}
-	it := a.live(req.Key, now)
-	cur := int64(0)
-	if it != nil {
-		cur = it.rev
-	}
-	if req.Flags&kvFlagCAS != 0 && cur != req.Rev {
-		s.kv.conflicts.Add(1)
-		return kvResult{Code: kvConflict, Rev: cur, Msg: fmt.Sprintf("key %q is at revision %d, not %d", req.Key, cur, req.Rev)}
-	}
-	if it == nil && a.keys.Len() >= s.opts.MaxKVKeys && a.get(req.Key) == nil {
-		return kvResult{Code: kvLimit, Msg: fmt.Sprintf("app %q holds the maximum of %d keys", a.name, s.opts.MaxKVKeys)}
-	}
-	grow := len(req.Key) + len(req.Value)
-	if old := a.get(req.Key); old != nil {
-		grow -= len(old.key) + len(old.value)
-	}
-	if a.bytes+grow > s.opts.MaxKVBytes {
-		return kvResult{Code: kvLimit, Msg: fmt.Sprintf("app %q would hold more than %d bytes of keys and values", a.name, s.opts.MaxKVBytes)}
+	if msg := s.kvPutLimit(a, req); msg != "" {
+		return kvResult{Code: kvLimit, Msg: msg}
 	}
 	n := &kvItem{key: req.Key, value: append([]byte{}, req.Value...), rev: s.kvNextRev(), ttl: int64(req.TTL)}
 	if req.TTL > 0 {
@@ -335,6 +314,37 @@ func (s *Server) kvWrite(a *kvApp, req *kvReq, now int64) kvResult {
 	s.kvLog(walRec{T: walPut, App: a.name, Key: n.key, Val: n.value, Rev: n.rev, TTL: n.ttl, Wall: n.wall,
 		Addr: req.Addr, Inc: req.Inc, Seq: req.Seq})
 	return kvResult{Rev: n.rev}
+}
+
+// kvPutLimit says which limit of the app a put would pass ("" if none).
+func (s *Server) kvPutLimit(a *kvApp, req *kvReq) string {
+	old := a.get(req.Key)
+	if old == nil && a.keys.Len() >= s.opts.MaxKVKeys {
+		return fmt.Sprintf("app %q holds the maximum of %d keys", a.name, s.opts.MaxKVKeys)
+	}
+	grow := len(req.Key) + len(req.Value)
+	if old != nil {
+		grow -= len(old.key) + len(old.value)
+	}
+	if a.bytes+grow > s.opts.MaxKVBytes {
+		return fmt.Sprintf("app %q would hold more than %d bytes of keys and values", a.name, s.opts.MaxKVBytes)
+	}
+	return ""
+}
+
+// kvCompare returns the key a put or delete finds, and the conflict when
+// its CAS revision is another.
+func (s *Server) kvCompare(a *kvApp, req *kvReq, now int64) (*kvItem, *kvResult) {
+	it := a.live(req.Key, now)
+	cur := int64(0)
+	if it != nil {
+		cur = it.rev
+	}
+	if req.Flags&kvFlagCAS != 0 && cur != req.Rev {
+		s.kv.conflicts.Add(1)
+		return it, &kvResult{Code: kvConflict, Rev: cur, Msg: fmt.Sprintf("key %q is at revision %d, not %d", req.Key, cur, req.Rev)}
+	}
+	return it, nil
 }
 
 // kvLive reports whether a node may claim: MARS lists it online (not
@@ -469,6 +479,23 @@ func (s *Server) kvWake(a *kvApp) {
 	a.polls = keep
 }
 
+// sendHeld sends the held replies whose need is at most rev, drops those
+// drop says to, and returns the rest (in place).
+func (s *Server) sendHeld(held []heldKV, rev int64, drop func(heldKV) bool) []heldKV {
+	keep := held[:0]
+	for _, h := range held {
+		switch {
+		case h.need <= rev:
+			s.send(h.to, KindKVReply, h.p)
+		case drop != nil && drop(h):
+		default:
+			keep = append(keep, h)
+		}
+	}
+	clear(held[len(keep):])
+	return keep
+}
+
 // kvTick expires polls, TTLs and leases, and forgets idle sessions
 // (under s.mu, from the server's run loop).
 func (s *Server) kvTick() {
@@ -547,16 +574,7 @@ func (s *Server) kvDurable(rev int64) {
 		return
 	}
 	s.kv.durable = rev
-	keep := s.kv.held[:0]
-	for _, h := range s.kv.held {
-		if h.need > rev {
-			keep = append(keep, h)
-			continue
-		}
-		s.send(h.to, KindKVReply, h.p)
-	}
-	clear(s.kv.held[len(keep):])
-	s.kv.held = keep
+	s.kv.held = s.sendHeld(s.kv.held, rev, nil)
 	for _, a := range s.kv.apps {
 		s.kvWake(a)
 	}

@@ -86,6 +86,27 @@ func (a *kvApp) set(it *kvItem) {
 	a.record(kvEntry{Key: it.key, Value: it.value, Rev: it.rev})
 }
 
+// install puts a key without recording a change: it is part of a loaded
+// state (a data file's snapshot, a store's Load), not news.
+func (a *kvApp) install(it *kvItem) {
+	if old, ok := a.keys.ReplaceOrInsert(it); ok {
+		a.bytes -= len(old.key) + len(old.value)
+	}
+	a.bytes += len(it.key) + len(it.value)
+}
+
+// put sets a key: installed when snap, else recorded as a change.
+func (a *kvApp) put(it *kvItem, snap bool) {
+	if it.value == nil {
+		it.value = []byte{}
+	}
+	if snap {
+		a.install(it)
+		return
+	}
+	a.set(it)
+}
+
 // del removes a key at rev and records the change; it reports whether the
 // key existed.
 func (a *kvApp) del(key string, rev int64, expired bool) bool {

@@ -199,19 +199,13 @@ func (s *Server) kvFlushWaiting() {
 		return
 	}
 	now := s.now()
-	keep := st.waiting[:0]
-	for _, h := range st.waiting {
-		switch {
-		case h.need <= s.kv.rev:
-			s.send(h.to, KindKVReply, h.p)
-		case now-h.at > int64(storeCatchUp):
+	st.waiting = s.sendHeld(st.waiting, s.kv.rev, func(h heldKV) bool {
+		if now-h.at > int64(storeCatchUp) {
 			s.warn.Warn("mars: the store copy is behind a write; the node sends it again", "rev", h.need)
-		default:
-			keep = append(keep, h)
+			return true
 		}
-	}
-	clear(st.waiting[len(keep):])
-	st.waiting = keep
+		return false
+	})
 }
 
 func unavailable(err error) *kvReply {
@@ -280,6 +274,14 @@ func (s *Server) kvWriteIf(ctx context.Context, expect []StoreRecord, writes fun
 	}
 }
 
+// kvEarlier answers a write applied already (found by its result record),
+// revoking the store lease this attempt took.
+func (s *Server) kvEarlier(rec StoreRecord, sid int64) (*kvReply, int64) {
+	s.kvRevoke(sid)
+	rep := earlier(rec)
+	return rep, rep.Rev
+}
+
 // earlier reads the result of a write applied already.
 func earlier(rec StoreRecord) *kvReply {
 	r, err := DecodeStoredKVResult(rec.Value)
@@ -325,9 +327,7 @@ func (s *Server) kvStoreWrite(ctx context.Context, req *kvReq) (*kvReply, int64)
 		case ok:
 			return &kvReply{Rev: rev}, rev
 		case cur[0].Rev != 0:
-			s.kvRevoke(sid)
-			rep := earlier(cur[0])
-			return rep, rep.Rev
+			return s.kvEarlier(cur[0], sid)
 		default:
 			s.kvRevoke(sid)
 			s.kv.conflicts.Add(1)
@@ -382,16 +382,8 @@ func (s *Server) kvStoreLimits(req *kvReq) *kvReply {
 	}
 	switch req.Op {
 	case kvPut:
-		old := a.get(req.Key)
-		if old == nil && a.keys.Len() >= s.opts.MaxKVKeys {
-			return &kvReply{Code: kvLimit, Msg: fmt.Sprintf("app %q holds the maximum of %d keys", a.name, s.opts.MaxKVKeys)}
-		}
-		grow := len(req.Key) + len(req.Value)
-		if old != nil {
-			grow -= len(old.key) + len(old.value)
-		}
-		if a.bytes+grow > s.opts.MaxKVBytes {
-			return &kvReply{Code: kvLimit, Msg: fmt.Sprintf("app %q would hold more than %d bytes of keys and values", a.name, s.opts.MaxKVBytes)}
+		if msg := s.kvPutLimit(a, req); msg != "" {
+			return &kvReply{Code: kvLimit, Msg: msg}
 		}
 	case kvClaim:
 		if a.leases[req.Key] == nil && len(a.leases) >= s.opts.MaxLeases {
@@ -445,9 +437,7 @@ func (s *Server) kvStoreClaim(ctx context.Context, req *kvReq) (*kvReply, int64)
 	case ok:
 		return &kvReply{Rev: rev, TTL: req.TTL}, rev
 	case cur[0].Rev != 0:
-		s.kvRevoke(sid)
-		rep := earlier(cur[0])
-		return rep, rep.Rev
+		return s.kvEarlier(cur[0], sid)
 	default:
 		if l, err := DecodeStoredLease(cur[1].Value); err == nil && (l.Holder != req.Addr || l.Inc != req.Inc) {
 			s.kvRevoke(sid)
@@ -559,18 +549,7 @@ func (s *Server) kvRecord(r StoreRecord) bool {
 	case r.Kind == StoreKVValue && r.Deleted:
 		a.del(r.Name, r.Rev, false)
 	case r.Kind == StoreKVValue:
-		it := &kvItem{key: r.Name, value: r.Value, rev: r.Rev}
-		if it.value == nil {
-			it.value = []byte{}
-		}
-		if snap {
-			if old, ok := a.keys.ReplaceOrInsert(it); ok {
-				a.bytes -= len(old.key) + len(old.value)
-			}
-			a.bytes += len(it.key) + len(it.value)
-		} else {
-			a.set(it)
-		}
+		a.put(&kvItem{key: r.Name, value: r.Value, rev: r.Rev}, snap)
 	case r.Deleted:
 		delete(a.leases, r.Name)
 		a.bump(r.Rev)

@@ -193,19 +193,7 @@ func (m *MemoryStore) dropLeaseLocked(id int64) {
 	}
 	l.timer.Stop()
 	delete(m.leases, id)
-	bumped := false
-	for k, r := range m.recs {
-		if r.lease != id {
-			continue
-		}
-		if !bumped {
-			m.rev++
-			bumped = true
-		}
-		delete(m.recs, k)
-		m.hist = append(m.hist, StoreRecord{StoreKey: k, Rev: m.rev, Deleted: true})
-	}
-	if bumped {
+	if m.dropLocked(func(r memRecord) bool { return r.lease == id }) {
 		m.wakeLocked()
 	}
 }

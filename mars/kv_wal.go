@@ -219,21 +219,11 @@ func (s *Server) kvReplay(recs []walRec) {
 		switch r.T {
 		case walPut:
 			it := &kvItem{key: r.Key, value: r.Val, rev: r.Rev, ttl: r.TTL, wall: r.Wall}
-			if it.value == nil {
-				it.value = []byte{}
-			}
 			if r.Wall != 0 {
 				it.expires = now + max(int64(time.UnixMilli(r.Wall).Sub(nowWall)), 0)
 				k.deadlines.add(kvDeadline{at: it.expires, app: r.App, key: r.Key, rev: r.Rev})
 			}
-			if snap {
-				if old, ok := a.keys.ReplaceOrInsert(it); ok {
-					a.bytes -= len(old.key) + len(old.value)
-				}
-				a.bytes += len(it.key) + len(it.value)
-			} else {
-				a.set(it)
-			}
+			a.put(it, snap)
 		case walDel:
 			a.del(r.Key, r.Rev, r.Expired)
 		case walGrant:

@@ -265,19 +265,8 @@ func (c *Client) ListLeases(ctx context.Context, prefix string) ([]LeaseInfo, er
 		return nil, err
 	}
 	var out []LeaseInfo
-	for after := ""; ; {
-		req := &kvReq{Op: kvLeases, Key: prefix, After: after}
-		c.kvRead(req)
-		rep, err := c.kvCall(ctx, req, false)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range rep.Entries {
-			out = append(out, LeaseInfo{Key: e.Key, Holder: string(e.Value), Token: e.Rev})
-		}
-		if !rep.More || len(rep.Entries) == 0 {
-			return out, nil
-		}
-		after = rep.Entries[len(rep.Entries)-1].Key
-	}
+	_, err := c.kvPages(ctx, kvLeases, prefix, 0, func(e kvEntry) {
+		out = append(out, LeaseInfo{Key: e.Key, Holder: string(e.Value), Token: e.Rev})
+	})
+	return out, err
 }

@@ -102,6 +102,24 @@ func (s *memSession) Progress(ctx context.Context) error {
 	return nil
 }
 
+// dropLocked deletes the records match picks, in one revision; it
+// reports whether there were any.
+func (m *MemoryStore) dropLocked(match func(memRecord) bool) bool {
+	bumped := false
+	for k, r := range m.recs {
+		if !match(r) {
+			continue
+		}
+		if !bumped {
+			m.rev++
+			bumped = true
+		}
+		delete(m.recs, k)
+		m.hist = append(m.hist, StoreRecord{StoreKey: k, Rev: m.rev, Deleted: true})
+	}
+	return bumped
+}
+
 func (m *MemoryStore) wakeLocked() {
 	close(m.wake)
 	m.wake = make(chan struct{})
@@ -159,18 +177,7 @@ func (s *memSession) Close() error {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		s.closed = true
-		bumped := false
-		for k, r := range m.recs {
-			if r.session != s.id {
-				continue
-			}
-			if !bumped {
-				m.rev++
-				bumped = true
-			}
-			delete(m.recs, k)
-			m.hist = append(m.hist, StoreRecord{StoreKey: k, Rev: m.rev, Deleted: true})
-		}
+		m.dropLocked(func(r memRecord) bool { return r.session == s.id })
 		m.wakeLocked()
 	})
 	return nil

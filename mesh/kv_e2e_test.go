@@ -285,14 +285,7 @@ func TestE2EKVCASThroughRestart(t *testing.T) {
 // mars-server -store etcd replicas over a real etcd, the first of which
 // is killed (SIGKILL) during the run.
 func TestE2EKVCASThroughFailover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test with processes; skipped with -short")
-	}
-	etcd := etcdtest.Start(t)
-	bin := buildMarsServer(t)
-	port := freeUDPPort(t)
-	r1 := startReplica(t, bin, "127.0.0.1", port, etcd.Endpoint)
-	startReplica(t, bin, "127.0.0.2", port, etcd.Endpoint)
+	r1, port := twoReplicas(t)
 	env := []string{"DIARKIS_MARS_ADDR=127.0.0.1,127.0.0.2", fmt.Sprintf("DIARKIS_MARS_PORT=%d", port),
 		fmt.Sprintf("DIARKIS_RETRY_TIMEOUT=%d", e2eHeavyRetryTimeout)}
 	runCASCheck(t, env, func(nodes []*kvProc, total int) {
@@ -300,6 +293,21 @@ func TestE2EKVCASThroughFailover(t *testing.T) {
 		r1.kill()
 		t.Log("replica 1 killed")
 	})
+}
+
+// twoReplicas starts a real etcd and two mars-server -store etcd replicas
+// over it, on 127.0.0.1 and 127.0.0.2 at one port; it skips with -short.
+func twoReplicas(t *testing.T) (first *replicaProcess, port uint16) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test with processes; skipped with -short")
+	}
+	etcd := etcdtest.Start(t)
+	bin := buildMarsServer(t)
+	port = freeUDPPort(t)
+	first = startReplica(t, bin, "127.0.0.1", port, etcd.Endpoint)
+	startReplica(t, bin, "127.0.0.2", port, etcd.Endpoint)
+	return first, port
 }
 
 func waitAcked(t *testing.T, nodes []*kvProc, n int) {
@@ -439,14 +447,7 @@ func runCASCheck(t *testing.T, env []string, disrupt func(nodes []*kvProc, total
 // token), tokens grow with grants, and each key the killed holder held was
 // granted again within TTL + retryTimeout.
 func TestE2ELeases(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test with processes; skipped with -short")
-	}
-	etcd := etcdtest.Start(t)
-	bin := buildMarsServer(t)
-	port := freeUDPPort(t)
-	r1 := startReplica(t, bin, "127.0.0.1", port, etcd.Endpoint)
-	startReplica(t, bin, "127.0.0.2", port, etcd.Endpoint)
+	r1, port := twoReplicas(t)
 	const retryTimeout = e2eHeavyRetryTimeout * time.Millisecond
 	const run = 14 * time.Second
 	var nodes []*kvProc

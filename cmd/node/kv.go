@@ -212,11 +212,7 @@ func kvLs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer stopGuest(g, 500*time.Millisecond)
-	prefix := ""
-	if len(pos) == 1 {
-		prefix = pos[0]
-	}
-	list, rev, err := g.KV().List(ctx, prefix)
+	list, rev, err := g.KV().List(ctx, strings.Join(pos, ""))
 	if err != nil {
 		return failure(stderr, "node kv ls", err)
 	}
@@ -253,11 +249,8 @@ func cmdLease(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return code
 	}
 	defer stopGuest(g, 500*time.Millisecond)
-	prefix := ""
-	if len(pos) == 1 {
-		prefix = pos[0]
-	}
-	list, err := g.ListLeases(ctx, prefix)
+	list, err := g.ListLeases(ctx, strings.Join(pos, "")) // the prefix, or ""
+
 	if err != nil {
 		return failure(stderr, "node lease ls", err)
 	}
