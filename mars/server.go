@@ -28,7 +28,9 @@ type ServerOptions struct {
 	// DataDir, when set, keeps the shared data of every app in
 	// DataDir/shared-data.msgpack: loaded at start, written (atomically) at
 	// most once per PersistInterval while it changes, on Close, and before
-	// MARS acknowledges a node's shared-data change (the reply waits).
+	// MARS acknowledges a node's shared-data change (the reply waits). The
+	// key-value store and leases go to DataDir/kv.wal (kv_wal.go), synced
+	// before MARS acknowledges a change.
 	DataDir string
 	// PersistInterval bounds how often the shared data is written. Default 1 s.
 	PersistInterval time.Duration
