@@ -45,6 +45,10 @@ type kvServer struct {
 	held      []heldKV // with DataDir: replies waiting for the data file
 	claimsAt  int64    // server clock before which claims are refused (restart hold)
 	wal       *kvWAL
+	// floor: an app without a kvApp has had no change after it (the start,
+	// the data file's or the store's loaded revision, or an app forgotten
+	// empty), so a new kvApp's history starts there.
+	floor int64
 
 	// with a Store (kv_store.go)
 	st     kvStoreState
@@ -98,7 +102,7 @@ func (s *Server) kvInit() {
 	k.sessions = make(map[kvSessKey]*kvSession)
 	k.id = newIncarnation()
 	k.rev = time.Now().UnixMicro()
-	k.durable = k.rev
+	k.durable, k.floor = k.rev, k.rev
 	if s.st != nil {
 		// The store's revisions; its leases expire by its clock.
 		k.id, k.rev = s.st.store.ID(), 0
@@ -120,7 +124,7 @@ func (s *Server) kvVisible() int64 {
 func (s *Server) kvApp(name string, create bool) *kvApp {
 	a := s.kv.apps[name]
 	if a == nil && create && len(s.kv.apps) < s.opts.MaxApps {
-		a = newKVApp(name, s.kv.rev)
+		a = newKVApp(name, s.kv.floor)
 		s.kv.apps[name] = a
 	}
 	return a
@@ -513,6 +517,7 @@ func (s *Server) kvTick() {
 		clear(a.polls[len(keep):])
 		a.polls = keep
 		if s.st == nil && a.empty() && len(s.kv.apps) > s.opts.MaxApps/2 {
+			s.kv.floor = max(s.kv.floor, a.lastRev)
 			delete(s.kv.apps, name)
 		}
 	}

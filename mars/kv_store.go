@@ -591,7 +591,7 @@ func (s *Server) kvAdvance(rev int64) {
 func (s *Server) kvReload(rev int64) {
 	old := s.kv.apps
 	s.kv.apps = make(map[string]*kvApp)
-	s.kv.st.base = rev
+	s.kv.st.base, s.kv.floor = rev, rev
 	for name, a := range old {
 		if len(a.polls) > 0 {
 			n := newKVApp(name, rev)

@@ -175,6 +175,7 @@ func (s *Server) kvReplay(recs []walRec) {
 	h := recs[0]
 	k.id = h.ID
 	base := h.Rev
+	k.floor = base
 	now := s.now()
 	nowWall := time.Now()
 	app := func(name string) *kvApp {
