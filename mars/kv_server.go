@@ -402,7 +402,12 @@ func (s *Server) kvRenew(a *kvApp, req *kvReq, rep *kvReply, now int64) {
 	case l != nil && l.token == req.Rev && l.holder == req.Addr && l.inc == req.Inc:
 		l.expires, l.ttl, l.renewed = now+int64(ttl), ttl, time.Now()
 		s.kv.deadlines.add(kvDeadline{at: l.expires, app: a.name, key: l.key, rev: l.token, lease: true})
-	case l == nil && req.KVID != s.kv.id && s.kvLive(req.App, req.Addr, req.Inc) && a.leases[req.Key] == nil:
+	case l == nil && req.KVID != s.kv.id && a.leases[req.Key] == nil && !s.kvLive(req.App, req.Addr, req.Inc):
+		// The holder has not registered with this MARS yet: it renews
+		// again soon.
+		rep.Code, rep.Msg = kvUnavailable, fmt.Sprintf("node %s is not registered with this MARS yet", req.Addr)
+		return
+	case l == nil && req.KVID != s.kv.id && a.leases[req.Key] == nil:
 		l = s.kvGrant(a, req.Key, req.Addr, req.Inc, req.Rev, ttl, now)
 		s.kvLog(walRec{T: walGrant, App: a.name, Key: l.key, Rev: l.token, TTL: int64(req.TTL), Addr: l.holder, Inc: l.inc})
 	default:

@@ -346,3 +346,38 @@ func TestKVWithAnEarlierMARS(t *testing.T) {
 		return hasNode(raw.c.View(), other.c.Addr(), online) && hasNode(other.c.View(), raw.c.Addr(), online)
 	})
 }
+
+// A MARS without a data file restarts: the holder's renewals take its
+// lease over on the new MARS (same token), and other nodes' claims wait
+// for the hold, then find it held.
+func TestLeaseSurvivesRestartWithoutData(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", kvOpts())
+	addr := s.Addr().String()
+	cfg := ClientConfig{Interval: 100 * time.Millisecond, ReregisterJitter: 50 * time.Millisecond}
+	a := readyNode(t, addr, cfg)
+	b := readyNode(t, addr, cfg)
+	ctx := ctxT(t)
+	l, err := a.c.Claim(ctx, "k", 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	o := kvOpts()
+	o.LeaseHold = 2 * time.Second
+	startServer(t, addr, o)
+	var held error
+	waitFor(t, 10*time.Second, "b's claim to find the lease held after the hold", func() bool {
+		_, held = b.c.Claim(ctx, "k", time.Second)
+		if held != nil && !IsLeaseHeld(held) && !errors.Is(held, ErrUnavailable) && !errors.Is(held, ErrNotLive) {
+			t.Fatalf("claim on the new MARS: %v", held)
+		}
+		return IsLeaseHeld(held)
+	})
+	var ke *KVError
+	if !errors.As(held, &ke) || ke.Holder != a.c.Addr() || ke.Rev != l.Token() {
+		t.Fatalf("held by %+v, want %s with token %d", ke, a.c.Addr(), l.Token())
+	}
+	if !l.Valid() {
+		t.Fatalf("the holder lost its lease over the restart: %v", l.Err())
+	}
+}
