@@ -6,18 +6,24 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/marsmesh/marsmesh/config"
 	"github.com/marsmesh/marsmesh/internal/etcdtest"
+	"github.com/marsmesh/marsmesh/mars"
+	"github.com/marsmesh/marsmesh/rudp"
 )
 
 // End-to-end tests of the key-value store and leases with separate
@@ -52,7 +58,36 @@ func runKVNode(mode string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	n, err := New(cfg, WithLogger(quiet), WithSyncInterval(200*time.Millisecond), WithType("kv"))
+	// SIGUSR1 cuts the node off from MARS in one direction, SIGUSR2 heals:
+	// every MARS message that reaches it is dropped (its own still reach
+	// MARS, renewals included, but it hears no answer).
+	var cut atomic.Bool
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
+	sigDone := make(chan struct{})
+	go func() {
+		defer close(sigDone)
+		for sig := range sigs {
+			cut.Store(sig == syscall.SIGUSR1)
+		}
+	}()
+	defer func() {
+		signal.Stop(sigs)
+		close(sigs)
+		<-sigDone
+	}()
+	oneWay := Option(func(o *options) {
+		o.rudpConfig = func(c *rudp.Config) {
+			on := c.OnMessage
+			c.OnMessage = func(from netip.AddrPort, kind byte, p []byte, reliable bool) {
+				if cut.Load() && mars.IsMarsKind(kind) {
+					return
+				}
+				on(from, kind, p, reliable)
+			}
+		}
+	})
+	n, err := New(cfg, WithLogger(quiet), WithSyncInterval(200*time.Millisecond), WithType("kv"), oneWay)
 	if err != nil {
 		return err
 	}
@@ -438,10 +473,12 @@ func runCASCheck(t *testing.T, env []string, disrupt func(nodes []*kvProc, total
 	}
 }
 
-// TestE2ELeases: 8 node processes claim and release 8 keys (TTL 2 s) for
-// 14 s against two mars-server -store etcd replicas over a real etcd,
-// while one holder is stopped (SIGSTOP) past its TTL and then continued,
-// another is killed (SIGKILL), and replica 1 is killed. From what each
+// TestE2ELeases: 20 node processes (MESH_E2E_KV_NODES) claim and release
+// 8 keys (TTL 2 s) for 20 s against two mars-server -store etcd replicas
+// over a real etcd, while one holder is stopped (SIGSTOP) past its TTL and
+// then continued, one is cut off from MARS in one direction (it hears
+// nothing from MARS, MARS still hears it) past its TTL, another is killed
+// (SIGKILL), and replica 1 is killed. From what each
 // process printed: no two leases of a key were ever valid at once (the
 // intervals between a grant and its release, Lost or last deadline, by
 // token), tokens grow with grants, and each key the killed holder held was
@@ -449,9 +486,13 @@ func runCASCheck(t *testing.T, env []string, disrupt func(nodes []*kvProc, total
 func TestE2ELeases(t *testing.T) {
 	r1, port := twoReplicas(t)
 	const retryTimeout = e2eHeavyRetryTimeout * time.Millisecond
-	const run = 14 * time.Second
+	const run = 20 * time.Second
+	count := 20
+	if v, err := strconv.Atoi(os.Getenv("MESH_E2E_KV_NODES")); err == nil && v >= 4 {
+		count = v
+	}
 	var nodes []*kvProc
-	for i := range 8 {
+	for i := range count {
 		hosts := "127.0.0.1,127.0.0.2"
 		if i%2 == 1 {
 			hosts = "127.0.0.2,127.0.0.1"
@@ -470,23 +511,31 @@ func TestE2ELeases(t *testing.T) {
 	}, "every process has held a lease")
 
 	// SIGSTOP a holder for longer than its TTL.
-	stopped := holder(t, nodes[0])
-	nodes[0].cmd.Process.Signal(syscall.SIGSTOP)
+	stoppedP, stopped := holder(t, nodes, nil)
+	stoppedP.cmd.Process.Signal(syscall.SIGSTOP)
 	time.Sleep(kvLeaseTTL + 1500*time.Millisecond)
-	nodes[0].cmd.Process.Signal(syscall.SIGCONT)
-	t.Logf("n0 stopped for %v holding %q", kvLeaseTTL+1500*time.Millisecond, stopped)
+	stoppedP.cmd.Process.Signal(syscall.SIGCONT)
+	t.Logf("%s stopped for %v holding %q", stoppedP.name, kvLeaseTTL+1500*time.Millisecond, stopped)
+
+	// Cut a holder off from MARS, one way, past its TTL.
+	cutP, cutKey := holder(t, nodes, stoppedP)
+	cutP.cmd.Process.Signal(syscall.SIGUSR1)
+	time.Sleep(kvLeaseTTL + 1500*time.Millisecond)
+	cutP.cmd.Process.Signal(syscall.SIGUSR2)
+	t.Logf("%s cut off from MARS (one way) for %v holding %q", cutP.name, kvLeaseTTL+1500*time.Millisecond, cutKey)
 
 	// SIGKILL a holder: its key must be granted again in time.
-	dead := holder(t, nodes[1])
+	deadP, dead := holder(t, nodes, stoppedP, cutP)
 	killedAt := time.Now()
-	nodes[1].cmd.Process.Signal(syscall.SIGKILL)
+	deadP.cmd.Process.Signal(syscall.SIGKILL)
 	r1.kill()
-	t.Logf("n1 killed holding %q; replica 1 killed", dead)
+	t.Logf("%s killed holding %q; replica 1 killed", deadP.name, dead)
 
-	for _, p := range nodes[2:] {
-		p.wait(t, run+time.Minute)
+	for _, p := range nodes {
+		if p != deadP {
+			p.wait(t, run+time.Minute)
+		}
 	}
-	nodes[0].wait(t, run+time.Minute)
 
 	type span struct {
 		who       string
@@ -522,6 +571,11 @@ func TestE2ELeases(t *testing.T) {
 		}
 	}
 	slack := e2eSlack.Nanoseconds()
+	grants := 0
+	for _, byTok := range spans {
+		grants += len(byTok)
+	}
+	t.Logf("%d grants of %d keys checked for overlaps", grants, len(spans))
 	for key, byTok := range spans {
 		var list []*span
 		for _, s := range byTok {
@@ -550,7 +604,7 @@ func TestE2ELeases(t *testing.T) {
 		if key == dead {
 			var next *span
 			for _, s := range list {
-				if s.who != "n1" && s.from > killedAt.UnixNano() && (next == nil || s.from < next.from) {
+				if s.who != deadP.name && s.from > killedAt.UnixNano() && (next == nil || s.from < next.from) {
 					next = s
 				}
 			}
@@ -567,29 +621,36 @@ func TestE2ELeases(t *testing.T) {
 	}
 }
 
-// holder waits until p holds a lease and returns its key.
-func holder(t *testing.T, p *kvProc) string {
+// holder waits until one of nodes (not one of skip) holds a lease and
+// returns it and the lease's key.
+func holder(t *testing.T, nodes []*kvProc, skip ...*kvProc) (*kvProc, string) {
 	t.Helper()
+	var who *kvProc
 	var key string
 	eventually(t, 30*time.Second, func() bool {
-		held := map[string]bool{}
-		for _, l := range p.output() {
-			f := strings.Fields(l)
-			if len(f) < 3 {
+		for _, p := range nodes {
+			if slices.Contains(skip, p) {
 				continue
 			}
-			switch f[1] {
-			case "G":
-				held[f[2]+" "+f[3]] = true
-			case "R", "L":
-				delete(held, f[2]+" "+f[3])
+			held := map[string]bool{}
+			for _, l := range p.output() {
+				f := strings.Fields(l)
+				if len(f) < 4 {
+					continue
+				}
+				switch f[1] {
+				case "G":
+					held[f[2]+" "+f[3]] = true
+				case "R", "L":
+					delete(held, f[2]+" "+f[3])
+				}
+			}
+			for k := range held {
+				who, key = p, strings.Fields(k)[0]
+				return true
 			}
 		}
-		for k := range held {
-			key = strings.Fields(k)[0]
-			return true
-		}
 		return false
-	}, "%s holds a lease", p.name)
-	return key
+	}, "a node holds a lease")
+	return who, key
 }
