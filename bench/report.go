@@ -56,6 +56,7 @@ func Markdown(run Run, svg string) string {
 	}
 	xGoalTable(&b, run)
 	xTables(&b, run)
+	xkvTable(w, run)
 	if len(recs(run, "rpc"))+len(recs(run, "oneway"))+len(recs(run, "stream"))+len(recs(run, "fanout"))+len(recs(run, "cost-rpc"))+len(recs(run, "memory")) > 0 {
 		w("## One process (secondary view)\n\n")
 		w("In the tables of this section everything runs in one process over 127.0.0.1: both ends of every connection,\n")

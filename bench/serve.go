@@ -28,6 +28,7 @@ import (
 //	mesh-sinks HOST MARSADDR K   K marsmesh nodes counting fan-out rounds; READY their addresses, comma-separated
 //	nats-subs URL K              K NATS connections subscribed to the fan-out subject; READY ok
 //	driver KEY HOST PAYLOAD EP.. the client end of system KEY (lossy suite); READY ok
+//	mars-etcd, nats-js           the xkv suite's servers (xkv.go)
 //
 // Requests on stdin, one per line, answered with one line on stdout:
 //
@@ -129,7 +130,10 @@ func serveMain(args []string) int {
 			stop = target.Close
 		}
 	default:
-		err = fmt.Errorf("unknown kind %q", args[0])
+		var ok bool
+		if ready, stop, ok, err = serveKV(args[0], arg); !ok {
+			err = fmt.Errorf("unknown kind %q", args[0])
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench -serve %s: %v\n", strings.Join(args, " "), err)

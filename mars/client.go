@@ -71,6 +71,9 @@ type ClientConfig struct {
 	Debounce time.Duration
 	// Logger receives warnings (rate-limited). Default slog.Default().
 	Logger *slog.Logger
+	// KVTimeout bounds a key-value or lease call whose context has no
+	// deadline. Default 10 s.
+	KVTimeout time.Duration
 	// Dispatcher runs the client's callbacks; a node passes its own so that
 	// every user callback of the node goes through one dispatcher (and
 	// closes it). Default: the client's own, closed by Close.
@@ -158,6 +161,8 @@ type Client struct {
 	lost       bool        // "lost MARS" was logged; "MARS back" is next
 	replicas   replicaBook // what the client knows of each MARS address (replicas.go)
 	soonArmed  bool
+
+	kv kvClient // the key-value store and leases (kv_client.go)
 }
 
 // recentOp is a shared-data change MARS acknowledged at ackAt (client
@@ -218,6 +223,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Status == 0 {
 		cfg.Status = StatusOnline
 	}
+	if cfg.KVTimeout <= 0 {
+		cfg.KVTimeout = 10 * time.Second
+	}
 	c := &Client{
 		cfg:      cfg,
 		tr:       cfg.Transport,
@@ -269,6 +277,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		c.disp, c.owned = dispatch.New(c.log), true
 	}
 	c.cb.syncs = c.syncLane()
+	c.kvInit()
 	return c, nil
 }
 
@@ -295,6 +304,7 @@ func (c *Client) Close() error {
 	}
 	close(c.done)
 	c.wg.Wait()
+	c.kvClose(c.started.Load()) // releases the leases first
 	if !c.started.Load() {
 		c.closeDispatcher()
 		return nil
@@ -327,6 +337,7 @@ func (c *Client) abort() {
 	}
 	close(c.done)
 	c.wg.Wait()
+	c.kvClose(false)
 	c.closeDispatcher()
 }
 
@@ -346,6 +357,10 @@ func (c *Client) HandleMessage(from netip.AddrPort, kind byte, payload []byte, r
 	if m := c.mars.Load(); (m == nil || *m != from) && !c.isCandidate(from) {
 		c.dropped.Add(1)
 		c.warn.Warn("mars: ignoring a MARS message from an unexpected address", "from", from)
+		return
+	}
+	if kind == KindKVReply {
+		c.kvHandleReply(payload)
 		return
 	}
 	if kind != KindSync && kind != KindError {

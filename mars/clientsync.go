@@ -311,9 +311,12 @@ func (c *Client) handle(m clientMsg) action {
 	switch m.kind {
 	case KindSync:
 		c.adopt(m.from)
+		c.kvNoteSync(m.from, m.p)
 		return c.handleSync(m.p)
 	case KindError:
-		c.handleError(m.p)
+		if !c.kvNoteError(m.from, m.p) {
+			c.handleError(m.p)
+		}
 	}
 	return action{}
 }

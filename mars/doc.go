@@ -85,6 +85,26 @@
 // and those applied already are not applied twice. A graceful leave deletes
 // it; a crashed node's mark stays until its address registers anew.
 //
+// # Key-value store and leases
+//
+// MARS also holds, per app, a key-value store (keys of 1 to MaxKVKeyLen
+// bytes, values up to MaxKVValueLen) and leases: Client.Put, Get, Delete,
+// List, Watch, Claim, ListLeases. A node sends KindKV requests, each
+// answered by one KindKVReply, only to a MARS whose syncs carry the syncKV
+// flag; a MARS of an earlier revision answers KindKV with "unknown message
+// kind", which the client takes as ErrKVUnsupported too. The client sends
+// a request again after a second without an answer and at once when it
+// moves to another MARS address; writes carry a write number, and MARS
+// keeps the result of each write the node has not yet seen answered, so a
+// resend is answered with the first result and never applied twice.
+// Every change takes the next revision (the server's counter, starting at
+// the wall clock in microseconds; with a Store, the store's revision); a
+// lease's token is the revision of its grant. Watches are long polls from
+// a revision, answered from each app's history of changes (the last
+// 100,000 or 64 MiB); past it, the watch resyncs. See kv_server.go (no
+// Store, and DataDir's kv.wal in kv_wal.go), kv_store.go (replicas) and
+// lease_client.go (the lease timing and its clock bound).
+//
 // # Who may speak
 //
 // MARS takes only reliable messages, which arrive on an established rudp

@@ -40,6 +40,7 @@ func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
 		descSkipped, descStatsMsgs, descApps, descNodes, descGuests, descShared} {
 		ch <- d
 	}
+	kvDescribe(ch)
 }
 
 type appCounts struct {
@@ -63,6 +64,7 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descSyncBytesIn, s.nstats.reportBytes.Load())
 	counter(descSkipped, st.Skipped)
 	counter(descStatsMsgs, s.nstats.statsMsgs.Load())
+	s.kvCollect(ch)
 
 	s.mu.Lock()
 	counts := make([]appCounts, 0, len(s.apps))

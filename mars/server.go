@@ -28,7 +28,9 @@ type ServerOptions struct {
 	// DataDir, when set, keeps the shared data of every app in
 	// DataDir/shared-data.msgpack: loaded at start, written (atomically) at
 	// most once per PersistInterval while it changes, on Close, and before
-	// MARS acknowledges a node's shared-data change (the reply waits).
+	// MARS acknowledges a node's shared-data change (the reply waits). The
+	// key-value store and leases go to DataDir/kv.wal (kv_wal.go), synced
+	// before MARS acknowledges a change.
 	DataDir string
 	// PersistInterval bounds how often the shared data is written. Default 1 s.
 	PersistInterval time.Duration
@@ -61,6 +63,22 @@ type ServerOptions struct {
 	// deltas; a node that has not synced for longer gets a full snapshot.
 	// Default 5 minutes. At most MaxSharedKeys+MaxNodes tombstones are kept.
 	TombstoneTTL time.Duration
+
+	// MaxKVKeys bounds the keys of one app's key-value store. Default 100,000.
+	MaxKVKeys int
+	// MaxKVBytes bounds the bytes of keys and values of one app's
+	// key-value store. Default 64 MiB.
+	MaxKVBytes int
+	// MaxLeases bounds the leases of one app. Default 100,000.
+	MaxLeases int
+	// MaxLeaseTTL is the longest lease TTL a node may ask for. Default 60 s.
+	MaxLeaseTTL time.Duration
+	// LeaseHold is how long a server without DataDir or Store refuses
+	// claims after it starts (ErrUnavailable): a previous run of it may
+	// have granted leases whose holders still count on them. Their
+	// holders' renewals take them over at once. Default MaxLeaseTTL;
+	// negative: no hold (only where no earlier MARS ran, as in tests).
+	LeaseHold time.Duration
 }
 
 func (o ServerOptions) withDefaults() ServerOptions {
@@ -96,6 +114,25 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	}
 	if o.TombstoneTTL <= 0 {
 		o.TombstoneTTL = 5 * time.Minute
+	}
+	if o.MaxKVKeys <= 0 {
+		o.MaxKVKeys = 100_000
+	}
+	if o.MaxKVBytes <= 0 {
+		o.MaxKVBytes = 64 << 20
+	}
+	if o.MaxLeases <= 0 {
+		o.MaxLeases = 100_000
+	}
+	if o.MaxLeaseTTL <= 0 {
+		o.MaxLeaseTTL = time.Minute
+	}
+	o.MaxLeaseTTL = max(o.MaxLeaseTTL, MinLeaseTTL)
+	switch {
+	case o.LeaseHold == 0:
+		o.LeaseHold = o.MaxLeaseTTL
+	case o.LeaseHold < 0:
+		o.LeaseHold = 0
 	}
 	return o
 }
@@ -150,7 +187,9 @@ type Server struct {
 	stats  serverCounters
 	nstats nodeStatsTable // admin endpoint only (nodestats.go)
 
-	st *storeState // with ServerOptions.Store (server_store.go)
+	st   *storeState // with ServerOptions.Store (server_store.go)
+	kv   kvServer    // the key-value store and leases (kv_server.go)
+	noKV bool        // tests: behave as a MARS of the revision before the key-value store
 }
 
 // heldReply is a sync reply that acknowledges shared-data changes; with
@@ -246,6 +285,7 @@ func newServer(opts ServerOptions) (*Server, rudp.Config, error) {
 		s.st = &storeState{store: opts.Store, owner: newIncarnation(), ctx: ctx, cancel: cancel,
 			seed: maphash.MakeSeed(), revCh: make(chan struct{})}
 	}
+	s.kvInit()
 	if opts.DataDir != "" {
 		p, err := newPersister(opts.DataDir, opts.Logger)
 		if err != nil {
@@ -257,6 +297,9 @@ func newServer(opts ServerOptions) (*Server, rudp.Config, error) {
 		}
 		s.persist, s.loadedAt = p, at
 		s.restore(saved)
+		if err := s.kvLoad(); err != nil {
+			return nil, rudp.Config{}, err
+		}
 	}
 	cfg := opts.Transport
 	cfg.OnMessage = s.onMessage
@@ -271,6 +314,7 @@ func (s *Server) start(tr *rudp.Transport) error {
 			s.wg.Wait()
 			return err
 		}
+		s.kvStart()
 	}
 	s.mu.Lock()
 	s.tr = tr // messages arriving before this are dropped; nodes resend
@@ -280,6 +324,10 @@ func (s *Server) start(tr *rudp.Transport) error {
 	if s.persist != nil {
 		s.wg.Add(1)
 		go s.persist.run(s.done, &s.wg)
+	}
+	if s.kv.wal != nil {
+		s.wg.Add(1)
+		go s.kvWriter()
 	}
 	return nil
 }
@@ -323,6 +371,7 @@ func (s *Server) Close() error {
 		s.closed = true
 		s.mu.Unlock()
 		s.tr.Close()
+		s.kvClose()
 		if s.persist != nil {
 			s.closeErr = s.persist.save(s.snapshotData())
 		}
@@ -374,6 +423,9 @@ func (s *Server) run() {
 		case <-s.done:
 			return
 		case <-sweep.C:
+			s.mu.Lock()
+			s.kvTick()
+			s.mu.Unlock()
 			if s.st != nil {
 				s.storeSweep()
 				continue
@@ -411,6 +463,12 @@ func (s *Server) handle(m inMsg) {
 		s.handleLeave(m)
 	case KindNodeStats:
 		s.handleNodeStats(m)
+	case KindKV:
+		if s.noKV {
+			s.refuse(m.from, "", 0, CodeBadMessage, fmt.Sprintf("unknown message kind 0x%02x", m.kind))
+			return
+		}
+		s.handleKV(m)
 	default:
 		s.refuse(m.from, "", 0, CodeBadMessage, fmt.Sprintf("unknown message kind 0x%02x", m.kind))
 	}

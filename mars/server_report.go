@@ -250,6 +250,9 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 // it goes to) are sent as they are, after a per-node head.
 func (s *Server) sendSyncParts(to netip.AddrPort, q int, h syncHead, parts [][]byte) {
 	flags := h.Flags
+	if !s.noKV {
+		flags |= syncKV
+	}
 	for i, body := range parts {
 		h.Part, h.Flags = uint64(i), flags
 		if i < len(parts)-1 {

@@ -103,6 +103,7 @@ func (s *Server) startStore() error {
 // installLoaded replaces the copy with what Load returned, at revision rev.
 // Nodes whose view is older get a full snapshot (the horizon is rev).
 func (s *Server) installLoaded(recs []StoreRecord, rev int64) {
+	s.kvReload(rev)
 	now := s.now()
 	seen := make(map[StoreKey]int64) // lastSeen of the nodes this replica owned
 	for name, a := range s.apps {
@@ -162,6 +163,9 @@ func (s *Server) storeApp(name string, v uint64) *appState {
 
 // applyRecord applies one record (loaded or watched) to the copy.
 func (s *Server) applyRecord(r StoreRecord, now int64) {
+	if s.kvRecord(r) {
+		return // the key-value store's (kv_store.go)
+	}
 	if r.Kind == StoreAck {
 		return // read by storeWrite in its transactions only
 	}

@@ -18,6 +18,10 @@ import (
 // the copy; everything else goes to the worker of its node (so one node's
 // messages stay in order), never waiting.
 func (s *Server) storeMessage(m inMsg) {
+	if m.kind == KindKV {
+		s.kvStoreMessage(m) // kv_store.go
+		return
+	}
 	st := s.st
 	m.node = peekNode(m.kind, m.p)
 	if m.node == "" {

@@ -88,6 +88,9 @@ type StoreWrite struct {
 	// Session records expire when the writing replica's session ends
 	// (its process dies, or cannot reach the store for a while).
 	Session bool
+	// Lease attaches the record to a lease of StoreLeaser.Grant: it is
+	// deleted when the lease expires or is revoked.
+	Lease int64
 }
 
 // StoredNode is a node or guest record in a Store.

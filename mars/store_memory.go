@@ -2,6 +2,7 @@ package mars
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -18,12 +19,16 @@ type MemoryStore struct {
 	hist    []StoreRecord
 	wake    chan struct{} // closed and replaced after every write or progress request
 	session uint64
+
+	leases    map[int64]*memLease // kv_storekinds.go
+	nextLease int64
 }
 
 type memRecord struct {
 	value   []byte
 	rev     int64
 	session uint64 // 0: no session
+	lease   int64  // 0: no lease
 }
 
 const memoryHistory = 1 << 20
@@ -97,6 +102,24 @@ func (s *memSession) Progress(ctx context.Context) error {
 	return nil
 }
 
+// dropLocked deletes the records match picks, in one revision; it
+// reports whether there were any.
+func (m *MemoryStore) dropLocked(match func(memRecord) bool) bool {
+	bumped := false
+	for k, r := range m.recs {
+		if !match(r) {
+			continue
+		}
+		if !bumped {
+			m.rev++
+			bumped = true
+		}
+		delete(m.recs, k)
+		m.hist = append(m.hist, StoreRecord{StoreKey: k, Rev: m.rev, Deleted: true})
+	}
+	return bumped
+}
+
 func (m *MemoryStore) wakeLocked() {
 	close(m.wake)
 	m.wake = make(chan struct{})
@@ -118,6 +141,11 @@ func (s *memSession) Update(ctx context.Context, keys []StoreKey, fn func([]Stor
 	if err != nil || len(writes) == 0 {
 		return m.rev, err
 	}
+	for _, w := range writes {
+		if w.Lease != 0 && m.leases[w.Lease] == nil {
+			return 0, fmt.Errorf("%w: lease %d", ErrStoreLeaseGone, w.Lease)
+		}
+	}
 	m.rev++
 	for _, w := range writes {
 		if w.Delete {
@@ -131,6 +159,7 @@ func (s *memSession) Update(ctx context.Context, keys []StoreKey, fn func([]Stor
 		if w.Session {
 			r.session = s.id
 		}
+		r.lease = w.Lease
 		m.recs[w.StoreKey] = r
 		m.hist = append(m.hist, StoreRecord{StoreKey: w.StoreKey, Value: r.value, Rev: m.rev})
 	}
@@ -148,18 +177,7 @@ func (s *memSession) Close() error {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		s.closed = true
-		bumped := false
-		for k, r := range m.recs {
-			if r.session != s.id {
-				continue
-			}
-			if !bumped {
-				m.rev++
-				bumped = true
-			}
-			delete(m.recs, k)
-			m.hist = append(m.hist, StoreRecord{StoreKey: k, Rev: m.rev, Deleted: true})
-		}
+		m.dropLocked(func(r memRecord) bool { return r.session == s.id })
 		m.wakeLocked()
 	})
 	return nil

@@ -161,6 +161,23 @@
 // run the request; another node may). OnSendFailure hears every peer a
 // send could not reach.
 //
+// # Key-value store and leases
+//
+// KV (or Node.KV) is the cluster key-value store MARS holds per app: Put
+// (with a TTL, and a compare-and-swap on the key's revision), Get, Delete,
+// List and Watch/WatchFrom (every change under a prefix once, in revision
+// order, across MARS failovers and restarts; a KVResync event when the
+// history is gone). Writes apply exactly once; once one returns, every
+// node's Get sees it. Claim grants a key to one node at a time, renewed in
+// the background; Lease.Token grows with every grant of the key (fence the
+// writes the lease protects with it) and Lease.Lost fires before MARS can
+// grant the key to another node (see mars.Lease for the clock bound).
+// Shutdown releases the node's leases first. Errors wrap ErrKVNotFound,
+// ErrKVConflict, ErrKVBadKey, ErrKVLimit, ErrLeaseHeld, ErrLeaseLost,
+// ErrNotLive, ErrKVUnavailable or ErrKVUnsupported (predicates
+// IsKVNotFound, IsKVConflict, IsLeaseHeld, IsLeaseLost), ErrRequestTimeout
+// when MARS does not answer in time, or ErrClosed.
+//
 // # Configuration
 //
 // See package config: the Diarkis keys (address, nic, port, marsAddress,

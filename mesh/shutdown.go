@@ -46,7 +46,8 @@ func (n *Node) Shutdown() error { return n.ShutdownContext(context.Background())
 //     draining (up to OfflineWait); if a node that may send to it has not
 //     had the notice, one more sync interval, so that node's view has it.
 //  3. If a readiness check is set (SetCheckForShutdownReadiness), it polls
-//     it until it returns true (up to ReadinessWait).
+//     it until it returns true (up to ReadinessWait). Then it releases the
+//     leases it holds (Claim), so other nodes may claim them at once.
 //  4. It leaves MARS (listed gone at once, ReasonLeft), flushes buffered
 //     messages and lets running handlers finish, for up to the retry
 //     timeout; then it cancels their contexts and waits up to AbandonWait
@@ -63,6 +64,7 @@ func (n *Node) ShutdownContext(ctx context.Context) error {
 	n.closeOnce.Do(func() {
 		n.drain(ctx)
 		n.waitReadiness(ctx)
+		n.releaseLeases(ctx) // lease.go: the work that needed them is done
 		n.life.closed.Store(true)
 		mcErr := n.mc.Close() // graceful leave: gone at once
 		if n.buffer != nil {

@@ -2,6 +2,7 @@
 //
 //	mars-server [-config FILE] [-offline-after 3s] [-remove-after 10s] [-data DIR] [-admin HOST:PORT]
 //	            [-store memory|etcd] [-etcd-endpoints URL[,URL...]]
+//	            [-max-lease-ttl 1m] [-lease-hold D] [-max-kv-keys N] [-max-kv-bytes N]
 //	            [-log-level info] [-log-format text] [-cpuprofile FILE]
 //	mars-server -version
 //	mars-server -keygen
@@ -14,6 +15,15 @@
 // retryTimeout for its transport. It logs with log/slog to stderr (text or
 // JSON), starting with the address it bound. SIGINT or SIGTERM stop it
 // cleanly (exit 0); with -data the shared data is saved on the way out.
+//
+// MARS also holds the cluster key-value store and leases (see package
+// mars): with -data in DIR/kv.wal (every acknowledged change survives a
+// crash), with -store etcd in etcd, otherwise in memory. -max-kv-keys and
+// -max-kv-bytes bound each app's store, -max-lease-ttl the lease TTLs
+// nodes may ask for. Without -data or -store, new claims are refused for
+// -lease-hold (default -max-lease-ttl) after the start, since leases a
+// previous run granted may still be held; -lease-hold -1s turns that off
+// where no earlier MARS ran.
 //
 // -store etcd (or the marsStore key, DIARKIS_MARS_STORE) keeps the
 // registry's state in etcd at -etcd-endpoints (marsEtcdEndpoints,
@@ -30,7 +40,7 @@
 //
 // -admin (or the adminAddress key, DIARKIS_ADMIN_ADDRESS) opens the admin
 // HTTP endpoint: /metrics, /healthz, /readyz, /v1/status, /v1/nodes,
-// /v1/shared, the live dashboard at /, and with -pprof /debug/pprof/. A
+// /v1/shared, /v1/kv, /v1/leases, the live dashboard at /, and with -pprof /debug/pprof/. A
 // taken admin port fails the start before MARS listens.
 //
 // Exit codes, as for node: 0 success; 1 the server failed (an address
@@ -90,6 +100,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	storeKind := fs.String("store", "", "where the state lives: memory (this process) or etcd (replicas over etcd) (default: marsStore of the configuration, memory)")
 	etcdEndpoints := fs.String("etcd-endpoints", "", "comma-separated etcd client `URLs` for -store etcd (default: marsEtcdEndpoints of the configuration)")
 	etcdDial := fs.Duration("etcd-dial-timeout", 5*time.Second, "how long to wait for etcd at start")
+	maxLeaseTTL := fs.Duration("max-lease-ttl", time.Minute, "the longest lease TTL nodes may claim")
+	leaseHold := fs.Duration("lease-hold", 0, "without -data or -store: refuse new claims this long after start, so leases a previous run granted expire first (default: -max-lease-ttl; negative: none)")
+	maxKVKeys := fs.Int("max-kv-keys", 100_000, "the most keys of one app's key-value store")
+	maxKVBytes := fs.Int("max-kv-bytes", 64<<20, "the most bytes of keys and values of one app's key-value store")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	keygen := fs.Bool("keygen", false, "print a new random cluster key (base64, for meshKey or a meshKeyFile line) and exit")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file` until the server stops (for performance work)")
@@ -188,6 +202,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		Logger:       log,
 
 		TrustReportedAddr: *trustAddr,
+		MaxLeaseTTL:       *maxLeaseTTL,
+		LeaseHold:         *leaseHold,
+		MaxKVKeys:         *maxKVKeys,
+		MaxKVBytes:        *maxKVBytes,
 		Transport: rudp.Config{
 			RetryInterval: cfg.RetryIntervalDuration(),
 			RetryTimeout:  cfg.RetryTimeoutDuration(),

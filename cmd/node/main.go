@@ -5,6 +5,8 @@
 //	node demo [-nodes 5] [-key]
 //	node status [-mars HOST:PORT] [-app NAME] [-timeout 5s]
 //	node healthcheck -addr HOST:PORT [-timeout 5s]
+//	node kv get KEY | put KEY VALUE [-ttl D] [-rev N] | ls [PREFIX] | rm KEY [-rev N]
+//	node lease ls [PREFIX]
 //	node keygen
 //	node version (or node -version)
 //
@@ -12,7 +14,9 @@
 // (handlers.go) and leaves cleanly on SIGINT or SIGTERM. demo starts a MARS
 // and a small cluster on 127.0.0.1 in one process (plus one child process
 // it kills), exercises every kind of message and prints a report. status
-// joins as a guest and prints what MARS lists. healthcheck sends the mesh
+// joins as a guest and prints what MARS lists. kv and lease join as a
+// guest and read or change the cluster key-value store, or list the
+// leases. healthcheck sends the mesh
 // health-check request to one node: a liveness or startup probe. keygen
 // prints a new random cluster key. version prints the module version and
 // VCS revision. run, status and healthcheck log with log/slog to stderr
@@ -77,6 +81,8 @@ func commands() []command {
 		{name: "run", summary: "join the cluster as a game-server node and serve until SIGINT/SIGTERM", run: cmdRun},
 		{name: "demo", summary: "start MARS and a local cluster, exercise every capability, print a report", run: cmdDemo},
 		{name: "status", summary: "join as a guest and print the cluster: nodes by type, and the shared data", run: cmdStatus},
+		{name: "kv", summary: "the cluster key-value store: kv get KEY, kv put KEY VALUE, kv ls [PREFIX], kv rm KEY", run: cmdKV},
+		{name: "lease", summary: "the leases MARS holds: lease ls [PREFIX]", run: cmdLease},
 		{name: "healthcheck", summary: "ask one node whether it is serving (exit 0 if it answers in time)", run: cmdHealthcheck},
 		{name: "keygen", summary: "print a new random cluster key (base64) for meshKey or meshKeyFile", run: cmdKeygen},
 		{name: "version", summary: "print the module version and VCS revision", run: cmdVersion},

@@ -110,7 +110,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	env := []string{"DIARKIS_MARS_PORT=" + strconv.Itoa(marsPort), "DIARKIS_PORT=0", "DIARKIS_RETRY_INTERVAL=200", "DIARKIS_RETRY_TIMEOUT=1000"}
 	adminURL := fmt.Sprintf("http://127.0.0.1:%d/", adminPort)
 	startProc(t, env, filepath.Join(bin, "mars-server"), "-admin", fmt.Sprintf("127.0.0.1:%d", adminPort),
-		"-offline-after", "1s", "-remove-after", "60s")
+		"-offline-after", "1s", "-remove-after", "60s", "-lease-hold", "-1s") // no earlier MARS: no claim hold
 	var nodes []*proc
 	for _, spec := range [][]string{
 		{"-type", "game", "-role", "UDP", "-endpoint", "203.0.113.10:7000", "-value", "capacity=100"},
@@ -208,6 +208,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	waitFor("the peer matrix", fmt.Sprintf(`(() => { const row = document.querySelector('tr.peerrow[data-addr=%q]');
 		return !!row && %s.every(a => { const td = row.querySelector('td.peer[data-to="' + a + '"]'); return !!td && /ms/.test(td.textContent) && /rtx/.test(td.textContent); }); })()`,
 		caller, jsList(addrs)))
+	waitFor("the key-value panel", `(() => { const r = document.querySelector('tr.kvkey[data-key="room/1"]');
+		const b = document.querySelector('tr.kvkey[data-key="blob"]');
+		return !!r && r.textContent.includes("alpha") && !!b && b.textContent.includes("(binary)") && /\d+ s/.test(b.textContent); })()`)
+	waitFor("the lease panel", fmt.Sprintf(`!!document.querySelector('tr.lease[data-key="room/1"][data-holder=%q]')`, caller))
 	shot("dashboard-online.png")
 
 	// Mark the page: a reload would lose the mark.
@@ -242,7 +246,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"type game", "type lobby", "capacity=100", "203.0.113.10:7000", "HTTP", "region=\"eu\""} {
+	for _, want := range []string{"type game", "type lobby", "capacity=100", "203.0.113.10:7000", "HTTP", "region=\"eu\"",
+		"config/motd", "hello"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the page lacks %q:\n%s", want, text)
 		}
@@ -259,6 +264,21 @@ func startCaller(t *testing.T, marsPort int, addrs []string) string {
 	cfg.RetryInterval, cfg.RetryTimeout = 200, 1000
 	n, err := mesh.New(cfg, mesh.WithType("caller"), mesh.WithLogger(quiet))
 	if err != nil {
+		t.Fatal(err)
+	}
+	// Keys and a lease for the dashboard's key-value and lease panels.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	<-n.Ready()
+	for _, kv := range [][2]string{{"room/1", "alpha"}, {"room/2", "beta"}, {"config/motd", "hello"}} {
+		if _, err := n.KV().Put(ctx, kv[0], []byte(kv[1]), mesh.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := n.KV().Put(ctx, "blob", []byte{0xff, 0xfe}, mesh.PutOptions{TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Claim(ctx, "room/1", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	stop, done := make(chan struct{}), make(chan struct{})

@@ -3,6 +3,7 @@ package admin
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,8 +13,10 @@ import (
 )
 
 // MarsOptions returns the collectors, status and routes of MARS's admin
-// endpoint: /v1/nodes and /v1/shared (all apps, or one with ?app=NAME;
-// the default namespace is ?app=), /v1/status, and the dashboard at /.
+// endpoint: /v1/nodes, /v1/shared, /v1/kv and /v1/leases (all apps, or
+// one with ?app=NAME; the default namespace is ?app=), /v1/status, and the
+// dashboard at /. /v1/kv lists the keys under ?prefix= (default all), at
+// most ?limit= per app (default 1,000), with the start of text values.
 func MarsOptions(srv *mars.Server, addr string) Options {
 	started := time.Now()
 	return Options{
@@ -59,11 +62,55 @@ func MarsOptions(srv *mars.Server, addr string) Options {
 				}
 				WriteJSON(w, map[string]any{"apps": out})
 			}),
+			"GET /v1/kv": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				limit, err := strconv.Atoi(r.URL.Query().Get("limit"))
+				if err != nil || limit <= 0 {
+					limit = 1000
+				}
+				type app struct {
+					App       string               `json:"app"`
+					Keys      int                  `json:"keys"`
+					Bytes     int                  `json:"bytes"`
+					Rev       int64                `json:"rev"`
+					Entries   []mars.KVKeySnapshot `json:"entries"`
+					Truncated bool                 `json:"truncated"`
+				}
+				out := []app{}
+				for _, a := range filterKV(srv.KVSnapshot(r.URL.Query().Get("prefix"), limit), r) {
+					out = append(out, app{a.App, a.Keys, a.Bytes, a.Rev, a.Entries, a.Truncated})
+				}
+				WriteJSON(w, map[string]any{"apps": out})
+			}),
+			"GET /v1/leases": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				type app struct {
+					App    string               `json:"app"`
+					Leases []mars.LeaseSnapshot `json:"leases"`
+				}
+				out := []app{}
+				for _, a := range filterKV(srv.KVSnapshot("", 0), r) {
+					out = append(out, app{a.App, a.Leases})
+				}
+				WriteJSON(w, map[string]any{"apps": out})
+			}),
 			"GET /{$}":           dashboardPage(),
 			"GET /dashboard.js":  dashboardAsset("dashboard.js", "text/javascript; charset=utf-8"),
 			"GET /dashboard.css": dashboardAsset("dashboard.css", "text/css; charset=utf-8"),
 		},
 	}
+}
+
+// filterKV keeps the app named by ?app= when the query has it.
+func filterKV(apps []mars.KVAppSnapshot, r *http.Request) []mars.KVAppSnapshot {
+	q := r.URL.Query()
+	if !q.Has("app") {
+		return apps
+	}
+	for _, a := range apps {
+		if a.App == q.Get("app") {
+			return []mars.KVAppSnapshot{a}
+		}
+	}
+	return nil
 }
 
 // filterApps keeps the app named by ?app= when the query has it.

@@ -11,6 +11,10 @@
 //	k/<app>/<key>      a shared-data value (decimal int16)
 //	a/<app>/<n|g><address>  a node's or guest's Ack (mars.EncodeStoredAck), on no lease;
 //	                   read and written only inside transactions (Load and Watch skip it)
+//	v/<app>/<key>      a key of the key-value store (its value as is); with a TTL, on a lease of its own
+//	L/<app>/<name>     a lease (mars.EncodeStoredLease), on an etcd lease of the lease's TTL
+//	r/<app>/<address>#<inc>#<seq>  the result of a node's write, on a lease of about 6 minutes;
+//	                   read only inside transactions (Load and Watch skip it)
 //
 // with <app>, <address> and <key> path-escaped. Each replica holds one lease
 // (Options.SessionTTL, default 10 s) and keeps it alive; the records of the
@@ -36,6 +40,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -75,7 +80,11 @@ type Store struct {
 	once   sync.Once
 }
 
-var _ mars.Store = (*Store)(nil)
+var (
+	_ mars.Store       = (*Store)(nil)
+	_ mars.StoreLeaser = (*Store)(nil)
+	_ mars.StoreCAS    = (*Store)(nil)
+)
 
 // CheckEndpoints checks etcd client URLs: http or https, with a host.
 func CheckEndpoints(eps []string) error {
@@ -232,7 +241,9 @@ func (s *Store) parse(key []byte) (mars.StoreKey, bool) {
 		return mars.StoreKey{}, false
 	}
 	kind := mars.StoreKind(rest[0])
-	if kind != mars.StoreNode && kind != mars.StoreGuest && kind != mars.StoreShared {
+	switch kind {
+	case mars.StoreNode, mars.StoreGuest, mars.StoreShared, mars.StoreKVValue, mars.StoreLeaseRec:
+	default:
 		return mars.StoreKey{}, false
 	}
 	appEsc, nameEsc, ok := strings.Cut(rest[2:], "/")
@@ -373,6 +384,8 @@ func (s *Store) ops(writes []mars.StoreWrite) []clientv3.Op {
 		switch {
 		case w.Delete:
 			ops = append(ops, clientv3.OpDelete(k))
+		case w.Lease != 0:
+			ops = append(ops, clientv3.OpPut(k, string(w.Value), clientv3.WithLease(clientv3.LeaseID(w.Lease))))
 		case w.Session:
 			ops = append(ops, clientv3.OpPut(k, string(w.Value), clientv3.WithLease(lease)))
 		default:
@@ -380,4 +393,60 @@ func (s *Store) ops(writes []mars.StoreWrite) []clientv3.Op {
 		}
 	}
 	return ops
+}
+
+// Grant makes an etcd lease of at least ttl (etcd counts whole seconds,
+// and at least its minimum TTL).
+func (s *Store) Grant(ctx context.Context, ttl time.Duration) (int64, error) {
+	l, err := s.cli.Grant(ctx, int64((ttl+time.Second-1)/time.Second))
+	if err != nil {
+		return 0, err
+	}
+	return int64(l.ID), nil
+}
+
+// KeepAlive renews an etcd lease once; mars.ErrStoreLeaseGone when it
+// expired or was revoked.
+func (s *Store) KeepAlive(ctx context.Context, id int64) error {
+	_, err := s.cli.KeepAliveOnce(ctx, clientv3.LeaseID(id))
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("%w: %x", mars.ErrStoreLeaseGone, id)
+	}
+	return err
+}
+
+// Revoke ends an etcd lease, deleting its keys.
+func (s *Store) Revoke(ctx context.Context, id int64) error {
+	_, err := s.cli.Revoke(ctx, clientv3.LeaseID(id))
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return nil
+	}
+	return err
+}
+
+// WriteIf applies writes in one transaction if every record of expect is
+// at its revision (0: absent); otherwise it returns them as they are.
+func (s *Store) WriteIf(ctx context.Context, expect []mars.StoreRecord, writes []mars.StoreWrite) (bool, []mars.StoreRecord, int64, error) {
+	cmps := make([]clientv3.Cmp, len(expect))
+	gets := make([]clientv3.Op, len(expect))
+	for i, e := range expect {
+		name := s.key(e.StoreKey)
+		cmps[i] = clientv3.Compare(clientv3.ModRevision(name), "=", e.Rev)
+		gets[i] = clientv3.OpGet(name)
+	}
+	tr, err := s.cli.Txn(ctx).If(cmps...).Then(s.ops(writes)...).Else(gets...).Commit()
+	if err != nil {
+		return false, nil, 0, err
+	}
+	if tr.Succeeded {
+		return true, nil, tr.Header.Revision, nil
+	}
+	cur := make([]mars.StoreRecord, len(expect))
+	for i, e := range expect {
+		cur[i].StoreKey = e.StoreKey
+		if kvs := tr.Responses[i].GetResponseRange().Kvs; len(kvs) == 1 {
+			cur[i].Value, cur[i].Rev = kvs[0].Value, kvs[0].ModRevision
+		}
+	}
+	return false, cur, tr.Header.Revision, nil
 }

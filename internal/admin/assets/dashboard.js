@@ -173,6 +173,30 @@
     return el("table", null, el("thead", null, el("tr", null, el("th", null, "Key"), el("th", { class: "num" }, "Value"))), body);
   }
 
+  // kvTable lists the first keys of an app's key-value store.
+  function kvTable(kv) {
+    if (!kv || kv.entries.length === 0) return el("div", { class: "empty" }, "no keys");
+    const body = el("tbody");
+    for (const e of kv.entries) body.append(el("tr", { class: "kvkey", "data-key": e.key },
+      el("td", { class: "mono" }, e.key), el("td", { class: "mono" }, e.value === "" && e.size > 0 ? "(binary)" : e.value),
+      el("td", { class: "num" }, e.size), el("td", { class: "num" }, e.rev), el("td", { class: "num" }, e.ttlMs < 0 ? "–" : Math.ceil(e.ttlMs / 1000) + " s")));
+    return el("div", null, el("table", null, el("thead", null, el("tr", null, el("th", null, "Key"), el("th", null, "Value"),
+      el("th", { class: "num" }, "Bytes"), el("th", { class: "num" }, "Revision"), el("th", { class: "num" }, "TTL left"))), body),
+      el("div", { class: "muted note" }, kv.keys + " keys, " + kv.bytes + " bytes" + (kv.truncated ? "; the first " + kv.entries.length + " shown" : "")));
+  }
+
+  // leaseTable lists an app's leases: holder, fencing token, TTL.
+  function leaseTable(leases) {
+    if (!leases || leases.length === 0) return el("div", { class: "empty" }, "no leases");
+    const body = el("tbody");
+    for (const l of leases) body.append(el("tr", { class: "lease", "data-key": l.key, "data-holder": l.holder },
+      el("td", { class: "mono" }, l.key), el("td", { class: "mono" }, l.holder), el("td", { class: "num" }, l.token),
+      el("td", { class: "num" }, (l.ttlMs / 1000) + " s"), el("td", { class: "num" }, l.leftMs < 0 ? "–" : (l.leftMs / 1000).toFixed(1) + " s"),
+      el("td", null, ago(Date.now() - Date.parse(l.granted)))));
+    return el("table", null, el("thead", null, el("tr", null, el("th", null, "Lease"), el("th", null, "Holder"),
+      el("th", { class: "num" }, "Token"), el("th", { class: "num" }, "TTL"), el("th", { class: "num" }, "Left"), el("th", null, "Granted"))), body);
+  }
+
   function offlineTable(app) {
     const rows = [];
     for (const n of app.nodes) if (n.status === "offline") rows.push({ status: "offline", addr: n.addr, type: n.type, role: n.role, when: ago(n.lastSeenMs), note: "listed offline" });
@@ -187,12 +211,20 @@
       el("th", null, "Type"), el("th", null, "Role"), el("th", null, "Last report"), el("th", null, ""))), body);
   }
 
-  function render(status, nodes, shared) {
+  function render(status, nodes, shared, kv, leases) {
     document.getElementById("mars").textContent = "MARS " + status.addr + " · incarnation " + status.incarnation +
       " · " + (status.version ? "version " + status.version.version + " rev " + String(status.version.revision).slice(0, 12) : "") +
       " · up " + status.uptimeSec + " s";
-    const sharedBy = {};
+    const sharedBy = {}, kvBy = {}, leasesBy = {};
     for (const a of shared.apps) sharedBy[a.app] = a.shared;
+    for (const a of kv.apps) kvBy[a.app] = a;
+    for (const a of leases.apps) leasesBy[a.app] = a.leases;
+    let kvKeys = 0, leaseCount = 0;
+    for (const a of kv.apps) kvKeys += a.keys;
+    for (const a of leases.apps) leaseCount += a.leases.length;
+    for (const name of Object.keys(kvBy).concat(Object.keys(leasesBy))) {
+      if (!nodes.apps.some(a => a.app === name)) nodes.apps.push({ app: name, nodes: [], guests: 0, gone: [] });
+    }
     let online = 0, offline = 0, keys = 0, msgs = 0, rpcs = 0;
     for (const a of nodes.apps) {
       for (const n of a.nodes) {
@@ -204,7 +236,7 @@
     }
     const summary = document.getElementById("summary");
     summary.replaceChildren(card("apps", nodes.apps.length), card("nodes online", online), card("nodes offline", offline),
-      card("shared keys", keys), card("messages/s", rate(msgs)), card("RPCs/s", rate(rpcs)));
+      card("shared keys", keys), card("KV keys", kvKeys), card("leases", leaseCount), card("messages/s", rate(msgs)), card("RPCs/s", rate(rpcs)));
     // This replica's address as nodes reporting here name it (it may
     // listen on 0.0.0.0).
     const self = new Set([status.addr]);
@@ -222,7 +254,10 @@
           el("div", null, el("h3", null, "Peers: RTT and retransmissions"), peerMatrix(a))),
         el("div", { class: "cols" },
           el("div", null, el("h3", null, "Offline in the last minutes"), offlineTable(a)),
-          el("div", null, el("h3", null, "Shared data"), sharedTable(sharedBy[a.app])))));
+          el("div", null, el("h3", null, "Shared data"), sharedTable(sharedBy[a.app]))),
+        el("div", { class: "cols" },
+          el("div", { class: "kv" }, el("h3", null, "Key-value store"), kvTable(kvBy[a.app])),
+          el("div", { class: "leases" }, el("h3", null, "Leases"), leaseTable(leasesBy[a.app])))));
     }
     apps.replaceChildren(frag);
   }
@@ -236,8 +271,9 @@
   async function tick() {
     const conn = document.getElementById("conn");
     try {
-      const [status, nodes, shared] = await Promise.all([get("/v1/status"), get("/v1/nodes"), get("/v1/shared")]);
-      render(status, nodes, shared);
+      const [status, nodes, shared, kv, leases] = await Promise.all([get("/v1/status"), get("/v1/nodes"), get("/v1/shared"),
+        get("/v1/kv?limit=50"), get("/v1/leases")]);
+      render(status, nodes, shared, kv, leases);
       updates++;
       document.body.dataset.updates = String(updates);
       conn.textContent = "live · updated " + new Date().toLocaleTimeString();
