@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/marsmesh/marsmesh/mars"
@@ -22,11 +23,15 @@ type Lease = mars.Lease
 // node holds it (KVError.Holder names it) and with ErrNotLive unless MARS
 // lists this node online: guests and draining nodes may not claim. The
 // lease renews itself every ttl/3 until Release, until it is lost, or until
-// the node shuts down (Shutdown releases it first); a holder that dies
+// the node shuts down (Shutdown releases it once the node has drained and
+// its readiness check passed); a holder that dies
 // leaves the key free after ttl.
 func (n *Node) Claim(ctx context.Context, key string, ttl time.Duration) (*Lease, error) {
 	if n.life.closed.Load() {
 		return nil, ErrClosed
+	}
+	if n.life.draining.Load() {
+		return nil, fmt.Errorf("%w: the node is draining", ErrNotLive)
 	}
 	l, err := n.mc.Claim(ctx, key, ttl)
 	return l, kvErr(err)
