@@ -100,6 +100,15 @@ func TestChurnRollingRestart(t *testing.T) {
 
 	var restarts []churnRestart
 	for i, p := range live {
+		// Every other node knows the node before it restarts (a node syncs
+		// once a second: one that never listed it sees nothing of it).
+		for _, q := range live {
+			if q != p {
+				eventually(t, 30*time.Second, q.addr+" logs "+p.addr+" online", func() bool {
+					return slices.Contains(eventsOf(q.stderr.String(), p.addr, p.inc), "online")
+				})
+			}
+		}
 		r := churnRestart{addr: p.addr, old: p.inc, from: time.Now()}
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		if code := p.wait(t, 30*time.Second); code != 0 {
@@ -166,10 +175,10 @@ func TestChurnRollingRestart(t *testing.T) {
 				continue
 			}
 			if got := eventsOf(log, r.addr, r.old); !inOrder(got, "draining", "gone") || got[len(got)-1] != "gone" {
-				t.Errorf("%s saw %s (inc %d) go %v, want draining then gone", name, r.addr, r.old, got)
+				t.Errorf("%s saw %s (inc %d) go %v, want draining then gone; its events of %[2]s:\n%[5]s", name, r.addr, r.old, got, eventLines(log, r.addr))
 			}
 			if got := eventsOf(log, r.addr, r.new); !inOrder(got, "joining", "online") {
-				t.Errorf("%s saw %s (inc %d) come %v, want joining then online", name, r.addr, r.new, got)
+				t.Errorf("%s saw %s (inc %d) come %v, want joining then online; its events of %[2]s:\n%[5]s", name, r.addr, r.new, got, eventLines(log, r.addr))
 			}
 		}
 	}
@@ -204,6 +213,17 @@ func eventsOf(log, addr string, inc uint64) []string {
 		}
 	}
 	return out
+}
+
+// eventLines returns the lines of a node log with the events of addr.
+func eventLines(log, addr string) string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, `msg="node event" node=`+addr+" ") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // inOrder reports whether states holds a, then later b.
