@@ -34,3 +34,16 @@ func (e *events) states(addr string) []mesh.NodeState {
 	}
 	return out
 }
+
+// incStates lists the new states of the events of one incarnation of addr.
+func (e *events) incStates(addr string, inc uint64) []mesh.NodeState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []mesh.NodeState
+	for _, ev := range e.got {
+		if ev.Addr == addr && ev.Incarnation == inc {
+			out = append(out, ev.New)
+		}
+	}
+	return out
+}
