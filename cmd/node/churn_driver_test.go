@@ -21,13 +21,14 @@ type churnDriver struct {
 	wg   sync.WaitGroup
 
 	mu       sync.Mutex
-	ok       int         // RPCs answered
-	fanouts  int         // fan-outs that reached every node
-	draining []churnCall // RPCs refused with ErrDraining
-	failed   []string    // every other outcome
-	over     int         // RPCs and fan-outs that took more than stallLimit
-	slowest  []churnCall // the slowest RPCs and fan-outs
-	late     []churnCall // the latest wake-ups of the driver's pacer (the process's own stalls)
+	ok       int             // RPCs answered
+	okTook   []time.Duration // how long each answered RPC took
+	fanouts  int             // fan-outs that reached every node
+	draining []churnCall     // RPCs refused with ErrDraining
+	failed   []string        // every other outcome
+	over     int             // RPCs and fan-outs that took more than stallLimit
+	slowest  []churnCall     // the slowest RPCs and fan-outs
+	late     []churnCall     // the latest wake-ups of the driver's pacer (the process's own stalls)
 }
 
 // churnCall is one call as the driver timed it.
@@ -97,6 +98,7 @@ func (d *churnDriver) callRPCs() {
 		switch {
 		case err == nil:
 			d.ok++
+			d.okTook = append(d.okTook, took)
 		case mesh.IsDraining(err):
 			d.draining = append(d.draining, churnCall{"RPC to " + addr, start, took})
 		default:

@@ -153,6 +153,10 @@ func TestChurnRollingRestart(t *testing.T) {
 	for _, f := range drv.failed {
 		t.Errorf("failed: %s", f)
 	}
+	slices.Sort(drv.okTook)
+	if n := len(drv.okTook); n > 0 {
+		t.Logf("answered RPCs took: median %v, p99 %v, max %v", drv.okTook[n/2], drv.okTook[n*99/100], drv.okTook[n-1])
+	}
 	for _, c := range drv.draining {
 		t.Logf("ErrDraining: %s at %s took %v", c.what, c.at.Format("15:04:05.000"), c.took.Round(time.Microsecond))
 	}
