@@ -102,13 +102,7 @@ func TestChurnRollingRestart(t *testing.T) {
 	for i, p := range live {
 		// Every other node knows the node before it restarts (a node syncs
 		// once a second: one that never listed it sees nothing of it).
-		for _, q := range live {
-			if q != p {
-				eventually(t, 30*time.Second, q.addr+" logs "+p.addr+" online", func() bool {
-					return slices.Contains(eventsOf(q.stderr.String(), p.addr, p.inc), "online")
-				})
-			}
-		}
+		waitLoggedOnline(t, live, p, p.inc)
 		r := churnRestart{addr: p.addr, old: p.inc, from: time.Now()}
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		if code := p.wait(t, 30*time.Second); code != 0 {
@@ -130,13 +124,7 @@ func TestChurnRollingRestart(t *testing.T) {
 		r.new, r.to = next.inc, next.joined
 		// One at a time: every node lists the successor online before the
 		// next restart.
-		for _, q := range live {
-			if q != p {
-				eventually(t, 30*time.Second, q.addr+" logs the successor of "+p.addr+" online", func() bool {
-					return slices.Contains(eventsOf(q.stderr.String(), p.addr, next.inc), "online")
-				})
-			}
-		}
+		waitLoggedOnline(t, live, p, next.inc)
 		live[i] = next
 		procs = append(procs, next)
 		restarts = append(restarts, r)
@@ -188,6 +176,19 @@ func TestChurnRollingRestart(t *testing.T) {
 	}
 	for _, p := range live {
 		stopProc(t, p.proc)
+	}
+}
+
+// waitLoggedOnline waits until every process of live but p has logged
+// the incarnation inc of p's address online.
+func waitLoggedOnline(t *testing.T, live []*churnProc, p *churnProc, inc uint64) {
+	t.Helper()
+	for _, q := range live {
+		if q != p {
+			eventually(t, 30*time.Second, fmt.Sprintf("%s logs %s (inc %d) online", q.addr, p.addr, inc), func() bool {
+				return slices.Contains(eventsOf(q.stderr.String(), p.addr, inc), "online")
+			})
+		}
 	}
 }
 
