@@ -39,7 +39,8 @@
 //
 // Everything ends with the test (t.Cleanup): the nodes shut down, MARS
 // closes, and the test fails if goroutines of marsmesh (or of handlers
-// they run) are still running. Nodes sync every 100 ms and find a silent
+// they run) are still running (with clusters in parallel tests, checked
+// when the last of them closes). Nodes sync every 100 ms and find a silent
 // peer dead after 1 s; MARS lists a silent node offline after 1 s and
 // removes it after 3 s (see Options).
 //
