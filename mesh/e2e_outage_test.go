@@ -69,14 +69,14 @@ func TestE2EMarsOutage(t *testing.T) {
 		}()
 	}
 	defer halt()
-	time.Sleep(500 * time.Millisecond) // some RPCs with MARS up
+	eventually(t, 10*time.Second, func() bool { return sent.Load() >= 20 }, "some RPCs with MARS up")
 
-	// A write 150 ms before the kill (MARS acknowledges it within
-	// milliseconds on loopback; a's view may not have it yet).
+	// A write just before the kill: MARS has it (b's view too), a's view
+	// may not have it yet.
 	if r := b.do("shared-set late 9"); r != "true" {
 		t.Fatalf("shared-set: %s", r)
 	}
-	time.Sleep(150 * time.Millisecond)
+	eventually(t, 10*time.Second, func() bool { return b.do("shared-get late") == "9 true" }, "MARS has the write")
 	mp.cmd.Process.Signal(syscall.SIGKILL)
 	killed := time.Now()
 	eventually(t, 20*time.Second, func() bool {

@@ -174,7 +174,10 @@ func TestE2EMarsReplicasOnEtcd(t *testing.T) {
 			t.Fatalf("%s: shared-add: %s", n.name, r)
 		}
 	}
-	time.Sleep(time.Second)
+	eventually(t, 30*time.Second, func() bool { // the kill comes in the middle of the adds
+		v, _ := obs.GetSharedData("total")
+		return int(v) >= nodeCount*adds/4
+	}, "a quarter of the adds applied")
 	replicas[0].kill()
 	killed := time.Now()
 

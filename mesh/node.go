@@ -82,7 +82,8 @@ func unauthenticated(keys [][config.KeySize]byte, bound netip.AddrPort) bool {
 }
 
 // New validates cfg, binds the node's UDP port (scanning upwards from
-// cfg.Port while ports are taken), starts syncing with MARS and returns.
+// cfg.Port while ports are taken; WithPacketConn gives it a socket
+// instead), starts syncing with MARS and returns.
 // With cluster keys (cfg.Keys) all of the node's traffic is sealed; without
 // them a node bound to a non-loopback address logs one warning that its
 // traffic is unauthenticated.
@@ -101,6 +102,12 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	if o.handlers == nil {
 		o.handlers = newRegistry()
 	}
+	owned := o.conn // WithPacketConn: closed here if New fails before the transport takes it
+	defer func() {
+		if owned != nil {
+			owned.Close()
+		}
+	}()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -134,7 +141,12 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 	if o.rudpConfig != nil {
 		o.rudpConfig(&rc)
 	}
-	n.tr, err = listenScan(bind, port, portScan, rc)
+	if o.conn != nil {
+		owned = nil
+		n.tr, err = rudp.New(o.conn, rc) // closes it on failure
+	} else {
+		n.tr, err = listenScan(bind, port, portScan, rc)
+	}
 	if err != nil {
 		n.life.cancel()
 		return nil, fmt.Errorf("mesh: %w", err)

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/marsmesh/marsmesh/rudp"
@@ -20,6 +21,7 @@ type options struct {
 	limits                   InboundLimits
 	maxHandlers              int
 	rudpConfig               func(*rudp.Config) // tests: adjust the transport
+	conn                     net.PacketConn     // WithPacketConn
 	inline                   bool               // WithInlineHandlers
 }
 
@@ -47,3 +49,10 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 
 // WithSyncInterval sets how often the node reports to MARS (default 1 s).
 func WithSyncInterval(d time.Duration) Option { return func(o *options) { o.syncInterval = d } }
+
+// WithPacketConn makes the node send and receive on conn instead of
+// binding the configured address and port: for tests, an endpoint of an
+// in-memory network (rudp/faultnet) or a socket wrapped to inject faults
+// (package meshtest does both). The node's address is conn's local
+// address, and the node owns conn: Shutdown closes it.
+func WithPacketConn(conn net.PacketConn) Option { return func(o *options) { o.conn = conn } }

@@ -45,9 +45,13 @@ func TestRPCErrorsAreClassified(t *testing.T) {
 	c := newCluster(t, 2)
 	a, b := c.nodes[0], c.nodes[1]
 	b.HandleRPC(2, func([]byte, string) ([]byte, error) { return nil, errors.New("no such player") })
-	b.HandleRPC(3, func([]byte, string) ([]byte, error) { time.Sleep(time.Second); return nil, nil })
+	stuck := make(chan struct{})
+	t.Cleanup(func() { close(stuck) }) // before the cluster closes
+	b.HandleRPC(3, func([]byte, string) ([]byte, error) { <-stuck; return nil, nil })
 	var handlerSawCancel = make(chan error, 1)
+	handlerRuns := make(chan struct{}, 1)
 	b.HandleRPCWithContext(4, func(ctx context.Context, _ []byte, _ string) ([]byte, error) {
+		handlerRuns <- struct{}{}
 		<-ctx.Done()
 		handlerSawCancel <- ctx.Err()
 		return nil, ctx.Err()
@@ -68,7 +72,7 @@ func TestRPCErrorsAreClassified(t *testing.T) {
 	}
 
 	ctx, cancel = context.WithCancel(context.Background())
-	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	go func() { <-handlerRuns; cancel() }()
 	start := time.Now()
 	_, err = a.SendRPCWithContext(ctx, 4, addr, nil)
 	if !errors.Is(err, context.Canceled) || !IsRequestError(err) || IsRequestTimeoutError(err) {

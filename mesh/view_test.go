@@ -114,15 +114,17 @@ func TestLookups(t *testing.T) {
 func TestKilledNodeLeaves(t *testing.T) {
 	c := newCluster(t, 3)
 	a, victim := c.nodes[0], c.nodes[2]
+	inHandler := make(chan struct{}, 1)
 	victim.HandleRPCWithContext(1, func(ctx context.Context, d []byte, _ string) ([]byte, error) {
+		inHandler <- struct{}{}
 		<-ctx.Done()
 		return d, nil
 	})
 	addr := victim.GetMyEndPoint()
 	errc := make(chan error, 1)
 	go func() { _, err := a.SendRPC(1, addr, []byte("x")); errc <- err }()
-	time.Sleep(100 * time.Millisecond) // the request is in the handler
-	victim.mc.Close()                  // stop reporting, and...
+	<-inHandler       // the request is in the handler
+	victim.mc.Close() // stop reporting, and...
 	start := time.Now()
 	victim.tr.Abort() // ...the socket goes: peers see silence
 	select {

@@ -37,6 +37,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	newLog := logFlags(fs, "info", "")
 	adminAddr := fs.String("admin", "", "serve the admin HTTP endpoint (metrics, probes, status) on `host:port` (default: adminAddress of the configuration; off when empty)")
 	pprofOn := fs.Bool("pprof", false, "also serve the Go profiler on the admin endpoint, under /debug/pprof/")
+	events := fs.Bool("events", false, "log every membership event the node sees (mesh.OnNodeEvent: a node joining, online, draining, offline, gone), one info line each")
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
@@ -89,6 +90,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	for _, k := range values.keys() {
 		mesh.SetNodeValue(k, values[k])
+	}
+	if *events {
+		mesh.OnNodeEvent(func(ev mesh.NodeEvent) {
+			log.Info("node event", "node", ev.Addr, "inc", strconv.FormatUint(ev.Incarnation, 10), "type", ev.Type,
+				"old", ev.Old.String(), "new", ev.New.String(), "reason", string(ev.Reason))
+		})
 	}
 	if err := mesh.Setup(*configPath); err != nil {
 		return failure(stderr, name, err)
