@@ -134,13 +134,16 @@ func (n *Node) onPeerUp(addr netip.AddrPort, inc uint64) {
 
 // peerDownMembership lists a peer the transport found dead offline.
 func (n *Node) peerDownMembership(addr netip.AddrPort, err error) {
-	inc, ok := n.peers.take(addr)
+	inc, known := n.peers.take(addr)
 	v := n.peers.view.Load()
-	if !ok || v == nil {
-		return
-	}
-	if errors.Is(err, rudp.ErrPeerTimeout) || errors.Is(err, rudp.ErrUnreachable) {
+	switch {
+	case v == nil:
+	case errors.Is(err, rudp.ErrPeerTimeout) && known:
 		v.MarkUnreachable(n.names.name(addr), inc, time.Now().Add(n.unreachableFor()))
+	case errors.Is(err, rudp.ErrUnreachable) && !known:
+		// It never answered a handshake: whichever incarnation the view
+		// lists there does not answer.
+		v.MarkUnreachable(n.names.name(addr), 0, time.Now().Add(n.unreachableFor()))
 	}
 }
 
