@@ -136,15 +136,13 @@ func (n *Node) onPeerUp(addr netip.AddrPort, inc uint64) {
 func (n *Node) peerDownMembership(addr netip.AddrPort, err error) {
 	inc, known := n.peers.take(addr)
 	v := n.peers.view.Load()
-	switch {
-	case v == nil:
-	case errors.Is(err, rudp.ErrPeerTimeout) && known:
-		v.MarkUnreachable(n.names.name(addr), inc, time.Now().Add(n.unreachableFor()))
-	case errors.Is(err, rudp.ErrUnreachable) && !known:
-		// It never answered a handshake: whichever incarnation the view
-		// lists there does not answer.
-		v.MarkUnreachable(n.names.name(addr), 0, time.Now().Add(n.unreachableFor()))
+	if v == nil || !errors.Is(err, rudp.ErrPeerTimeout) && !errors.Is(err, rudp.ErrUnreachable) {
+		return
 	}
+	if !known {
+		inc = 0 // it never answered a handshake: whichever incarnation is listed there does not answer
+	}
+	v.MarkUnreachable(n.names.name(addr), inc, time.Now().Add(n.unreachableFor()))
 }
 
 // drainNotice is the body of a drain notice and of a draining answer: the
