@@ -83,70 +83,72 @@ func (s *session) pullLocked(frames []frame) (out []frame, own, ackNow bool, err
 	return frames, true, ackNow, err
 }
 
-// recvLocked decodes every complete frame KCP holds, reading its segments
-// in place. The session acknowledges what it pulled cumulatively (una)
-// at once, or, if the pull holds a frame that asks to be acknowledged
-// once delivered (ackNow), after that frame's delivery (deliverFrames):
-// a sender waiting on the acknowledgement (SendOptions.Done) then knows
+// recvLocked decodes every complete frame KCP holds. It takes the data
+// out of KCP in chunks of up to pullYield bytes; a chunk larger than
+// lockedDecode is decoded without s.mu (only the deliverer, s.delivering,
+// uses the decoder), after the acknowledgements owed so far went out, so
+// a deliverer that decodes slowly (a 10 MB frame in a process short of
+// CPU) never holds up the read loop, the flusher or the timer: the peer
+// keeps hearing from us, and new data keeps being acknowledged.
+//
+// The session acknowledges what it decoded cumulatively (una) at once,
+// or, if the pull holds a frame that asks to be acknowledged once
+// delivered (ackNow), after that frame's delivery (deliverFrames): a
+// sender waiting on the acknowledgement (SendOptions.Done) then knows
 // OnMessage has run. Segments are still acknowledged one by one as they
-// arrive, so the sender does not send them again meanwhile.
+// arrive, so the sender does not send them again meanwhile. On return
+// s.mu is held; the session may have died or been paused meanwhile.
 func (s *session) recvLocked(frames []frame) ([]frame, bool, error) {
 	ackNow := false
-	first := len(frames)
 	emit := func(f frame, now bool) {
 		f.ackNow = now
 		frames = append(frames, f)
 		ackNow = ackNow || now
 	}
 	var err error
-	fed := 0
-	feed := func(p []byte) {
-		if err == nil {
-			fed += len(p)
-			err = s.dec.feed(p, emit)
+	for err == nil && s.state == stateEstablished && !s.paused {
+		var n int
+		s.taken, n = s.kcp.Take(s.taken[:0], pullYield)
+		if n == 0 {
+			break
+		}
+		end := s.kcp.Pulled()
+		unlocked := n > lockedDecode
+		if unlocked {
+			s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
+		}
+		first := len(frames)
+		for _, p := range s.taken {
+			if err = s.dec.feed(p, emit); err != nil {
+				break
+			}
 			if h := testDecodeHook.Load(); h != nil {
 				(*h)(s.t, len(p))
 			}
 		}
-	}
-	for err == nil && s.kcp.RecvFunc(feed) {
-		if fed >= pullYield {
-			// Let the flusher and timer in (acks, keepalives): a large
-			// run of segments (a 10 MB frame) took ~1 s under s.mu in
-			// a process short of CPU, and its sender called us silent.
-			// Only the deliverer pulls (s.delivering), so the decoder
-			// stays ours; the session may die meanwhile.
-			// What was pulled is acknowledged meanwhile (unless an
-			// ack-now frame waits for its delivery): a sender that
-			// sees no progress for RetryTimeout calls us stalled.
-			fed = 0
-			if !ackNow {
-				s.kcp.CapUna(s.kcp.Pulled())
-			}
-			s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
-			s.mu.Lock()
-			if s.state != stateEstablished || s.paused {
-				break
-			}
-		}
-	}
-	if s.state == stateEstablished {
-		end := s.kcp.Pulled()
-		if !ackNow {
-			s.kcp.CapUna(end)
-		}
+		kcp.Release(s.taken)
 		for i := first; i < len(frames); i++ {
 			frames[i].una = end
+		}
+		if unlocked {
+			s.mu.Lock()
+		}
+		if s.state == stateEstablished && !ackNow {
+			s.kcp.CapUna(end)
 		}
 	}
 	return frames, ackNow, err
 }
 
-// pullYield is how many bytes recvLocked decodes per hold of s.mu.
+// pullYield is how many bytes recvLocked takes out of KCP at a time.
 const pullYield = 256 << 10
 
-// testDecodeHook, set by tests only, runs after each piece decoded under
-// s.mu (it stands in for a deliverer short of CPU).
+// lockedDecode is the largest chunk recvLocked decodes under s.mu: small
+// pulls (a request, its reply) cost no extra lock round.
+const lockedDecode = 16 << 10
+
+// testDecodeHook, set by tests only, runs after each segment decoded (it
+// stands in for a deliverer short of CPU).
 var testDecodeHook atomic.Pointer[func(t *Transport, n int)]
 
 // finishDelivery runs after the deliverer handed its frames to OnMessage:
@@ -185,6 +187,9 @@ func (t *Transport) finishDelivery(s *session, frames []frame, onReader bool) []
 	}
 	s.delivering = false
 	s.deliverMore = false
+	if s.state == stateDead {
+		s.dec = frameDecoder{}
+	}
 	s.mu.Unlock()
 	return frames
 }

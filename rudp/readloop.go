@@ -242,6 +242,12 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 		s.peerClosed = closed // a paused peer is alive, not stalled
 		s.progressLocked(now)
 	}
+	if n := s.kcp.Acked(); n != s.peerAcked {
+		// The peer took new data: alive and serving the session, even
+		// while the una it reports waits for its deliverer (CapUna).
+		s.peerAcked = n
+		s.progressLocked(now)
+	}
 	frames, own, ackNow, perr := s.pullLocked(t.frames[:0])
 	if perr != nil {
 		s.delivering = false

@@ -84,12 +84,14 @@ type session struct {
 	// or was last acknowledged (or the peer last showed a closed window).
 	stallSince int64
 	peerClosed bool   // the peer's last KCP packet advertised a zero window
+	peerAcked  uint64 // kcp.Acked when last seen
 	sndMax     uint32 // next new KCP sequence number seen in output
 	stuckSn    uint32 // lowest sequence number sent again since stallSince
 	stuckRetx  int    // how often stuckSn was sent again since stallSince
 
-	dec     frameDecoder
-	changed signal // acks progressed or the session died
+	dec     frameDecoder // the deliverer's (s.delivering), used without s.mu
+	taken   [][]byte     // the deliverer's: segment data taken out of KCP (recvLocked)
+	changed signal       // acks progressed or the session died
 	err     *PeerError
 
 	synNext int64 // when to resend SYN (dialing) or ACK (confirming)
@@ -176,8 +178,9 @@ func (s *session) output(buf []byte, size int) {
 	s.countRetransmits(buf[:size])
 }
 
-// progressLocked notes that the session moved: data was acknowledged, or
-// the peer's window opened or closed.
+// progressLocked notes that the session moved: data was acknowledged
+// (cumulatively or a segment at a time), or the peer's window opened or
+// closed.
 func (s *session) progressLocked(now int64) {
 	s.stallSince = now
 	s.stuckRetx = 0
@@ -465,7 +468,9 @@ func (s *session) dieLocked(reason error) {
 	s.kcp = nil
 	s.queue, s.direct, s.directBufs = sendQueue{}, gather{}, nil
 	s.segEnds, s.msgEnds = fifo{}, fifo{}
-	s.dec = frameDecoder{}
+	if !s.delivering {
+		s.dec = frameDecoder{} // else the deliverer drops it (finishDelivery)
+	}
 	s.changed.broadcast()
 }
 

@@ -39,8 +39,8 @@ func (kcp *KCP) Flush(flushType FlushType) (nextUpdate uint32) {
 	var seg segment
 	seg.conv = kcp.conv
 	seg.cmd = IKCP_CMD_ACK
-	seg.wnd = kcp.wnd_unused()
 	seg.una = kcp.reportedUna()
+	seg.wnd = kcp.wndFor(seg.una)
 
 	buffer := getBuf(int(kcp.mtu))
 	ptr := buffer

@@ -41,6 +41,9 @@ func (kcp *KCP) parse_ack(sn uint32) {
 	}
 	for seg := range kcp.snd_buf.ForEach {
 		if sn == seg.sn {
+			if seg.acked == 0 {
+				kcp.ackCount++
+			}
 			seg.acked = 1
 			kcp.recycleSegment(seg)
 			break
@@ -79,6 +82,9 @@ func (kcp *KCP) parse_una(una uint32) int {
 	count := 0
 	for seg := range kcp.snd_buf.ForEach {
 		if _itimediff(una, seg.sn) > 0 {
+			if seg.acked == 0 {
+				kcp.ackCount++
+			}
 			kcp.recycleSegment(seg)
 			count++
 		} else {

@@ -193,6 +193,8 @@ type KCP struct {
 
 	acklist []ackItem
 
+	ackCount uint64 // segments of ours acknowledged so far (Acked)
+
 	unaCapped bool   // flushes report una at most unaCap (CapUna)
 	unaCap    uint32 // moves forward only
 	unaSent   uint32 // the una of the last packet output
@@ -294,11 +296,56 @@ func (kcp *KCP) RecvFunc(fn func([]byte)) bool {
 			break
 		}
 	}
+	kcp.afterRecv(closed)
+	return true
+}
+
+// Take moves the data of whole messages out of the receive queue, in
+// order, appending one slice per segment to dst, until at least max bytes
+// are taken or no whole message is left; it returns dst and the bytes
+// taken. The slices are the caller's until it hands them back with
+// Release; the receive limit no longer counts them, so the caller bounds
+// what it takes (a deliverer takes a bounded chunk, decodes it without the
+// session's lock, and releases it before it takes more).
+func (kcp *KCP) Take(dst [][]byte, max int) ([][]byte, int) {
+	closed := kcp.wnd_unused() == 0
+	n := 0
+	for n < max && kcp.PeekSize() >= 0 {
+		for {
+			seg, ok := kcp.rcv_queue.Pop()
+			if !ok {
+				break
+			}
+			kcp.queueBytes -= cap(seg.data)
+			dst = append(dst, seg.data)
+			n += len(seg.data)
+			if seg.frg == 0 {
+				break
+			}
+		}
+	}
+	if n > 0 {
+		kcp.afterRecv(closed)
+	}
+	return dst, n
+}
+
+// Release hands back the buffers Take handed out and clears bufs.
+func Release(bufs [][]byte) {
+	for i, b := range bufs {
+		putBuf(b)
+		bufs[i] = nil
+	}
+}
+
+// afterRecv moves what is now in order into the receive queue and, if the
+// advertised window was closed before and is open now, has the next flush
+// tell the peer.
+func (kcp *KCP) afterRecv(wasClosed bool) {
 	kcp.moveReady()
-	if closed && kcp.wnd_unused() > 0 {
+	if wasClosed && kcp.wnd_unused() > 0 {
 		kcp.probe |= IKCP_ASK_TELL // tell the peer the window reopened
 	}
-	return true
 }
 
 // CapUna caps the una that flushes report (the next sequence number
@@ -311,6 +358,11 @@ func (kcp *KCP) CapUna(u uint32) {
 		kcp.unaCapped, kcp.unaCap = true, u
 	}
 }
+
+// Acked counts the segments of ours the peer acknowledged so far, one by
+// one or cumulatively, each once: it grows whenever the peer takes new
+// data, even while its una stays where it was (CapUna).
+func (kcp *KCP) Acked() uint64 { return kcp.ackCount }
 
 // RcvNxt is the sequence number of the next segment expected in order.
 func (kcp *KCP) RcvNxt() uint32 { return kcp.rcv_nxt }
@@ -419,6 +471,19 @@ func (kcp *KCP) wnd_unused() uint16 {
 		return 0
 	}
 	return uint16(min(free, 0xffff))
+}
+
+// wndFor is the window a packet that reports una advertises. The peer
+// counts its window from the una it sees, and a capped una (CapUna) lags
+// rcv_nxt by segments this side holds already: the room left is
+// advertised on top of them. A side with no room left advertises 0, so
+// the peer knows it is full and probes.
+func (kcp *KCP) wndFor(una uint32) uint16 {
+	free := kcp.wnd_unused()
+	if free == 0 {
+		return 0
+	}
+	return uint16(min(int(free)+int(kcp.rcv_nxt-una), 0xffff))
 }
 
 // SetRecvLimit bounds the receive side: bytes (of segment buffers) held
