@@ -166,3 +166,32 @@ func TestTakeWholeMessages(t *testing.T) {
 		t.Fatalf("took %d more, holds %d", n, k.RecvHeld())
 	}
 }
+
+// TestLostUnaIsAskedFor: when every segment in flight was acknowledged one
+// by one but the packet carrying the una that releases them was lost, the
+// sender asks for it (WASK) once the head segment's timer expires, and the
+// receiver's answer (WINS) releases them: nothing is stuck waiting for a
+// packet neither side would send again.
+func TestLostUnaIsAskedFor(t *testing.T) {
+	useTestClock(t)
+	l := newLink(1399, 0, false)
+	l.b.CapUna(0)
+	for range 3 {
+		l.a.Send(make([]byte, 100))
+	}
+	l.a.Flush(IKCP_FLUSH_FULL)
+	l.step(t) // b acknowledges the segments one by one, una 0
+	l.step(t)
+	if l.a.Acked() != 3 || l.a.WaitSnd() != 3 {
+		t.Fatalf("acked %d, waiting %d; want 3 and 3", l.a.Acked(), l.a.WaitSnd())
+	}
+	l.b.CapUna(3)
+	l.b.Flush(IKCP_FLUSH_ACKONLY) // the una goes out ...
+	l.toA = nil                   // ... and is lost
+	for i := 0; i < 100 && l.a.WaitSnd() > 0; i++ {
+		l.step(t)
+	}
+	if w := l.a.WaitSnd(); w != 0 {
+		t.Fatalf("%d segments still wait for a una that was lost", w)
+	}
+}

@@ -128,11 +128,20 @@ func (kcp *KCP) Flush(flushType FlushType) (nextUpdate uint32) {
 	// (Re)transmissions: first sends, fast and early retransmits, RTOs.
 	current := currentMs()
 	var change, lostSegs uint64
+	askUna := false
 	nextUpdate = kcp.interval
 	if flushType == IKCP_FLUSH_FULL {
 		for segment := range kcp.snd_buf.ForEach {
 			needsend := false
 			if segment.acked == 1 {
+				if segment.sn == kcp.snd_una && _itimediff(current, segment.resendts) >= 0 {
+					// Acknowledged one by one, but the una that
+					// releases it has not come for an RTO (lost, or
+					// held back by the peer, CapUna): ask for it.
+					askUna = true
+					segment.rto += kcp.rx_rto / 2
+					segment.resendts = current + segment.rto
+				}
 				continue
 			}
 			if segment.xmit == 0 { // initial transmit
@@ -180,6 +189,11 @@ func (kcp *KCP) Flush(flushType FlushType) (nextUpdate uint32) {
 				nextUpdate = uint32(rto)
 			}
 		}
+	}
+	if askUna {
+		seg.cmd, seg.sn, seg.ts = IKCP_CMD_WASK, 0, 0
+		makeSpace(IKCP_OVERHEAD)
+		ptr = seg.encode(ptr)
 	}
 	if len(ptr) == len(buffer) && kcp.unaCapped && seg.una != kcp.unaSent {
 		// Nothing else carries the una a cap let move (CapUna): a
