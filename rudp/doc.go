@@ -40,7 +40,9 @@
 // acknowledgement for RetryTimeout while the peer's window is open; a side
 // that ends a session tells the other (a tagged reset); Close flushes and
 // sends a close frame. A packet for a session the receiver does not know
-// draws a hint that makes the sender probe with a new handshake. A
+// draws a hint that makes the sender probe with a new handshake (with
+// cluster keys: the receiver dials the sender back), so a peer restarted
+// on the same address replaces its predecessor's sessions at once. A
 // handshake unanswered for RetryTimeout fails (ErrUnreachable), as does
 // one answered but not proven by the peer within RetryTimeout of the
 // answer. Silence, of a peer or of a handshake, is judged from the read
@@ -151,9 +153,13 @@
 // more wait. Both ends see OnPeerUp as for reliable traffic.
 //
 // What changes with keys: a packet for a session the receiver does not
-// know cannot be told from garbage, so it draws no hint; a peer that
-// crashed and restarted on the same address is found by silence after
-// RetryTimeout (or at once when it dials first), not by a reset.
+// know cannot be told from garbage, so it draws no hint. Instead the
+// receiver dials the sender back (a sealed SYN, keeping no state until a
+// holder of a cluster key answers; at most once per address per 100 ms
+// and 256 per second): a peer that crashed and restarted on the same
+// address is found by the first packet its peers' stale sessions send
+// there (data or a keepalive), which replace those sessions at once
+// (ErrPeerReset, failing what was pending on them).
 //
 // # Testing
 //

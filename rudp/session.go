@@ -104,6 +104,7 @@ type session struct {
 	probeAt        int64
 	establishedAt  int64
 	sec            sessSec // cluster-key state (keyed.go)
+	dialBack       bool    // dialed back on a stray sealed packet, not yet up (keyed.go)
 }
 
 func newSession(t *Transport, addr netip.AddrPort, now int64) *session {
@@ -142,6 +143,7 @@ func (s *session) establishLocked(now int64) {
 	k.CapUna(k.Pulled()) // what is pulled is acknowledged (deliver.go recvLocked)
 	s.kcp = k
 	s.state = stateEstablished
+	s.dialBack = false
 	s.ping.Store(&tagged{typ: pktPing, conv: s.conv, tag: s.keys.ping})
 	s.establishedAt = now
 	s.lastRecv.Store(now)

@@ -64,7 +64,9 @@ type Transport struct {
 	frames   []frame
 	claimed  []claim // see readers.go
 	noSessMu sync.Mutex
-	noSessAt map[netip.AddrPort]int64
+	noSessAt map[netip.AddrPort]int64 // strayAllowed
+	dbSec    int64                    // dialBackBudget: the current second
+	dbLeft   int                      // and the dial backs left in it
 	acksDue  []*session
 
 	ackMu    sync.Mutex
@@ -157,6 +159,7 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 		flushWake: make(chan struct{}, 1),
 		done:      make(chan struct{}),
 		noSessAt:  make(map[netip.AddrPort]int64),
+		dbSec:     -1,
 		warn:      ratelog.New(cfg.Logger, 10*time.Second),
 	}
 	t.rd.lead = make(chan *readState)
@@ -274,11 +277,14 @@ func (t *Transport) kill(s *session, reason error, rst bool) {
 	}
 	keyed := s.state == stateEstablished || s.state == stateConfirming
 	c := tagged{typ: pktRst, conv: s.keys.conv, tag: s.keys.rst}
+	// A dial back that never came up and carried nothing was this
+	// transport's own probe: nobody is told about it.
+	quiet := s.dialBack && s.appended == 0
 	s.dieLocked(reason)
-	if reason != ErrPeerClosed && reason != ErrClosed {
+	if reason != ErrPeerClosed && reason != ErrClosed && !quiet {
 		t.stats.peersDead.Add(1)
 	}
-	if t.cfg.OnPeerDown != nil && !t.closing.Load() {
+	if t.cfg.OnPeerDown != nil && !t.closing.Load() && !quiet {
 		t.postEvent(event{kind: evDown, addr: s.addr, err: s.err})
 	}
 	s.unlockAndWrite()
