@@ -42,8 +42,21 @@ type Config struct {
 	// reports true for, OnMessage runs on a goroutine that has handed the
 	// socket to another one first (leader/follower, see readers.go), so it
 	// may run code that blocks for a while; messages from one peer still
-	// arrive in order, and wait for the one before them.
+	// arrive in order, and wait for the one before them: a message that
+	// waits for the peer's answer to a message of its own waits in vain
+	// (use OnBlocking).
 	MayBlock func(kind byte) bool
+	// OnBlocking, if set, receives the reliable messages of the kinds
+	// MayBlock claims instead of OnMessage: in order with the peer's
+	// other messages and, like OnMessage, quickly (payload is owned by
+	// the callee). It returns the blocking part of the work, or nil. That
+	// runs next on the same goroutine, which has handed the socket on
+	// and given up delivering the peer's messages (later ones are
+	// delivered meanwhile by other goroutines): it may block, and may
+	// send to the peer and wait for its answer. The work of messages
+	// delivered together runs one after another. A message counts as
+	// delivered (SendOptions.Done) once OnBlocking returned for it.
+	OnBlocking func(from netip.AddrPort, kind byte, payload []byte) (run func())
 	// OnPeerUp is called when a session with a peer incarnation is
 	// established. It and OnPeerDown run on the transport's event
 	// goroutine, in order, never on the read or timer goroutines.

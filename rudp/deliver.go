@@ -153,8 +153,9 @@ var testDecodeHook atomic.Pointer[func(t *Transport, n int)]
 
 // finishDelivery runs after the deliverer handed its frames to OnMessage:
 // it delivers what arrived or was resumed meanwhile, then gives up the
-// role. It returns frames emptied, for reuse.
-func (t *Transport) finishDelivery(s *session, frames []frame, onReader bool) []frame {
+// role. It returns frames emptied, for reuse. Off the read goroutine,
+// the work OnBlocking hands back is appended to runs (see deliverFrames).
+func (t *Transport) finishDelivery(s *session, frames []frame, onReader bool, runs *[]func()) []frame {
 	frames = clearFrames(frames)
 	s.mu.Lock()
 	for s.deliverMore && !s.paused && s.state == stateEstablished {
@@ -177,7 +178,7 @@ func (t *Transport) finishDelivery(s *session, frames []frame, onReader bool) []
 			t.claimed = append(t.claimed, claim{s: s, frames: slices.Clone(frames)})
 			return clearFrames(frames)
 		}
-		t.deliverFrames(s, frames, !onReader)
+		t.deliverFrames(s, frames, !onReader, runs)
 		frames = clearFrames(frames)
 		// Recv may have reopened our window: the flush tells the peer,
 		// along with the acknowledgements owed.
@@ -194,7 +195,9 @@ func (t *Transport) finishDelivery(s *session, frames []frame, onReader bool) []
 	return frames
 }
 
-// deliverResumed runs on the event goroutine after Resume.
+// deliverResumed runs on the event goroutine after Resume. Where
+// messages may block (Config.MayBlock) it delivers on a goroutine of its
+// own instead, which runs what OnBlocking hands back.
 func (t *Transport) deliverResumed(s *session, frames []frame) []frame {
 	s.mu.Lock()
 	s.resumeQueued = false
@@ -209,7 +212,23 @@ func (t *Transport) deliverResumed(s *session, frames []frame) []frame {
 	}
 	s.delivering, s.deliverMore = true, true
 	s.mu.Unlock()
-	return t.finishDelivery(s, frames, false)
+	if t.cfg.MayBlock != nil {
+		go func() {
+			var runs []func()
+			t.finishDelivery(s, nil, false, &runs)
+			runAll(runs)
+		}()
+		return frames
+	}
+	return t.finishDelivery(s, frames, false, nil)
+}
+
+// runAll runs the work OnBlocking handed back, in order.
+func runAll(runs []func()) {
+	for i, r := range runs {
+		r()
+		runs[i] = nil
+	}
 }
 
 func (t *Transport) protocolError(s *session, err error) {
@@ -225,15 +244,15 @@ func (t *Transport) deliverOwn(s *session, frames []frame, ackNow bool) []frame 
 		t.claimed = append(t.claimed, claim{s: s, frames: slices.Clone(frames), ackNow: ackNow})
 		return clearFrames(frames)
 	}
-	t.deliverFrames(s, frames, false)
-	return t.finishDelivery(s, frames, true)
+	t.deliverFrames(s, frames, false, nil)
+	return t.finishDelivery(s, frames, true, nil)
 }
 
-// deliverClaim hands frames to OnMessage (the claim's ackNow is not
-// needed: deliverFrames acknowledges each frame that asks, once
+// deliverClaim hands frames to OnMessage, or OnBlocking (the claim's ackNow
+// is not needed: deliverFrames acknowledges each frame that asks, once
 // delivered).
-func (t *Transport) deliverClaim(s *session, frames []frame, _ bool) {
-	t.deliverFrames(s, frames, true)
+func (t *Transport) deliverClaim(s *session, frames []frame, runs *[]func()) {
+	t.deliverFrames(s, frames, true, runs)
 }
 
 // mayBlock reports whether any of frames is of a kind Config.MayBlock
@@ -250,14 +269,18 @@ func (t *Transport) mayBlock(frames []frame) bool {
 	return false
 }
 
-// deliverFrames hands frames to OnMessage. With cork (off the read
-// goroutine), what OnMessage sends to the session while frames after its
-// own wait stays unflushed (session.corked): the replies to a burst of
-// requests leave together, after the last one, in shared datagrams.
+// deliverFrames hands frames to OnMessage, or those of the kinds
+// Config.MayBlock claims to Config.OnBlocking if set: the work it hands
+// back is appended to runs, which the caller runs once it gave up the
+// session's delivery role (never on the read goroutine, which claims such
+// frames, readers.go). With cork (off the read goroutine), what OnMessage
+// sends to the session while frames after its own wait stays unflushed
+// (session.corked): the replies to a burst of requests leave together,
+// after the last one, in shared datagrams.
 //
 // After the last frame that asks for it (ackNow), the session
 // acknowledges the stream up to the end of that frame's pull at once.
-func (t *Transport) deliverFrames(s *session, frames []frame, cork bool) {
+func (t *Transport) deliverFrames(s *session, frames []frame, cork bool, runs *[]func()) {
 	cork = cork && len(frames) > 1
 	last := -1
 	for i := range frames {
@@ -271,7 +294,13 @@ func (t *Transport) deliverFrames(s *session, frames []frame, cork bool) {
 			s.corked = i < len(frames)-1
 			s.mu.Unlock()
 		}
-		t.deliver(s.addr, frames[i].kind, frames[i].bytes(), true)
+		if f := &frames[i]; runs != nil && t.cfg.OnBlocking != nil && t.cfg.MayBlock(f.kind) {
+			if run := t.cfg.OnBlocking(s.addr, f.kind, f.bytes()); run != nil {
+				*runs = append(*runs, run)
+			}
+		} else {
+			t.deliver(s.addr, f.kind, f.bytes(), true)
+		}
 		if i == last {
 			s.mu.Lock()
 			if s.state == stateEstablished {
