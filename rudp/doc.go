@@ -76,9 +76,10 @@
 // # Batching
 //
 // The read loop takes packets with recvmmsg and acknowledges per batch;
-// a pure acknowledgement waits briefly for outgoing data to carry it, also
-// the one kcp-go sends at once when a packet acknowledges our data (it is
-// held and rides on the session's next packet). A session in a
+// a pure acknowledgement waits briefly (ackDelay, 200 µs) for outgoing
+// data to carry it: KCP's Input sends nothing by itself (internal/kcp),
+// and the session flushes at once only when data is due or a packet's
+// worth of acknowledgements is owed. A session in a
 // conversation (it owed a delayed ack within the last millisecond) arms
 // the delayed-ack timer when it sends data, so that arming it when the
 // answer arrives, which wakes a second OS thread in an idle process, is

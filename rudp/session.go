@@ -45,15 +45,12 @@ type session struct {
 	queuedFlush bool  // listed for the transport's flusher goroutine
 	sendFlushAt int64 // when a sender last flushed this session itself
 	flushWant   kcp.FlushType
-	ackDue      bool   // owes acks no data carried yet (see scheduleAcks)
-	inInput     bool   // kcp.Input runs: its ack-only output is held (ackhold.go)
-	heldAcks    []byte // ACK segments held for the next packet (ackhold.go)
-	joinBuf     []byte // scratch: held acks joined to a packet
-	mtu         int    // KCP packet size (see pathmtu.go)
-	mss         int    // KCP segment data size: mtu - kcpOverhead
-	peerPacket  int    // the largest datagram the peer reads (its CAPS; 0: not heard, see caps.go)
-	peerSegment int    // the largest segment the peer accepts (its CAPS)
-	capsSent    int    // CAPS sent on this session
+	ackDue      bool // owes acks no data carried yet (see scheduleAcks)
+	mtu         int  // KCP packet size (see pathmtu.go)
+	mss         int  // KCP segment data size: mtu - kcpOverhead
+	peerPacket  int  // the largest datagram the peer reads (its CAPS; 0: not heard, see caps.go)
+	peerSegment int  // the largest segment the peer accepts (its CAPS)
+	capsSent    int  // CAPS sent on this session
 
 	// Outgoing bytes: framed messages waiting for KCP window room live in
 	// queue. Counters are cumulative byte offsets in the stream.
@@ -84,10 +81,8 @@ type session struct {
 	// or was last acknowledged (or the peer last showed a closed window).
 	stallSince int64
 	peerClosed bool   // the peer's last KCP packet advertised a zero window
-	peerAcked  uint64 // kcp.Acked when last seen
-	sndMax     uint32 // next new KCP sequence number seen in output
-	stuckSn    uint32 // lowest sequence number sent again since stallSince
-	stuckRetx  int    // how often stuckSn was sent again since stallSince
+	stuckSn    uint32 // the oldest unacknowledged segment at stallSince (kcp.Head)
+	stuckSent  uint32 // and how often it had been sent then (0: none in flight)
 
 	dec     frameDecoder // the deliverer's (s.delivering), used without s.mu
 	taken   [][]byte     // the deliverer's: segment data taken out of KCP (recvLocked)
@@ -129,7 +124,7 @@ func (s *session) confirmLocked(remoteInc, peerTok uint64, now int64) {
 // and hands it the data queued meanwhile.
 func (s *session) establishLocked(now int64) {
 	s.conv = s.keys.conv
-	k := kcp.NewKCP(s.conv, s.output)
+	k := kcp.NewKCP(s.conv)
 	k.NoDelay(1, int(s.t.cfg.Interval/time.Millisecond), 2, 1)
 	k.WndSize(s.t.cfg.SendWindow, s.t.cfg.RecvWindow)
 	s.mtu = s.t.sessionMTU(s.addr, s.peerPacket) // pathmtu.go, caps.go
@@ -150,34 +145,27 @@ func (s *session) establishLocked(now int64) {
 	s.progressLocked(now)
 	if s.queue.n > 0 {
 		s.pushLocked()
-		s.kcp.Flush(kcp.IKCP_FLUSH_FULL)
+		s.flushKCPLocked(kcp.IKCP_FLUSH_FULL)
 	}
 	s.releaseHeldLocked()
 }
 
-// output is KCP's output callback: one packet, prefixed with its type
-// byte, queued in the session's batch. It runs under s.mu.
-func (s *session) output(buf []byte, size int) {
-	if s.holdLocked(buf[:size]) {
-		return
-	}
+// flushKCPLocked flushes KCP into the session's batch of packets (its
+// buffers are the batch's: no copy on the way to the socket), written by
+// unlockAndWrite, and notes what went out.
+func (s *session) flushKCPLocked(ft kcp.FlushType) {
 	if s.tx == nil {
 		s.tx = txPool.Get().(*txBatch)
 	}
-	switch {
-	case len(s.heldAcks) == 0:
-		s.tx.add(pktKCP, buf[:size])
-	case len(s.heldAcks)+size <= s.mtu: // keyed: s.mtu leaves room for the seal
-		s.joinBuf = append(append(s.joinBuf[:0], s.heldAcks...), buf[:size]...)
-		s.tx.add(pktKCP, s.joinBuf) // the held acks ride along
-		s.heldAcks = s.heldAcks[:0]
-	default:
-		s.tx.add(pktKCP, s.heldAcks)
-		s.heldAcks = s.heldAcks[:0]
-		s.tx.add(pktKCP, buf[:size])
+	info := s.kcp.Flush(ft, s.tx)
+	if info.Packets == 0 {
+		return
 	}
 	s.lastSend.Store(s.t.now())
-	s.countRetransmits(buf[:size])
+	s.tx.data = s.tx.data || info.Data
+	if info.Resent > 0 {
+		s.t.stats.retransmits.Add(uint64(info.Resent))
+	}
 }
 
 // progressLocked notes that the session moved: data was acknowledged
@@ -185,50 +173,37 @@ func (s *session) output(buf []byte, size int) {
 // closed.
 func (s *session) progressLocked(now int64) {
 	s.stallSince = now
-	s.stuckRetx = 0
+	s.stuckSn, s.stuckSent = 0, 0
+	if s.kcp != nil {
+		if sn, sent, ok := s.kcp.Head(); ok {
+			s.stuckSn, s.stuckSent = sn, sent
+		}
+	}
 }
 
 // stalledLocked reports whether data in flight has had no acknowledgement
 // for timeout while the peer's window is open, despite stallRetransmits
-// retransmissions of the same segment. The count keeps a lossy but working
-// path (whose retransmission timer has grown) from counting as dead.
+// retransmissions of the oldest unacknowledged segment since. The count
+// keeps a lossy but working path (whose retransmission timer has grown)
+// from counting as dead.
 func (s *session) stalledLocked(now, timeout int64) bool {
-	return s.queuedLocked() > 0 && !s.peerClosed && now-s.stallSince > timeout && s.stuckRetx >= stallRetransmits
+	if s.queuedLocked() == 0 || s.peerClosed || now-s.stallSince <= timeout || s.kcp == nil {
+		return false
+	}
+	sn, sent, ok := s.kcp.Head()
+	if !ok {
+		return false
+	}
+	base := uint32(1) // sent first after stallSince
+	if s.stuckSent > 0 && sn == s.stuckSn {
+		base = s.stuckSent
+	}
+	return sent >= base+stallRetransmits
 }
 
 // stallRetransmits: with 20% loss each way, ten losses in a row of one
 // segment or its acknowledgement happen about once in 27,000 stalls.
 const stallRetransmits = 10
-
-// countRetransmits counts the data segments of an output packet whose
-// sequence number went out before.
-func (s *session) countRetransmits(p []byte) {
-	var again uint64
-	for len(p) >= kcpOverhead {
-		n := int(binary.LittleEndian.Uint32(p[20:]))
-		if p[4] == kcp.IKCP_CMD_PUSH {
-			sn := binary.LittleEndian.Uint32(p[12:])
-			if int32(sn-s.sndMax) < 0 {
-				again++
-				switch {
-				case s.stuckRetx > 0 && sn == s.stuckSn:
-					s.stuckRetx++
-				case s.stuckRetx == 0 || int32(sn-s.stuckSn) < 0:
-					s.stuckSn, s.stuckRetx = sn, 1
-				}
-			} else {
-				s.sndMax = sn + 1
-			}
-		}
-		if n < 0 || n > len(p)-kcpOverhead {
-			break
-		}
-		p = p[kcpOverhead+n:]
-	}
-	if again > 0 {
-		s.t.stats.retransmits.Add(again)
-	}
-}
 
 // flushUnlock flushes KCP, releases s.mu and writes the packets. If
 // another goroutine is already flushing this session, it only leaves a
@@ -268,8 +243,7 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 		if ft == kcp.IKCP_FLUSH_FULL {
 			s.pushLocked() // what senders left queued for this flush
 		}
-		s.kcp.Flush(ft)
-		s.sendHeldAcksLocked()
+		s.flushKCPLocked(ft)
 		s.unlockAndWrite()
 		s.mu.Lock()
 		if s.flushWant == 0 || s.state != stateEstablished {
@@ -280,8 +254,7 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 			if ft == kcp.IKCP_FLUSH_FULL {
 				s.pushLocked()
 			}
-			s.kcp.Flush(ft) // the last round; later notes flush themselves
-			s.sendHeldAcksLocked()
+			s.flushKCPLocked(ft) // the last round; later notes flush themselves
 			break
 		}
 	}
@@ -460,7 +433,6 @@ func (s *session) dieLocked(reason error) {
 	}
 	s.state = stateDead
 	s.ping.Store(nil)
-	s.heldAcks, s.joinBuf = nil, nil
 	s.dropHeldLocked()
 	s.err = &PeerError{Addr: s.addr, Reason: reason, Unacked: s.msgEnds.len()}
 	for _, m := range s.tracked {

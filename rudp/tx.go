@@ -15,6 +15,8 @@ type txBatch struct {
 	nonce [12]byte // sealing scratch
 	pkts  [][]byte
 	ptrs  []*[]byte // the pool entries behind pkts, returned as they came
+	cur   *[]byte   // the buffer KCP fills (Buffer, Send)
+	data  bool      // a KCP packet carries data (not only acknowledgements)
 	bufs  [][]byte  // one-element Buffers of msgs, reused
 	msgs  []ipv4.Message
 	raw   rawWriter // sendmmsg scratch (sys_linux.go)
@@ -34,6 +36,28 @@ func (b *txBatch) add(typ byte, p []byte) {
 		*bp = make([]byte, 0, need) // a large packet (pathmtu.go); the pool keeps it
 	}
 	*bp = append(append((*bp)[:sealHeader], typ), p...)
+	b.pkts = append(b.pkts, (*bp)[sealHeader:])
+	b.ptrs = append(b.ptrs, bp)
+}
+
+// Buffer gives KCP room for a packet of up to n bytes (kcp.Packets),
+// behind the type byte and the room for the sealing header, with room
+// for the tag after it: KCP writes where the packet is sent from.
+func (b *txBatch) Buffer(n int) []byte {
+	bp := pktPool.Get().(*[]byte)
+	if need := sealHeader + 1 + n + tagSize; cap(*bp) < need {
+		*bp = make([]byte, 0, need) // a large packet (pathmtu.go); the pool keeps it
+	}
+	*bp = append((*bp)[:sealHeader], pktKCP)
+	b.cur = bp
+	return (*bp)[sealHeader+1:]
+}
+
+// Send takes the packet KCP wrote into the last Buffer (kcp.Packets).
+func (b *txBatch) Send(p []byte) {
+	bp := b.cur
+	b.cur = nil
+	*bp = (*bp)[:sealHeader+1+len(p)]
 	b.pkts = append(b.pkts, (*bp)[sealHeader:])
 	b.ptrs = append(b.ptrs, bp)
 }
@@ -62,7 +86,7 @@ func newBatchWriter(c net.PacketConn, local netip.AddrPort) *batchWriter {
 // writeBatch sends the batch to s's address and recycles it; with keys
 // it seals each packet in place with s's session keys first.
 func (t *Transport) writeBatch(b *txBatch, s *session) {
-	data := carriesData(b.pkts)
+	data := b.data
 	send := true
 	if t.ks.keyed {
 		c := s.sec.crypto.Load()
@@ -81,22 +105,11 @@ func (t *Transport) writeBatch(b *txBatch, s *session) {
 		b.ptrs[i] = nil
 		b.pkts[i] = nil
 	}
-	b.pkts, b.ptrs = b.pkts[:0], b.ptrs[:0]
+	b.pkts, b.ptrs, b.data = b.pkts[:0], b.ptrs[:0], false
 	txPool.Put(b)
 	if data && send {
 		t.primeAcks(s) // readloop.go
 	}
-}
-
-// carriesData reports whether a batch holds a KCP packet that is more
-// than acknowledgements.
-func carriesData(pkts [][]byte) bool {
-	for _, p := range pkts {
-		if len(p) > 1 && p[0] == pktKCP && !ackOnly(p[1:]) {
-			return true
-		}
-	}
-	return false
 }
 
 // write sends one datagram.

@@ -8,12 +8,12 @@ import (
 
 // lastAck is the una and window of the last segment of the last packet k
 // output (out collects them).
-func lastAck(t *testing.T, out [][]byte) (una uint32, wnd uint16) {
+func lastAck(t *testing.T, out *collector) (una uint32, wnd uint16) {
 	t.Helper()
-	if len(out) == 0 {
+	if len(out.pkts) == 0 {
 		t.Fatal("nothing was output")
 	}
-	p := out[len(out)-1]
+	p := out.pkts[len(out.pkts)-1]
 	for len(p) >= IKCP_OVERHEAD {
 		una = binary.LittleEndian.Uint32(p[16:])
 		wnd = binary.LittleEndian.Uint16(p[6:])
@@ -23,14 +23,14 @@ func lastAck(t *testing.T, out [][]byte) (una uint32, wnd uint16) {
 }
 
 // receiver is a KCP that took segments 0..n-1 of 1,000 bytes, in order.
-func receiver(t *testing.T, n int) (*KCP, *[][]byte) {
+func receiver(t *testing.T, n int) (*KCP, *collector) {
 	t.Helper()
-	out := new([][]byte)
-	k := NewKCP(7, func(buf []byte, size int) { *out = append(*out, bytes.Clone(buf[:size])) })
+	out := &collector{}
+	k := NewKCP(7)
 	k.WndSize(32, 32)
 	for sn := range uint32(n) {
-		if r := k.Input(pushSeg(7, sn, 0, make([]byte, 1000)), IKCP_PACKET_REGULAR, false); r != 0 {
-			t.Fatalf("Input: %d", r)
+		if _, err := k.Input(pushSeg(7, sn, 0, make([]byte, 1000))); err != nil {
+			t.Fatalf("Input: %v", err)
 		}
 	}
 	return k, out
@@ -40,24 +40,24 @@ func receiver(t *testing.T, n int) (*KCP, *[][]byte) {
 // rcv_nxt; the cap only moves forward.
 func TestCapUnaHoldsTheUna(t *testing.T) {
 	k, out := receiver(t, 10)
-	k.Flush(IKCP_FLUSH_ACKONLY)
-	if una, _ := lastAck(t, *out); una != 10 {
+	k.Flush(IKCP_FLUSH_ACKONLY, out)
+	if una, _ := lastAck(t, out); una != 10 {
 		t.Fatalf("una %d without a cap, want 10", una)
 	}
 	k, out = receiver(t, 10)
 	k.CapUna(3)
-	k.Flush(IKCP_FLUSH_ACKONLY)
-	if una, _ := lastAck(t, *out); una != 3 {
+	k.Flush(IKCP_FLUSH_ACKONLY, out)
+	if una, _ := lastAck(t, out); una != 3 {
 		t.Fatalf("una %d with the cap at 3", una)
 	}
 	k.CapUna(2) // backwards: ignored
-	k.Flush(IKCP_FLUSH_ACKONLY)
-	if una, _ := lastAck(t, *out); una != 3 {
+	k.Flush(IKCP_FLUSH_ACKONLY, out)
+	if una, _ := lastAck(t, out); una != 3 {
 		t.Fatalf("una %d after a cap moved back to 2, want 3", una)
 	}
 	k.CapUna(50) // beyond rcv_nxt: rcv_nxt
-	k.Flush(IKCP_FLUSH_ACKONLY)
-	if una, _ := lastAck(t, *out); una != 10 {
+	k.Flush(IKCP_FLUSH_ACKONLY, out)
+	if una, _ := lastAck(t, out); una != 10 {
 		t.Fatalf("una %d with the cap past rcv_nxt, want 10", una)
 	}
 }
@@ -67,20 +67,20 @@ func TestCapUnaHoldsTheUna(t *testing.T) {
 func TestCapUnaMoveIsSent(t *testing.T) {
 	k, out := receiver(t, 4)
 	k.CapUna(0)
-	k.Flush(IKCP_FLUSH_ACKONLY) // the acks, una 0
-	*out = nil
+	k.Flush(IKCP_FLUSH_ACKONLY, out) // the acks, una 0
+	out.pkts = nil
 	k.CapUna(4)
-	k.Flush(IKCP_FLUSH_ACKONLY)
-	if len(*out) != 1 || !hasCmd((*out)[0], IKCP_CMD_WINS) {
-		t.Fatalf("%d packets after the cap moved, want one window update", len(*out))
+	k.Flush(IKCP_FLUSH_ACKONLY, out)
+	if len(out.pkts) != 1 || !hasCmd(out.pkts[0], IKCP_CMD_WINS) {
+		t.Fatalf("%d packets after the cap moved, want one window update", len(out.pkts))
 	}
-	if una, _ := lastAck(t, *out); una != 4 {
+	if una, _ := lastAck(t, out); una != 4 {
 		t.Fatalf("una %d, want 4", una)
 	}
-	*out = nil
-	k.Flush(IKCP_FLUSH_ACKONLY)
-	if len(*out) != 0 {
-		t.Fatalf("%d packets with nothing new to say", len(*out))
+	out.pkts = nil
+	k.Flush(IKCP_FLUSH_ACKONLY, out)
+	if len(out.pkts) != 0 {
+		t.Fatalf("%d packets with nothing new to say", len(out.pkts))
 	}
 }
 
@@ -92,16 +92,16 @@ func TestCapUnaWindowCountsFromUna(t *testing.T) {
 	taken, _ := k.Take(nil, 1<<20) // the deliverer holds them, not yet acknowledged
 	Release(taken)
 	k.CapUna(2)
-	k.Flush(IKCP_FLUSH_ACKONLY)
-	una, wnd := lastAck(t, *out)
+	k.Flush(IKCP_FLUSH_ACKONLY, out)
+	una, wnd := lastAck(t, out)
 	if una != 2 || wnd != 32+8 {
 		t.Fatalf("una %d window %d, want una 2 and window 32 free + 8 held past it", una, wnd)
 	}
 	// A full receive queue advertises 0 whatever the una.
 	k, out = receiver(t, 32)
 	k.CapUna(2)
-	k.Flush(IKCP_FLUSH_ACKONLY)
-	if _, wnd := lastAck(t, *out); wnd != 0 {
+	k.Flush(IKCP_FLUSH_ACKONLY, out)
+	if _, wnd := lastAck(t, out); wnd != 0 {
 		t.Fatalf("window %d with a full queue, want 0", wnd)
 	}
 }
@@ -116,7 +116,7 @@ func TestAckedCountsSelectiveAcks(t *testing.T) {
 	for range 5 {
 		l.a.Send(make([]byte, 100))
 	}
-	l.a.Flush(IKCP_FLUSH_FULL)
+	l.a.Flush(IKCP_FLUSH_FULL, l.outA)
 	l.step(t) // b takes the segments and acknowledges them one by one
 	l.step(t) // a reads the acks
 	if got := l.a.Acked(); got != 5 {
@@ -136,14 +136,14 @@ func TestAckedCountsSelectiveAcks(t *testing.T) {
 // TestTakeWholeMessages: Take hands out whole messages in order, at least
 // max bytes when there are that many, and frees the room they held.
 func TestTakeWholeMessages(t *testing.T) {
-	k := NewKCP(7, func([]byte, int) {})
+	k := NewKCP(7)
 	k.WndSize(32, 32)
 	k.SetRecvLimit(32 * 1536)
 	// A message of three segments (frg 2, 1, 0), then two of one.
 	for sn, frg := range []uint8{2, 1, 0, 0, 0} {
 		p := pushSeg(7, uint32(sn), 0, bytes.Repeat([]byte{byte(sn)}, 1000))
 		p[5] = frg
-		k.Input(p, IKCP_PACKET_REGULAR, false)
+		k.Input(p)
 	}
 	held := k.RecvHeld()
 	got, n := k.Take(nil, 1500)
@@ -179,15 +179,15 @@ func TestLostUnaIsAskedFor(t *testing.T) {
 	for range 3 {
 		l.a.Send(make([]byte, 100))
 	}
-	l.a.Flush(IKCP_FLUSH_FULL)
+	l.a.Flush(IKCP_FLUSH_FULL, l.outA)
 	l.step(t) // b acknowledges the segments one by one, una 0
 	l.step(t)
 	if l.a.Acked() != 3 || l.a.WaitSnd() != 3 {
 		t.Fatalf("acked %d, waiting %d; want 3 and 3", l.a.Acked(), l.a.WaitSnd())
 	}
 	l.b.CapUna(3)
-	l.b.Flush(IKCP_FLUSH_ACKONLY) // the una goes out ...
-	l.toA = nil                   // ... and is lost
+	l.b.Flush(IKCP_FLUSH_ACKONLY, l.outB) // the una goes out ...
+	l.toA = nil                           // ... and is lost
 	for i := 0; i < 100 && l.a.WaitSnd() > 0; i++ {
 		l.step(t)
 	}

@@ -23,30 +23,38 @@
 // Package kcp is the KCP state machine of github.com/xtaci/kcp-go/v5
 // (v5.6.72, kcp.go and ringbuffer.go), forked for rudp under the MIT
 // license (see LICENSE in this directory). It keeps kcp-go's wire format,
-// its retransmission and window logic and the names rudp uses, and differs
-// in what rudp needs:
+// its window logic and the names rudp uses; it is the only code of the
+// project that parses or writes KCP segments. It differs in what rudp
+// needs:
 //
-//   - segments may carry up to MaxSegmentData bytes (kcp-go: about 1,500,
-//     the size of its pool buffers) and packets up to MaxMTU, so a path with
-//     a large MTU carries a 64 KiB message in 5 segments instead of 48;
-//     segment buffers come from pools in a few size classes, so a small
-//     segment holds a small buffer;
-//   - Input checks every segment's length and never panics on any input;
+//   - Input checks a whole packet before it applies any of it, never
+//     panics on any input, and returns what the caller needs to know
+//     (segments newly acknowledged, the peer's window, whether acks are
+//     owed, what to flush): it never flushes by itself, so the caller
+//     decides whether acknowledgements wait for data to carry them;
+//   - Flush writes packets into buffers the caller provides (Packets: no
+//     copy between KCP and the socket) and reports what it sent (data or
+//     not, retransmissions, when its timers are next due);
+//   - segments may carry up to MaxSegmentData bytes (kcp-go: about 1,500)
+//     and packets up to MaxMTU, so a path with a large MTU carries a 64 KiB
+//     message in 5 segments instead of 48; segment buffers come from pools
+//     in a few size classes, so a small segment holds a small buffer;
 //   - the receive side can be bounded in bytes (SetRecvLimit): the window
 //     it advertises shrinks with the bytes it holds, and data beyond the
 //     bound is dropped unacknowledged, so a session holds at most about
 //     twice the limit whatever the peer sends;
-//   - Flush is exported (kcp-go's flush is not), RecvFunc hands out data
-//     without copying it, and the flush buffer is borrowed per flush
-//     instead of 3 x MTU held per session;
+//   - received data is handed out without copying (RecvFunc, or Take and
+//     Release, which give the segment buffers to the caller for a while);
 //   - the una a flush reports can be capped (CapUna), so that the
-//     receiver acknowledges data cumulatively only once it delivered it;
+//     receiver acknowledges data cumulatively only once it delivered it; the
+//     window is then advertised from that una, and a sender whose segments
+//     were all acknowledged one by one asks for the una that does not come;
 //   - one flush resends at most maxRTOPerFlush segments whose timer
 //     expired (kcp-go: all of them), so a peer that did not run for a
 //     while costs a few duplicate segments, not a window of them;
 //   - in-order segments skip the reorder heap, which is typed (no boxing);
-//   - no logging, no global counters, no Update/Check (rudp runs its own
-//     timer).
+//   - no stream mode, no FEC, no dead-link state, no logging, no global
+//     counters, no Update/Check (rudp runs its own timer).
 package kcp
 
 import (
@@ -75,7 +83,6 @@ const (
 
 	IKCP_INTERVAL    = 100    // default flush interval (ms)
 	IKCP_OVERHEAD    = 24     // segment header: conv(4) cmd(1) frg(1) wnd(2) ts(4) sn(4) una(4) len(4)
-	IKCP_DEADLINK    = 20     // transmissions of one segment that mark the link dead
 	IKCP_THRESH_INIT = 2      // initial slow-start threshold (segments)
 	IKCP_THRESH_MIN  = 2      // minimum slow-start threshold (segments)
 	IKCP_PROBE_INIT  = 500    // initial window probe timeout (ms)
@@ -87,14 +94,6 @@ const (
 	// MaxSegmentData is the most data one segment may carry, sent or
 	// received; Input rejects a packet with a longer segment.
 	MaxSegmentData = 16<<10 - IKCP_OVERHEAD
-)
-
-// PacketType tells Input whether a packet came from the peer (regular).
-type PacketType int8
-
-const (
-	IKCP_PACKET_REGULAR PacketType = iota
-	IKCP_PACKET_FEC
 )
 
 // FlushType selects what Flush sends: acknowledgements only, or also data.
@@ -110,9 +109,6 @@ var refTime = time.Now()
 // currentMs is the monotonic clock KCP timestamps use (a variable so that
 // tests can drive time).
 var currentMs = func() uint32 { return uint32(time.Since(refTime) / time.Millisecond) }
-
-// output_callback receives one packet; buf is valid only during the call.
-type output_callback func(buf []byte, size int)
 
 func _itimediff(later, earlier uint32) int32 {
 	return (int32)(later - earlier)
@@ -152,10 +148,9 @@ func (seg *segment) encode(ptr []byte) []byte {
 // KCP is one KCP connection's state machine: pure ARQ, no I/O, not safe
 // for concurrent use.
 type KCP struct {
-	conv  uint32 // conversation id, equal on both sides
-	mtu   uint32 // largest packet output (bytes)
-	mss   uint32 // largest segment data = mtu - IKCP_OVERHEAD
-	state uint32 // 0 = active, 0xFFFFFFFF = dead link
+	conv uint32 // conversation id, equal on both sides
+	mtu  uint32 // largest packet output (bytes)
+	mss  uint32 // largest segment data = mtu - IKCP_OVERHEAD
 
 	snd_una uint32 // oldest unacknowledged sequence number
 	snd_nxt uint32 // next sequence number to send
@@ -177,10 +172,8 @@ type KCP struct {
 	interval uint32
 	nodelay  uint32
 
-	dead_link  uint32
 	fastresend int32
 	nocwnd     int32
-	stream     int32
 
 	// Receive bound (SetRecvLimit): buffer bytes (capacities) held in
 	// rcv_queue and rcv_buf.
@@ -198,8 +191,6 @@ type KCP struct {
 	unaCapped bool   // flushes report una at most unaCap (CapUna)
 	unaCap    uint32 // moves forward only
 	unaSent   uint32 // the una of the last packet output
-
-	output output_callback
 }
 
 type ackItem struct {
@@ -207,9 +198,8 @@ type ackItem struct {
 	ts uint32
 }
 
-// NewKCP creates a state machine; conv must be equal on both peers, and
-// output is called with every packet to send.
-func NewKCP(conv uint32, output output_callback) *KCP {
+// NewKCP creates a state machine; conv must be equal on both peers.
+func NewKCP(conv uint32) *KCP {
 	kcp := new(KCP)
 	kcp.conv = conv
 	kcp.snd_wnd = IKCP_WND_SND
@@ -221,8 +211,6 @@ func NewKCP(conv uint32, output output_callback) *KCP {
 	kcp.rx_minrto = IKCP_RTO_MIN
 	kcp.interval = IKCP_INTERVAL
 	kcp.ssthresh = IKCP_THRESH_INIT
-	kcp.dead_link = IKCP_DEADLINK
-	kcp.output = output
 	// The rings start small and grow with use: an idle session stays cheap.
 	kcp.snd_buf = NewRingBuffer[segment](RINGBUFFER_MIN)
 	kcp.rcv_queue = NewRingBuffer[segment](RINGBUFFER_MIN)
@@ -257,23 +245,6 @@ func (kcp *KCP) PeekSize() (length int) {
 		}
 	}
 	return
-}
-
-// Recv copies the next whole message into buffer and returns its size; -1
-// when there is none, -2 when buffer is too small for it.
-func (kcp *KCP) Recv(buffer []byte) (n int) {
-	peeksize := kcp.PeekSize()
-	if peeksize < 0 {
-		return -1
-	}
-	if peeksize > len(buffer) {
-		return -2
-	}
-	kcp.RecvFunc(func(p []byte) {
-		copy(buffer[n:], p)
-		n += len(p)
-	})
-	return n
 }
 
 // RecvFunc hands the next whole message to fn, one segment's data at a
@@ -396,29 +367,11 @@ func (kcp *KCP) moveReady() {
 	}
 }
 
-// Send queues buffer as one message; it returns -1 for an empty buffer and
-// -2 for one of more than 255 segments.
+// Send queues buffer as one message (copied); it returns -1 for an empty
+// buffer and -2 for one of more than 255 segments.
 func (kcp *KCP) Send(buffer []byte) int {
 	if len(buffer) == 0 {
 		return -1
-	}
-	if kcp.stream != 0 {
-		// Stream mode: fill the last queued segment first.
-		if n := kcp.snd_queue.Len(); n > 0 {
-			for seg := range kcp.snd_queue.ForEachReverse {
-				if room := min(int(kcp.mss), cap(seg.data)) - len(seg.data); room > 0 {
-					extend := min(len(buffer), room)
-					oldlen := len(seg.data)
-					seg.data = seg.data[:oldlen+extend]
-					copy(seg.data[oldlen:], buffer)
-					buffer = buffer[extend:]
-				}
-				break
-			}
-		}
-		if len(buffer) == 0 {
-			return 0
-		}
 	}
 	count := (len(buffer) + int(kcp.mss) - 1) / int(kcp.mss)
 	if count > 255 {
@@ -428,9 +381,7 @@ func (kcp *KCP) Send(buffer []byte) int {
 		size := min(len(buffer), int(kcp.mss))
 		seg := segment{data: getBuf(size)}
 		copy(seg.data, buffer[:size])
-		if kcp.stream == 0 {
-			seg.frg = uint8(count - i - 1)
-		}
+		seg.frg = uint8(count - i - 1)
 		kcp.snd_queue.Push(seg)
 		buffer = buffer[size:]
 	}
@@ -570,4 +521,17 @@ func (kcp *KCP) SendWindow() int {
 		w = min(w, kcp.cwnd)
 	}
 	return int(w)
+}
+
+// Head reports the oldest segment of ours in flight that the peer has not
+// acknowledged yet (neither cumulatively nor one by one), and how often it
+// was sent; ok is false when there is none.
+func (kcp *KCP) Head() (sn, sent uint32, ok bool) {
+	for seg := range kcp.snd_buf.ForEach {
+		if seg.acked == 0 {
+			sn, sent, ok = seg.sn, seg.xmit, true
+			return
+		}
+	}
+	return
 }
