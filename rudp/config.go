@@ -14,7 +14,10 @@ type Config struct {
 	// RetryTimeout is how long a peer may stay silent (or a handshake stay
 	// unanswered) before its session is declared dead. Default 3 s.
 	RetryTimeout time.Duration
-	// Interval is the KCP retransmission timer tick. Default 10 ms (the KCP minimum).
+	// Interval is the longest the timer waits between two looks at a
+	// session with data in flight; a retransmission is sent when its
+	// timer is due, which follows the measured round trip. Default 10 ms
+	// (the KCP minimum).
 	Interval time.Duration
 	// SendWindow and RecvWindow are the KCP windows in segments. Default 1024.
 	SendWindow, RecvWindow int

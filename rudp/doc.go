@@ -63,6 +63,21 @@
 // little early), since in a sleeping process each wake-up costs far more
 // than the checks.
 //
+// # Retransmission
+//
+// A lost segment is sent again on the first acknowledgement of a later
+// one (fast retransmission), by a tail-loss probe when it is the last in
+// flight, or when its timer expires. The timeout follows the measured
+// round trip (in µs) above a floor that adapts between 2 and 40 ms: it
+// starts at the top, doubles whenever an acknowledgement shows that a
+// segment sent again had arrived the first time, and halves whenever the
+// second transmission was the one that arrived. So a clean path sends
+// nothing twice that a stalled process did not make it send (and a timer
+// that finds the read loop with datagrams unread lets it go first, once),
+// while on a path that loses packets a loss costs little more than a
+// round trip: with 1 ms each way and 1 % or 5 % loss, RPC p99 about 8 ms
+// (internal/kcp rto.go, bench/analysis.md).
+//
 // # Flow control
 //
 // SendMsg waits while a peer's queue is over Config.MaxQueued, or returns

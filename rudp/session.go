@@ -33,24 +33,26 @@ type session struct {
 	lastRecv atomic.Int64 // transport clock, ns
 	lastSend atomic.Int64
 	ackDueAt atomic.Int64           // when ackDue was last set (primeAcks, flushAcks)
+	timerDue atomic.Int64           // when KCP's next retransmission timer is due (transport clock)
 	ping     atomic.Pointer[tagged] // the keepalive while established (sweep)
 
-	mu          sync.Mutex
-	state       sessionState
-	remoteInc   uint64
-	conv        uint32
-	kcp         *kcp.KCP
-	active      bool  // listed in the timer's active set
-	flushing    bool  // a goroutine is flushing and writing (see flushUnlock)
-	queuedFlush bool  // listed for the transport's flusher goroutine
-	sendFlushAt int64 // when a sender last flushed this session itself
-	flushWant   kcp.FlushType
-	ackDue      bool // owes acks no data carried yet (see scheduleAcks)
-	mtu         int  // KCP packet size (see pathmtu.go)
-	mss         int  // KCP segment data size: mtu - kcpOverhead
-	peerPacket  int  // the largest datagram the peer reads (its CAPS; 0: not heard, see caps.go)
-	peerSegment int  // the largest segment the peer accepts (its CAPS)
-	capsSent    int  // CAPS sent on this session
+	mu           sync.Mutex
+	state        sessionState
+	remoteInc    uint64
+	conv         uint32
+	kcp          *kcp.KCP
+	active       bool  // listed in the timer's active set
+	flushing     bool  // a goroutine is flushing and writing (see flushUnlock)
+	queuedFlush  bool  // listed for the transport's flusher goroutine
+	sendFlushAt  int64 // when a sender last flushed this session itself
+	flushWant    kcp.FlushType
+	ackDue       bool // owes acks no data carried yet (see scheduleAcks)
+	resendWaited bool // tick let the read loop go first once for a due retransmission
+	mtu          int  // KCP packet size (see pathmtu.go)
+	mss          int  // KCP segment data size: mtu - kcpOverhead
+	peerPacket   int  // the largest datagram the peer reads (its CAPS; 0: not heard, see caps.go)
+	peerSegment  int  // the largest segment the peer accepts (its CAPS)
+	capsSent     int  // CAPS sent on this session
 
 	// Outgoing bytes: framed messages waiting for KCP window room live in
 	// queue. Counters are cumulative byte offsets in the stream.
@@ -125,7 +127,11 @@ func (s *session) confirmLocked(remoteInc, peerTok uint64, now int64) {
 func (s *session) establishLocked(now int64) {
 	s.conv = s.keys.conv
 	k := kcp.NewKCP(s.conv)
-	k.NoDelay(1, int(s.t.cfg.Interval/time.Millisecond), 2, 1)
+	// Fast retransmission on the first acknowledgement past a gap; the
+	// RTO follows the round trip from a low floor that rises while
+	// retransmissions turn out needless (internal/kcp rto.go).
+	k.NoDelay(1, int(s.t.cfg.Interval/time.Millisecond), 1, 1)
+	k.SetRTOFloor(minRTOFloor, maxRTOFloor)
 	k.WndSize(s.t.cfg.SendWindow, s.t.cfg.RecvWindow)
 	s.mtu = s.t.sessionMTU(s.addr, s.peerPacket) // pathmtu.go, caps.go
 	maxSeg := kcp.MaxSegmentData
@@ -158,6 +164,9 @@ func (s *session) flushKCPLocked(ft kcp.FlushType) {
 		s.tx = txPool.Get().(*txBatch)
 	}
 	info := s.kcp.Flush(ft, s.tx)
+	if ft == kcp.IKCP_FLUSH_FULL {
+		s.t.timerDueAt(s, s.t.now()+int64(info.Next))
+	}
 	if info.Packets == 0 {
 		return
 	}
@@ -351,6 +360,16 @@ func (g *gather) drainTo(dst [][]byte) [][]byte {
 // borrowed per call, so an idle session holds none.
 var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, kcp.MaxSegmentData); return &b }}
 
+// minRTOFloor and maxRTOFloor bound KCP's adaptive RTO floor (internal/kcp
+// rto.go). It starts at the top, where a retransmission came 30-40 ms
+// after the send before (kcp-go's no-delay floor, on a 10 ms timer tick),
+// and stays there on a clean path; on a lossy one it comes down towards
+// the bottom, so that a loss costs little more than a round trip.
+const (
+	minRTOFloor = 2 * time.Millisecond
+	maxRTOFloor = 40 * time.Millisecond
+)
+
 // recvBytesPerSegment sizes the receive limit (kcp.SetRecvLimit) from
 // Config.RecvWindow: what a window of small segments holds, so a session
 // with large segments (pathmtu.go) holds no more bytes than one without.
@@ -452,22 +471,31 @@ func (s *session) dieLocked(reason error) {
 // idle and can leave the active set. A session whose lock is busy (its
 // holder flushes anyway, or decodes a large message) is left for the next
 // tick, so that the timer goes on to the sweep (keepalives).
-func (s *session) tick() bool {
+func (s *session) tick() (idle bool, due int64) {
 	if !s.mu.TryLock() {
-		return false
+		return false, 0
 	}
 	if s.state == stateEstablished {
+		if s.kcp.ResendDue() && !s.resendWaited && s.t.readBehind() {
+			// Acknowledgements may wait unread (this process was short
+			// of CPU): give the read loop a turn before sending again,
+			// once per due retransmission.
+			s.resendWaited = true
+			s.mu.Unlock()
+			return false, s.t.now() + int64(time.Millisecond)
+		}
+		s.resendWaited = false
 		s.pushLocked()
 		if s.ackLocked() {
 			s.progressLocked(s.t.now())
 			s.changed.broadcast()
 		}
 	}
-	idle := s.idleLocked()
+	idle = s.idleLocked()
 	if idle {
 		s.active = false
 		s.queue.release()
 	}
 	s.flushUnlock(kcp.IKCP_FLUSH_FULL, false)
-	return idle
+	return idle, s.timerDue.Load()
 }

@@ -42,13 +42,14 @@ type Transport struct {
 	ud        map[netip.AddrPort]*udest
 	flushWake chan struct{}
 
-	activeMu  sync.Mutex
-	newActive []*session
-	wake      chan struct{}
-	rxBusy    atomic.Bool  // the read loop handles a batch (behind.go)
-	rxAt      atomic.Int64 // when it last began a read
-	lateSweep bool         // the timer loop woke late: the process was short of CPU (timer goroutine only)
-	hsStarted atomic.Bool  // a handshake started since the timer loop last looked (sweep)
+	activeMu     sync.Mutex
+	newActive    []*session
+	wake         chan struct{}
+	rxBusy       atomic.Bool  // the read loop handles a batch (behind.go)
+	rxAt         atomic.Int64 // when it last began a read
+	lateSweep    bool         // the timer loop woke late: the process was short of CPU (timer goroutine only)
+	timerPlanned atomic.Int64 // when the timer loop plans to wake next (timerDueAt)
+	hsStarted    atomic.Bool  // a handshake started since the timer loop last looked (sweep)
 
 	closing   atomic.Bool
 	done      chan struct{}

@@ -73,7 +73,7 @@ func (kcp *KCP) dataDue() bool {
 	if kcp.snd_queue.Len() > 0 && kcp.sendRoom() > 0 {
 		return true
 	}
-	current := currentMs()
+	current := clock()
 	for seg := range kcp.snd_buf.ForEach {
 		if seg.acked == 0 && (seg.xmit == 0 || (seg.fastack > 0 && seg.fastack != 0xFFFFFFFF) ||
 			_itimediff(current, seg.resendts) >= 0) {
@@ -81,6 +81,25 @@ func (kcp *KCP) dataDue() bool {
 		}
 	}
 	return false
+}
+
+// ResendDue reports whether a full flush now would send a segment again:
+// its timer expired, a later one was acknowledged, or it is the tail and
+// its probe is due.
+func (kcp *KCP) ResendDue() bool {
+	current := clock()
+	var tail *segment
+	for seg := range kcp.snd_buf.ForEach {
+		if seg.acked == 1 || seg.xmit == 0 {
+			continue
+		}
+		tail = seg
+		if (seg.fastack > 0 && seg.fastack != 0xFFFFFFFF) || _itimediff(current, seg.resendts) >= 0 {
+			return true
+		}
+	}
+	pto := kcp.pto()
+	return tail != nil && !tail.probed && pto < tail.rto && _itimediff(current, tail.ts+pto) >= 0
 }
 
 // Flush sends what is due into out: the acks owed, window probes, and
@@ -123,7 +142,7 @@ func (kcp *KCP) Flush(flushType FlushType, out Packets) (info FlushInfo) {
 
 	// Window probing while the peer's window is zero.
 	if kcp.rmt_wnd == 0 {
-		current := currentMs()
+		current := clock()
 		if kcp.probe_wait == 0 {
 			kcp.probe_wait = IKCP_PROBE_INIT
 			kcp.ts_probe = current + kcp.probe_wait
@@ -178,7 +197,8 @@ func (kcp *KCP) Flush(flushType FlushType, out Packets) (info FlushInfo) {
 		}
 
 		// (Re)transmissions: first sends, fast and early retransmits, RTOs.
-		current := currentMs()
+		current := clock()
+		var tail *segment // the last segment in flight not acknowledged
 		for segment := range kcp.snd_buf.ForEach {
 			needsend := false
 			if segment.acked == 1 {
@@ -192,6 +212,7 @@ func (kcp *KCP) Flush(flushType FlushType, out Packets) (info FlushInfo) {
 				}
 				continue
 			}
+			tail = segment
 			if segment.xmit == 0 { // initial transmit
 				needsend = true
 				segment.rto = kcp.rx_rto
@@ -220,20 +241,22 @@ func (kcp *KCP) Flush(flushType FlushType, out Packets) (info FlushInfo) {
 				lostSegs++
 			}
 			if needsend {
-				if segment.xmit > 0 {
-					info.Resent++
-				}
-				info.Data = true
-				current = currentMs()
-				segment.xmit++
-				segment.ts = current
-				segment.wnd = seg.wnd
-				segment.una = seg.una
-				p := put(IKCP_OVERHEAD + len(segment.data))
-				copy(segment.encode(p), segment.data)
+				segment.probed = false
+				kcp.transmit(segment, &seg, put, &info)
+				current = segment.ts
 			}
 			if rto := _itimediff(segment.resendts, current); rto > 0 && uint32(rto) < next {
 				next = uint32(rto)
+			}
+		}
+		// Tail-loss probe (rto.go): the last segment in flight, quiet
+		// for a probe timeout that comes before its RTO.
+		if pto := kcp.pto(); tail != nil && !info.Data && !tail.probed && pto < tail.rto {
+			if wait := _itimediff(tail.ts+pto, current); wait <= 0 {
+				tail.probed = true
+				kcp.transmit(tail, &seg, put, &info)
+			} else if uint32(wait) < next {
+				next = uint32(wait)
 			}
 		}
 	}
@@ -252,7 +275,7 @@ func (kcp *KCP) Flush(flushType FlushType, out Packets) (info FlushInfo) {
 		info.Packets++
 		kcp.unaSent = seg.una
 	}
-	info.Next = time.Duration(next) * time.Millisecond
+	info.Next = time.Duration(next) * time.Microsecond
 
 	// Congestion window after losses.
 	if kcp.nocwnd == 0 {
@@ -273,4 +296,18 @@ func (kcp *KCP) Flush(flushType FlushType, out Packets) (info FlushInfo) {
 		}
 	}
 	return info
+}
+
+// transmit writes segment (again) with the window and una of this flush.
+func (kcp *KCP) transmit(segment, flush *segment, put func(int) []byte, info *FlushInfo) {
+	if segment.xmit > 0 {
+		info.Resent++
+	}
+	info.Data = true
+	segment.xmit++
+	segment.ts = clock()
+	segment.wnd = flush.wnd
+	segment.una = flush.una
+	p := put(IKCP_OVERHEAD + len(segment.data))
+	copy(segment.encode(p), segment.data)
 }

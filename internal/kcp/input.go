@@ -161,6 +161,9 @@ type InputInfo struct {
 	// Acked counts segments of ours the packet acknowledged for the first
 	// time, one by one or cumulatively.
 	Acked int
+	// Needless counts segments of ours the packet showed were sent again
+	// needlessly (the acknowledgement echoes an earlier transmission).
+	Needless int
 	// Window is the receive window the packet's last segment advertises
 	// (0: the peer takes nothing more for now).
 	Window uint16
@@ -226,6 +229,9 @@ func (kcp *KCP) Input(data []byte) (InputInfo, error) {
 		data = data[IKCP_OVERHEAD:]
 		kcp.rmt_wnd = uint32(wnd)
 		info.Window = wnd
+		if cmd == IKCP_CMD_ACK && kcp.judgeResend(sn, ts) {
+			info.Needless++
+		}
 		kcp.parse_una(una)
 		kcp.shrink_buf()
 
@@ -256,7 +262,7 @@ func (kcp *KCP) Input(data []byte) (InputInfo, error) {
 	info.Acked = int(kcp.ackCount - acked)
 
 	if updateRTT {
-		current := currentMs()
+		current := clock()
 		if _itimediff(current, latest) >= 0 {
 			kcp.update_ack(_itimediff(current, latest))
 		}

@@ -10,7 +10,7 @@ func ackSeg(conv, sn, una uint32, wnd uint16) []byte {
 	binary.LittleEndian.PutUint32(p, conv)
 	p[4] = IKCP_CMD_ACK
 	binary.LittleEndian.PutUint16(p[6:], wnd)
-	binary.LittleEndian.PutUint32(p[8:], currentMs())
+	binary.LittleEndian.PutUint32(p[8:], clock())
 	binary.LittleEndian.PutUint32(p[12:], sn)
 	binary.LittleEndian.PutUint32(p[16:], una)
 	return p
@@ -106,7 +106,7 @@ func TestFlushInfo(t *testing.T) {
 	if info.Packets != 1 || !info.Data || info.Resent != 0 || info.Next <= 0 {
 		t.Fatalf("first send: %+v", info)
 	}
-	testNow += 10_000
+	testNow += 10_000 * ms
 	if info = k.Flush(IKCP_FLUSH_FULL, out); !info.Data || info.Resent != 2 {
 		t.Fatalf("after the timers expired: %+v", info)
 	}

@@ -62,12 +62,15 @@ import (
 	"time"
 )
 
-// KCP protocol constants (as in kcp-go).
+// ms is a millisecond in KCP's clock, which counts microseconds (clock).
+const ms = 1000
+
+// KCP protocol constants (as in kcp-go; times in the clock's µs).
 const (
-	IKCP_RTO_NDL = 30    // no-delay mode: minimum RTO (ms)
-	IKCP_RTO_MIN = 100   // normal mode: minimum RTO (ms)
-	IKCP_RTO_DEF = 200   // default RTO (ms)
-	IKCP_RTO_MAX = 60000 // maximum RTO (ms)
+	IKCP_RTO_NDL = 30 * ms    // no-delay mode: minimum RTO
+	IKCP_RTO_MIN = 100 * ms   // normal mode: minimum RTO
+	IKCP_RTO_DEF = 200 * ms   // default RTO
+	IKCP_RTO_MAX = 60000 * ms // maximum RTO
 
 	IKCP_CMD_PUSH = 81 // cmd: push data
 	IKCP_CMD_ACK  = 82 // cmd: acknowledge
@@ -81,12 +84,12 @@ const (
 	IKCP_WND_RCV = 32   // default receive window (segments)
 	IKCP_MTU_DEF = 1400 // default MTU (bytes)
 
-	IKCP_INTERVAL    = 100    // default flush interval (ms)
-	IKCP_OVERHEAD    = 24     // segment header: conv(4) cmd(1) frg(1) wnd(2) ts(4) sn(4) una(4) len(4)
-	IKCP_THRESH_INIT = 2      // initial slow-start threshold (segments)
-	IKCP_THRESH_MIN  = 2      // minimum slow-start threshold (segments)
-	IKCP_PROBE_INIT  = 500    // initial window probe timeout (ms)
-	IKCP_PROBE_LIMIT = 120000 // maximum window probe timeout (ms)
+	IKCP_INTERVAL    = 100 * ms    // default flush interval
+	IKCP_OVERHEAD    = 24          // segment header: conv(4) cmd(1) frg(1) wnd(2) ts(4) sn(4) una(4) len(4)
+	IKCP_THRESH_INIT = 2           // initial slow-start threshold (segments)
+	IKCP_THRESH_MIN  = 2           // minimum slow-start threshold (segments)
+	IKCP_PROBE_INIT  = 500 * ms    // initial window probe timeout
+	IKCP_PROBE_LIMIT = 120000 * ms // maximum window probe timeout
 
 	// MaxMTU is the largest packet SetMtu accepts; a packet carries as
 	// many segments as fit.
@@ -106,9 +109,14 @@ const (
 
 var refTime = time.Now()
 
-// currentMs is the monotonic clock KCP timestamps use (a variable so that
-// tests can drive time).
-var currentMs = func() uint32 { return uint32(time.Since(refTime) / time.Millisecond) }
+// clock is the monotonic clock of KCP's timestamps and timers, in µs (a
+// variable so that tests can drive time). It wraps every 71 minutes;
+// timestamps are compared by difference, so nothing in flight that long
+// is mistaken. A timestamp only ever goes back to its sender (the peer
+// echoes it in the acknowledgement), so the unit is this side's choice:
+// kcp-go counts ms, and the two interoperate; µs give round-trip samples
+// of sub-millisecond paths, and the RTO that follows them.
+var clock = func() uint32 { return uint32(time.Since(refTime) / time.Microsecond) }
 
 func _itimediff(later, earlier uint32) int32 {
 	return (int32)(later - earlier)
@@ -128,6 +136,7 @@ type segment struct {
 	resendts uint32
 	fastack  uint32
 	acked    uint32 // selectively acknowledged (data already recycled)
+	probed   bool   // a tail-loss probe went out since its last transmission
 	data     []byte
 }
 
@@ -158,7 +167,10 @@ type KCP struct {
 
 	ssthresh           uint32
 	rx_rttvar, rx_srtt int32
-	rx_rto, rx_minrto  uint32
+	rx_rto, rx_minrto  uint32 // the RTO, and its floor (see rto.go)
+	rtoFloorLo         uint32 // the floor's range: it adapts between these
+	rtoFloorHi         uint32
+	needless           uint64 // retransmissions found needless (Needless)
 	snd_wnd            uint32 // local send window (segments)
 	rcv_wnd            uint32 // local receive window (segments)
 	rmt_wnd            uint32 // the peer's advertised window (segments)
@@ -208,7 +220,7 @@ func NewKCP(conv uint32) *KCP {
 	kcp.mtu = IKCP_MTU_DEF
 	kcp.mss = kcp.mtu - IKCP_OVERHEAD
 	kcp.rx_rto = IKCP_RTO_DEF
-	kcp.rx_minrto = IKCP_RTO_MIN
+	kcp.rx_minrto, kcp.rtoFloorLo, kcp.rtoFloorHi = IKCP_RTO_MIN, IKCP_RTO_MIN, IKCP_RTO_MIN
 	kcp.interval = IKCP_INTERVAL
 	kcp.ssthresh = IKCP_THRESH_INIT
 	// The rings start small and grow with use: an idle session stays cheap.
@@ -388,28 +400,6 @@ func (kcp *KCP) Send(buffer []byte) int {
 	return 0
 }
 
-// update_ack updates the smoothed RTT and RTO with a sample (RFC 6298).
-func (kcp *KCP) update_ack(rtt int32) {
-	if kcp.rx_srtt == 0 {
-		kcp.rx_srtt = rtt
-		kcp.rx_rttvar = rtt >> 1
-	} else {
-		delta := rtt - kcp.rx_srtt
-		kcp.rx_srtt += delta >> 3
-		if delta < 0 {
-			delta = -delta
-		}
-		if rtt < kcp.rx_srtt-kcp.rx_rttvar {
-			// a sample below the expected range weighs 8x less
-			kcp.rx_rttvar += (delta - kcp.rx_rttvar) >> 5
-		} else {
-			kcp.rx_rttvar += (delta - kcp.rx_rttvar) >> 2
-		}
-	}
-	rto := uint32(kcp.rx_srtt) + max(kcp.interval, uint32(kcp.rx_rttvar)<<2)
-	kcp.rx_rto = min(max(kcp.rx_minrto, rto), IKCP_RTO_MAX)
-}
-
 // wnd_unused is the receive window advertised to the peer: free slots of
 // the receive queue, and with a receive limit no more segments of this
 // session's size than the bytes left under it.
@@ -479,9 +469,10 @@ func (kcp *KCP) NoDelay(nodelay, interval, resend, nc int) int {
 		} else {
 			kcp.rx_minrto = IKCP_RTO_MIN
 		}
+		kcp.rtoFloorLo, kcp.rtoFloorHi = kcp.rx_minrto, kcp.rx_minrto
 	}
 	if interval >= 0 {
-		kcp.interval = uint32(min(max(interval, 10), 5000))
+		kcp.interval = uint32(min(max(interval, 10), 5000)) * ms
 	}
 	if resend >= 0 {
 		kcp.fastresend = int32(resend)

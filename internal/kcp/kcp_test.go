@@ -22,10 +22,10 @@ type link struct {
 var testNow uint32
 
 func useTestClock(t *testing.T) {
-	old := currentMs
-	testNow = 1000
-	currentMs = func() uint32 { return testNow }
-	t.Cleanup(func() { currentMs = old })
+	old := clock
+	testNow = 1000 * ms
+	clock = func() uint32 { return testNow }
+	t.Cleanup(func() { clock = old })
 }
 
 // collector is the Packets of a test: it keeps a copy of every packet
@@ -96,7 +96,7 @@ func (l *link) step(t *testing.T) {
 			}
 		}
 	}
-	testNow += 5
+	testNow += 5 * ms
 	l.a.Flush(IKCP_FLUSH_FULL, l.outA)
 	l.b.Flush(IKCP_FLUSH_FULL, l.outB)
 }
@@ -366,7 +366,7 @@ func TestRTOBounded(t *testing.T) {
 	if sent != 32 {
 		t.Fatalf("first flush sent %d segments, want 32", sent)
 	}
-	testNow += 10_000 // every timer expired
+	testNow += 10_000 * ms // every timer expired
 	for i := 1; i <= 32/maxRTOPerFlush; i++ {
 		sent = 0
 		k.Flush(IKCP_FLUSH_FULL, out)
