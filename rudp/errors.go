@@ -36,6 +36,9 @@ var (
 	// ErrBadKey: Config.Keys holds an all-zero key or more than MaxKeys
 	// keys (New and Listen refuse to start).
 	ErrBadKey = errors.New("rudp: bad cluster key")
+	// ErrBadConfig: a Config field is out of range (Config.Validate; New
+	// and Listen refuse to start).
+	ErrBadConfig = errors.New("rudp: bad config")
 )
 
 // PeerError reports why a peer session ended and how many reliable

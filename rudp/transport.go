@@ -138,7 +138,7 @@ func ListenScan(host string, port, tries int, cfg Config) (*Transport, error) {
 
 // New starts a transport on conn, which it owns from now on: Close closes it.
 func New(conn net.PacketConn, cfg Config) (*Transport, error) {
-	if err := checkKeys(cfg.Keys); err != nil {
+	if err := cfg.Validate(); err != nil {
 		conn.Close()
 		return nil, err
 	}
