@@ -24,77 +24,41 @@ const (
 // session is the one reliable channel between this transport and a peer
 // address, used in both directions. Its KCP state machine is driven by the
 // read loop (Input), by senders (Send + flush) and by the timer
-// (retransmissions), always under mu.
+// (retransmissions), always under mu. Its state comes in parts, one per
+// concern, each saying where it is used; every part is guarded by mu
+// unless it says otherwise.
 type session struct {
 	t       *Transport
 	addr    netip.AddrPort
+	naddr   net.Addr // addr, for the socket calls that want one
 	created int64
 
-	lastRecv atomic.Int64 // transport clock, ns
-	lastSend atomic.Int64
+	lastRecv atomic.Int64           // transport clock, ns
+	lastSend atomic.Int64           // ditto
 	ackDueAt atomic.Int64           // when ackDue was last set (primeAcks, flushAcks)
-	timerDue atomic.Int64           // when KCP's next retransmission timer is due (transport clock)
+	timerDue atomic.Int64           // when KCP's next retransmission timer is due (loops.go)
 	ping     atomic.Pointer[tagged] // the keepalive while established (sweep)
 
-	mu           sync.Mutex
-	state        sessionState
-	remoteInc    uint64
-	conv         uint32
-	kcp          *kcp.KCP
-	active       bool  // listed in the timer's active set
-	flushing     bool  // a goroutine is flushing and writing (see flushUnlock)
-	queuedFlush  bool  // listed for the transport's flusher goroutine
-	sendFlushAt  int64 // when a sender last flushed this session itself
-	flushWant    kcp.FlushType
-	ackDue       bool // owes acks no data carried yet (see scheduleAcks)
-	resendWaited bool // tick let the read loop go first once for a due retransmission
-	mtu          int  // KCP packet size (see pathmtu.go)
-	mss          int  // KCP segment data size: mtu - kcpOverhead
-	peerPacket   int  // the largest datagram the peer reads (its CAPS; 0: not heard, see caps.go)
-	peerSegment  int  // the largest segment the peer accepts (its CAPS)
-	capsSent     int  // CAPS sent on this session
+	mu        sync.Mutex
+	state     sessionState
+	remoteInc uint64
+	conv      uint32
+	kcp       *kcp.KCP
+	changed   signal // acks progressed or the session died
+	err       *PeerError
 
-	// Outgoing bytes: framed messages waiting for KCP window room live in
-	// queue. Counters are cumulative byte offsets in the stream.
-	queue      sendQueue
-	direct     gather   // a message going straight to KCP (reused)
-	directBufs [][]byte // its slices (reused)
-	hdr        [frameHeaderSize]byte
-	tx         *txBatch
-	naddr      net.Addr
-	appended   uint64 // bytes framed so far
-	handed     uint64 // bytes handed to KCP
-	ackedBytes uint64 // bytes the peer acknowledged
-	pushed     uint64 // KCP segments handed over
-	ackedSegs  uint64
-	segEnds    fifo // stream offset at the end of each unacknowledged segment
-	msgEnds    fifo // stream offset at the end of each unacknowledged message
-	tracked    []trackedMsg
-	fire       []firing // callbacks to run once s.mu is released
+	handshakeState
+	pathState
+	flushState
+	sendState
+	deliveryState
+	progressState
+}
 
-	// Delivery (see deliver.go).
-	paused       bool // Pause: frames stay in KCP
-	delivering   bool // a goroutine is handing frames to OnMessage
-	deliverMore  bool // a note for that goroutine: pull again
-	resumeQueued bool // an evResume is queued
-	corked       bool // sends leave the flush to the deliverer (deliverFrames)
-
-	// Progress: stallSince is when data last went from idle to in flight
-	// or was last acknowledged (or the peer last showed a closed window).
-	stallSince int64
-	peerClosed bool   // the peer's last KCP packet advertised a zero window
-	stuckSn    uint32 // the oldest unacknowledged segment at stallSince (kcp.Head)
-	stuckSent  uint32 // and how often it had been sent then (0: none in flight)
-
-	dec     frameDecoder // the deliverer's (s.delivering), used without s.mu
-	taken   [][]byte     // the deliverer's: segment data taken out of KCP (recvLocked)
-	changed signal       // acks progressed or the session died
-	err     *PeerError
-
-	synNext int64 // when to resend SYN (dialing) or ACK (confirming)
-	synWait time.Duration
-
-	// Handshake (see handshake.go).
+// handshakeState: dialing, confirming and probing (handshake.go, keyed.go).
+type handshakeState struct {
+	synNext        int64 // when to resend SYN (dialing) or ACK (confirming)
+	synWait        time.Duration
 	myTok, peerTok uint64
 	keys           sessionKeys
 	probeTok       uint64 // token of the last probe SYN
@@ -104,9 +68,70 @@ type session struct {
 	dialBack       bool    // dialed back on a stray sealed packet, not yet up (keyed.go)
 }
 
+// pathState: packet and segment sizes (pathmtu.go, caps.go).
+type pathState struct {
+	mtu         int // KCP packet size
+	mss         int // KCP segment data size: mtu - kcpOverhead
+	peerPacket  int // the largest datagram the peer reads (its CAPS; 0: not heard)
+	peerSegment int // the largest segment the peer accepts (its CAPS)
+	capsSent    int // CAPS sent on this session
+}
+
+// flushState: who flushes and when (flushUnlock, loops.go, readloop.go).
+type flushState struct {
+	active       bool // listed in the timer's active set
+	flushing     bool // a goroutine is flushing and writing (see flushUnlock)
+	queuedFlush  bool // listed for the transport's flusher goroutine
+	sendFlushAt  int64
+	flushWant    kcp.FlushType
+	ackDue       bool     // owes acks no data carried yet (see scheduleAcks)
+	resendWaited bool     // tick let the read loop go first once for a due retransmission
+	tx           *txBatch // packets flushed under mu, written once it is released
+	fire         []firing // callbacks to run once mu is released
+}
+
+// sendState: outgoing bytes (send.go, sendqueue.go). Framed messages
+// waiting for KCP window room live in queue; the counters are cumulative
+// byte offsets in the stream.
+type sendState struct {
+	queue      sendQueue
+	direct     gather   // a message going straight to KCP (reused)
+	directBufs [][]byte // its slices (reused)
+	hdr        [frameHeaderSize]byte
+	appended   uint64 // bytes framed so far
+	handed     uint64 // bytes handed to KCP
+	ackedBytes uint64 // bytes the peer acknowledged
+	pushed     uint64 // KCP segments handed over
+	ackedSegs  uint64
+	segEnds    fifo // stream offset at the end of each unacknowledged segment
+	msgEnds    fifo // stream offset at the end of each unacknowledged message
+	tracked    []trackedMsg
+}
+
+// deliveryState: incoming messages (deliver.go).
+type deliveryState struct {
+	paused       bool         // Pause: frames stay in KCP
+	delivering   bool         // a goroutine is handing frames to OnMessage
+	deliverMore  bool         // a note for that goroutine: pull again
+	resumeQueued bool         // an evResume is queued
+	corked       bool         // sends leave the flush to the deliverer (deliverFrames)
+	dec          frameDecoder // the deliverer's (delivering), used without mu
+	taken        [][]byte     // the deliverer's: segment data taken out of KCP (recvLocked)
+}
+
+// progressState: whether data in flight moves (stalledLocked, sweep).
+// stallSince is when data last went from idle to in flight or was last
+// acknowledged (or the peer's window last opened or closed).
+type progressState struct {
+	stallSince int64
+	peerClosed bool   // the peer's last KCP packet advertised a zero window
+	stuckSn    uint32 // the oldest unacknowledged segment at stallSince (kcp.Head)
+	stuckSent  uint32 // and how often it had been sent then (0: none in flight)
+}
+
 func newSession(t *Transport, addr netip.AddrPort, now int64) *session {
-	s := &session{t: t, addr: addr, created: now, synWait: 50 * time.Millisecond,
-		naddr: net.UDPAddrFromAddrPort(addr)}
+	s := &session{t: t, addr: addr, created: now, naddr: net.UDPAddrFromAddrPort(addr)}
+	s.synWait = 50 * time.Millisecond
 	s.lastRecv.Store(now)
 	s.lastSend.Store(now)
 	return s
