@@ -29,8 +29,11 @@
 // bytes it is split into parts of at most MaxPacketSize bytes on the
 // wire; the receiver reassembles it, or drops
 // it whole when a part is missing after Config.ReassemblyTTL, holding at
-// most Config.ReassemblyLimit bytes. Small messages sent to one address in
-// quick succession share datagrams.
+// most Config.ReassemblyLimit bytes. Messages of at most MaxSize bytes
+// sent to one address in quick succession share datagrams, and the
+// datagrams share system calls (sendmmsg); the datagrams are as large as
+// the peer reads and the path carries when a session with it knows (its
+// CAPS: on loopback 63 KiB), else at most MaxPacketSize (ubatch.go).
 //
 // # Liveness
 //

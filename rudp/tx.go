@@ -40,20 +40,25 @@ func (b *txBatch) add(typ byte, p []byte) {
 	b.ptrs = append(b.ptrs, bp)
 }
 
-// Buffer gives KCP room for a packet of up to n bytes (kcp.Packets),
-// behind the type byte and the room for the sealing header, with room
-// for the tag after it: KCP writes where the packet is sent from.
-func (b *txBatch) Buffer(n int) []byte {
+// Buffer gives KCP room for a packet of up to n bytes (kcp.Packets):
+// what open(pktKCP, n) gives.
+func (b *txBatch) Buffer(n int) []byte { return b.open(pktKCP, n) }
+
+// open returns room for a packet of type typ of up to n bytes, behind the
+// type byte and the room for the sealing header, with room for the tag
+// after it: the packet is written where it is sent from. Send takes it.
+func (b *txBatch) open(typ byte, n int) []byte {
 	bp := pktPool.Get().(*[]byte)
 	if need := sealHeader + 1 + n + tagSize; cap(*bp) < need {
 		*bp = make([]byte, 0, need) // a large packet (pathmtu.go); the pool keeps it
 	}
-	*bp = append((*bp)[:sealHeader], pktKCP)
+	*bp = append((*bp)[:sealHeader], typ)
 	b.cur = bp
 	return (*bp)[sealHeader+1:]
 }
 
-// Send takes the packet KCP wrote into the last Buffer (kcp.Packets).
+// Send takes the packet written into the last open (or Buffer) buffer: p
+// is that buffer, filled (kcp.Packets).
 func (b *txBatch) Send(p []byte) {
 	bp := b.cur
 	b.cur = nil
@@ -83,33 +88,40 @@ func newBatchWriter(c net.PacketConn, local netip.AddrPort) *batchWriter {
 	return &batchWriter{pc: ipv4.NewPacketConn(uc)}
 }
 
-// writeBatch sends the batch to s's address and recycles it; with keys
-// it seals each packet in place with s's session keys first.
+// writeBatch sends a session's batch and recycles it.
 func (t *Transport) writeBatch(b *txBatch, s *session) {
 	data := b.data
-	send := true
-	if t.ks.keyed {
-		c := s.sec.crypto.Load()
-		send = c != nil // always: packets come after the handshake
+	if t.sendBatch(b, s.addr, s.naddr, s.sec.crypto.Load()) && data {
+		t.primeAcks(s) // readloop.go
+	}
+}
+
+// sendBatch sends the batch to addr and recycles it; with keys it seals
+// each packet in place with c first (and sends nothing without c). It
+// reports whether it sent.
+func (t *Transport) sendBatch(b *txBatch, addr netip.AddrPort, naddr net.Addr, c *sessCrypto) bool {
+	send := !t.ks.keyed || c != nil // a session's packets come after its handshake
+	if t.ks.keyed && send {
 		for i, bp := range b.ptrs {
-			if send {
-				b.pkts[i] = c.seal((*bp)[:sealHeader+len(b.pkts[i])], &b.nonce)
-			}
+			b.pkts[i] = c.seal((*bp)[:sealHeader+len(b.pkts[i])], &b.nonce)
 		}
 	}
-	if send {
-		t.wire(b.pkts, s.addr, s.naddr, b)
+	if send && len(b.pkts) > 0 {
+		t.wire(b.pkts, addr, naddr, b)
 	}
+	b.recycle()
+	return send
+}
+
+// recycle returns the batch and its packet buffers to their pools.
+func (b *txBatch) recycle() {
 	for i, bp := range b.ptrs {
 		pktPool.Put(bp)
 		b.ptrs[i] = nil
 		b.pkts[i] = nil
 	}
-	b.pkts, b.ptrs, b.data = b.pkts[:0], b.ptrs[:0], false
+	b.pkts, b.ptrs, b.data, b.cur = b.pkts[:0], b.ptrs[:0], false, nil
 	txPool.Put(b)
-	if data && send {
-		t.primeAcks(s) // readloop.go
-	}
 }
 
 // write sends one datagram.
