@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -162,14 +161,11 @@ func (g *grpcBidi) deliveries() (int64, time.Time) { return g.svc.cnt.deliveries
 func dialStream(key, host string, eps []string) (onewayTarget, error) {
 	switch key {
 	case sysMarsmesh:
-		if len(eps) < 2 {
-			return nil, errors.New("marsmesh: want the MARS and node addresses")
-		}
-		n, err := newMeshNode(host, eps[0])
+		c, err := meshClient(host, eps)
 		if err != nil {
 			return nil, err
 		}
-		return openMeshStream(&meshCluster{nodes: []*mesh.Node{n}}, eps[1])
+		return openMeshStream(c, eps[1])
 	case sysGRPC:
 		p, err := dialGRPC(eps[0])
 		if err != nil {
@@ -243,30 +239,13 @@ func streamTable(b *strings.Builder, run Run) {
 
 func (b *bench) suiteXStream() {
 	for _, payload := range streamPayloads {
-		var lives []*xliveOneWay
-		for _, sys := range streamSystems() {
-			if b.skipSystem(sys.key) {
-				continue
+		lives := b.xOneWayStart("xstream", streamSystems(), payload, func(key string, f *fleet) (onewayTarget, error) {
+			t, err := dialStream(key, "127.0.0.1", f.eps)
+			if err != nil {
+				return nil, err
 			}
-			rec := Record{Suite: "xstream", System: sys.key, Name: sys.name, Payload: payload}
-			if b.overBudget(sys.name) {
-				rec.Err = "skipped: time budget spent"
-				b.add(rec)
-				continue
-			}
-			f, err := b.fleet(sys.key)
-			if err == nil {
-				var t onewayTarget
-				if t, err = dialStream(sys.key, "127.0.0.1", f.eps); err == nil {
-					t = remoteOneWay{onewayTarget: t, count: remoteSink(f.sink())}
-					runOneWay(t, payload, 2000, time.Second, false) // warm-up
-					lives = append(lives, &xliveOneWay{sys: sys, t: t, pids: append([]int{os.Getpid()}, f.pids()...)})
-					continue
-				}
-			}
-			rec.Err = "setup: " + err.Error()
-			b.add(rec)
-		}
+			return remoteOneWay{onewayTarget: t, count: remoteSink(f.sink())}, nil
+		})
 		b.xOneWayRounds("xstream", lives, payload, countFor(b.streamCount, payload))
 	}
 }

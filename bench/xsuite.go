@@ -248,31 +248,41 @@ type xliveOneWay struct {
 
 func (b *bench) suiteXOneWay() {
 	for _, payload := range b.owPayloads {
-		var lives []*xliveOneWay
-		for _, sys := range onewaySystems() {
-			if b.skipSystem(sys.key) {
-				continue
-			}
-			rec := Record{Suite: "xoneway", System: sys.key, Name: sys.name, Payload: payload}
-			if b.overBudget(sys.name) {
-				rec.Err = "skipped: time budget spent"
-				b.add(rec)
-				continue
-			}
-			f, err := b.fleet(sys.key)
-			if err == nil {
-				var t onewayTarget
-				if t, err = dialOneWay(sys.key, "127.0.0.1", f); err == nil {
-					runOneWay(t, payload, 2000, time.Second, false) // warm-up
-					lives = append(lives, &xliveOneWay{sys: sys, t: t, pids: append([]int{os.Getpid()}, f.pids()...)})
-					continue
-				}
-			}
-			rec.Err = "setup: " + err.Error()
-			b.add(rec)
-		}
+		lives := b.xOneWayStart("xoneway", onewaySystems(), payload, func(key string, f *fleet) (onewayTarget, error) {
+			return dialOneWay(key, "127.0.0.1", f)
+		})
 		b.xOneWayRounds("xoneway", lives, payload, b.owCount)
 	}
+}
+
+// xOneWayStart dials and warms up the sending end of each of systems for
+// a cross-process one-way suite (xoneway, xstream); a system that cannot
+// start gets its record with the reason.
+func (b *bench) xOneWayStart(suite string, systems []onewaySystem, payload int, dial func(string, *fleet) (onewayTarget, error)) []*xliveOneWay {
+	var lives []*xliveOneWay
+	for _, sys := range systems {
+		if b.skipSystem(sys.key) {
+			continue
+		}
+		rec := Record{Suite: suite, System: sys.key, Name: sys.name, Payload: payload}
+		if b.overBudget(sys.name) {
+			rec.Err = "skipped: time budget spent"
+			b.add(rec)
+			continue
+		}
+		f, err := b.fleet(sys.key)
+		if err == nil {
+			var t onewayTarget
+			if t, err = dial(sys.key, f); err == nil {
+				runOneWay(t, payload, 2000, time.Second, false) // warm-up
+				lives = append(lives, &xliveOneWay{sys: sys, t: t, pids: append([]int{os.Getpid()}, f.pids()...)})
+				continue
+			}
+		}
+		rec.Err = "setup: " + err.Error()
+		b.add(rec)
+	}
+	return lives
 }
 
 // xOneWayRounds measures one payload of a cross-process one-way suite

@@ -110,15 +110,7 @@ func TestCapUnaWindowCountsFromUna(t *testing.T) {
 // acknowledges each segment; the sender counts them in Acked although
 // they stay in its send buffer until the una passes them.
 func TestAckedCountsSelectiveAcks(t *testing.T) {
-	useTestClock(t)
-	l := newLink(1399, 0, false)
-	l.b.CapUna(0)
-	for range 5 {
-		l.a.Send(make([]byte, 100))
-	}
-	l.a.Flush(IKCP_FLUSH_FULL, l.outA)
-	l.step(t) // b takes the segments and acknowledges them one by one
-	l.step(t) // a reads the acks
+	l := cappedLink(t, 5)
 	if got := l.a.Acked(); got != 5 {
 		t.Fatalf("Acked %d, want 5", got)
 	}
@@ -173,15 +165,7 @@ func TestTakeWholeMessages(t *testing.T) {
 // receiver's answer (WINS) releases them: nothing is stuck waiting for a
 // packet neither side would send again.
 func TestLostUnaIsAskedFor(t *testing.T) {
-	useTestClock(t)
-	l := newLink(1399, 0, false)
-	l.b.CapUna(0)
-	for range 3 {
-		l.a.Send(make([]byte, 100))
-	}
-	l.a.Flush(IKCP_FLUSH_FULL, l.outA)
-	l.step(t) // b acknowledges the segments one by one, una 0
-	l.step(t)
+	l := cappedLink(t, 3)
 	if l.a.Acked() != 3 || l.a.WaitSnd() != 3 {
 		t.Fatalf("acked %d, waiting %d; want 3 and 3", l.a.Acked(), l.a.WaitSnd())
 	}
@@ -194,4 +178,19 @@ func TestLostUnaIsAskedFor(t *testing.T) {
 	if w := l.a.WaitSnd(); w != 0 {
 		t.Fatalf("%d segments still wait for a una that was lost", w)
 	}
+}
+
+// cappedLink is a link on which a sent n segments that b, its una capped
+// at 0, acknowledged one by one, and a has read those acknowledgements.
+func cappedLink(t *testing.T, n int) *link {
+	useTestClock(t)
+	l := newLink(1399, 0, false)
+	l.b.CapUna(0)
+	for range n {
+		l.a.Send(make([]byte, 100))
+	}
+	l.a.Flush(IKCP_FLUSH_FULL, l.outA)
+	l.step(t) // b takes the segments and acknowledges them one by one
+	l.step(t) // a reads the acknowledgements
+	return l
 }

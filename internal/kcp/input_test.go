@@ -43,11 +43,7 @@ func TestInputAllOrNothing(t *testing.T) {
 
 // TestInputInfo: what Input reports, and that it sends nothing itself.
 func TestInputInfo(t *testing.T) {
-	useTestClock(t)
-	out := &collector{}
-	k := NewKCP(7)
-	k.NoDelay(1, 10, 2, 1)
-	k.WndSize(128, 128)
+	k, out := sender(t)
 	k.Send([]byte("one"))
 	k.Send([]byte("two"))
 	k.Flush(IKCP_FLUSH_FULL, out) // sn 0 and 1 in flight
@@ -92,11 +88,7 @@ func TestInputInfo(t *testing.T) {
 
 // TestFlushInfo: what Flush reports about what it sent.
 func TestFlushInfo(t *testing.T) {
-	useTestClock(t)
-	out := &collector{}
-	k := NewKCP(7)
-	k.NoDelay(1, 10, 2, 1)
-	k.WndSize(128, 128)
+	k, out := sender(t)
 	if info := k.Flush(IKCP_FLUSH_FULL, out); info.Packets != 0 || info.Data || len(out.pkts) != 0 {
 		t.Fatalf("idle flush: %+v, %d packets", info, len(out.pkts))
 	}
