@@ -413,12 +413,6 @@ func New0(t testing.TB, n *faultnet.Network, cfg ...Config) *Transport {
 	return tr
 }
 
-func keyedConfig2(k [32]byte) Config {
-	c := fastConfig()
-	c.Keys = [][32]byte{k}
-	return c
-}
-
 // TestKeySealedPacketsFit: sealed datagrams (full KCP packets, batches of
 // small unreliable messages, fragments) never exceed MaxPacketSize, and
 // full ones use it.
