@@ -134,10 +134,11 @@
 //
 // With Config.Keys set, every datagram is authenticated and encrypted
 // with AES-256-GCM, and one that does not open is dropped before anything
-// parses it, counted in Stats.AuthFailures and never answered: a process
-// without a key gets no reply at all (no SYN-ACK, no reset hint) and
-// creates no state. Nothing is logged per packet, and a failed datagram
-// costs no allocation.
+// parses it, counted in Stats.AuthFailures and never answered in a way a
+// process without a key can use: no SYN-ACK, no reset hint, no state; at
+// most, for a datagram that looks like a session packet, a sealed SYN
+// (the dial back below, rate-limited). Nothing is logged per packet, and a
+// failed datagram costs no allocation.
 //
 // Handshake packets (SYN, SYN-ACK, ACK) are sealed with a key derived
 // from a cluster key (HKDF-SHA256) under a random nonce, and carry an
