@@ -213,6 +213,7 @@ func (kcp *KCP) Flush(flushType FlushType, out Packets) (info FlushInfo) {
 				continue
 			}
 			tail = segment
+			byTimer := false
 			if segment.xmit == 0 { // initial transmit
 				needsend = true
 				segment.rto = kcp.rx_rto
@@ -239,9 +240,10 @@ func (kcp *KCP) Flush(flushType FlushType, out Packets) (info FlushInfo) {
 				segment.fastack = 0
 				segment.resendts = current + segment.rto
 				lostSegs++
+				byTimer = true
 			}
 			if needsend {
-				segment.probed = false
+				segment.probed, segment.byTimer = false, byTimer
 				kcp.transmit(segment, &seg, put, &info)
 				current = segment.ts
 			}
@@ -253,7 +255,7 @@ func (kcp *KCP) Flush(flushType FlushType, out Packets) (info FlushInfo) {
 		// for a probe timeout that comes before its RTO.
 		if pto := kcp.pto(); tail != nil && !info.Data && !tail.probed && pto < tail.rto {
 			if wait := _itimediff(tail.ts+pto, current); wait <= 0 {
-				tail.probed = true
+				tail.probed, tail.byTimer = true, true
 				kcp.transmit(tail, &seg, put, &info)
 			} else if uint32(wait) < next {
 				next = uint32(wait)

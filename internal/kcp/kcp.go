@@ -137,6 +137,7 @@ type segment struct {
 	fastack  uint32
 	acked    uint32 // selectively acknowledged (data already recycled)
 	probed   bool   // a tail-loss probe went out since its last transmission
+	byTimer  bool   // its last transmission was a timer's (RTO or probe), not a first or fast one
 	data     []byte
 }
 

@@ -10,12 +10,15 @@ import (
 // at least rtoGranularity above srtt) with a floor. Like kcp-go the floor
 // is fixed by default (NoDelay); SetRTOFloor lets it adapt to what the
 // retransmissions it causes turn out to be. When an acknowledgement shows
-// that a segment sent again had arrived the first time (the timestamp it
-// echoes is the earlier transmission's: a needless retransmission, as
-// when the peer's process did not run for a while), the floor doubles,
-// and covers at least the round trip that transmission took. When it
-// shows that the last transmission was the one that arrived (the one
-// before was lost), the floor halves. It starts at the top: a clean path,
+// that a segment a timer sent again had arrived the first time (the
+// timestamp it echoes is the earlier transmission's: a needless
+// retransmission, as when the peer's process did not run for a while),
+// the floor doubles, and covers at least the round trip that transmission
+// took. When it shows that the last transmission was the one that arrived
+// (the one before was lost), the floor halves. Fast retransmissions do not
+// move it (they do not depend on it, and on a clean path that is overrun,
+// where datagrams are dropped at the receiver's socket, they would bring
+// it down for nothing). It starts at the top: a clean path,
 // where timers expire only when a process stalls, keeps kcp-go's
 // conservative floor and retransmits no more than kcp-go did; a lossy one
 // brings it down within a few losses, and then a loss costs little more
@@ -81,10 +84,11 @@ func (kcp *KCP) update_ack(rtt int32) {
 }
 
 // judgeResend looks at the acknowledgement of segment sn, which echoes
-// the timestamp ts of the transmission that arrived. For a segment sent
-// more than once it moves the floor: up when an earlier transmission had
-// arrived (the last one was needless), down when the last one did. It
-// reports whether the retransmission was needless.
+// the timestamp ts of the transmission that arrived. For a segment a
+// timer sent again it moves the floor: up when an earlier transmission
+// had arrived (the last one was needless), down when the last one did (a
+// fast retransmission says nothing about the timers). It reports whether
+// the retransmission was needless.
 func (kcp *KCP) judgeResend(sn, ts uint32) bool {
 	if _itimediff(sn, kcp.snd_una) < 0 || _itimediff(sn, kcp.snd_nxt) >= 0 {
 		return false
@@ -99,15 +103,21 @@ func (kcp *KCP) judgeResend(sn, ts uint32) bool {
 		if seg.acked == 1 || seg.xmit < 2 {
 			return false
 		}
-		if _itimediff(ts, seg.ts) < 0 {
-			took := uint32(max(_itimediff(clock(), ts), 0))
+		needless := _itimediff(ts, seg.ts) < 0
+		if needless {
 			kcp.needless++
+		}
+		if !seg.byTimer {
+			return needless // a fast retransmission: the floor is not what sent it
+		}
+		if needless {
+			took := uint32(max(_itimediff(clock(), ts), 0))
 			kcp.rx_minrto = min(max(2*kcp.rx_minrto, took+rtoGranularity), kcp.rtoFloorHi)
 		} else {
 			kcp.rx_minrto = max(kcp.rx_minrto/2, kcp.rtoFloorLo)
 		}
 		kcp.rx_rto = kcp.rtoNow()
-		return _itimediff(ts, seg.ts) < 0
+		return needless
 	}
 	return false
 }

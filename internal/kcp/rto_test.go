@@ -78,7 +78,21 @@ func TestFloorFollowsTheRetransmissions(t *testing.T) {
 	if k.rx_minrto != 30*ms {
 		t.Fatalf("floor %d µs at the start, want 30 ms", k.rx_minrto)
 	}
-	sn := uint32(0)
+	// A fast retransmission, even a needed one, leaves it alone.
+	k.Send([]byte("lost"))
+	k.Send([]byte("next"))
+	k.Flush(IKCP_FLUSH_FULL, out)
+	testNow += ms
+	k.Input(ackOf(1, testNow-ms, 0)) // 1 arrived, 0 did not
+	k.Flush(IKCP_FLUSH_FULL, out)    // 0 again, at once
+	if got := pushes(out.pkts); len(got) != 3 || got[2] != 0 {
+		t.Fatalf("sent %v, want 0, 1 and 0 again", got)
+	}
+	k.Input(ackOf(0, testNow, 2))
+	if k.rx_minrto != 30*ms {
+		t.Fatalf("floor %d µs after a fast retransmission, want 30 ms still", k.rx_minrto)
+	}
+	sn := uint32(2)
 	resend := func() (first, again uint32) {
 		k.Send([]byte("x"))
 		k.Flush(IKCP_FLUSH_FULL, out)
