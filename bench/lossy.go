@@ -418,6 +418,7 @@ func (b *bench) suiteLossy() {
 				l.kinds = addKind(l.kinds, k, v)
 			}
 		})
+		b.lossyStreams(lives2streams(lives, func(l *live) (string, *child, string) { return l.key, l.drv, l.err }), loss, link.method, over)
 		for _, l := range lives {
 			rec := Record{Suite: "lossy", System: l.key, Name: names[l.key], Payload: payload, Conc: 1, Loss: loss,
 				Impair: link.method, Err: l.err}
@@ -453,3 +454,83 @@ func addKind(m map[string]int64, k string, v int64) map[string]int64 {
 
 // sysSetns is setns(2) on linux/amd64 (the syscall package lacks the name).
 const sysSetns = 308
+
+// lossyStreamPayload and lossyStreamCount size the lossy suite's stream
+// case: a 1 KiB message stream of 2 MB per round.
+const (
+	lossyStreamPayload = 1024
+	lossyStreamCount   = 2000
+)
+
+// streamDriver is a lossy-suite driver that can run the stream case.
+type streamDriver struct {
+	key string
+	drv *child
+	err string
+}
+
+func lives2streams[L any](lives []L, f func(L) (string, *child, string)) []streamDriver {
+	var out []streamDriver
+	for _, l := range lives {
+		k, d, e := f(l)
+		if k == sysMarsmesh || k == sysGRPC { // the systems with a stream
+			out = append(out, streamDriver{k, d, e})
+		}
+	}
+	return out
+}
+
+// lossyStreams runs the stream case over the lossy link at one loss rate:
+// each driver opens a stream to its fleet, sends lossyStreamCount
+// messages and waits until the receiver has read them all, in rounds.
+func (b *bench) lossyStreams(ds []streamDriver, loss float64, method string, over bool) {
+	names := map[string]string{}
+	for _, s := range streamSystems() {
+		names[s.key] = s.name
+	}
+	n := b.xrounds
+	d := max(4*b.duration/time.Duration(n), 2*time.Second)
+	rounds := make([][]RoundFig, len(ds))
+	kinds := make([]map[string]int64, len(ds))
+	turns(len(ds), n, func(i, _ int) {
+		s := ds[i]
+		if s.err != "" || over {
+			return
+		}
+		line, err := s.drv.ask(fmt.Sprintf("stream %d %d %d", lossyStreamPayload, lossyStreamCount, d.Milliseconds()), d+streamClose+childReplyWait)
+		var res driverResult
+		if err == nil && !strings.HasPrefix(line, "RESULT ") {
+			err = fmt.Errorf("driver said %q", line)
+		}
+		if err == nil {
+			err = json.Unmarshal([]byte(strings.TrimPrefix(line, "RESULT ")), &res)
+		}
+		if err != nil {
+			kinds[i] = addKind(kinds[i], err.Error(), 1)
+			return
+		}
+		for k, v := range res.ErrKinds {
+			kinds[i] = addKind(kinds[i], k, v)
+		}
+		if len(res.ErrKinds) > 0 {
+			return // the stream did not end cleanly: its time is not a transfer's
+		}
+		el := time.Duration(res.ElapsedNs)
+		f := RoundFig{Done: res.Done, Seconds: el.Seconds()}
+		if el > 0 {
+			f.Rate = float64(res.Done) / el.Seconds()
+		}
+		rounds[i] = append(rounds[i], f)
+	})
+	for i, s := range ds {
+		rec := Record{Suite: "lossy-stream", System: s.key, Name: names[s.key], Payload: lossyStreamPayload, Loss: loss,
+			Impair: method, Err: s.err, ErrKinds: kinds[i]}
+		if over && rec.Err == "" {
+			rec.Err = "skipped: time budget spent"
+		}
+		if rec.Err == "" {
+			rec.fromRounds(rounds[i])
+		}
+		b.add(rec)
+	}
+}

@@ -44,6 +44,7 @@ type Record struct {
 	CtxPer    float64    `json:"ctx_switches_per_msg,omitempty"`
 	DgramsPer float64    `json:"udp_datagrams_per_msg,omitempty"` // /proc/net/snmp Udp OutDatagrams
 	SegsPer   float64    `json:"tcp_segments_per_msg,omitempty"`  // /proc/net/snmp Tcp OutSegs
+	RetxPerK  float64    `json:"retransmits_per_k,omitempty"`     // reliable segments sent again per 1,000 (both ends; marsmesh)
 	Procs     int        `json:"processes,omitempty"`             // processes of the system, this one included
 	Loss      float64    `json:"loss_pct_each_way,omitempty"`     // lossy suite: packet loss on each direction of the link
 	Impair    string     `json:"impairment,omitempty"`            // lossy suite: how delay and loss were made

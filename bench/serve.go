@@ -57,6 +57,7 @@ func serveMain(args []string) int {
 	}
 	var sink counter
 	var target rpcTarget
+	var node *mesh.Node // a mesh-node child's, for its counters
 	var stop func() error
 	ready := "ok"
 	var err error
@@ -105,8 +106,10 @@ func serveMain(args []string) int {
 	case "mesh-node":
 		var n *mesh.Node
 		if n, err = newMeshNode(arg(1), arg(2)); err == nil {
+			node = n
 			n.HandleRPC(cmdEcho, func(data []byte, _ string) ([]byte, error) { return data, nil })
 			n.SetCommandHandler(cmdSink, func([]byte, string) ([]byte, error) { sink.add(); return nil, nil })
+			n.HandleStream(cmdStream, countStream(&sink))
 			ready, stop = n.GetMyEndPoint(), n.Shutdown
 		}
 	case "mesh-sinks":
@@ -149,8 +152,12 @@ func serveMain(args []string) int {
 		case len(f) == 1 && f[0] == "count":
 			n, last := sink.deliveries()
 			fmt.Fprintf(out, "%d %d\n", n, last.UnixNano())
+		case len(f) == 1 && f[0] == "retx" && node != nil:
+			fmt.Fprintf(out, "%g\n", nodeRetransmits(node))
 		case len(f) == 4 && f[0] == "run" && target != nil:
 			fmt.Fprintf(out, "RESULT %s\n", driverRun(target, args[3], f[1:]))
+		case len(f) == 4 && f[0] == "stream" && args[0] == "driver":
+			fmt.Fprintf(out, "RESULT %s\n", driverStream(args[1], args[2], args[4:], f[1:]))
 		default:
 			fmt.Fprintf(out, "ERR bad request %q\n", sc.Text())
 		}
@@ -189,6 +196,40 @@ func driverRun(t rpcTarget, payloadArg string, f []string) string {
 		for _, d := range r.Lat {
 			res.LatUs = append(res.LatUs, math.Round(float64(d.Nanoseconds())/100)/10)
 		}
+	}
+	b, _ := json.Marshal(res)
+	return string(b)
+}
+
+// driverStream opens a stream to the fleet at eps (system key, this end
+// at host), sends f = [payload count ms] messages on it, closes it and
+// waits for the receiver to end it, which it does once it has read them
+// all; the result's time is from the first send to that end.
+func driverStream(key, host string, eps, f []string) string {
+	var res driverResult
+	payload, err1 := strconv.Atoi(f[0])
+	count, err2 := strconv.ParseInt(f[1], 10, 64)
+	ms, err3 := strconv.Atoi(f[2])
+	if err := errors.Join(err1, err2, err3); err != nil {
+		res.ErrKinds = map[string]int64{fmt.Sprint("bad stream request: ", err): 1}
+	} else if t, err := dialStream(key, host, eps); err != nil {
+		res.ErrKinds = map[string]int64{"open: " + err.Error(): 1}
+	} else {
+		msg := make([]byte, payload)
+		start := time.Now()
+		deadline := start.Add(time.Duration(ms) * time.Millisecond)
+		for res.Done < count && time.Now().Before(deadline) {
+			if err := t.Send(msg); err != nil {
+				res.Errors++
+				res.ErrKinds = addKind(res.ErrKinds, err.Error(), 1)
+				break
+			}
+			res.Done++
+		}
+		if err := t.Close(); err != nil { // waits for the receiver's end
+			res.ErrKinds = addKind(res.ErrKinds, "close: "+err.Error(), 1)
+		}
+		res.ElapsedNs = time.Since(start).Nanoseconds()
 	}
 	b, _ := json.Marshal(res)
 	return string(b)

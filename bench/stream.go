@@ -44,7 +44,22 @@ type meshStream struct {
 	c      *meshCluster
 	s      *mesh.Stream
 	cancel context.CancelFunc
-	cnt    counter
+	cnt    *counter
+}
+
+// countStream is the HandleStream handler that counts every message into
+// cnt until the sender closes its side.
+func countStream(cnt *counter) func(context.Context, *mesh.Stream) error {
+	return func(_ context.Context, s *mesh.Stream) error {
+		for {
+			if _, err := s.Recv(); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			cnt.add()
+		}
+	}
 }
 
 func startMeshStream(int) (onewayTarget, error) {
@@ -52,20 +67,24 @@ func startMeshStream(int) (onewayTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &meshStream{c: c}
-	c.nodes[1].HandleStream(cmdStream, func(_ context.Context, s *mesh.Stream) error {
-		for {
-			if _, err := s.Recv(); err == io.EOF {
-				return nil
-			} else if err != nil {
-				return err
-			}
-			m.cnt.add()
-		}
-	})
+	cnt := &counter{}
+	c.nodes[1].HandleStream(cmdStream, countStream(cnt))
+	m, err := openMeshStream(c, c.nodes[1].GetMyEndPoint())
+	if err != nil {
+		return nil, err
+	}
+	m.cnt = cnt
+	return m, nil
+}
+
+// openMeshStream opens a stream from c's first node to the countStream
+// handler at addr; on failure it closes c.
+func openMeshStream(c *meshCluster, addr string) (*meshStream, error) {
+	m := &meshStream{c: c, cnt: &counter{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	if m.s, err = c.nodes[0].OpenStream(ctx, cmdStream, c.nodes[1].GetMyEndPoint(), nil); err != nil {
+	var err error
+	if m.s, err = c.nodes[0].OpenStream(ctx, cmdStream, addr, nil); err != nil {
 		cancel()
 		c.Close()
 		return nil, err
@@ -116,8 +135,14 @@ func startGRPCBidi(int) (onewayTarget, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openGRPCBidi(p)
+}
+
+// openGRPCBidi opens a Bidi stream on p; on failure it closes p.
+func openGRPCBidi(p *grpcPair) (*grpcBidi, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &grpcBidi{grpcPair: p, cancel: cancel}
+	var err error
 	if g.st, err = p.cc.NewStream(ctx, &benchServiceDesc.Streams[1], "/bench.Bench/Bidi"); err != nil {
 		cancel()
 		p.Close()
@@ -129,6 +154,27 @@ func startGRPCBidi(int) (onewayTarget, error) {
 func (g *grpcBidi) Send(msg []byte) error          { return g.st.SendMsg(&msg) }
 func (g *grpcBidi) Flush() error                   { return nil }
 func (g *grpcBidi) deliveries() (int64, time.Time) { return g.svc.cnt.deliveries() }
+
+// dialStream opens the sending end of stream system key towards a fleet
+// whose children printed eps (host: this end's address); its deliveries
+// are the fleet's to count.
+func dialStream(key, host string, eps []string) (onewayTarget, error) {
+	switch key {
+	case sysMarsmesh:
+		c, err := meshClient(host, eps)
+		if err != nil {
+			return nil, err
+		}
+		return openMeshStream(c, eps[1])
+	case sysGRPC:
+		p, err := dialGRPC(eps[0])
+		if err != nil {
+			return nil, err
+		}
+		return openGRPCBidi(p)
+	}
+	return nil, fmt.Errorf("no stream client for system %q", key)
+}
 
 // Close half-closes the stream and waits (bounded) for the server to end
 // it, then closes the connection and the server.
@@ -183,5 +229,51 @@ func streamTable(b *strings.Builder, run Run) {
 		fmt.Fprintf(b, " %s |\n", ratioCell(mine, peers, false))
 	}
 	b.WriteString("\n")
+	failures(b, rs)
+}
+
+// The cross-process stream suite (xstream): the receiving end in the
+// system's children (marsmesh: the serving node's HandleStream handler,
+// gRPC: the server's Bidi method), which count; the sender in this
+// process. One stream per system and payload, open for all its rounds.
+
+func (b *bench) suiteXStream() {
+	for _, payload := range streamPayloads {
+		lives := b.xOneWayStart("xstream", streamSystems(), payload, func(key string, f *fleet) (onewayTarget, error) {
+			t, err := dialStream(key, "127.0.0.1", f.eps)
+			if err != nil {
+				return nil, err
+			}
+			return remoteOneWay{onewayTarget: t, count: remoteSink(f.sink())}, nil
+		})
+		b.xOneWayRounds("xstream", lives, payload, countFor(b.streamCount, payload))
+	}
+}
+
+// xStreamTable renders the cross-process stream suite.
+func xStreamTable(b *strings.Builder, run Run) {
+	rs := recs(run, "xstream")
+	if len(rs) == 0 {
+		return
+	}
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	cols := columns(rs)
+	w("## Streams across processes (one stream, one sender, counted at the receiver's process)\n\n")
+	w("Cells: delivered msgs/s and MB/s of payload, and per delivered message context switches / packets / CPU µs,\n")
+	w("as above; 64 B and 1 KiB give the message rate, 64 KiB the bulk throughput.\n\n")
+	header(b, []string{"message"}, cols, "marsmesh / gRPC")
+	for _, p := range distinct(rs, func(r Record) int { return r.Payload }) {
+		w("| %s |", sizeName(p))
+		for _, c := range cols {
+			r := run.find("xstream", c.key, p, 0, 0, 0)
+			if !r.ok() {
+				w(" %s |", cellErr(r))
+				continue
+			}
+			w(" %s/s, %s MB/s; %s |", fmtRate(r.Rate), fmtNum(r.MBps), costCell(r))
+		}
+		w(" %s |\n", xratio(run.find("xstream", sysMarsmesh, p, 0, 0, 0), run.find("xstream", sysGRPC, p, 0, 0, 0), fRate))
+	}
+	w("\n")
 	failures(b, rs)
 }

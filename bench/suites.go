@@ -14,8 +14,8 @@ func (b *bench) add(r Record) {
 		for k, v := range r.ErrKinds {
 			logf("  %d requests failed with: %s", v, k)
 		}
-		logf("%-11s %-22s %6s c=%-3d n=%-3d l=%d loss=%g%%: %8.0f/s p50 %7.1fus p99 %7.1fus  per msg: ctx %.2f dgrams %.2f tcp %.2f cpu %.1fus  other %.2f",
-			r.Suite, r.Name, sizeName(r.Payload), r.Conc, r.Nodes, r.Limit, r.Loss, r.Rate, latOr0(r.Lat, 50), latOr0(r.Lat, 99), r.CtxPer, r.DgramsPer, r.SegsPer, r.CPUPerM, r.Other)
+		logf("%-11s %-22s %6s c=%-3d n=%-3d l=%d loss=%g%%: %8.0f/s p50 %7.1fus p99 %7.1fus  per msg: ctx %.2f dgrams %.2f tcp %.2f cpu %.1fus retx %.2f/k  other %.2f",
+			r.Suite, r.Name, sizeName(r.Payload), r.Conc, r.Nodes, r.Limit, r.Loss, r.Rate, latOr0(r.Lat, 50), latOr0(r.Lat, 99), r.CtxPer, r.DgramsPer, r.SegsPer, r.CPUPerM, r.RetxPerK, r.Other)
 	case r.Lat != nil:
 		for k, v := range r.ErrKinds {
 			logf("  %d requests failed with: %s", v, k)

@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/marsmesh/marsmesh/config"
 	"github.com/marsmesh/marsmesh/mars"
 	"github.com/marsmesh/marsmesh/mesh"
@@ -117,8 +119,50 @@ func (c *meshCluster) addrs(from int) []string {
 const cmdEcho = 100
 
 type meshRPC struct {
-	c    *meshCluster
-	addr string
+	c      *meshCluster
+	addr   string
+	server *child // across processes: the serving node's child, asked for its counters
+}
+
+// retransmits is the reliable segments both ends sent again so far, or
+// -1 when unknown (another system, or the server did not say).
+func retransmits(t rpcTarget) float64 {
+	m, ok := t.(*meshRPC)
+	if !ok {
+		return -1
+	}
+	total := 0.0
+	for _, n := range m.c.nodes {
+		total += nodeRetransmits(n)
+	}
+	if m.server != nil {
+		line, err := m.server.ask("retx", childReplyWait)
+		var v float64
+		if _, err2 := fmt.Sscan(line, &v); err != nil || err2 != nil {
+			return -1
+		}
+		total += v
+	}
+	return total
+}
+
+// nodeRetransmits reads a node's transport retransmission counter from
+// its metrics (mesh.Node.Collector).
+func nodeRetransmits(n *mesh.Node) float64 {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(n.Collector()); err != nil {
+		return 0
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "marsmesh_transport_retransmissions_total" && len(mf.GetMetric()) > 0 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 func startMeshRPC(int) (rpcTarget, error) {

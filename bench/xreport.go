@@ -153,6 +153,7 @@ func xTables(b *strings.Builder, run Run) {
 		w("\n")
 		failures(b, ow)
 	}
+	xStreamTable(b, run)
 	xFanoutTable(b, run)
 	lossyTable(b, run)
 }
@@ -270,6 +271,60 @@ func lossyTable(b *strings.Builder, run Run) {
 	}
 	w("\n")
 	failures(b, rs)
+	lossyStreamTable(b, run)
+}
+
+// lossyStreamTable renders the lossy suite's stream case.
+func lossyStreamTable(b *strings.Builder, run Run) {
+	rs := recs(run, "lossy-stream")
+	if len(rs) == 0 {
+		return
+	}
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	cols := columns(rs)
+	w("### Streams over the lossy link (%s messages, %s per round: msgs/s and MB/s until the receiver has them all)\n\n",
+		sizeName(lossyStreamPayload), fmtBytes(lossyStreamPayload*lossyStreamCount))
+	header(b, []string{"loss"}, cols, "marsmesh / gRPC")
+	for _, loss := range distinctLoss(rs) {
+		w("| %s%% |", fmtNum(loss))
+		var mine, peer *Record
+		for _, c := range cols {
+			var r *Record
+			for i := range run.Records {
+				x := &run.Records[i]
+				if x.Suite == "lossy-stream" && x.System == c.key && x.Loss == loss {
+					r = x
+				}
+			}
+			switch c.key {
+			case sysMarsmesh:
+				mine = r
+			case sysGRPC:
+				peer = r
+			}
+			if !r.ok() {
+				w(" %s |", cellErr(r))
+				continue
+			}
+			w(" %s/s, %s MB/s |", fmtRate(r.Rate), fmtNum(r.MBps))
+		}
+		w(" %s |\n", xratio(mine, peer, fRate))
+	}
+	w("\n")
+	failures(b, rs)
+}
+
+// distinctLoss lists the loss rates of rs in order of first appearance.
+func distinctLoss(rs []Record) []float64 {
+	var out []float64
+	seen := map[float64]bool{}
+	for _, r := range rs {
+		if !seen[r.Loss] {
+			seen[r.Loss] = true
+			out = append(out, r.Loss)
+		}
+	}
+	return out
 }
 
 // xgoal is one goal of issue 12 on cross-process figures.
@@ -335,6 +390,15 @@ func xGoals(run Run) []xgoal {
 	for _, p := range []int{64, 1024} {
 		add(xgoal{"Send msgs/s vs NATS publish", sizeName(p), run.find("xoneway", sysMarsmesh, p, 0, 0, 0),
 			run.find("xoneway", sysNATS, p, 0, 0, 0), fRate, false, "/s", 1, false, false})
+		add(xgoal{"USend msgs/s vs Send", sizeName(p), run.find("xoneway", sysMarsmeshUSend, p, 0, 0, 0),
+			run.find("xoneway", sysMarsmesh, p, 0, 0, 0), fRate, false, "/s", 1, false, false})
+	}
+	for _, g := range []struct {
+		p      int
+		target float64
+	}{{64, 1.5}, {1024, 1.5}, {64 << 10, 1}} {
+		add(xgoal{"stream msgs/s vs gRPC bidi", sizeName(g.p), run.find("xstream", sysMarsmesh, g.p, 0, 0, 0),
+			run.find("xstream", sysGRPC, g.p, 0, 0, 0), fRate, false, "/s", g.target, false, false})
 	}
 	return gs
 }

@@ -31,6 +31,9 @@ type RoundFig struct {
 	CPUPerM float64 `json:"cpu_s_per_million"`
 	Other   float64 `json:"other_cores"`
 	Valid   bool    `json:"counters_valid"`
+	// Retx: reliable segments sent again per 1,000 requests, both ends
+	// (marsmesh only: its transports' counters).
+	Retx float64 `json:"retransmits_per_k,omitempty"`
 }
 
 func roundFig(done, errs int64, el time.Duration, lat []time.Duration, c xcost) RoundFig {
@@ -90,6 +93,7 @@ func (r *Record) fromRounds(rounds []RoundFig) {
 	r.SegsPer = med(func(x RoundFig) float64 { return x.Segs })
 	r.CPUPerM = med(func(x RoundFig) float64 { return x.CPUPerM })
 	r.Other = med(func(x RoundFig) float64 { return x.Other })
+	r.RetxPerK = med(func(x RoundFig) float64 { return x.Retx })
 	if r.Count == 0 && r.Err == "" {
 		r.Err = fmt.Sprintf("nothing completed (%d errors)", r.Errors)
 	}
@@ -175,6 +179,9 @@ func (b *bench) suiteXRPC() {
 				fail("setup: " + err.Error())
 				continue
 			}
+			if m, ok := t.(*meshRPC); ok {
+				m.server = f.procs[len(f.procs)-1] // the serving node's child
+			}
 			lives = append(lives, &xliveRPC{sys: sys, t: t, pids: append([]int{os.Getpid()}, f.pids()...)})
 		}
 		for _, conc := range b.xconcs() {
@@ -200,10 +207,14 @@ func (b *bench) suiteXRPC() {
 				if l.err != "" {
 					return
 				}
-				s0 := takeSnap(l.pids)
+				s0, x0 := takeSnap(l.pids), retransmits(l.t)
 				r := runClosedLoop(l.t, payload, conc, sliceCount, sliceDur, false)
 				c := takeSnap(l.pids).since(s0)
-				l.rounds = append(l.rounds, roundFig(r.Done, r.Errors, r.Elapsed, r.Lat, c))
+				f := roundFig(r.Done, r.Errors, r.Elapsed, r.Lat, c)
+				if x1 := retransmits(l.t); x0 >= 0 && x1 >= 0 && r.Done > 0 {
+					f.Retx = (x1 - x0) / float64(r.Done) * 1000
+				}
+				l.rounds = append(l.rounds, f)
 				for k, v := range r.ErrKinds {
 					if l.kinds == nil {
 						l.kinds = map[string]int64{}
@@ -237,49 +248,65 @@ type xliveOneWay struct {
 
 func (b *bench) suiteXOneWay() {
 	for _, payload := range b.owPayloads {
-		var lives []*xliveOneWay
-		for _, sys := range onewaySystems() {
-			if b.skipSystem(sys.key) {
-				continue
-			}
-			rec := Record{Suite: "xoneway", System: sys.key, Name: sys.name, Payload: payload}
-			if b.overBudget(sys.name) {
-				rec.Err = "skipped: time budget spent"
-				b.add(rec)
-				continue
-			}
-			f, err := b.fleet(sys.key)
-			if err == nil {
-				var t onewayTarget
-				if t, err = dialOneWay(sys.key, "127.0.0.1", f); err == nil {
-					runOneWay(t, payload, 2000, time.Second, false) // warm-up
-					lives = append(lives, &xliveOneWay{sys: sys, t: t, pids: append([]int{os.Getpid()}, f.pids()...)})
-					continue
-				}
-			}
-			rec.Err = "setup: " + err.Error()
-			b.add(rec)
-		}
-		n := b.xrounds
-		sliceCount, sliceDur := (b.owCount+int64(n)-1)/int64(n), b.duration/time.Duration(n)
-		turns(len(lives), n, func(i, _ int) {
-			l := lives[i]
-			s0 := takeSnap(l.pids)
-			r := runOneWay(l.t, payload, sliceCount, sliceDur, false)
-			c := takeSnap(l.pids).since(s0)
-			f := roundFig(r.Delivered, r.SendErrors, r.Elapsed, nil, c)
-			if r.Sent > 0 {
-				f.LossPct = float64(r.Sent-r.Delivered) / float64(r.Sent) * 100
-			}
-			l.rounds = append(l.rounds, f)
+		lives := b.xOneWayStart("xoneway", onewaySystems(), payload, func(key string, f *fleet) (onewayTarget, error) {
+			return dialOneWay(key, "127.0.0.1", f)
 		})
-		for _, l := range lives {
-			rec := Record{Suite: "xoneway", System: l.sys.key, Name: l.sys.name, Payload: payload, Procs: len(l.pids)}
-			rec.fromRounds(l.rounds)
+		b.xOneWayRounds("xoneway", lives, payload, b.owCount)
+	}
+}
+
+// xOneWayStart dials and warms up the sending end of each of systems for
+// a cross-process one-way suite (xoneway, xstream); a system that cannot
+// start gets its record with the reason.
+func (b *bench) xOneWayStart(suite string, systems []onewaySystem, payload int, dial func(string, *fleet) (onewayTarget, error)) []*xliveOneWay {
+	var lives []*xliveOneWay
+	for _, sys := range systems {
+		if b.skipSystem(sys.key) {
+			continue
+		}
+		rec := Record{Suite: suite, System: sys.key, Name: sys.name, Payload: payload}
+		if b.overBudget(sys.name) {
+			rec.Err = "skipped: time budget spent"
 			b.add(rec)
-			if err := l.t.Close(); err != nil {
-				logf("%s close: %v", l.sys.name, err)
+			continue
+		}
+		f, err := b.fleet(sys.key)
+		if err == nil {
+			var t onewayTarget
+			if t, err = dial(sys.key, f); err == nil {
+				runOneWay(t, payload, 2000, time.Second, false) // warm-up
+				lives = append(lives, &xliveOneWay{sys: sys, t: t, pids: append([]int{os.Getpid()}, f.pids()...)})
+				continue
 			}
+		}
+		rec.Err = "setup: " + err.Error()
+		b.add(rec)
+	}
+	return lives
+}
+
+// xOneWayRounds measures one payload of a cross-process one-way suite
+// (xoneway, xstream) in rounds, records it and closes the senders.
+func (b *bench) xOneWayRounds(suite string, lives []*xliveOneWay, payload int, count int64) {
+	n := b.xrounds
+	sliceCount, sliceDur := (count+int64(n)-1)/int64(n), b.duration/time.Duration(n)
+	turns(len(lives), n, func(i, _ int) {
+		l := lives[i]
+		s0 := takeSnap(l.pids)
+		r := runOneWay(l.t, payload, sliceCount, sliceDur, false)
+		c := takeSnap(l.pids).since(s0)
+		f := roundFig(r.Delivered, r.SendErrors, r.Elapsed, nil, c)
+		if r.Sent > 0 {
+			f.LossPct = float64(r.Sent-r.Delivered) / float64(r.Sent) * 100
+		}
+		l.rounds = append(l.rounds, f)
+	})
+	for _, l := range lives {
+		rec := Record{Suite: suite, System: l.sys.key, Name: l.sys.name, Payload: payload, Procs: len(l.pids)}
+		rec.fromRounds(l.rounds)
+		b.add(rec)
+		if err := l.t.Close(); err != nil {
+			logf("%s close: %v", l.sys.name, err)
 		}
 	}
 }

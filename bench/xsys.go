@@ -81,14 +81,11 @@ func (f *fleet) Close() error {
 func dialRPC(key, host string, eps []string, payload int) (rpcTarget, error) {
 	switch key {
 	case sysMarsmesh:
-		if len(eps) < 2 {
-			return nil, errors.New("marsmesh: want the MARS and node addresses")
-		}
-		n, err := newMeshNode(host, eps[0])
+		c, err := meshClient(host, eps)
 		if err != nil {
 			return nil, err
 		}
-		return &meshRPC{c: &meshCluster{nodes: []*mesh.Node{n}}, addr: eps[1]}, nil
+		return &meshRPC{c: c, addr: eps[1]}, nil
 	case sysGRPC:
 		p, err := dialGRPC(eps[0])
 		if err != nil {
@@ -152,4 +149,17 @@ func dialOneWay(key, host string, f *fleet) (onewayTarget, error) {
 		return nil, fmt.Errorf("no one-way client for system %q", key)
 	}
 	return remoteOneWay{onewayTarget: t, count: remoteSink(f.sink())}, nil
+}
+
+// meshClient is the client node (at host) of a marsmesh fleet whose
+// children printed eps: MARS, then the serving node.
+func meshClient(host string, eps []string) (*meshCluster, error) {
+	if len(eps) < 2 {
+		return nil, errors.New("marsmesh: want the MARS and node addresses")
+	}
+	n, err := newMeshNode(host, eps[0])
+	if err != nil {
+		return nil, err
+	}
+	return &meshCluster{nodes: []*mesh.Node{n}}, nil
 }

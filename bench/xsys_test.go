@@ -53,6 +53,9 @@ func TestCrossProcessEverySystemStartsAndStops(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s %d B: %v", sys.name, payload, err)
 			}
+			if m, ok := tg.(*meshRPC); ok {
+				m.server = f.procs[len(f.procs)-1]
+			}
 			for _, conc := range []int{1, 8} {
 				if err := tg.Prepare(conc); err != nil {
 					t.Fatal(err)
@@ -61,6 +64,9 @@ func TestCrossProcessEverySystemStartsAndStops(t *testing.T) {
 				if r.Done != 50 || r.Errors != 0 {
 					t.Errorf("%s %d B c=%d: done %d errors %d %v", sys.name, payload, conc, r.Done, r.Errors, r.ErrKinds)
 				}
+			}
+			if x := retransmits(tg); (sys.key == sysMarsmesh) != (x >= 0) {
+				t.Errorf("%s: retransmissions %v (known for marsmesh only)", sys.name, x)
 			}
 			if err := tg.Close(); err != nil {
 				t.Errorf("%s close: %v", sys.name, err)
@@ -87,6 +93,23 @@ func TestCrossProcessEverySystemStartsAndStops(t *testing.T) {
 		}
 	}
 	c := takeSnap(append([]int{os.Getpid()}, fleets[sysMarsmesh].pids()...)).since(s0)
+	// Streams, counted in the children.
+	for _, sys := range streamSystems() {
+		f := fleets[sys.key]
+		for _, payload := range []int{64, 64 << 10} {
+			tg, err := dialStream(sys.key, "127.0.0.1", f.eps)
+			if err != nil {
+				t.Fatalf("%s: %v", sys.name, err)
+			}
+			tg = remoteOneWay{onewayTarget: tg, count: remoteSink(f.sink())}
+			if r := runOneWay(tg, payload, 300, 20*time.Second, false); r.Sent != 300 || r.Delivered != 300 {
+				t.Errorf("%s %d B: %+v", sys.name, payload, r)
+			}
+			if err := tg.Close(); err != nil {
+				t.Errorf("%s close: %v", sys.name, err)
+			}
+		}
+	}
 	// Fan-out: 5 receivers over 2 processes each.
 	b := &bench{plan: quickPlan(time.Second), fleets: fleets, fleetErr: map[string]error{}}
 	b.fanProcs = 2

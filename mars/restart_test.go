@@ -125,7 +125,7 @@ func TestSeedRule(t *testing.T) {
 			a := startNode(t, addr, ClientConfig{Interval: fastInterval})
 			a.c.SetSharedData("k1", 1)
 			a.c.SetSharedData("k2", 2)
-			waitFor(t, 2*time.Second, "synced", func() bool { return len(a.c.View().AllSharedData()) == 2 })
+			waitFor(t, 20*time.Second, "synced", func() bool { return len(a.c.View().AllSharedData()) == 2 })
 			// Let the writes age past the writer's recent span (acknowledged
 			// writes that recent go again as changes after a restart, and win).
 			for range 3 {
@@ -138,8 +138,8 @@ func TestSeedRule(t *testing.T) {
 			})
 			startServer(t, addr, opts)
 			fresh := startNode(t, addr, ClientConfig{Interval: fastInterval})
-			waitFor(t, 3*time.Second, "a re-registered", func() bool { return hasNode(fresh.c.View(), a.c.Addr(), online) })
-			waitFor(t, 2*time.Second, "views agree", func() bool {
+			waitFor(t, 20*time.Second, "a re-registered", func() bool { return hasNode(fresh.c.View(), a.c.Addr(), online) })
+			waitFor(t, 20*time.Second, "views agree", func() bool {
 				return len(fresh.c.View().AllSharedData()) == tc.wantKeys && len(a.c.View().AllSharedData()) == tc.wantKeys
 			})
 		})

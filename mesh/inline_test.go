@@ -120,3 +120,36 @@ func TestInlineNeverReturningHandlerShutdown(t *testing.T) {
 		t.Fatal("Shutdown did not return")
 	}
 }
+
+// TestInlineHandlerCallsBackItsCaller: with inline handlers, a handler
+// that calls back the node whose request it serves gets its answer at
+// once. The handler must not hold the delivery of that peer's messages
+// while it runs: the answer would wait behind it until the call timed out
+// (issue 21: 3.0 s instead of 0.4 ms). The inner call has the default
+// timeout, so it answers only if nothing waits for one.
+func TestInlineHandlerCallsBackItsCaller(t *testing.T) {
+	c := newCluster(t, 2, WithInlineHandlers())
+	a, b := c.nodes[0], c.nodes[1]
+	a.HandleRPC(2, func(data []byte, _ string) ([]byte, error) {
+		return append([]byte("a:"), data...), nil
+	})
+	b.HandleRPC(1, func(data []byte, sender string) ([]byte, error) {
+		return b.SendRPC(2, sender, data) // back to the caller, on the same session
+	})
+	var took []time.Duration
+	for i := range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		start := time.Now()
+		msg := []byte(fmt.Sprint(i))
+		resp, err := a.SendRPCWithContext(ctx, 1, b.GetMyEndPoint(), msg)
+		cancel()
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if want := "a:" + string(msg); string(resp) != want {
+			t.Fatalf("call %d: %q, want %q", i, resp, want)
+		}
+		took = append(took, time.Since(start))
+	}
+	t.Logf("round trips with a call back: %v", took)
+}

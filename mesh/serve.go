@@ -57,12 +57,12 @@ type serveKey struct {
 // dispatchRequest starts serving one request (on the read goroutine: it
 // must not block).
 func (n *Node) dispatchRequest(from netip.AddrPort, p []byte, data []byte, reliable bool) {
-	n.serveRequest(from, p, data, reliable, false)
+	n.serveRequest(from, p, data, reliable, nil)
 }
 
-// serveRequest is dispatchRequest; inline: on a goroutine that may block
-// (inline.go), where the handler may run at once.
-func (n *Node) serveRequest(from netip.AddrPort, p []byte, data []byte, reliable, inline bool) {
+// serveRequest is dispatchRequest; with inline, on a goroutine that may
+// block (inline.go), where the handler may run next: *inline is set to it.
+func (n *Node) serveRequest(from netip.AddrPort, p []byte, data []byte, reliable bool, inline *func()) {
 	hdr, body, err := parseRequest(p)
 	if err != nil {
 		n.bad("malformed request", from)
@@ -97,8 +97,8 @@ func (n *Node) serveRequest(from netip.AddrPort, p []byte, data []byte, reliable
 		n.respondSoon(from, hdr.id, statusNoHandler, []byte(fmt.Sprintf("no handler for command %d", hdr.cmd)), j.deadline)
 		return
 	}
-	if inline {
-		n.in.submitInline(from, len(body), j)
+	if inline != nil {
+		*inline = n.in.submitInline(from, len(body), j)
 		return
 	}
 	n.in.submit(from, len(body), reliable, j)

@@ -83,76 +83,81 @@ func (s *session) pullLocked(frames []frame) (out []frame, own, ackNow bool, err
 	return frames, true, ackNow, err
 }
 
-// recvLocked decodes every complete frame KCP holds, reading its segments
-// in place. The session acknowledges what it pulled cumulatively (una)
-// at once, or, if the pull holds a frame that asks to be acknowledged
-// once delivered (ackNow), after that frame's delivery (deliverFrames):
-// a sender waiting on the acknowledgement (SendOptions.Done) then knows
+// recvLocked decodes every complete frame KCP holds. It takes the data
+// out of KCP in chunks of up to pullYield bytes; a chunk larger than
+// lockedDecode is decoded without s.mu (only the deliverer, s.delivering,
+// uses the decoder), so a deliverer that decodes slowly (a 10 MB frame in
+// a process short of CPU) never holds up the read loop, the flusher or
+// the timer: the peer keeps hearing from us, and new data keeps being
+// acknowledged (by the read loop's acks, with the una this chunk moved).
+// Letting go sends nothing by itself: an ack-only flush per chunk cost a
+// third of the throughput of 1 KiB requests at c=64.
+//
+// The session acknowledges what it decoded cumulatively (una) at once,
+// or, if the pull holds a frame that asks to be acknowledged once
+// delivered (ackNow), after that frame's delivery (deliverFrames): a
+// sender waiting on the acknowledgement (SendOptions.Done) then knows
 // OnMessage has run. Segments are still acknowledged one by one as they
-// arrive, so the sender does not send them again meanwhile.
+// arrive, so the sender does not send them again meanwhile. On return
+// s.mu is held; the session may have died or been paused meanwhile.
 func (s *session) recvLocked(frames []frame) ([]frame, bool, error) {
 	ackNow := false
-	first := len(frames)
 	emit := func(f frame, now bool) {
 		f.ackNow = now
 		frames = append(frames, f)
 		ackNow = ackNow || now
 	}
 	var err error
-	fed := 0
-	feed := func(p []byte) {
-		if err == nil {
-			fed += len(p)
-			err = s.dec.feed(p, emit)
+	for err == nil && s.state == stateEstablished && !s.paused {
+		var n int
+		s.taken, n = s.kcp.Take(s.taken[:0], pullYield)
+		if n == 0 {
+			break
+		}
+		end := s.kcp.Pulled()
+		unlocked := n > lockedDecode
+		if unlocked {
+			s.unlockAndWrite()
+		}
+		first := len(frames)
+		for _, p := range s.taken {
+			if err = s.dec.feed(p, emit); err != nil {
+				break
+			}
 			if h := testDecodeHook.Load(); h != nil {
 				(*h)(s.t, len(p))
 			}
 		}
-	}
-	for err == nil && s.kcp.RecvFunc(feed) {
-		if fed >= pullYield {
-			// Let the flusher and timer in (acks, keepalives): a large
-			// run of segments (a 10 MB frame) took ~1 s under s.mu in
-			// a process short of CPU, and its sender called us silent.
-			// Only the deliverer pulls (s.delivering), so the decoder
-			// stays ours; the session may die meanwhile.
-			// What was pulled is acknowledged meanwhile (unless an
-			// ack-now frame waits for its delivery): a sender that
-			// sees no progress for RetryTimeout calls us stalled.
-			fed = 0
-			if !ackNow {
-				s.kcp.CapUna(s.kcp.Pulled())
-			}
-			s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
-			s.mu.Lock()
-			if s.state != stateEstablished || s.paused {
-				break
-			}
-		}
-	}
-	if s.state == stateEstablished {
-		end := s.kcp.Pulled()
-		if !ackNow {
-			s.kcp.CapUna(end)
-		}
+		kcp.Release(s.taken)
 		for i := first; i < len(frames); i++ {
 			frames[i].una = end
+		}
+		if unlocked {
+			s.mu.Lock()
+		}
+		if s.state == stateEstablished && !ackNow {
+			s.kcp.CapUna(end)
 		}
 	}
 	return frames, ackNow, err
 }
 
-// pullYield is how many bytes recvLocked decodes per hold of s.mu.
+// pullYield is how many bytes recvLocked takes out of KCP at a time.
 const pullYield = 256 << 10
 
-// testDecodeHook, set by tests only, runs after each piece decoded under
-// s.mu (it stands in for a deliverer short of CPU).
+// lockedDecode is the largest chunk recvLocked decodes under s.mu: small
+// pulls (a request, its reply) cost no extra lock round.
+const lockedDecode = 16 << 10
+
+// testDecodeHook, set by tests only, runs after each segment decoded (it
+// stands in for a deliverer short of CPU).
 var testDecodeHook atomic.Pointer[func(t *Transport, n int)]
 
 // finishDelivery runs after the deliverer handed its frames to OnMessage:
 // it delivers what arrived or was resumed meanwhile, then gives up the
-// role. It returns frames emptied, for reuse.
-func (t *Transport) finishDelivery(s *session, frames []frame, onReader bool) []frame {
+// role. It returns frames emptied, for reuse. Off the read goroutine,
+// the work OnBlocking hands back is appended to runs (see deliverFrames).
+func (t *Transport) finishDelivery(s *session, frames []frame, onReader bool, runs *[]func()) []frame {
 	frames = clearFrames(frames)
 	s.mu.Lock()
 	for s.deliverMore && !s.paused && s.state == stateEstablished {
@@ -175,7 +180,7 @@ func (t *Transport) finishDelivery(s *session, frames []frame, onReader bool) []
 			t.claimed = append(t.claimed, claim{s: s, frames: slices.Clone(frames)})
 			return clearFrames(frames)
 		}
-		t.deliverFrames(s, frames, !onReader)
+		t.deliverFrames(s, frames, !onReader, runs)
 		frames = clearFrames(frames)
 		// Recv may have reopened our window: the flush tells the peer,
 		// along with the acknowledgements owed.
@@ -185,11 +190,16 @@ func (t *Transport) finishDelivery(s *session, frames []frame, onReader bool) []
 	}
 	s.delivering = false
 	s.deliverMore = false
+	if s.state == stateDead {
+		s.dec = frameDecoder{}
+	}
 	s.mu.Unlock()
 	return frames
 }
 
-// deliverResumed runs on the event goroutine after Resume.
+// deliverResumed runs on the event goroutine after Resume. Where
+// messages may block (Config.MayBlock) it delivers on a goroutine of its
+// own instead, which runs what OnBlocking hands back.
 func (t *Transport) deliverResumed(s *session, frames []frame) []frame {
 	s.mu.Lock()
 	s.resumeQueued = false
@@ -204,7 +214,23 @@ func (t *Transport) deliverResumed(s *session, frames []frame) []frame {
 	}
 	s.delivering, s.deliverMore = true, true
 	s.mu.Unlock()
-	return t.finishDelivery(s, frames, false)
+	if t.cfg.MayBlock != nil {
+		go func() {
+			var runs []func()
+			t.finishDelivery(s, nil, false, &runs)
+			runAll(runs)
+		}()
+		return frames
+	}
+	return t.finishDelivery(s, frames, false, nil)
+}
+
+// runAll runs the work OnBlocking handed back, in order.
+func runAll(runs []func()) {
+	for i, r := range runs {
+		r()
+		runs[i] = nil
+	}
 }
 
 func (t *Transport) protocolError(s *session, err error) {
@@ -220,15 +246,15 @@ func (t *Transport) deliverOwn(s *session, frames []frame, ackNow bool) []frame 
 		t.claimed = append(t.claimed, claim{s: s, frames: slices.Clone(frames), ackNow: ackNow})
 		return clearFrames(frames)
 	}
-	t.deliverFrames(s, frames, false)
-	return t.finishDelivery(s, frames, true)
+	t.deliverFrames(s, frames, false, nil)
+	return t.finishDelivery(s, frames, true, nil)
 }
 
-// deliverClaim hands frames to OnMessage (the claim's ackNow is not
-// needed: deliverFrames acknowledges each frame that asks, once
+// deliverClaim hands frames to OnMessage, or OnBlocking (the claim's ackNow
+// is not needed: deliverFrames acknowledges each frame that asks, once
 // delivered).
-func (t *Transport) deliverClaim(s *session, frames []frame, _ bool) {
-	t.deliverFrames(s, frames, true)
+func (t *Transport) deliverClaim(s *session, frames []frame, runs *[]func()) {
+	t.deliverFrames(s, frames, true, runs)
 }
 
 // mayBlock reports whether any of frames is of a kind Config.MayBlock
@@ -245,14 +271,18 @@ func (t *Transport) mayBlock(frames []frame) bool {
 	return false
 }
 
-// deliverFrames hands frames to OnMessage. With cork (off the read
-// goroutine), what OnMessage sends to the session while frames after its
-// own wait stays unflushed (session.corked): the replies to a burst of
-// requests leave together, after the last one, in shared datagrams.
+// deliverFrames hands frames to OnMessage, or those of the kinds
+// Config.MayBlock claims to Config.OnBlocking if set: the work it hands
+// back is appended to runs, which the caller runs once it gave up the
+// session's delivery role (never on the read goroutine, which claims such
+// frames, readers.go). With cork (off the read goroutine), what OnMessage
+// sends to the session while frames after its own wait stays unflushed
+// (session.corked): the replies to a burst of requests leave together,
+// after the last one, in shared datagrams.
 //
 // After the last frame that asks for it (ackNow), the session
 // acknowledges the stream up to the end of that frame's pull at once.
-func (t *Transport) deliverFrames(s *session, frames []frame, cork bool) {
+func (t *Transport) deliverFrames(s *session, frames []frame, cork bool, runs *[]func()) {
 	cork = cork && len(frames) > 1
 	last := -1
 	for i := range frames {
@@ -266,7 +296,13 @@ func (t *Transport) deliverFrames(s *session, frames []frame, cork bool) {
 			s.corked = i < len(frames)-1
 			s.mu.Unlock()
 		}
-		t.deliver(s.addr, frames[i].kind, frames[i].bytes(), true)
+		if f := &frames[i]; runs != nil && t.cfg.OnBlocking != nil && t.cfg.MayBlock(f.kind) {
+			if run := t.cfg.OnBlocking(s.addr, f.kind, f.bytes()); run != nil {
+				*runs = append(*runs, run)
+			}
+		} else {
+			t.deliver(s.addr, f.kind, f.bytes(), true)
+		}
 		if i == last {
 			s.mu.Lock()
 			if s.state == stateEstablished {

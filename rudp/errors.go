@@ -31,17 +31,14 @@ var (
 	// ErrPeerReset: the peer no longer knows the session (it restarted, or
 	// a new incarnation took its address).
 	ErrPeerReset = errors.New("rudp: peer reset the session")
-	// ErrKCPVersion is no longer returned: rudp runs its own fork of
-	// kcp-go's KCP state machine (internal/kcp) and no longer links into
-	// kcp-go's unexported code.
-	//
-	// Deprecated: never returned.
-	ErrKCPVersion = errors.New("rudp: untested kcp-go version")
 	// ErrProtocol: the peer sent a stream rudp cannot decode.
 	ErrProtocol = errors.New("rudp: protocol error")
 	// ErrBadKey: Config.Keys holds an all-zero key or more than MaxKeys
 	// keys (New and Listen refuse to start).
 	ErrBadKey = errors.New("rudp: bad cluster key")
+	// ErrBadConfig: a Config field is out of range (Config.Validate; New
+	// and Listen refuse to start).
+	ErrBadConfig = errors.New("rudp: bad config")
 )
 
 // PeerError reports why a peer session ended and how many reliable

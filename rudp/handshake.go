@@ -277,6 +277,7 @@ func (t *Transport) handleSynAck(h handshake, from netip.AddrPort, now int64) {
 	}
 	s := t.lookup(from)
 	if s == nil {
+		t.dialBackAnswered(h, from, now) // keyed.go
 		return
 	}
 	s.mu.Lock()
@@ -512,22 +513,29 @@ func (t *Transport) handleNoSess(s *session, c tagged, now int64) {
 // once per 100 ms per address.
 //
 // Not with keys: a packet that opened with session keys belongs to a
-// session this side has, and a sealed hint would answer strangers.
+// session this side has, and a hint would answer strangers (with keys, a
+// packet of a session this side does not have makes it dial the sender
+// back instead: dialBack in keyed.go).
 func (t *Transport) noSess(to netip.AddrPort, conv uint32) {
-	if t.ks.keyed {
+	if t.ks.keyed || !t.strayAllowed(to) {
 		return
 	}
+	var b [taggedSize]byte
+	t.write(tagged{typ: pktNoSess, conv: conv, tag: t.inc}.append(b[:0]), to)
+}
+
+// strayAllowed rate-limits what a packet of an unknown session draws
+// (a NOSESS hint, or with keys a dial back): once per 100 ms per address.
+func (t *Transport) strayAllowed(from netip.AddrPort) bool {
 	now := t.now()
 	t.noSessMu.Lock()
-	if last, ok := t.noSessAt[to]; ok && now-last < 100e6 {
-		t.noSessMu.Unlock()
-		return
+	defer t.noSessMu.Unlock()
+	if last, ok := t.noSessAt[from]; ok && now-last < 100e6 {
+		return false
 	}
 	if len(t.noSessAt) > 4096 {
 		clear(t.noSessAt)
 	}
-	t.noSessAt[to] = now
-	t.noSessMu.Unlock()
-	var b [taggedSize]byte
-	t.write(tagged{typ: pktNoSess, conv: conv, tag: t.inc}.append(b[:0]), to)
+	t.noSessAt[from] = now
+	return true
 }

@@ -1,7 +1,6 @@
 package rudp
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -412,55 +411,6 @@ func New0(t testing.TB, n *faultnet.Network, cfg ...Config) *Transport {
 	}
 	t.Cleanup(func() { tr.Close() })
 	return tr
-}
-
-// TestKeyCrashedPeer: with keys a peer that crashed and restarted on the
-// same address is not told about the old session (nothing answers what
-// it cannot open): the old session ends by silence, and the next send
-// reaches the new incarnation.
-func TestKeyCrashedPeer(t *testing.T) {
-	k := testKey(t)
-	aIn := newInbox()
-	a := listenUDP(t, aIn.config(keyedConfig2(k)))
-	b1In := newInbox()
-	b1 := listenUDP(t, b1In.config(keyedConfig2(k)))
-	addr := b1.LocalAddr()
-	a.Send(addr, 1, []byte("to b1"))
-	if !b1In.waitFor(10*time.Second, func() bool { return len(b1In.msgs) == 1 }) {
-		t.Fatal("no session")
-	}
-	b1.Abort()
-	b2In := newInbox()
-	b2, err := Listen(addr.String(), b2In.config(keyedConfig2(k)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b2.Close()
-	a.Send(addr, 1, []byte("meant for b1"))
-	d := waitDown(t, aIn, 20*time.Second)
-	if !errors.Is(d.err, ErrPeerTimeout) {
-		t.Fatalf("down error %v, want ErrPeerTimeout", d.err)
-	}
-	a.Send(addr, 1, []byte("to b2"))
-	if !b2In.waitFor(20*time.Second, func() bool { return len(b2In.msgs) >= 1 }) {
-		t.Fatal("b2 got nothing")
-	}
-	b2In.mu.Lock()
-	defer b2In.mu.Unlock()
-	for _, m := range b2In.msgs {
-		if string(m.payload) != "to b2" {
-			t.Fatalf("b2 got %q, meant for the old incarnation", m.payload)
-		}
-	}
-	if b2.Stats().AuthFailures == 0 {
-		t.Error("b2 counted no auth failures for the old session's packets")
-	}
-}
-
-func keyedConfig2(k [32]byte) Config {
-	c := fastConfig()
-	c.Keys = [][32]byte{k}
-	return c
 }
 
 // TestKeySealedPacketsFit: sealed datagrams (full KCP packets, batches of

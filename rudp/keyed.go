@@ -60,6 +60,9 @@ func (t *Transport) handleSealed(p []byte, from netip.AddrPort) {
 		s := t.lookup(from)
 		if s == nil {
 			t.stats.authFailures.Add(1)
+			if len(p) >= SealOverhead+1 {
+				t.dialBack(from)
+			}
 			return
 		}
 		c := s.sec.crypto.Load()
@@ -335,4 +338,108 @@ func (c *cookieSecrets) get(bucket int64) ([32]byte, bool) {
 		return c.prev, true
 	}
 	return [32]byte{}, false
+}
+
+// Dial backs.
+//
+// A sealed session packet from an address this transport has no session
+// with most likely comes from a peer that still holds a session with this
+// address's previous incarnation (this process restarted here). Nothing
+// can answer it (it cannot be told from garbage), so this transport dials
+// the sender back: a SYN sealed with each cluster key, whose dial token
+// and ephemeral key are derived from the cookie secret (as a responder's
+// are), so that the dial back keeps no state until the peer answers. A
+// peer with the key answers with a SYN-ACK that echoes the token; only
+// then does a session exist here (confirming, as any dialer's), and the
+// peer, on the ACK, finds a new incarnation at a known address and
+// replaces its stale session at once, failing the work pending on it
+// (handleAck), instead of after RetryTimeout of silence.
+//
+// A sender without a key learns nothing (the SYN proves nothing to it and
+// nothing it sends can complete the handshake), and one that forges the
+// source address makes this transport send that address's owner a SYN it
+// may take or ignore. The cost is bounded: one dial back per address per
+// 100 ms (strayAllowed) and at most dialBackRate per second in all, each
+// one SYN per cluster key with no retries (the stale peer's next
+// retransmission draws another). A session a dial back created that never
+// comes up and carried nothing ends quietly (no OnPeerDown, see kill).
+
+// dialBackRate bounds the dial backs per second.
+const dialBackRate = 256
+
+// dialBack sends a stateless SYN to addr (see "Dial backs" above).
+func (t *Transport) dialBack(addr netip.AddrPort) {
+	if t.closing.Load() || checkAddr(addr) != nil || !t.dialBackBudget() || !t.strayAllowed(addr) {
+		return
+	}
+	now := t.now()
+	b := t.cookieBucket(now)
+	tok := t.cookie(addr, t.inc, dialBackMark, b)
+	eph := t.cookieEph(addr, t.inc, tok, []byte("dial back"), b)
+	if eph == nil {
+		return
+	}
+	t.stats.dialBacks.Add(1)
+	h := handshake{typ: pktSyn, src: t.inc, dtok: tok}
+	copy(h.eph[:], eph.PublicKey().Bytes())
+	for h.key = range t.ks.hsAEAD {
+		t.sendHandshake(addr, h)
+	}
+}
+
+// dialBackMark stands in for a peer's dial token in the cookie of a dial
+// back, so that it is not the cookie any SYN draws.
+const dialBackMark = 0x6469616c6261636b // "dialback"
+
+// dialBackBudget reports whether a dial back may go out now (at most
+// dialBackRate per second).
+func (t *Transport) dialBackBudget() bool {
+	sec := t.now() / int64(time.Second)
+	t.noSessMu.Lock()
+	defer t.noSessMu.Unlock()
+	if sec != t.dbSec {
+		t.dbSec, t.dbLeft = sec, dialBackRate
+	}
+	if t.dbLeft == 0 {
+		return false
+	}
+	t.dbLeft--
+	return true
+}
+
+// dialBackAnswered handles a SYN-ACK from an address without a session:
+// if it answers a dial back of this or the previous cookie bucket, the
+// session is created (confirming) and the ACK sent, as for any dial.
+func (t *Transport) dialBackAnswered(h handshake, from netip.AddrPort, now int64) {
+	if !t.ks.keyed {
+		return
+	}
+	for b := t.cookieBucket(now); b >= t.cookieBucket(now)-1; b-- {
+		if h.dtok != t.cookie(from, t.inc, dialBackMark, b) {
+			continue
+		}
+		eph := t.cookieEph(from, t.inc, h.dtok, []byte("dial back"), b)
+		c := deriveCrypto(eph, h.eph[:], hsSide{inc: t.inc, tok: h.dtok}, hsSide{inc: h.src, tok: h.rtok})
+		if c == nil {
+			t.bad("handshake with an invalid ephemeral key", from)
+			return
+		}
+		s := newSession(t, from, now)
+		s.myTok, s.dialBack = h.dtok, true
+		s.sec.eph, s.sec.key = eph, h.key
+		s.sec.crypto.Store(c)
+		s.confirmLocked(h.src, h.rtok, now)
+		t.mu.Lock()
+		if t.closing.Load() || t.sessions[from] != nil {
+			t.mu.Unlock()
+			return
+		}
+		t.sessions[from] = s
+		t.mu.Unlock()
+		s.mu.Lock()
+		t.sendAckLocked(s, now)
+		s.mu.Unlock()
+		t.watchHandshake()
+		return
+	}
 }

@@ -119,9 +119,6 @@ func TestUnreachablePeer(t *testing.T) {
 // TestPeerRestarted: a new transport on the same address is a new peer;
 // nothing queued for the old one reaches it, and traffic resumes.
 func TestPeerRestarted(t *testing.T) {
-	if suiteKey != nil {
-		t.Skip("keyed: no NOSESS hint, a crashed peer is found by silence (TestKeyCrashedPeer)")
-	}
 	aIn := newInbox()
 	a := listenUDP(t, aIn.config(fastConfig()))
 	b1In := newInbox()
@@ -143,8 +140,9 @@ func TestPeerRestarted(t *testing.T) {
 	if b2.Incarnation() == inc1 {
 		t.Fatal("same incarnation after restart")
 	}
-	// a still holds the old session: its next packet draws an RST, the
-	// old session fails, and a later send reaches b2.
+	// a still holds the old session: its next packet draws a NOSESS hint
+	// (with keys, a dial back), the old session fails, and a later send
+	// reaches b2.
 	a.Send(addr, 1, []byte("meant for b1"))
 	d := waitDown(t, aIn, 2*time.Second)
 	if !errors.Is(d.err, ErrPeerReset) {

@@ -68,6 +68,9 @@ func (t *Transport) flushLoop() {
 	}
 }
 
+// timerLoop runs the retransmission timers of the sessions with data in
+// flight, each when KCP says it is next due (at least every
+// Config.Interval), and the sweep.
 func (t *Transport) timerLoop() {
 	defer t.wg.Done()
 	sweepEvery := t.cfg.sweepEvery()
@@ -76,6 +79,7 @@ func (t *Transport) timerLoop() {
 	active := make(map[*session]struct{})
 	var nextSweep int64
 	planned := t.now() + int64(t.cfg.Interval)
+	t.timerPlanned.Store(planned)
 	for {
 		select {
 		case <-t.done:
@@ -92,12 +96,17 @@ func (t *Transport) timerLoop() {
 		clear(t.newActive)
 		t.newActive = t.newActive[:0]
 		t.activeMu.Unlock()
+		now := t.now()
+		due := now + int64(t.cfg.Interval)
 		for s := range active {
-			if s.tick() {
+			idle, at := s.tick()
+			if idle {
 				delete(active, s)
+			} else if at > now {
+				due = min(due, at)
 			}
 		}
-		now := t.now()
+		now = t.now()
 		if t.hsStarted.Swap(false) {
 			nextSweep = min(nextSweep, now+int64(sweepEvery)) // a handshake to retry
 		}
@@ -106,7 +115,7 @@ func (t *Transport) timerLoop() {
 		}
 		next := time.Duration(nextSweep - now)
 		if len(active) > 0 {
-			next = min(next, t.cfg.Interval)
+			next = min(next, time.Duration(due-now))
 		}
 		if !timer.Stop() {
 			select {
@@ -114,9 +123,35 @@ func (t *Transport) timerLoop() {
 			default:
 			}
 		}
-		timer.Reset(max(next, time.Millisecond))
-		planned = t.now() + int64(max(next, time.Millisecond))
+		next = max(next, timerSlack)
+		timer.Reset(next)
+		planned = t.now() + int64(next)
+		t.timerPlanned.Store(planned)
 	}
+}
+
+// timerSlack is the least the timer loop sleeps, and how much earlier
+// than planned a retransmission timer must be due to wake it.
+const timerSlack = 200 * time.Microsecond
+
+// timerDueAt notes when s's next retransmission timer is due (a full
+// flush just set it) and wakes the timer loop if it planned to sleep
+// past it.
+func (t *Transport) timerDueAt(s *session, due int64) {
+	s.timerDue.Store(due)
+	if s.active && due < t.timerPlanned.Load()-int64(timerSlack) {
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// readBehind reports whether the read loop has a batch in hand or
+// datagrams wait unread in the socket: acknowledgements may be among
+// them.
+func (t *Transport) readBehind() bool {
+	return t.rxBusy.Load() || (t.batch != nil && t.batch.raw != nil && t.batch.raw.unread())
 }
 
 // watchHandshake makes the timer loop sweep within sweepEvery: a new

@@ -1,13 +1,10 @@
 package rudp
 
 import (
-	"bytes"
-	"encoding/binary"
 	"testing"
 	"time"
 
 	"github.com/marsmesh/marsmesh/rudp/faultnet"
-	kcp "github.com/xtaci/kcp-go/v5"
 )
 
 // TestSweepDue: the sweep asks to run again after sweepEvery while a
@@ -47,35 +44,5 @@ func TestSweepDue(t *testing.T) {
 	keepalive := int64(cfg.withDefaults().keepalive())
 	if due <= now+fast || due > now+keepalive {
 		t.Fatalf("idle: next sweep in %v, want after %v and by %v", time.Duration(due-now), time.Duration(fast), time.Duration(keepalive))
-	}
-}
-
-// TestOwesAcks: only a packet holding data or a window probe leaves KCP
-// owing an answer; pure acknowledgements (and window tells) do not arm
-// the delayed-ack timer.
-func TestOwesAcks(t *testing.T) {
-	seg := func(cmd byte, data int) []byte {
-		b := make([]byte, kcpOverhead+data)
-		b[4] = cmd
-		binary.LittleEndian.PutUint32(b[20:], uint32(data))
-		return b
-	}
-	cat := func(ss ...[]byte) []byte { return bytes.Join(ss, nil) }
-	for _, c := range []struct {
-		name string
-		p    []byte
-		want bool
-	}{
-		{"ack", seg(kcp.IKCP_CMD_ACK, 0), false},
-		{"acks and a window tell", cat(seg(kcp.IKCP_CMD_ACK, 0), seg(kcp.IKCP_CMD_ACK, 0), seg(kcp.IKCP_CMD_WINS, 0)), false},
-		{"data", seg(kcp.IKCP_CMD_PUSH, 10), true},
-		{"acks then data", cat(seg(kcp.IKCP_CMD_ACK, 0), seg(kcp.IKCP_CMD_PUSH, 100)), true},
-		{"window probe", seg(kcp.IKCP_CMD_WASK, 0), true},
-		{"length past the end", seg(kcp.IKCP_CMD_ACK, 0)[:kcpOverhead-1], false},
-		{"bad length", func() []byte { b := seg(kcp.IKCP_CMD_ACK, 0); b[20] = 9; return b }(), true},
-	} {
-		if got := owesAcks(c.p); got != c.want {
-			t.Errorf("%s: owesAcks %v, want %v", c.name, got, c.want)
-		}
 	}
 }

@@ -1,6 +1,6 @@
 package rudp
 
-import "encoding/binary"
+import "github.com/marsmesh/marsmesh/internal/kcp"
 
 // Wire format. Every UDP packet starts with one type byte.
 //
@@ -60,28 +60,5 @@ const (
 	maxFragments       = (maxFrameSize + MaxSize - 1) / MaxSize
 )
 
-// kcpConv reads the conversation id of the first segment of a KCP packet.
-func kcpConv(seg []byte) (uint32, bool) {
-	if len(seg) < 24 {
-		return 0, false
-	}
-	return binary.LittleEndian.Uint32(seg), true
-}
-
-// peerWindowClosed reports whether the last KCP segment of a packet
-// advertises a zero receive window (the peer paused or is slow to read).
-func peerWindowClosed(p []byte) bool {
-	closed := false
-	for len(p) >= kcpOverhead {
-		closed = binary.LittleEndian.Uint16(p[6:]) == 0
-		n := int(binary.LittleEndian.Uint32(p[20:]))
-		if n < 0 || n > len(p)-kcpOverhead {
-			break
-		}
-		p = p[kcpOverhead+n:]
-	}
-	return closed
-}
-
 // kcpOverhead is the size of a KCP segment header.
-const kcpOverhead = 24
+const kcpOverhead = kcp.IKCP_OVERHEAD

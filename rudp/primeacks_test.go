@@ -2,43 +2,11 @@ package rudp
 
 import (
 	"context"
-	"encoding/binary"
 	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/marsmesh/marsmesh/internal/kcp"
 )
-
-func TestCarriesData(t *testing.T) {
-	seg := func(cmd byte, n int) []byte {
-		b := make([]byte, 1+kcpOverhead+n)
-		b[0] = pktKCP
-		b[1+4] = cmd
-		binary.LittleEndian.PutUint32(b[1+20:], uint32(n))
-		return b
-	}
-	ack := seg(kcp.IKCP_CMD_ACK, 0)
-	push := seg(kcp.IKCP_CMD_PUSH, 4)
-	ping := []byte{pktPing, 1, 2, 3}
-	cases := []struct {
-		name string
-		pkts [][]byte
-		want bool
-	}{
-		{"none", nil, false},
-		{"acks only", [][]byte{ack, ack}, false},
-		{"acks and data", [][]byte{ack, push}, true},
-		{"control", [][]byte{ping}, false},
-		{"bare type byte", [][]byte{{pktKCP}}, false},
-	}
-	for _, c := range cases {
-		if got := carriesData(c.pkts); got != c.want {
-			t.Errorf("%s: %v, want %v", c.name, got, c.want)
-		}
-	}
-}
 
 // TestPrimeAcks: data sent by a session that owed a delayed ack within
 // primeWindow arms the ack timer; data sent by one that did not (a

@@ -210,11 +210,13 @@ func (t *Transport) handOff(st *readState) *readState {
 	t.claimed = nil
 	t.passLead(st)
 	t.wg.Done()
+	var runs []func()
 	for i, c := range work {
-		t.deliverClaim(c.s, c.frames, c.ackNow)
-		t.finishDelivery(c.s, c.frames, false)
+		t.deliverClaim(c.s, c.frames, &runs)
+		t.finishDelivery(c.s, c.frames, false, &runs)
 		work[i] = claim{}
 	}
+	runAll(runs) // no session's delivery waits for them (Config.OnBlocking)
 	t.rd.mu.Lock()
 	if t.rd.closed || t.rd.idle >= maxIdleReaders {
 		t.rd.mu.Unlock()

@@ -125,3 +125,98 @@ func TestClaimsHandOffRepeatedly(t *testing.T) {
 		}
 	}
 }
+
+// TestOnBlockingGivesUpDelivery: the work Config.OnBlocking hands back
+// runs once its goroutine no longer delivers the peer's messages, so it
+// can send to the peer and wait for the peer's answer on the same
+// session; OnBlocking itself is called in order. After Pause and Resume
+// the work does not run on the event goroutine: another peer's session
+// comes up (OnPeerUp) while it waits.
+func TestOnBlockingGivesUpDelivery(t *testing.T) {
+	const req, reply = 1, 2
+	replies := make(chan string, 16)
+	var order []string
+	ups := make(chan netip.AddrPort, 4)
+	var srv *Transport
+	cfg := Config{
+		MayBlock: func(kind byte) bool { return kind == req },
+		OnMessage: func(_ netip.AddrPort, kind byte, p []byte, _ bool) {
+			if kind == reply {
+				replies <- string(p)
+			}
+		},
+		OnPeerUp: func(a netip.AddrPort, _ uint64) { ups <- a },
+		OnBlocking: func(from netip.AddrPort, _ byte, p []byte) func() {
+			order = append(order, string(p)) // one deliverer per session: no lock needed
+			return func() {
+				if string(p) == "wait-up" {
+					if up := <-ups; up == from {
+						<-ups // the caller's own session, then the other peer's
+					}
+				}
+				// Ask the caller and wait for its answer.
+				if err := srv.Send(from, req, []byte("q:"+string(p))); err != nil {
+					t.Error(err)
+					return
+				}
+				select {
+				case r := <-replies:
+					srv.Send(from, reply, []byte(r))
+				case <-time.After(30 * time.Second):
+					t.Errorf("%s: the answer did not come", p)
+				}
+			}
+		},
+	}
+	srv = listenUDP(t, cfg)
+	cIn := newInbox()
+	var caller *Transport
+	callerCfg := cIn.config(Config{})
+	callerCfg.OnMessage = func(from netip.AddrPort, kind byte, p []byte, _ bool) {
+		if kind == req { // the server's question: answer it
+			caller.Send(from, reply, append([]byte("a:"), p...))
+			return
+		}
+		cIn.mu.Lock()
+		cIn.msgs = append(cIn.msgs, received{from, kind, p, true})
+		cIn.cond.Broadcast()
+		cIn.mu.Unlock()
+	}
+	caller = listenUDP(t, callerCfg)
+	for _, m := range []string{"one", "two", "three"} {
+		if err := caller.Send(srv.LocalAddr(), req, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+		if !cIn.waitFor(30*time.Second, func() bool { return len(cIn.msgs) > 0 }) {
+			t.Fatalf("%s: no answer: the work waited for its own delivery", m)
+		}
+		cIn.mu.Lock()
+		got := string(cIn.msgs[0].payload)
+		cIn.msgs = nil
+		cIn.mu.Unlock()
+		if want := "a:q:" + m; got != want {
+			t.Fatalf("answer %q, want %q", got, want)
+		}
+	}
+	// Paused, then resumed: the work runs off the event goroutine.
+	srv.Pause(caller.LocalAddr())
+	caller.Send(srv.LocalAddr(), req, []byte("wait-up"))
+	waitUntil(t, 30*time.Second, func() bool {
+		s := srv.lookup(caller.LocalAddr())
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.kcp != nil && s.kcp.RcvNxt() != s.kcp.Pulled()
+	})
+	srv.Resume(caller.LocalAddr())
+	other := listenUDP(t, Config{})
+	other.Send(srv.LocalAddr(), 3, []byte("hello"))
+	if !cIn.waitFor(30*time.Second, func() bool { return len(cIn.msgs) > 0 }) {
+		t.Fatal("no answer after Resume: the work blocked the event goroutine")
+	}
+	if got := string(cIn.msgs[0].payload); got != "a:q:wait-up" {
+		t.Fatalf("answer %q after Resume", got)
+	}
+	if want := []string{"one", "two", "three", "wait-up"}; fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Fatalf("OnBlocking saw %v, want %v", order, want)
+	}
+}

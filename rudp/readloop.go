@@ -1,7 +1,6 @@
 package rudp
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"time"
 
@@ -198,7 +197,7 @@ func (t *Transport) deliver(from netip.AddrPort, kind byte, payload []byte, reli
 }
 
 func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
-	conv, ok := kcpConv(seg)
+	conv, ok := kcp.Conv(seg)
 	if !ok {
 		t.bad("short KCP packet", from)
 		return
@@ -233,13 +232,17 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 		defer t.peerUp(s, s.remoteInc)
 	}
 	s.lastRecv.Store(now)
-	if s.input(seg) < 0 {
+	in, err := s.kcp.Input(seg) // sends nothing: see the flush below
+	if err != nil {
 		s.unlockAndWrite()
 		t.bad("malformed KCP segment", from)
 		return
 	}
-	if closed := peerWindowClosed(seg); closed != s.peerClosed {
-		s.peerClosed = closed // a paused peer is alive, not stalled
+	if closed := in.Window == 0; closed != s.peerClosed || in.Acked > 0 {
+		// The peer's window opened or closed (a paused peer is alive, not
+		// stalled), or it took new data: alive and serving the session,
+		// even while the una it reports waits for its deliverer (CapUna).
+		s.peerClosed = closed
 		s.progressLocked(now)
 	}
 	frames, own, ackNow, perr := s.pullLocked(t.frames[:0])
@@ -262,14 +265,20 @@ func (t *Transport) handleKCP(seg []byte, from netip.AddrPort) {
 		s.progressLocked(now)
 		s.changed.broadcast()
 	}
+	// What to send now. The acknowledgements the packet owes wait up to
+	// ackDelay for data going the same way to carry them (in a
+	// request/response exchange the reply does, which saves a datagram),
+	// unless data is due now anyway or a packet's worth is owed.
 	switch {
-	case s.pushLocked():
+	case s.pushLocked() || in.Flush == kcp.IKCP_FLUSH_FULL:
 		s.flushUnlock(kcp.IKCP_FLUSH_FULL, false)
 	case ackNow:
 		// Acknowledged after delivery: a sender waiting on the
 		// acknowledgement knows OnMessage has run.
 		s.unlockAndWrite()
-	case owesAcks(seg): // a pure acknowledgement owes nothing back
+	case in.Flush == kcp.IKCP_FLUSH_ACKONLY:
+		s.flushUnlock(kcp.IKCP_FLUSH_ACKONLY, false)
+	case in.OwesAcks: // a pure acknowledgement owes nothing back
 		if !s.ackDue {
 			s.ackDue = true
 			s.ackDueAt.Store(now)
@@ -302,20 +311,4 @@ func (t *Transport) peerUp(s *session, inc uint64) {
 	if activate {
 		t.activate(s)
 	}
-}
-
-// owesAcks reports whether a KCP packet holds a segment KCP answers (data,
-// or a window probe): a pure acknowledgement leaves nothing to send back.
-func owesAcks(p []byte) bool {
-	for len(p) >= kcpOverhead {
-		if c := p[4]; c == kcp.IKCP_CMD_PUSH || c == kcp.IKCP_CMD_WASK {
-			return true
-		}
-		n := int(binary.LittleEndian.Uint32(p[20:]))
-		if n < 0 || n > len(p)-kcpOverhead {
-			return true
-		}
-		p = p[kcpOverhead+n:]
-	}
-	return false
 }

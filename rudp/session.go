@@ -24,46 +24,82 @@ const (
 // session is the one reliable channel between this transport and a peer
 // address, used in both directions. Its KCP state machine is driven by the
 // read loop (Input), by senders (Send + flush) and by the timer
-// (retransmissions), always under mu.
+// (retransmissions), always under mu. Its state comes in parts, one per
+// concern, each saying where it is used; every part is guarded by mu
+// unless it says otherwise.
 type session struct {
 	t       *Transport
 	addr    netip.AddrPort
+	naddr   net.Addr // addr, for the socket calls that want one
 	created int64
 
-	lastRecv atomic.Int64 // transport clock, ns
-	lastSend atomic.Int64
+	lastRecv atomic.Int64           // transport clock, ns
+	lastSend atomic.Int64           // ditto
 	ackDueAt atomic.Int64           // when ackDue was last set (primeAcks, flushAcks)
+	timerDue atomic.Int64           // when KCP's next retransmission timer is due (loops.go)
 	ping     atomic.Pointer[tagged] // the keepalive while established (sweep)
 
-	mu          sync.Mutex
-	state       sessionState
-	remoteInc   uint64
-	conv        uint32
-	kcp         *kcp.KCP
-	active      bool  // listed in the timer's active set
-	flushing    bool  // a goroutine is flushing and writing (see flushUnlock)
-	queuedFlush bool  // listed for the transport's flusher goroutine
-	sendFlushAt int64 // when a sender last flushed this session itself
-	flushWant   kcp.FlushType
-	ackDue      bool   // owes acks no data carried yet (see scheduleAcks)
-	inInput     bool   // kcp.Input runs: its ack-only output is held (ackhold.go)
-	heldAcks    []byte // ACK segments held for the next packet (ackhold.go)
-	joinBuf     []byte // scratch: held acks joined to a packet
-	mtu         int    // KCP packet size (see pathmtu.go)
-	mss         int    // KCP segment data size: mtu - kcpOverhead
-	peerPacket  int    // the largest datagram the peer reads (its CAPS; 0: not heard, see caps.go)
-	peerSegment int    // the largest segment the peer accepts (its CAPS)
-	capsSent    int    // CAPS sent on this session
+	mu        sync.Mutex
+	state     sessionState
+	remoteInc uint64
+	conv      uint32
+	kcp       *kcp.KCP
+	changed   signal // acks progressed or the session died
+	err       *PeerError
 
-	// Outgoing bytes: framed messages waiting for KCP window room live in
-	// queue. Counters are cumulative byte offsets in the stream.
+	handshakeState
+	pathState
+	flushState
+	sendState
+	deliveryState
+	progressState
+}
+
+// handshakeState: dialing, confirming and probing (handshake.go, keyed.go).
+type handshakeState struct {
+	synNext        int64 // when to resend SYN (dialing) or ACK (confirming)
+	synWait        time.Duration
+	myTok, peerTok uint64
+	keys           sessionKeys
+	probeTok       uint64 // token of the last probe SYN
+	probeAt        int64
+	establishedAt  int64
+	sec            sessSec // cluster-key state (keyed.go)
+	dialBack       bool    // dialed back on a stray sealed packet, not yet up (keyed.go)
+}
+
+// pathState: packet and segment sizes (pathmtu.go, caps.go).
+type pathState struct {
+	mtu         int // KCP packet size
+	mss         int // KCP segment data size: mtu - kcpOverhead
+	peerPacket  int // the largest datagram the peer reads (its CAPS; 0: not heard)
+	peerSegment int // the largest segment the peer accepts (its CAPS)
+	capsSent    int // CAPS sent on this session
+}
+
+// flushState: who flushes and when (flushUnlock, loops.go, readloop.go).
+type flushState struct {
+	active       bool // listed in the timer's active set
+	flushing     bool // a goroutine is flushing and writing (see flushUnlock)
+	queuedFlush  bool // listed for the transport's flusher goroutine
+	sendFlushAt  int64
+	flushWant    kcp.FlushType
+	ackDue       bool     // owes acks no data carried yet (see scheduleAcks)
+	resendWaited bool     // tick let the read loop go first once for a due retransmission
+	tx           *txBatch // packets flushed under mu, written once it is released
+	fire         []firing // callbacks to run once mu is released
+}
+
+// sendState: outgoing bytes (send.go, sendqueue.go). Framed messages
+// waiting for KCP window room live in queue; the counters are cumulative
+// byte offsets in the stream.
+type sendState struct {
 	queue      sendQueue
 	direct     gather   // a message going straight to KCP (reused)
 	directBufs [][]byte // its slices (reused)
 	hdr        [frameHeaderSize]byte
-	tx         *txBatch
-	naddr      net.Addr
 	appended   uint64 // bytes framed so far
+	retransmits uint64 // data segments sent again (PeerStatus)
 	handed     uint64 // bytes handed to KCP
 	ackedBytes uint64 // bytes the peer acknowledged
 	pushed     uint64 // KCP segments handed over
@@ -71,43 +107,32 @@ type session struct {
 	segEnds    fifo // stream offset at the end of each unacknowledged segment
 	msgEnds    fifo // stream offset at the end of each unacknowledged message
 	tracked    []trackedMsg
-	fire       []firing // callbacks to run once s.mu is released
+}
 
-	// Delivery (see deliver.go).
-	paused       bool // Pause: frames stay in KCP
-	delivering   bool // a goroutine is handing frames to OnMessage
-	deliverMore  bool // a note for that goroutine: pull again
-	resumeQueued bool // an evResume is queued
-	corked       bool // sends leave the flush to the deliverer (deliverFrames)
+// deliveryState: incoming messages (deliver.go).
+type deliveryState struct {
+	paused       bool         // Pause: frames stay in KCP
+	delivering   bool         // a goroutine is handing frames to OnMessage
+	deliverMore  bool         // a note for that goroutine: pull again
+	resumeQueued bool         // an evResume is queued
+	corked       bool         // sends leave the flush to the deliverer (deliverFrames)
+	dec          frameDecoder // the deliverer's (delivering), used without mu
+	taken        [][]byte     // the deliverer's: segment data taken out of KCP (recvLocked)
+}
 
-	// Progress: stallSince is when data last went from idle to in flight
-	// or was last acknowledged (or the peer last showed a closed window).
-	stallSince  int64
-	peerClosed  bool   // the peer's last KCP packet advertised a zero window
-	sndMax      uint32 // next new KCP sequence number seen in output
-	stuckSn     uint32 // lowest sequence number sent again since stallSince
-	stuckRetx   int    // how often stuckSn was sent again since stallSince
-	retransmits uint64 // data segments sent again (PeerStatus)
-
-	dec     frameDecoder
-	changed signal // acks progressed or the session died
-	err     *PeerError
-
-	synNext int64 // when to resend SYN (dialing) or ACK (confirming)
-	synWait time.Duration
-
-	// Handshake (see handshake.go).
-	myTok, peerTok uint64
-	keys           sessionKeys
-	probeTok       uint64 // token of the last probe SYN
-	probeAt        int64
-	establishedAt  int64
-	sec            sessSec // cluster-key state (keyed.go)
+// progressState: whether data in flight moves (stalledLocked, sweep).
+// stallSince is when data last went from idle to in flight or was last
+// acknowledged (or the peer's window last opened or closed).
+type progressState struct {
+	stallSince int64
+	peerClosed bool   // the peer's last KCP packet advertised a zero window
+	stuckSn    uint32 // the oldest unacknowledged segment at stallSince (kcp.Head)
+	stuckSent  uint32 // and how often it had been sent then (0: none in flight)
 }
 
 func newSession(t *Transport, addr netip.AddrPort, now int64) *session {
-	s := &session{t: t, addr: addr, created: now, synWait: 50 * time.Millisecond,
-		naddr: net.UDPAddrFromAddrPort(addr)}
+	s := &session{t: t, addr: addr, created: now, naddr: net.UDPAddrFromAddrPort(addr)}
+	s.synWait = 50 * time.Millisecond
 	s.lastRecv.Store(now)
 	s.lastSend.Store(now)
 	return s
@@ -127,8 +152,12 @@ func (s *session) confirmLocked(remoteInc, peerTok uint64, now int64) {
 // and hands it the data queued meanwhile.
 func (s *session) establishLocked(now int64) {
 	s.conv = s.keys.conv
-	k := kcp.NewKCP(s.conv, s.output)
-	k.NoDelay(1, int(s.t.cfg.Interval/time.Millisecond), 2, 1)
+	k := kcp.NewKCP(s.conv)
+	// Fast retransmission on the first acknowledgement past a gap; the
+	// RTO follows the round trip from a low floor that rises while
+	// retransmissions turn out needless (internal/kcp rto.go).
+	k.NoDelay(1, int(s.t.cfg.Interval/time.Millisecond), 1, 1)
+	k.SetRTOFloor(minRTOFloor, maxRTOFloor)
 	k.WndSize(s.t.cfg.SendWindow, s.t.cfg.RecvWindow)
 	s.mtu = s.t.sessionMTU(s.addr, s.peerPacket) // pathmtu.go, caps.go
 	maxSeg := kcp.MaxSegmentData
@@ -141,91 +170,76 @@ func (s *session) establishLocked(now int64) {
 	k.CapUna(k.Pulled()) // what is pulled is acknowledged (deliver.go recvLocked)
 	s.kcp = k
 	s.state = stateEstablished
+	s.dialBack = false
 	s.ping.Store(&tagged{typ: pktPing, conv: s.conv, tag: s.keys.ping})
 	s.establishedAt = now
 	s.lastRecv.Store(now)
 	s.progressLocked(now)
 	if s.queue.n > 0 {
 		s.pushLocked()
-		s.kcp.Flush(kcp.IKCP_FLUSH_FULL)
+		s.flushKCPLocked(kcp.IKCP_FLUSH_FULL)
 	}
 	s.releaseHeldLocked()
 }
 
-// output is KCP's output callback: one packet, prefixed with its type
-// byte, queued in the session's batch. It runs under s.mu.
-func (s *session) output(buf []byte, size int) {
-	if s.holdLocked(buf[:size]) {
-		return
-	}
+// flushKCPLocked flushes KCP into the session's batch of packets (its
+// buffers are the batch's: no copy on the way to the socket), written by
+// unlockAndWrite, and notes what went out.
+func (s *session) flushKCPLocked(ft kcp.FlushType) {
 	if s.tx == nil {
 		s.tx = txPool.Get().(*txBatch)
 	}
-	switch {
-	case len(s.heldAcks) == 0:
-		s.tx.add(pktKCP, buf[:size])
-	case len(s.heldAcks)+size <= s.mtu: // keyed: s.mtu leaves room for the seal
-		s.joinBuf = append(append(s.joinBuf[:0], s.heldAcks...), buf[:size]...)
-		s.tx.add(pktKCP, s.joinBuf) // the held acks ride along
-		s.heldAcks = s.heldAcks[:0]
-	default:
-		s.tx.add(pktKCP, s.heldAcks)
-		s.heldAcks = s.heldAcks[:0]
-		s.tx.add(pktKCP, buf[:size])
+	info := s.kcp.Flush(ft, s.tx)
+	if ft == kcp.IKCP_FLUSH_FULL {
+		s.t.timerDueAt(s, s.t.now()+int64(info.Next))
+	}
+	if info.Packets == 0 {
+		return
 	}
 	s.lastSend.Store(s.t.now())
-	s.countRetransmits(buf[:size])
+	s.tx.data = s.tx.data || info.Data
+	if info.Resent > 0 {
+		s.retransmits += uint64(info.Resent)
+		s.t.stats.retransmits.Add(uint64(info.Resent))
+	}
 }
 
-// progressLocked notes that the session moved: data was acknowledged, or
-// the peer's window opened or closed.
+// progressLocked notes that the session moved: data was acknowledged
+// (cumulatively or a segment at a time), or the peer's window opened or
+// closed.
 func (s *session) progressLocked(now int64) {
 	s.stallSince = now
-	s.stuckRetx = 0
+	s.stuckSn, s.stuckSent = 0, 0
+	if s.kcp != nil {
+		if sn, sent, ok := s.kcp.Head(); ok {
+			s.stuckSn, s.stuckSent = sn, sent
+		}
+	}
 }
 
 // stalledLocked reports whether data in flight has had no acknowledgement
 // for timeout while the peer's window is open, despite stallRetransmits
-// retransmissions of the same segment. The count keeps a lossy but working
-// path (whose retransmission timer has grown) from counting as dead.
+// retransmissions of the oldest unacknowledged segment since. The count
+// keeps a lossy but working path (whose retransmission timer has grown)
+// from counting as dead.
 func (s *session) stalledLocked(now, timeout int64) bool {
-	return s.queuedLocked() > 0 && !s.peerClosed && now-s.stallSince > timeout && s.stuckRetx >= stallRetransmits
+	if s.queuedLocked() == 0 || s.peerClosed || now-s.stallSince <= timeout || s.kcp == nil {
+		return false
+	}
+	sn, sent, ok := s.kcp.Head()
+	if !ok {
+		return false
+	}
+	base := uint32(1) // sent first after stallSince
+	if s.stuckSent > 0 && sn == s.stuckSn {
+		base = s.stuckSent
+	}
+	return sent >= base+stallRetransmits
 }
 
 // stallRetransmits: with 20% loss each way, ten losses in a row of one
 // segment or its acknowledgement happen about once in 27,000 stalls.
 const stallRetransmits = 10
-
-// countRetransmits counts the data segments of an output packet whose
-// sequence number went out before.
-func (s *session) countRetransmits(p []byte) {
-	var again uint64
-	for len(p) >= kcpOverhead {
-		n := int(binary.LittleEndian.Uint32(p[20:]))
-		if p[4] == kcp.IKCP_CMD_PUSH {
-			sn := binary.LittleEndian.Uint32(p[12:])
-			if int32(sn-s.sndMax) < 0 {
-				again++
-				switch {
-				case s.stuckRetx > 0 && sn == s.stuckSn:
-					s.stuckRetx++
-				case s.stuckRetx == 0 || int32(sn-s.stuckSn) < 0:
-					s.stuckSn, s.stuckRetx = sn, 1
-				}
-			} else {
-				s.sndMax = sn + 1
-			}
-		}
-		if n < 0 || n > len(p)-kcpOverhead {
-			break
-		}
-		p = p[kcpOverhead+n:]
-	}
-	if again > 0 {
-		s.retransmits += again
-		s.t.stats.retransmits.Add(again)
-	}
-}
 
 // flushUnlock flushes KCP, releases s.mu and writes the packets. If
 // another goroutine is already flushing this session, it only leaves a
@@ -265,8 +279,7 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 		if ft == kcp.IKCP_FLUSH_FULL {
 			s.pushLocked() // what senders left queued for this flush
 		}
-		s.kcp.Flush(ft)
-		s.sendHeldAcksLocked()
+		s.flushKCPLocked(ft)
 		s.unlockAndWrite()
 		s.mu.Lock()
 		if s.flushWant == 0 || s.state != stateEstablished {
@@ -277,8 +290,7 @@ func (s *session) flushUnlock(ft kcp.FlushType, yield bool) {
 			if ft == kcp.IKCP_FLUSH_FULL {
 				s.pushLocked()
 			}
-			s.kcp.Flush(ft) // the last round; later notes flush themselves
-			s.sendHeldAcksLocked()
+			s.flushKCPLocked(ft) // the last round; later notes flush themselves
 			break
 		}
 	}
@@ -375,6 +387,16 @@ func (g *gather) drainTo(dst [][]byte) [][]byte {
 // borrowed per call, so an idle session holds none.
 var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, kcp.MaxSegmentData); return &b }}
 
+// minRTOFloor and maxRTOFloor bound KCP's adaptive RTO floor (internal/kcp
+// rto.go). It starts at the top, where a retransmission came 30-40 ms
+// after the send before (kcp-go's no-delay floor, on a 10 ms timer tick),
+// and stays there on a clean path; on a lossy one it comes down towards
+// the bottom, so that a loss costs little more than a round trip.
+const (
+	minRTOFloor = 2 * time.Millisecond
+	maxRTOFloor = 40 * time.Millisecond
+)
+
 // recvBytesPerSegment sizes the receive limit (kcp.SetRecvLimit) from
 // Config.RecvWindow: what a window of small segments holds, so a session
 // with large segments (pathmtu.go) holds no more bytes than one without.
@@ -457,7 +479,6 @@ func (s *session) dieLocked(reason error) {
 	}
 	s.state = stateDead
 	s.ping.Store(nil)
-	s.heldAcks, s.joinBuf = nil, nil
 	s.dropHeldLocked()
 	s.err = &PeerError{Addr: s.addr, Reason: reason, Unacked: s.msgEnds.len()}
 	for _, m := range s.tracked {
@@ -467,7 +488,9 @@ func (s *session) dieLocked(reason error) {
 	s.kcp = nil
 	s.queue, s.direct, s.directBufs = sendQueue{}, gather{}, nil
 	s.segEnds, s.msgEnds = fifo{}, fifo{}
-	s.dec = frameDecoder{}
+	if !s.delivering {
+		s.dec = frameDecoder{} // else the deliverer drops it (finishDelivery)
+	}
 	s.changed.broadcast()
 }
 
@@ -475,22 +498,31 @@ func (s *session) dieLocked(reason error) {
 // idle and can leave the active set. A session whose lock is busy (its
 // holder flushes anyway, or decodes a large message) is left for the next
 // tick, so that the timer goes on to the sweep (keepalives).
-func (s *session) tick() bool {
+func (s *session) tick() (idle bool, due int64) {
 	if !s.mu.TryLock() {
-		return false
+		return false, 0
 	}
 	if s.state == stateEstablished {
+		if s.kcp.ResendDue() && !s.resendWaited && s.t.readBehind() {
+			// Acknowledgements may wait unread (this process was short
+			// of CPU): give the read loop a turn before sending again,
+			// once per due retransmission.
+			s.resendWaited = true
+			s.mu.Unlock()
+			return false, s.t.now() + int64(time.Millisecond)
+		}
+		s.resendWaited = false
 		s.pushLocked()
 		if s.ackLocked() {
 			s.progressLocked(s.t.now())
 			s.changed.broadcast()
 		}
 	}
-	idle := s.idleLocked()
+	idle = s.idleLocked()
 	if idle {
 		s.active = false
 		s.queue.release()
 	}
 	s.flushUnlock(kcp.IKCP_FLUSH_FULL, false)
-	return idle
+	return idle, s.timerDue.Load()
 }

@@ -35,6 +35,11 @@ type Stats struct {
 	// HeldDrops counts unreliable messages dropped in keyed mode while
 	// they waited for a session: it did not come up, or too many waited.
 	HeldDrops uint64
+	// DialBacks counts handshakes started because a sealed packet came
+	// from an address without a session (a peer of this address's
+	// previous incarnation, see "Cluster keys" in the package doc).
+	// Keyed mode only.
+	DialBacks uint64
 	Sessions  int
 }
 
@@ -43,7 +48,7 @@ type counters struct {
 	bytesIn, bytesOut                              atomic.Uint64
 	retransmits, splits                            atomic.Uint64
 	peersDead, paused                              atomic.Uint64
-	authFailures, replays, heldDrops               atomic.Uint64
+	authFailures, replays, heldDrops, dialBacks    atomic.Uint64
 }
 
 // Stats returns the transport's counters.
@@ -66,6 +71,7 @@ func (t *Transport) Stats() Stats {
 		AuthFailures:    t.stats.authFailures.Load(),
 		Replays:         t.stats.replays.Load(),
 		HeldDrops:       t.stats.heldDrops.Load(),
+		DialBacks:       t.stats.dialBacks.Load(),
 		Sessions:        n,
 	}
 }

@@ -42,13 +42,14 @@ type Transport struct {
 	ud        map[netip.AddrPort]*udest
 	flushWake chan struct{}
 
-	activeMu  sync.Mutex
-	newActive []*session
-	wake      chan struct{}
-	rxBusy    atomic.Bool  // the read loop handles a batch (behind.go)
-	rxAt      atomic.Int64 // when it last began a read
-	lateSweep bool         // the timer loop woke late: the process was short of CPU (timer goroutine only)
-	hsStarted atomic.Bool  // a handshake started since the timer loop last looked (sweep)
+	activeMu     sync.Mutex
+	newActive    []*session
+	wake         chan struct{}
+	rxBusy       atomic.Bool  // the read loop handles a batch (behind.go)
+	rxAt         atomic.Int64 // when it last began a read
+	lateSweep    bool         // the timer loop woke late: the process was short of CPU (timer goroutine only)
+	timerPlanned atomic.Int64 // when the timer loop plans to wake next (timerDueAt)
+	hsStarted    atomic.Bool  // a handshake started since the timer loop last looked (sweep)
 
 	closing   atomic.Bool
 	done      chan struct{}
@@ -64,7 +65,9 @@ type Transport struct {
 	frames   []frame
 	claimed  []claim // see readers.go
 	noSessMu sync.Mutex
-	noSessAt map[netip.AddrPort]int64
+	noSessAt map[netip.AddrPort]int64 // strayAllowed
+	dbSec    int64                    // dialBackBudget: the current second
+	dbLeft   int                      // and the dial backs left in it
 	acksDue  []*session
 
 	ackMu    sync.Mutex
@@ -138,7 +141,7 @@ func ListenScan(host string, port, tries int, cfg Config) (*Transport, error) {
 
 // New starts a transport on conn, which it owns from now on: Close closes it.
 func New(conn net.PacketConn, cfg Config) (*Transport, error) {
-	if err := checkKeys(cfg.Keys); err != nil {
+	if err := cfg.Validate(); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -160,6 +163,7 @@ func New(conn net.PacketConn, cfg Config) (*Transport, error) {
 		flushWake: make(chan struct{}, 1),
 		done:      make(chan struct{}),
 		noSessAt:  make(map[netip.AddrPort]int64),
+		dbSec:     -1,
 		warn:      ratelog.New(cfg.Logger, 10*time.Second),
 	}
 	t.rd.lead = make(chan *readState)
@@ -277,11 +281,14 @@ func (t *Transport) kill(s *session, reason error, rst bool) {
 	}
 	keyed := s.state == stateEstablished || s.state == stateConfirming
 	c := tagged{typ: pktRst, conv: s.keys.conv, tag: s.keys.rst}
+	// A dial back that never came up and carried nothing was this
+	// transport's own probe: nobody is told about it.
+	quiet := s.dialBack && s.appended == 0
 	s.dieLocked(reason)
-	if reason != ErrPeerClosed && reason != ErrClosed {
+	if reason != ErrPeerClosed && reason != ErrClosed && !quiet {
 		t.stats.peersDead.Add(1)
 	}
-	if t.cfg.OnPeerDown != nil && !t.closing.Load() {
+	if t.cfg.OnPeerDown != nil && !t.closing.Load() && !quiet {
 		t.postEvent(event{kind: evDown, addr: s.addr, err: s.err})
 	}
 	s.unlockAndWrite()
@@ -331,8 +338,8 @@ type PeerStatus struct {
 	Established bool   // handshake done (false while dialing)
 	Incarnation uint64 // the peer's, once established
 	Queued      int    // bytes not yet acknowledged
-	// RTT is KCP's smoothed round-trip time (millisecond resolution: 0 on
-	// a fast LAN or loopback); 0 before the first acknowledgement.
+	// RTT is KCP's smoothed round-trip time (microsecond resolution); 0
+	// before the first acknowledgement.
 	RTT time.Duration
 	// Retransmits counts the data segments this session sent again.
 	Retransmits uint64
@@ -354,7 +361,7 @@ func (t *Transport) Peer(addr netip.AddrPort) (PeerStatus, bool) {
 		Retransmits: s.retransmits,
 	}
 	if s.kcp != nil {
-		st.RTT = time.Duration(s.kcp.SRTT()) * time.Millisecond
+		st.RTT = s.kcp.SRTT()
 	}
 	return st, s.state != stateDead
 }

@@ -15,6 +15,8 @@ type txBatch struct {
 	nonce [12]byte // sealing scratch
 	pkts  [][]byte
 	ptrs  []*[]byte // the pool entries behind pkts, returned as they came
+	cur   *[]byte   // the buffer KCP fills (Buffer, Send)
+	data  bool      // a KCP packet carries data (not only acknowledgements)
 	bufs  [][]byte  // one-element Buffers of msgs, reused
 	msgs  []ipv4.Message
 	raw   rawWriter // sendmmsg scratch (sys_linux.go)
@@ -34,6 +36,33 @@ func (b *txBatch) add(typ byte, p []byte) {
 		*bp = make([]byte, 0, need) // a large packet (pathmtu.go); the pool keeps it
 	}
 	*bp = append(append((*bp)[:sealHeader], typ), p...)
+	b.pkts = append(b.pkts, (*bp)[sealHeader:])
+	b.ptrs = append(b.ptrs, bp)
+}
+
+// Buffer gives KCP room for a packet of up to n bytes (kcp.Packets):
+// what open(pktKCP, n) gives.
+func (b *txBatch) Buffer(n int) []byte { return b.open(pktKCP, n) }
+
+// open returns room for a packet of type typ of up to n bytes, behind the
+// type byte and the room for the sealing header, with room for the tag
+// after it: the packet is written where it is sent from. Send takes it.
+func (b *txBatch) open(typ byte, n int) []byte {
+	bp := pktPool.Get().(*[]byte)
+	if need := sealHeader + 1 + n + tagSize; cap(*bp) < need {
+		*bp = make([]byte, 0, need) // a large packet (pathmtu.go); the pool keeps it
+	}
+	*bp = append((*bp)[:sealHeader], typ)
+	b.cur = bp
+	return (*bp)[sealHeader+1:]
+}
+
+// Send takes the packet written into the last open (or Buffer) buffer: p
+// is that buffer, filled (kcp.Packets).
+func (b *txBatch) Send(p []byte) {
+	bp := b.cur
+	b.cur = nil
+	*bp = (*bp)[:sealHeader+1+len(p)]
 	b.pkts = append(b.pkts, (*bp)[sealHeader:])
 	b.ptrs = append(b.ptrs, bp)
 }
@@ -59,44 +88,40 @@ func newBatchWriter(c net.PacketConn, local netip.AddrPort) *batchWriter {
 	return &batchWriter{pc: ipv4.NewPacketConn(uc)}
 }
 
-// writeBatch sends the batch to s's address and recycles it; with keys
-// it seals each packet in place with s's session keys first.
+// writeBatch sends a session's batch and recycles it.
 func (t *Transport) writeBatch(b *txBatch, s *session) {
-	data := carriesData(b.pkts)
-	send := true
-	if t.ks.keyed {
-		c := s.sec.crypto.Load()
-		send = c != nil // always: packets come after the handshake
+	data := b.data
+	if t.sendBatch(b, s.addr, s.naddr, s.sec.crypto.Load()) && data {
+		t.primeAcks(s) // readloop.go
+	}
+}
+
+// sendBatch sends the batch to addr and recycles it; with keys it seals
+// each packet in place with c first (and sends nothing without c). It
+// reports whether it sent.
+func (t *Transport) sendBatch(b *txBatch, addr netip.AddrPort, naddr net.Addr, c *sessCrypto) bool {
+	send := !t.ks.keyed || c != nil // a session's packets come after its handshake
+	if t.ks.keyed && send {
 		for i, bp := range b.ptrs {
-			if send {
-				b.pkts[i] = c.seal((*bp)[:sealHeader+len(b.pkts[i])], &b.nonce)
-			}
+			b.pkts[i] = c.seal((*bp)[:sealHeader+len(b.pkts[i])], &b.nonce)
 		}
 	}
-	if send {
-		t.wire(b.pkts, s.addr, s.naddr, b)
+	if send && len(b.pkts) > 0 {
+		t.wire(b.pkts, addr, naddr, b)
 	}
+	b.recycle()
+	return send
+}
+
+// recycle returns the batch and its packet buffers to their pools.
+func (b *txBatch) recycle() {
 	for i, bp := range b.ptrs {
 		pktPool.Put(bp)
 		b.ptrs[i] = nil
 		b.pkts[i] = nil
 	}
-	b.pkts, b.ptrs = b.pkts[:0], b.ptrs[:0]
+	b.pkts, b.ptrs, b.data, b.cur = b.pkts[:0], b.ptrs[:0], false, nil
 	txPool.Put(b)
-	if data && send {
-		t.primeAcks(s) // readloop.go
-	}
-}
-
-// carriesData reports whether a batch holds a KCP packet that is more
-// than acknowledgements.
-func carriesData(pkts [][]byte) bool {
-	for _, p := range pkts {
-		if len(p) > 1 && p[0] == pktKCP && !ackOnly(p[1:]) {
-			return true
-		}
-	}
-	return false
 }
 
 // write sends one datagram.

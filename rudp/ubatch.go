@@ -3,39 +3,51 @@ package rudp
 import (
 	"encoding/binary"
 	"errors"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
 )
 
-// Small unreliable messages sent to one address in quick succession share
-// datagrams: the first is sent at once, and those that follow within
-// hotWindow are appended to a batch that the flusher goroutine sends as
-// one datagram of at most MaxPacketSize bytes:
+// Small unreliable messages (at most MaxSize bytes) sent to one address in
+// quick succession share datagrams, and the datagrams share system calls:
+// the first is sent at once, and those that follow within hotWindow are
+// packed into batch datagrams,
 //
 //	[0x04]{[kind][length u16][payload]}
 //
-// A lost batch loses the messages in it, as separate datagrams would.
+// which the flusher goroutine sends together (sendmmsg) with the rest of
+// the batch; a sender that fills maxUBatch datagrams sends them itself. A
+// batch datagram is at most MaxPacketSize bytes on the wire, or as large
+// as the peer reads and the path carries when a session with the peer
+// knows (its CAPS, caps.go; loopback: 63 KiB). A lost datagram loses the
+// messages in it, as separate datagrams would.
 
 const (
 	pktDatagramBatch byte = 0x04
 	// batchEntryHeader is the kind and length in front of each message.
 	batchEntryHeader = 3
-	// maxBatchedPayload is the largest unreliable message that goes into a
-	// batch: at least two such messages fit in one datagram.
-	// (sealed or not).
-	maxBatchedPayload = (MaxPacketSize-SealOverhead-1)/2 - batchEntryHeader
+	// maxUBatch bounds the datagrams a destination's batch holds before
+	// its sender writes them itself.
+	maxUBatch = 32
 	// udestIdle is how long an address's batching state outlives its last send.
 	udestIdle = 10 * time.Second
 )
 
+// maxBatchedPayload is the largest unreliable message that goes into a
+// batch (a standard datagram holds it with its headers, sealed or not).
+const maxBatchedPayload = MaxSize
+
 // udest is the batching state of one destination address.
 type udest struct {
 	addr     netip.AddrPort
+	naddr    net.Addr
 	mu       sync.Mutex
-	buf      []byte // a batch being filled, or nil
-	lastSend int64  // transport clock of the last datagram sent directly or flushed
-	queued   bool   // listed for the flusher
+	tx       *txBatch // datagrams waiting to be sent, or nil
+	cur      []byte   // the batch datagram being filled (tx's open buffer), or nil
+	limit    int      // the size of this batch's datagrams (type byte included, before sealing)
+	lastSend int64    // transport clock of the last datagram sent directly or flushed
+	queued   bool     // listed for the flusher
 }
 
 func (t *Transport) udestFor(to netip.AddrPort) *udest {
@@ -48,10 +60,25 @@ func (t *Transport) udestFor(to netip.AddrPort) *udest {
 	t.udMu.Lock()
 	defer t.udMu.Unlock()
 	if d = t.ud[to]; d == nil {
-		d = &udest{addr: to, lastSend: -int64(time.Hour)}
+		d = &udest{addr: to, naddr: net.UDPAddrFromAddrPort(to), lastSend: -int64(time.Hour)}
 		t.ud[to] = d
 	}
 	return d
+}
+
+// udatagramLimit is the size of the unreliable datagrams to addr (type
+// byte included, before sealing): larger than the standard one only when
+// a session with the peer has its CAPS.
+func (t *Transport) udatagramLimit(to netip.AddrPort) int {
+	if s := t.lookup(to); s != nil {
+		s.mu.Lock()
+		peer := s.peerPacket
+		s.mu.Unlock()
+		if peer > MaxPacketSize {
+			return t.sessionMTU(to, peer) + 1 // a KCP packet's size, and its type byte
+		}
+	}
+	return t.maxDatagram
 }
 
 // usendSmall sends one message of at most maxBatchedPayload bytes, alone
@@ -60,7 +87,7 @@ func (t *Transport) usendSmall(to netip.AddrPort, kind byte, size int, parts [][
 	d := t.udestFor(to)
 	d.mu.Lock()
 	now := t.now()
-	if d.buf == nil && !d.queued && now-d.lastSend >= int64(hotWindow) {
+	if d.tx == nil && !d.queued && now-d.lastSend >= int64(hotWindow) {
 		d.lastSend = now
 		d.mu.Unlock()
 		bp := datagramPool.Get().(*[]byte)
@@ -71,17 +98,26 @@ func (t *Transport) usendSmall(to netip.AddrPort, kind byte, size int, parts [][
 		}
 		return t.uwrite(b, to)
 	}
-	var full []byte
-	if len(d.buf)+batchEntryHeader+size > t.maxDatagram {
-		full, d.buf = d.buf, nil
+	if d.tx == nil {
+		d.tx = txPool.Get().(*txBatch)
+		d.limit = t.udatagramLimit(to)
 	}
-	if d.buf == nil {
-		d.buf = append(make([]byte, 0, MaxPacketSize), pktDatagramBatch)
+	if d.cur != nil && len(d.cur)+batchEntryHeader+size > d.limit-1 {
+		d.tx.Send(d.cur)
+		d.cur = nil
 	}
-	d.buf = append(d.buf, kind)
-	d.buf = binary.BigEndian.AppendUint16(d.buf, uint16(size))
+	var full *txBatch
+	if d.cur == nil && len(d.tx.pkts) >= maxUBatch {
+		full = d.tx
+		d.tx = txPool.Get().(*txBatch)
+	}
+	if d.cur == nil {
+		d.cur = d.tx.open(pktDatagramBatch, d.limit-1)
+	}
+	d.cur = append(d.cur, kind)
+	d.cur = binary.BigEndian.AppendUint16(d.cur, uint16(size))
 	for _, p := range parts {
-		d.buf = append(d.buf, p...)
+		d.cur = append(d.cur, p...)
 	}
 	queue := !d.queued
 	d.queued = true
@@ -96,7 +132,7 @@ func (t *Transport) usendSmall(to netip.AddrPort, kind byte, size int, parts [][
 		}
 	}
 	if full != nil {
-		return t.uwrite(full, to)
+		t.writeUBatch(full, d)
 	}
 	return nil
 }
@@ -105,14 +141,40 @@ func (t *Transport) usendSmall(to netip.AddrPort, kind byte, size int, parts [][
 func (t *Transport) flushDatagrams(ds []*udest) {
 	for _, d := range ds {
 		d.mu.Lock()
-		b := d.buf
-		d.buf, d.queued = nil, false
+		b := d.tx
+		if d.cur != nil {
+			b.Send(d.cur)
+		}
+		d.tx, d.cur, d.queued = nil, nil, false
 		d.lastSend = t.now()
 		d.mu.Unlock()
 		if b != nil {
-			t.uwrite(b, d.addr)
+			t.writeUBatch(b, d)
 		}
 	}
+}
+
+// writeUBatch sends a batch of unreliable datagrams to d and recycles it:
+// in one system call where the socket allows; with keys sealed on the
+// peer's session, or, while it is not up, one by one as uwrite holds them.
+func (t *Transport) writeUBatch(b *txBatch, d *udest) {
+	if !t.ks.keyed {
+		t.sendBatch(b, d.addr, d.naddr, nil)
+		return
+	}
+	if s := t.lookup(d.addr); s != nil {
+		s.mu.Lock()
+		up := s.state == stateEstablished
+		s.mu.Unlock()
+		if c := s.sec.crypto.Load(); up && c != nil {
+			t.sendBatch(b, d.addr, d.naddr, c)
+			return
+		}
+	}
+	for _, p := range b.pkts {
+		t.uwrite(p, d.addr)
+	}
+	b.recycle()
 }
 
 // expireUdests forgets the batching state of addresses unused for a while.
@@ -121,7 +183,7 @@ func (t *Transport) expireUdests(now int64) {
 	defer t.udMu.Unlock()
 	for a, d := range t.ud {
 		d.mu.Lock()
-		idle := d.buf == nil && !d.queued && now-d.lastSend > int64(udestIdle)
+		idle := d.tx == nil && !d.queued && now-d.lastSend > int64(udestIdle)
 		d.mu.Unlock()
 		if idle {
 			delete(t.ud, a)

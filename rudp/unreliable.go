@@ -39,17 +39,10 @@ func (t *Transport) usend(to netip.AddrPort, kind byte, size int, parts [][]byte
 		return err
 	}
 	if size <= maxBatchedPayload {
-		return t.usendSmall(to, kind, size, parts)
+		return t.usendSmall(to, kind, size, parts) // ubatch.go
 	}
 	bp := datagramPool.Get().(*[]byte)
 	defer datagramPool.Put(bp)
-	if size <= MaxSize {
-		b := append((*bp)[:0], pktDatagram, kind)
-		for _, p := range parts {
-			b = append(b, p...)
-		}
-		return t.uwrite(b, to)
-	}
 	count := (size + MaxSize - 1) / MaxSize
 	id := t.fragID.Add(1)
 	t.stats.splits.Add(1)

@@ -199,3 +199,52 @@ func TestUnreliableBatching(t *testing.T) {
 		t.Fatal("a truncated batch delivered something")
 	}
 }
+
+// TestUnreliableBatchingWithSession: where a session with the peer knows
+// it reads large datagrams (loopback UDP, CAPS), a burst of 1 KiB
+// unreliable messages shares large datagrams; every message arrives
+// intact.
+func TestUnreliableBatchingWithSession(t *testing.T) {
+	if suiteKey != nil {
+		t.Skip("keyed: the datagram sizes are checked in TestKeySealedPacketsFit")
+	}
+	a := listenUDP(t, Config{})
+	bIn := newInbox()
+	b := listenUDP(t, bIn.config(Config{}))
+	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, func() bool {
+		s := a.lookup(b.LocalAddr())
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.peerPacket > MaxPacketSize
+	})
+	if a.udatagramLimit(b.LocalAddr()) <= MaxPacketSize {
+		t.Skip("the path to the peer has no large MTU here")
+	}
+	const count = 1000
+	st0 := a.Stats()
+	for i := range count {
+		if err := a.USend(b.LocalAddr(), 2, patterned(i, 1024)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bIn.waitFor(10*time.Second, func() bool { return len(bIn.msgs) == count+1 }) {
+		t.Fatalf("got %d of %d on loopback", bIn.count()-1, count)
+	}
+	st := a.Stats()
+	packets, bytes := st.PacketsOut-st0.PacketsOut, st.BytesOut-st0.BytesOut
+	t.Logf("%d messages of 1 KiB in %d datagrams, %d bytes each on average", count, packets, bytes/packets)
+	if packets >= count/2 || bytes/packets <= MaxPacketSize {
+		t.Fatalf("%d datagrams of %d bytes on average for %d messages of 1 KiB: not in large datagrams", packets, bytes/packets, count)
+	}
+	bIn.mu.Lock()
+	defer bIn.mu.Unlock()
+	for _, m := range bIn.msgs[1:] {
+		id := int(binary.BigEndian.Uint32(m.payload))
+		if m.kind != 2 || string(m.payload) != string(patterned(id, 1024)) {
+			t.Fatalf("message %d damaged", id)
+		}
+	}
+}

@@ -22,7 +22,10 @@
 
 package kcp
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"errors"
+)
 
 // shrink_buf advances snd_una to the oldest unacknowledged segment.
 func (kcp *KCP) shrink_buf() {
@@ -41,6 +44,9 @@ func (kcp *KCP) parse_ack(sn uint32) {
 	}
 	for seg := range kcp.snd_buf.ForEach {
 		if sn == seg.sn {
+			if seg.acked == 0 {
+				kcp.ackCount++
+			}
 			seg.acked = 1
 			kcp.recycleSegment(seg)
 			break
@@ -52,11 +58,11 @@ func (kcp *KCP) parse_ack(sn uint32) {
 }
 
 // parse_fastack counts the acks that skip over earlier segments; it
-// returns 1 when one of them reached the fast retransmit threshold.
-func (kcp *KCP) parse_fastack(sn, ts uint32) int {
-	shouldFastAck := 0
+// reports whether one of them reached the fast retransmit threshold.
+func (kcp *KCP) parse_fastack(sn, ts uint32) bool {
+	shouldFastAck := false
 	if _itimediff(sn, kcp.snd_una) < 0 || _itimediff(sn, kcp.snd_nxt) >= 0 {
-		return 0
+		return false
 	}
 	for seg := range kcp.snd_buf.ForEach {
 		if _itimediff(sn, seg.sn) < 0 {
@@ -65,7 +71,7 @@ func (kcp *KCP) parse_fastack(sn, ts uint32) int {
 			if seg.fastack != 0xFFFFFFFF {
 				seg.fastack++
 				if seg.fastack >= uint32(kcp.fastresend) {
-					shouldFastAck = 1
+					shouldFastAck = true
 				}
 			}
 		}
@@ -79,6 +85,9 @@ func (kcp *KCP) parse_una(una uint32) int {
 	count := 0
 	for seg := range kcp.snd_buf.ForEach {
 		if _itimediff(una, seg.sn) > 0 {
+			if seg.acked == 0 {
+				kcp.ackCount++
+			}
 			kcp.recycleSegment(seg)
 			count++
 		} else {
@@ -130,21 +139,86 @@ func (kcp *KCP) parse_data(sn, ts uint32, frg uint8, data []byte) bool {
 	return false
 }
 
-// Input processes one packet from the peer. It returns 0, or a negative
-// number for a packet it stopped at: -1 short or for another conversation,
-// -2 a segment longer than the packet or than MaxSegmentData, -3 an
-// unknown command. Segments before the bad one are processed.
-func (kcp *KCP) Input(data []byte, pktType PacketType, ackNoDelay bool) int {
-	snd_una := kcp.snd_una
-	if len(data) < IKCP_OVERHEAD {
-		return -1
+// Errors Input returns for a packet it refuses (it then applies none of
+// it).
+var (
+	ErrShort   = errors.New("kcp: packet shorter than a segment header")
+	ErrConv    = errors.New("kcp: segment of another conversation")
+	ErrLength  = errors.New("kcp: segment longer than its packet or MaxSegmentData")
+	ErrCommand = errors.New("kcp: unknown segment command")
+)
+
+// Conv is the conversation id of the first segment of a packet.
+func Conv(p []byte) (uint32, bool) {
+	if len(p) < IKCP_OVERHEAD {
+		return 0, false
 	}
+	return binary.LittleEndian.Uint32(p), true
+}
+
+// InputInfo is what Input learned from a packet.
+type InputInfo struct {
+	// Acked counts segments of ours the packet acknowledged for the first
+	// time, one by one or cumulatively.
+	Acked int
+	// Needless counts segments of ours the packet showed were sent again
+	// needlessly (the acknowledgement echoes an earlier transmission).
+	Needless int
+	// Window is the receive window the packet's last segment advertises
+	// (0: the peer takes nothing more for now).
+	Window uint16
+	// OwesAcks: the packet held data or a window probe, which the next
+	// flush answers (a pure acknowledgement owes nothing back).
+	OwesAcks bool
+	// Flush is what to flush now, if anything: IKCP_FLUSH_FULL when the
+	// packet moved the window or showed a loss and data is due (new
+	// segments the window now admits, or segments to send again),
+	// IKCP_FLUSH_ACKONLY when a packet's worth of acknowledgements is owed
+	// (ack clocking). Otherwise the acknowledgements owed may wait for
+	// data going the same way to carry them.
+	Flush FlushType
+}
+
+// checkPacket reports whether every segment of a packet is well formed:
+// this conversation, a known command, a length within the packet and
+// within MaxSegmentData. Trailing bytes shorter than a header are ignored.
+func (kcp *KCP) checkPacket(data []byte) error {
+	if len(data) < IKCP_OVERHEAD {
+		return ErrShort
+	}
+	for len(data) >= IKCP_OVERHEAD {
+		if binary.LittleEndian.Uint32(data) != kcp.conv {
+			return ErrConv
+		}
+		switch data[4] {
+		case IKCP_CMD_PUSH, IKCP_CMD_ACK, IKCP_CMD_WASK, IKCP_CMD_WINS:
+		default:
+			return ErrCommand
+		}
+		n := binary.LittleEndian.Uint32(data[20:])
+		if n > MaxSegmentData || uint64(n) > uint64(len(data)-IKCP_OVERHEAD) {
+			return ErrLength
+		}
+		data = data[IKCP_OVERHEAD+int(n):]
+	}
+	return nil
+}
+
+// Input processes one packet from the peer. A packet that is not well
+// formed (see the errors above) changes nothing. Input sends nothing: the
+// caller flushes as InputInfo.Flush says, and otherwise when it likes.
+func (kcp *KCP) Input(data []byte) (InputInfo, error) {
+	var info InputInfo
+	if err := kcp.checkPacket(data); err != nil {
+		return info, err
+	}
+	snd_una := kcp.snd_una
+	acked := kcp.ackCount
+	closed := kcp.sendRoom() == 0
 	var latest uint32 // ts of the latest ack
-	var updateRTT int
-	var flushSegments int
+	var updateRTT, fastAck bool
 	for len(data) >= IKCP_OVERHEAD {
 		_ = data[IKCP_OVERHEAD-1] // BCE hint
-		conv := binary.LittleEndian.Uint32(data)
 		cmd := data[4]
 		frg := data[5]
 		wnd := binary.LittleEndian.Uint16(data[6:])
@@ -153,31 +227,22 @@ func (kcp *KCP) Input(data []byte, pktType PacketType, ackNoDelay bool) int {
 		una := binary.LittleEndian.Uint32(data[16:])
 		length := binary.LittleEndian.Uint32(data[20:])
 		data = data[IKCP_OVERHEAD:]
-		if conv != kcp.conv {
-			return -1
+		kcp.rmt_wnd = uint32(wnd)
+		info.Window = wnd
+		if cmd == IKCP_CMD_ACK && kcp.judgeResend(sn, ts) {
+			info.Needless++
 		}
-		if length > MaxSegmentData || len(data) < int(length) {
-			return -2
-		}
-		if cmd != IKCP_CMD_PUSH && cmd != IKCP_CMD_ACK &&
-			cmd != IKCP_CMD_WASK && cmd != IKCP_CMD_WINS {
-			return -3
-		}
-		if pktType == IKCP_PACKET_REGULAR {
-			kcp.rmt_wnd = uint32(wnd)
-		}
-		if kcp.parse_una(una) > 0 {
-			flushSegments |= 1
-		}
+		kcp.parse_una(una)
 		kcp.shrink_buf()
 
 		switch cmd {
 		case IKCP_CMD_ACK:
 			kcp.parse_ack(sn)
-			flushSegments |= kcp.parse_fastack(sn, ts)
-			updateRTT |= 1
+			fastAck = kcp.parse_fastack(sn, ts) || fastAck
+			updateRTT = true
 			latest = ts
 		case IKCP_CMD_PUSH:
+			info.OwesAcks = true
 			if _itimediff(sn, kcp.rcv_nxt+kcp.rcv_wnd) < 0 {
 				if _itimediff(sn, kcp.rcv_nxt) >= 0 && !kcp.rcv_buf.has(sn) && !kcp.room(sn, int(length)) {
 					break // over the receive limit: unacknowledged, sent again later
@@ -188,14 +253,16 @@ func (kcp *KCP) Input(data []byte, pktType PacketType, ackNoDelay bool) int {
 				}
 			}
 		case IKCP_CMD_WASK:
+			info.OwesAcks = true
 			kcp.probe |= IKCP_ASK_TELL // answer with our window
 		case IKCP_CMD_WINS:
 		}
 		data = data[length:]
 	}
+	info.Acked = int(kcp.ackCount - acked)
 
-	if updateRTT != 0 && pktType == IKCP_PACKET_REGULAR {
-		current := currentMs()
+	if updateRTT {
+		current := clock()
 		if _itimediff(current, latest) >= 0 {
 			kcp.update_ack(_itimediff(current, latest))
 		}
@@ -222,17 +289,14 @@ func (kcp *KCP) Input(data []byte, pktType PacketType, ackNoDelay bool) int {
 		}
 	}
 
+	moved := _itimediff(kcp.snd_una, snd_una) > 0 || (closed && kcp.sendRoom() > 0)
 	switch {
-	case flushSegments != 0:
-		// The window slid or a fast retransmit is due: flush now.
-		kcp.Flush(IKCP_FLUSH_FULL)
+	case (moved || fastAck) && kcp.dataDue():
+		info.Flush = IKCP_FLUSH_FULL
 	case len(kcp.acklist) >= int(kcp.mtu/IKCP_OVERHEAD):
-		// A packet full of acks is owed: send it (ack clocking).
-		kcp.Flush(IKCP_FLUSH_ACKONLY)
-	case ackNoDelay && len(kcp.acklist) > 0:
-		kcp.Flush(IKCP_FLUSH_ACKONLY)
+		info.Flush = IKCP_FLUSH_ACKONLY
 	}
-	return 0
+	return info, nil
 }
 
 func (kcp *KCP) ack_push(sn, ts uint32) {

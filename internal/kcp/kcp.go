@@ -23,30 +23,38 @@
 // Package kcp is the KCP state machine of github.com/xtaci/kcp-go/v5
 // (v5.6.72, kcp.go and ringbuffer.go), forked for rudp under the MIT
 // license (see LICENSE in this directory). It keeps kcp-go's wire format,
-// its retransmission and window logic and the names rudp uses, and differs
-// in what rudp needs:
+// its window logic and the names rudp uses; it is the only code of the
+// project that parses or writes KCP segments. It differs in what rudp
+// needs:
 //
-//   - segments may carry up to MaxSegmentData bytes (kcp-go: about 1,500,
-//     the size of its pool buffers) and packets up to MaxMTU, so a path with
-//     a large MTU carries a 64 KiB message in 5 segments instead of 48;
-//     segment buffers come from pools in a few size classes, so a small
-//     segment holds a small buffer;
-//   - Input checks every segment's length and never panics on any input;
+//   - Input checks a whole packet before it applies any of it, never
+//     panics on any input, and returns what the caller needs to know
+//     (segments newly acknowledged, the peer's window, whether acks are
+//     owed, what to flush): it never flushes by itself, so the caller
+//     decides whether acknowledgements wait for data to carry them;
+//   - Flush writes packets into buffers the caller provides (Packets: no
+//     copy between KCP and the socket) and reports what it sent (data or
+//     not, retransmissions, when its timers are next due);
+//   - segments may carry up to MaxSegmentData bytes (kcp-go: about 1,500)
+//     and packets up to MaxMTU, so a path with a large MTU carries a 64 KiB
+//     message in 5 segments instead of 48; segment buffers come from pools
+//     in a few size classes, so a small segment holds a small buffer;
 //   - the receive side can be bounded in bytes (SetRecvLimit): the window
 //     it advertises shrinks with the bytes it holds, and data beyond the
 //     bound is dropped unacknowledged, so a session holds at most about
 //     twice the limit whatever the peer sends;
-//   - Flush is exported (kcp-go's flush is not), RecvFunc hands out data
-//     without copying it, and the flush buffer is borrowed per flush
-//     instead of 3 x MTU held per session;
+//   - received data is handed out without copying (RecvFunc, or Take and
+//     Release, which give the segment buffers to the caller for a while);
 //   - the una a flush reports can be capped (CapUna), so that the
-//     receiver acknowledges data cumulatively only once it delivered it;
+//     receiver acknowledges data cumulatively only once it delivered it; the
+//     window is then advertised from that una, and a sender whose segments
+//     were all acknowledged one by one asks for the una that does not come;
 //   - one flush resends at most maxRTOPerFlush segments whose timer
 //     expired (kcp-go: all of them), so a peer that did not run for a
 //     while costs a few duplicate segments, not a window of them;
 //   - in-order segments skip the reorder heap, which is typed (no boxing);
-//   - no logging, no global counters, no Update/Check (rudp runs its own
-//     timer).
+//   - no stream mode, no FEC, no dead-link state, no logging, no global
+//     counters, no Update/Check (rudp runs its own timer).
 package kcp
 
 import (
@@ -54,12 +62,15 @@ import (
 	"time"
 )
 
-// KCP protocol constants (as in kcp-go).
+// ms is a millisecond in KCP's clock, which counts microseconds (clock).
+const ms = 1000
+
+// KCP protocol constants (as in kcp-go; times in the clock's µs).
 const (
-	IKCP_RTO_NDL = 30    // no-delay mode: minimum RTO (ms)
-	IKCP_RTO_MIN = 100   // normal mode: minimum RTO (ms)
-	IKCP_RTO_DEF = 200   // default RTO (ms)
-	IKCP_RTO_MAX = 60000 // maximum RTO (ms)
+	IKCP_RTO_NDL = 30 * ms    // no-delay mode: minimum RTO
+	IKCP_RTO_MIN = 100 * ms   // normal mode: minimum RTO
+	IKCP_RTO_DEF = 200 * ms   // default RTO
+	IKCP_RTO_MAX = 60000 * ms // maximum RTO
 
 	IKCP_CMD_PUSH = 81 // cmd: push data
 	IKCP_CMD_ACK  = 82 // cmd: acknowledge
@@ -73,13 +84,12 @@ const (
 	IKCP_WND_RCV = 32   // default receive window (segments)
 	IKCP_MTU_DEF = 1400 // default MTU (bytes)
 
-	IKCP_INTERVAL    = 100    // default flush interval (ms)
-	IKCP_OVERHEAD    = 24     // segment header: conv(4) cmd(1) frg(1) wnd(2) ts(4) sn(4) una(4) len(4)
-	IKCP_DEADLINK    = 20     // transmissions of one segment that mark the link dead
-	IKCP_THRESH_INIT = 2      // initial slow-start threshold (segments)
-	IKCP_THRESH_MIN  = 2      // minimum slow-start threshold (segments)
-	IKCP_PROBE_INIT  = 500    // initial window probe timeout (ms)
-	IKCP_PROBE_LIMIT = 120000 // maximum window probe timeout (ms)
+	IKCP_INTERVAL    = 100 * ms    // default flush interval
+	IKCP_OVERHEAD    = 24          // segment header: conv(4) cmd(1) frg(1) wnd(2) ts(4) sn(4) una(4) len(4)
+	IKCP_THRESH_INIT = 2           // initial slow-start threshold (segments)
+	IKCP_THRESH_MIN  = 2           // minimum slow-start threshold (segments)
+	IKCP_PROBE_INIT  = 500 * ms    // initial window probe timeout
+	IKCP_PROBE_LIMIT = 120000 * ms // maximum window probe timeout
 
 	// MaxMTU is the largest packet SetMtu accepts; a packet carries as
 	// many segments as fit.
@@ -87,14 +97,6 @@ const (
 	// MaxSegmentData is the most data one segment may carry, sent or
 	// received; Input rejects a packet with a longer segment.
 	MaxSegmentData = 16<<10 - IKCP_OVERHEAD
-)
-
-// PacketType tells Input whether a packet came from the peer (regular).
-type PacketType int8
-
-const (
-	IKCP_PACKET_REGULAR PacketType = iota
-	IKCP_PACKET_FEC
 )
 
 // FlushType selects what Flush sends: acknowledgements only, or also data.
@@ -107,12 +109,14 @@ const (
 
 var refTime = time.Now()
 
-// currentMs is the monotonic clock KCP timestamps use (a variable so that
-// tests can drive time).
-var currentMs = func() uint32 { return uint32(time.Since(refTime) / time.Millisecond) }
-
-// output_callback receives one packet; buf is valid only during the call.
-type output_callback func(buf []byte, size int)
+// clock is the monotonic clock of KCP's timestamps and timers, in µs (a
+// variable so that tests can drive time). It wraps every 71 minutes;
+// timestamps are compared by difference, so nothing in flight that long
+// is mistaken. A timestamp only ever goes back to its sender (the peer
+// echoes it in the acknowledgement), so the unit is this side's choice:
+// kcp-go counts ms, and the two interoperate; µs give round-trip samples
+// of sub-millisecond paths, and the RTO that follows them.
+var clock = func() uint32 { return uint32(time.Since(refTime) / time.Microsecond) }
 
 func _itimediff(later, earlier uint32) int32 {
 	return (int32)(later - earlier)
@@ -132,6 +136,8 @@ type segment struct {
 	resendts uint32
 	fastack  uint32
 	acked    uint32 // selectively acknowledged (data already recycled)
+	probed   bool   // a tail-loss probe went out since its last transmission
+	byTimer  bool   // its last transmission was a timer's (RTO or probe), not a first or fast one
 	data     []byte
 }
 
@@ -152,10 +158,9 @@ func (seg *segment) encode(ptr []byte) []byte {
 // KCP is one KCP connection's state machine: pure ARQ, no I/O, not safe
 // for concurrent use.
 type KCP struct {
-	conv  uint32 // conversation id, equal on both sides
-	mtu   uint32 // largest packet output (bytes)
-	mss   uint32 // largest segment data = mtu - IKCP_OVERHEAD
-	state uint32 // 0 = active, 0xFFFFFFFF = dead link
+	conv uint32 // conversation id, equal on both sides
+	mtu  uint32 // largest packet output (bytes)
+	mss  uint32 // largest segment data = mtu - IKCP_OVERHEAD
 
 	snd_una uint32 // oldest unacknowledged sequence number
 	snd_nxt uint32 // next sequence number to send
@@ -163,7 +168,10 @@ type KCP struct {
 
 	ssthresh           uint32
 	rx_rttvar, rx_srtt int32
-	rx_rto, rx_minrto  uint32
+	rx_rto, rx_minrto  uint32 // the RTO, and its floor (see rto.go)
+	rtoFloorLo         uint32 // the floor's range: it adapts between these
+	rtoFloorHi         uint32
+	needless           uint64 // retransmissions found needless (Needless)
 	snd_wnd            uint32 // local send window (segments)
 	rcv_wnd            uint32 // local receive window (segments)
 	rmt_wnd            uint32 // the peer's advertised window (segments)
@@ -177,10 +185,8 @@ type KCP struct {
 	interval uint32
 	nodelay  uint32
 
-	dead_link  uint32
 	fastresend int32
 	nocwnd     int32
-	stream     int32
 
 	// Receive bound (SetRecvLimit): buffer bytes (capacities) held in
 	// rcv_queue and rcv_buf.
@@ -193,11 +199,11 @@ type KCP struct {
 
 	acklist []ackItem
 
+	ackCount uint64 // segments of ours acknowledged so far (Acked)
+
 	unaCapped bool   // flushes report una at most unaCap (CapUna)
 	unaCap    uint32 // moves forward only
 	unaSent   uint32 // the una of the last packet output
-
-	output output_callback
 }
 
 type ackItem struct {
@@ -205,9 +211,8 @@ type ackItem struct {
 	ts uint32
 }
 
-// NewKCP creates a state machine; conv must be equal on both peers, and
-// output is called with every packet to send.
-func NewKCP(conv uint32, output output_callback) *KCP {
+// NewKCP creates a state machine; conv must be equal on both peers.
+func NewKCP(conv uint32) *KCP {
 	kcp := new(KCP)
 	kcp.conv = conv
 	kcp.snd_wnd = IKCP_WND_SND
@@ -216,11 +221,9 @@ func NewKCP(conv uint32, output output_callback) *KCP {
 	kcp.mtu = IKCP_MTU_DEF
 	kcp.mss = kcp.mtu - IKCP_OVERHEAD
 	kcp.rx_rto = IKCP_RTO_DEF
-	kcp.rx_minrto = IKCP_RTO_MIN
+	kcp.rx_minrto, kcp.rtoFloorLo, kcp.rtoFloorHi = IKCP_RTO_MIN, IKCP_RTO_MIN, IKCP_RTO_MIN
 	kcp.interval = IKCP_INTERVAL
 	kcp.ssthresh = IKCP_THRESH_INIT
-	kcp.dead_link = IKCP_DEADLINK
-	kcp.output = output
 	// The rings start small and grow with use: an idle session stays cheap.
 	kcp.snd_buf = NewRingBuffer[segment](RINGBUFFER_MIN)
 	kcp.rcv_queue = NewRingBuffer[segment](RINGBUFFER_MIN)
@@ -257,23 +260,6 @@ func (kcp *KCP) PeekSize() (length int) {
 	return
 }
 
-// Recv copies the next whole message into buffer and returns its size; -1
-// when there is none, -2 when buffer is too small for it.
-func (kcp *KCP) Recv(buffer []byte) (n int) {
-	peeksize := kcp.PeekSize()
-	if peeksize < 0 {
-		return -1
-	}
-	if peeksize > len(buffer) {
-		return -2
-	}
-	kcp.RecvFunc(func(p []byte) {
-		copy(buffer[n:], p)
-		n += len(p)
-	})
-	return n
-}
-
 // RecvFunc hands the next whole message to fn, one segment's data at a
 // time and without copying (the slices are valid only during fn). It
 // reports whether there was a message.
@@ -294,11 +280,56 @@ func (kcp *KCP) RecvFunc(fn func([]byte)) bool {
 			break
 		}
 	}
+	kcp.afterRecv(closed)
+	return true
+}
+
+// Take moves the data of whole messages out of the receive queue, in
+// order, appending one slice per segment to dst, until at least max bytes
+// are taken or no whole message is left; it returns dst and the bytes
+// taken. The slices are the caller's until it hands them back with
+// Release; the receive limit no longer counts them, so the caller bounds
+// what it takes (a deliverer takes a bounded chunk, decodes it without the
+// session's lock, and releases it before it takes more).
+func (kcp *KCP) Take(dst [][]byte, max int) ([][]byte, int) {
+	closed := kcp.wnd_unused() == 0
+	n := 0
+	for n < max && kcp.PeekSize() >= 0 {
+		for {
+			seg, ok := kcp.rcv_queue.Pop()
+			if !ok {
+				break
+			}
+			kcp.queueBytes -= cap(seg.data)
+			dst = append(dst, seg.data)
+			n += len(seg.data)
+			if seg.frg == 0 {
+				break
+			}
+		}
+	}
+	if n > 0 {
+		kcp.afterRecv(closed)
+	}
+	return dst, n
+}
+
+// Release hands back the buffers Take handed out and clears bufs.
+func Release(bufs [][]byte) {
+	for i, b := range bufs {
+		putBuf(b)
+		bufs[i] = nil
+	}
+}
+
+// afterRecv moves what is now in order into the receive queue and, if the
+// advertised window was closed before and is open now, has the next flush
+// tell the peer.
+func (kcp *KCP) afterRecv(wasClosed bool) {
 	kcp.moveReady()
-	if closed && kcp.wnd_unused() > 0 {
+	if wasClosed && kcp.wnd_unused() > 0 {
 		kcp.probe |= IKCP_ASK_TELL // tell the peer the window reopened
 	}
-	return true
 }
 
 // CapUna caps the una that flushes report (the next sequence number
@@ -311,6 +342,11 @@ func (kcp *KCP) CapUna(u uint32) {
 		kcp.unaCapped, kcp.unaCap = true, u
 	}
 }
+
+// Acked counts the segments of ours the peer acknowledged so far, one by
+// one or cumulatively, each once: it grows whenever the peer takes new
+// data, even while its una stays where it was (CapUna).
+func (kcp *KCP) Acked() uint64 { return kcp.ackCount }
 
 // RcvNxt is the sequence number of the next segment expected in order.
 func (kcp *KCP) RcvNxt() uint32 { return kcp.rcv_nxt }
@@ -344,29 +380,11 @@ func (kcp *KCP) moveReady() {
 	}
 }
 
-// Send queues buffer as one message; it returns -1 for an empty buffer and
-// -2 for one of more than 255 segments.
+// Send queues buffer as one message (copied); it returns -1 for an empty
+// buffer and -2 for one of more than 255 segments.
 func (kcp *KCP) Send(buffer []byte) int {
 	if len(buffer) == 0 {
 		return -1
-	}
-	if kcp.stream != 0 {
-		// Stream mode: fill the last queued segment first.
-		if n := kcp.snd_queue.Len(); n > 0 {
-			for seg := range kcp.snd_queue.ForEachReverse {
-				if room := min(int(kcp.mss), cap(seg.data)) - len(seg.data); room > 0 {
-					extend := min(len(buffer), room)
-					oldlen := len(seg.data)
-					seg.data = seg.data[:oldlen+extend]
-					copy(seg.data[oldlen:], buffer)
-					buffer = buffer[extend:]
-				}
-				break
-			}
-		}
-		if len(buffer) == 0 {
-			return 0
-		}
 	}
 	count := (len(buffer) + int(kcp.mss) - 1) / int(kcp.mss)
 	if count > 255 {
@@ -376,39 +394,11 @@ func (kcp *KCP) Send(buffer []byte) int {
 		size := min(len(buffer), int(kcp.mss))
 		seg := segment{data: getBuf(size)}
 		copy(seg.data, buffer[:size])
-		if kcp.stream == 0 {
-			seg.frg = uint8(count - i - 1)
-		}
+		seg.frg = uint8(count - i - 1)
 		kcp.snd_queue.Push(seg)
 		buffer = buffer[size:]
 	}
 	return 0
-}
-
-// SRTT is the smoothed round-trip time in milliseconds (0 before the
-// first acknowledgement).
-func (kcp *KCP) SRTT() int32 { return kcp.rx_srtt }
-
-// update_ack updates the smoothed RTT and RTO with a sample (RFC 6298).
-func (kcp *KCP) update_ack(rtt int32) {
-	if kcp.rx_srtt == 0 {
-		kcp.rx_srtt = rtt
-		kcp.rx_rttvar = rtt >> 1
-	} else {
-		delta := rtt - kcp.rx_srtt
-		kcp.rx_srtt += delta >> 3
-		if delta < 0 {
-			delta = -delta
-		}
-		if rtt < kcp.rx_srtt-kcp.rx_rttvar {
-			// a sample below the expected range weighs 8x less
-			kcp.rx_rttvar += (delta - kcp.rx_rttvar) >> 5
-		} else {
-			kcp.rx_rttvar += (delta - kcp.rx_rttvar) >> 2
-		}
-	}
-	rto := uint32(kcp.rx_srtt) + max(kcp.interval, uint32(kcp.rx_rttvar)<<2)
-	kcp.rx_rto = min(max(kcp.rx_minrto, rto), IKCP_RTO_MAX)
 }
 
 // wnd_unused is the receive window advertised to the peer: free slots of
@@ -423,6 +413,19 @@ func (kcp *KCP) wnd_unused() uint16 {
 		return 0
 	}
 	return uint16(min(free, 0xffff))
+}
+
+// wndFor is the window a packet that reports una advertises. The peer
+// counts its window from the una it sees, and a capped una (CapUna) lags
+// rcv_nxt by segments this side holds already: the room left is
+// advertised on top of them. A side with no room left advertises 0, so
+// the peer knows it is full and probes.
+func (kcp *KCP) wndFor(una uint32) uint16 {
+	free := kcp.wnd_unused()
+	if free == 0 {
+		return 0
+	}
+	return uint16(min(int(free)+int(kcp.rcv_nxt-una), 0xffff))
 }
 
 // SetRecvLimit bounds the receive side: bytes (of segment buffers) held
@@ -467,9 +470,10 @@ func (kcp *KCP) NoDelay(nodelay, interval, resend, nc int) int {
 		} else {
 			kcp.rx_minrto = IKCP_RTO_MIN
 		}
+		kcp.rtoFloorLo, kcp.rtoFloorHi = kcp.rx_minrto, kcp.rx_minrto
 	}
 	if interval >= 0 {
-		kcp.interval = uint32(min(max(interval, 10), 5000))
+		kcp.interval = uint32(min(max(interval, 10), 5000)) * ms
 	}
 	if resend >= 0 {
 		kcp.fastresend = int32(resend)
@@ -509,4 +513,17 @@ func (kcp *KCP) SendWindow() int {
 		w = min(w, kcp.cwnd)
 	}
 	return int(w)
+}
+
+// Head reports the oldest segment of ours in flight that the peer has not
+// acknowledged yet (neither cumulatively nor one by one), and how often it
+// was sent; ok is false when there is none.
+func (kcp *KCP) Head() (sn, sent uint32, ok bool) {
+	for seg := range kcp.snd_buf.ForEach {
+		if seg.acked == 0 {
+			sn, sent, ok = seg.sn, seg.xmit, true
+			return
+		}
+	}
+	return
 }

@@ -10,27 +10,55 @@ import (
 // link joins two state machines through in-memory packet queues, with
 // optional loss and reordering, on a clock the test advances.
 type link struct {
-	a, b     *KCP
-	toA, toB [][]byte
-	rng      *rand.Rand
-	loss     float64 // drop probability per packet
-	shuffle  bool    // deliver queued packets in random order
-	maxPkt   int
+	a, b       *KCP
+	outA, outB *collector // what a and b flush
+	toA, toB   [][]byte
+	rng        *rand.Rand
+	loss       float64 // drop probability per packet
+	shuffle    bool    // deliver queued packets in random order
+	maxPkt     int
 }
 
 var testNow uint32
 
 func useTestClock(t *testing.T) {
-	old := currentMs
-	testNow = 1000
-	currentMs = func() uint32 { return testNow }
-	t.Cleanup(func() { currentMs = old })
+	old := clock
+	testNow = 1000 * ms
+	clock = func() uint32 { return testNow }
+	t.Cleanup(func() { clock = old })
 }
+
+// collector is the Packets of a test: it keeps a copy of every packet
+// (or hands it to fn).
+type collector struct {
+	pkts [][]byte
+	fn   func(p []byte)
+	buf  []byte
+}
+
+func (c *collector) Buffer(n int) []byte {
+	if cap(c.buf) < n {
+		c.buf = make([]byte, 0, n)
+	}
+	return c.buf[:0]
+}
+
+func (c *collector) Send(p []byte) {
+	if c.fn != nil {
+		c.fn(p)
+		return
+	}
+	c.pkts = append(c.pkts, bytes.Clone(p))
+}
+
+// discard is a Packets that drops what it is sent.
+var discard = &collector{fn: func([]byte) {}}
 
 func newLink(mtu int, loss float64, shuffle bool) *link {
 	l := &link{rng: rand.New(rand.NewPCG(1, 2)), loss: loss, shuffle: shuffle}
-	l.a = NewKCP(7, func(buf []byte, n int) { l.toB = l.send(l.toB, buf[:n]) })
-	l.b = NewKCP(7, func(buf []byte, n int) { l.toA = l.send(l.toA, buf[:n]) })
+	l.a, l.b = NewKCP(7), NewKCP(7)
+	l.outA = &collector{fn: func(p []byte) { l.toB = l.send(l.toB, p) }}
+	l.outB = &collector{fn: func(p []byte) { l.toA = l.send(l.toA, p) }}
 	for _, k := range []*KCP{l.a, l.b} {
 		k.NoDelay(1, 10, 2, 1)
 		k.WndSize(128, 128)
@@ -63,14 +91,14 @@ func (l *link) step(t *testing.T) {
 			l.rng.Shuffle(len(q), func(i, j int) { q[i], q[j] = q[j], q[i] })
 		}
 		for _, p := range q {
-			if r := d.to.Input(p, IKCP_PACKET_REGULAR, false); r != 0 {
-				t.Fatalf("Input: %d", r)
+			if _, err := d.to.Input(p); err != nil {
+				t.Fatalf("Input: %v", err)
 			}
 		}
 	}
-	testNow += 5
-	l.a.Flush(IKCP_FLUSH_FULL)
-	l.b.Flush(IKCP_FLUSH_FULL)
+	testNow += 5 * ms
+	l.a.Flush(IKCP_FLUSH_FULL, l.outA)
+	l.b.Flush(IKCP_FLUSH_FULL, l.outB)
 }
 
 func recvAll(k *KCP) []byte {
@@ -130,7 +158,7 @@ func TestLargeSegmentsRoundTrip(t *testing.T) {
 }
 
 func TestSegmentSizeLimits(t *testing.T) {
-	k := NewKCP(7, func([]byte, int) {})
+	k := NewKCP(7)
 	if k.SetMtu(MaxMTU+1) == 0 {
 		t.Fatal("SetMtu above MaxMTU accepted")
 	}
@@ -147,13 +175,13 @@ func TestSegmentSizeLimits(t *testing.T) {
 	// A segment declaring more than MaxSegmentData is refused, even when
 	// the packet holds that much.
 	p := pushSeg(7, 0, 0, make([]byte, MaxSegmentData+1))
-	r := NewKCP(7, func([]byte, int) {})
+	r := NewKCP(7)
 	r.WndSize(32, 32)
-	if got := r.Input(p, IKCP_PACKET_REGULAR, false); got != -2 {
-		t.Fatalf("Input of an oversized segment: %d, want -2", got)
+	if _, err := r.Input(p); err != ErrLength {
+		t.Fatalf("Input of an oversized segment: %v, want ErrLength", err)
 	}
-	if got := r.Input(pushSeg(7, 0, 0, make([]byte, MaxSegmentData)), IKCP_PACKET_REGULAR, false); got != 0 {
-		t.Fatalf("Input of a MaxSegmentData segment: %d", got)
+	if _, err := r.Input(pushSeg(7, 0, 0, make([]byte, MaxSegmentData))); err != nil {
+		t.Fatalf("Input of a MaxSegmentData segment: %v", err)
 	}
 	if n := len(recvAll(r)); n != MaxSegmentData {
 		t.Fatalf("received %d bytes", n)
@@ -187,8 +215,8 @@ func checkHeld(t testing.TB, k *KCP) {
 
 func TestRecvLimit(t *testing.T) {
 	const limit = 64 << 10
-	var out [][]byte
-	k := NewKCP(7, func(buf []byte, n int) { out = append(out, bytes.Clone(buf[:n])) })
+	out := &collector{}
+	k := NewKCP(7)
 	k.WndSize(1024, 1024)
 	k.SetMtu(MaxMTU)
 	k.SetRecvLimit(limit)
@@ -196,7 +224,7 @@ func TestRecvLimit(t *testing.T) {
 	// Out of order (sn 1..): accepted up to the limit, then dropped
 	// without an acknowledgement.
 	for sn := uint32(1); sn < 20; sn++ {
-		k.Input(pushSeg(7, sn, 0, seg), IKCP_PACKET_REGULAR, false)
+		k.Input(pushSeg(7, sn, 0, seg))
 	}
 	checkHeld(t, k)
 	if k.RecvHeld() > limit {
@@ -211,7 +239,7 @@ func TestRecvLimit(t *testing.T) {
 	}
 	// The next expected segment still gets in, and everything held
 	// moves to the queue for the application.
-	k.Input(pushSeg(7, 0, 0, seg), IKCP_PACKET_REGULAR, false)
+	k.Input(pushSeg(7, 0, 0, seg))
 	checkHeld(t, k)
 	if k.rcv_nxt != uint32(acked+1) {
 		t.Fatalf("rcv_nxt %d, want %d", k.rcv_nxt, acked+1)
@@ -221,15 +249,15 @@ func TestRecvLimit(t *testing.T) {
 	}
 	// Not read (paused): in-order data beyond the limit is refused too.
 	for sn := k.rcv_nxt; sn < k.rcv_nxt+10; sn++ {
-		k.Input(pushSeg(7, sn, 0, seg), IKCP_PACKET_REGULAR, false)
+		k.Input(pushSeg(7, sn, 0, seg))
 	}
 	checkHeld(t, k)
 	if k.RecvHeld() > 2*limit+bufClass(MaxSegmentData) {
 		t.Fatalf("holds %d bytes while paused", k.RecvHeld())
 	}
 	// Reading reopens the window and tells the peer (WINS).
-	k.Flush(IKCP_FLUSH_ACKONLY)
-	out = nil
+	k.Flush(IKCP_FLUSH_ACKONLY, out)
+	out.pkts = nil
 	if n := len(recvAll(k)); n == 0 {
 		t.Fatal("nothing to read")
 	}
@@ -237,9 +265,9 @@ func TestRecvLimit(t *testing.T) {
 	if k.RecvHeld() != 0 || k.wnd_unused() == 0 {
 		t.Fatalf("after reading: holds %d, window %d", k.RecvHeld(), k.wnd_unused())
 	}
-	k.Flush(IKCP_FLUSH_ACKONLY)
-	if len(out) != 1 || !hasCmd(out[0], IKCP_CMD_WINS) {
-		t.Fatalf("no window update after the window reopened: %d packets", len(out))
+	k.Flush(IKCP_FLUSH_ACKONLY, out)
+	if len(out.pkts) != 1 || !hasCmd(out.pkts[0], IKCP_CMD_WINS) {
+		t.Fatalf("no window update after the window reopened: %d packets", len(out.pkts))
 	}
 }
 
@@ -256,11 +284,11 @@ func hasCmd(p []byte, cmd byte) bool {
 // TestSmallSegmentsSmallBuffers: a small segment of a session with a large
 // MTU holds a buffer of the smallest class.
 func TestSmallSegmentsSmallBuffers(t *testing.T) {
-	k := NewKCP(7, func([]byte, int) {})
+	k := NewKCP(7)
 	k.SetMtu(MaxMTU)
 	k.WndSize(32, 32)
 	k.Send(make([]byte, 64))
-	k.Input(pushSeg(7, 0, 0, make([]byte, 64)), IKCP_PACKET_REGULAR, false)
+	k.Input(pushSeg(7, 0, 0, make([]byte, 64)))
 	s, _ := k.snd_queue.Peek()
 	r, _ := k.rcv_queue.Peek()
 	if cap(s.data) != classes[0] || cap(r.data) != classes[0] {
@@ -286,7 +314,7 @@ func FuzzInput(f *testing.F) {
 	f.Add(big, uint8(2))
 	f.Fuzz(func(t *testing.T, p []byte, reads uint8) {
 		const limit = 8 << 10
-		k := NewKCP(7, func([]byte, int) {})
+		k := NewKCP(7)
 		k.NoDelay(1, 10, 2, 1)
 		k.WndSize(64, 64)
 		k.SetMtu(MaxMTU)
@@ -297,7 +325,7 @@ func FuzzInput(f *testing.F) {
 			if len(pkt) >= 4 {
 				binary.LittleEndian.PutUint32(pkt, 7)
 			}
-			k.Input(pkt, IKCP_PACKET_REGULAR, reads&1 != 0)
+			k.Input(pkt)
 			checkHeld(t, k)
 			if k.RecvHeld() > 2*limit+bufClass(MaxSegmentData) {
 				t.Fatalf("holds %d bytes, limit %d", k.RecvHeld(), limit)
@@ -306,7 +334,7 @@ func FuzzInput(f *testing.F) {
 				recvAll(k)
 				checkHeld(t, k)
 			}
-			k.Flush(IKCP_FLUSH_FULL)
+			k.Flush(IKCP_FLUSH_FULL, discard)
 		}
 		recvAll(k)
 		checkHeld(t, k)
@@ -319,34 +347,35 @@ func FuzzInput(f *testing.F) {
 func TestRTOBounded(t *testing.T) {
 	useTestClock(t)
 	var sent int
-	k := NewKCP(7, func(buf []byte, n int) {
-		for p := buf[:n]; len(p) >= IKCP_OVERHEAD; {
+	k := NewKCP(7)
+	out := &collector{fn: func(p []byte) {
+		for len(p) >= IKCP_OVERHEAD {
 			if p[4] == IKCP_CMD_PUSH {
 				sent++
 			}
 			p = p[IKCP_OVERHEAD+int(binary.LittleEndian.Uint32(p[20:])):]
 		}
-	})
+	}}
 	k.NoDelay(1, 10, 2, 1)
 	k.WndSize(128, 128)
 	k.SetMtu(MaxMTU)
 	for range 32 { // the peer's window before it advertised one
 		k.Send(make([]byte, 1000))
 	}
-	k.Flush(IKCP_FLUSH_FULL)
+	k.Flush(IKCP_FLUSH_FULL, out)
 	if sent != 32 {
 		t.Fatalf("first flush sent %d segments, want 32", sent)
 	}
-	testNow += 10_000 // every timer expired
+	testNow += 10_000 * ms // every timer expired
 	for i := 1; i <= 32/maxRTOPerFlush; i++ {
 		sent = 0
-		k.Flush(IKCP_FLUSH_FULL)
+		k.Flush(IKCP_FLUSH_FULL, out)
 		if sent != maxRTOPerFlush {
 			t.Fatalf("flush %d after the timeout sent %d segments again, want %d", i, sent, maxRTOPerFlush)
 		}
 	}
 	sent = 0
-	k.Flush(IKCP_FLUSH_FULL)
+	k.Flush(IKCP_FLUSH_FULL, out)
 	if sent != 0 {
 		t.Fatalf("%d segments sent a third time before their new timeout", sent)
 	}

@@ -143,35 +143,6 @@ func (r *RingBuffer[T]) ForEach(fn func(*T) bool) {
 	}
 }
 
-// ForEachReverse iterates over each element in the ring buffer in reverse order,
-// applying the provided function. If the function returns false,
-// iteration stops early.
-func (r *RingBuffer[T]) ForEachReverse(fn func(*T) bool) {
-	if r.Len() == 0 {
-		return
-	}
-
-	if r.head < r.tail {
-		// Contiguous data: [head ... tail)
-		for i := r.tail - 1; i >= r.head; i-- {
-			if !fn(&r.elements[i]) {
-				return
-			}
-		}
-	} else {
-		for i := r.tail - 1; i >= 0; i-- {
-			if !fn(&r.elements[i]) {
-				return
-			}
-		}
-		for i := len(r.elements) - 1; i >= r.head; i-- {
-			if !fn(&r.elements[i]) {
-				return
-			}
-		}
-	}
-}
-
 // Clear resets the ring to an empty state and reinitializes the buffer.
 func (r *RingBuffer[T]) Clear() {
 	var zero T

@@ -267,35 +267,3 @@ func TestRingBufferDiscardBoundary(t *testing.T) {
 		t.Fatalf("expected Peek()=99, got %v (ok=%v)", v, ok)
 	}
 }
-
-func TestRingForEachReverse(t *testing.T) {
-	r := NewRingBuffer[int](10)
-	for i := range 10 {
-		r.Push(i)
-	}
-
-	sum := 0
-	i := 9
-	r.ForEachReverse(func(v *int) bool {
-		if *v != i {
-			t.Errorf("Expected index %d, got %d", i, *v)
-		}
-		i--
-		sum += *v
-		return true
-	})
-
-	if sum != 45 { // 0 + 1 + ... + 9 = 45
-		t.Errorf("Expected sum to be 45, got %d", sum)
-	}
-
-	count := 0
-	r.ForEachReverse(func(v *int) bool {
-		count++
-		return true
-	})
-
-	if count != 10 {
-		t.Errorf("Expected count to be 10, got %d", count)
-	}
-}

@@ -1,27 +1,26 @@
 package leaktest
 
 import (
-	"strings"
 	"testing"
 
-	kcp "github.com/xtaci/kcp-go/v5"
+	"go.uber.org/goleak"
 )
 
-// TestKCPGoroutinesFoundByPrefix: the scheduler goroutines kcp-go starts
-// are found by package prefix, whatever their names.
-func TestKCPGoroutinesFoundByPrefix(t *testing.T) {
-	_ = kcp.SystemTimedSched
-	found := 0
-	for _, f := range topFunctions() {
-		if strings.HasPrefix(f, kcpPrefix) {
-			found++
-		}
+// TestFindsALeftGoroutine: a goroutine still running is found; once it
+// ends, nothing is.
+func TestFindsALeftGoroutine(t *testing.T) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		<-stop
+	}()
+	if err := goleak.Find(); err == nil {
+		t.Fatal("a running goroutine was not found")
 	}
-	if found == 0 {
-		t.Fatalf("no kcp-go goroutine among %v", topFunctions())
-	}
-	if len(Options()) < 2 {
-		t.Fatal("no ignore options")
+	close(stop)
+	<-done
+	if err := goleak.Find(); err != nil {
+		t.Fatal(err)
 	}
 }
 
