@@ -94,19 +94,19 @@ type flushState struct {
 // waiting for KCP window room live in queue; the counters are cumulative
 // byte offsets in the stream.
 type sendState struct {
-	queue      sendQueue
-	direct     gather   // a message going straight to KCP (reused)
-	directBufs [][]byte // its slices (reused)
-	hdr        [frameHeaderSize]byte
-	appended   uint64 // bytes framed so far
+	queue       sendQueue
+	direct      gather   // a message going straight to KCP (reused)
+	directBufs  [][]byte // its slices (reused)
+	hdr         [frameHeaderSize]byte
+	appended    uint64 // bytes framed so far
 	retransmits uint64 // data segments sent again (PeerStatus)
-	handed     uint64 // bytes handed to KCP
-	ackedBytes uint64 // bytes the peer acknowledged
-	pushed     uint64 // KCP segments handed over
-	ackedSegs  uint64
-	segEnds    fifo // stream offset at the end of each unacknowledged segment
-	msgEnds    fifo // stream offset at the end of each unacknowledged message
-	tracked    []trackedMsg
+	handed      uint64 // bytes handed to KCP
+	ackedBytes  uint64 // bytes the peer acknowledged
+	pushed      uint64 // KCP segments handed over
+	ackedSegs   uint64
+	segEnds     fifo // stream offset at the end of each unacknowledged segment
+	msgEnds     fifo // stream offset at the end of each unacknowledged message
+	tracked     []trackedMsg
 }
 
 // deliveryState: incoming messages (deliver.go).
