@@ -11,6 +11,8 @@
 //	k/<app>/<key>      a shared-data value (decimal int16)
 //	a/<app>/<n|g><address>  a node's or guest's Ack (mars.EncodeStoredAck), on no lease;
 //	                   read and written only inside transactions (Load and Watch skip it)
+//	sync               the progress marker: Progress writes it (empty), so
+//	                   every watch sees an event at the revision it took
 //
 // with <app>, <address> and <key> path-escaped. Each replica holds one lease
 // (Options.SessionTTL, default 10 s) and keeps it alive; the records of the
@@ -18,6 +20,17 @@
 // and no other replica took them over. Writes are transactions that compare
 // the mod revisions of every record they read and retry on a conflict;
 // versions sent to nodes are etcd revisions.
+//
+// A replica serves nodes the versions its copy holds, so Watch reports only
+// revisions whose changes it delivered: those of the events it received,
+// which etcd sends in revision order. It never trusts a progress
+// notification: on an etcd without the fix of etcd-io/etcd issue 15220
+// (Debian's 3.4.23 among them) a requested one carries the server's
+// revision at once, while events before it are still on their way (a watch
+// resumed after a reconnect, catching up), and the client library would
+// resume a broken watch after that revision too. Progress writes the marker
+// key instead, whose event reaches the watch after every earlier change on
+// every etcd version.
 //
 // Package mars does not import this package: a program that imports only
 // mesh or mars does not compile the etcd client.
@@ -38,9 +51,14 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/marsmesh/marsmesh/mars"
 )
+
+// reconnectMax bounds the wait between attempts to reconnect to etcd.
+const reconnectMax = time.Second
 
 // ErrUnreachable is wrapped by New when etcd does not answer in time.
 var ErrUnreachable = errors.New("etcdstore: etcd unreachable")
@@ -114,6 +132,12 @@ func New(opts Options) (*Store, error) {
 		Endpoints:   opts.Endpoints,
 		DialTimeout: opts.DialTimeout,
 		Logger:      zap.NewNop(),
+		// gRPC's default reconnect backoff grows to 2 minutes: after an
+		// etcd restart the replicas would stay away that long.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reconnectMax},
+			MinConnectTimeout: opts.DialTimeout,
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, strings.Join(opts.Endpoints, ","), err)
@@ -262,15 +286,13 @@ func (s *Store) Load(ctx context.Context) ([]mars.StoreRecord, int64, error) {
 	return out, resp.Header.Revision, nil
 }
 
-// watchCtx is the context of watches and progress requests: both must
-// carry the same metadata to use one watch stream.
-func watchCtx(ctx context.Context) context.Context { return clientv3.WithRequireLeader(ctx) }
-
-// Watch delivers every change after rev.
+// Watch delivers every change after rev. The revision it reports is that
+// of the last event received (see the package doc: never a progress
+// notification's).
 func (s *Store) Watch(ctx context.Context, rev int64, fn func([]mars.StoreRecord, int64)) error {
-	ctx, cancel := context.WithCancel(watchCtx(ctx))
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := s.cli.Watch(ctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
+	wch := s.cli.Watch(ctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	for resp := range wch {
 		if resp.CompactRevision != 0 {
 			return fmt.Errorf("%w: revision %d compacted", mars.ErrStoreCompacted, resp.CompactRevision)
@@ -279,8 +301,7 @@ func (s *Store) Watch(ctx context.Context, rev int64, fn func([]mars.StoreRecord
 			return err
 		}
 		if resp.IsProgressNotify() {
-			fn(nil, resp.Header.Revision)
-			continue
+			continue // none is asked for; and one may run ahead of the events
 		}
 		recs := make([]mars.StoreRecord, 0, len(resp.Events))
 		last := int64(0)
@@ -306,9 +327,12 @@ func (s *Store) Watch(ctx context.Context, rev int64, fn func([]mars.StoreRecord
 	return errors.New("etcdstore: watch closed")
 }
 
-// Progress asks etcd to report its revision on the watch.
+// Progress writes the progress marker: its event reaches every watch of
+// the prefix after every change committed before it, so a watch reports a
+// revision at least etcd's current one soon.
 func (s *Store) Progress(ctx context.Context) error {
-	return s.cli.RequestProgress(watchCtx(ctx))
+	_, err := s.cli.Put(ctx, s.opts.Prefix+"sync", "")
+	return err
 }
 
 // maxAttempts bounds the retries of one Update under contention.

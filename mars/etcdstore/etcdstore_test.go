@@ -192,9 +192,78 @@ func TestKeyLayout(t *testing.T) {
 			t.Errorf("%+v -> %q -> %+v, %v", k, s.key(k), got, ok)
 		}
 	}
-	for _, bad := range []string{"/p/id", "/p/x/a/b", "/q/n/a/b", "/p/n/ab", "/p/n/%zz/b"} {
+	for _, bad := range []string{"/p/id", "/p/sync", "/p/x/a/b", "/q/n/a/b", "/p/n/ab", "/p/n/%zz/b"} {
 		if _, ok := s.parse([]byte(bad)); ok {
 			t.Errorf("%q parsed", bad)
 		}
+	}
+}
+
+// Watch never reports a revision before it delivered every change up to
+// it, also when progress is asked for while the watch is still catching up
+// (etcd 3.4.23 answered such a request with its current revision at once,
+// ahead of the events: etcd-io/etcd issue 15220). A replica hands that
+// revision to nodes as their view's version.
+func TestWatchNeverRunsAhead(t *testing.T) {
+	e := etcdtest.Start(t)
+	s := newStore(t, e.Endpoint, "/t3/")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, rev0, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// History to catch up with: 500 revisions under the prefix.
+	key := mars.StoreKey{App: "a", Kind: mars.StoreShared, Name: "k"}
+	var last int64
+	for i := 0; i < 500; i++ {
+		if last, err = s.Update(ctx, []mars.StoreKey{key}, func([]mars.StoreRecord) ([]mars.StoreWrite, error) {
+			return []mars.StoreWrite{{StoreKey: key, Value: mars.EncodeStoredValue(int16(i))}}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var reported, seen int64
+	var bad []string
+	caught := make(chan struct{})
+	watchDone := make(chan error, 1)
+	go func() {
+		watchDone <- s.Watch(ctx, rev0, func(recs []mars.StoreRecord, rev int64) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range recs {
+				if r.Rev <= reported && len(bad) < 5 {
+					bad = append(bad, fmt.Sprintf("change at %d after revision %d was reported", r.Rev, reported))
+				}
+				if r.Rev >= last && seen < last {
+					close(caught)
+				}
+				seen = max(seen, r.Rev)
+			}
+			reported = max(reported, rev)
+		})
+	}()
+	// Ask for progress while the watch catches up.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if err := s.Progress(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-caught:
+		case <-time.After(5 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatalf("the watch did not reach revision %d", last)
+			}
+			continue
+		}
+		break
+	}
+	cancel()
+	<-watchDone
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bad) > 0 {
+		t.Fatalf("the watch ran ahead of its events: %s", strings.Join(bad, "; "))
 	}
 }
