@@ -71,7 +71,12 @@
 // replica (ClientConfig.MarsAddr lists them) continues with a delta and
 // does not re-register. Each replica keeps a copy of the state, loaded and
 // then kept current by a watch, and answers from it; a heartbeat writes
-// nothing. Registrations, info and shared-data changes are store
+// nothing. A replica hands out only versions its copy holds: the store's
+// watch reports a revision only once it delivered every change up to it
+// (etcdstore never trusts an etcd progress notification for that), and a
+// change that arrives at or below a revision already reported makes the
+// replica load its copy again, past every version it handed out, so every
+// node gets a full snapshot. Registrations, info and shared-data changes are store
 // transactions that also move the node's Ack, so each operation applies
 // exactly once whichever replica receives it, also when it is sent again
 // after a failover; Client.AddSharedData adds from many nodes never

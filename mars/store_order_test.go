@@ -1,0 +1,82 @@
+package mars
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// laggingStore, once lie is set, reports a revision on its watch before it
+// delivers the change at that revision, and delivers it when release is
+// closed: what etcd 3.4.23 did with a requested progress notification
+// (etcd-io/etcd issue 15220).
+type laggingStore struct {
+	Store
+	lie     atomic.Bool
+	lied    atomic.Int64  // the revision reported ahead of its change
+	held    chan struct{} // closed once a change is held back
+	release chan struct{}
+}
+
+func (l *laggingStore) Watch(ctx context.Context, rev int64, fn func([]StoreRecord, int64)) error {
+	return l.Store.Watch(ctx, rev, func(changes []StoreRecord, rev int64) {
+		if len(changes) == 0 || !l.lie.CompareAndSwap(true, false) {
+			fn(changes, rev)
+			return
+		}
+		fn(nil, rev)
+		l.lied.Store(rev)
+		close(l.held)
+		select {
+		case <-l.release:
+		case <-ctx.Done():
+			return
+		}
+		fn(changes, rev)
+	})
+}
+
+// A replica whose store delivers a change after reporting its revision
+// complete (so it has served views at that revision without the change)
+// loads its copy again, past every version it served, so every node gets a
+// full snapshot: the node whose view went past the change gets it, though
+// the key never changes again.
+func TestStoreChangeBehindItsRevisionHeals(t *testing.T) {
+	ms := NewMemoryStore()
+	stA := ms.Session()
+	stB := &laggingStore{Store: ms.Session(), held: make(chan struct{}), release: make(chan struct{})}
+	defer stA.Close()
+	defer stB.Close()
+	sA := startServer(t, "", storeOpts(stA))
+	sB := startServer(t, "", storeOpts(stB))
+	cfg := ClientConfig{Interval: fastInterval}
+	writer := startNode(t, sA.Addr().String(), cfg)
+	reader := startNode(t, sB.Addr().String(), cfg)
+	writer.c.SetSharedData("k", 1)
+	waitFor(t, 10*time.Second, "the reader sees k = 1", func() bool { return sharedIs(reader.c.View(), "k", 1) })
+
+	stB.lie.Store(true)
+	writer.c.SetSharedData("k", 2)
+	select {
+	case <-stB.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write never reached the second replica's watch")
+	}
+	waitFor(t, 10*time.Second, "the reader's view past the held change", func() bool {
+		_, ver := reader.c.View().Version()
+		return ver >= uint64(stB.lied.Load())
+	})
+	if !sharedIs(reader.c.View(), "k", 1) {
+		t.Fatal("the reader saw the held change")
+	}
+	close(stB.release)
+	waitFor(t, 10*time.Second, "the second replica loads its copy again, past the versions it served", func() bool {
+		sB.mu.Lock()
+		defer sB.mu.Unlock()
+		a := sB.apps[""]
+		return a != nil && a.horizon > uint64(stB.lied.Load())
+	})
+	waitFor(t, 10*time.Second, "the reader's view heals (k = 2)", func() bool { return sharedIs(reader.c.View(), "k", 2) })
+}
+
