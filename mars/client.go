@@ -148,6 +148,7 @@ type Client struct {
 	initial    bool  // the initial sync happened
 	lost       bool  // "lost MARS" was logged; "MARS back" is next
 	soonArmed  bool
+	look       lookBack // clientsync.go
 }
 
 // recentOp is a shared-data change MARS acknowledged at ackAt (client

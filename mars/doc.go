@@ -25,6 +25,10 @@
 // nodes and keys leave tombstones for the deltas. A heartbeat with nothing
 // to say is about 50 bytes each way, so steady-state traffic is O(changes):
 // MARS finds the changes since a version by binary search in its change log.
+// After MARS was silent for a while, or answers from another replica, a
+// report about two intervals later asks for the changes since the version
+// the view held before (a look-back): a view that went past a change it
+// never got, which no later delta would carry, gets it then.
 // See clientsync.go for the node side and server.go for MARS's.
 //
 // # Liveness

@@ -2,9 +2,15 @@ package mars
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/marsmesh/marsmesh/internal/syncbuf"
+	"github.com/marsmesh/marsmesh/rudp"
+	"github.com/marsmesh/marsmesh/rudp/faultnet"
 )
 
 // laggingStore, once lie is set, reports a revision on its watch before it
@@ -80,3 +86,54 @@ func TestStoreChangeBehindItsRevisionHeals(t *testing.T) {
 	waitFor(t, 10*time.Second, "the reader's view heals (k = 2)", func() bool { return sharedIs(reader.c.View(), "k", 2) })
 }
 
+// A view that went past a change it never got (its MARS handed out a
+// version, then logged a change at it, as a replica whose copy was catching
+// up did) is not healed by deltas, which start at its version. After MARS
+// was silent and is back, the look-back report brings the change, though
+// the key never changes again.
+//
+// The late change must be logged after the node's view went past it and
+// before the look-back, which comes 2 to 3 Intervals after MARS is back:
+// Interval is 1 s, so a test goroutine stalled for 2 s would see a false
+// failure.
+func TestLookBackHealsAViewPastAChange(t *testing.T) {
+	net := faultnet.New(3)
+	conn, err := net.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := fastOpts()
+	opts.OfflineAfter, opts.RemoveAfter = 10*time.Second, 20*time.Second // no change of its own while cut off
+	opts.Transport = rudp.Config{RetryInterval: 100 * time.Millisecond, RetryTimeout: 500 * time.Millisecond}
+	s, err := NewServer(conn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var logs syncbuf.Buffer
+	n := memNode(t, net, s.Addr().String(), ClientConfig{Interval: time.Second, InTouchSpan: time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	n.c.SetSharedData("k", 1)
+	waitFor(t, 10*time.Second, "k = 1", func() bool { return sharedIs(n.c.View(), "k", 1) })
+
+	net.Partition(n.tr.LocalAddr(), s.Addr())
+	waitFor(t, 10*time.Second, "the node lost MARS", func() bool { return strings.Contains(logs.String(), "lost MARS") })
+	s.mu.Lock()
+	a := s.apps[""]
+	*a.clock++ // a version with no change, which the node will get
+	a.ver = *a.clock
+	v := a.ver
+	s.mu.Unlock()
+	net.Heal(n.tr.LocalAddr(), s.Addr())
+	waitFor(t, 10*time.Second, "the view at the empty version", func() bool {
+		_, ver := n.c.View().Version()
+		return ver >= v
+	})
+	s.mu.Lock()
+	a.setKeyAt("k", 2, v) // the change comes late, at a version the view holds
+	s.mu.Unlock()
+	if !sharedIs(n.c.View(), "k", 1) {
+		t.Fatal("the view got the late change at once")
+	}
+	waitFor(t, 10*time.Second, "the view heals (k = 2)", func() bool { return sharedIs(n.c.View(), "k", 2) })
+}
