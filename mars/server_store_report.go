@@ -27,6 +27,7 @@ func (s *Server) storeMessage(m inMsg) {
 		return
 	}
 	q := st.queues[maphash.String(st.seed, m.node)%uint64(len(st.queues))]
+	m.at = s.now()
 	select {
 	case q <- m:
 		st.pending[m.node]++
@@ -97,10 +98,21 @@ func (s *Server) storeWorker(q chan inMsg) {
 		case <-s.done:
 			return
 		case m := <-q:
-			switch m.kind {
-			case KindReport:
+			s.mu.Lock()
+			// A report that waited over storeCatchUp (this replica fell
+			// behind, e.g. while the store was away) with a newer message
+			// of its node queued behind it is skipped: the newer one is
+			// answered, and the node sends again what the skipped one
+			// carried and MARS did not apply. Answering each would take
+			// that many store writes, with the node long gone elsewhere.
+			superseded := m.kind == KindReport && s.st.pending[m.node] > 1 && s.now()-m.at > int64(storeCatchUp)
+			s.mu.Unlock()
+			switch {
+			case superseded:
+				s.stats.skipped.Add(1)
+			case m.kind == KindReport:
 				s.storeReport(m)
-			case KindLeave:
+			case m.kind == KindLeave:
 				s.storeLeave(m)
 			default:
 				s.mu.Lock()
