@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +24,13 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, leaktest.Options()...)
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+// quiet discards logs unless ETCDSTORE_TEST_LOG is set.
+func quiet() *slog.Logger {
+	if os.Getenv("ETCDSTORE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 func newStore(t testing.TB, ep string, prefix string) *Store {
 	t.Helper()
