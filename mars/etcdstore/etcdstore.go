@@ -199,12 +199,14 @@ func (s *Store) grant(ctx context.Context) error {
 }
 
 // keepAlive keeps the lease alive; when it is lost (etcd unreachable for
-// longer than SessionTTL) it takes a new one. The records written with
-// the lost one are gone: their nodes register again at their next report.
+// longer than SessionTTL) it takes a new one, and moves the records still
+// on the lost one to it (moveRecords). Records already expired with the
+// lost one are gone: their nodes register again at their next report.
 func (s *Store) keepAlive() {
 	defer s.wg.Done()
 	for {
-		ch, err := s.cli.KeepAlive(s.ctx, clientv3.LeaseID(s.lease.Load()))
+		lost := clientv3.LeaseID(s.lease.Load())
+		ch, err := s.cli.KeepAlive(s.ctx, lost)
 		if err == nil {
 			for range ch {
 			}
@@ -212,7 +214,7 @@ func (s *Store) keepAlive() {
 		if s.ctx.Err() != nil {
 			return
 		}
-		s.log.Warn("etcdstore: lease lost; taking a new one (nodes of this replica register again)", "err", err)
+		s.log.Warn("etcdstore: lease lost; taking a new one", "err", err)
 		for s.ctx.Err() == nil {
 			ctx, cancel := context.WithTimeout(s.ctx, s.opts.DialTimeout)
 			err := s.grant(ctx)
@@ -226,8 +228,45 @@ func (s *Store) keepAlive() {
 			case <-time.After(time.Second):
 			}
 		}
+		if s.ctx.Err() == nil {
+			s.moveRecords(lost)
+		}
 	}
 }
+
+// moveRecords attaches the records still on the lost lease to the current
+// one. The client gives a lease up when etcd does not answer for its TTL,
+// but etcd may still hold it (a restarted etcd renews every lease): with
+// nobody keeping it alive, its records would expire a TTL after etcd is
+// back, and idle nodes of this replica would drop out of every view until
+// they register again. Each record moves only if it is still on the lost
+// lease (a nested transaction per record), keeping its value.
+func (s *Store) moveRecords(lost clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.DialTimeout)
+	defer cancel()
+	ttl, err := s.cli.TimeToLive(ctx, lost, clientv3.WithAttachedKeys())
+	if err != nil || ttl.TTL <= 0 {
+		return // expired, with its records
+	}
+	cur := clientv3.LeaseID(s.lease.Load())
+	for keys := ttl.Keys; len(keys) > 0; {
+		n := min(len(keys), storeTxnChunk)
+		ops := make([]clientv3.Op, 0, n)
+		for _, k := range keys[:n] {
+			ops = append(ops, clientv3.OpTxn(
+				[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(string(k)), "=", lost)},
+				[]clientv3.Op{clientv3.OpPut(string(k), "", clientv3.WithIgnoreValue(), clientv3.WithLease(cur))}, nil))
+		}
+		keys = keys[n:]
+		if _, err := s.cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			s.log.Warn("etcdstore: cannot move the records of a lost lease (they expire with it)", "err", err)
+			return
+		}
+	}
+}
+
+// storeTxnChunk bounds the operations of one transaction (etcd allows 128).
+const storeTxnChunk = 64
 
 // ID is the state's ID.
 func (s *Store) ID() uint64 { return s.id }

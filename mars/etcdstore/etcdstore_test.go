@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
 	"github.com/marsmesh/marsmesh/internal/etcdtest"
@@ -272,5 +273,51 @@ func TestWatchNeverRunsAhead(t *testing.T) {
 	defer mu.Unlock()
 	if len(bad) > 0 {
 		t.Fatalf("the watch ran ahead of its events: %s", strings.Join(bad, "; "))
+	}
+}
+
+// Records on a lease the client gave up (etcd away longer than its TTL)
+// move to the new lease, keeping their value, so they do not expire with
+// the old one; a record rewritten meanwhile stays as it is.
+func TestLostLeaseRecordsMove(t *testing.T) {
+	e := etcdtest.Start(t)
+	s := newStore(t, e.Endpoint, "/t4/")
+	ctx := context.Background()
+	put := func(name, val string) mars.StoreKey {
+		k := mars.StoreKey{App: "a", Kind: mars.StoreNode, Name: name}
+		if _, err := s.Update(ctx, []mars.StoreKey{k}, func([]mars.StoreRecord) ([]mars.StoreWrite, error) {
+			return []mars.StoreWrite{{StoreKey: k, Value: []byte(val), Session: true}}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	for i := range 100 {
+		put(fmt.Sprint("127.0.0.1:", i), fmt.Sprint("v", i))
+	}
+	lost := clientv3.LeaseID(s.lease.Load())
+	if err := s.grant(ctx); err != nil {
+		t.Fatal(err)
+	}
+	put("127.0.0.1:0", "rewritten") // on the new lease already
+	s.moveRecords(lost)
+	if _, err := s.cli.Revoke(ctx, lost); err != nil { // as if it expired
+		t.Fatal(err)
+	}
+	resp, err := s.cli.Get(ctx, "/t4/n/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) != 100 {
+		t.Fatalf("%d records left of 100", len(resp.Kvs))
+	}
+	for _, kv := range resp.Kvs {
+		want := "v" + strings.TrimPrefix(string(kv.Key), "/t4/n/a/127.0.0.1:")
+		if string(kv.Key) == "/t4/n/a/127.0.0.1:0" {
+			want = "rewritten"
+		}
+		if string(kv.Value) != want || clientv3.LeaseID(kv.Lease) != clientv3.LeaseID(s.lease.Load()) {
+			t.Fatalf("%s = %q on lease %x; want %q on %x", kv.Key, kv.Value, kv.Lease, want, s.lease.Load())
+		}
 	}
 }
