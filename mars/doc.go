@@ -80,11 +80,12 @@
 // (etcdstore never trusts an etcd progress notification for that), and a
 // change that arrives at or below a revision already reported makes the
 // replica load its copy again, past every version it handed out, so every
-// node gets a full snapshot. Registrations, info and shared-data changes are store
-// transactions that also move the node's Ack, so each operation applies
-// exactly once whichever replica receives it, also when it is sent again
-// after a failover; Client.AddSharedData adds from many nodes never
-// overwrite each other. A node's record lives in the session (etcd lease)
+// node gets a full snapshot. Registrations, info and shared-data changes
+// are store transactions that also move the node's Ack, so each operation
+// applies exactly once whichever replica receives it, also when it is sent
+// again after a failover; Client.AddSharedData adds from many nodes never
+// overwrite each other. A replica that fell behind (its store away) skips
+// a node's reports that waited over 2 s with a newer one queued. A node's record lives in the session (etcd lease)
 // of the replica that serves it: that replica lists it offline after
 // OfflineAfter + min(2 s, OfflineAfter) of silence (time for another
 // replica to take a moved node over) and removes it after RemoveAfter, and if the replica dies the
