@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/marsmesh/marsmesh/internal/etcdtest"
 	"github.com/marsmesh/marsmesh/mars"
 	"github.com/marsmesh/marsmesh/rudp"
@@ -60,11 +62,13 @@ func startOutageNode(t *testing.T, marsAddrs string) *outageNode {
 // killed and restarted on its data) while 6 nodes on three replicas add to
 // shared data (one key all add to, one each), and comes back; within 10 s
 // of its return every node's view equals what etcd holds, which is every
-// add exactly once. Before the fix, a replica took a progress notification
-// that etcd 3.4.23 sent ahead of its watch's events as "copy complete",
-// served views at versions its copy did not hold yet, and those views kept
-// the old values for good; and replicas reconnected to a restarted etcd
-// seconds late (gRPC's backoff).
+// add exactly once, and every view a node showed along the way was etcd's
+// state at the view's version (checked against etcd's history). Before the
+// fix, a replica took a progress notification that etcd 3.4.23 sent ahead
+// of its watch's events as "copy complete" and served views at versions
+// its copy did not hold yet (an old value at a new version), which no
+// later delta repaired unless the key changed again; and replicas
+// reconnected to a restarted etcd seconds late (gRPC's backoff).
 //
 // OUTAGE_PAUSE changes the length of the outage (default 10s),
 // OUTAGE_NODES the number of nodes.
@@ -127,6 +131,14 @@ func testViewsHeal(t *testing.T, outage func(e *etcdtest.Server, d time.Duration
 		return true
 	})
 
+	// Every view must be etcd's state at the view's version (the defect
+	// was views at versions their replica's copy did not hold yet): each
+	// node's shared data is sampled at every version it shows, and checked
+	// against etcd's history at the end.
+	samples := make(chan viewSample, 20000)
+	stopSampling := sampleViews(ns, samples)
+	defer stopSampling()
+
 	// Every node adds 1 to one of its keys every 5 ms, from 1 s before the
 	// outage until etcd is back; what the nodes queued meanwhile is written
 	// after, while the replicas' watches catch up.
@@ -174,25 +186,9 @@ func testViewsHeal(t *testing.T, outage func(e *etcdtest.Server, d time.Duration
 		}
 	}
 
-	stored := func() map[string]int16 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		recs, _, err := check.Load(ctx)
-		if err != nil {
-			return nil
-		}
-		out := map[string]int16{}
-		for _, r := range recs {
-			if r.Kind == mars.StoreShared {
-				v, _ := mars.DecodeStoredValue(r.Value)
-				out[r.Name] = v
-			}
-		}
-		return out
-	}
 	var inEtcd map[string]int16
 	healed := func() bool {
-		inEtcd = stored()
+		inEtcd, _ = sharedAt(check, 0)
 		if !maps.Equal(inEtcd, total) {
 			return false
 		}
@@ -220,11 +216,112 @@ func testViewsHeal(t *testing.T, outage func(e *etcdtest.Server, d time.Duration
 				time.Sleep(20 * time.Millisecond)
 			}
 			t.Logf("views equal etcd %v, %v after etcd came back", healed(), time.Since(back).Round(time.Millisecond))
+			stopSampling()
+			checkSamples(t, check, samples)
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("every view equals etcd (%v) %v after etcd came back", total, time.Since(back).Round(time.Millisecond))
+	stopSampling()
+	checkSamples(t, check, samples)
+}
+
+// viewSample is a node's shared data at a version of its view.
+type viewSample struct {
+	node   int
+	ver    uint64
+	shared map[string]int16
+}
+
+// sampleViews sends every version of every node's view, with its shared
+// data, to out (dropping what does not fit) until the returned stop is
+// called; stop waits for it and closes out.
+func sampleViews(ns []*outageNode, out chan<- viewSample) (stop func()) {
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		last := make([]uint64, len(ns))
+		for {
+			for i, n := range ns {
+				_, v1 := n.c.View().Version()
+				m := n.c.View().AllSharedData()
+				if _, v2 := n.c.View().Version(); v1 == v2 && v1 != last[i] && v1 != 0 {
+					last[i] = v1
+					select {
+					case out <- viewSample{i, v1, m}:
+					default:
+					}
+				}
+			}
+			select {
+			case <-quit:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(quit)
+			<-done
+			close(out)
+		})
+	}
+}
+
+// checkSamples checks each sampled view against etcd at its version.
+func checkSamples(t *testing.T, check *Store, samples <-chan viewSample) {
+	t.Helper()
+	at := map[uint64]map[string]int16{}
+	n, bad := 0, 0
+	for sm := range samples {
+		n++
+		want, ok := at[sm.ver]
+		if !ok {
+			var err error
+			if want, err = sharedAt(check, int64(sm.ver)); err != nil {
+				t.Fatalf("etcd at revision %d: %v", sm.ver, err)
+			}
+			at[sm.ver] = want
+		}
+		if !maps.Equal(sm.shared, want) {
+			if bad++; bad <= 3 {
+				t.Errorf("node %d's view at version %d held %v; etcd at that revision held %v", sm.node, sm.ver, sm.shared, want)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d sampled views were not etcd's state at their version", bad, n)
+	}
+	t.Logf("%d sampled views checked against etcd's history (%d versions)", n, len(at))
+}
+
+// sharedAt reads the default app's shared data from etcd at revision rev
+// (0: the current one).
+func sharedAt(s *Store, rev int64) (map[string]int16, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	opts := []clientv3.OpOption{clientv3.WithPrefix()}
+	if rev > 0 {
+		opts = append(opts, clientv3.WithRev(rev))
+	}
+	resp, err := s.cli.Get(ctx, s.key(mars.StoreKey{Kind: mars.StoreShared}), opts...)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int16{}
+	for _, kv := range resp.Kvs {
+		if k, ok := s.parse(kv.Key); ok && k.Kind == mars.StoreShared {
+			v, err := mars.DecodeStoredValue(kv.Value)
+			if err != nil {
+				return nil, err
+			}
+			out[k.Name] = v
+		}
+	}
+	return out, nil
 }
 
 // waitUntil polls cond every 10 ms until it holds or timeout passes.
