@@ -21,7 +21,10 @@ package mars
 // min(2 s, OfflineAfter) of silence (the node may have moved to a replica
 // that has not taken it over yet) and removes it after RemoveAfter. A node
 // that moves to another replica re-owns its record at its first report
-// there.
+// there. Silence counts from the last failed store call at the earliest:
+// while the store is away, reports pile up unanswered and moved nodes
+// cannot be taken over, so no node is listed offline or removed for a
+// silence the replica itself caused.
 //
 // Store calls run on the server's workers (reports and leaves, hashed by
 // node so one node's messages stay in order), on its sweeper and on its
@@ -70,10 +73,11 @@ type storeState struct {
 	// writes still conflict.
 	keyLocks [64]sync.Mutex
 	// under s.mu:
-	rev     int64         // the copy holds every change up to here
-	revCh   chan struct{} // closed and replaced when rev grows
-	taking  map[StoreKey]bool
-	pending map[string]int // messages queued per node
+	failedAt int64         // server clock of the last failed store call (storeFailed)
+	rev      int64         // the copy holds every change up to here
+	revCh    chan struct{} // closed and replaced when rev grows
+	taking   map[StoreKey]bool
+	pending  map[string]int // messages queued per node
 }
 
 func (s *Server) startStore() error {
@@ -255,6 +259,7 @@ func (s *Server) storeWatch() {
 			if st.ctx.Err() != nil {
 				return
 			}
+			s.storeFailed()
 			s.log.Warn("mars: store watch ended; loading the state again", "err", err)
 			mustLoad = errors.Is(err, errStoreOrder)
 			bump = mustLoad
@@ -274,6 +279,7 @@ func (s *Server) storeWatch() {
 		}
 		cancel()
 		if err != nil {
+			s.storeFailed()
 			s.log.Warn("mars: cannot load the store", "err", err)
 			if mustLoad && !s.storePause() { // the copy is not to be watched on
 				return
@@ -367,6 +373,13 @@ func (s *Server) waitRev(want int64) bool {
 	return true
 }
 
+// storeFailed notes that a store call failed (not under s.mu).
+func (s *Server) storeFailed() {
+	s.mu.Lock()
+	s.st.failedAt = s.now()
+	s.mu.Unlock()
+}
+
 // progressLoop calls Store.Progress for waitRev, one call at a time: the
 // requests of every waiting report share it.
 func (s *Server) progressLoop() {
@@ -380,6 +393,7 @@ func (s *Server) progressLoop() {
 		}
 		ctx, cancel := context.WithTimeout(st.ctx, storeCatchUp)
 		if err := st.store.Progress(ctx); err != nil && st.ctx.Err() == nil {
+			s.storeFailed()
 			s.warn.Warn("mars: store progress request failed", "err", err)
 		}
 		cancel()

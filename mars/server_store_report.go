@@ -231,6 +231,7 @@ func (s *Server) storeReport(m inMsg) {
 		return
 	case err != nil:
 		// No answer: the node sends again, or moves to another replica.
+		s.storeFailed()
 		s.warn.Warn("mars: store write failed", "node", r.Addr, "err", err)
 		return
 	}
@@ -310,6 +311,7 @@ func (s *Server) takeoverLoop() {
 		})
 		cancel()
 		if err != nil {
+			s.storeFailed()
 			s.warn.Warn("mars: store write failed (taking over nodes)", "nodes", len(batch), "err", err)
 		}
 		s.mu.Lock()

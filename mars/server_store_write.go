@@ -236,6 +236,7 @@ func (s *Server) storeLeave(m inMsg) {
 			return w, nil
 		})
 		if err != nil {
+			s.storeFailed()
 			s.warn.Warn("mars: store write failed", "node", l.Addr, "err", err)
 		}
 	}
@@ -264,7 +265,7 @@ func (s *Server) storeSweep() {
 			if e.owner != s.st.owner || len(jobs) >= storeSweepBatch {
 				continue
 			}
-			silent := now - e.lastSeen
+			silent := now - max(e.lastSeen, s.st.failedAt) // see storeFailed
 			switch {
 			case silent > remove:
 				jobs = append(jobs, job{StoreKey{name, StoreNode, addr}, e.inc, true})
@@ -273,7 +274,7 @@ func (s *Server) storeSweep() {
 			}
 		}
 		for addr, g := range a.guests {
-			if g.owner == s.st.owner && now-g.lastSeen > remove && len(jobs) < storeSweepBatch {
+			if g.owner == s.st.owner && now-max(g.lastSeen, s.st.failedAt) > remove && len(jobs) < storeSweepBatch {
 				jobs = append(jobs, job{StoreKey{name, StoreGuest, addr}, g.inc, true})
 			}
 		}
@@ -308,6 +309,7 @@ func (s *Server) storeSweep() {
 			return []StoreWrite{{StoreKey: j.key, Value: EncodeStoredNode(n), Session: true}}, nil
 		})
 		if err != nil {
+			s.storeFailed()
 			s.warn.Warn("mars: store write failed", "node", j.key.Name, "err", err)
 			return
 		}

@@ -2,6 +2,8 @@ package mars
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -139,23 +141,42 @@ func TestLookBackHealsAViewPastAChange(t *testing.T) {
 	waitFor(t, 10*time.Second, "the view heals (k = 2)", func() bool { return sharedIs(n.c.View(), "k", 2) })
 }
 
-// gatedStore holds every Update while gate is closed (the store away).
+// gatedStore holds every Update while open is not closed (the store
+// away), or with fail set refuses it at once (the store unreachable).
 type gatedStore struct {
 	Store
 	mu   sync.Mutex
 	open chan struct{} // closed: updates go through
+	fail bool
 }
+
+var errGated = errors.New("store unreachable (test)")
 
 func (g *gatedStore) Update(ctx context.Context, keys []StoreKey, fn func([]StoreRecord) ([]StoreWrite, error)) (int64, error) {
 	g.mu.Lock()
-	open := g.open
+	open, fail := g.open, g.fail
 	g.mu.Unlock()
 	select {
 	case <-open:
-	case <-ctx.Done():
-		return 0, ctx.Err()
+	default:
+		if fail {
+			return 0, errGated
+		}
+		select {
+		case <-open:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
 	}
 	return g.Store.Update(ctx, keys, fn)
+}
+
+// close makes the store go away; the returned func brings it back.
+func (g *gatedStore) close(fail bool) (reopen func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open, g.fail = make(chan struct{}), fail
+	return sync.OnceFunc(func() { close(g.open) })
 }
 
 // A replica whose store was away has a backlog of each node's reports:
@@ -170,19 +191,67 @@ func TestStoreBacklogSkipsSupersededReports(t *testing.T) {
 	n.c.AddSharedData("k", 1)
 	waitFor(t, 10*time.Second, "k = 1", func() bool { return sharedIs(n.c.View(), "k", 1) })
 
-	st.mu.Lock()
-	st.open = make(chan struct{}) // the store goes away
-	gate := st.open
-	st.mu.Unlock()
+	reopen := st.close(false)
+	defer reopen()
 	adds := 1
 	for start := time.Now(); time.Since(start) < 2*storeCatchUp; time.Sleep(10 * time.Millisecond) {
 		n.c.AddSharedData("k", 1)
 		adds++
 	}
-	close(gate)
+	reopen()
 	waitFor(t, 10*time.Second, "every add applied once", func() bool { return sharedIs(n.c.View(), "k", int16(adds)) })
 	if s.Stats().Skipped == 0 {
 		t.Fatal("no report skipped")
 	}
 	t.Logf("%d adds; %d replies skipped", adds, s.Stats().Skipped)
+}
+
+// While the store fails, the nodes a replica cannot answer are not listed
+// offline or removed once it is back: their silence counts from the last
+// failed store call.
+func TestStoreAwayRemovesNoNode(t *testing.T) {
+	st := &gatedStore{Store: NewMemoryStore().Session(), open: make(chan struct{})}
+	close(st.open)
+	defer st.Close()
+	s := startServer(t, "", storeOpts(st)) // OfflineAfter 300 ms, RemoveAfter 900 ms
+	cfg := ClientConfig{Interval: fastInterval}
+	n := startNode(t, s.Addr().String(), cfg)
+	obs := startNode(t, s.Addr().String(), cfg)
+	waitFor(t, 10*time.Second, "both listed", func() bool { return hasNode(obs.c.View(), n.c.Addr(), online) })
+
+	stop := make(chan struct{})
+	var badMsg atomic.Value
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			if nd, ok := obs.c.View().Node(n.c.Addr()); !ok || nd.Status != StatusOnline {
+				badMsg.CompareAndSwap(nil, fmt.Sprintf("the observer lists the node as %v (present %v)", nd.Status, ok))
+			}
+		}
+	}()
+	reopen := st.close(true)
+	defer reopen()
+	adds := 0 // reports with changes go to the workers, whose writes fail
+	for start := time.Now(); time.Since(start) < 2*s.opts.RemoveAfter; time.Sleep(10 * time.Millisecond) {
+		n.c.AddSharedData("k", 1)
+		adds++
+	}
+	reopen()
+	waitFor(t, 10*time.Second, "every add applied", func() bool { return sharedIs(obs.c.View(), "k", int16(adds)) })
+	waitFor(t, 10*time.Second, "RemoveAfter past the last failed write", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.now()-s.st.failedAt > int64(s.opts.RemoveAfter+s.opts.OfflineAfter)
+	})
+	close(stop)
+	<-watched
+	if m := badMsg.Load(); m != nil {
+		t.Fatal(m)
+	}
 }
