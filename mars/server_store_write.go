@@ -56,12 +56,14 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 		}
 		rev = max(rev, rv)
 	}
-	// The node record and the operations, storeChunk keys at a time; each
+	// The node record and the operations, in transactions of at most
+	// storeChunk keys (any number of operations on them: a node cut off
+	// from MARS for a while sends thousands of adds to a few keys); each
 	// transaction moves Ack to the last change it applies.
 	ops := r.Ops
 	from := r.From // the chunk covers the changes in (from, to]
 	for first := true; first || len(ops) > 0; first = false {
-		n := min(len(ops), storeChunk)
+		n := opsOnKeys(ops, storeChunk-2) // with the node record and its mark
 		chunk := ops[:n]
 		ops = ops[n:]
 		to := r.Seq
@@ -177,6 +179,21 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 		rev = max(rev, rv)
 	}
 	return rev, ack, badKey, full, nil
+}
+
+// opsOnKeys returns how many of ops, from the first, touch at most limit
+// distinct keys.
+func opsOnKeys(ops []op, limit int) int {
+	keys := make(map[string]bool, min(len(ops), limit))
+	for i, o := range ops {
+		if !keys[o.Key] {
+			if len(keys) == limit {
+				return i
+			}
+			keys[o.Key] = true
+		}
+	}
+	return len(ops)
 }
 
 // lockKeys locks the stripes of keys (in order) and returns the unlock.

@@ -255,3 +255,46 @@ func TestStoreAwayRemovesNoNode(t *testing.T) {
 		t.Fatal(m)
 	}
 }
+
+// countingStore counts Update calls.
+type countingStore struct {
+	Store
+	updates atomic.Int64
+}
+
+func (c *countingStore) Update(ctx context.Context, keys []StoreKey, fn func([]StoreRecord) ([]StoreWrite, error)) (int64, error) {
+	c.updates.Add(1)
+	return c.Store.Update(ctx, keys, fn)
+}
+
+// A report of many changes to a few keys (a node cut off from MARS for a
+// while) is one transaction; changes to more than storeChunk keys take
+// more.
+func TestStoreWriteChunksByKeys(t *testing.T) {
+	st := &countingStore{Store: NewMemoryStore().Session()}
+	defer st.Close()
+	s := startServer(t, "", storeOpts(st))
+	addr, ack := "127.0.0.1:9", uint64(5)
+	info := &nodeInfo{Type: "t", Status: StatusOnline}
+	if _, _, _, _, err := s.storeWrite(&report{Addr: addr, Inc: 7, Info: info, Seq: ack}, StoreNode, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		keys, ops int
+		want      int64 // transactions
+	}{{2, 1000, 1}, {storeChunk - 2, 1000, 1}, {storeChunk - 1, storeChunk - 1, 2}, {300, 300, 4}} {
+		r := &report{Addr: addr, Inc: 7, From: ack, Seq: ack + uint64(tc.ops), Ops: spreadAdds(ack, ack+uint64(tc.ops), tc.keys)}
+		before := st.updates.Load()
+		_, got, _, _, err := s.storeWrite(r, StoreNode, 0, nil)
+		if err != nil || got != r.Seq {
+			t.Fatalf("%d changes to %d keys: ack %d, %v; want %d", tc.ops, tc.keys, got, err, r.Seq)
+		}
+		if n := st.updates.Load() - before; n != tc.want {
+			t.Errorf("%d changes to %d keys: %d transactions, want %d", tc.ops, tc.keys, n, tc.want)
+		}
+		ack = got
+	}
+	if got, want := storedSum(t, st), fmt.Sprint(ack-5); got != want {
+		t.Fatalf("stored sum %s, want %s (every change once)", got, want)
+	}
+}
