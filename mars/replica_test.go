@@ -72,23 +72,7 @@ func TestReplicasShareState(t *testing.T) {
 	})
 
 	// b watches a's listing through the failover: never offline, never gone.
-	stop := make(chan struct{})
-	var bad sync.Once
-	var badMsg string
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			if n, ok := b.c.View().Node(a.c.Addr()); !ok || n.Status != StatusOnline {
-				bad.Do(func() { badMsg = fmt.Sprintf("a listed as %v (present %v)", n.Status, ok) })
-			}
-		}
-	}()
+	watched := keepsOnline(b.c.View(), a.c.Addr())
 	_, verBefore := a.c.View().Version()
 	s1.crash() // its session stays: the store sees a replica that stopped answering
 	killed := time.Now()
@@ -102,10 +86,8 @@ func TestReplicasShareState(t *testing.T) {
 	waitFor(t, 10*time.Second, "adds after the failover", func() bool {
 		return sharedIs(b.c.View(), "count", 2*adds+50) && sharedIs(a.c.View(), "count", 2*adds+50)
 	})
-	close(stop)
-	<-watched
-	if badMsg != "" {
-		t.Fatal(badMsg)
+	if m := watched(); m != "" {
+		t.Fatal("a:", m)
 	}
 	if inc, ver := a.c.View().Version(); inc != s2.Incarnation() || ver < verBefore {
 		t.Fatalf("view at %x/%d after the move, was %d", inc, ver, verBefore)

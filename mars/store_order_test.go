@@ -219,22 +219,7 @@ func TestStoreAwayRemovesNoNode(t *testing.T) {
 	obs := startNode(t, s.Addr().String(), cfg)
 	waitFor(t, 10*time.Second, "both listed", func() bool { return hasNode(obs.c.View(), n.c.Addr(), online) })
 
-	stop := make(chan struct{})
-	var badMsg atomic.Value
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			if nd, ok := obs.c.View().Node(n.c.Addr()); !ok || nd.Status != StatusOnline {
-				badMsg.CompareAndSwap(nil, fmt.Sprintf("the observer lists the node as %v (present %v)", nd.Status, ok))
-			}
-		}
-	}()
+	watched := keepsOnline(obs.c.View(), n.c.Addr())
 	reopen := st.close(true)
 	defer reopen()
 	adds := 0 // reports with changes go to the workers, whose writes fail
@@ -249,10 +234,34 @@ func TestStoreAwayRemovesNoNode(t *testing.T) {
 		defer s.mu.Unlock()
 		return s.now()-s.st.failedAt > int64(s.opts.RemoveAfter+s.opts.OfflineAfter)
 	})
-	close(stop)
-	<-watched
-	if m := badMsg.Load(); m != nil {
-		t.Fatal(m)
+	if m := watched(); m != "" {
+		t.Fatal("the observer's view:", m)
+	}
+}
+
+// keepsOnline checks every 2 ms that v lists addr online, until the
+// returned stop is called; stop returns how it was listed the first time
+// it was not ("" if never).
+func keepsOnline(v *View, addr string) (stop func() string) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	var first string
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			if n, ok := v.Node(addr); (!ok || n.Status != StatusOnline) && first == "" {
+				first = fmt.Sprintf("%s listed as %v (present %v)", addr, n.Status, ok)
+			}
+		}
+	}()
+	return func() string {
+		close(quit)
+		<-done
+		return first
 	}
 }
 
