@@ -61,7 +61,8 @@ func startOutageNode(t *testing.T, marsAddrs string) *outageNode {
 // Issue 22 item 0: etcd goes away for 10 s (stopped with SIGSTOP, or
 // killed and restarted on its data) while 6 nodes on three replicas add to
 // shared data (one key all add to, one each), and comes back; within 10 s
-// of its return every node's view equals what etcd holds, which is every
+// of its return (not counting time the test process stood still for want
+// of CPU) every node's view equals what etcd holds, which is every
 // add exactly once, and every view a node showed along the way was etcd's
 // state at the view's version (checked against etcd's history). Before the
 // fix, a replica took a progress notification that etcd 3.4.23 sent ahead
@@ -176,6 +177,8 @@ func testViewsHeal(t *testing.T, outage func(e *etcdtest.Server, d time.Duration
 		t.Fatal(err)
 	}
 	back := time.Now()
+	stood := standStill()
+	defer stood.stop()
 	t.Logf("etcd away for %v", back.Sub(paused).Round(time.Millisecond))
 	close(stop)
 	adders.Wait()
@@ -200,8 +203,9 @@ func testViewsHeal(t *testing.T, outage func(e *etcdtest.Server, d time.Duration
 		return true
 	}
 	for !healed() {
-		if time.Since(back) > 10*time.Second {
-			t.Errorf("10 s after etcd came back: etcd holds %v, the adds were %v", inEtcd, total)
+		if time.Since(back)-stood.total() > 10*time.Second {
+			t.Errorf("10 s after etcd came back (%v, of which the process stood still %v): etcd holds %v, the adds were %v",
+				time.Since(back).Round(time.Millisecond), stood.total().Round(time.Millisecond), inEtcd, total)
 			for i, n := range ns {
 				inc, ver := n.c.View().Version()
 				age, _ := n.c.SyncAge()
@@ -222,9 +226,55 @@ func testViewsHeal(t *testing.T, outage func(e *etcdtest.Server, d time.Duration
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("every view equals etcd (%v) %v after etcd came back", total, time.Since(back).Round(time.Millisecond))
+	t.Logf("every view equals etcd (%v) %v after etcd came back (the process stood still %v of it)",
+		total, time.Since(back).Round(time.Millisecond), stood.total().Round(time.Millisecond))
 	stopSampling()
 	checkSamples(t, check, samples)
+}
+
+// stillMeter measures how long this process stood still (a 10 ms ticker
+// served late: the machine is short of CPU), so that a time bound on the
+// product holds on a loaded machine, as the MARS client does not count
+// such time before a failover.
+type stillMeter struct {
+	still atomic.Int64 // ns
+	quit  chan struct{}
+	done  chan struct{}
+}
+
+func standStill() *stillMeter {
+	m := &stillMeter{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		const every = 10 * time.Millisecond
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-m.quit:
+				return
+			case <-tick.C:
+			}
+			now := time.Now()
+			if gap := now.Sub(last); gap > 2*every {
+				m.still.Add(int64(gap - every))
+			}
+			last = now
+		}
+	}()
+	return m
+}
+
+func (m *stillMeter) total() time.Duration { return time.Duration(m.still.Load()) }
+
+func (m *stillMeter) stop() {
+	select {
+	case <-m.quit:
+	default:
+		close(m.quit)
+	}
+	<-m.done
 }
 
 // viewSample is a node's shared data at a version of its view.
