@@ -161,6 +161,7 @@ type Client struct {
 	lost       bool        // "lost MARS" was logged; "MARS back" is next
 	replicas   replicaBook // what the client knows of each MARS address (replicas.go)
 	soonArmed  bool
+	look       lookBack // clientsync.go
 
 	kv kvClient // the key-value store and leases (kv_client.go)
 }

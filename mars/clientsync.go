@@ -32,6 +32,11 @@ import (
 //     list yet for a grace period (3 intervals + ReregisterJitter), while the
 //     other nodes re-register; whatever the new MARS has not confirmed by
 //     then is dropped. Lookups never see the cluster vanish and come back.
+//   - After MARS was silent for InTouchSpan, or when a sync comes from
+//     another MARS address than the last one, a report some two intervals
+//     later asks for the changes since the version the view held before
+//     (see lookBack): a view that went past a change it never got (from a
+//     replica that served a version its copy did not hold yet) gets it.
 
 // recentSpan is how long MARS must keep answering after acknowledging a
 // change before every node's view surely holds it: each node pulls every
@@ -213,7 +218,7 @@ func (c *Client) report() action {
 		c.sentSeq = min(c.sentSeq, c.acked) // MARS may have missed what we sent
 	}
 	marsInc, ver, _ := c.view.state()
-	r := report{App: c.app, Addr: c.addr, Inc: c.inc, MarsInc: marsInc, Ver: ver, Seq: c.seq}
+	r := report{App: c.app, Addr: c.addr, Inc: c.inc, MarsInc: marsInc, Ver: c.lookBackVer(marsInc, ver), Seq: c.seq}
 	if c.cfg.Guest {
 		r.Flags |= flagGuest
 	} else {
@@ -310,6 +315,12 @@ func (c *Client) send(to netip.AddrPort, kind byte, p []byte) {
 func (c *Client) handle(m clientMsg) action {
 	switch m.kind {
 	case KindSync:
+		if c.look.src != m.from {
+			if c.look.src.IsValid() {
+				c.lookBackLater() // another replica's copy
+			}
+			c.look.src = m.from
+		}
 		c.adopt(m.from)
 		c.kvNoteSync(m.from, m.p)
 		return c.handleSync(m.p)
@@ -370,6 +381,7 @@ func (c *Client) handleSync(p []byte) action {
 	if c.lost {
 		c.lost = false
 		c.logBack(time.Duration(c.clock() - prev))
+		c.lookBackLater() // whatever happened meanwhile
 	}
 	now := time.Now()
 	act := c.absorb(&h, now)
@@ -381,6 +393,9 @@ func (c *Client) handleSync(p []byte) action {
 	}
 	c.fireSync(false)
 	changes, ok := c.view.apply(&h, &ps.body, c.graceOn, now)
+	if ok {
+		c.lookedBack(&h)
+	}
 	c.fireChanges(changes)
 	if ok && !c.initial {
 		c.join(&act)
@@ -498,4 +513,67 @@ func (c *Client) absorb(h *syncHead, now time.Time) action {
 		act.set, act.soon = true, d
 	}
 	return act
+}
+
+// lookBack is a view's defence against a MARS that served it a version
+// without every change up to it (a replica whose copy of a shared store was
+// still catching up, say): no later delta would carry such a change, since
+// deltas start at the view's version. After a disturbance that may hide one
+// (MARS silent for InTouchSpan, or a sync from another replica), the next
+// report once lookBackSettle has passed asks for the changes since the
+// version the view held before, and the view applies them again: a delta
+// holds the latest state of what changed, so only what the view missed
+// changes. The cost is one delta (or a full snapshot, if MARS finds that
+// cheaper) per disturbance. A periodic look-back would also cover nodes
+// that see no disturbance, but MARS sends a full snapshot for a delta whose
+// change log is long (a hot shared key makes it so within seconds), and
+// that per node and period was too dear.
+type lookBack struct {
+	src     netip.AddrPort // where the last sync came from
+	marsInc uint64         // the MARS incarnation from is a version of
+	from    uint64         // the view's version before the disturbance; 0: none pending
+	at      int64          // client clock from which the look-back may be asked
+	asked   bool           // a report asked for it
+}
+
+// lookBackSettle is how long after a disturbance the look-back waits (the
+// replicas' copies settle meanwhile), plus up to an Interval of jitter.
+func (c *Client) lookBackSettle() time.Duration { return 2*c.cfg.Interval + jitter(c.cfg.Interval) }
+
+// lookBackLater schedules a look-back from the view's current version
+// (from an earlier one if one is pending).
+func (c *Client) lookBackLater() {
+	marsInc, ver, _ := c.view.state()
+	lb := &c.look
+	if ver == 0 {
+		return // the first sync is a full snapshot anyway
+	}
+	if lb.from == 0 || lb.marsInc != marsInc || ver < lb.from {
+		lb.marsInc, lb.from = marsInc, ver
+	}
+	lb.at, lb.asked = c.clock()+int64(c.lookBackSettle()), false
+}
+
+// lookBackVer returns the version a report asks changes from: the view's
+// (ver), or the one a pending look-back goes back to.
+func (c *Client) lookBackVer(marsInc, ver uint64) uint64 {
+	lb := &c.look
+	if lb.from == 0 || c.clock() < lb.at {
+		return ver
+	}
+	if lb.marsInc != marsInc || lb.from >= ver {
+		lb.from = 0 // versions of another MARS, or nothing to look back on
+		return ver
+	}
+	lb.asked = true
+	return lb.from
+}
+
+// lookedBack ends a pending look-back once a sync applied covers it: a full
+// snapshot, or the changes since its version or before.
+func (c *Client) lookedBack(h *syncHead) {
+	lb := &c.look
+	if lb.from != 0 && lb.asked && (h.Flags&syncFull != 0 || h.From <= lb.from) {
+		lb.from = 0
+	}
 }

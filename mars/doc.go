@@ -25,6 +25,10 @@
 // nodes and keys leave tombstones for the deltas. A heartbeat with nothing
 // to say is about 50 bytes each way, so steady-state traffic is O(changes):
 // MARS finds the changes since a version by binary search in its change log.
+// After MARS was silent for a while, or answers from another replica, a
+// report about two intervals later asks for the changes since the version
+// the view held before (a look-back): a view that went past a change it
+// never got, which no later delta would carry, gets it then.
 // See clientsync.go for the node side and server.go for MARS's.
 //
 // # Liveness
@@ -71,11 +75,17 @@
 // replica (ClientConfig.MarsAddr lists them) continues with a delta and
 // does not re-register. Each replica keeps a copy of the state, loaded and
 // then kept current by a watch, and answers from it; a heartbeat writes
-// nothing. Registrations, info and shared-data changes are store
-// transactions that also move the node's Ack, so each operation applies
-// exactly once whichever replica receives it, also when it is sent again
-// after a failover; Client.AddSharedData adds from many nodes never
-// overwrite each other. A node's record lives in the session (etcd lease)
+// nothing. A replica hands out only versions its copy holds: the store's
+// watch reports a revision only once it delivered every change up to it
+// (etcdstore never trusts an etcd progress notification for that), and a
+// change that arrives at or below a revision already reported makes the
+// replica load its copy again, past every version it handed out, so every
+// node gets a full snapshot. Registrations, info and shared-data changes
+// are store transactions that also move the node's Ack, so each operation
+// applies exactly once whichever replica receives it, also when it is sent
+// again after a failover; Client.AddSharedData adds from many nodes never
+// overwrite each other. A replica that fell behind (its store away) skips
+// a node's reports that waited over 2 s with a newer one queued. A node's record lives in the session (etcd lease)
 // of the replica that serves it: that replica lists it offline after
 // OfflineAfter + min(2 s, OfflineAfter) of silence (time for another
 // replica to take a moved node over) and removes it after RemoveAfter, and if the replica dies the

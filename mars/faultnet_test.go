@@ -37,7 +37,10 @@ func memNode(t *testing.T, n *faultnet.Network, marsAddr string, cfg ClientConfi
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Transport, cfg.MarsAddr, cfg.Logger = tr, marsAddr, quietLogger()
+	cfg.Transport, cfg.MarsAddr = tr, marsAddr
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
 	c, err := NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)

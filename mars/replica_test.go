@@ -72,23 +72,7 @@ func TestReplicasShareState(t *testing.T) {
 	})
 
 	// b watches a's listing through the failover: never offline, never gone.
-	stop := make(chan struct{})
-	var bad sync.Once
-	var badMsg string
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			if n, ok := b.c.View().Node(a.c.Addr()); !ok || n.Status != StatusOnline {
-				bad.Do(func() { badMsg = fmt.Sprintf("a listed as %v (present %v)", n.Status, ok) })
-			}
-		}
-	}()
+	watched := keepsOnline(b.c.View(), a.c.Addr())
 	_, verBefore := a.c.View().Version()
 	s1.crash() // its session stays: the store sees a replica that stopped answering
 	killed := time.Now()
@@ -102,10 +86,8 @@ func TestReplicasShareState(t *testing.T) {
 	waitFor(t, 10*time.Second, "adds after the failover", func() bool {
 		return sharedIs(b.c.View(), "count", 2*adds+50) && sharedIs(a.c.View(), "count", 2*adds+50)
 	})
-	close(stop)
-	<-watched
-	if badMsg != "" {
-		t.Fatal(badMsg)
+	if m := watched(); m != "" {
+		t.Fatal("a:", m)
 	}
 	if inc, ver := a.c.View().Version(); inc != s2.Incarnation() || ver < verBefore {
 		t.Fatalf("view at %x/%d after the move, was %d", inc, ver, verBefore)
@@ -191,21 +173,51 @@ func storedValue(t *testing.T, st Store, name string) string {
 	return "none"
 }
 
+// spreadAdds is the changes from+1..to, each adding 1 to one of the
+// shared keys "n0".."n<keys-1>" in turn.
+func spreadAdds(from, to uint64, keys int) []op {
+	var ops []op
+	for q := from + 1; q <= to; q++ {
+		ops = append(ops, op{Seq: q, Key: fmt.Sprint("n", int(q)%keys), Val: 1, Add: true})
+	}
+	return ops
+}
+
+// storedSum is the sum of the stored shared values ("none": no key).
+func storedSum(t *testing.T, st Store) string {
+	t.Helper()
+	recs, _, err := st.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, any := 0, false
+	for _, r := range recs {
+		if r.Kind == StoreShared {
+			v, _ := DecodeStoredValue(r.Value)
+			sum, any = sum+int(v), true
+		}
+	}
+	if !any {
+		return "none"
+	}
+	return fmt.Sprint(sum)
+}
+
 // A report whose changes start after a gap (From > the record's Ack) applies
 // none of them, also when it is written in several transactions (more than
-// storeChunk operations); the resend from Ack applies each exactly once.
+// storeChunk keys); the resend from Ack applies each exactly once.
 func TestStoreWriteGap(t *testing.T) {
 	s, st, addr, _ := storeWriteSetup(t)
-	value := func() string { return storedValue(t, st, "n") }
-	_, ack, _, _, err := s.storeWrite(&report{Addr: addr, Inc: 7, From: 20, Seq: 270, Ops: adds(20, 270)}, StoreNode, 0, nil)
+	value := func() string { return storedSum(t, st) }
+	_, ack, _, _, err := s.storeWrite(&report{Addr: addr, Inc: 7, From: 20, Seq: 270, Ops: spreadAdds(20, 270, 150)}, StoreNode, 0, nil)
 	if err != nil || ack != 5 || value() != "none" {
 		t.Fatalf("after a gap: ack %d, value %s, %v; want ack 5 and nothing applied", ack, value(), err)
 	}
-	_, ack, _, _, err = s.storeWrite(&report{Addr: addr, Inc: 7, From: 5, Seq: 270, Ops: adds(5, 270)}, StoreNode, 0, nil)
+	_, ack, _, _, err = s.storeWrite(&report{Addr: addr, Inc: 7, From: 5, Seq: 270, Ops: spreadAdds(5, 270, 150)}, StoreNode, 0, nil)
 	if err != nil || ack != 270 || value() != "265" {
 		t.Fatalf("resent from the ack: ack %d, value %s, %v; want 270 and 265", ack, value(), err)
 	}
-	_, ack, _, _, err = s.storeWrite(&report{Addr: addr, Inc: 7, From: 5, Seq: 270, Ops: adds(5, 270)}, StoreNode, 0, nil)
+	_, ack, _, _, err = s.storeWrite(&report{Addr: addr, Inc: 7, From: 5, Seq: 270, Ops: spreadAdds(5, 270, 150)}, StoreNode, 0, nil)
 	if err != nil || ack != 270 || value() != "265" {
 		t.Fatalf("resent again: ack %d, value %s, %v; want 270 and 265 (no double apply)", ack, value(), err)
 	}

@@ -208,6 +208,7 @@ type inMsg struct {
 	kind byte
 	p    []byte
 	node string // with a Store: the mesh address the message is about (peekNode)
+	at   int64  // with a Store: server clock when it was queued for a worker
 }
 
 type serverCounters struct {

@@ -21,7 +21,10 @@ package mars
 // min(2 s, OfflineAfter) of silence (the node may have moved to a replica
 // that has not taken it over yet) and removes it after RemoveAfter. A node
 // that moves to another replica re-owns its record at its first report
-// there.
+// there. Silence counts from the last failed store call at the earliest:
+// while the store is away, reports pile up unanswered and moved nodes
+// cannot be taken over, so no node is listed offline or removed for a
+// silence the replica itself caused.
 //
 // Store calls run on the server's workers (reports and leaves, hashed by
 // node so one node's messages stay in order), on its sweeper and on its
@@ -44,6 +47,7 @@ const (
 	storeTimeout    = 5 * time.Second
 	storeChunk      = 100 // keys per Update (etcd allows 128 operations per transaction)
 	storeCatchUp    = 2 * time.Second
+	storeNudge      = 50 * time.Millisecond // how long waitRev waits for events before it asks for progress
 	storeSweepBatch = 256
 	storeMoveGrace  = 2 * time.Second
 )
@@ -62,16 +66,18 @@ type storeState struct {
 	queues []chan inMsg
 	seed   maphash.Seed
 	takeCh chan StoreKey // nodes whose records this replica should own (takeoverLoop)
+	nudge  chan struct{} // asks progressLoop for a Store.Progress (one pending at most)
 	// keyLocks serialise this replica's writes of one shared key (striped):
 	// a hot key written from many nodes would otherwise make the workers'
 	// optimistic transactions conflict and retry; only other replicas'
 	// writes still conflict.
 	keyLocks [64]sync.Mutex
 	// under s.mu:
-	rev     int64         // the copy holds every change up to here
-	revCh   chan struct{} // closed and replaced when rev grows
-	taking  map[StoreKey]bool
-	pending map[string]int // messages queued per node
+	failedAt int64         // server clock of the last failed store call (storeFailed)
+	rev      int64         // the copy holds every change up to here
+	revCh    chan struct{} // closed and replaced when rev grows
+	taking   map[StoreKey]bool
+	pending  map[string]int // messages queued per node
 }
 
 func (s *Server) startStore() error {
@@ -94,9 +100,11 @@ func (s *Server) startStore() error {
 	}
 	st.takeCh = make(chan StoreKey, 1<<16)
 	st.taking = make(map[StoreKey]bool)
-	s.wg.Add(2)
+	st.nudge = make(chan struct{}, 1)
+	s.wg.Add(3)
 	go s.storeWatch()
 	go s.takeoverLoop()
+	go s.progressLoop()
 	return nil
 }
 
@@ -242,48 +250,111 @@ func (s *Server) applyRecord(r StoreRecord, now int64) {
 	}
 }
 
+// errStoreOrder ends a watch that delivered a change at or below a
+// revision it had already reported.
+var errStoreOrder = errors.New("the store delivered a change older than a revision it reported complete")
+
 // storeWatch keeps the copy current; when the watch fails it loads the
-// whole state again.
+// whole state again (or, if that fails, watches again from where the copy
+// is).
+//
+// Versions handed to nodes are the copy's revision, so a change the copy
+// receives at or below it would never reach a node whose view is past it.
+// A Store promises that cannot happen; if it does anyway, the copy is
+// loaded again, at a revision past every version handed out (a
+// Store.Progress first moves the store on): every app's horizon rises past
+// them, so every node gets a full snapshot.
 func (s *Server) storeWatch() {
 	defer s.wg.Done()
 	st := s.st
+	mustLoad, bump := false, false
 	for {
-		s.mu.Lock()
-		rev := st.rev
-		s.mu.Unlock()
-		err := st.store.Watch(st.ctx, rev, func(changes []StoreRecord, rev int64) {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			now := s.now()
-			for _, r := range changes {
-				s.applyRecord(r, now)
+		if !mustLoad {
+			err := s.watchOnce()
+			if st.ctx.Err() != nil {
+				return
 			}
-			s.advance(rev)
-		})
-		if st.ctx.Err() != nil {
-			return
-		}
-		s.log.Warn("mars: store watch ended; loading the state again", "err", err)
-		select {
-		case <-st.ctx.Done():
-			return
-		case <-time.After(time.Second):
+			s.storeFailed()
+			s.log.Warn("mars: store watch ended; loading the state again", "err", err)
+			mustLoad = errors.Is(err, errStoreOrder)
+			bump = mustLoad
+			if !mustLoad && !s.storePause() {
+				return
+			}
 		}
 		ctx, cancel := context.WithTimeout(st.ctx, storeTimeout)
-		recs, rev, err := st.store.Load(ctx)
+		var err error
+		if bump {
+			err = st.store.Progress(ctx)
+		}
+		var recs []StoreRecord
+		var rev int64
+		if err == nil {
+			recs, rev, err = st.store.Load(ctx)
+		}
 		cancel()
 		if err != nil {
+			s.storeFailed()
 			s.log.Warn("mars: cannot load the store", "err", err)
+			if mustLoad && !s.storePause() { // the copy is not to be watched on
+				return
+			}
 			continue
 		}
 		s.mu.Lock()
 		s.installLoaded(recs, rev)
 		s.mu.Unlock()
+		mustLoad, bump = false, false
 	}
 }
 
+// storePause waits a second before the store is asked again; false when
+// the server stops meanwhile.
+func (s *Server) storePause() bool {
+	select {
+	case <-s.st.ctx.Done():
+		return false
+	case <-time.After(time.Second):
+		return true
+	}
+}
+
+// watchOnce applies the store's changes to the copy until the watch ends,
+// and returns why it ended.
+func (s *Server) watchOnce() error {
+	st := s.st
+	s.mu.Lock()
+	from := st.rev
+	s.mu.Unlock()
+	ctx, cancel := context.WithCancelCause(st.ctx)
+	defer cancel(nil)
+	err := st.store.Watch(ctx, from, func(changes []StoreRecord, rev int64) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		now := s.now()
+		for _, r := range changes {
+			if r.Rev <= st.rev {
+				cancel(fmt.Errorf("%w: %v %q at %d, after %d", errStoreOrder, string(r.Kind), r.Name, r.Rev, st.rev))
+				return
+			}
+			s.applyRecord(r, now)
+		}
+		s.advance(rev)
+	})
+	if c := context.Cause(ctx); errors.Is(c, errStoreOrder) {
+		return c
+	}
+	return err
+}
+
 // waitRev waits (under s.mu, which it releases meanwhile) until the copy
-// holds revision want, asking the store for progress; false on timeout.
+// holds revision want; false on timeout. The change at want, if it is one
+// under the store, reaches the watch by itself; when none has come after
+// storeNudge (want was a revision of something else, such as a read's), it
+// asks the store for progress.
 func (s *Server) waitRev(want int64) bool {
 	st := s.st
 	if st.rev >= want {
@@ -291,18 +362,20 @@ func (s *Server) waitRev(want int64) bool {
 	}
 	t := time.NewTimer(storeCatchUp)
 	defer t.Stop()
-	asked := false
+	nudge := time.NewTimer(storeNudge)
+	defer nudge.Stop()
 	for st.rev < want {
 		ch := st.revCh
 		s.mu.Unlock()
-		if !asked {
-			asked = true
-			ctx, cancel := context.WithTimeout(st.ctx, storeCatchUp)
-			st.store.Progress(ctx)
-			cancel()
-		}
 		select {
 		case <-ch:
+		case <-nudge.C:
+			// A request pending or made now is served after this moment,
+			// so its progress covers want.
+			select {
+			case st.nudge <- struct{}{}:
+			default:
+			}
 		case <-t.C:
 			s.mu.Lock()
 			return st.rev >= want
@@ -313,4 +386,31 @@ func (s *Server) waitRev(want int64) bool {
 		s.mu.Lock()
 	}
 	return true
+}
+
+// storeFailed notes that a store call failed (not under s.mu).
+func (s *Server) storeFailed() {
+	s.mu.Lock()
+	s.st.failedAt = s.now()
+	s.mu.Unlock()
+}
+
+// progressLoop calls Store.Progress for waitRev, one call at a time: the
+// requests of every waiting report share it.
+func (s *Server) progressLoop() {
+	defer s.wg.Done()
+	st := s.st
+	for {
+		select {
+		case <-st.ctx.Done():
+			return
+		case <-st.nudge:
+		}
+		ctx, cancel := context.WithTimeout(st.ctx, storeCatchUp)
+		if err := st.store.Progress(ctx); err != nil && st.ctx.Err() == nil {
+			s.storeFailed()
+			s.warn.Warn("mars: store progress request failed", "err", err)
+		}
+		cancel()
+	}
 }

@@ -31,6 +31,7 @@ func (s *Server) storeMessage(m inMsg) {
 		return
 	}
 	q := st.queues[maphash.String(st.seed, m.node)%uint64(len(st.queues))]
+	m.at = s.now()
 	select {
 	case q <- m:
 		st.pending[m.node]++
@@ -102,10 +103,21 @@ func (s *Server) storeWorker(q chan inMsg) {
 		case <-s.done:
 			return
 		case m := <-q:
-			switch m.kind {
-			case KindReport:
+			s.mu.Lock()
+			// A report that waited over storeCatchUp (this replica fell
+			// behind, e.g. while the store was away) with a newer message
+			// of its node queued behind it is skipped: the newer one is
+			// answered, and the node sends again what the skipped one
+			// carried and MARS did not apply. Answering each would take
+			// that many store writes, with the node long gone elsewhere.
+			superseded := m.kind == KindReport && s.st.pending[m.node] > 1 && s.now()-m.at > int64(storeCatchUp)
+			s.mu.Unlock()
+			switch {
+			case superseded:
+				s.stats.skipped.Add(1)
+			case m.kind == KindReport:
 				s.storeReport(m)
-			case KindLeave:
+			case m.kind == KindLeave:
 				s.storeLeave(m)
 			default:
 				s.mu.Lock()
@@ -224,6 +236,7 @@ func (s *Server) storeReport(m inMsg) {
 		return
 	case err != nil:
 		// No answer: the node sends again, or moves to another replica.
+		s.storeFailed()
 		s.warn.Warn("mars: store write failed", "node", r.Addr, "err", err)
 		return
 	}
@@ -303,6 +316,7 @@ func (s *Server) takeoverLoop() {
 		})
 		cancel()
 		if err != nil {
+			s.storeFailed()
 			s.warn.Warn("mars: store write failed (taking over nodes)", "nodes", len(batch), "err", err)
 		}
 		s.mu.Lock()

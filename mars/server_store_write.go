@@ -56,12 +56,14 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 		}
 		rev = max(rev, rv)
 	}
-	// The node record and the operations, storeChunk keys at a time; each
+	// The node record and the operations, in transactions of at most
+	// storeChunk keys (any number of operations on them: a node cut off
+	// from MARS for a while sends thousands of adds to a few keys); each
 	// transaction moves Ack to the last change it applies.
 	ops := r.Ops
 	from := r.From // the chunk covers the changes in (from, to]
 	for first := true; first || len(ops) > 0; first = false {
-		n := min(len(ops), storeChunk)
+		n := opsOnKeys(ops, storeChunk-2) // with the node record and its mark
 		chunk := ops[:n]
 		ops = ops[n:]
 		to := r.Seq
@@ -182,6 +184,21 @@ func (s *Server) storeWrite(r *report, kind StoreKind, keys int, gone map[string
 	return rev, ack, badKey, full, nil
 }
 
+// opsOnKeys returns how many of ops, from the first, touch at most limit
+// distinct keys.
+func opsOnKeys(ops []op, limit int) int {
+	keys := make(map[string]bool, min(len(ops), limit))
+	for i, o := range ops {
+		if !keys[o.Key] {
+			if len(keys) == limit {
+				return i
+			}
+			keys[o.Key] = true
+		}
+	}
+	return len(ops)
+}
+
 // lockKeys locks the stripes of keys (in order) and returns the unlock.
 func (s *Server) lockKeys(keys []StoreKey) func() {
 	var idx []int
@@ -249,6 +266,7 @@ func (s *Server) storeLeave(m inMsg) {
 			})
 		}
 		if err != nil {
+			s.storeFailed()
 			s.warn.Warn("mars: store write failed", "node", l.Addr, "err", err)
 		}
 	}
@@ -278,7 +296,7 @@ func (s *Server) storeSweep() {
 			if e.owner != s.st.owner || len(jobs) >= storeSweepBatch {
 				continue
 			}
-			silent := now - e.lastSeen
+			silent := now - max(e.lastSeen, s.st.failedAt) // see storeFailed
 			switch {
 			case silent > remove:
 				jobs = append(jobs, job{StoreKey{name, StoreNode, addr}, e.inc, true})
@@ -287,7 +305,7 @@ func (s *Server) storeSweep() {
 			}
 		}
 		for addr, g := range a.guests {
-			if g.owner == s.st.owner && now-g.lastSeen > remove && len(jobs) < storeSweepBatch {
+			if g.owner == s.st.owner && now-max(g.lastSeen, s.st.failedAt) > remove && len(jobs) < storeSweepBatch {
 				jobs = append(jobs, job{StoreKey{name, StoreGuest, addr}, g.inc, true})
 			}
 		}
@@ -322,6 +340,7 @@ func (s *Server) storeSweep() {
 			return []StoreWrite{{StoreKey: j.key, Value: EncodeStoredNode(n), Session: true}}, nil
 		})
 		if err != nil {
+			s.storeFailed()
 			s.warn.Warn("mars: store write failed", "node", j.key.Name, "err", err)
 			return
 		}

@@ -31,10 +31,14 @@ type Store interface {
 	// Watch calls fn with every change after revision rev, in revision
 	// order, on one goroutine, until ctx ends or the watch fails; it then
 	// returns the error (ErrStoreCompacted when rev is no longer in the
-	// store's history). fn's rev says every change up to it was delivered.
+	// store's history). fn's rev says every change up to it was delivered:
+	// the server hands that revision to nodes as the version of their view,
+	// so it must never run ahead of the changes (a later call never carries
+	// a change at or below it).
 	Watch(ctx context.Context, rev int64, fn func(changes []StoreRecord, rev int64)) error
-	// Progress asks Watch to report the store's current revision soon,
-	// even when nothing changed.
+	// Progress makes Watch report, soon, a revision at least the store's
+	// current one when Progress was called, even when nothing changed (it
+	// may write a marker of its own for that).
 	Progress(ctx context.Context) error
 	// Update reads the records at keys (Rev 0 for a missing one), calls fn
 	// with them, and writes what fn returns, atomically: if any of the

@@ -17,7 +17,7 @@ type MemoryStore struct {
 	rev     int64
 	recs    map[StoreKey]memRecord
 	hist    []StoreRecord
-	wake    chan struct{} // closed and replaced after every write or progress request
+	wake    chan struct{} // closed and replaced after every write or Progress
 	session uint64
 
 	leases    map[int64]*memLease // kv_storekinds.go
@@ -94,10 +94,13 @@ func (s *memSession) Watch(ctx context.Context, rev int64, fn func([]StoreRecord
 	}
 }
 
+// Progress takes a revision with no change (as etcdstore's marker write
+// does), which every watch reports.
 func (s *memSession) Progress(ctx context.Context) error {
 	m := s.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.rev++
 	m.wakeLocked()
 	return nil
 }

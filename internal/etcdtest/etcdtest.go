@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -21,10 +22,15 @@ import (
 type Server struct {
 	// Endpoint is its client URL, "http://127.0.0.1:PORT".
 	Endpoint string
-	cmd      *exec.Cmd
+	bin      string
+	dataDir  string
+	peer     string
 	out      *syncBuffer
-	exited   chan struct{}
-	once     sync.Once
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	done   bool // Stop was called
 }
 
 // Binary returns the path of the etcd binary, or "" when there is none.
@@ -49,7 +55,10 @@ func Start(t testing.TB) *Server {
 	}
 	dir := t.TempDir()
 	for attempt := 0; ; attempt++ {
-		s, err := start(bin, dir, attempt)
+		s, err := newServer(bin, filepath.Join(dir, fmt.Sprintf("data%d", attempt)))
+		if err == nil {
+			err = s.run()
+		}
 		if err == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -69,7 +78,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func start(bin, dir string, attempt int) (*Server, error) {
+func newServer(bin, dataDir string) (*Server, error) {
 	cport, err := freePort()
 	if err != nil {
 		return nil, err
@@ -78,44 +87,54 @@ func start(bin, dir string, attempt int) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := fmt.Sprintf("http://127.0.0.1:%d", cport)
-	peer := fmt.Sprintf("http://127.0.0.1:%d", pport)
-	cmd := exec.Command(bin,
+	return &Server{
+		Endpoint: fmt.Sprintf("http://127.0.0.1:%d", cport),
+		peer:     fmt.Sprintf("http://127.0.0.1:%d", pport),
+		bin:      bin,
+		dataDir:  dataDir,
+		out:      &syncBuffer{},
+	}, nil
+}
+
+// run starts the etcd process and waits until it is healthy.
+func (s *Server) run() error {
+	cmd := exec.Command(s.bin,
 		"--name", "test",
-		"--data-dir", filepath.Join(dir, fmt.Sprintf("data%d", attempt)),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "test="+peer,
+		"--data-dir", s.dataDir,
+		"--listen-client-urls", s.Endpoint, "--advertise-client-urls", s.Endpoint,
+		"--listen-peer-urls", s.peer, "--initial-advertise-peer-urls", s.peer,
+		"--initial-cluster", "test="+s.peer,
 		"--log-level", "error",
 	)
 	// One core at most: the tests share a small machine.
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=1", "ETCD_UNSUPPORTED_ARCH=")
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Stdout, cmd.Stderr = s.out, s.out
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return err
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
-	s := &Server{Endpoint: client, cmd: cmd, out: out, exited: exited}
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
 	deadline := time.Now().Add(30 * time.Second)
 	hc := &http.Client{Timeout: time.Second}
 	for {
 		select {
 		case <-exited:
-			return nil, fmt.Errorf("etcd exited: %s", out.String())
+			return fmt.Errorf("etcd exited: %s", s.out.String())
 		default:
 		}
-		if resp, err := hc.Get(client + "/health"); err == nil {
+		if resp, err := hc.Get(s.Endpoint + "/health"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s, nil
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
 			<-exited
-			return nil, fmt.Errorf("etcd not healthy after 30 s: %s", out.String())
+			return fmt.Errorf("etcd not healthy after 30 s: %s", s.out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -123,14 +142,63 @@ func start(bin, dir string, attempt int) (*Server, error) {
 
 // Stop kills etcd (SIGKILL) and waits for it to exit. It is idempotent.
 func (s *Server) Stop() {
-	s.once.Do(func() {
-		s.cmd.Process.Kill()
-		<-s.exited
-	})
+	s.mu.Lock()
+	s.done = true
+	s.mu.Unlock()
+	s.Kill()
+}
+
+// Kill kills etcd (SIGKILL), as a crash would, and waits for it to exit;
+// its data stays for Restart.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.mu.Unlock()
+	cmd.Process.Kill()
+	<-exited
+}
+
+// Restart starts etcd again after Kill, on the same ports and data
+// directory, and waits until it is healthy.
+func (s *Server) Restart() error {
+	s.mu.Lock()
+	exited, done := s.exited, s.done
+	s.mu.Unlock()
+	if done {
+		return fmt.Errorf("etcdtest: Restart after Stop")
+	}
+	select {
+	case <-exited:
+	default:
+		return fmt.Errorf("etcdtest: Restart while etcd runs (Kill it first)")
+	}
+	if err := s.run(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	done = s.done
+	s.mu.Unlock()
+	if done { // the test ended meanwhile
+		s.Kill()
+	}
+	return nil
+}
+
+// Pause stops etcd (SIGSTOP) as a hung or descheduled process would be:
+// its connections stay open and nothing is answered until Resume.
+func (s *Server) Pause() error { return s.process().Signal(syscall.SIGSTOP) }
+
+// Resume lets a paused etcd run again (SIGCONT).
+func (s *Server) Resume() error { return s.process().Signal(syscall.SIGCONT) }
+
+func (s *Server) process() *os.Process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd.Process
 }
 
 // Pid is the etcd process's id.
-func (s *Server) Pid() int { return s.cmd.Process.Pid }
+func (s *Server) Pid() int { return s.process().Pid }
 
 // Output is what etcd printed so far.
 func (s *Server) Output() string { return s.out.String() }

@@ -15,6 +15,8 @@
 //	L/<app>/<name>     a lease (mars.EncodeStoredLease), on an etcd lease of the lease's TTL
 //	r/<app>/<address>#<inc>#<seq>  the result of a node's write, on a lease of about 6 minutes;
 //	                   read only inside transactions (Load and Watch skip it)
+//	sync               the progress marker: Progress writes it (empty), so
+//	                   every watch sees an event at the revision it took
 //
 // with <app>, <address> and <key> path-escaped. Each replica holds one lease
 // (Options.SessionTTL, default 10 s) and keeps it alive; the records of the
@@ -22,6 +24,17 @@
 // and no other replica took them over. Writes are transactions that compare
 // the mod revisions of every record they read and retry on a conflict;
 // versions sent to nodes are etcd revisions.
+//
+// A replica serves nodes the versions its copy holds, so Watch reports only
+// revisions whose changes it delivered: those of the events it received,
+// which etcd sends in revision order. It never trusts a progress
+// notification: on an etcd without the fix of etcd-io/etcd issue 15220
+// (Debian's 3.4.23 among them) a requested one carries the server's
+// revision at once, while events before it are still on their way (a watch
+// resumed after a reconnect, catching up), and the client library would
+// resume a broken watch after that revision too. Progress writes the marker
+// key instead, whose event reaches the watch after every earlier change on
+// every etcd version.
 //
 // Package mars does not import this package: a program that imports only
 // mesh or mars does not compile the etcd client.
@@ -43,9 +56,14 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/marsmesh/marsmesh/mars"
 )
+
+// reconnectMax bounds the wait between attempts to reconnect to etcd.
+const reconnectMax = time.Second
 
 // ErrUnreachable is wrapped by New when etcd does not answer in time.
 var ErrUnreachable = errors.New("etcdstore: etcd unreachable")
@@ -123,6 +141,12 @@ func New(opts Options) (*Store, error) {
 		Endpoints:   opts.Endpoints,
 		DialTimeout: opts.DialTimeout,
 		Logger:      zap.NewNop(),
+		// gRPC's default reconnect backoff grows to 2 minutes: after an
+		// etcd restart the replicas would stay away that long.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reconnectMax},
+			MinConnectTimeout: opts.DialTimeout,
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, strings.Join(opts.Endpoints, ","), err)
@@ -184,12 +208,14 @@ func (s *Store) grant(ctx context.Context) error {
 }
 
 // keepAlive keeps the lease alive; when it is lost (etcd unreachable for
-// longer than SessionTTL) it takes a new one. The records written with
-// the lost one are gone: their nodes register again at their next report.
+// longer than SessionTTL) it takes a new one, and moves the records still
+// on the lost one to it (moveRecords). Records already expired with the
+// lost one are gone: their nodes register again at their next report.
 func (s *Store) keepAlive() {
 	defer s.wg.Done()
 	for {
-		ch, err := s.cli.KeepAlive(s.ctx, clientv3.LeaseID(s.lease.Load()))
+		lost := clientv3.LeaseID(s.lease.Load())
+		ch, err := s.cli.KeepAlive(s.ctx, lost)
 		if err == nil {
 			for range ch {
 			}
@@ -197,7 +223,7 @@ func (s *Store) keepAlive() {
 		if s.ctx.Err() != nil {
 			return
 		}
-		s.log.Warn("etcdstore: lease lost; taking a new one (nodes of this replica register again)", "err", err)
+		s.log.Warn("etcdstore: lease lost; taking a new one", "err", err)
 		for s.ctx.Err() == nil {
 			ctx, cancel := context.WithTimeout(s.ctx, s.opts.DialTimeout)
 			err := s.grant(ctx)
@@ -211,8 +237,45 @@ func (s *Store) keepAlive() {
 			case <-time.After(time.Second):
 			}
 		}
+		if s.ctx.Err() == nil {
+			s.moveRecords(lost)
+		}
 	}
 }
+
+// moveRecords attaches the records still on the lost lease to the current
+// one. The client gives a lease up when etcd does not answer for its TTL,
+// but etcd may still hold it (a restarted etcd renews every lease): with
+// nobody keeping it alive, its records would expire a TTL after etcd is
+// back, and idle nodes of this replica would drop out of every view until
+// they register again. Each record moves only if it is still on the lost
+// lease (a nested transaction per record), keeping its value.
+func (s *Store) moveRecords(lost clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.DialTimeout)
+	defer cancel()
+	ttl, err := s.cli.TimeToLive(ctx, lost, clientv3.WithAttachedKeys())
+	if err != nil || ttl.TTL <= 0 {
+		return // expired, with its records
+	}
+	cur := clientv3.LeaseID(s.lease.Load())
+	for keys := ttl.Keys; len(keys) > 0; {
+		n := min(len(keys), storeTxnChunk)
+		ops := make([]clientv3.Op, 0, n)
+		for _, k := range keys[:n] {
+			ops = append(ops, clientv3.OpTxn(
+				[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(string(k)), "=", lost)},
+				[]clientv3.Op{clientv3.OpPut(string(k), "", clientv3.WithIgnoreValue(), clientv3.WithLease(cur))}, nil))
+		}
+		keys = keys[n:]
+		if _, err := s.cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			s.log.Warn("etcdstore: cannot move the records of a lost lease (they expire with it)", "err", err)
+			return
+		}
+	}
+}
+
+// storeTxnChunk bounds the operations of one transaction (etcd allows 128).
+const storeTxnChunk = 64
 
 // ID is the state's ID.
 func (s *Store) ID() uint64 { return s.id }
@@ -273,15 +336,13 @@ func (s *Store) Load(ctx context.Context) ([]mars.StoreRecord, int64, error) {
 	return out, resp.Header.Revision, nil
 }
 
-// watchCtx is the context of watches and progress requests: both must
-// carry the same metadata to use one watch stream.
-func watchCtx(ctx context.Context) context.Context { return clientv3.WithRequireLeader(ctx) }
-
-// Watch delivers every change after rev.
+// Watch delivers every change after rev. The revision it reports is that
+// of the last event received (see the package doc: never a progress
+// notification's).
 func (s *Store) Watch(ctx context.Context, rev int64, fn func([]mars.StoreRecord, int64)) error {
-	ctx, cancel := context.WithCancel(watchCtx(ctx))
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := s.cli.Watch(ctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
+	wch := s.cli.Watch(ctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	for resp := range wch {
 		if resp.CompactRevision != 0 {
 			return fmt.Errorf("%w: revision %d compacted", mars.ErrStoreCompacted, resp.CompactRevision)
@@ -290,8 +351,7 @@ func (s *Store) Watch(ctx context.Context, rev int64, fn func([]mars.StoreRecord
 			return err
 		}
 		if resp.IsProgressNotify() {
-			fn(nil, resp.Header.Revision)
-			continue
+			continue // none is asked for; and one may run ahead of the events
 		}
 		recs := make([]mars.StoreRecord, 0, len(resp.Events))
 		last := int64(0)
@@ -317,9 +377,12 @@ func (s *Store) Watch(ctx context.Context, rev int64, fn func([]mars.StoreRecord
 	return errors.New("etcdstore: watch closed")
 }
 
-// Progress asks etcd to report its revision on the watch.
+// Progress writes the progress marker: its event reaches every watch of
+// the prefix after every change committed before it, so a watch reports a
+// revision at least etcd's current one soon.
 func (s *Store) Progress(ctx context.Context) error {
-	return s.cli.RequestProgress(watchCtx(ctx))
+	_, err := s.cli.Put(ctx, s.opts.Prefix+"sync", "")
+	return err
 }
 
 // maxAttempts bounds the retries of one Update under contention.
