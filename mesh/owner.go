@@ -65,7 +65,9 @@ type ownerSet struct {
 	gen      uint64
 	weighted bool
 	cands    []ownerCand
-	sig      uint64 // digest of the candidates and weights: equal sets, equal sig
+	hashes   []uint64  // cands[i].hash, dense for the scoring loop
+	weights  []float64 // cands[i].w
+	sig      uint64    // digest of the candidates and weights: equal sets, equal sig
 }
 
 // maxOwnerSets bounds the cached sets of a node: past it the cache starts
@@ -78,11 +80,30 @@ type ownerTable struct {
 	sets    atomic.Pointer[map[ownerSetKey]*ownerSet] // copy on write
 	buildMu sync.Mutex
 
-	lookups  atomic.Uint64 // Owner and Owners calls (and the routing functions' picks)
+	lookups  spreadCounter // Owner and Owners calls (and the routing functions' picks)
 	retries  atomic.Uint64 // calls sent again to the next owner after ErrDraining
 	handoffs atomic.Uint64 // holds lost to another node (their onLoss queued)
 
 	holds holdTable // owner_hold.go
+}
+
+// spreadCounter is a counter that cores add to at once without sharing a
+// cache line: each add goes to the slot its key hash picks.
+type spreadCounter struct {
+	slots [8]struct {
+		n atomic.Uint64
+		_ [56]byte
+	}
+}
+
+func (c *spreadCounter) add(k uint64) { c.slots[k%8].n.Add(1) }
+
+func (c *spreadCounter) load() uint64 {
+	var sum uint64
+	for i := range c.slots {
+		sum += c.slots[i].n.Load()
+	}
+	return sum
 }
 
 // keyHash is a key's hash (see the wire contract above).
@@ -100,35 +121,46 @@ func ownerScore(key, node uint64) uint64 {
 }
 
 // weightedScore is -w / ln(h), h = s as a number in (0, 1).
-func weightedScore(s uint64, w float64) float64 {
-	h := (float64(s>>11) + 0.5) / (1 << 53)
-	return -w / math.Log(h)
-}
+func weightedScore(s uint64, w float64) float64 { return -w / math.Log(unitFloat(s)) }
+
+// unitFloat maps s to a number in (0, 1): its top 53 bits, plus a half.
+func unitFloat(s uint64) float64 { return (float64(s>>11) + 0.5) / (1 << 53) }
 
 // rank returns the index of the best candidate for key k, skipping those
 // whose address is in skip; -1 when none is left.
 func (s *ownerSet) rank(k uint64, skip []string) int {
-	best := -1
-	var bestS uint64
-	var bestW float64
-	for i := range s.cands {
-		c := &s.cands[i]
-		if len(skip) > 0 && slices.Contains(skip, c.addr) {
-			continue
-		}
-		sc := ownerScore(k, c.hash)
-		if s.weighted {
-			w := weightedScore(sc, c.w)
-			if best < 0 || w > bestW { // cands are sorted: a tie keeps the lower address
-				best, bestW = i, w
-			}
-			continue
-		}
-		if best < 0 || sc > bestS {
+	if s.weighted {
+		return s.rankWeighted(k, skip)
+	}
+	best, bestS := -1, uint64(0)
+	for i, h := range s.hashes {
+		// cands are sorted by address: on a tie the lower address stays
+		if sc := ownerScore(k, h); (best < 0 || sc > bestS) && !s.skipped(i, skip) {
 			best, bestS = i, sc
 		}
 	}
 	return best
+}
+
+func (s *ownerSet) rankWeighted(k uint64, skip []string) int {
+	best, bestW, bound := -1, 0.0, 0.0
+	for i, h := range s.hashes {
+		sc, w := ownerScore(k, h), s.weights[i]
+		// -ln x > 1-x on (0, 1), so w/(1-x) bounds the score from above:
+		// when it is below the best (with a margin far wider than any
+		// rounding), the candidate cannot win and needs no logarithm.
+		if best >= 0 && w < bound*(1-unitFloat(sc)) {
+			continue
+		}
+		if ws := weightedScore(sc, w); (best < 0 || ws > bestW) && !s.skipped(i, skip) {
+			best, bestW, bound = i, ws, ws*(1-1e-9)
+		}
+	}
+	return best
+}
+
+func (s *ownerSet) skipped(i int, skip []string) bool {
+	return len(skip) > 0 && slices.Contains(skip, s.cands[i].addr)
 }
 
 // owner returns the owner of key k, skipping the addresses in skip.
@@ -194,15 +226,19 @@ func buildOwnerSet(view *mars.View, k ownerSetKey, gen uint64) *ownerSet {
 // newOwnerSet makes a set of cands (sorted by address), hashing them.
 func newOwnerSet(gen uint64, weighted bool, cands []ownerCand) *ownerSet {
 	d := xxhash.New()
+	s := &ownerSet{gen: gen, weighted: weighted, cands: cands,
+		hashes: make([]uint64, len(cands)), weights: make([]float64, len(cands))}
 	for i := range cands {
 		c := &cands[i]
 		c.hash = xxhash.Sum64String(c.addr)
+		s.hashes[i], s.weights[i] = c.hash, c.w
 		var b [16]byte
 		binary.LittleEndian.PutUint64(b[:8], c.hash)
 		binary.LittleEndian.PutUint64(b[8:], math.Float64bits(c.w))
 		d.Write(b[:])
 	}
-	return &ownerSet{gen: gen, weighted: weighted, cands: cands, sig: d.Sum64()}
+	s.sig = d.Sum64()
+	return s
 }
 
 // ownerSet returns the current candidate set of k, building it if the view
@@ -248,16 +284,18 @@ func (n *Node) ownerSet(k ownerSetKey) *ownerSet {
 // joins, drains or dies) two nodes may name different owners for up to a
 // sync interval. See the package doc, "Ownership".
 func (n *Node) Owner(nodeType, key string, opts ...OwnerOption) (addr string, ok bool) {
-	n.own.lookups.Add(1)
-	return n.ownerSet(ownerSetKey{nodeType, ownerOpts(opts)}).owner(keyHash(key), nil)
+	k := keyHash(key)
+	n.own.lookups.add(k)
+	return n.ownerSet(ownerSetKey{nodeType, ownerOpts(opts)}).owner(k, nil)
 }
 
 // Owners returns up to max online nodes of nodeType in the order they own
 // key: the owner first, then the node that owns it if the owner leaves,
 // and so on (replicas of a room, or where to go next).
 func (n *Node) Owners(nodeType, key string, max int, opts ...OwnerOption) []string {
-	n.own.lookups.Add(1)
-	return n.ownerSet(ownerSetKey{nodeType, ownerOpts(opts)}).ranked(keyHash(key), max)
+	k := keyHash(key)
+	n.own.lookups.add(k)
+	return n.ownerSet(ownerSetKey{nodeType, ownerOpts(opts)}).ranked(k, max)
 }
 
 // Owner returns the owner of key among the online nodes of nodeType in the
