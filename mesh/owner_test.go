@@ -3,6 +3,7 @@ package mesh
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -186,6 +187,36 @@ func TestNodeWeight(t *testing.T) {
 		w, ok := nodeWeight(c.v)
 		if ok != c.ok || ok && w != c.w {
 			t.Errorf("nodeWeight(%v) = %v, %v", c.v, w, ok)
+		}
+	}
+}
+
+// The weighted ranking skips the logarithm of candidates that cannot win;
+// it must pick exactly the candidate a full computation picks.
+func TestOwnerWeightedPruneExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		nodes := 1 + rng.IntN(60)
+		addrs := ownerAddrs(nodes)
+		weights := make([]float64, nodes)
+		for i := range weights {
+			weights[i] = math.Exp(rng.Float64()*20 - 10) // 4.5e-5 .. 2.2e4
+			if round%3 == 0 {
+				weights[i] = float64(1 + rng.IntN(3)) // ties of weight
+			}
+		}
+		s := testOwnerSet(addrs, weights)
+		for range 200 {
+			k := rng.Uint64()
+			best, bestW := -1, 0.0
+			for i, h := range s.hashes {
+				if w := weightedScore(ownerScore(k, h), s.weights[i]); best < 0 || w > bestW {
+					best, bestW = i, w
+				}
+			}
+			if got := s.rank(k, nil); got != best {
+				t.Fatalf("round %d key %#x: ranked %d, full computation %d", round, k, got, best)
+			}
 		}
 	}
 }
