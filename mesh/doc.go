@@ -183,7 +183,7 @@
 // Owner(nodeType, key) names the node that owns a key (a room, a match, a
 // player) among the online nodes of a type in this node's view, by
 // rendezvous (highest-random-weight) hashing: no network call, no
-// allocation, about 100 ns with 50 candidates. WeightedBy(valueName)
+// allocation, about 150 ns with 50 candidates. WeightedBy(valueName)
 // weighs nodes by a metadata value (a node of weight 2 owns about twice
 // the keys). Every node with the same view names the same owner, and when
 // a node joins or leaves only the keys it takes or gives move (about 1/N).
