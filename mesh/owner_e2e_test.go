@@ -20,7 +20,7 @@ import (
 // roomProc is a `node run -type room` process (cmd/node) with its admin
 // endpoint.
 type roomProc struct {
-	name, addr, admin string
+	name, admin string
 	cmd               *exec.Cmd
 	stderr            *lockedBuffer
 	exited            chan struct{}
@@ -41,7 +41,7 @@ func buildNodeBinary(t *testing.T) string {
 }
 
 // startRoomProc runs bin as a room node of weight w and waits until it has
-// joined the cluster; its mesh and admin addresses come from its log.
+// joined the cluster; its admin address comes from its log.
 func startRoomProc(t *testing.T, bin, name string, marsPort uint16, w int) *roomProc {
 	t.Helper()
 	p := &roomProc{name: name, stderr: &lockedBuffer{}, exited: make(chan struct{})}
@@ -65,8 +65,6 @@ func startRoomProc(t *testing.T, bin, name string, marsPort uint16, w int) *room
 				continue
 			}
 			switch l.Msg {
-			case "node started":
-				p.addr = l.Addr
 			case "admin endpoint listening":
 				p.admin = l.Addr
 			case "joined the cluster":
