@@ -21,9 +21,9 @@ import (
 // endpoint.
 type roomProc struct {
 	name, admin string
-	cmd               *exec.Cmd
-	stderr            *lockedBuffer
-	exited            chan struct{}
+	cmd         *exec.Cmd
+	stderr      *lockedBuffer
+	exited      chan struct{}
 }
 
 // buildNodeBinary builds cmd/node into a temporary directory.
