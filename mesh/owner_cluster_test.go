@@ -354,3 +354,43 @@ func TestSendRPCToOwner(t *testing.T) {
 		t.Fatalf("CallOwner with no node of the type: %v", err)
 	}
 }
+
+// A weight change alone (no node joins or leaves) moves weighted owners,
+// and a node holding keys hears of the ones it lost.
+func TestHoldWeightChange(t *testing.T) {
+	c := newCluster(t, 2, WithType("room"), WithValues(map[string]interface{}{"weight": 1}))
+	converged(t, c.nodes, "room", 2)
+	a, b := c.nodes[0], c.nodes[1]
+	w := WeightedBy("weight")
+	var log lossLog
+	var mine []string
+	for i := range 400 {
+		if k := ownerKey(i); must(a.Owner("room", k, w)) == a.GetMyEndPoint() {
+			mine = append(mine, k)
+			a.Hold("room", k, log.onLoss, w)
+		}
+	}
+	b.SetNodeValue("weight", 50)
+	eventually(t, 10*time.Second, func() bool {
+		v, _ := a.GetNodeValue(b.GetMyEndPoint(), "weight").(int64)
+		return v == 50
+	}, "a sees b's new weight")
+	var moved []string
+	for _, k := range mine {
+		if must(a.Owner("room", k, w)) == b.GetMyEndPoint() {
+			moved = append(moved, k)
+		}
+	}
+	if len(moved) < len(mine)/2 {
+		t.Fatalf("only %d of %d keys moved to the heavier node", len(moved), len(mine))
+	}
+	eventually(t, 10*time.Second, func() bool { return len(log.snapshot()) == len(moved) }, "%d keys lost to the heavier node", len(moved))
+	for k, to := range log.snapshot() {
+		if to != b.GetMyEndPoint() || !slices.Contains(moved, k) {
+			t.Fatalf("%s lost to %s", k, to)
+		}
+	}
+	if a.HeldKeys() != len(mine)-len(moved) {
+		t.Fatalf("HeldKeys %d, want %d", a.HeldKeys(), len(mine)-len(moved))
+	}
+}
