@@ -53,8 +53,10 @@ func ExampleNode_SendRPCToOwner() {
 		return
 	}
 	defer lobby.Shutdown()
-	for len(lobby.GetNodeAddressesByType("room")) < 2 { // both rooms online in the lobby's view
-		time.Sleep(10 * time.Millisecond)
+	for _, n := range []*mesh.Node{lobby, rooms[0], rooms[1]} {
+		for len(n.GetNodeAddressesByType("room")) < 2 { // both rooms online in every view
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

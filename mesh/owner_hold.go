@@ -47,7 +47,8 @@ type holdTable struct {
 // are lost to the next owners as draining begins, while the node can still
 // hand them off), or its weight changes. newOwner is the node that owns
 // key now (its mesh address), or "" when no node of the type is online.
-// The hold ends when onLoss is queued; Hold again to take the key back.
+// The hold ends when onLoss is queued (onLoss may be nil: the hold then
+// just ends); Hold again to take the key back.
 // The returned release ends the hold without a call (it is idempotent).
 //
 // onLoss never runs on a transport goroutine or the MARS sync loop. The
