@@ -23,8 +23,8 @@ import (
 // key's hash is xxhash64 of its bytes, a node's is xxhash64 of its mesh
 // address, and a node's score for a key is the murmur3 64-bit finalizer of
 // their XOR. The highest score owns the key; equal scores go to the lower
-// address. Weighted, the score is -w / ln(h), with h the same 64-bit score
-// taken as a number in (0, 1) and w the node's weight.
+// address. Weighted, the score is -w / ln(h), with w the node's weight and
+// h = (the top 53 bits of the 64-bit score + 0.5) / 2^53, in (0, 1).
 
 // OwnerOption changes how a node is chosen as a key's owner. Use the same
 // options for a type everywhere (Owner, the routing functions, Hold), or
