@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,6 +42,9 @@ type View struct {
 	mu       sync.RWMutex
 	subs     []func([]NodeEvent) // membership subscribers (Subscribe); called under mu
 	subIDs   []*int
+	onChange []func() // OnChange callbacks; called under mu
+	changeID []*int
+	gen      atomic.Uint64 // Generation
 	marsInc  uint64
 	ver      uint64
 	nodes    map[string]*viewNode
@@ -102,6 +106,32 @@ func (v *View) nodeShared(n *viewNode) Node {
 		Addr: n.rec.Addr, Incarnation: n.rec.Inc, Type: n.rec.Type, Role: n.rec.Role,
 		Status: n.rec.Status, State: n.state, EndPoint: n.rec.EndPoint, Values: n.values,
 		Self: n.rec.Addr == v.selfAddr && n.rec.Inc == v.selfInc,
+	}
+}
+
+// Generation counts the changes of the view's nodes: it grows whenever a
+// node appears or goes, changes state, or changes its record (type, role,
+// status, endpoint, values), and only then (not for shared data). A cache
+// of something computed from the nodes is current while it stays the same.
+func (v *View) Generation() uint64 { return v.gen.Load() }
+
+// OnChange registers f, called after every change that grows Generation.
+// f runs while the view is locked: it must return at once and must not
+// call the View (post to another goroutine). The returned function removes
+// it.
+func (v *View) OnChange(f func()) (cancel func()) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	id := new(int)
+	v.onChange = append(v.onChange, f)
+	v.changeID = append(v.changeID, id)
+	return func() {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if i := slices.Index(v.changeID, id); i >= 0 {
+			v.onChange = slices.Delete(v.onChange, i, i+1)
+			v.changeID = slices.Delete(v.changeID, i, i+1)
+		}
 	}
 }
 

@@ -471,4 +471,8 @@ func (v *View) reindexLocked() {
 		v.types = append(v.types, t)
 	}
 	slices.Sort(v.types)
+	v.gen.Add(1)
+	for _, f := range v.onChange {
+		f()
+	}
 }

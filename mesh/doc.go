@@ -178,6 +178,37 @@
 // IsKVNotFound, IsKVConflict, IsLeaseHeld, IsLeaseLost), ErrRequestTimeout
 // when MARS does not answer in time, or ErrClosed.
 //
+// # Ownership
+//
+// Owner(nodeType, key) names the node that owns a key (a room, a match, a
+// player) among the online nodes of a type in this node's view, by
+// rendezvous (highest-random-weight) hashing: no network call, no
+// allocation, about 150 ns with 50 candidates. WeightedBy(valueName)
+// weighs nodes by a metadata value (a node of weight 2 owns about twice
+// the keys). Every node with the same view names the same owner, and when
+// a node joins or leaves only the keys it takes or gives move (about 1/N).
+// Owners lists the next in line. SendRPCToOwner (and RPC.CallOwner) send
+// a call to the owner, and to the next owner when the owner refuses with
+// ErrDraining; OpenStreamToOwner opens a stream to it; with no node of the
+// type online they fail with a send error wrapping ErrNoOwner. Hold
+// records a key this node hosts: its onLoss callback runs once, on the
+// dispatcher, when a change of the view makes another node the owner (a
+// node joined, this node drains, a weight changed), naming the new owner,
+// so the node can hand the key off (push its state over a stream: a
+// draining node still opens streams, it only refuses new ones).
+//
+// The view-based owner is fast and needs no coordination, but it is only
+// as current as the view: while a change spreads (up to a sync interval,
+// or retryTimeout for a node that died without a word) two nodes may each
+// believe they own a key, and a call may reach a node that has just lost
+// it. Use it where that is harmless or detected: routing requests to where
+// a room most likely is, sharding caches and matchmaking queues, handing
+// rooms off on Hold's callback. Where two owners at once must never act
+// (writes to a shared store, a singleton job, money), take a lease on the
+// key (Claim): exclusive, with a fencing token for the writes, at the cost
+// of a round trip to MARS per claim. A common pattern uses both: route by
+// Owner, and have the owner Claim the key before it acts.
+//
 // # Configuration
 //
 // See package config: the Diarkis keys (address, nic, port, marsAddress,
@@ -223,8 +254,8 @@
 //   - Membership (NodeState, OnNodeEvent, WatchNodes, Serving, IsDraining),
 //     HandleRPCWithContext, OnSendFailure, Node.HealthCheck, CreateResponseBytes,
 //     FanoutError, streams (HandleStream, OpenStream, Stream) and typed RPCs
-//     (NewRPC) and AddSharedData (an atomic add to a shared counter) are
-//     additions. SendRequest's callback always runs on a
+//     (NewRPC), AddSharedData (an atomic add to a shared counter) and
+//     ownership (Owner, SendRPCToOwner, Hold, ...) are additions. SendRequest's callback always runs on a
 //     goroutine of its own. SetCommandHandler and HandleCommand share one
 //     table.
 //   - TestPackPacket is left out; Msg, SendData and Shrink exist for

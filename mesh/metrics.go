@@ -217,6 +217,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		descBufferDrops, descViewNodes} {
 		ch <- d
 	}
+	describeOwners(ch) // owner_metrics.go
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -287,6 +288,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	for st, v := range byStatus {
 		ch <- prometheus.MustNewConstMetric(descViewNodes, prometheus.GaugeValue, float64(v), st)
 	}
+	n.collectOwners(ch) // owner_metrics.go
 }
 
 func itoa(v uint16) string {

@@ -63,6 +63,7 @@ type node struct {
 	buffer   *sendBuffer  // sendInterval batches; nil without sendInterval (buffer.go)
 	metrics  meshMetrics  // counters for Collector (metrics.go)
 	peers    peerIncs     // the incarnation of each peer session (membership.go)
+	own      ownerTable   // owner candidates and holds (owner.go, owner_hold.go)
 
 	closeOnce sync.Once
 	closeErr  error

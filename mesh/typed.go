@@ -57,10 +57,26 @@ func (r RPC[Req, Resp]) Handle(node *Node, h func(ctx context.Context, req Req) 
 // classified as SendRPCWithContext's; a request the handler could not
 // decode, and a response this side cannot decode, are request errors.
 func (r RPC[Req, Resp]) Call(ctx context.Context, node *Node, addr string, req Req) (Resp, error) {
+	return r.call(ctx, addr, req, func(ctx context.Context, data []byte) ([]byte, string, error) {
+		var b []byte
+		var err error
+		if node == nil {
+			b, err = SendRPCWithContext(ctx, r.cmd, addr, data)
+		} else {
+			b, err = node.SendRPCWithContext(ctx, r.cmd, addr, data)
+		}
+		return b, addr, err
+	})
+}
+
+// call encodes req, gives ctx DefaultRPCTimeout when it has no deadline,
+// sends the request with send (which returns the address that answered)
+// and decodes the response; to names the destination in errors.
+func (r RPC[Req, Resp]) call(ctx context.Context, to string, req Req, send func(context.Context, []byte) ([]byte, string, error)) (Resp, error) {
 	var zero Resp
 	data, err := msgpack.Marshal(req)
 	if err != nil {
-		return zero, sendErr(addr, fmt.Errorf("%w: encode %T: %w", ErrInvalidData, req, err))
+		return zero, sendErr(to, fmt.Errorf("%w: encode %T: %w", ErrInvalidData, req, err))
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -70,12 +86,7 @@ func (r RPC[Req, Resp]) Call(ctx context.Context, node *Node, addr string, req R
 		ctx, cancel = context.WithTimeout(ctx, DefaultRPCTimeout)
 		defer cancel()
 	}
-	var b []byte
-	if node == nil {
-		b, err = SendRPCWithContext(ctx, r.cmd, addr, data)
-	} else {
-		b, err = node.SendRPCWithContext(ctx, r.cmd, addr, data)
-	}
+	b, addr, err := send(ctx, data)
 	if err != nil {
 		return zero, err
 	}

@@ -295,6 +295,10 @@ func TestMetricsAfterLoad(t *testing.T) {
 		{"marsmesh_backpressure_inbound_drops_total", nil, false},
 		{"marsmesh_backpressure_reply_drops_total", nil, false},
 		{"marsmesh_node_part_of_cluster", nil, true},
+		{"marsmesh_owner_lookups_total", nil, false},
+		{"marsmesh_owner_retries_total", nil, false},
+		{"marsmesh_owner_holds", nil, false},
+		{"marsmesh_owner_handoffs_total", nil, false},
 		{"marsmesh_build_info", nil, true},
 		{"go_goroutines", nil, true},
 	})
@@ -478,6 +482,50 @@ func TestStartRefusesBadAddress(t *testing.T) {
 			t.Errorf("Start(%q) succeeded", addr)
 		} else if !errors.Is(err, ErrAddress) {
 			t.Errorf("Start(%q): %v, want ErrAddress", addr, err)
+		}
+	}
+}
+
+// /v1/owners names a key's owner as mesh.Owner does, weighted or not, and
+// refuses a query without a type and key.
+func TestOwnersEndpoint(t *testing.T) {
+	c := startCluster(t)
+	eventually(t, "b lists a online", func() bool { return slices.Contains(c.b.GetNodeAddressesByType("game"), c.a.Addr) })
+	type owners struct {
+		Owner    string   `json:"owner"`
+		OK       bool     `json:"ok"`
+		Ranked   []string `json:"ranked"`
+		Online   int      `json:"online"`
+		SelfOwns bool     `json:"selfOwns"`
+		Held     int      `json:"held"`
+	}
+	query := func(base, q string) owners {
+		t.Helper()
+		code, body := get(t, base+"/v1/owners?"+q)
+		if code != http.StatusOK {
+			t.Fatalf("/v1/owners?%s: %d %s", q, code, body)
+		}
+		var o owners
+		if err := json.Unmarshal([]byte(body), &o); err != nil {
+			t.Fatalf("/v1/owners?%s: %v in %s", q, err, body)
+		}
+		return o
+	}
+	o := query(c.bURL, "type=game&key=room/1")
+	if !o.OK || o.Owner != c.a.Addr || o.SelfOwns || o.Online != 1 || !slices.Equal(o.Ranked, []string{c.a.Addr}) {
+		t.Fatalf("owner of room/1 among the game nodes, as b sees it: %+v", o)
+	}
+	release := c.a.Hold("game", "room/1", nil)
+	defer release()
+	if o := query(c.aURL, "type=game&key=room/1&weight=cap&n=5"); !o.OK || !o.SelfOwns || o.Held != 1 {
+		t.Fatalf("weighted by cap, as a sees it: %+v", o)
+	}
+	if o := query(c.bURL, "type=game&key=room/1&weight=nosuchvalue"); o.OK || o.Owner != "" || len(o.Ranked) != 0 {
+		t.Fatalf("weighted by a value no node has: %+v", o)
+	}
+	for _, q := range []string{"type=game", "key=room/1", "type=game&key=k&n=0", "type=game&key=k&n=x"} {
+		if code, body := get(t, c.bURL+"/v1/owners?"+q); code != http.StatusBadRequest {
+			t.Errorf("/v1/owners?%s: %d %s, want 400", q, code, body)
 		}
 	}
 }

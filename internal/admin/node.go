@@ -2,6 +2,8 @@ package admin
 
 import (
 	"errors"
+	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,8 +12,8 @@ import (
 	"github.com/marsmesh/marsmesh/mesh"
 )
 
-// NodeOptions returns the collectors, readiness and status of a node's
-// admin endpoint. /readyz is ready while the node serves (Node.Serving:
+// NodeOptions returns the collectors, readiness, status and routes of a
+// node's admin endpoint. /readyz is ready while the node serves (Node.Serving:
 // it has joined the cluster and is not draining), the same rule as `node
 // healthcheck -ready`; a MARS outage does not make a serving node unready
 // (contact with MARS is in /v1/status and the metrics). marsAddr is the
@@ -31,7 +33,49 @@ func NodeOptions(n *mesh.Node, addr, marsAddr string) Options {
 			return nil
 		},
 		Status: func() any { return nodeStatus(n, marsAddr, started) },
+		Routes: map[string]http.Handler{"GET /v1/owners": ownersHandler(n)},
 	}
+}
+
+// ownersHandler serves /v1/owners?type=T&key=K[&weight=V][&n=3]: the owner
+// of key K among the online nodes of type T in this node's view
+// (mesh.Owner, weighted by value V when given), the next n-1 in line, and
+// how many keys this node holds.
+func ownersHandler(n *mesh.Node) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		typ, key, weight := q.Get("type"), q.Get("key"), q.Get("weight")
+		if !q.Has("type") || !q.Has("key") {
+			http.Error(w, "want /v1/owners?type=T&key=K[&weight=V][&n=3]", http.StatusBadRequest)
+			return
+		}
+		count := 3
+		if v := q.Get("n"); v != "" {
+			c, err := strconv.Atoi(v)
+			if err != nil || c < 1 || c > 100 {
+				http.Error(w, "n: want 1 to 100, got "+strconv.Quote(v), http.StatusBadRequest)
+				return
+			}
+			count = c
+		}
+		var opts []mesh.OwnerOption
+		if weight != "" {
+			opts = append(opts, mesh.WeightedBy(weight))
+		}
+		owner, ok := n.Owner(typ, key, opts...)
+		WriteJSON(w, map[string]any{
+			"type":     typ,
+			"key":      key,
+			"weight":   weight,
+			"owner":    owner, // "" when no node of the type is online
+			"ok":       ok,
+			"ranked":   n.Owners(typ, key, count, opts...),
+			"online":   len(n.GetNodeAddressesByType(typ)),
+			"self":     n.Addr,
+			"selfOwns": ok && owner == n.Addr,
+			"held":     n.HeldKeys(),
+		})
+	})
 }
 
 // nodeStatus is a node's /v1/status: who it is, how it stands with MARS
