@@ -225,3 +225,39 @@ func TestNodeValueIsInt64Everywhere(t *testing.T) {
 		}
 	}
 }
+
+// A stream opened to a draining node is refused with ErrDraining, and the
+// refusal carries the drain notice: the opener lists the node draining.
+func TestStreamToDrainingNode(t *testing.T) {
+	c := newCluster(t, 2)
+	a, b := c.nodes[0], c.nodes[1]
+	b.HandleStream(3, func(ctx context.Context, s *Stream) error { return nil })
+	release := make(chan struct{})
+	b.SetCheckForShutdownReadiness(func() bool {
+		select {
+		case <-release:
+			return true
+		default:
+			return false
+		}
+	})
+	done := make(chan error, 1)
+	go func() { done <- b.Shutdown() }()
+	eventually(t, 10*time.Second, b.IsDraining, "b drains")
+	a.mc.View().MarkReachable(b.GetMyEndPoint(), 0) // a has not heard yet (no session): it asks
+	s, err := a.OpenStream(context.Background(), 3, b.GetMyEndPoint(), []byte("x"))
+	if err == nil {
+		_, err = s.Recv()
+		s.Close()
+	}
+	close(release)
+	if !IsDraining(err) {
+		t.Fatalf("stream to a draining node: %v, want ErrDraining", err)
+	}
+	if st := a.NodeState(b.GetMyEndPoint()); st != StateDraining && st != StateNone {
+		t.Fatalf("the opener lists the draining node %v", st)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -223,6 +223,7 @@ func (n *Node) build(cfg config.Mesh, o options) {
 		deliverHere: n.deliverCommand, failed: n.ev.sendFailed}
 	n.fan.init(n.clock)
 	n.streams = newStreamTable(&n.base, n.life, n.names, n.strict, n.handlers)
+	n.streams.drainNotice, n.streams.drainHeard = n.drainNotice, n.drainHeard
 }
 
 func marsTTL(cfg config.Mesh) time.Duration {

@@ -472,9 +472,11 @@ func (s *Stream) onEnd(status byte, text []byte) {
 	case endNoHandler:
 		err = fmt.Errorf("%w: no stream handler for command %d on %s", ErrRequest, s.cmd, s.addr)
 	case endRefused:
+		if _, draining := parseDrainingRefusal(text); draining {
+			err = drainingErr(s.cmd, s.addr)
+			break
+		}
 		err = fmt.Errorf("%w: stream %d refused by %s: %s", ErrRequest, s.cmd, s.addr, text)
-	case endDraining:
-		err = drainingErr(s.cmd, s.addr)
 	case endTimeout:
 		err = timeoutErr(s.cmd, s.addr, fmt.Errorf("on the remote node: %w", context.DeadlineExceeded))
 	default: // endReset

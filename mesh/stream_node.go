@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -45,6 +46,10 @@ type streamTable struct {
 	strict   *strictCheck
 	handlers *registry
 	nextID   atomic.Uint64 // stream IDs this node opens
+	// drain, set by New: the drain notice this node sends when it
+	// refuses a stream while draining, and what to do with one heard.
+	drainNotice func() []byte
+	drainHeard  func(from netip.AddrPort, p []byte)
 
 	mu     sync.Mutex
 	m      map[streamKey]*Stream
@@ -317,6 +322,9 @@ func (t *streamTable) handleFrame(from netip.AddrPort, kind byte, p []byte, reli
 			t.b.bad("malformed stream end", from)
 			return
 		}
+		if notice, ok := parseDrainingRefusal(text); ok && status == endRefused {
+			t.drainHeard(from, notice)
+		}
 		s.onEnd(status, text)
 	case kindStreamWant:
 		s.onWant()
@@ -345,7 +353,8 @@ func (t *streamTable) accept(from netip.AddrPort, p []byte) {
 		return
 	}
 	if t.life.draining.Load() {
-		refuse(endDraining, "node is draining")
+		// The opener lists this node draining at once.
+		refuse(endRefused, drainingRefusal+hex.EncodeToString(t.drainNotice()))
 		return
 	}
 	var ctx context.Context

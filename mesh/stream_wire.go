@@ -1,6 +1,10 @@
 package mesh
 
-import "encoding/binary"
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+)
 
 // Stream frames. A stream is named by the opener's stream ID (sid, unique
 // per opening node) and the peer; dir says which end sent a frame, so the
@@ -25,8 +29,23 @@ const (
 	endReset     byte = 4 // protocol violation (window exceeded, bad frame)
 	endRefused   byte = 5 // the node is shutting down
 	endTimeout   byte = 6 // the stream's deadline passed
-	endDraining  byte = 7 // the node drains and takes no new stream
 )
+
+// drainingRefusal is the text of an endRefused a draining node answers a
+// stream open with, followed by its incarnation in hex: nodes of this
+// revision read it as ErrDraining and list the node draining; older ones
+// see a refusal with this text.
+const drainingRefusal = "node is draining; incarnation "
+
+// parseDrainingRefusal returns the drain notice in a refusal's text.
+func parseDrainingRefusal(text []byte) ([]byte, bool) {
+	rest, ok := bytes.CutPrefix(text, []byte(drainingRefusal))
+	if !ok || len(rest) != 16 {
+		return nil, false
+	}
+	notice, err := hex.DecodeString(string(rest))
+	return notice, err == nil
+}
 
 type streamOpen struct {
 	sid       uint64
