@@ -106,6 +106,9 @@ func (v *View) gone(c *changeSet, vn *viewNode, why Reason) {
 // putLocked installs a node record with its state from MARS.
 func (v *View) putLocked(c *changeSet, r *nodeRecord, st State, initial bool, now time.Time) {
 	old := v.nodes[r.Addr]
+	if old != nil && old.mars == st && sameRecord(&old.rec, r) {
+		return // nothing new (a sync that looks back carries records the view has)
+	}
 	n := v.nodeFrom(r)
 	n.mars = st
 	if old != nil && old.rec.Inc == r.Inc {
@@ -126,6 +129,11 @@ func (v *View) putLocked(c *changeSet, r *nodeRecord, st State, initial bool, no
 	default:
 		c.add(v.nodeShared(n), old.state, n.state, reasonFor(old.state, n.state))
 	}
+}
+
+func sameRecord(a, b *nodeRecord) bool {
+	return a.Addr == b.Addr && a.Inc == b.Inc && a.Type == b.Type && a.Role == b.Role && a.Status == b.Status &&
+		a.EndPoint == b.EndPoint && bytes.Equal(a.Values, b.Values)
 }
 
 // removeLocked drops a node from the view.
