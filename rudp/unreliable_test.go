@@ -224,12 +224,22 @@ func TestUnreliableBatchingWithSession(t *testing.T) {
 		t.Skip("the path to the peer has no large MTU here")
 	}
 	const count = 1000
+	// How many messages share a datagram depends on how soon the flusher
+	// runs (on an idle core at once: one or two per datagram). So the
+	// burst is sent while the flusher is not told of it, as when it is
+	// late, and then flushed in one go: the batch must use the session's
+	// large datagrams.
+	d := a.udestFor(b.LocalAddr())
+	d.mu.Lock()
+	d.queued, d.lastSend = true, a.now()
+	d.mu.Unlock()
 	st0 := a.Stats()
 	for i := range count {
 		if err := a.USend(b.LocalAddr(), 2, patterned(i, 1024)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	a.flushDatagrams([]*udest{d})
 	if !bIn.waitFor(10*time.Second, func() bool { return len(bIn.msgs) == count+1 }) {
 		t.Fatalf("got %d of %d on loopback", bIn.count()-1, count)
 	}
