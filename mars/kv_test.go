@@ -190,7 +190,10 @@ func TestLeaseBasics(t *testing.T) {
 	a := readyNode(t, s.Addr().String(), ClientConfig{})
 	b := readyNode(t, s.Addr().String(), ClientConfig{})
 	ctx := ctxT(t)
-	l, err := a.c.Claim(ctx, "room/9", 2*time.Second)
+	// A TTL that a starved test process does not outlive between renewals.
+	const ttl = 6 * time.Second
+	claimed := time.Now()
+	l, err := a.c.Claim(ctx, "room/9", ttl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +205,9 @@ func TestLeaseBasics(t *testing.T) {
 		t.Fatalf("claim of a lease this node holds: %v", err)
 	}
 	// It renews itself past its TTL.
-	time.Sleep(3 * time.Second)
+	waitFor(t, 4*ttl, "a renewal past the TTL", func() bool {
+		return !l.Valid() || l.Deadline().After(claimed.Add(ttl+ttl/4))
+	})
 	if !l.Valid() {
 		t.Fatalf("lease lost: %v", l.Err())
 	}
