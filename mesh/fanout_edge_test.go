@@ -155,9 +155,10 @@ func TestSpreadSilentRelay(t *testing.T) {
 	}
 	// Limit 2: the silent transport relays for addrs[0], addrs[1] is one
 	// relay with addrs[2] as its share. The hops wait 9/10 of the time
-	// left, the takeover gets the rest: 400 ms here.
+	// left, the takeover gets the rest: 1 s here (400 ms, with a 4 s
+	// deadline, was too short for a dial on a starved machine).
 	m := &fanMsg{id: rand.Uint64(), cmd: 80, flags: fanReliable, limit: 2, origin: sender.self,
-		deadline: time.Now().Add(4 * time.Second), payload: []byte{0x80}}
+		deadline: time.Now().Add(10 * time.Second), payload: []byte{0x80}}
 	sender.fan.firstSight(m.id)
 	takeovers := sender.metrics.relayTakeovers.Load()
 	failed := sender.fan.spread(m, targets)

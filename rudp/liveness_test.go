@@ -276,10 +276,13 @@ func TestCloseIdempotentAndSendAfterClose(t *testing.T) {
 // session's end for those never acknowledged.
 func TestSendTracked(t *testing.T) {
 	n := faultnet.New(5)
-	a := listenMem(t, n, fastConfig())
+	// A retry timeout a starved test process does not outlive by accident:
+	// with testTimeout's 500 ms the live session could be judged dead.
+	cfg := Config{RetryInterval: 100 * time.Millisecond, RetryTimeout: 2 * time.Second}
+	a := listenMem(t, n, cfg)
 	bIn := newInbox()
 	bc, _ := n.Listen("127.0.0.1:0")
-	b, err := New(bc, withSuiteKey(bIn.config(fastConfig())))
+	b, err := New(bc, withSuiteKey(bIn.config(cfg)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +300,7 @@ func TestSendTracked(t *testing.T) {
 			if err != nil {
 				t.Fatalf("message %d: %v", i, err)
 			}
-		case <-time.After(2 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Fatalf("message %d: no acknowledgement", i)
 		}
 	}
@@ -314,7 +317,7 @@ func TestSendTracked(t *testing.T) {
 			if !errors.Is(err, ErrPeerTimeout) {
 				t.Fatalf("lost message %d: %v, want ErrPeerTimeout", i, err)
 			}
-		case <-time.After(testTimeout + 2*time.Second):
+		case <-time.After(cfg.RetryTimeout + 30*time.Second):
 			t.Fatalf("lost message %d: done not called", i)
 		}
 	}
