@@ -67,7 +67,9 @@ func TestKVOnEtcd(t *testing.T) {
 	}
 
 	opts := func(st mars.Store) mars.ServerOptions {
-		return mars.ServerOptions{Store: st, Logger: quiet(), OfflineAfter: time.Second, RemoveAfter: 3 * time.Second}
+		// Limits a starved test process does not outlive by accident (a node
+		// listed offline may not claim).
+		return mars.ServerOptions{Store: st, Logger: quiet(), OfflineAfter: 5 * time.Second, RemoveAfter: 15 * time.Second}
 	}
 	s1, err := mars.Listen("127.0.0.1:0", opts(st1))
 	if err != nil {
@@ -106,21 +108,28 @@ func TestKVOnEtcd(t *testing.T) {
 		t.Fatalf("event after the TTL %+v", ev)
 	}
 
-	l, err := a.Claim(ctx, "owner", 2*time.Second)
+	const ttl = 6 * time.Second
+	claimed := time.Now()
+	l, err := a.Claim(ctx, "owner", ttl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Claim(ctx, "owner", 2*time.Second); !mars.IsLeaseHeld(err) {
+	if _, err := b.Claim(ctx, "owner", ttl); !mars.IsLeaseHeld(err) {
 		t.Fatalf("second claim: %v", err)
 	}
-	time.Sleep(3 * time.Second)
+	for deadline := time.Now().Add(4 * ttl); l.Valid() && !l.Deadline().After(claimed.Add(ttl+ttl/4)); {
+		if time.Now().After(deadline) {
+			t.Fatal("no renewal confirmed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if !l.Valid() {
 		t.Fatalf("renewals failed: %v", l.Err())
 	}
 	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	l2, err := b.Claim(ctx, "owner", 2*time.Second)
+	l2, err := b.Claim(ctx, "owner", ttl)
 	if err != nil {
 		t.Fatal(err)
 	}
