@@ -59,7 +59,7 @@ func (c *cluster) add(opts ...Option) *Node {
 	c.nodes = append(c.nodes, n)
 	select {
 	case <-n.Ready():
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second): // generous: 50 nodes on a starved 2-core machine took over 5 s
 		c.t.Fatal("node did not sync with MARS")
 	}
 	return n
