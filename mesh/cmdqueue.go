@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"context"
 	"net/netip"
 	"sync"
 
@@ -110,7 +111,7 @@ func (in *inbound) drainCommands(p *peerIn) {
 func (in *inbound) runCommand(it *cmdItem) {
 	var span trace.Span
 	if t := in.b.tracing.get(); t != nil {
-		_, span = startSpan(nil, t, it.tc, trace.SpanKindConsumer, "Command", it.cmd, it.sender)
+		_, span = startSpan(context.Background(), t, it.tc, trace.SpanKindConsumer, "Command", it.cmd, it.sender)
 	}
 	_, err := in.b.protect(it.cmd, func() ([]byte, error) { return it.h.call(it.payload, it.sender) })
 	if err != nil {

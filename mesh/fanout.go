@@ -150,7 +150,7 @@ func (f *fanout) sendMany(cmd uint16, addrs []string, data interface{}, limit in
 		m.deadline = time.Now().Add(fanoutTimeout)
 	}
 	if t := f.b.tracing.get(); t != nil {
-		_, span := startSpan(nil, t, nil, trace.SpanKindProducer, "SendMany", cmd, "",
+		_, span := startSpan(context.Background(), t, nil, trace.SpanKindProducer, "SendMany", cmd, "",
 			keyReliable.Bool(reliable), keyTargets.Int(len(seen)+len(failed)))
 		defer func() { endSpan(span, err) }()
 		m.tc = carried(span)
@@ -407,7 +407,7 @@ func (f *fanout) handleFanout(from netip.AddrPort, p []byte, reliable bool, tc *
 	listed, refused := f.listedShare(share)
 	var span trace.Span // the relay's, when tracing is on
 	if t := f.b.tracing.get(); t != nil && len(listed) > 0 {
-		_, span = startSpan(nil, t, tc, trace.SpanKindProducer, "SendMany relay", m.cmd, f.names.name(from),
+		_, span = startSpan(context.Background(), t, tc, trace.SpanKindProducer, "SendMany relay", m.cmd, f.names.name(from),
 			keyReliable.Bool(m.flags&fanReliable != 0 && reliable), keyTargets.Int(len(listed)))
 		m.tc = carried(span)
 	}

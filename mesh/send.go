@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -58,7 +59,7 @@ func (n *Node) sendCommand(cmd uint16, addr string, data interface{}, reliable b
 	var tc *trace.SpanContext
 	if t := n.tracing.get(); t != nil {
 		var span trace.Span
-		_, span = startSpan(nil, t, nil, trace.SpanKindProducer, "Send", cmd, addr, keyReliable.Bool(reliable))
+		_, span = startSpan(context.Background(), t, nil, trace.SpanKindProducer, "Send", cmd, addr, keyReliable.Bool(reliable))
 		defer func() { endSpan(span, err) }()
 		tc = carried(span)
 	}

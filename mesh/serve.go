@@ -134,7 +134,7 @@ func (j *serveJob) run() {
 	var err, ctxErr error
 	var span trace.Span // the server span, when tracing is on
 	if t := n.tracing.get(); t != nil && j.hdr.table != tableInternal {
-		_, span = startSpan(nil, t, j.tc, trace.SpanKindServer, requestSpanWhat[j.hdr.table], j.hdr.cmd, sender)
+		_, span = startSpan(context.Background(), t, j.tc, trace.SpanKindServer, requestSpanWhat[j.hdr.table], j.hdr.cmd, sender)
 		defer func() { endSpan(span, err) }()
 	}
 	switch {

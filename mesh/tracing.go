@@ -86,7 +86,7 @@ func spanName(what string, cmd uint16) string {
 // then its child, else the child of ctx's span). It returns the context
 // with the span and the span.
 func startSpan(ctx context.Context, t trace.Tracer, parent *trace.SpanContext, kind trace.SpanKind, what string, cmd uint16, peer string, extra ...attribute.KeyValue) (context.Context, trace.Span) {
-	if ctx == nil {
+	if ctx == nil { // SendRPCWithContext takes a nil ctx
 		ctx = context.Background()
 	}
 	if parent != nil {
