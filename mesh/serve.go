@@ -76,7 +76,7 @@ func (n *Node) serveRequest(from netip.AddrPort, p []byte, data []byte, reliable
 	if hdr.table != tableInternal && n.strict.drop(from) {
 		return
 	}
-	j := &serveJob{n: n, from: from, hdr: hdr, body: body, tc: tc}
+	j := &serveJob{n: n, from: from, hdr: hdr, body: body}
 	ok := false
 	switch hdr.table {
 	case tableRPC:
@@ -99,12 +99,26 @@ func (n *Node) serveRequest(from netip.AddrPort, p []byte, data []byte, reliable
 		n.respondSoon(from, hdr.id, statusNoHandler, []byte(fmt.Sprintf("no handler for command %d", hdr.cmd)), j.deadline)
 		return
 	}
+	var t task = j
+	if tc != nil {
+		t = tracedServe{j, tc}
+	}
 	if inline != nil {
-		*inline = n.in.submitInline(from, len(body), j)
+		*inline = n.in.submitInline(from, len(body), t)
 		return
 	}
-	n.in.submit(from, len(body), reliable, j)
+	n.in.submit(from, len(body), reliable, t)
 }
+
+// tracedServe is a serveJob whose caller sent its trace context (kept
+// out of serveJob, which stays as small without tracing).
+type tracedServe struct {
+	j  *serveJob
+	tc *trace.SpanContext
+}
+
+func (t tracedServe) run()    { t.j.serve(t.tc) }
+func (t tracedServe) refuse() { t.j.refuse() }
 
 // refuse answers a request the node will not serve: it is shutting down.
 func (j *serveJob) refuse() {
@@ -120,10 +134,13 @@ type serveJob struct {
 	deadline time.Time // zero: the caller set none
 	rpc      rpcHandler
 	cmd      cmdHandler
-	tc       *trace.SpanContext // the caller's trace context, if it sent one
 }
 
-func (j *serveJob) run() {
+func (j *serveJob) run() { j.serve(nil) }
+
+// serve runs the handler and answers; tc is the caller's trace context,
+// if it sent one.
+func (j *serveJob) serve(tc *trace.SpanContext) {
 	n := j.n
 	if !j.deadline.IsZero() && !time.Now().Before(j.deadline) {
 		n.respond(j.from, j.hdr.id, statusExpired, nil, j.deadline)
@@ -134,7 +151,7 @@ func (j *serveJob) run() {
 	var err, ctxErr error
 	var span trace.Span // the server span, when tracing is on
 	if t := n.tracing.get(); t != nil && j.hdr.table != tableInternal {
-		_, span = startSpan(context.Background(), t, j.tc, trace.SpanKindServer, requestSpanWhat[j.hdr.table], j.hdr.cmd, sender)
+		_, span = startSpan(context.Background(), t, tc, trace.SpanKindServer, requestSpanWhat[j.hdr.table], j.hdr.cmd, sender)
 		defer func() { endSpan(span, err) }()
 	}
 	switch {
