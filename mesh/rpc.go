@@ -63,6 +63,13 @@ func (n *Node) HealthCheck(ctx context.Context, addr string) error {
 // done (if ctx is not nil) or the deadline passes (if not zero).
 func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd uint16, addr string, data []byte) (_ []byte, err error) {
 	defer n.metrics.rpcDone(table, cmd, time.Now(), &err)
+	var tc *trace.SpanContext // the client span's, carried in the request
+	if t := n.tracing.get(); t != nil && table != tableInternal {
+		var span trace.Span
+		ctx, span = startSpan(ctx, t, nil, trace.SpanKindClient, requestSpanWhat[table], cmd, addr)
+		defer func() { endSpan(span, err) }()
+		tc = carried(span)
+	}
 	if n.life.closed.Load() {
 		return nil, sendErr(addr, ErrClosed)
 	}
@@ -93,13 +100,6 @@ func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd 
 	var watch time.Time // the sweeper's deadline
 	if watched {
 		watch = deadline
-	}
-	var tc *trace.SpanContext // the client span's, carried in the request
-	if t := n.tracing.get(); t != nil && table != tableInternal {
-		var span trace.Span
-		ctx, span = startSpan(ctx, t, nil, trace.SpanKindClient, requestSpanWhat[table], cmd, addr)
-		defer func() { endSpan(span, err) }()
-		tc = carried(span)
 	}
 	c := n.calls.add(id, to, addr, cmd, watch, done == nil)
 	if c.w != nil && n.life.closed.Load() {

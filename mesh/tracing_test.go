@@ -131,7 +131,10 @@ func TestTracingErrorsAndParentContext(t *testing.T) {
 	client, server, tick := a.waitSpan(t, "RPC 3"), b.waitSpan(t, "RPC 3"), a.waitSpan(t, "game tick")
 	childOf(t, client, tick)
 	childOf(t, server, client)
-	for _, s := range []tracetest.SpanStub{client, server} {
+	if _, err := a.SendRPC(4, "no address", nil); !IsSendError(err) {
+		t.Fatalf("bad address: %v", err)
+	}
+	for _, s := range []tracetest.SpanStub{client, server, a.waitSpan(t, "RPC 4")} {
 		if s.Status.Code.String() != "Error" || s.Status.Description == "" {
 			t.Errorf("span %q: status %v", s.Name, s.Status)
 		}
