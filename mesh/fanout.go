@@ -405,18 +405,17 @@ func (f *fanout) handleFanout(from netip.AddrPort, p []byte, reliable bool, tc *
 		return // a leaf: the transport's acknowledgement is the parent's confirmation
 	}
 	listed, refused := f.listedShare(share)
-	var span trace.Span // the relay's, when tracing is on
 	if t := f.b.tracing.get(); t != nil && len(listed) > 0 {
-		_, span = startSpan(context.Background(), t, tc, trace.SpanKindProducer, "SendMany relay", m.cmd, f.names.name(from),
+		_, span := startSpan(context.Background(), t, tc, trace.SpanKindProducer, "SendMany relay", m.cmd, f.names.name(from),
 			keyReliable.Bool(m.flags&fanReliable != 0 && reliable), keyTargets.Int(len(listed)))
 		m.tc = carried(span)
+		f.relayTraced(from, len(p), reliable, m, share, listed, refused, span)
+		return
 	}
 	if m.flags&fanReliable == 0 || !reliable {
 		m.flags &^= fanReliable
 		if len(listed) > 0 {
-			f.in.submit(from, len(p), false, funcTask{do: func() {
-				f.spreadTraced(m, listed, span)
-			}, no: func() { endRelaySpan(span, nil) }})
+			f.in.submit(from, len(p), false, funcTask{do: func() { f.spread(m, listed) }})
 		}
 		return
 	}
@@ -425,27 +424,34 @@ func (f *fanout) handleFanout(from netip.AddrPort, p []byte, reliable bool, tc *
 		return
 	}
 	f.in.submit(from, len(p), true, funcTask{do: func() {
-		f.sendFanAck(from, m.id, f.spreadTraced(m, listed, span), refused, m.deadline)
+		f.sendFanAck(from, m.id, f.spread(m, listed), refused, m.deadline)
+	}, no: func() {
+		f.sendFanAck(from, m.id, nil, share, m.deadline) // shutting down
+	}})
+}
+
+// relayTraced is the relay part of handleFanout when tracing is on (listed
+// is not empty): span, the relay's, ends once its share is done.
+func (f *fanout) relayTraced(from netip.AddrPort, size int, reliable bool, m *fanMsg, share, listed, refused []netip.AddrPort, span trace.Span) {
+	if m.flags&fanReliable == 0 || !reliable {
+		m.flags &^= fanReliable
+		f.in.submit(from, size, false, funcTask{do: func() {
+			endRelaySpan(span, f.spread(m, listed))
+		}, no: func() { endRelaySpan(span, nil) }})
+		return
+	}
+	f.in.submit(from, size, true, funcTask{do: func() {
+		failed := f.spread(m, listed)
+		endRelaySpan(span, failed)
+		f.sendFanAck(from, m.id, failed, refused, m.deadline)
 	}, no: func() {
 		endRelaySpan(span, nil)
 		f.sendFanAck(from, m.id, nil, share, m.deadline) // shutting down
 	}})
 }
 
-// spreadTraced is spread for a relay; span (nil when tracing is off) ends
-// with the nodes it could not reach.
-func (f *fanout) spreadTraced(m *fanMsg, targets []netip.AddrPort, span trace.Span) []netip.AddrPort {
-	failed := f.spread(m, targets)
-	endRelaySpan(span, failed)
-	return failed
-}
-
-// endRelaySpan ends a relay's span, if any, with the nodes it could not
-// reach.
+// endRelaySpan ends a relay's span with the nodes it could not reach.
 func endRelaySpan(span trace.Span, failed []netip.AddrPort) {
-	if span == nil {
-		return
-	}
 	var err error
 	if len(failed) > 0 {
 		err = fmt.Errorf("%w: %d nodes of the share not reached", ErrSend, len(failed))
