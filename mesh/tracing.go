@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"sync/atomic"
 
@@ -46,14 +47,19 @@ func (t *tracing) get() trace.Tracer {
 	return nil
 }
 
-// set turns tracing on with tp's tracer, or off for nil or a no-op provider.
+// set turns tracing on with tp's tracer, or off for nil (also a nil
+// pointer) or a no-op provider.
 func (t *tracing) set(tp trace.TracerProvider) {
 	switch tp.(type) {
 	case nil, noop.TracerProvider, *noop.TracerProvider:
 		t.p.Store(nil)
-	default:
-		t.p.Store(&tracerHolder{tp.Tracer(tracerName)})
+		return
 	}
+	if v := reflect.ValueOf(tp); v.Kind() == reflect.Pointer && v.IsNil() {
+		t.p.Store(nil)
+		return
+	}
+	t.p.Store(&tracerHolder{tp.Tracer(tracerName)})
 }
 
 // WithTracerProvider makes the node trace its requests, messages, fan-out

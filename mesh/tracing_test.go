@@ -246,7 +246,7 @@ func TestTracingSendInterval(t *testing.T) {
 // TestTracingOff: no provider, nil or a no-op one leaves tracing off; a
 // traced caller and an untraced server still talk.
 func TestTracingOff(t *testing.T) {
-	for _, tp := range []trace.TracerProvider{nil, noop.NewTracerProvider()} {
+	for _, tp := range []trace.TracerProvider{nil, noop.NewTracerProvider(), (*sdktrace.TracerProvider)(nil)} {
 		var tr tracing
 		tr.set(tp)
 		if tr.get() != nil {
