@@ -204,8 +204,8 @@ func meshOptions() []mesh.Option {
 }
 
 // benchTracer is the process's tracer provider for -trace: every span
-// sampled and ended into an exporter that drops it (the cost of tracing
-// without the cost of a collector).
+// sampled, a batch span processor as in production, and an exporter that
+// drops the spans (the cost of tracing without that of a collector).
 var benchTracer = sync.OnceValue(func() *sdktrace.TracerProvider {
-	return sdktrace.NewTracerProvider(sdktrace.WithSyncer(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.AlwaysSample()))
 })
