@@ -98,6 +98,10 @@ func startSpan(ctx context.Context, t trace.Tracer, parent *trace.SpanContext, k
 	if parent != nil {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, *parent)
 	}
+	ctx, span := t.Start(ctx, spanName(what, cmd), trace.WithSpanKind(kind))
+	if !span.IsRecording() {
+		return ctx, span // not sampled: no attributes to make
+	}
 	attrs := make([]attribute.KeyValue, 0, 5+len(extra))
 	attrs = append(attrs, attrSystem, keyMethod.String(strconv.FormatUint(uint64(cmd), 10)), keyCommand.Int(int(cmd)))
 	if ap, err := netip.ParseAddrPort(peer); err == nil {
@@ -105,8 +109,8 @@ func startSpan(ctx context.Context, t trace.Tracer, parent *trace.SpanContext, k
 	} else if peer != "" {
 		attrs = append(attrs, keyPeerAddr.String(peer))
 	}
-	attrs = append(attrs, extra...)
-	return t.Start(ctx, spanName(what, cmd), trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	span.SetAttributes(append(attrs, extra...)...)
+	return ctx, span
 }
 
 // endSpan ends span, with an error status if err is not nil.

@@ -9,19 +9,22 @@ import (
 )
 
 // BenchmarkRPCTracing: SendRPC of 64 bytes, one caller and 64 callers,
-// with tracing off (as BenchmarkRPC and BenchmarkRPCParallel) and on (both
+// with tracing off (as BenchmarkRPC and BenchmarkRPCParallel), on (both
 // nodes tracing, every span sampled, a batch span processor as in
-// production, an exporter that drops the spans), one after the other:
+// production, an exporter that drops the spans) and sampled (the same with
+// 1 % of the traces sampled), one after the other:
 //
 //	go test -run '^$' -bench RPCTracing -benchmem -count 3 ./mesh
 func BenchmarkRPCTracing(b *testing.B) {
-	for _, on := range []bool{false, true} {
-		name := "off"
+	samplers := map[string]sdktrace.Sampler{
+		"on":      sdktrace.AlwaysSample(),
+		"sampled": sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01)), // 1 % of the traces
+	}
+	for _, name := range []string{"off", "on", "sampled"} {
 		var opts []Option
-		if on {
-			name = "on"
+		if name != "off" {
 			tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()),
-				sdktrace.WithSampler(sdktrace.AlwaysSample()))
+				sdktrace.WithSampler(samplers[name]))
 			b.Cleanup(func() { tp.Shutdown(context.Background()) })
 			opts = append(opts, WithTracerProvider(tp))
 		}

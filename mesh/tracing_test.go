@@ -346,3 +346,35 @@ func FuzzTracedBatch(f *testing.F) {
 		n.handleBatch(from, p, true)
 	})
 }
+
+// TestTracingSamplingDecisionTravels: the receiving node follows the
+// caller's sampling decision (ParentBased), sampled or not.
+func TestTracingSamplingDecisionTravels(t *testing.T) {
+	c := newCluster(t, 0)
+	expA, expB := tracetest.NewInMemoryExporter(), tracetest.NewInMemoryExporter()
+	tpA := sdktrace.NewTracerProvider(sdktrace.WithSyncer(expA), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	tpB := sdktrace.NewTracerProvider(sdktrace.WithSyncer(expB), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
+	a, b := c.add(WithTracerProvider(tpA)), c.add(WithTracerProvider(tpB))
+	c.waitListed(2)
+	b.HandleRPC(1, func(d []byte, _ string) ([]byte, error) { return d, nil })
+	if _, err := a.SendRPC(1, b.Addr, nil); err != nil {
+		t.Fatal(err)
+	}
+	// B samples nothing of its own, but its span of a sampled caller is.
+	eventually(t, 10*time.Second, func() bool { return len(expB.GetSpans()) == 1 }, "B exports the span of the sampled call")
+	expB.Reset()
+	a.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSyncer(expA), sdktrace.WithSampler(sdktrace.NeverSample())))
+	b.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSyncer(expB), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample()))))
+	if _, err := a.SendRPC(1, b.Addr, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A call made without a trace (a plain SendRPC from B to itself) shows
+	// B samples its own; the unsampled caller's span stays unsampled.
+	if _, err := b.SendRPC(1, b.Addr, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { return len(expB.GetSpans()) == 2 }, "B exports its own call's two spans")
+	if n := len(expB.GetSpans()); n != 2 {
+		t.Errorf("B exported %d spans, want only the 2 of its own call", n)
+	}
+}
