@@ -175,13 +175,16 @@
 //     the handler's server span on the receiving node is its child, and a
 //     context-aware handler (HandleRPCWithContext) gets it in its ctx, so
 //     the calls it makes with that ctx continue the trace.
-//   - Send, USend: a producer span "Send <cmd>"; the command handler's
-//     consumer span "Command <cmd>" is its child.
-//   - SendMany, USendMany: a producer span "SendMany <cmd>"; each relay
-//     makes "SendMany relay <cmd>" (its child) for its share, and every
-//     delivery a "Command <cmd>" span, the child of the hop's sender.
-//   - OpenStream: a client span "Stream <cmd>" until the stream ends; the
-//     handler's server span, in its ctx, while it runs.
+//   - Send, USend: a producer span "Send <cmd>" (a trace of its own: they
+//     take no context); the command handler's consumer span
+//     "Command <cmd>" is its child.
+//   - SendMany, USendMany: a producer span "SendMany <cmd>" (a trace of
+//     its own); a relay makes "SendMany relay <cmd>" for its share, the
+//     child of the span that sent it the hop, and every delivery is a
+//     "Command <cmd>" span, the child of the same span.
+//   - OpenStream: a client span "Stream <cmd>", the child of the span in
+//     ctx, until the stream ends; the handler's server span, in its ctx,
+//     while it runs.
 //
 // Spans have the attributes rpc.system=marsmesh, rpc.method and
 // marsmesh.command (the command ID), network.peer.address and
