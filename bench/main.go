@@ -128,10 +128,14 @@ func main() {
 	concs := flag.String("concs", "", "comma list of request/response concurrencies (default: the plan's)")
 	scale := flag.Float64("scale", 1, "multiply every case's count by this (longer, steadier runs, e.g. for profiles)")
 	inline := flag.Bool("inline", false, "marsmesh nodes run RPC handlers inline (mesh.WithInlineHandlers); children inherit it")
+	traced := flag.Bool("trace", false, "marsmesh nodes trace every request (OpenTelemetry: every span sampled, a batch span processor, an exporter that drops the spans); children inherit it")
 	systems := flag.String("systems", "", "comma list of system keys to run (default all): marsmesh, marsmesh-usend, grpc, nats, kcp, udp")
 	flag.Parse()
 	if *inline {
 		os.Setenv("MMBENCH_INLINE", "1")
+	}
+	if *traced {
+		os.Setenv("MMBENCH_TRACE", "1")
 	}
 
 	var run Run

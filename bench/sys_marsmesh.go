@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/marsmesh/marsmesh/config"
 	"github.com/marsmesh/marsmesh/mars"
@@ -187,11 +190,22 @@ func (m *meshRPC) Call(req []byte) error {
 func (m *meshRPC) Close() error { return m.c.Close() }
 
 // meshOptions are the options of every bench node: with -inline (passed
-// to the children as MMBENCH_INLINE=1) also mesh.WithInlineHandlers.
+// to the children as MMBENCH_INLINE=1) also mesh.WithInlineHandlers, with
+// -trace (MMBENCH_TRACE=1) a tracer provider that samples every span.
 func meshOptions() []mesh.Option {
 	o := []mesh.Option{mesh.WithLogger(quiet)}
 	if os.Getenv("MMBENCH_INLINE") == "1" {
 		o = append(o, mesh.WithInlineHandlers())
 	}
+	if os.Getenv("MMBENCH_TRACE") == "1" {
+		o = append(o, mesh.WithTracerProvider(benchTracer()))
+	}
 	return o
 }
+
+// benchTracer is the process's tracer provider for -trace: every span
+// sampled, a batch span processor as in production, and an exporter that
+// drops the spans (the cost of tracing without that of a collector).
+var benchTracer = sync.OnceValue(func() *sdktrace.TracerProvider {
+	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+})

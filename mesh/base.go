@@ -21,6 +21,7 @@ type base struct {
 	log     *slog.Logger
 	warn    *ratelog.Logger
 	epoch   time.Time // monotonic origin of clock()
+	tracing *tracing  // the tracer, nil when off (tracing.go); the pointer never changes
 }
 
 // clock is the node's monotonic time in nanoseconds (deadlines and TTLs

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/marsmesh/marsmesh/rudp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // sendBuffer holds one-way messages per peer for sendInterval and sends
@@ -98,9 +99,22 @@ func (b *sendBuffer) run() {
 
 // add appends one message to the peer's batch. A message too big for a
 // batch, or one that overflows the reliable batch, is sent by the caller
-// (waiting for room until Shutdown), after what is held for the peer.
-func (b *sendBuffer) add(to netip.AddrPort, kind byte, hdr, body []byte, reliable bool) error {
+// (waiting for room until Shutdown), after what is held for the peer. tc,
+// if not nil, is the trace context the message carries: a kindTrace entry
+// goes just before it (tracing_wire.go).
+func (b *sendBuffer) add(to netip.AddrPort, kind byte, hdr, body []byte, reliable bool, tc *trace.SpanContext) error {
 	size := 5 + len(hdr) + len(body)
+	var traced []byte // the entries of the message and its trace context, up to body
+	if tc != nil {
+		traced = tracedHeader(tc, kind, hdr, len(body))
+		size = len(traced) + len(body)
+	}
+	entry := func(buf []byte) []byte {
+		if traced != nil {
+			return append(append(buf, traced...), body...)
+		}
+		return appendEntry(buf, kind, hdr, body)
+	}
 	limit := maxUnreliableBatch
 	if reliable {
 		limit = maxReliableBatch
@@ -117,6 +131,9 @@ func (b *sendBuffer) add(to netip.AddrPort, kind byte, hdr, body []byte, reliabl
 		if err != nil {
 			b.failed(to, err)
 		} else {
+			if traced != nil {
+				kind, hdr = kindBatch, traced
+			}
 			if reliable {
 				err = b.tr.SendMsg(b.ctx, to, kind, hdr, body, rudp.SendOptions{})
 			} else {
@@ -132,7 +149,7 @@ func (b *sendBuffer) add(to netip.AddrPort, kind byte, hdr, body []byte, reliabl
 		if len(p.unrel)+size > limit {
 			full, p.unrel = p.unrel, nil
 		}
-		p.unrel = appendEntry(p.unrel, kind, hdr, body)
+		p.unrel = entry(p.unrel)
 		b.mu.Unlock()
 		if full != nil {
 			return b.tr.USend(to, kindBatch, full)
@@ -140,7 +157,7 @@ func (b *sendBuffer) add(to netip.AddrPort, kind byte, hdr, body []byte, reliabl
 		return nil
 	}
 	if len(p.rel)+size <= limit {
-		p.rel = appendEntry(p.rel, kind, hdr, body)
+		p.rel = entry(p.rel)
 		b.mu.Unlock()
 		return nil
 	}
@@ -148,7 +165,7 @@ func (b *sendBuffer) add(to netip.AddrPort, kind byte, hdr, body []byte, reliabl
 	// next one with this message.
 	p = b.claimLocked(to)
 	rel := p.takeReliable()
-	p.rel = appendEntry(nil, kind, hdr, body)
+	p.rel = entry(nil)
 	b.mu.Unlock()
 	err := b.sendWaiting(b.ctx, to, rel, nil)
 	b.release(p)

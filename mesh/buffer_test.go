@@ -123,7 +123,7 @@ func TestSendBufferHeldBound(t *testing.T) {
 	const msgSize, perRound, rounds = 10 << 10, 20, 8 // 200 KiB a round
 	for range rounds {
 		for range perRound {
-			if err := b.add(stuck.self, kindCommand, []byte{0, 9}, make([]byte, msgSize), true); err != nil {
+			if err := b.add(stuck.self, kindCommand, []byte{0, 9}, make([]byte, msgSize), true, nil); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -1,8 +1,11 @@
 package mesh
 
 import (
+	"context"
 	"net/netip"
 	"sync"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // One-way commands from a peer wait in a queue of fixed-size chunks: the
@@ -106,8 +109,16 @@ func (in *inbound) drainCommands(p *peerIn) {
 
 // runCommand runs one command's handler, recovering a panic.
 func (in *inbound) runCommand(it *cmdItem) {
-	if _, err := in.b.protect(it.cmd, func() ([]byte, error) { return it.h.call(it.payload, it.sender) }); err != nil {
+	var span trace.Span
+	if t := in.b.tracing.get(); t != nil {
+		_, span = startSpan(context.Background(), t, it.tc, trace.SpanKindConsumer, "Command", it.cmd, it.sender)
+	}
+	_, err := in.b.protect(it.cmd, func() ([]byte, error) { return it.h.call(it.payload, it.sender) })
+	if err != nil {
 		in.b.log.Debug("mesh: command handler failed", "cmd", it.cmd, "from", it.sender, "err", err)
+	}
+	if span != nil {
+		endSpan(span, err)
 	}
 }
 

@@ -161,6 +161,48 @@
 // run the request; another node may). OnSendFailure hears every peer a
 // send could not reach.
 //
+// # Tracing
+//
+// With a tracer provider (go.opentelemetry.io/otel/trace: WithTracerProvider
+// on New, SetTracerProvider for the default node, before or after Setup, or
+// Node.SetTracerProvider), a node makes OpenTelemetry spans and carries the
+// W3C trace context in what it sends, so a request that crosses several
+// nodes is one trace:
+//
+//   - SendRPC, SendRPCWithContext, SendRequest: a client span "RPC <cmd>"
+//     ("Request <cmd>" for SendRequest), the child of the span in ctx
+//     (SendRPCWithContext; the others start a trace);
+//     the handler's server span on the receiving node is its child, and a
+//     context-aware handler (HandleRPCWithContext) gets it in its ctx, so
+//     the calls it makes with that ctx continue the trace.
+//   - Send, USend: a producer span "Send <cmd>" (a trace of its own: they
+//     take no context); the command handler's consumer span
+//     "Command <cmd>" is its child.
+//   - SendMany, USendMany: a producer span "SendMany <cmd>" (a trace of
+//     its own); a relay makes "SendMany relay <cmd>" for its share, the
+//     child of the span that sent it the hop, and every delivery is a
+//     "Command <cmd>" span, the child of the same span.
+//   - OpenStream: a client span "Stream <cmd>", the child of the span in
+//     ctx, until the stream ends; the handler's server span, in its ctx,
+//     while it runs.
+//
+// Spans have the attributes rpc.system=marsmesh, rpc.method and
+// marsmesh.command (the command ID), network.peer.address and
+// network.peer.port, and an error status when the call, handler or
+// stream failed. Health checks are not traced. Tracing is off by default
+// and with a nil or no-op provider; it then costs one atomic load and a
+// nil check per call, and messages are sent exactly as without tracing.
+// The global otel provider is used only if passed
+// (WithTracerProvider(otel.GetTracerProvider())). A node with tracing off
+// ignores the trace context it receives. Baggage is not carried.
+//
+// On the wire, a traced message is a batch of a trace entry (trace ID,
+// span ID, flags, tracestate) and the message as sent untraced: 36 bytes
+// more without tracestate. Nodes older than tracing drop the entry as an
+// unknown kind (logging one rate-limited warning) and handle the message
+// untraced, so revisions mix during a rolling upgrade. A traced request
+// does not run inline (WithInlineHandlers) on the receiving node.
+//
 // # Key-value store and leases
 //
 // KV (or Node.KV) is the cluster key-value store MARS holds per app: Put

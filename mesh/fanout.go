@@ -13,6 +13,7 @@ import (
 
 	"github.com/marsmesh/marsmesh/mars"
 	"github.com/marsmesh/marsmesh/rudp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Fan-out (SendMany, USendMany) sends one message to many nodes along a
@@ -71,6 +72,7 @@ type fanMsg struct {
 	deadline time.Time // zero for unreliable fan-out
 	origin   netip.AddrPort
 	payload  []byte
+	tc       *trace.SpanContext // the trace context hops carry, when tracing is on
 }
 
 // fanout sends SendMany and USendMany messages along their tree and relays
@@ -87,9 +89,9 @@ type fanout struct {
 	in          *inbound
 	strict      *strictCheck
 	metrics     *meshMetrics
-	view        func() *mars.View                                                                   // the node's MARS view
-	deliverHere func(from netip.AddrPort, sender string, cmd uint16, payload []byte, reliable bool) // to this node's command handlers
-	failed      func(addr string, err error)                                                        // OnSendFailure
+	view        func() *mars.View                                                                                          // the node's MARS view
+	deliverHere func(from netip.AddrPort, sender string, cmd uint16, payload []byte, reliable bool, tc *trace.SpanContext) // to this node's command handlers
+	failed      func(addr string, err error)                                                                               // OnSendFailure
 }
 
 // SendMany sends a reliable message to the command handler of cmd on every
@@ -107,7 +109,7 @@ func (n *Node) USendMany(cmd uint16, addrs []string, data interface{}, limit int
 	return n.fan.sendMany(cmd, addrs, data, limit, false)
 }
 
-func (f *fanout) sendMany(cmd uint16, addrs []string, data interface{}, limit int, reliable bool) error {
+func (f *fanout) sendMany(cmd uint16, addrs []string, data interface{}, limit int, reliable bool) (err error) {
 	if f.life.closed.Load() {
 		return sendErr("fan-out", ErrClosed)
 	}
@@ -147,9 +149,15 @@ func (f *fanout) sendMany(cmd uint16, addrs []string, data interface{}, limit in
 		m.flags = fanReliable
 		m.deadline = time.Now().Add(fanoutTimeout)
 	}
+	if t := f.b.tracing.get(); t != nil {
+		_, span := startSpan(context.Background(), t, nil, trace.SpanKindProducer, "SendMany", cmd, "",
+			keyReliable.Bool(reliable), keyTargets.Int(len(seen)+len(failed)))
+		defer func() { endSpan(span, err) }()
+		m.tc = carried(span)
+	}
 	f.firstSight(m.id)
 	if toSelf {
-		f.deliverHere(f.b.self, f.b.selfStr, cmd, payload, true)
+		f.deliverHere(f.b.self, f.b.selfStr, cmd, payload, true, m.tc)
 	}
 	for _, ap := range f.spread(m, targets) {
 		failed = append(failed, f.names.name(ap))
@@ -279,7 +287,8 @@ func (f *fanout) sendHopNoWait(m *fanMsg, head netip.AddrPort, rest []netip.Addr
 	if f.life.closed.Load() {
 		return ErrClosed
 	}
-	return f.b.tr.SendMsg(context.Background(), head, kindFanout, fanoutHeader(m, rest), m.payload,
+	kind, hdr := m.frame(rest)
+	return f.b.tr.SendMsg(context.Background(), head, kind, hdr, m.payload,
 		rudp.SendOptions{AckNow: true, Done: done, NoWait: true})
 }
 
@@ -289,16 +298,26 @@ func (f *fanout) sendHop(m *fanMsg, head netip.AddrPort, rest []netip.AddrPort, 
 	if len(rest) > maxFanoutShare {
 		return fmt.Errorf("%w: fan-out share of %d nodes, limit %d", rudp.ErrTooLarge, len(rest), maxFanoutShare)
 	}
-	hdr := fanoutHeader(m, rest)
+	kind, hdr := m.frame(rest)
 	if f.life.closed.Load() {
 		return ErrClosed
 	}
 	if m.flags&fanReliable == 0 {
-		return f.b.tr.USendWithHeader(head, kindFanout, hdr, m.payload)
+		return f.b.tr.USendWithHeader(head, kind, hdr, m.payload)
 	}
 	// A relay's ack would otherwise wait for data that never comes. A full
 	// queue to head is waited on only until the fan-out's deadline.
-	return f.send.bounded(head, kindFanout, hdr, m.payload, rudp.SendOptions{AckNow: true, Done: done}, m.deadline)
+	return f.send.bounded(head, kind, hdr, m.payload, rudp.SendOptions{AckNow: true, Done: done}, m.deadline)
+}
+
+// frame returns the kind and header of the hop of m with share: a batch
+// with the trace context first when m carries one.
+func (m *fanMsg) frame(share []netip.AddrPort) (byte, []byte) {
+	hdr := fanoutHeader(m, share)
+	if m.tc != nil {
+		return kindBatch, tracedHeader(m.tc, kindFanout, hdr, len(m.payload))
+	}
+	return kindFanout, hdr
 }
 
 // fanoutHeader encodes the frame of m, with share, up to the payload.
@@ -366,8 +385,10 @@ func parseFanout(p []byte) (*fanMsg, []netip.AddrPort, error) {
 // it to this node's share, off the read goroutine. Only share entries that
 // this node's MARS view lists (same app) are relayed to; the others are
 // refused and reported failed in the ack, so a forged share list costs
-// nothing. The payload is shared by every hop, never copied per head.
-func (f *fanout) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
+// nothing. The payload is shared by every hop, never copied per head. tc
+// is the sender's trace context, if it sent one: the delivery here and
+// the relay's span are its children.
+func (f *fanout) handleFanout(from netip.AddrPort, p []byte, reliable bool, tc *trace.SpanContext) {
 	m, share, err := parseFanout(p)
 	if err != nil {
 		f.b.bad("malformed fan-out", from)
@@ -378,12 +399,19 @@ func (f *fanout) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
 	}
 	if f.firstSight(m.id) {
 		f.metrics.fanoutDelivered.Add(1)
-		f.deliverHere(from, f.names.name(m.origin), m.cmd, m.payload, reliable)
+		f.deliverHere(from, f.names.name(m.origin), m.cmd, m.payload, reliable, tc)
 	}
 	if len(share) == 0 {
 		return // a leaf: the transport's acknowledgement is the parent's confirmation
 	}
 	listed, refused := f.listedShare(share)
+	if t := f.b.tracing.get(); t != nil && len(listed) > 0 {
+		_, span := startSpan(context.Background(), t, tc, trace.SpanKindProducer, "SendMany relay", m.cmd, f.names.name(from),
+			keyReliable.Bool(m.flags&fanReliable != 0 && reliable), keyTargets.Int(len(listed)))
+		m.tc = carried(span)
+		f.relayTraced(from, len(p), reliable, m, share, listed, refused, span)
+		return
+	}
 	if m.flags&fanReliable == 0 || !reliable {
 		m.flags &^= fanReliable
 		if len(listed) > 0 {
@@ -400,6 +428,35 @@ func (f *fanout) handleFanout(from netip.AddrPort, p []byte, reliable bool) {
 	}, no: func() {
 		f.sendFanAck(from, m.id, nil, share, m.deadline) // shutting down
 	}})
+}
+
+// relayTraced is the relay part of handleFanout when tracing is on (listed
+// is not empty): span, the relay's, ends once its share is done.
+func (f *fanout) relayTraced(from netip.AddrPort, size int, reliable bool, m *fanMsg, share, listed, refused []netip.AddrPort, span trace.Span) {
+	if m.flags&fanReliable == 0 || !reliable {
+		m.flags &^= fanReliable
+		f.in.submit(from, size, false, funcTask{do: func() {
+			endRelaySpan(span, f.spread(m, listed))
+		}, no: func() { endRelaySpan(span, nil) }})
+		return
+	}
+	f.in.submit(from, size, true, funcTask{do: func() {
+		failed := f.spread(m, listed)
+		endRelaySpan(span, failed)
+		f.sendFanAck(from, m.id, failed, refused, m.deadline)
+	}, no: func() {
+		endRelaySpan(span, nil)
+		f.sendFanAck(from, m.id, nil, share, m.deadline) // shutting down
+	}})
+}
+
+// endRelaySpan ends a relay's span with the nodes it could not reach.
+func endRelaySpan(span trace.Span, failed []netip.AddrPort) {
+	var err error
+	if len(failed) > 0 {
+		err = fmt.Errorf("%w: %d nodes of the share not reached", ErrSend, len(failed))
+	}
+	endSpan(span, err)
 }
 
 // listedShare splits a share into the nodes this node's view lists (other

@@ -39,7 +39,7 @@ func (n *Node) inlineConfig(rc *rudp.Config) {
 // which the transport runs next on this goroutine, or nil if it queued.
 func (n *Node) onBlockingInline(from netip.AddrPort, _ byte, p []byte) func() {
 	var run func()
-	n.serveRequest(from, p, nil, true, &run)
+	n.serveRequest(from, p, nil, true, &run, nil)
 	return run
 }
 

@@ -200,13 +200,14 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 // the funcs given to components read those when called.
 func (n *Node) build(cfg config.Mesh, o options) {
 	n.node = &node{
-		base:     base{log: o.logger, warn: ratelog.New(o.logger, 10*time.Second), epoch: time.Now()},
+		base:     base{log: o.logger, warn: ratelog.New(o.logger, 10*time.Second), epoch: time.Now(), tracing: new(tracing)},
 		cfg:      cfg,
 		guest:    o.guest,
 		handlers: o.handlers,
 		life:     newLifecycle(),
 		names:    new(peerNames),
 	}
+	n.tracing.set(o.tracerProvider)
 	n.strict = newStrictCheck(cfg.StrictCheckForExternal, &n.base, n.names, func(addr string) bool {
 		_, ok := n.mc.View().Node(addr)
 		return ok

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/marsmesh/marsmesh/rudp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Option adjusts a node built by New.
@@ -20,9 +21,10 @@ type options struct {
 	handlers                 *registry
 	limits                   InboundLimits
 	maxHandlers              int
-	rudpConfig               func(*rudp.Config) // tests: adjust the transport
-	conn                     net.PacketConn     // WithPacketConn
-	inline                   bool               // WithInlineHandlers
+	rudpConfig               func(*rudp.Config)   // tests: adjust the transport
+	conn                     net.PacketConn       // WithPacketConn
+	inline                   bool                 // WithInlineHandlers
+	tracerProvider           trace.TracerProvider // WithTracerProvider
 }
 
 // WithType sets the node type (default "node").

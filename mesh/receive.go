@@ -8,6 +8,7 @@ import (
 
 	"github.com/marsmesh/marsmesh/mars"
 	"github.com/marsmesh/marsmesh/rudp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The node's router: every message and session end of the node's
@@ -40,11 +41,13 @@ func (n *Node) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool
 	case kindCancel:
 		n.handleCancel(from, p)
 	case kindFanout:
-		n.fan.handleFanout(from, p, reliable)
+		n.fan.handleFanout(from, p, reliable, nil)
 	case kindFanoutAck:
 		n.fan.handleFanoutAck(from, p)
 	case kindBatch:
 		n.handleBatch(from, p, reliable)
+	case kindTrace:
+		n.bad("trace context outside a batch", from)
 	case kindStreamOpen, kindStreamData, kindStreamGrant, kindStreamEOF, kindStreamEnd, kindStreamWant:
 		n.streams.handleFrame(from, kind, p, reliable)
 	default:
@@ -60,20 +63,20 @@ func (n *Node) handleCommand(from netip.AddrPort, p []byte, reliable bool) {
 	if n.strict.drop(from) {
 		return
 	}
-	n.deliverCommand(from, n.names.name(from), binary.BigEndian.Uint16(p), p[2:], reliable)
+	n.deliverCommand(from, n.names.name(from), binary.BigEndian.Uint16(p), p[2:], reliable, nil)
 }
 
 // deliverCommand queues a one-way message from peer from (the session
 // it came on, or this node) for its handler. Messages from one peer run
 // one at a time, in order, off the read goroutine, within the peer's
 // inbound bounds (see InboundLimits).
-func (n *Node) deliverCommand(from netip.AddrPort, sender string, cmd uint16, payload []byte, reliable bool) {
+func (n *Node) deliverCommand(from netip.AddrPort, sender string, cmd uint16, payload []byte, reliable bool, tc *trace.SpanContext) {
 	h, ok := n.handlers.getCmd(cmd)
 	if !ok {
 		n.warnOnce("mesh: no handler for command", "cmd", cmd, "from", sender)
 		return
 	}
-	if n.in.submitCommand(from, cmdItem{h: h, cmd: cmd, payload: payload, sender: sender}, reliable) {
+	if n.in.submitCommand(from, cmdItem{h: h, cmd: cmd, payload: payload, sender: sender, tc: tc}, reliable) {
 		n.metrics.delivered(cmd)
 	} else {
 		n.metrics.queueDrops.Add(1)
@@ -85,6 +88,7 @@ type cmdItem struct {
 	cmd     uint16
 	payload []byte
 	sender  string
+	tc      *trace.SpanContext // the sender's trace context, if it sent one
 }
 
 // onPeerDown runs when rudp ends a session: calls and fan-out hops waiting
@@ -102,8 +106,10 @@ func (n *Node) onPeerDown(addr netip.AddrPort, err error) {
 	n.names.forget(addr)
 }
 
-// handleBatch unpacks a batch into its messages.
+// handleBatch unpacks a batch into its messages. A kindTrace entry gives
+// its trace context to the entry that follows it (tracing_wire.go).
 func (n *Node) handleBatch(from netip.AddrPort, p []byte, reliable bool) {
+	var tc *trace.SpanContext
 	for len(p) > 0 {
 		if len(p) < 5 {
 			n.bad("truncated batch", from)
@@ -114,7 +120,55 @@ func (n *Node) handleBatch(from netip.AddrPort, p []byte, reliable bool) {
 			n.bad(fmt.Sprintf("bad batch entry (kind %#x, %d bytes)", kind, size), from)
 			return
 		}
-		n.onMessage(from, kind, p[5:5+size], reliable)
+		body := p[5 : 5+size]
 		p = p[5+size:]
+		switch {
+		case kind == kindTrace:
+			tc = n.traceEntry(from, body)
+			continue
+		case tc != nil:
+			n.onTraced(from, kind, body, reliable, tc)
+		default:
+			n.onMessage(from, kind, body, reliable)
+		}
+		tc = nil
+	}
+}
+
+// traceEntry reads a kindTrace entry, when tracing is on.
+func (n *Node) traceEntry(from netip.AddrPort, p []byte) *trace.SpanContext {
+	if n.tracing.get() == nil {
+		return nil
+	}
+	sc, ok, err := parseTraceContext(p)
+	if err != nil {
+		n.bad("malformed trace context", from)
+	}
+	if !ok {
+		return nil
+	}
+	return &sc
+}
+
+// onTraced is onMessage for a message that came with a trace context.
+func (n *Node) onTraced(from netip.AddrPort, kind byte, p []byte, reliable bool, tc *trace.SpanContext) {
+	switch kind {
+	case kindRequest:
+		n.serveRequest(from, p, nil, reliable, nil, tc)
+	case kindCommand:
+		if len(p) < 2 {
+			n.bad("short command", from)
+			return
+		}
+		if n.strict.drop(from) {
+			return
+		}
+		n.deliverCommand(from, n.names.name(from), binary.BigEndian.Uint16(p), p[2:], reliable, tc)
+	case kindFanout:
+		n.fan.handleFanout(from, p, reliable, tc)
+	case kindStreamOpen:
+		n.streams.handleOpen(from, p, reliable, tc)
+	default:
+		n.onMessage(from, kind, p, reliable)
 	}
 }

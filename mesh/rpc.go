@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/marsmesh/marsmesh/rudp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DefaultRPCTimeout is the deadline SendRPC and SendRequest give a request.
@@ -62,6 +63,13 @@ func (n *Node) HealthCheck(ctx context.Context, addr string) error {
 // done (if ctx is not nil) or the deadline passes (if not zero).
 func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd uint16, addr string, data []byte) (_ []byte, err error) {
 	defer n.metrics.rpcDone(table, cmd, time.Now(), &err)
+	var tc *trace.SpanContext // the client span's, carried in the request
+	if t := n.tracing.get(); t != nil && table != tableInternal {
+		var span trace.Span
+		ctx, span = startSpan(ctx, t, nil, trace.SpanKindClient, requestSpanWhat[table], cmd, addr)
+		defer func() { endSpan(span, err) }()
+		tc = carried(span)
+	}
 	if n.life.closed.Load() {
 		return nil, sendErr(addr, ErrClosed)
 	}
@@ -103,8 +111,8 @@ func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd 
 	var hdr [requestHeaderSize]byte
 	appendRequestHeader(hdr[:0], id, table, cmd, timeoutMs)
 	if to == n.self {
-		n.dispatchRequest(to, hdr[:], data, true)
-	} else if err := n.sendRequest(ctx, to, hdr[:], data, deadline); err != nil {
+		n.serveRequest(to, hdr[:], data, true, nil, tc)
+	} else if err := n.sendRequest(ctx, to, hdr[:], data, deadline, tc); err != nil {
 		n.calls.releaseIfDropped(id, c)
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
@@ -143,14 +151,22 @@ func (n *Node) request(ctx context.Context, deadline time.Time, table byte, cmd 
 	}
 }
 
-// sendRequest sends a request; a full queue to the peer is waited on
-// until ctx ends, the deadline passes or Shutdown.
-func (n *Node) sendRequest(ctx context.Context, to netip.AddrPort, hdr, data []byte, deadline time.Time) error {
-	if ctx == nil || ctx.Done() == nil { // no context, or one that never ends (SendRPC's Background)
-		return n.send.bounded(to, kindRequest, hdr, data, rudp.SendOptions{}, deadline)
+// sendRequest sends a request, with the trace context tc if not nil; a
+// full queue to the peer is waited on until ctx ends, the deadline passes
+// or Shutdown.
+func (n *Node) sendRequest(ctx context.Context, to netip.AddrPort, hdr, data []byte, deadline time.Time, tc *trace.SpanContext) error {
+	kind := kindRequest
+	if tc != nil {
+		kind, hdr = kindBatch, tracedHeader(tc, kindRequest, hdr, len(data))
 	}
-	return n.tr.SendMsg(ctx, to, kindRequest, hdr, data, rudp.SendOptions{}) // wraps ctx.Err() if it ends
+	if ctx == nil || ctx.Done() == nil { // no context, or one that never ends (SendRPC's Background)
+		return n.send.bounded(to, kind, hdr, data, rudp.SendOptions{}, deadline)
+	}
+	return n.tr.SendMsg(ctx, to, kind, hdr, data, rudp.SendOptions{}) // wraps ctx.Err() if it ends
 }
+
+// requestSpanWhat names the spans of requests by handler table.
+var requestSpanWhat = [...]string{tableRPC: "RPC", tableCommand: "Request", tableInternal: "Health"}
 
 // SendRequest sends data (a map or a struct pointer, see ValidateDataType)
 // to the command handler of cmd on the node at addr and calls callback with

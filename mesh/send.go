@@ -1,11 +1,13 @@
 package mesh
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
 
 	"github.com/marsmesh/marsmesh/rudp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // HandleCommand sets the handler of command ID cmd for Send, USend,
@@ -54,7 +56,14 @@ func (n *Node) sendCommand(cmd uint16, addr string, data interface{}, reliable b
 	}
 	var hdr [2]byte
 	binary.BigEndian.PutUint16(hdr[:], cmd)
-	if err := n.transmit(to, kindCommand, hdr[:], payload, reliable); err != nil {
+	var tc *trace.SpanContext
+	if t := n.tracing.get(); t != nil {
+		var span trace.Span
+		_, span = startSpan(context.Background(), t, nil, trace.SpanKindProducer, "Send", cmd, addr, keyReliable.Bool(reliable))
+		defer func() { endSpan(span, err) }()
+		tc = carried(span)
+	}
+	if err := n.transmit(to, kindCommand, hdr[:], payload, reliable, tc); err != nil {
 		n.ev.sendFailed(addr, err)
 		return sendErr(addr, err)
 	}
@@ -63,7 +72,8 @@ func (n *Node) sendCommand(cmd uint16, addr string, data interface{}, reliable b
 
 // transmit sends one mesh message: to ourselves directly, through the
 // send buffer when sendInterval is set (one-way kinds only), else at once.
-func (n *Node) transmit(to netip.AddrPort, kind byte, hdr, body []byte, reliable bool) error {
+// tc, if not nil, is the trace context it carries.
+func (n *Node) transmit(to netip.AddrPort, kind byte, hdr, body []byte, reliable bool, tc *trace.SpanContext) error {
 	if n.life.closed.Load() {
 		return ErrClosed
 	}
@@ -71,11 +81,18 @@ func (n *Node) transmit(to netip.AddrPort, kind byte, hdr, body []byte, reliable
 		return fmt.Errorf("%d bytes, limit %d: %w", len(body), MaxMessageSize, rudp.ErrTooLarge)
 	}
 	if to == n.self {
+		if tc != nil {
+			n.onTraced(to, kind, append(append([]byte(nil), hdr...), body...), reliable, tc)
+			return nil
+		}
 		n.onMessage(to, kind, append(append([]byte(nil), hdr...), body...), reliable)
 		return nil
 	}
 	if n.buffer != nil && kind == kindCommand {
-		return n.buffer.add(to, kind, hdr, body, reliable)
+		return n.buffer.add(to, kind, hdr, body, reliable, tc)
+	}
+	if tc != nil {
+		kind, hdr = kindBatch, tracedHeader(tc, kind, hdr, len(body))
 	}
 	if reliable {
 		// A full queue to the peer is waited on until Shutdown.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/marsmesh/marsmesh/rudp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Serving requests: a request that arrives is matched to its handler and
@@ -57,12 +58,13 @@ type serveKey struct {
 // dispatchRequest starts serving one request (on the read goroutine: it
 // must not block).
 func (n *Node) dispatchRequest(from netip.AddrPort, p []byte, data []byte, reliable bool) {
-	n.serveRequest(from, p, data, reliable, nil)
+	n.serveRequest(from, p, data, reliable, nil, nil)
 }
 
 // serveRequest is dispatchRequest; with inline, on a goroutine that may
 // block (inline.go), where the handler may run next: *inline is set to it.
-func (n *Node) serveRequest(from netip.AddrPort, p []byte, data []byte, reliable bool, inline *func()) {
+// tc is the caller's trace context, if it sent one.
+func (n *Node) serveRequest(from netip.AddrPort, p []byte, data []byte, reliable bool, inline *func(), tc *trace.SpanContext) {
 	hdr, body, err := parseRequest(p)
 	if err != nil {
 		n.bad("malformed request", from)
@@ -97,12 +99,26 @@ func (n *Node) serveRequest(from netip.AddrPort, p []byte, data []byte, reliable
 		n.respondSoon(from, hdr.id, statusNoHandler, []byte(fmt.Sprintf("no handler for command %d", hdr.cmd)), j.deadline)
 		return
 	}
+	var t task = j
+	if tc != nil {
+		t = tracedServe{j, tc}
+	}
 	if inline != nil {
-		*inline = n.in.submitInline(from, len(body), j)
+		*inline = n.in.submitInline(from, len(body), t)
 		return
 	}
-	n.in.submit(from, len(body), reliable, j)
+	n.in.submit(from, len(body), reliable, t)
 }
+
+// tracedServe is a serveJob whose caller sent its trace context (kept
+// out of serveJob, which stays as small without tracing).
+type tracedServe struct {
+	j  *serveJob
+	tc *trace.SpanContext
+}
+
+func (t tracedServe) run()    { t.j.serve(t.tc) }
+func (t tracedServe) refuse() { t.j.refuse() }
 
 // refuse answers a request the node will not serve: it is shutting down.
 func (j *serveJob) refuse() {
@@ -120,7 +136,11 @@ type serveJob struct {
 	cmd      cmdHandler
 }
 
-func (j *serveJob) run() {
+func (j *serveJob) run() { j.serve(nil) }
+
+// serve runs the handler and answers; tc is the caller's trace context,
+// if it sent one.
+func (j *serveJob) serve(tc *trace.SpanContext) {
 	n := j.n
 	if !j.deadline.IsZero() && !time.Now().Before(j.deadline) {
 		n.respond(j.from, j.hdr.id, statusExpired, nil, j.deadline)
@@ -129,11 +149,17 @@ func (j *serveJob) run() {
 	sender := n.names.name(j.from)
 	var resp []byte
 	var err, ctxErr error
+	var span trace.Span // the server span, when tracing is on
+	if t := n.tracing.get(); t != nil && j.hdr.table != tableInternal {
+		_, span = startSpan(context.Background(), t, tc, trace.SpanKindServer, requestSpanWhat[j.hdr.table], j.hdr.cmd, sender)
+		defer func() { endSpan(span, err) }()
+	}
 	switch {
 	case j.rpc.ctx != nil:
 		// Only context-aware handlers get a context, with the caller's
-		// deadline, cancelled by its cancel message or by Shutdown.
-		resp, err, ctxErr = j.runWithContext(sender)
+		// deadline, cancelled by its cancel message or by Shutdown, and
+		// the server span (its calls are the span's children).
+		resp, err, ctxErr = j.runWithContext(sender, span)
 	case j.rpc.plain != nil:
 		resp, err = n.protect(j.hdr.cmd, func() ([]byte, error) { return j.rpc.plain(j.body, sender) })
 	case j.cmd.raw != nil || j.cmd.decoded != nil || j.cmd.chain != nil:
@@ -159,7 +185,7 @@ func (j *serveJob) run() {
 	}
 }
 
-func (j *serveJob) runWithContext(sender string) (resp []byte, err, ctxErr error) {
+func (j *serveJob) runWithContext(sender string, span trace.Span) (resp []byte, err, ctxErr error) {
 	n := j.n
 	var ctx context.Context
 	var cancel context.CancelFunc
@@ -167,6 +193,9 @@ func (j *serveJob) runWithContext(sender string) (resp []byte, err, ctxErr error
 		ctx, cancel = context.WithCancel(n.life.ctx)
 	} else {
 		ctx, cancel = context.WithDeadline(n.life.ctx, j.deadline)
+	}
+	if span != nil {
+		ctx = trace.ContextWithSpan(ctx, span)
 	}
 	key := serveKey{j.from, j.hdr.id}
 	n.in.serving.add(key, cancel)

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/marsmesh/marsmesh/rudp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Flow control of one stream: a writer may have at most this many
@@ -73,6 +74,7 @@ type Stream struct {
 	endLocal  bool  // ended by this side: Recv returns endErr at once, else after the queue
 	stopWatch func() bool
 	done      chan struct{}
+	span      trace.Span // tracing on: the opener's until the end, the handler's while it runs
 }
 
 // streamKey names a stream on one node: opened is true on the node that
@@ -374,6 +376,12 @@ func (s *Stream) finish(err error, local bool) bool {
 	}
 	if s.cancel != nil {
 		s.cancel()
+	}
+	if s.span != nil && s.key.opened {
+		if errors.Is(err, io.EOF) || errors.Is(err, ErrStreamClosed) {
+			err = nil // the handler returned nil, or this side closed it
+		}
+		endSpan(s.span, err)
 	}
 	return true
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/marsmesh/marsmesh/rudp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // maxStreamCtl bounds the goroutines sending stream control frames on
@@ -211,11 +212,19 @@ func (t *streamTable) open(ctx context.Context, cmd uint16, addr string, first [
 		o.flags = streamFlagFirst
 		s.sentMsgs, s.sentBytes = 1, uint64(len(first))
 	}
+	var tc *trace.SpanContext
+	if tr := t.b.tracing.get(); tr != nil {
+		_, s.span = startSpan(ctx, tr, nil, trace.SpanKindClient, "Stream", cmd, addr)
+		tc = carried(s.span)
+	}
 	if _, closed, _ := t.add(s); closed {
+		if s.span != nil {
+			endSpan(s.span, ErrClosed)
+		}
 		return nil, sendErr(addr, ErrClosed)
 	}
 	var hdr [streamOpenHeaderSize]byte
-	if err := t.transmit(ctx, to, kindStreamOpen, appendStreamOpen(hdr[:0], o), first); err != nil {
+	if err := t.transmitOpen(ctx, to, appendStreamOpen(hdr[:0], o), first, tc); err != nil {
 		err = sendErr(addr, err)
 		s.finish(err, true)
 		return nil, err
@@ -246,6 +255,23 @@ func (t *streamTable) transmit(ctx context.Context, to netip.AddrPort, kind byte
 		return nil
 	}
 	return t.b.tr.SendMsg(ctx, to, kind, hdr, body, rudp.SendOptions{})
+}
+
+// transmitOpen is transmit for an open frame, with the trace context tc
+// if not nil.
+func (t *streamTable) transmitOpen(ctx context.Context, to netip.AddrPort, hdr, first []byte, tc *trace.SpanContext) error {
+	switch {
+	case tc == nil:
+		return t.transmit(ctx, to, kindStreamOpen, hdr, first)
+	case to == t.b.self:
+		if t.life.closed.Load() {
+			return ErrClosed
+		}
+		p := make([]byte, 0, len(hdr)+len(first))
+		t.accept(to, append(append(p, hdr...), first...), tc)
+		return nil
+	}
+	return t.b.tr.SendMsg(ctx, to, kindBatch, tracedHeader(tc, kindStreamOpen, hdr, len(first)), first, rudp.SendOptions{})
 }
 
 // ctl sends a control frame (already complete: header and body) for
@@ -291,7 +317,7 @@ func (t *streamTable) handleFrame(from netip.AddrPort, kind byte, p []byte, reli
 		return
 	}
 	if kind == kindStreamOpen {
-		t.accept(from, p)
+		t.accept(from, p, nil)
 		return
 	}
 	sid, dir, rest, err := parseStreamHeader(p)
@@ -333,8 +359,18 @@ func (t *streamTable) handleFrame(from netip.AddrPort, kind byte, p []byte, reli
 	}
 }
 
-// accept starts the handler of a stream a peer opened (read goroutine).
-func (t *streamTable) accept(from netip.AddrPort, p []byte) {
+// handleOpen takes an open frame that came with the trace context tc.
+func (t *streamTable) handleOpen(from netip.AddrPort, p []byte, reliable bool, tc *trace.SpanContext) {
+	if !reliable {
+		t.b.bad("unreliable stream frame", from)
+		return
+	}
+	t.accept(from, p, tc)
+}
+
+// accept starts the handler of a stream a peer opened (read goroutine);
+// tc is the opener's trace context, if it sent one.
+func (t *streamTable) accept(from netip.AddrPort, p []byte, tc *trace.SpanContext) {
 	o, first, err := parseStreamOpen(p)
 	if err != nil {
 		t.b.bad("malformed stream open", from)
@@ -364,8 +400,13 @@ func (t *streamTable) accept(from netip.AddrPort, p []byte) {
 	} else {
 		ctx, cancel = context.WithCancel(t.life.ctx)
 	}
+	var span trace.Span
+	if tr := t.b.tracing.get(); tr != nil {
+		ctx, span = startSpan(ctx, tr, tc, trace.SpanKindServer, "Stream", o.cmd, t.names.name(from))
+	}
 	s := newStream(t, streamKey{peer: from, sid: o.sid}, o.cmd, ctx)
 	s.cancel = cancel
+	s.span = span
 	if o.flags&streamFlagFirst != 0 {
 		if s.peerHeld.Add(int64(len(first))) > streamPeerBudget {
 			s.peerHeld.Add(-int64(len(first)))
@@ -379,6 +420,9 @@ func (t *streamTable) accept(from netip.AddrPort, p []byte) {
 	}
 	dup, closed, full := t.add(s)
 	if dup || closed || full {
+		if span != nil {
+			endSpan(span, errors.New("stream refused"))
+		}
 		cancel()
 		s.mu.Lock()
 		s.dropQueueLocked()
@@ -397,6 +441,9 @@ func (t *streamTable) accept(from netip.AddrPort, p []byte) {
 		return
 	}
 	if !t.life.start(func() { s.serve(h) }) {
+		if span != nil {
+			endSpan(span, ErrClosed)
+		}
 		s.endAsync(sendErr(s.addr, ErrClosed), endRefused, "node is shutting down")
 		return
 	}
@@ -408,6 +455,9 @@ func (s *Stream) serve(h streamHandler) {
 	stop := context.AfterFunc(s.ctx, s.contextDone)
 	defer stop()
 	var err error
+	if s.span != nil {
+		defer func() { endSpan(s.span, err) }()
+	}
 	func() {
 		defer func() {
 			if r := recover(); r != nil {

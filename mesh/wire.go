@@ -28,6 +28,10 @@ const (
 
 	// kindDrain: [incarnation u64]: the sender drains (membership.go).
 	kindDrain byte = 0x10
+
+	// kindTrace: the trace context of the message that follows it in a
+	// batch (tracing_wire.go); never sent on its own.
+	kindTrace byte = 0x3F
 )
 
 // Handler tables a request can address.

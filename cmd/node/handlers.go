@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -32,6 +34,12 @@ const (
 	// cmdStats (RPC) answers with the handlers' counts as a statsData
 	// record (td: schema-defined, no field names on the wire).
 	cmdStats uint16 = 2
+	// cmdChain (RPC) passes the request along a chain of nodes: the data
+	// is their comma-separated addresses; a node calls the first with the
+	// rest (with its handler's context, so one trace follows the chain)
+	// and answers with its own address and the answer, the last one with
+	// its address.
+	cmdChain uint16 = 3
 	// cmdCount (command) adds the message's "add" field (default 1) to the
 	// node's counter; a SendRequest gets {"count": total} back.
 	cmdCount uint16 = 10
@@ -44,6 +52,9 @@ const (
 // package-level default node (meshDefault).
 type registrar interface {
 	HandleRPC(cmd uint16, h func(data []byte, senderAddr string) ([]byte, error)) bool
+	HandleRPCWithContext(cmd uint16, h func(ctx context.Context, data []byte, senderAddr string) ([]byte, error)) bool
+	SendRPCWithContext(ctx context.Context, cmd uint16, addr string, data []byte) ([]byte, error)
+	GetMyEndPoint() string
 	HandleCommand(cmd uint16, h func(requestData map[string]interface{}) ([]byte, error)) bool
 }
 
@@ -53,6 +64,16 @@ type meshDefault struct{}
 func (meshDefault) HandleRPC(cmd uint16, h func([]byte, string) ([]byte, error)) bool {
 	return mesh.HandleRPC(cmd, h)
 }
+
+func (meshDefault) HandleRPCWithContext(cmd uint16, h func(context.Context, []byte, string) ([]byte, error)) bool {
+	return mesh.HandleRPCWithContext(cmd, h)
+}
+
+func (meshDefault) SendRPCWithContext(ctx context.Context, cmd uint16, addr string, data []byte) ([]byte, error) {
+	return mesh.SendRPCWithContext(ctx, cmd, addr, data)
+}
+
+func (meshDefault) GetMyEndPoint() string { return mesh.GetMyEndPoint() }
 
 func (meshDefault) HandleCommand(cmd uint16, h func(map[string]interface{}) ([]byte, error)) bool {
 	mesh.HandleCommand(cmd, h)
@@ -73,13 +94,30 @@ type handlers struct {
 
 func newHandlers(log *slog.Logger) *handlers { return &handlers{log: log} }
 
-// register installs the echo and stats RPCs, the counter and the broadcast receiver;
+// register installs the echo, stats and chain RPCs, the counter and the broadcast receiver;
 // it reports false if one of the IDs was taken already.
 func (h *handlers) register(r registrar) bool {
 	ok := r.HandleRPC(cmdEcho, h.echo)
 	ok = r.HandleRPC(cmdStats, h.stats) && ok
+	ok = r.HandleRPCWithContext(cmdChain, func(ctx context.Context, data []byte, _ string) ([]byte, error) {
+		return chain(ctx, r, data)
+	}) && ok
 	ok = r.HandleCommand(cmdCount, h.count) && ok
 	return r.HandleCommand(cmdBroadcast, h.broadcast) && ok
+}
+
+// chain is the cmdChain handler of the node r.
+func chain(ctx context.Context, r registrar, data []byte) ([]byte, error) {
+	self := r.GetMyEndPoint()
+	if len(data) == 0 {
+		return []byte(self), nil
+	}
+	next, rest, _ := strings.Cut(string(data), ",")
+	resp, err := r.SendRPCWithContext(ctx, cmdChain, next, []byte(rest))
+	if err != nil {
+		return nil, err
+	}
+	return []byte(self + " " + string(resp)), nil
 }
 
 func (h *handlers) echo(data []byte, _ string) ([]byte, error) { return data, nil }

@@ -37,6 +37,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	newLog := logFlags(fs, "info", "")
 	adminAddr := fs.String("admin", "", "serve the admin HTTP endpoint (metrics, probes, status) on `host:port` (default: adminAddress of the configuration; off when empty)")
 	pprofOn := fs.Bool("pprof", false, "also serve the Go profiler on the admin endpoint, under /debug/pprof/")
+	traceFile := fs.String("trace-file", "", "trace every request, message and stream (OpenTelemetry, every span sampled) and append the spans to `file`, one JSON object a line")
 	events := fs.Bool("events", false, "log every membership event the node sees (mesh.OnNodeEvent: a node joining, online, draining, offline, gone), one info line each")
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
@@ -71,6 +72,15 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return failure(stderr, name, err)
 		}
 		defer admLn.Close() // in case Setup fails; the endpoint closes it too
+	}
+
+	if *traceFile != "" {
+		tp, err := openTraceFile(*traceFile)
+		if err != nil {
+			return usageError(stderr, name, err)
+		}
+		defer tp.Shutdown(context.Background()) // after the node's shutdown: its last spans are written
+		mesh.SetTracerProvider(tp)
 	}
 
 	// Everything set before Setup applies to the node Setup makes.
