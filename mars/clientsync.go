@@ -219,6 +219,11 @@ func (c *Client) report() action {
 	}
 	marsInc, ver, _ := c.view.state()
 	r := report{App: c.app, Addr: c.addr, Inc: c.inc, MarsInc: marsInc, Ver: c.lookBackVer(marsInc, ver), Seq: c.seq}
+	if marsInc != 0 && c.marsInc != 0 && marsInc != c.marsInc {
+		// A new MARS: say what the view holds, so it sends only what
+		// differs (digest.go).
+		r.Digest = c.view.digest()
+	}
 	if c.cfg.Guest {
 		r.Flags |= flagGuest
 	} else {
@@ -385,6 +390,10 @@ func (c *Client) handleSync(p []byte) action {
 	}
 	now := time.Now()
 	act := c.absorb(&h, now)
+	if h.Flags&syncWait != 0 && (!act.set || act.soon > c.cfg.Interval/4) {
+		// MARS still takes registrations: give it our digest again soon.
+		act.set, act.soon = true, c.cfg.Interval/4+jitter(c.cfg.Interval/8)
+	}
 	c.mu.Lock()
 	more := c.seq > c.sentSeq
 	c.mu.Unlock()

@@ -182,6 +182,7 @@ type Server struct {
 	persist  *persister
 	held     map[netip.AddrPort]heldReply // with DataDir: replies waiting for a save
 	snapSeq  uint64                       // numbers snapshots of the shared data
+	lastReg  int64                        // server clock of the last node registration (server_digest.go)
 	saveNow  chan struct{}
 
 	stats  serverCounters
@@ -201,6 +202,7 @@ type heldReply struct {
 	marsInc, ver uint64
 	flags, echo  uint64
 	ack          uint64 // what the reply acknowledges
+	dig          *digest
 }
 
 type inMsg struct {
@@ -513,7 +515,7 @@ func (s *Server) saveHeld() {
 		if e.ack == e.durable {
 			e.unsaved = false
 		}
-		s.sendSync(to, a, h.addr, h.marsInc, h.ver, h.flags, h.echo, h.ack)
+		s.sendSync(to, a, h.addr, h.marsInc, h.ver, h.flags, h.echo, h.ack, h.dig)
 	}
 }
 

@@ -317,3 +317,20 @@ func (v *View) sharedSnapshot() []kv {
 	}
 	return out
 }
+
+// digest returns the digest of the view (digest.go) at the bucket count
+// its size calls for.
+func (v *View) digest() *digest {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	d := newDigest(digestBuckets(len(v.nodes) + len(v.keys)))
+	var buf []byte
+	for a, n := range v.nodes {
+		buf = appendRecord(buf[:0], &n.rec)
+		d.add(nodeNameHash(a), nonZero(nodeEntryHash(buf, n.mars)))
+	}
+	for k, val := range v.keys {
+		d.add(keyNameHash(k), keyEntryHash(k, val))
+	}
+	return &d
+}

@@ -186,6 +186,18 @@ func (v *View) apply(h *syncHead, b *syncBody, carry bool, now time.Time) ([]key
 	var c changeSet
 	var changes []keyChange
 	if full {
+		// A syncBuckets sync replaces only the buckets it lists: every
+		// other entry of the view is confirmed as it is.
+		var only *bucketSet
+		if h.Flags&syncBuckets != 0 {
+			if b.NB == 0 {
+				return nil, false
+			}
+			only = &bucketSet{nb: b.NB, diff: make(map[int]bool, len(b.Buckets))}
+			for _, i := range b.Buckets {
+				only.diff[i] = true
+			}
+		}
 		listed := make(map[string]bool, len(b.Nodes))
 		for i := range b.Nodes {
 			listed[b.Nodes[i].Addr] = true
@@ -195,6 +207,7 @@ func (v *View) apply(h *syncHead, b *syncBody, carry bool, now time.Time) ([]key
 		for a := range v.nodes {
 			switch {
 			case listed[a]:
+			case only != nil && !only.has(nodeNameHash(a)):
 			case carry:
 				v.carriedNodes[a] = true
 			default:
@@ -211,6 +224,8 @@ func (v *View) apply(h *syncHead, b *syncBody, carry bool, now time.Time) ([]key
 		for k, old := range v.keys {
 			nv, ok := freshKeys[k]
 			switch {
+			case !ok && only != nil && !only.has(keyNameHash(k)):
+				freshKeys[k] = old
 			case !ok && carry:
 				freshKeys[k] = old
 				v.carriedKeys[k] = true

@@ -1,0 +1,118 @@
+package mars
+
+import (
+	"encoding/binary"
+	"time"
+)
+
+// Reconciling a restarted MARS with the views nodes kept (digest.go).
+
+// Settling: right after it starts, MARS is still taking the
+// re-registrations of the nodes it served before, so a node's kept view
+// differs from MARS's state mostly by nodes that have not registered yet.
+// While registrations keep arriving (the last one within settleQuiet) and
+// for at most settleMax after the start, a digest with more than 1/16 of
+// its buckets differing is answered with syncWait; later, with more than
+// half differing, by a full snapshot.
+const (
+	settleQuiet = int64(500 * time.Millisecond)
+	settleMax   = int64(4 * time.Second)
+)
+
+// digestAt folds the app's digest to nb buckets (bucketOf keeps the low
+// bits, so bucket i of nb sums the buckets j of the full digest with
+// j mod nb = i). It is cached per version.
+func (a *appState) digestAt(nb int) *digest {
+	if a.digFold.buckets != nil && a.digFoldVer == a.ver && len(a.digFold.buckets) == nb {
+		return &a.digFold
+	}
+	d := newDigest(nb)
+	d.total = a.dig.total
+	for i, x := range a.dig.buckets {
+		d.buckets[i&(nb-1)] += x
+	}
+	a.digFold, a.digFoldVer = d, a.ver
+	return &a.digFold
+}
+
+// reconcileReply is what MARS answers a digest with.
+type reconcileReply int
+
+const (
+	reconcileFull    reconcileReply = iota // send a full snapshot
+	reconcileWait                          // ask again soon
+	reconcileBuckets                       // send the differing buckets
+)
+
+// reconcile compares a node's digest with the app's state. With
+// reconcileBuckets it returns the body parts (possibly with nothing but
+// the bucket list: the view is equal).
+func (s *Server) reconcile(a *appState, d *digest) (reconcileReply, [][]byte) {
+	nb := len(d.buckets)
+	mine := a.digestAt(nb)
+	var diff []int
+	for i, x := range mine.buckets {
+		if x != d.buckets[i] {
+			diff = append(diff, i)
+		}
+	}
+	if len(diff) == 0 && mine.total != d.total {
+		return reconcileFull, nil // a 32-bit collision: be sure
+	}
+	now := s.now()
+	switch {
+	case len(diff) <= nb/16:
+	case now < settleMax && now-s.lastReg < settleQuiet:
+		return reconcileWait, nil
+	case len(diff) > nb/2:
+		return reconcileFull, nil
+	}
+	return reconcileBuckets, a.bucketBody(nb, diff)
+}
+
+// bucketBody builds the body of a syncBuckets sync: the nodes and keys of
+// the buckets in diff, and the bucket list. Nodes with the same view get
+// the same body, so the last one is kept for reuse at this version.
+func (a *appState) bucketBody(nb int, diff []int) [][]byte {
+	key := make([]byte, 0, 16+4*len(diff))
+	key = binary.BigEndian.AppendUint64(key, a.ver)
+	key = binary.BigEndian.AppendUint64(key, uint64(nb))
+	for _, i := range diff {
+		key = binary.BigEndian.AppendUint32(key, uint32(i))
+	}
+	if a.bucketParts != nil && string(key) == a.bucketKey {
+		return a.bucketParts
+	}
+	in := make(map[int]bool, len(diff))
+	for _, i := range diff {
+		in[i] = true
+	}
+	var b bodyBuilder
+	if len(diff) > 0 {
+		for _, e := range a.nodes {
+			if in[bucketOf(e.nameHash, nb)] {
+				b.addNode(e)
+			}
+		}
+		for k, e := range a.keys {
+			if in[bucketOf(keyNameHash(k), nb)] {
+				b.keys = append(b.keys, kv{k, e.val})
+			}
+		}
+	}
+	parts := b.buildAll()
+	for i, p := range parts {
+		if i == 0 { // the first part lists the buckets; the others only nb
+			p = appendArrayLen(p, 1+len(diff))
+			p = appendUint(p, uint64(nb))
+			for _, x := range diff {
+				p = appendUint(p, uint64(x))
+			}
+		} else {
+			p = appendUint(appendArrayLen(p, 1), uint64(nb))
+		}
+		parts[i] = p
+	}
+	a.bucketParts, a.bucketKey = parts, string(key)
+	return parts
+}
