@@ -215,6 +215,7 @@ type inMsg struct {
 
 type serverCounters struct {
 	reports, leaves, bad, syncs, syncBytes, skipped, ignored atomic.Uint64
+	fulls, buckets, waits                                    atomic.Uint64
 }
 
 // ServerStats is a snapshot of a server's counters.
@@ -226,6 +227,10 @@ type ServerStats struct {
 	SyncBytes uint64 // bytes of sync messages sent
 	Skipped   uint64 // replies skipped because the peer had a backlog (it asks again)
 	Ignored   uint64 // unreliable datagrams of MARS kinds, dropped unanswered
+	// Reconciling views after a restart (digest.go): full snapshots sent
+	// (for any reason), syncs of differing buckets sent, and asks to send
+	// the digest again later.
+	Fulls, Buckets, Waits uint64
 }
 
 // Listen starts a MARS server on a UDP address ("host:port").
@@ -357,6 +362,7 @@ func (s *Server) Stats() ServerStats {
 		Reports: s.stats.reports.Load(), Leaves: s.stats.leaves.Load(), Bad: s.stats.bad.Load(),
 		Syncs: s.stats.syncs.Load(), SyncBytes: s.stats.syncBytes.Load(),
 		Skipped: s.stats.skipped.Load(), Ignored: s.stats.ignored.Load(),
+		Fulls: s.stats.fulls.Load(), Buckets: s.stats.buckets.Load(), Waits: s.stats.waits.Load(),
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 // While registrations keep arriving (the last one within settleQuiet) and
 // for at most settleMax after the start, a digest with more than 1/16 of
 // its buckets differing is answered with syncWait; later, with more than
-// half differing, by a full snapshot.
+// half of 8 or more differing, by a full snapshot.
 const (
 	settleQuiet = int64(500 * time.Millisecond)
 	settleMax   = int64(4 * time.Second)
@@ -64,8 +64,8 @@ func (s *Server) reconcile(a *appState, d *digest) (reconcileReply, [][]byte) {
 	case len(diff) <= nb/16:
 	case now < settleMax && now-s.lastReg < settleQuiet:
 		return reconcileWait, nil
-	case len(diff) > nb/2:
-		return reconcileFull, nil
+	case len(diff) > nb/2 && nb >= 8:
+		return reconcileFull, nil // as dear, and a full snapshot is shared more
 	}
 	return reconcileBuckets, a.bucketBody(nb, diff)
 }

@@ -175,6 +175,12 @@ func (s *Server) applyData(a *appState, e *nodeEntry, r *report, now int64) (cha
 		if o.Del {
 			if a.removeKey(o.Key, now) {
 				s.dirty = true
+			} else if _, gone := a.goneKeys[o.Key]; !gone {
+				// Not here yet (a restart: seeds from other views may
+				// still come): remember the removal so no seed brings it
+				// back.
+				*a.clock++
+				a.removeKeyAt(o.Key, *a.clock, now)
 			}
 			continue
 		}
@@ -237,9 +243,11 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 	if full && dig != nil && marsInc != s.inc && marsInc != 0 && s.st == nil {
 		switch how, body := s.reconcile(a, dig); how {
 		case reconcileWait:
+			s.stats.waits.Add(1)
 			s.sendSyncParts(to, q, syncHead{Addr: addr, MarsInc: s.inc, Flags: flags | syncWait, Echo: echo, Ack: ack, From: ver, To: ver}, [][]byte{nil})
 			return
 		case reconcileBuckets:
+			s.stats.buckets.Add(1)
 			s.sendSyncParts(to, q, syncHead{Addr: addr, MarsInc: s.inc, Flags: flags | syncFull | syncBuckets, Echo: echo, Ack: ack, To: top}, body)
 			return
 		}
@@ -255,6 +263,7 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 		}
 		flags |= syncFull
 		ver = 0
+		s.stats.fulls.Add(1)
 	}
 	s.sendSyncParts(to, q, syncHead{Addr: addr, MarsInc: s.inc, Flags: flags, Echo: echo, Ack: ack, From: ver, To: at}, parts)
 }

@@ -1,0 +1,120 @@
+package mars
+
+import (
+	"fmt"
+	"maps"
+	"testing"
+	"time"
+)
+
+// listing is a view's or MARS's nodes (encoded record and listed state)
+// and shared data, for comparing the two.
+type listing struct {
+	nodes map[string]string
+	keys  map[string]int16
+}
+
+func (l listing) String() string {
+	return fmt.Sprintf("%d nodes %v, keys %v", len(l.nodes), l.nodes, l.keys)
+}
+
+func (l listing) equal(o listing) bool {
+	return maps.Equal(l.nodes, o.nodes) && maps.Equal(l.keys, o.keys)
+}
+
+func serverListing(s *Server, app string) (listing, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := listing{nodes: map[string]string{}, keys: map[string]int16{}}
+	a := s.apps[app]
+	if a == nil {
+		return l, 0
+	}
+	for addr, e := range a.nodes {
+		l.nodes[addr] = string(append(appendRecord(nil, &nodeRecord{Addr: e.addr, Inc: e.inc, Type: e.info.Type,
+			Role: e.info.Role, Status: e.status(), EndPoint: e.info.EndPoint, Values: e.info.Values}), byte(e.state())))
+	}
+	for k, e := range a.keys {
+		l.keys[k] = e.val
+	}
+	return l, a.ver
+}
+
+func viewListing(v *View) (listing, uint64, uint64) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	l := listing{nodes: map[string]string{}, keys: maps.Clone(v.keys)}
+	for addr, n := range v.nodes {
+		l.nodes[addr] = string(append(appendRecord(nil, &n.rec), byte(n.mars)))
+	}
+	return l, v.marsInc, v.ver
+}
+
+// TestRestartReconcilesKeptViews restarts MARS (in memory, and with
+// DataDir) after changes made while it was down: a node died, a node
+// changed its metadata, shared keys were set and removed. Every node's
+// view must end equal to the new MARS's state, and the new MARS must get
+// there by sending the buckets that differ, not full snapshots.
+func TestRestartReconcilesKeptViews(t *testing.T) {
+	for _, withData := range []bool{false, true} {
+		t.Run(fmt.Sprintf("data=%v", withData), func(t *testing.T) {
+			opts := fastOpts()
+			if withData {
+				opts.DataDir = t.TempDir()
+				opts.PersistInterval = 20 * time.Millisecond
+			}
+			s1 := startServer(t, "", opts)
+			addr := s1.Addr().String()
+			var nodes []*testNode
+			for i := range 6 {
+				nodes = append(nodes, startNode(t, addr, ClientConfig{Interval: fastInterval, Type: fmt.Sprint("t", i%2),
+					Values: map[string]interface{}{"n": i}}))
+			}
+			for i := range 60 {
+				if err := nodes[i%len(nodes)].c.SetSharedData(fmt.Sprint("key", i), int16(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			settled := func(s *Server, live []*testNode) bool {
+				want, ver := serverListing(s, "")
+				for _, n := range live {
+					got, inc, v := viewListing(n.c.View())
+					if inc != s.Incarnation() || v != ver || !got.equal(want) {
+						return false
+					}
+				}
+				return true
+			}
+			waitFor(t, 5*time.Second, "every view equal to MARS", func() bool { return settled(s1, nodes) })
+
+			s1.Close()
+			waitFor(t, 5*time.Second, "out of touch", func() bool { return !nodes[0].c.InTouch() })
+			nodes[5].kill() // gone during the outage
+			live := nodes[:5]
+			if err := nodes[1].c.SetValue("n", "changed"); err != nil {
+				t.Fatal(err)
+			}
+			nodes[1].c.SetSharedData("key7", 777) // keys the node wrote itself (see the race in doc.go)
+			nodes[2].c.RemoveSharedData("key8")
+			nodes[4].c.SetSharedData("new", 1)
+
+			s2 := startServer(t, addr, opts)
+			waitFor(t, 10*time.Second, "every view equal to the new MARS", func() bool { return settled(s2, live) })
+			want, _ := serverListing(s2, "")
+			if _, ok := want.nodes[nodes[5].c.Addr()]; ok || len(want.nodes) != 5 {
+				t.Fatalf("the dead node is listed: %v", want)
+			}
+			if want.keys["key7"] != 777 || want.keys["new"] != 1 || len(want.keys) != 60 || want.keys["key9"] != 9 {
+				t.Fatalf("shared data after the restart: %v", want.keys)
+			}
+			if _, ok := want.keys["key8"]; ok {
+				t.Fatal("a key removed during the outage is back")
+			}
+			st := s2.Stats()
+			t.Logf("new MARS: %d full snapshots, %d bucket syncs, %d waits", st.Fulls, st.Buckets, st.Waits)
+			if st.Fulls != 0 || st.Buckets < uint64(len(live)) {
+				t.Fatalf("the new MARS sent %d full snapshots and %d bucket syncs, want 0 and one per node", st.Fulls, st.Buckets)
+			}
+		})
+	}
+}
