@@ -12,7 +12,7 @@ import (
 // differs from MARS's state mostly by nodes that have not registered yet.
 // While registrations keep arriving (the last one within settleQuiet) and
 // for at most settleMax after the start, a digest with more than 1/16 of
-// its buckets differing is answered with syncWait; later, with more than
+// its buckets (and more than 4) differing is answered with syncWait; later, with more than
 // half of 8 or more differing, by a full snapshot.
 const (
 	settleQuiet = int64(500 * time.Millisecond)
@@ -61,7 +61,7 @@ func (s *Server) reconcile(a *appState, d *digest) (reconcileReply, [][]byte) {
 	}
 	now := s.now()
 	switch {
-	case len(diff) <= nb/16:
+	case len(diff) <= max(nb/16, 4):
 	case now < settleMax && now-s.lastReg < settleQuiet:
 		return reconcileWait, nil
 	case len(diff) > nb/2 && nb >= 8:
