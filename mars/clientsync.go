@@ -390,9 +390,9 @@ func (c *Client) handleSync(p []byte) action {
 	}
 	now := time.Now()
 	act := c.absorb(&h, now)
-	if h.Flags&syncWait != 0 && (!act.set || act.soon > c.cfg.Interval/4) {
+	if h.Flags&syncWait != 0 && (!act.set || act.soon > c.cfg.Interval/2) {
 		// MARS still takes registrations: give it our digest again soon.
-		act.set, act.soon = true, c.cfg.Interval/4+jitter(c.cfg.Interval/8)
+		act.set, act.soon = true, c.cfg.Interval/2+jitter(c.cfg.Interval/4)
 	}
 	c.mu.Lock()
 	more := c.seq > c.sentSeq

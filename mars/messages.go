@@ -221,7 +221,8 @@ func decodeReport(p []byte) (*report, error) {
 	if n > 13 {
 		switch l := State(r.uint()); {
 		case r.err != nil:
-		case l == StateJoining || l == StateOnline || l == StateDraining:
+		case l == StateOnline: // the default: kept as 0, as a report that leaves it out
+		case l == StateJoining || l == StateDraining:
 			m.Life = l
 		default:
 			r.fail(fmt.Errorf("%w: life %d", errType, l))

@@ -189,7 +189,7 @@ func (c *simCluster) onMessage(from netip.AddrPort, kind byte, p []byte, _ bool)
 		s.registered = true
 	}
 	if h.Flags&syncWait != 0 && base != nil { // ask again soon, as a real node does
-		time.AfterFunc(250*time.Millisecond+time.Duration(rand.Int64N(int64(125*time.Millisecond))), func() { c.report(s, nil) })
+		time.AfterFunc(500*time.Millisecond+time.Duration(rand.Int64N(int64(250*time.Millisecond))), func() { c.report(s, nil) })
 	}
 }
 

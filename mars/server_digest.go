@@ -16,7 +16,7 @@ import (
 // half of 8 or more differing, by a full snapshot.
 const (
 	settleQuiet = int64(500 * time.Millisecond)
-	settleMax   = int64(4 * time.Second)
+	settleMax   = int64(5 * time.Second)
 )
 
 // digestAt folds the app's digest to nb buckets (bucketOf keeps the low
