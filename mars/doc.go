@@ -19,8 +19,9 @@
 // (0x40..0x4F) over the node's rudp transport, reliably. Every Interval (1 s)
 // and a few milliseconds after a local change, a node reports; MARS answers
 // with what changed since the version of the node's view (a delta), or a
-// full snapshot on first contact, after a MARS restart, or when the view is
-// older than MARS's tombstones reach (5 minutes by default). Versions come
+// full snapshot on first contact or when the view is older than MARS's
+// tombstones reach (5 minutes by default); after a MARS restart, the parts
+// of the node's kept view that differ (see MARS restarts). Versions come
 // from one counter per MARS, so they increase within each app; removed
 // nodes and keys leave tombstones for the deltas. A heartbeat with nothing
 // to say is about 50 bytes each way, so steady-state traffic is O(changes):
@@ -60,9 +61,19 @@
 // the write and fsync), so an acknowledged write survives a crash of MARS
 // and of its writer. Two nodes writing one key within 2.5 intervals of a
 // crash race again at the restart, as they did before it.
+// The node keeps its view and reconciles it with the new MARS by digest
+// (digest.go) rather than taking a full snapshot: its reports carry the
+// digest of the view (a 16-bit sum per bucket of about 40 entries, and a
+// 64-bit sum of all) until the new MARS answers with the contents of the
+// buckets that differ (the view replaces those and keeps the rest). While
+// registrations of other nodes still arrive (one within 500 ms, for up to
+// 5 s after the start) and more than 1/16 of the buckets differ, MARS asks
+// the node to send its digest again half an interval later; when more
+// than half of 8 or more buckets differ, it sends a full snapshot.
 // Meanwhile the node's view keeps listing
 // what it knew, for a grace period of 3 intervals + 500 ms, and drops what
-// the new MARS has not confirmed by then. While MARS is down, nodes answer
+// the new MARS has not confirmed by then (entries of differing buckets
+// the new MARS does not list). While MARS is down, nodes answer
 // lookups from their last view and Client.InTouch turns false after 3
 // intervals.
 //

@@ -87,6 +87,7 @@ func newSimBase(v *View) *simBase {
 type simRestart struct {
 	dead       bool // died while MARS was down: sends nothing
 	regSoon    bool // a registration is scheduled
+	askSoon    bool // a report after a wait is scheduled
 	regOps     []op // a change made while MARS was down, sent with the registration
 	reconciled bool
 	at         time.Time

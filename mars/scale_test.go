@@ -188,8 +188,14 @@ func (c *simCluster) onMessage(from netip.AddrPort, kind byte, p []byte, _ bool)
 	} else {
 		s.registered = true
 	}
-	if h.Flags&syncWait != 0 && base != nil { // ask again soon, as a real node does
-		time.AfterFunc(500*time.Millisecond+time.Duration(rand.Int64N(int64(250*time.Millisecond))), func() { c.report(s, nil) })
+	if h.Flags&syncWait != 0 && base != nil && !s.rs.askSoon { // ask again soon, as a real node does (one timer)
+		s.rs.askSoon = true
+		time.AfterFunc(500*time.Millisecond+time.Duration(rand.Int64N(int64(250*time.Millisecond))), func() {
+			s.mu.Lock()
+			s.rs.askSoon = false
+			s.mu.Unlock()
+			c.report(s, nil)
+		})
 	}
 }
 
