@@ -17,7 +17,10 @@ import (
 // its view. A digest is nb bucket sums of 16 bits and the 64-bit sum over
 // every entry (520 bytes for 10,000 nodes, one packet): a bucket that
 // differs in its 16 bits is resent; if every bucket matches but the total
-// does not (a collision), MARS sends a full snapshot.
+// does not (a collision), MARS sends a full snapshot. A bucket sync also
+// carries MARS's total, and a view whose total differs once it applied
+// the sync (a differing bucket whose sums collided) asks for a full
+// snapshot.
 //
 // After a MARS restart a node's report carries the digest of the view it
 // kept (report field digest) until the new MARS has reconciled it: MARS

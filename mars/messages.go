@@ -323,8 +323,10 @@ func appendRecord(b []byte, n *nodeRecord) []byte {
 // share a transport), echo the seq of the report answered, ack the highest
 // seq MARS has seen everything up to. from..to is the version span the body
 // covers. The body fields may be left out when empty. buckets, only with
-// syncBuckets, is [nb, bucket...]: the bucket count of the node's digest and
-// the buckets the body replaces (each part lists its own; they add up).
+// syncBuckets, is [nb, total, bucket...]: the bucket count of the node's
+// digest, the 64-bit digest total of MARS's state at version to (the view
+// checks itself against it), and the buckets the body replaces (each part
+// lists its own; they add up).
 type syncHead struct {
 	Addr    string
 	MarsInc uint64
@@ -349,8 +351,9 @@ type syncBody struct {
 	Dropped []string
 	States  []State
 	GoneWhy []byte
-	NB      int   // with syncBuckets: the bucket count
-	Buckets []int // with syncBuckets: the buckets the body replaces
+	NB      int    // with syncBuckets: the bucket count
+	Total   uint64 // with syncBuckets: the digest total of MARS's state at To
+	Buckets []int  // with syncBuckets: the buckets the body replaces
 }
 
 // appendSync writes a sync message; body holds the encoded body fields
@@ -467,18 +470,16 @@ func decodeSyncBody(r *reader, fields int, b *syncBody) error {
 	}
 	if fields > 6 {
 		k := r.arrayLen()
-		if r.err == nil && k < 1 {
-			r.fail(fmt.Errorf("%w: empty buckets", errType))
+		if r.err == nil && k < 2 {
+			r.fail(fmt.Errorf("%w: buckets field of %d elements", errType, k))
 		}
-		nb := 0
-		if k > 0 {
-			nb = int(min(r.uint(), 1<<30))
-		}
-		if r.err == nil && (nb < 1 || nb > maxDigestBuckets || nb&(nb-1) != 0 || b.NB != 0 && nb != b.NB) {
+		nb := int(min(r.uint(), 1<<30))
+		total := r.uint()
+		if r.err == nil && (nb < 1 || nb > maxDigestBuckets || nb&(nb-1) != 0 || b.NB != 0 && (nb != b.NB || total != b.Total)) {
 			r.fail(fmt.Errorf("%w: bucket count %d", errType, nb))
 		}
-		b.NB = nb
-		for i := 1; i < k && r.err == nil; i++ {
+		b.NB, b.Total = nb, total
+		for i := 2; i < k && r.err == nil; i++ {
 			if x := r.uint(); r.err == nil && x >= uint64(nb) {
 				r.fail(fmt.Errorf("%w: bucket %d of %d", errType, x, nb))
 			} else {

@@ -118,3 +118,68 @@ func TestRestartReconcilesKeptViews(t *testing.T) {
 		})
 	}
 }
+
+// A syncBuckets sync replaces the buckets it lists and keeps the rest of
+// the view; a view whose total then differs from MARS's (a difference the
+// bucket sums missed) drops to version 0, which gets a full snapshot.
+func TestBucketSyncAppliesAndChecksTotal(t *testing.T) {
+	a := newAppState("", new(uint64))
+	for i := range 50 {
+		a.addNode(&nodeEntry{addr: fmt.Sprintf("10.0.0.%d:1", i), inc: 1, info: nodeInfo{Type: "T", Status: StatusOnline}, alive: true, life: StateOnline})
+		a.setKey(fmt.Sprint("k", i), int16(i))
+	}
+	v := newView("10.0.0.0:1", 1)
+	parts, at := a.full(0, 0)
+	var b syncBody
+	for _, p := range parts {
+		r := reader{b: p}
+		if err := decodeSyncBody(&r, 6, &b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := v.apply(&syncHead{MarsInc: 1, Flags: syncFull, To: at}, &b, false, time.Now()); !ok {
+		t.Fatal("full snapshot refused")
+	}
+	// MARS restarted with a changed key, a node gone and one added.
+	a.setKey("k3", 333)
+	a.removeNode("10.0.0.7:1", goneRemoved, 0)
+	a.addNode(&nodeEntry{addr: "10.0.1.1:1", inc: 1, info: nodeInfo{Type: "new", Status: StatusOnline}, alive: true, life: StateOnline})
+	apply := func(diff []int) (bool, uint64) {
+		d := v.digest()
+		nb := len(d.buckets)
+		body := a.bucketBody(nb, diff)
+		var b syncBody
+		for _, p := range body {
+			r := reader{b: p}
+			if err := decodeSyncBody(&r, 7, &b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, ok := v.apply(&syncHead{MarsInc: 2, Flags: syncFull | syncBuckets, To: a.ver}, &b, false, time.Now())
+		_, ver := v.Version()
+		return ok, ver
+	}
+	d := v.digest()
+	mine := a.digestAt(len(d.buckets))
+	var diff []int
+	for i := range d.buckets {
+		if d.buckets[i] != mine.buckets[i] {
+			diff = append(diff, i)
+		}
+	}
+	if len(diff) == 0 || len(diff) > 3 {
+		t.Fatalf("%d of %d buckets differ, want 1 to 3", len(diff), len(d.buckets))
+	}
+	if ok, ver := apply(diff); !ok || ver != a.ver {
+		t.Fatalf("bucket sync: ok %v, version %d, want %d", ok, ver, a.ver)
+	}
+	s := &Server{apps: map[string]*appState{"": a}}
+	want, _ := serverListing(s, "")
+	if got, _, _ := viewListing(v); !got.equal(want) {
+		t.Fatalf("view after the bucket sync:\n%v\nwant\n%v", got, want)
+	}
+	a.setKey("k4", 444)
+	if ok, ver := apply(nil); !ok || ver != 0 {
+		t.Fatalf("a bucket sync that misses a difference: ok %v, version %d, want version 0", ok, ver)
+	}
+}

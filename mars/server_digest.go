@@ -102,14 +102,16 @@ func (a *appState) bucketBody(nb int, diff []int) [][]byte {
 	}
 	parts := b.buildAll()
 	for i, p := range parts {
-		if i == 0 { // the first part lists the buckets; the others only nb
-			p = appendArrayLen(p, 1+len(diff))
-			p = appendUint(p, uint64(nb))
-			for _, x := range diff {
-				p = appendUint(p, uint64(x))
-			}
-		} else {
-			p = appendUint(appendArrayLen(p, 1), uint64(nb))
+		// [nb, total, bucket...]: the first part lists the buckets.
+		list := diff
+		if i > 0 {
+			list = nil
+		}
+		p = appendArrayLen(p, 2+len(list))
+		p = appendUint(p, uint64(nb))
+		p = appendUint(p, a.dig.total)
+		for _, x := range list {
+			p = appendUint(p, uint64(x))
 		}
 		parts[i] = p
 	}

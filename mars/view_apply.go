@@ -270,6 +270,12 @@ func (v *View) apply(h *syncHead, b *syncBody, carry bool, now time.Time) ([]key
 		}
 	}
 	v.marsInc, v.ver, v.syncedAt = h.MarsInc, h.To, now
+	if full && h.Flags&syncBuckets != 0 && v.totalLocked() != b.Total {
+		// The view kept a difference its digest did not show (a bucket
+		// sum collided): ask for a full snapshot (a view at version 0
+		// gets one).
+		v.ver = 0
+	}
 	v.expireLocked(&c, now)
 	v.finishLocked(&c)
 	return changes, true
