@@ -121,33 +121,36 @@ func TestRestartReconcilesKeptViews(t *testing.T) {
 
 // A syncBuckets sync replaces the buckets it lists and keeps the rest of
 // the view; a view whose total then differs from MARS's (a difference the
-// bucket sums missed) drops to version 0, which gets a full snapshot.
+// bucket sums missed) drops to version 0, which gets a full snapshot; a
+// second bucket sync (an answer to a digest of the view as it was before
+// the first) is refused.
 func TestBucketSyncAppliesAndChecksTotal(t *testing.T) {
 	a := newAppState("", new(uint64))
 	for i := range 50 {
 		a.addNode(&nodeEntry{addr: fmt.Sprintf("10.0.0.%d:1", i), inc: 1, info: nodeInfo{Type: "T", Status: StatusOnline}, alive: true, life: StateOnline})
 		a.setKey(fmt.Sprint("k", i), int16(i))
 	}
-	v := newView("10.0.0.0:1", 1)
 	parts, at := a.full(0, 0)
-	var b syncBody
+	var old syncBody
 	for _, p := range parts {
 		r := reader{b: p}
-		if err := decodeSyncBody(&r, 6, &b); err != nil {
+		if err := decodeSyncBody(&r, 6, &old); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, ok := v.apply(&syncHead{MarsInc: 1, Flags: syncFull, To: at}, &b, false, time.Now()); !ok {
-		t.Fatal("full snapshot refused")
+	kept := func() *View { // the view a node kept from the first MARS
+		v := newView("10.0.0.0:1", 1)
+		if _, ok := v.apply(&syncHead{MarsInc: 1, Flags: syncFull, To: at}, &old, false, time.Now()); !ok {
+			t.Fatal("full snapshot refused")
+		}
+		return v
 	}
 	// MARS restarted with a changed key, a node gone and one added.
 	a.setKey("k3", 333)
 	a.removeNode("10.0.0.7:1", goneRemoved, 0)
 	a.addNode(&nodeEntry{addr: "10.0.1.1:1", inc: 1, info: nodeInfo{Type: "new", Status: StatusOnline}, alive: true, life: StateOnline})
-	apply := func(diff []int) (bool, uint64) {
-		d := v.digest()
-		nb := len(d.buckets)
-		body := a.bucketBody(nb, diff)
+	apply := func(v *View, diff []int) (bool, uint64) {
+		body := a.bucketBody(len(v.digest().buckets), diff)
 		var b syncBody
 		for _, p := range body {
 			r := reader{b: p}
@@ -159,6 +162,7 @@ func TestBucketSyncAppliesAndChecksTotal(t *testing.T) {
 		_, ver := v.Version()
 		return ok, ver
 	}
+	v := kept()
 	d := v.digest()
 	mine := a.digestAt(len(d.buckets))
 	var diff []int
@@ -170,7 +174,7 @@ func TestBucketSyncAppliesAndChecksTotal(t *testing.T) {
 	if len(diff) == 0 || len(diff) > 3 {
 		t.Fatalf("%d of %d buckets differ, want 1 to 3", len(diff), len(d.buckets))
 	}
-	if ok, ver := apply(diff); !ok || ver != a.ver {
+	if ok, ver := apply(v, diff); !ok || ver != a.ver {
 		t.Fatalf("bucket sync: ok %v, version %d, want %d", ok, ver, a.ver)
 	}
 	s := &Server{apps: map[string]*appState{"": a}}
@@ -179,7 +183,10 @@ func TestBucketSyncAppliesAndChecksTotal(t *testing.T) {
 		t.Fatalf("view after the bucket sync:\n%v\nwant\n%v", got, want)
 	}
 	a.setKey("k4", 444)
-	if ok, ver := apply(nil); !ok || ver != 0 {
+	if ok, _ := apply(v, diff); ok {
+		t.Fatal("a second bucket sync was applied")
+	}
+	if ok, ver := apply(kept(), nil); !ok || ver != 0 {
 		t.Fatalf("a bucket sync that misses a difference: ok %v, version %d, want version 0", ok, ver)
 	}
 }

@@ -150,6 +150,9 @@ func (b *simBase) onSync(s *simNode, h *syncHead, body *syncBody) bool {
 	if !full && !(s.rs.reconciled && h.MarsInc == s.marsInc && h.From <= s.ver && s.ver <= h.To) {
 		return false
 	}
+	if h.Flags&syncBuckets != 0 && s.rs.reconciled {
+		return true // as View.apply: an answer to a digest of the view before it reconciled
+	}
 	if s.rs.overlay == nil {
 		s.rs.overlay = map[string]entryH{}
 	}

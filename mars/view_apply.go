@@ -176,6 +176,11 @@ func (v *View) apply(h *syncHead, b *syncBody, carry bool, now time.Time) ([]key
 	if full && h.MarsInc == v.marsInc && h.To < v.ver {
 		return nil, false // older than what we hold
 	}
+	if full && h.Flags&syncBuckets != 0 && h.MarsInc == v.marsInc {
+		// The buckets it does not list matched the view this node kept,
+		// which has changed since (an earlier bucket sync): not usable.
+		return nil, false
+	}
 	initial := v.marsInc == 0 && v.ver == 0 && len(v.nodes) == 0
 	state := func(i int) State {
 		if i < len(b.States) {
