@@ -58,6 +58,8 @@ type entryH struct{ nameHash, hash uint64 }
 // simBase is the view every node kept through the restart.
 type simBase struct {
 	oldInc   uint64
+	keys     []kv              // the shared data (a registration's seed)
+	syncedAt int64             // when the view was last synced (Unix ms)
 	entries  map[string]entryH // "n"+address, "k"+key
 	dig      digest
 	byBucket [][]string
@@ -66,7 +68,7 @@ type simBase struct {
 func newSimBase(v *View) *simBase {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	b := &simBase{oldInc: v.marsInc, entries: make(map[string]entryH, len(v.nodes)+len(v.keys))}
+	b := &simBase{oldInc: v.marsInc, syncedAt: v.syncedAt.UnixMilli(), entries: make(map[string]entryH, len(v.nodes)+len(v.keys))}
 	nb := digestBuckets(len(v.nodes) + len(v.keys))
 	b.dig, b.byBucket = newDigest(nb), make([][]string, nb)
 	put := func(name string, e entryH) {
@@ -79,6 +81,7 @@ func newSimBase(v *View) *simBase {
 	}
 	for k, val := range v.keys {
 		put("k"+k, entryH{keyNameHash(k), keyEntryHash(k, val)})
+		b.keys = append(b.keys, kv{k, val})
 	}
 	return b
 }
@@ -86,6 +89,7 @@ func newSimBase(v *View) *simBase {
 // simRestart is a simulated node's part of a restart (guarded by its mu).
 type simRestart struct {
 	dead       bool // died while MARS was down: sends nothing
+	seeded     bool // its registration carried the view's shared data
 	regSoon    bool // a registration is scheduled
 	askSoon    bool // a report after a wait is scheduled
 	regOps     []op // a change made while MARS was down, sent with the registration
@@ -104,6 +108,10 @@ func (b *simBase) digestFor(s *simNode, r *report) {
 		r.MarsInc = b.oldInc
 	case s.rs.reconciled:
 		return
+	}
+	if r.Info != nil && r.From == 0 && !s.rs.seeded { // a registration: seed the new MARS, as a real node does
+		s.rs.seeded = true
+		r.Seed, r.SeedAt = b.keys, b.syncedAt
 	}
 	d := digest{total: b.dig.total, buckets: slices.Clone(b.dig.buckets)}
 	for name, e := range s.rs.overlay {
@@ -333,10 +341,14 @@ func scaleRestart(t *testing.T, c *simCluster, n int, proc **marsProc, port int,
 
 	// Every view must equal MARS's once no version moves any more.
 	equal, differ := scaleVerify(t, c, live)
-	t.Logf("SUMMARY restart: nodes=%d half re-listed %v, all re-listed %v, all views reconciled %v (p50 %v, p99 %v) after the new process listened; "+
+	kind := "memory"
+	if slices.Contains(args, "-data") {
+		kind = "-data"
+	}
+	t.Logf("SUMMARY restart (%s): nodes=%d half re-listed %v, all re-listed %v, all views reconciled %v (p50 %v, p99 %v) after the new process listened; "+
 		"new MARS CPU %.2f s, RSS %s; down %.1f MB (%.2f %% of the 3.56 GB one snapshot per node cost at 10,000), up %.1f MB; "+
 		"%d full snapshots (%.1f MB), %d bucket syncs (%.1f MB, mean %d bytes), %d waits; views equal to MARS's: %d of %d",
-		n, half.Round(time.Millisecond), relisted.Round(time.Millisecond), reconciled.Round(time.Millisecond),
+		kind, n, half.Round(time.Millisecond), relisted.Round(time.Millisecond), reconciled.Round(time.Millisecond),
 		pct(0.5), pct(0.99), cpu, procRSS(t, pid), mb(down), 100*float64(down)/3.56e9, mb(up),
 		fulls, mb(fullBytes), bks, mb(bkBytes), bkBytes/max(bks, 1), waits, equal, len(live))
 	if differ > 0 || equal != len(live) {
