@@ -240,9 +240,8 @@ func (c *Client) report() action {
 		for _, o := range c.ops {
 			ops = append(ops, o)
 		}
-		if c.reseed {
+		if c.reseed { // until a registration is answered: one may be lost with MARS's old session
 			seed, r.SeedAt = c.view.sharedSnapshot(), c.seedAt
-			c.reseed = false
 		}
 	} else {
 		r.From = c.sentSeq
@@ -458,6 +457,9 @@ func (c *Client) absorb(h *syncHead, now time.Time) action {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	nowClock := c.clock()
+	if h.MarsInc == c.marsInc && h.Flags&syncNeedInfo == 0 {
+		c.reseed = false // this MARS has registered the node (and taken its seed)
+	}
 	if h.MarsInc != c.marsInc {
 		prev := c.marsInc
 		c.marsInc = h.MarsInc
