@@ -5,6 +5,8 @@ import (
 	"maps"
 	"testing"
 	"time"
+
+	"github.com/marsmesh/marsmesh/rudp"
 )
 
 // listing is a view's or MARS's nodes (encoded record and listed state)
@@ -188,5 +190,54 @@ func TestBucketSyncAppliesAndChecksTotal(t *testing.T) {
 	}
 	if ok, ver := apply(kept(), nil); !ok || ver != 0 {
 		t.Fatalf("a bucket sync that misses a difference: ok %v, version %d, want version 0", ok, ver)
+	}
+}
+
+// A MARS of the revision before digests skips the digest a node sends
+// after a restart and sends a full snapshot: the views converge as before.
+func TestRestartIntoMarsWithoutDigests(t *testing.T) {
+	opts := fastOpts()
+	s1 := startServer(t, "", opts)
+	addr := s1.Addr().String()
+	var nodes []*testNode
+	for i := range 3 {
+		nodes = append(nodes, startNode(t, addr, ClientConfig{Interval: fastInterval, Type: fmt.Sprint("t", i)}))
+	}
+	nodes[0].c.SetSharedData("k", 1)
+	waitFor(t, 5*time.Second, "settled", func() bool {
+		for _, n := range nodes {
+			if n.c.View().Len() != 3 || len(n.c.View().AllSharedData()) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	s1.Close()
+	waitFor(t, 5*time.Second, "out of touch", func() bool { return !nodes[0].c.InTouch() })
+	s2, cfg, err := newServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.noDigest = true
+	tr, err := rudp.Listen(addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.start(tr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s2.Close() })
+	waitFor(t, 10*time.Second, "every view equal to the old-revision MARS", func() bool {
+		want, ver := serverListing(s2, "")
+		for _, n := range nodes {
+			got, inc, v := viewListing(n.c.View())
+			if inc != s2.Incarnation() || v != ver || !got.equal(want) || len(got.nodes) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	if st := s2.Stats(); st.Buckets != 0 || st.Waits != 0 || st.Fulls < 3 {
+		t.Fatalf("stats %+v: want full snapshots only", st)
 	}
 }

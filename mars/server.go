@@ -191,6 +191,9 @@ type Server struct {
 	st   *storeState // with ServerOptions.Store (server_store.go)
 	kv   kvServer    // the key-value store and leases (kv_server.go)
 	noKV bool        // tests: behave as a MARS of the revision before the key-value store
+	// noDigest (tests): behave as a MARS of the revision before view
+	// digests, which skips them and sends a full snapshot.
+	noDigest bool
 }
 
 // heldReply is a sync reply that acknowledges shared-data changes; with

@@ -240,7 +240,7 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 		full = !ok
 	}
 	at := top
-	if full && dig != nil && marsInc != s.inc && marsInc != 0 && s.st == nil {
+	if full && dig != nil && marsInc != s.inc && marsInc != 0 && s.st == nil && !s.noDigest {
 		switch how, body := s.reconcile(a, dig); how {
 		case reconcileWait:
 			s.stats.waits.Add(1)
