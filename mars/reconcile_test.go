@@ -3,6 +3,8 @@ package mars
 import (
 	"fmt"
 	"maps"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -239,5 +241,63 @@ func TestRestartIntoMarsWithoutDigests(t *testing.T) {
 	})
 	if st := s2.Stats(); st.Buckets != 0 || st.Waits != 0 || st.Fulls < 3 {
 		t.Fatalf("stats %+v: want full snapshots only", st)
+	}
+}
+
+// MARS keeps its digest per change; after any mix of changes it equals the
+// digest computed afresh, and a view holding the same state has it too.
+func TestDigestKeptPerChange(t *testing.T) {
+	a := newAppState("", new(uint64))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 3000 {
+		addr := fmt.Sprintf("10.0.%d.%d:1", rng.IntN(4), rng.IntN(50))
+		key := fmt.Sprint("k", rng.IntN(200))
+		switch rng.IntN(6) {
+		case 0:
+			if e := a.nodes[addr]; e != nil {
+				e.alive = !e.alive
+				a.nodeChanged(e)
+			} else {
+				a.addNode(&nodeEntry{addr: addr, inc: uint64(i), info: nodeInfo{Type: "T", Status: StatusOnline}, alive: true, life: StateOnline})
+			}
+		case 1:
+			if a.nodes[addr] != nil {
+				a.removeNode(addr, goneRemoved, 0)
+			}
+		case 2:
+			if e := a.nodes[addr]; e != nil {
+				e.info.Type = fmt.Sprint("T", i)
+				a.nodeChanged(e)
+			}
+		case 3, 4:
+			a.setKey(key, int16(rng.IntN(5)))
+		case 5:
+			a.removeKey(key, 0)
+		}
+	}
+	fresh := newDigest(maxDigestBuckets)
+	for addr, e := range a.nodes {
+		fresh.add(nodeNameHash(addr), nonZero(nodeEntryHash(e.rec, e.state())))
+	}
+	for k, e := range a.keys {
+		fresh.add(keyNameHash(k), keyEntryHash(k, e.val))
+	}
+	if fresh.total != a.dig.total || !slices.Equal(fresh.buckets, a.dig.buckets) {
+		t.Fatal("the digest kept per change differs from the one computed afresh")
+	}
+	v := newView("x:1", 1)
+	parts, at := a.full(0, 0)
+	var b syncBody
+	for _, p := range parts {
+		r := reader{b: p}
+		if err := decodeSyncBody(&r, 6, &b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v.apply(&syncHead{MarsInc: 1, Flags: syncFull, To: at}, &b, false, time.Now())
+	d := v.digest()
+	mine := a.digestAt(len(d.buckets))
+	if d.total != mine.total || !slices.Equal(d.buckets, mine.buckets) {
+		t.Fatalf("a view of %d nodes and %d keys has another digest than MARS", len(a.nodes), len(a.keys))
 	}
 }
