@@ -12,18 +12,24 @@ import (
 // differs from MARS's state mostly by nodes that have not registered yet.
 // While registrations keep arriving (the last one within settleQuiet) and
 // for at most settleMax after the start, a digest with more than 1/16 of
-// its buckets (and more than 4) differing is answered with syncWait; later, with more than
-// half of 8 or more differing, by a full snapshot.
+// its buckets (and more than 4) differing is answered with syncWait;
+// later, with more than half of 8 or more differing, by a full snapshot.
 const (
 	settleQuiet = int64(500 * time.Millisecond)
 	settleMax   = int64(5 * time.Second)
 )
 
+// digAdd counts an entry hash in the app's digest (subtract: -h).
+func (a *appState) digAdd(nameHash, h uint64) {
+	a.dig.add(nameHash, h)
+	a.digGen++
+}
+
 // digestAt folds the app's digest to nb buckets (bucketOf keeps the low
 // bits, so bucket i of nb sums the buckets j of the full digest with
-// j mod nb = i). It is cached per version.
+// j mod nb = i). It is cached until the next change.
 func (a *appState) digestAt(nb int) *digest {
-	if a.digFold.buckets != nil && a.digFoldVer == a.ver && len(a.digFold.buckets) == nb {
+	if a.digFold.buckets != nil && a.digFoldGen == a.digGen && len(a.digFold.buckets) == nb {
 		return &a.digFold
 	}
 	d := newDigest(nb)
@@ -31,7 +37,7 @@ func (a *appState) digestAt(nb int) *digest {
 	for i, x := range a.dig.buckets {
 		d.buckets[i&(nb-1)] += x
 	}
-	a.digFold, a.digFoldVer = d, a.ver
+	a.digFold, a.digFoldGen = d, a.digGen
 	return &a.digFold
 }
 
@@ -72,10 +78,11 @@ func (s *Server) reconcile(a *appState, d *digest) (reconcileReply, [][]byte) {
 
 // bucketBody builds the body of a syncBuckets sync: the nodes and keys of
 // the buckets in diff, and the bucket list. Nodes with the same view get
-// the same body, so the last one is kept for reuse at this version.
+// the same body, so the last one is kept for reuse until the next change.
 func (a *appState) bucketBody(nb int, diff []int) [][]byte {
 	key := make([]byte, 0, 16+4*len(diff))
 	key = binary.BigEndian.AppendUint64(key, a.ver)
+	key = binary.BigEndian.AppendUint64(key, a.digGen)
 	key = binary.BigEndian.AppendUint64(key, uint64(nb))
 	for _, i := range diff {
 		key = binary.BigEndian.AppendUint32(key, uint32(i))

@@ -46,8 +46,9 @@ type appState struct {
 	fullParts [][]byte
 
 	dig         digest // digest of the nodes and keys at maxDigestBuckets, kept per change (digest.go)
+	digGen      uint64 // counts the changes of dig (the caches below are of one)
 	digFold     digest // dig folded to fewer buckets (digestAt)
-	digFoldVer  uint64
+	digFoldGen  uint64
 	bucketParts [][]byte // the last body of differing buckets (bucketBody)
 	bucketKey   string
 }
@@ -174,10 +175,10 @@ func (a *appState) nodeChangedAt(e *nodeEntry, v uint64) {
 	e.ver = a.bumpAt(v, e.addr, true)
 	e.encode()
 	if e.hash != 0 {
-		a.dig.add(e.nameHash, -e.hash)
+		a.digAdd(e.nameHash, -e.hash)
 	}
 	e.nameHash, e.hash = nodeNameHash(e.addr), nonZero(nodeEntryHash(e.rec, e.state()))
-	a.dig.add(e.nameHash, e.hash)
+	a.digAdd(e.nameHash, e.hash)
 	delete(a.goneNodes, e.addr)
 	a.noteState(e, e.state(), 0)
 }
@@ -205,7 +206,7 @@ func (a *appState) removeNodeAt(addr string, why byte, v uint64, now int64) {
 	if e := a.nodes[addr]; e != nil {
 		a.noteState(e, StateGone, why)
 		if e.hash != 0 {
-			a.dig.add(e.nameHash, -e.hash)
+			a.digAdd(e.nameHash, -e.hash)
 			e.hash = 0
 		}
 	}
@@ -228,10 +229,10 @@ func (a *appState) setKey(key string, val int16) bool {
 func (a *appState) setKeyAt(key string, val int16, v uint64) {
 	nh := keyNameHash(key)
 	if old, ok := a.keys[key]; ok {
-		a.dig.add(nh, -old.hash)
+		a.digAdd(nh, -old.hash)
 	}
 	h := keyEntryHash(key, val)
-	a.dig.add(nh, h)
+	a.digAdd(nh, h)
 	a.keys[key] = keyEntry{val: val, ver: a.bumpAt(v, key, false), hash: h}
 	delete(a.goneKeys, key)
 }
@@ -248,7 +249,7 @@ func (a *appState) removeKey(key string, now int64) bool {
 
 func (a *appState) removeKeyAt(key string, v uint64, now int64) {
 	if old, ok := a.keys[key]; ok {
-		a.dig.add(keyNameHash(key), -old.hash)
+		a.digAdd(keyNameHash(key), -old.hash)
 	}
 	delete(a.keys, key)
 	a.bumpAt(v, key, false)
