@@ -17,6 +17,10 @@ import (
 const (
 	settleQuiet = int64(500 * time.Millisecond)
 	settleMax   = int64(5 * time.Second)
+	// bucketAgain: a node that got its differing buckets is answered a
+	// wait to another digest for this long (it was sent before the answer
+	// arrived; if the answer was lost, the node asks again after the wait).
+	bucketAgain = int64(time.Second)
 )
 
 // digAdd counts an entry hash in the app's digest (subtract: -h).
@@ -53,7 +57,17 @@ const (
 // reconcile compares a node's digest with the app's state. With
 // reconcileBuckets it returns the body parts (possibly with nothing but
 // the bucket list: the view is equal).
-func (s *Server) reconcile(a *appState, d *digest) (reconcileReply, [][]byte) {
+func (s *Server) reconcile(a *appState, addr string, d *digest) (reconcileReply, [][]byte) {
+	now := s.now()
+	e := a.nodes[addr]
+	if e == nil {
+		e = a.guests[addr]
+	}
+	if e != nil && e.bucketAt != 0 && now-e.bucketAt < bucketAgain {
+		// A second digest sent before the answer to the first arrived:
+		// the node will not use a second answer (View.apply).
+		return reconcileWait, nil
+	}
 	nb := len(d.buckets)
 	mine := a.digestAt(nb)
 	var diff []int
@@ -65,13 +79,15 @@ func (s *Server) reconcile(a *appState, d *digest) (reconcileReply, [][]byte) {
 	if len(diff) == 0 && mine.total != d.total {
 		return reconcileFull, nil // a 32-bit collision: be sure
 	}
-	now := s.now()
 	switch {
 	case len(diff) <= max(nb/16, 4):
 	case now < settleMax && now-s.lastReg < settleQuiet:
 		return reconcileWait, nil
 	case len(diff) > nb/2 && nb >= 8:
 		return reconcileFull, nil // as dear, and a full snapshot is shared more
+	}
+	if e != nil {
+		e.bucketAt = now
 	}
 	return reconcileBuckets, a.bucketBody(nb, diff)
 }

@@ -241,7 +241,7 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 	}
 	at := top
 	if full && dig != nil && marsInc != s.inc && marsInc != 0 && s.st == nil && !s.noDigest {
-		switch how, body := s.reconcile(a, dig); how {
+		switch how, body := s.reconcile(a, addr, dig); how {
 		case reconcileWait:
 			s.stats.waits.Add(1)
 			s.sendSyncParts(to, q, syncHead{Addr: addr, MarsInc: s.inc, Flags: flags | syncWait, Echo: echo, Ack: ack, From: ver, To: ver}, [][]byte{nil})

@@ -71,6 +71,7 @@ type nodeEntry struct {
 	listedAt uint64 // the incarnation last listed
 	owner    uint64 // with a Store: the replica that serves the node
 	hash     uint64 // digest hash of rec and listed state; 0: not counted (digest.go)
+	bucketAt int64  // server clock when its differing buckets were last sent (server_digest.go)
 	nameHash uint64
 }
 
