@@ -17,7 +17,8 @@ import (
 	"github.com/marsmesh/marsmesh/rudp"
 )
 
-// ServerOptions configures a MARS server. Zero values mean the defaults.
+// ServerOptions configures a MARS server. Zero values mean the defaults
+// (DefaultServerOptions lists them, Validate the allowed ranges).
 type ServerOptions struct {
 	// OfflineAfter: a node silent this long is listed offline. Default 3 s.
 	OfflineAfter time.Duration
@@ -273,6 +274,9 @@ func NewServer(conn net.PacketConn, opts ServerOptions) (*Server, error) {
 }
 
 func newServer(opts ServerOptions) (*Server, rudp.Config, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, rudp.Config{}, err
+	}
 	opts = opts.withDefaults()
 	s := &Server{
 		opts:  opts,
@@ -288,9 +292,6 @@ func newServer(opts ServerOptions) (*Server, rudp.Config, error) {
 		saveNow: make(chan struct{}, 1),
 	}
 	if opts.Store != nil {
-		if opts.DataDir != "" {
-			return nil, rudp.Config{}, errors.New("mars: ServerOptions.DataDir is for a server without a Store (the store keeps the data)")
-		}
 		ctx, cancel := context.WithCancel(context.Background())
 		s.inc = opts.Store.ID()
 		s.st = &storeState{store: opts.Store, owner: newIncarnation(), ctx: ctx, cancel: cancel,
