@@ -1,13 +1,9 @@
 package mars
 
 import (
-	"errors"
 	"fmt"
 	"time"
 )
-
-// ErrBadOptions is wrapped by every error ServerOptions.Validate returns.
-var ErrBadOptions = errors.New("mars: invalid server options")
 
 // DefaultServerOptions returns the options a zero ServerOptions stands for,
 // each default filled in (Logger, Store and the transport's callbacks stay
@@ -20,8 +16,8 @@ func DefaultServerOptions() ServerOptions {
 
 // Validate checks the options Listen and NewServer use (they call it): a
 // zero field takes its default; durations and limits may not be negative
-// (LeaseHold may: no hold); RemoveAfter may not be shorter than
-// OfflineAfter when both are set; DataDir must be empty with a Store; and
+// (LeaseHold may: no hold; a RemoveAfter shorter than OfflineAfter is
+// raised to it); DataDir must be empty with a Store; and
 // the transport options must pass rudp.Config.Validate. The error names
 // the first field out of range and wraps ErrBadOptions.
 func (o ServerOptions) Validate() error {
@@ -48,9 +44,6 @@ func (o ServerOptions) Validate() error {
 		if n.v < 0 {
 			return fmt.Errorf("%w: %s %d, want 0 (default) or more", ErrBadOptions, n.name, n.v)
 		}
-	}
-	if o.OfflineAfter > 0 && o.RemoveAfter > 0 && o.RemoveAfter < o.OfflineAfter {
-		return fmt.Errorf("%w: RemoveAfter %v is shorter than OfflineAfter %v", ErrBadOptions, o.RemoveAfter, o.OfflineAfter)
 	}
 	if o.Store != nil && o.DataDir != "" {
 		return fmt.Errorf("%w: DataDir is for a server without a Store (the store keeps the data)", ErrBadOptions)

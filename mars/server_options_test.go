@@ -24,7 +24,6 @@ func TestServerOptionsValidate(t *testing.T) {
 	for name, o := range map[string]ServerOptions{
 		"negative OfflineAfter":  {OfflineAfter: -time.Second},
 		"negative MaxNodes":      {MaxNodes: -1},
-		"RemoveAfter too short":  {OfflineAfter: 3 * time.Second, RemoveAfter: time.Second},
 		"DataDir with a Store":   {DataDir: "x", Store: st},
 		"bad transport interval": {Transport: rudp.Config{Interval: time.Hour}},
 	} {
