@@ -182,10 +182,11 @@
 // restarts). The README's scale section has the current figures; on
 // 2026-12-07, with 10,000 nodes started over 60 s
 // (MARS_SCALE=10000 MARS_SCALE_RESTART=1 MARS_SCALE_RAMP=60s), all were
-// listed 1.0 s after the last start (2.1 ms of MARS CPU and 376 KB per
+// listed 1.4 s after the last start (2.1 ms of MARS CPU and 376 KB per
 // join), and after a SIGKILL and an immediate restart every view was
-// reconciled 3.5 s after the new process listened, with 91 MB of syncs down
-// (one snapshot per node, before: 3.56 GB) and 0 full snapshots.
+// reconciled 2.8 s after the new process listened (3.3 s with -data), with
+// 50 MB of syncs down (one snapshot per node, before: 3.56 GB) and 0 full
+// snapshots.
 //
 // Replicas over etcd (MARS_SCALE_ETCD=1: two mars-server -store etcd over
 // a real etcd, every node on the first, which is SIGKILLed; the simulated

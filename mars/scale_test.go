@@ -497,8 +497,11 @@ func runScale(t *testing.T, n int) {
 	}
 
 	store := "memory"
-	if etcd != nil {
+	switch {
+	case etcd != nil:
 		store = "etcd"
+	case slices.Contains(procArgs, "-data"):
+		store = "-data"
 	}
 	t.Logf("SUMMARY join (%s): nodes=%d started over %v, all listed %v after the last start (%v in all); MARS CPU %.2f s%s, %.2f ms per join; "+
 		"down %.1f MB, %.1f KB per join, of which %d full snapshots (mean %d bytes); up %.1f MB",
