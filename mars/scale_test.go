@@ -191,7 +191,7 @@ func (c *simCluster) onMessage(from netip.AddrPort, kind byte, p []byte, _ bool)
 		s.needFull = true
 		if base != nil && !s.rs.regSoon { // a real node registers within ReregisterJitter
 			s.rs.regSoon = true
-			time.AfterFunc(time.Duration(rand.Int64N(int64(500*time.Millisecond))), func() { c.report(s, nil) })
+			time.AfterFunc(time.Duration(rand.Int64N(int64(500*time.Millisecond))), func() { c.reportLater(s) })
 		}
 	} else {
 		s.registered = true
@@ -202,8 +202,17 @@ func (c *simCluster) onMessage(from netip.AddrPort, kind byte, p []byte, _ bool)
 			s.mu.Lock()
 			s.rs.askSoon = false
 			s.mu.Unlock()
-			c.report(s, nil)
+			c.reportLater(s)
 		})
+	}
+}
+
+// reportLater is report from a timer: nothing once the cluster stopped.
+func (c *simCluster) reportLater(s *simNode) {
+	select {
+	case <-c.stop:
+	default:
+		c.report(s, nil)
 	}
 }
 
