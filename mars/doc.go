@@ -56,7 +56,9 @@
 // file was saved, the file wins and the seed is ignored (this compares the
 // node's wall clock with MARS's: keep them in sync, as NTP does). A key removed in
 // the last moments before a crash, while some node had not yet synced the
-// removal, may therefore come back. With DataDir, MARS acknowledges a
+// removal, may therefore come back; a removal sent to the new MARS before
+// any seed of its key leaves a tombstone, so later seeds do not bring it
+// back. With DataDir, MARS acknowledges a
 // shared-data change only once the data file holds it (the reply waits for
 // the write and fsync), so an acknowledged write survives a crash of MARS
 // and of its writer. Two nodes writing one key within 2.5 intervals of a
@@ -65,11 +67,14 @@
 // (digest.go) rather than taking a full snapshot: its reports carry the
 // digest of the view (a 16-bit sum per bucket of about 40 entries, and a
 // 64-bit sum of all) until the new MARS answers with the contents of the
-// buckets that differ (the view replaces those and keeps the rest). While
-// registrations of other nodes still arrive (one within 500 ms, for up to
-// 5 s after the start) and more than 1/16 of the buckets differ, MARS asks
-// the node to send its digest again half an interval later; when more
-// than half of 8 or more buckets differ, it sends a full snapshot.
+// buckets that differ (the view replaces those and keeps the rest) and
+// MARS's 64-bit sum, which the view then checks itself against (a mismatch
+// asks for a full snapshot). While registrations of other nodes still
+// arrive (one within 500 ms, for up to 5 s after the start) and more than
+// 1/16 (and more than 4) of the buckets differ, MARS asks the node to send
+// its digest again half an interval later; when more than half of 8 or
+// more buckets differ, it sends a full snapshot. A MARS of an earlier
+// revision skips the digest and sends a full snapshot.
 // Meanwhile the node's view keeps listing
 // what it knew, for a grace period of 3 intervals + 500 ms, and drops what
 // the new MARS has not confirmed by then (entries of differing buckets
