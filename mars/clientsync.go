@@ -219,6 +219,11 @@ func (c *Client) report() action {
 	}
 	marsInc, ver, _ := c.view.state()
 	r := report{App: c.app, Addr: c.addr, Inc: c.inc, MarsInc: marsInc, Ver: c.lookBackVer(marsInc, ver), Seq: c.seq}
+	if marsInc != 0 && c.marsInc != 0 && marsInc != c.marsInc {
+		// A new MARS: say what the view holds, so it sends only what
+		// differs (digest.go).
+		r.Digest = c.view.digest()
+	}
 	if c.cfg.Guest {
 		r.Flags |= flagGuest
 	} else {
@@ -235,9 +240,8 @@ func (c *Client) report() action {
 		for _, o := range c.ops {
 			ops = append(ops, o)
 		}
-		if c.reseed {
+		if c.reseed { // until a registration is answered: one may be lost with MARS's old session
 			seed, r.SeedAt = c.view.sharedSnapshot(), c.seedAt
-			c.reseed = false
 		}
 	} else {
 		r.From = c.sentSeq
@@ -385,6 +389,10 @@ func (c *Client) handleSync(p []byte) action {
 	}
 	now := time.Now()
 	act := c.absorb(&h, now)
+	if h.Flags&syncWait != 0 && (!act.set || act.soon > c.cfg.Interval/2) {
+		// MARS still takes registrations: give it our digest again soon.
+		act.set, act.soon = true, c.cfg.Interval/2+jitter(c.cfg.Interval/4)
+	}
 	c.mu.Lock()
 	more := c.seq > c.sentSeq
 	c.mu.Unlock()
@@ -449,6 +457,9 @@ func (c *Client) absorb(h *syncHead, now time.Time) action {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	nowClock := c.clock()
+	if h.MarsInc == c.marsInc && h.Flags&syncNeedInfo == 0 {
+		c.reseed = false // this MARS has registered the node (and taken its seed)
+	}
 	if h.MarsInc != c.marsInc {
 		prev := c.marsInc
 		c.marsInc = h.MarsInc

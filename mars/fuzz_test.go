@@ -19,6 +19,8 @@ func FuzzDecodeMessage(f *testing.F) {
 		{Addr: "h:1", Inc: 1, Info: &nodeInfo{Type: "UDP", Role: "UDP", Status: StatusTaken, EndPoint: "e:1", Values: vals}},
 		{Addr: "h:1", Inc: 1, Flags: flagGuest, Ops: []op{{Seq: 1, Key: "k", Val: -5}, {Seq: 2, Key: "d", Del: true}, {Seq: 3, Key: "a", Val: 2, Add: true}}},
 		{Addr: "h:1", Inc: 1, Seed: []kv{{"s", -32768}, {"t", 32767}}, SeedAt: 1700000000000},
+		{Addr: "h:1", Inc: 1, MarsInc: 3, Ver: 9, Digest: &digest{total: 1 << 60, buckets: []uint16{1, 2, 3, 1 << 15}}},
+		{Addr: "h:1", Inc: 1, Life: StateDraining, Digest: &digest{total: 5, buckets: make([]uint16, 512)}},
 	}
 	for _, r := range reports {
 		f.Add(KindReport, r.append(nil))
@@ -32,6 +34,14 @@ func FuzzDecodeMessage(f *testing.F) {
 		goneWhy: []byte{goneLeft}, keys: []kv{{"k", 1}}, dropped: []string{"d"}}).build()
 	f.Add(KindSync, appendSync(nil, &syncHead{Addr: "a:1", MarsInc: 1, Flags: syncFull, To: 5}, body[0]))
 	f.Add(KindSync, appendSync(nil, &syncHead{Addr: "a:1", MarsInc: 1}, nil))
+	a := newAppState("", new(uint64))
+	a.addNode(&nodeEntry{addr: "a:1", inc: 1, info: nodeInfo{Type: "T", Status: StatusOnline}, alive: true, life: StateOnline})
+	a.setKey("k", 3)
+	for _, diff := range [][]int{nil, {0, 3}} {
+		body := a.bucketBody(4, diff)
+		f.Add(KindSync, appendSync(nil, &syncHead{Addr: "a:1", MarsInc: 1, Flags: syncFull | syncBuckets, To: a.ver}, body[0]))
+	}
+	f.Add(KindSync, appendSync(nil, &syncHead{Addr: "a:1", MarsInc: 1, Flags: syncWait, From: 3, To: 3}, nil))
 	f.Add(byte(0x4E), []byte{0x90})
 
 	f.Fuzz(func(t *testing.T, kind byte, p []byte) {

@@ -16,7 +16,7 @@ const (
 
 // report is a node's periodic message to MARS.
 //
-//	[version, app, addr, inc, flags, marsInc, ver, from, seq, info?, ops?, seed?, seedAt?, life?]
+//	[version, app, addr, inc, flags, marsInc, ver, from, seq, info?, ops?, seed?, seedAt?, life?, digest?]
 //
 // An op is [seq, key] (remove), [seq, key, val] (set) or
 // [seq, key, delta, 1] (add). The trailing fields may be left out. ops and info cover every local
@@ -27,6 +27,9 @@ const (
 // state as it declares it (StateJoining, StateOnline, StateDraining): left
 // out (and then the fields before it may be nil/empty) it is online, so a
 // MARS of an earlier revision, which skips it, lists the node online.
+// digest (digest.go) is the digest of the node's view, sent while the view
+// comes from another MARS incarnation than the one the node now reports
+// to; a MARS of an earlier revision skips it.
 type report struct {
 	App     string
 	Addr    string
@@ -41,6 +44,7 @@ type report struct {
 	Seed    []kv
 	SeedAt  int64
 	Life    State // 0 or StateOnline: online (left out)
+	Digest  *digest
 }
 
 // life is the membership state the report declares.
@@ -54,6 +58,8 @@ func (m *report) life() State {
 func (m *report) append(b []byte) []byte {
 	n := 9
 	switch {
+	case m.Digest != nil:
+		n = 15
 	case m.Life != 0 && m.Life != StateOnline:
 		n = 14
 	case m.SeedAt != 0 || len(m.Seed) > 0:
@@ -125,7 +131,11 @@ func (m *report) append(b []byte) []byte {
 	if n == 13 {
 		return b
 	}
-	return appendUint(b, uint64(m.Life))
+	b = appendUint(b, uint64(m.life()))
+	if n == 14 {
+		return b
+	}
+	return appendDigest(b, m.Digest)
 }
 
 // decodeReport parses a report. Keys are read up to MaxAddrLen bytes so a
@@ -211,13 +221,17 @@ func decodeReport(p []byte) (*report, error) {
 	if n > 13 {
 		switch l := State(r.uint()); {
 		case r.err != nil:
-		case l == StateJoining || l == StateOnline || l == StateDraining:
+		case l == StateOnline: // the default: kept as 0, as a report that leaves it out
+		case l == StateJoining || l == StateDraining:
 			m.Life = l
 		default:
 			r.fail(fmt.Errorf("%w: life %d", errType, l))
 		}
 	}
-	for i := 14; i < n && r.err == nil; i++ { // fields of a later protocol revision
+	if n > 14 {
+		m.Digest = r.digest()
+	}
+	for i := 15; i < n && r.err == nil; i++ { // fields of a later protocol revision
 		r.skip(maxValueDepth)
 	}
 	if r.err == nil && r.left() != 0 {
@@ -267,6 +281,13 @@ const (
 	syncFull     = 1 << 0 // the body is the whole state: replace the view
 	syncNeedInfo = 1 << 1 // MARS does not know this node: send full state
 	syncMore     = 1 << 2 // more parts of this reply follow
+	// (1 << 3 is syncKV, kv_proto.go.)
+	// syncBuckets (with syncFull): the body holds only the buckets its
+	// buckets field lists (digest.go); the view keeps its other entries.
+	syncBuckets = 1 << 4
+	// syncWait: MARS is still taking registrations after a restart and
+	// cannot yet compare the node's digest; ask again soon.
+	syncWait = 1 << 5
 )
 
 // nodeRecord is one node as MARS lists it.
@@ -296,12 +317,16 @@ func appendRecord(b []byte, n *nodeRecord) []byte {
 
 // syncHead is the fixed part of a sync message.
 //
-//	[addr, marsInc, flags, part, echo, ack, from, to, nodes?, gone?, keys?, dropped?, states?, goneWhy?]
+//	[addr, marsInc, flags, part, echo, ack, from, to, nodes?, gone?, keys?, dropped?, states?, goneWhy?, buckets?]
 //
 // addr is the mesh address the reply is for (several simulated nodes may
 // share a transport), echo the seq of the report answered, ack the highest
 // seq MARS has seen everything up to. from..to is the version span the body
-// covers. The body fields may be left out when empty.
+// covers. The body fields may be left out when empty. buckets, only with
+// syncBuckets, is [nb, total, bucket...]: the bucket count of the node's
+// digest, the 64-bit digest total of MARS's state at version to (the view
+// checks itself against it), and the buckets the body replaces (each part
+// lists its own; they add up).
 type syncHead struct {
 	Addr    string
 	MarsInc uint64
@@ -326,6 +351,9 @@ type syncBody struct {
 	Dropped []string
 	States  []State
 	GoneWhy []byte
+	NB      int    // with syncBuckets: the bucket count
+	Total   uint64 // with syncBuckets: the digest total of MARS's state at To
+	Buckets []int  // with syncBuckets: the buckets the body replaces
 }
 
 // appendSync writes a sync message; body holds the encoded body fields
@@ -337,7 +365,10 @@ func appendSync(b []byte, h *syncHead, body []byte) []byte {
 // appendSyncHead writes the head of a sync whose body (if hasBody) follows.
 func appendSyncHead(b []byte, h *syncHead, hasBody bool) []byte {
 	n := 8
-	if hasBody {
+	switch {
+	case hasBody && h.Flags&syncBuckets != 0:
+		n = 15 // and the buckets array
+	case hasBody:
 		n = 14 // the body: the six arrays bodyBuilder writes
 	}
 	b = appendArrayLen(b, n)
@@ -437,7 +468,26 @@ func decodeSyncBody(r *reader, fields int, b *syncBody) error {
 			b.GoneWhy = append(b.GoneWhy, byte(r.uint()))
 		}
 	}
-	for i := 6; i < fields && r.err == nil; i++ {
+	if fields > 6 {
+		k := r.arrayLen()
+		if r.err == nil && k < 2 {
+			r.fail(fmt.Errorf("%w: buckets field of %d elements", errType, k))
+		}
+		nb := int(min(r.uint(), 1<<30))
+		total := r.uint()
+		if r.err == nil && (nb < 1 || nb > maxDigestBuckets || nb&(nb-1) != 0 || b.NB != 0 && (nb != b.NB || total != b.Total)) {
+			r.fail(fmt.Errorf("%w: bucket count %d", errType, nb))
+		}
+		b.NB, b.Total = nb, total
+		for i := 2; i < k && r.err == nil; i++ {
+			if x := r.uint(); r.err == nil && x >= uint64(nb) {
+				r.fail(fmt.Errorf("%w: bucket %d of %d", errType, x, nb))
+			} else {
+				b.Buckets = append(b.Buckets, int(x))
+			}
+		}
+	}
+	for i := 7; i < fields && r.err == nil; i++ {
 		r.skip(maxValueDepth)
 	}
 	if r.err == nil && r.left() != 0 {

@@ -103,6 +103,8 @@ var (
 	ErrTimeout  = errors.New("mars: timed out")
 	ErrProtocol = errors.New("mars: malformed message")
 	ErrRemote   = errors.New("mars: refused by MARS")
+	// ErrBadOptions: ServerOptions.Validate refused the options.
+	ErrBadOptions = errors.New("mars: invalid server options")
 )
 
 // RemoteError is an error MARS reported back to a node.

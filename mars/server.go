@@ -17,7 +17,8 @@ import (
 	"github.com/marsmesh/marsmesh/rudp"
 )
 
-// ServerOptions configures a MARS server. Zero values mean the defaults.
+// ServerOptions configures a MARS server. Zero values mean the defaults
+// (DefaultServerOptions lists them, Validate the allowed ranges).
 type ServerOptions struct {
 	// OfflineAfter: a node silent this long is listed offline. Default 3 s.
 	OfflineAfter time.Duration
@@ -182,6 +183,7 @@ type Server struct {
 	persist  *persister
 	held     map[netip.AddrPort]heldReply // with DataDir: replies waiting for a save
 	snapSeq  uint64                       // numbers snapshots of the shared data
+	lastReg  int64                        // server clock of the last node registration (server_digest.go)
 	saveNow  chan struct{}
 
 	stats  serverCounters
@@ -190,6 +192,9 @@ type Server struct {
 	st   *storeState // with ServerOptions.Store (server_store.go)
 	kv   kvServer    // the key-value store and leases (kv_server.go)
 	noKV bool        // tests: behave as a MARS of the revision before the key-value store
+	// noDigest (tests): behave as a MARS of the revision before view
+	// digests, which skips them and sends a full snapshot.
+	noDigest bool
 }
 
 // heldReply is a sync reply that acknowledges shared-data changes; with
@@ -201,6 +206,7 @@ type heldReply struct {
 	marsInc, ver uint64
 	flags, echo  uint64
 	ack          uint64 // what the reply acknowledges
+	dig          *digest
 }
 
 type inMsg struct {
@@ -213,6 +219,7 @@ type inMsg struct {
 
 type serverCounters struct {
 	reports, leaves, bad, syncs, syncBytes, skipped, ignored atomic.Uint64
+	fulls, buckets, waits                                    atomic.Uint64
 }
 
 // ServerStats is a snapshot of a server's counters.
@@ -224,6 +231,10 @@ type ServerStats struct {
 	SyncBytes uint64 // bytes of sync messages sent
 	Skipped   uint64 // replies skipped because the peer had a backlog (it asks again)
 	Ignored   uint64 // unreliable datagrams of MARS kinds, dropped unanswered
+	// Reconciling views after a restart (digest.go): full snapshots sent
+	// (for any reason), syncs of differing buckets sent, and asks to send
+	// the digest again later.
+	Fulls, Buckets, Waits uint64
 }
 
 // Listen starts a MARS server on a UDP address ("host:port").
@@ -263,6 +274,9 @@ func NewServer(conn net.PacketConn, opts ServerOptions) (*Server, error) {
 }
 
 func newServer(opts ServerOptions) (*Server, rudp.Config, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, rudp.Config{}, err
+	}
 	opts = opts.withDefaults()
 	s := &Server{
 		opts:  opts,
@@ -278,9 +292,6 @@ func newServer(opts ServerOptions) (*Server, rudp.Config, error) {
 		saveNow: make(chan struct{}, 1),
 	}
 	if opts.Store != nil {
-		if opts.DataDir != "" {
-			return nil, rudp.Config{}, errors.New("mars: ServerOptions.DataDir is for a server without a Store (the store keeps the data)")
-		}
 		ctx, cancel := context.WithCancel(context.Background())
 		s.inc = opts.Store.ID()
 		s.st = &storeState{store: opts.Store, owner: newIncarnation(), ctx: ctx, cancel: cancel,
@@ -355,6 +366,7 @@ func (s *Server) Stats() ServerStats {
 		Reports: s.stats.reports.Load(), Leaves: s.stats.leaves.Load(), Bad: s.stats.bad.Load(),
 		Syncs: s.stats.syncs.Load(), SyncBytes: s.stats.syncBytes.Load(),
 		Skipped: s.stats.skipped.Load(), Ignored: s.stats.ignored.Load(),
+		Fulls: s.stats.fulls.Load(), Buckets: s.stats.buckets.Load(), Waits: s.stats.waits.Load(),
 	}
 }
 
@@ -513,7 +525,7 @@ func (s *Server) saveHeld() {
 		if e.ack == e.durable {
 			e.unsaved = false
 		}
-		s.sendSync(to, a, h.addr, h.marsInc, h.ver, h.flags, h.echo, h.ack)
+		s.sendSync(to, a, h.addr, h.marsInc, h.ver, h.flags, h.echo, h.ack, h.dig)
 	}
 }
 

@@ -88,6 +88,7 @@ func (s *Server) handleReport(m inMsg) {
 			// MARS could never fill).
 			e, flags = nil, syncNeedInfo
 		case e != nil: // the node restarted on the same address
+			s.lastReg = now
 			e.prevInc, e.inc, e.ack, e.durable, e.unsaved = e.inc, r.Inc, 0, 0, false
 			e.info, e.alive, e.life, e.lastSeen = *r.Info, true, r.life(), now
 			a.nodeChanged(e)
@@ -98,6 +99,7 @@ func (s *Server) handleReport(m inMsg) {
 			}
 			e = &nodeEntry{addr: r.Addr, inc: r.Inc, info: *r.Info, alive: true, life: r.life(), lastSeen: now}
 			a.addNode(e)
+			s.lastReg = now
 		}
 	}
 	var ack uint64
@@ -112,7 +114,7 @@ func (s *Server) handleReport(m inMsg) {
 			// Persist before acknowledging: the reply (and its ack) goes
 			// out once the data file holds these changes.
 			s.held[m.from] = heldReply{app: a.name, addr: r.Addr, guest: r.Flags&flagGuest != 0, inc: e.inc,
-				marsInc: r.MarsInc, ver: r.Ver, flags: flags, echo: r.Seq, ack: e.ack}
+				marsInc: r.MarsInc, ver: r.Ver, flags: flags, echo: r.Seq, ack: e.ack, dig: r.Digest}
 			e.unsaved = true
 			select {
 			case s.saveNow <- struct{}{}:
@@ -125,7 +127,7 @@ func (s *Server) handleReport(m inMsg) {
 			ack = e.durable // a held reply acknowledges the rest after the save
 		}
 	}
-	s.sendSync(m.from, a, r.Addr, r.MarsInc, r.Ver, flags, r.Seq, ack)
+	s.sendSync(m.from, a, r.Addr, r.MarsInc, r.Ver, flags, r.Seq, ack, r.Digest)
 }
 
 // applyData applies a report's seed and shared-data changes; it reports
@@ -173,6 +175,12 @@ func (s *Server) applyData(a *appState, e *nodeEntry, r *report, now int64) (cha
 		if o.Del {
 			if a.removeKey(o.Key, now) {
 				s.dirty = true
+			} else if _, gone := a.goneKeys[o.Key]; !gone {
+				// Not here yet (a restart: seeds from other views may
+				// still come): remember the removal so no seed brings it
+				// back.
+				*a.clock++
+				a.removeKeyAt(o.Key, *a.clock, now)
 			}
 			continue
 		}
@@ -204,8 +212,10 @@ func (s *Server) refuseKeys(to netip.AddrPort, r *report, app string, badKey, fu
 	}
 }
 
-// sendSync answers a report with the changes since the node's version.
-func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, ver, flags, echo, ack uint64) {
+// sendSync answers a report with the changes since the node's version. A
+// node whose view comes from another MARS incarnation may send its digest
+// (dig): MARS then sends only what differs (server_digest.go).
+func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, ver, flags, echo, ack uint64, dig *digest) {
 	q := s.queued(to)
 	if q > replyBacklog {
 		s.stats.skipped.Add(1)
@@ -230,6 +240,18 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 		full = !ok
 	}
 	at := top
+	if full && dig != nil && marsInc != s.inc && marsInc != 0 && s.st == nil && !s.noDigest {
+		switch how, body := s.reconcile(a, addr, dig); how {
+		case reconcileWait:
+			s.stats.waits.Add(1)
+			s.sendSyncParts(to, q, syncHead{Addr: addr, MarsInc: s.inc, Flags: flags | syncWait, Echo: echo, Ack: ack, From: ver, To: ver}, [][]byte{nil})
+			return
+		case reconcileBuckets:
+			s.stats.buckets.Add(1)
+			s.sendSyncParts(to, q, syncHead{Addr: addr, MarsInc: s.inc, Flags: flags | syncFull | syncBuckets, Echo: echo, Ack: ack, To: top}, body)
+			return
+		}
+	}
 	if full {
 		seen := ver
 		if marsInc != s.inc {
@@ -241,6 +263,7 @@ func (s *Server) sendSync(to netip.AddrPort, a *appState, addr string, marsInc, 
 		}
 		flags |= syncFull
 		ver = 0
+		s.stats.fulls.Add(1)
 	}
 	s.sendSyncParts(to, q, syncHead{Addr: addr, MarsInc: s.inc, Flags: flags, Echo: echo, Ack: ack, From: ver, To: at}, parts)
 }

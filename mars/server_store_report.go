@@ -92,7 +92,7 @@ func (s *Server) storeHeartbeat(m inMsg) bool {
 		s.takeOver(StoreKey{App: r.App, Kind: kind, Name: r.Addr})
 	}
 	e.lastSeen = s.now()
-	s.sendSync(m.from, a, r.Addr, r.MarsInc, r.Ver, 0, r.Seq, e.ack)
+	s.sendSync(m.from, a, r.Addr, r.MarsInc, r.Ver, 0, r.Seq, e.ack, nil)
 	return true
 }
 
@@ -362,5 +362,5 @@ func (s *Server) replyLocked(to netip.AddrPort, a *appState, r *report, flags, a
 	if cur := s.apps[a.name]; cur != nil {
 		a = cur // the copy may have been loaded again meanwhile
 	}
-	s.sendSync(to, a, r.Addr, r.MarsInc, r.Ver, flags, r.Seq, ack)
+	s.sendSync(to, a, r.Addr, r.MarsInc, r.Ver, flags, r.Seq, ack, nil)
 }

@@ -44,6 +44,13 @@ type appState struct {
 	fullVer   uint64 // version fullParts was built at
 	fullAt    int64  // server clock when it was built
 	fullParts [][]byte
+
+	dig         digest // digest of the nodes and keys at maxDigestBuckets, kept per change (digest.go)
+	digGen      uint64 // counts the changes of dig (the caches below are of one)
+	digFold     digest // dig folded to fewer buckets (digestAt)
+	digFoldGen  uint64
+	bucketParts [][]byte // the last body of differing buckets (bucketBody)
+	bucketKey   string
 }
 
 // nodeEntry is one node (or guest) of an app.
@@ -63,6 +70,9 @@ type nodeEntry struct {
 	listed   State  // the state last listed (for the log of changes)
 	listedAt uint64 // the incarnation last listed
 	owner    uint64 // with a Store: the replica that serves the node
+	hash     uint64 // digest hash of rec and listed state; 0: not counted (digest.go)
+	bucketAt int64  // server clock when its differing buckets were last sent (server_digest.go)
+	nameHash uint64
 }
 
 func (e *nodeEntry) status() Status {
@@ -98,8 +108,9 @@ func (e *nodeEntry) encode() {
 }
 
 type keyEntry struct {
-	val int16
-	ver uint64
+	val  int16
+	ver  uint64
+	hash uint64 // digest hash of the key and value
 }
 
 type logEntry struct {
@@ -118,6 +129,7 @@ type tomb struct {
 func newAppState(name string, clock *uint64) *appState {
 	*clock++ // reserve a version: the app starts there, past any older view
 	return &appState{
+		dig:       newDigest(maxDigestBuckets),
 		name:      name,
 		clock:     clock,
 		ver:       *clock,
@@ -135,6 +147,7 @@ func newAppState(name string, clock *uint64) *appState {
 // revision v.
 func newAppStateAt(name string, v uint64) *appState {
 	return &appState{
+		dig:       newDigest(maxDigestBuckets),
 		name:      name,
 		ver:       v,
 		horizon:   v,
@@ -162,6 +175,11 @@ func (a *appState) nodeChanged(e *nodeEntry) {
 func (a *appState) nodeChangedAt(e *nodeEntry, v uint64) {
 	e.ver = a.bumpAt(v, e.addr, true)
 	e.encode()
+	if e.hash != 0 {
+		a.digAdd(e.nameHash, -e.hash)
+	}
+	e.nameHash, e.hash = nodeNameHash(e.addr), nonZero(nodeEntryHash(e.rec, e.state()))
+	a.digAdd(e.nameHash, e.hash)
 	delete(a.goneNodes, e.addr)
 	a.noteState(e, e.state(), 0)
 }
@@ -188,6 +206,10 @@ func (a *appState) removeNode(addr string, why byte, now int64) {
 func (a *appState) removeNodeAt(addr string, why byte, v uint64, now int64) {
 	if e := a.nodes[addr]; e != nil {
 		a.noteState(e, StateGone, why)
+		if e.hash != 0 {
+			a.digAdd(e.nameHash, -e.hash)
+			e.hash = 0
+		}
 	}
 	delete(a.nodes, addr)
 	a.bumpAt(v, addr, true)
@@ -206,7 +228,13 @@ func (a *appState) setKey(key string, val int16) bool {
 }
 
 func (a *appState) setKeyAt(key string, val int16, v uint64) {
-	a.keys[key] = keyEntry{val: val, ver: a.bumpAt(v, key, false)}
+	nh := keyNameHash(key)
+	if old, ok := a.keys[key]; ok {
+		a.digAdd(nh, -old.hash)
+	}
+	h := keyEntryHash(key, val)
+	a.digAdd(nh, h)
+	a.keys[key] = keyEntry{val: val, ver: a.bumpAt(v, key, false), hash: h}
 	delete(a.goneKeys, key)
 }
 
@@ -221,6 +249,9 @@ func (a *appState) removeKey(key string, now int64) bool {
 }
 
 func (a *appState) removeKeyAt(key string, v uint64, now int64) {
+	if old, ok := a.keys[key]; ok {
+		a.digAdd(keyNameHash(key), -old.hash)
+	}
 	delete(a.keys, key)
 	a.bumpAt(v, key, false)
 	a.goneKeys[key] = v
@@ -386,6 +417,11 @@ func (b *bodyBuilder) build() [][]byte {
 	if len(b.nodes)+len(b.gone)+len(b.keys)+len(b.dropped) == 0 {
 		return [][]byte{nil}
 	}
+	return b.buildAll()
+}
+
+// buildAll is build, but an empty body is one part of six empty arrays.
+func (b *bodyBuilder) buildAll() [][]byte {
 	var parts [][]byte
 	nodes, gone, keys, dropped := b.nodes, b.gone, b.keys, b.dropped
 	states, goneWhy := b.states, b.goneWhy

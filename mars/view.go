@@ -317,3 +317,39 @@ func (v *View) sharedSnapshot() []kv {
 	}
 	return out
 }
+
+// totalLocked is the digest total of the view without its carried entries
+// (what MARS lists).
+func (v *View) totalLocked() uint64 {
+	var t uint64
+	var buf []byte
+	for a, n := range v.nodes {
+		if !v.carriedNodes[a] {
+			buf = appendRecord(buf[:0], &n.rec)
+			t += nonZero(nodeEntryHash(buf, n.mars))
+		}
+	}
+	for k, val := range v.keys {
+		if !v.carriedKeys[k] {
+			t += keyEntryHash(k, val)
+		}
+	}
+	return t
+}
+
+// digest returns the digest of the view (digest.go) at the bucket count
+// its size calls for.
+func (v *View) digest() *digest {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	d := newDigest(digestBuckets(len(v.nodes) + len(v.keys)))
+	var buf []byte
+	for a, n := range v.nodes {
+		buf = appendRecord(buf[:0], &n.rec)
+		d.add(nodeNameHash(a), nonZero(nodeEntryHash(buf, n.mars)))
+	}
+	for k, val := range v.keys {
+		d.add(keyNameHash(k), keyEntryHash(k, val))
+	}
+	return &d
+}

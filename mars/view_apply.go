@@ -176,6 +176,11 @@ func (v *View) apply(h *syncHead, b *syncBody, carry bool, now time.Time) ([]key
 	if full && h.MarsInc == v.marsInc && h.To < v.ver {
 		return nil, false // older than what we hold
 	}
+	if full && h.Flags&syncBuckets != 0 && h.MarsInc == v.marsInc {
+		// The buckets it does not list matched the view this node kept,
+		// which has changed since (an earlier bucket sync): not usable.
+		return nil, false
+	}
 	initial := v.marsInc == 0 && v.ver == 0 && len(v.nodes) == 0
 	state := func(i int) State {
 		if i < len(b.States) {
@@ -186,6 +191,18 @@ func (v *View) apply(h *syncHead, b *syncBody, carry bool, now time.Time) ([]key
 	var c changeSet
 	var changes []keyChange
 	if full {
+		// A syncBuckets sync replaces only the buckets it lists: every
+		// other entry of the view is confirmed as it is.
+		var only *bucketSet
+		if h.Flags&syncBuckets != 0 {
+			if b.NB == 0 {
+				return nil, false
+			}
+			only = &bucketSet{nb: b.NB, diff: make(map[int]bool, len(b.Buckets))}
+			for _, i := range b.Buckets {
+				only.diff[i] = true
+			}
+		}
 		listed := make(map[string]bool, len(b.Nodes))
 		for i := range b.Nodes {
 			listed[b.Nodes[i].Addr] = true
@@ -195,6 +212,7 @@ func (v *View) apply(h *syncHead, b *syncBody, carry bool, now time.Time) ([]key
 		for a := range v.nodes {
 			switch {
 			case listed[a]:
+			case only != nil && !only.has(nodeNameHash(a)):
 			case carry:
 				v.carriedNodes[a] = true
 			default:
@@ -211,6 +229,8 @@ func (v *View) apply(h *syncHead, b *syncBody, carry bool, now time.Time) ([]key
 		for k, old := range v.keys {
 			nv, ok := freshKeys[k]
 			switch {
+			case !ok && only != nil && !only.has(keyNameHash(k)):
+				freshKeys[k] = old
 			case !ok && carry:
 				freshKeys[k] = old
 				v.carriedKeys[k] = true
@@ -255,6 +275,12 @@ func (v *View) apply(h *syncHead, b *syncBody, carry bool, now time.Time) ([]key
 		}
 	}
 	v.marsInc, v.ver, v.syncedAt = h.MarsInc, h.To, now
+	if full && h.Flags&syncBuckets != 0 && v.totalLocked() != b.Total {
+		// The view kept a difference its digest did not show (a bucket
+		// sum collided): ask for a full snapshot (a view at version 0
+		// gets one).
+		v.ver = 0
+	}
 	v.expireLocked(&c, now)
 	v.finishLocked(&c)
 	return changes, true
