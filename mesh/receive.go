@@ -43,6 +43,8 @@ func (n *Node) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool
 		n.fan.handleFanout(from, p, reliable)
 	case kindFanoutAck:
 		n.fan.handleFanoutAck(from, p)
+	case kindPublish:
+		n.handlePublish(from, p)
 	case kindBatch:
 		n.handleBatch(from, p, reliable)
 	case kindStreamOpen, kindStreamData, kindStreamGrant, kindStreamEOF, kindStreamEnd, kindStreamWant:
