@@ -333,7 +333,9 @@ func (n *Node) toOne(ctx context.Context, topic, group string, members []member,
 	if len(members) == 0 {
 		return nil, sendErr(topic, fmt.Errorf("%w: topic %q", ErrNoSubscribers, topic))
 	}
-	deadline := time.Now().Add(n.cfg.RetryTimeoutDuration())
+	// Time for one member to die (found dead after the retry timeout) and
+	// another to take it.
+	deadline := time.Now().Add(2 * n.cfg.RetryTimeoutDuration())
 	if dl, ok := ctx.Deadline(); ok && (request || dl.Before(deadline)) {
 		deadline = dl
 	}
@@ -351,7 +353,7 @@ func (n *Node) toOne(ctx context.Context, topic, group string, members []member,
 			n.ps.retries.Add(1)
 		}
 		if !m.self {
-			if st := n.mc.View().State(m.addr); st != StateOnline && st != StateJoining {
+			if st := n.mc.View().State(m.addr); st == StateDraining || st == StateOffline || st == StateGone {
 				continue // drained or dead since the route was built
 			}
 		}

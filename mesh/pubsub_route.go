@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/marsmesh/marsmesh/mars"
 )
@@ -23,7 +24,8 @@ import (
 type remoteInterest struct {
 	inc     uint64
 	ver     uint64
-	pushed  bool // heard from the node itself, not only through MARS
+	pushed  bool      // heard from the node itself, not only through MARS
+	heardAt time.Time // when it was pushed
 	entries []interestEntry
 }
 
@@ -56,6 +58,25 @@ type topicRoute struct {
 type routeNode struct {
 	member
 	entries []interestEntry
+}
+
+// unlistedFor is how long a node that pushed its interest is routed to
+// while the view does not list it yet (MARS lists a live node within a
+// couple of sync intervals); a session with it that ends drops it at once.
+const unlistedFor = 10 * time.Second
+
+// peerDown drops the pushed interest of a node the view does not list
+// when its session ends (a listed node leaves routes by its state).
+func (ps *pubsub) peerDown(addr string, listed bool) {
+	if listed {
+		return
+	}
+	ps.rmu.Lock()
+	if _, ok := ps.remote[addr]; ok {
+		delete(ps.remote, addr)
+		ps.remoteVer++
+	}
+	ps.rmu.Unlock()
 }
 
 // maxRouteCache bounds the topics a route table caches; past it the cache
@@ -91,7 +112,7 @@ func (ps *pubsub) mergeLocked(addr string, ri remoteInterest) bool {
 // heard takes an interest push from a node incarnation.
 func (ps *pubsub) heard(addr string, inc, ver uint64, entries []interestEntry) {
 	ps.rmu.Lock()
-	ps.mergeLocked(addr, remoteInterest{inc: inc, ver: ver, pushed: true, entries: entries})
+	ps.mergeLocked(addr, remoteInterest{inc: inc, ver: ver, pushed: true, heardAt: time.Now(), entries: entries})
 	ps.rmu.Unlock()
 }
 
@@ -125,9 +146,15 @@ func (ps *pubsub) routes(v *mars.View) *routeTable {
 			}
 		}
 	}
-	for addr := range ps.remote {
-		if !listed[addr] {
-			delete(ps.remote, addr) // gone from the view (a node that pushed before it is listed stays)
+	now := time.Now()
+	var unlisted []string
+	for addr, ri := range ps.remote {
+		switch {
+		case listed[addr]:
+		case ri.pushed && now.Sub(ri.heardAt) < unlistedFor:
+			unlisted = append(unlisted, addr) // it told this node before the view lists it
+		default:
+			delete(ps.remote, addr) // gone from the view
 		}
 	}
 	rt := &routeTable{cache: make(map[string]*topicRoute)}
@@ -147,6 +174,12 @@ func (ps *pubsub) routes(v *mars.View) *routeTable {
 			continue
 		}
 		rt.nodes = append(rt.nodes, routeNode{member{addr: nd.Addr, ap: ap}, ri.entries})
+	}
+	for _, addr := range unlisted {
+		ri := ps.remote[addr]
+		if ap, err := netip.ParseAddrPort(addr); err == nil && len(ri.entries) > 0 {
+			rt.nodes = append(rt.nodes, routeNode{member{addr: addr, ap: ap}, ri.entries})
+		}
 	}
 	if local := ps.localEntries(); len(local) > 0 {
 		rt.nodes = append(rt.nodes, routeNode{member{addr: ps.b.selfStr, ap: ps.b.self, self: true}, local})
