@@ -52,8 +52,9 @@ type pubsub struct {
 	rr, lrr atomic.Uint64 // round robin of queue picks (publisher, receiver)
 
 	published, delivered, dropped, slowConsumers, retries, refused atomic.Uint64
-	topicMu                                                        sync.Mutex
-	byTopic                                                        map[string]uint64 // published per topic, at most maxTopicStats topics
+
+	topicMu sync.Mutex
+	byTopic map[string]uint64 // published per topic, at most maxTopicStats topics
 
 	answerTo func(r *replyTo, payload []byte) // sends an answer (set by build)
 	push     func(ver uint64)                 // pushInterest (set by build)
