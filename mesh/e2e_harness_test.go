@@ -55,7 +55,11 @@ func TestHelperNode(t *testing.T) {
 		t.Skip("node process body for TestE2E; runs only with " + e2eNodeEnv + " set")
 	}
 	// A node process whose parent vanished without closing stdin ends anyway.
-	guard := time.AfterFunc(3*time.Minute, func() { os.Exit(3) })
+	guardFor := 3 * time.Minute
+	if os.Getenv("MESH_PUBSUB_E2E") == "full" {
+		guardFor = 20 * time.Minute // the full-size pub-sub run
+	}
+	guard := time.AfterFunc(guardFor, func() { os.Exit(3) })
 	defer guard.Stop()
 	if err := runHelperNode(os.Stdin, os.Stdout); err != nil {
 		t.Fatal(err)

@@ -51,7 +51,9 @@ type pubsub struct {
 
 	rr, lrr atomic.Uint64 // round robin of queue picks (publisher, receiver)
 
-	published, delivered, dropped, slowConsumers, retries, refused atomic.Uint64
+	published, delivered, dropped, slowConsumers, retries, refused, queueFailed atomic.Uint64
+
+	inflight chan struct{} // queue deliveries under way (maxQueueInFlight)
 
 	topicMu sync.Mutex
 	byTopic map[string]uint64 // published per topic, at most maxTopicStats topics
@@ -66,7 +68,7 @@ const maxTopicStats = 1024
 
 func newPubsub(b *base, life *lifecycle) *pubsub {
 	return &pubsub{b: b, life: life, counts: make(map[interestEntry]int), remote: make(map[string]remoteInterest),
-		byTopic: make(map[string]uint64)}
+		byTopic: make(map[string]uint64), inflight: make(chan struct{}, maxQueueInFlight)}
 }
 
 func (ps *pubsub) localEntries() []interestEntry {
@@ -208,7 +210,7 @@ func (n *Node) pushInterest(ver uint64) {
 	ver = ps.ver
 	rec := appendInterest(nil, ver, ps.localEntries())
 	ps.mu.Unlock()
-	if err := n.mc.SetValue(topicsValue, string(rec)); err != nil {
+	if err := n.mc.SetValue(topicsValue, string(appendInterestText(nil, ver, ps.localEntries()))); err != nil {
 		n.log.Warn("mesh: topic interest not set in the MARS record", "err", err)
 	}
 	body := binary.BigEndian.AppendUint64(nil, n.mc.Incarnation())
@@ -236,12 +238,14 @@ func (n *Node) pushInterest(ver uint64) {
 // on every node (this one included), and for each queue group with a
 // matching member to one member. It returns once the message is queued
 // to every plain subscriber node (waiting for room in a full peer queue
-// until ctx ends) and every queue group's member took it (acked; a member
-// that refuses, drains or dies is skipped and the next one tried, until
-// ctx's deadline or the retry timeout). Publishing to a topic nobody
-// subscribes to is not an error. Errors: ErrBadTopic, a send error naming
-// the first node it could not reach (the others still got it), or one
-// wrapping ErrNoSubscribers when no member of a group took it.
+// until ctx ends) and each queue group's delivery has started: that goes
+// on in the background (at most 4,096 at once per node; past that Publish
+// waits for one to end), as an acked request to one member, and a member
+// that refuses, drains or dies is skipped and the next one tried, for up
+// to twice the retry timeout; a delivery no member took is counted
+// (TopicStats.QueueFailed) and logged. Publishing to a topic nobody
+// subscribes to is not an error. Errors: ErrBadTopic, or a send error
+// naming the first node it could not reach (the others still got it).
 func (n *Node) Publish(ctx context.Context, topic string, payload []byte) error {
 	if err := checkTopic(topic); err != nil {
 		return err
@@ -274,30 +278,52 @@ func (n *Node) Publish(ctx context.Context, topic string, payload []byte) error 
 			}
 		}
 	}
-	switch len(r.groups) {
-	case 0:
-	case 1:
-		if _, err := n.toOne(ctx, topic, r.groups[0].name, r.groups[0].members, payload, false); err != nil && first == nil {
+	for _, g := range r.groups {
+		if err := n.queueAsync(ctx, topic, g, payload); err != nil && first == nil {
 			first = err
-		}
-	default:
-		errs := make([]error, len(r.groups))
-		var wg sync.WaitGroup
-		for i, g := range r.groups {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, errs[i] = n.toOne(ctx, topic, g.name, g.members, payload, false)
-			}()
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil && first == nil {
-				first = err
-			}
 		}
 	}
 	return first
+}
+
+// queueDeliveryWait (plus twice the retry timeout) bounds how long a
+// queue delivery waits for its member's handler to return.
+const queueDeliveryWait = 10 * time.Second
+
+// maxQueueInFlight bounds the queue deliveries a node has under way; a
+// Publish past it waits for one to end (or its ctx).
+const maxQueueInFlight = 4096
+
+// queueAsync starts giving a message to one member of a queue group, on a
+// goroutine of its own: Publish does not wait for the member's answer.
+// Failures are counted (TopicStats.QueueFailed) and logged.
+func (n *Node) queueAsync(ctx context.Context, topic string, g groupRoute, payload []byte) error {
+	ps := n.ps
+	select {
+	case ps.inflight <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: queue group %q of topic %q: waiting for a delivery slot: %w", ErrSend, g.name, topic, ctx.Err())
+	case <-n.life.done:
+		return sendErr(topic, ErrClosed)
+	}
+	body := topicBody(0, g.name, topic, payload)
+	if !n.life.start(func() {
+		defer func() { <-ps.inflight }()
+		if _, err := n.toOne(n.life.ctx, topic, g.members, body, false); err != nil {
+			ps.queueFailed.Add(1)
+			n.warnOnce("mesh: a queue group's message was not delivered", "group", g.name, "topic", topic, "err", err)
+		}
+	}) {
+		<-ps.inflight
+		return sendErr(topic, ErrClosed)
+	}
+	return nil
+}
+
+// topicBody is a queue delivery or Request (see pubsub_wire.go).
+func topicBody(flags byte, group, topic string, payload []byte) []byte {
+	body := appendTopicReq(make([]byte, 0, 3+len(group)+len(topic)+len(payload)), flags, group, topic)
+	return append(body, payload...)
 }
 
 // Request sends payload to one node with a subscription matching topic
@@ -324,28 +350,22 @@ func (n *Node) Request(ctx context.Context, topic string, payload []byte) ([]byt
 	r := n.ps.routes(n.mc.View()).lookup(topic)
 	n.ps.published.Add(1)
 	n.ps.countTopic(topic)
-	return n.toOne(ctx, topic, "", r.any, payload, true)
+	return n.toOne(ctx, topic, r.any, topicBody(topicFlagRequest, "", topic, payload), true)
 }
 
 // toOne gives a message to one of members (a queue group's, or any node
 // with a matching subscription for group ""), trying the next on a
 // refusal or a dead member, within ctx's deadline or the retry timeout.
-func (n *Node) toOne(ctx context.Context, topic, group string, members []member, payload []byte, request bool) ([]byte, error) {
+func (n *Node) toOne(ctx context.Context, topic string, members []member, body []byte, request bool) ([]byte, error) {
 	if len(members) == 0 {
 		return nil, sendErr(topic, fmt.Errorf("%w: topic %q", ErrNoSubscribers, topic))
 	}
-	// Time for one member to die (found dead after the retry timeout) and
-	// another to take it.
-	deadline := time.Now().Add(2 * n.cfg.RetryTimeoutDuration())
+	// Time for the member's handler to run, or for it to die (found dead
+	// after the retry timeout) and another to take the message.
+	deadline := time.Now().Add(queueDeliveryWait + 2*n.cfg.RetryTimeoutDuration())
 	if dl, ok := ctx.Deadline(); ok && (request || dl.Before(deadline)) {
 		deadline = dl
 	}
-	var flags byte
-	if request {
-		flags = topicFlagRequest
-	}
-	body := appendTopicReq(make([]byte, 0, 3+len(group)+len(topic)+len(payload)), flags, group, topic)
-	body = append(body, payload...)
 	start := int(n.ps.rr.Add(1) % uint64(len(members)))
 	var last error
 	for i := range members {
@@ -476,17 +496,15 @@ func (n *Node) takeOne(r *replyTo, req topicReq) {
 		return
 	}
 	m := &Message{Topic: req.topic, Payload: req.payload, From: n.names.name(r.from)}
-	if req.flags&topicFlagRequest != 0 {
-		m.reply = r
-	}
+	// The answer goes once the handler returned (a queue delivery's
+	// publisher tries another member if this node dies first).
+	m.reply = r
+	r.ackOnly = req.flags&topicFlagRequest == 0
 	start := int(n.ps.lrr.Add(1) % uint64(len(cands)))
 	for i := range cands {
 		s := cands[(start+i)%len(cands)]
 		m.Group = s.group
 		if s.offer(m) {
-			if m.reply == nil {
-				n.ps.answer(r, topicTaken, nil)
-			}
 			return
 		}
 	}

@@ -96,6 +96,9 @@ func pubsubHelperCommand(f []string) (string, bool) {
 			helperEmit("PSDONE %s %d %s", id, errs, first)
 		}()
 		return "started", true
+	case "ps-stats":
+		st := Default().TopicStats()
+		return fmt.Sprintf("queueFailed=%d retries=%d dropped=%d inflight=%d", st.QueueFailed, st.Retries, st.Dropped, len(Default().ps.inflight)), true
 	}
 	return "", false
 }
@@ -238,6 +241,14 @@ func TestE2EPubsub(t *testing.T) {
 		}
 		return n >= groupTotal-1000 // the killed member may have taken some with it
 	}, "the queue groups have their messages")
+	for i, p := range pubs {
+		eventually(t, time.Minute, func() bool { return strings.HasSuffix(p.do("ps-stats"), " inflight=0") }, "pub%d's queue deliveries end", i)
+		r := p.do("ps-stats")
+		t.Logf("pub%d: %s", i, r)
+		if !strings.HasPrefix(r, "queueFailed=0 ") {
+			t.Errorf("pub%d: queue deliveries failed: %s", i, r)
+		}
+	}
 	checkPubsubE2E(t, subs, pubsN, per, groupsN, topics)
 }
 
@@ -336,9 +347,11 @@ func checkPubsubE2E(t *testing.T, subs []*psSub, pubsN, per, groupsN int, topics
 			t.Logf("sub%d: %d messages handled after drain began (%d were pending)", s.i, afterDrain, pending)
 		}
 	}
-	// Queue groups: each message handled by exactly one member; one that
-	// a killed member took may be lost, or handled twice if it died after
-	// its handler ran and before it answered.
+	// Queue groups: each message handled by exactly one member, or twice
+	// if a killed member died after its handler ran and before it
+	// answered (the publisher then gave it to another member). The
+	// publishers counted no failed delivery (checked before), so none is
+	// lost.
 	lost, dup := 0, 0
 	for g := range groupsN {
 		group := fmt.Sprintf("g%d", g)
@@ -361,8 +374,11 @@ func checkPubsubE2E(t *testing.T, subs []*psSub, pubsN, per, groupsN int, topics
 				h := handled[[2]int{pi, seq}]
 				switch {
 				case len(h) == 1:
-				case len(h) == 0 && killedIn:
+				case len(h) == 0:
 					lost++
+					if lost <= 10 {
+						t.Errorf("group %s: p%d:%d handled by no member (a member killed in the group: %v)", group, pi, seq, killedIn)
+					}
 				case len(h) == 2 && (h[0].state == "killed" || h[1].state == "killed"):
 					dup++
 				default:
@@ -390,7 +406,7 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 		if time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 	return true
 }

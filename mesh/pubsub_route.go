@@ -141,7 +141,7 @@ func (ps *pubsub) routes(v *mars.View) *routeTable {
 		}
 		listed[nd.Addr] = true
 		if s, ok := nd.Values[topicsValue].(string); ok {
-			if ver, entries, err := parseInterest([]byte(s)); err == nil {
+			if ver, entries, err := parseInterestText(s); err == nil {
 				ps.mergeLocked(nd.Addr, remoteInterest{inc: nd.Incarnation, ver: ver, entries: entries})
 			}
 		}

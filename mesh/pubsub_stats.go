@@ -14,6 +14,7 @@ type TopicStats struct {
 	SlowConsumers uint64 // times a subscription reached its pending limit
 	Retries       uint64 // queue deliveries and Requests sent again to another member
 	Refused       uint64 // messages refused because this node drains
+	QueueFailed   uint64 // queue-group messages no member took (published here)
 
 	PublishedByTopic map[string]uint64 // per topic (at most 1,024; the rest under "other")
 	Subscriptions    []SubscriptionStats
@@ -44,6 +45,7 @@ func (n *Node) TopicStats() TopicStats {
 	st := TopicStats{
 		Published: ps.published.Load(), Delivered: ps.delivered.Load(), Dropped: ps.dropped.Load(),
 		SlowConsumers: ps.slowConsumers.Load(), Retries: ps.retries.Load(), Refused: ps.refused.Load(),
+		QueueFailed: ps.queueFailed.Load(),
 	}
 	ps.topicMu.Lock()
 	st.PublishedByTopic = maps.Clone(ps.byTopic)

@@ -36,6 +36,7 @@ type replyTo struct {
 	data     []byte
 	set      bool
 	done     bool
+	ackOnly  bool // a queue delivery: answered once the handler returned, with no reply
 }
 
 // ErrNoReply: Respond was called on a message that is not a Request, or
@@ -47,7 +48,7 @@ var ErrNoReply = errors.New("mesh: message takes no reply")
 // after the handler returned, or when a reply is already set.
 func (m *Message) Respond(data []byte) error {
 	r := m.reply
-	if r == nil || r.done || r.set {
+	if r == nil || r.ackOnly || r.done || r.set {
 		return fmt.Errorf("%w (topic %q)", ErrNoReply, m.Topic)
 	}
 	r.data, r.set = data, true
@@ -55,7 +56,7 @@ func (m *Message) Respond(data []byte) error {
 }
 
 // IsRequest reports whether the publisher waits for a reply (Request).
-func (m *Message) IsRequest() bool { return m.reply != nil }
+func (m *Message) IsRequest() bool { return m.reply != nil && !m.reply.ackOnly }
 
 // Subscription is one handler subscribed to a pattern (and queue group).
 type Subscription struct {
@@ -125,7 +126,7 @@ func (s *Subscription) Unsubscribe() error {
 	s.q, s.head, s.bytes = nil, 0, 0
 	s.mu.Unlock()
 	for _, m := range q {
-		if m.reply != nil { // not taken after all: the requester tries another node
+		if m.reply != nil { // not taken after all: the publisher tries another node
 			s.ps.answer(m.reply, topicNoSub, nil)
 		}
 	}
@@ -159,9 +160,13 @@ func (s *Subscription) offer(m *Message) bool {
 	s.running = true
 	s.mu.Unlock()
 	if start && !s.ps.life.start(s.run) {
+		// The node is shutting down: nobody will run it (the queue held
+		// only this message, or a worker would be running).
 		s.mu.Lock()
 		s.running = false
+		s.q, s.head, s.bytes = s.q[:0], 0, 0
 		s.mu.Unlock()
+		return false
 	}
 	return true
 }

@@ -116,6 +116,22 @@ func TestPubsubWireRoundTrip(t *testing.T) {
 	if _, _, err := parseInterest(append(appendInterest(nil, 1, ents), 0)); err == nil {
 		t.Error("parseInterest took trailing bytes")
 	}
+	text := string(appendInterestText(nil, 9, ents))
+	if text != "9\na.>\nb.* workers" {
+		t.Errorf("text form %q", text)
+	}
+	ver, got, err = parseInterestText(text)
+	if err != nil || ver != 9 || len(got) != 2 || got[0] != ents[0] || got[1] != ents[1] {
+		t.Fatalf("interest text: %d %v %v", ver, got, err)
+	}
+	if v, got, err := parseInterestText("0"); err != nil || v != 0 || len(got) != 0 {
+		t.Errorf("empty interest text: %d %v %v", v, got, err)
+	}
+	for _, bad := range []string{"", "x", "01", "1\n", "1\na..b", "1\na b c", "1\na.>.b"} {
+		if _, _, err := parseInterestText(bad); err == nil {
+			t.Errorf("parseInterestText(%q) took it", bad)
+		}
+	}
 }
 
 func FuzzPubsubWire(f *testing.F) {
@@ -123,6 +139,7 @@ func FuzzPubsubWire(f *testing.F) {
 	f.Add(append(appendTopicReq(nil, 1, "g", "x.y"), "body"...))
 	f.Add(appendInterest(nil, 3, []interestEntry{{"a.>", ""}, {"b.*", "w"}}))
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff})
+	f.Add([]byte("3\na.>\nb.* w"))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		if topic, _, err := parsePublish(p); err == nil && checkTopic(topic) != nil {
 			t.Fatalf("parsePublish gave a bad topic %q", topic)
@@ -130,6 +147,11 @@ func FuzzPubsubWire(f *testing.F) {
 		if r, err := parseTopicReq(p); err == nil {
 			if checkTopic(r.topic) != nil || r.group != "" && checkGroup(r.group) != nil {
 				t.Fatalf("parseTopicReq gave %+v", r)
+			}
+		}
+		if ver, ents, err := parseInterestText(string(p)); err == nil {
+			if len(ents) > maxInterest || string(appendInterestText(nil, ver, ents)) != string(p) {
+				t.Fatalf("interest text %q does not round-trip", p)
 			}
 		}
 		if ver, ents, err := parseInterest(p); err == nil {

@@ -2,6 +2,8 @@ package mesh
 
 import (
 	"encoding/binary"
+	"strconv"
+	"strings"
 )
 
 // Pub-sub on the wire (see pubsub.go for the semantics):
@@ -17,8 +19,10 @@ import (
 //     answers statusDraining.
 //   - an interest push is an internal request (internalInterest):
 //     [incarnation u64][interest record]; the answer is empty.
-//   - the interest record, also the node's MARS value topicsValue:
-//     [version u64][count u16]{[pattern len u8][pattern][group len u8][group]}.
+//   - the interest record: [version u64][count u16]{[pattern len u8][pattern][group len u8][group]}.
+//   - the node's MARS value topicsValue holds the same as text, readable in
+//     the dashboard and GetNodeValue: the version, then a line per entry,
+//     "pattern" or "pattern group" (neither has white space).
 
 // kindPublish carries a published message to a subscriber node.
 const kindPublish byte = 0x11
@@ -144,6 +148,44 @@ func parseInterest(p []byte) (ver uint64, entries []interestEntry, err error) {
 	}
 	if len(p) != 0 {
 		return 0, nil, errMalformed
+	}
+	return ver, entries, nil
+}
+
+// appendInterestText writes the MARS value form of an interest record.
+func appendInterestText(b []byte, ver uint64, entries []interestEntry) []byte {
+	b = strconv.AppendUint(b, ver, 10)
+	for _, e := range entries {
+		b = append(b, '\n')
+		b = append(b, e.pattern...)
+		if e.group != "" {
+			b = append(b, ' ')
+			b = append(b, e.group...)
+		}
+	}
+	return b
+}
+
+// parseInterestText reads the MARS value form; every pattern and group is
+// checked, and the count is bounded by maxInterest.
+func parseInterestText(s string) (ver uint64, entries []interestEntry, err error) {
+	first, rest, more := strings.Cut(s, "\n")
+	if ver, err = strconv.ParseUint(first, 10, 64); err != nil || first != strconv.FormatUint(ver, 10) {
+		return 0, nil, errMalformed
+	}
+	for more {
+		var line string
+		line, rest, more = strings.Cut(rest, "\n")
+		if len(entries) == maxInterest {
+			return 0, nil, errMalformed
+		}
+		var e interestEntry
+		var grouped bool
+		e.pattern, e.group, grouped = strings.Cut(line, " ")
+		if checkPattern(e.pattern) != nil || grouped && checkGroup(e.group) != nil {
+			return 0, nil, errMalformed
+		}
+		entries = append(entries, e)
 	}
 	return ver, entries, nil
 }
