@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // topicLog keeps what a subscription's handler got.
@@ -228,5 +230,21 @@ func TestPubsubSlowSubscriber(t *testing.T) {
 	eventually(t, 5*time.Second, func() bool { return got.count() == 11 }, "11 handled")
 	if st := c.nodes[1].TopicStats(); st.SlowConsumers != 1 || st.Dropped != 39 {
 		t.Errorf("stats: %+v", st)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c.nodes[1].Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() == "marsmesh_topic_dropped_total" {
+			m := mf.GetMetric()
+			found = len(m) == 1 && m[0].GetCounter().GetValue() == 39 && m[0].GetLabel()[1].GetValue() == "slow"
+		}
+	}
+	if !found {
+		t.Error("marsmesh_topic_dropped_total{pattern=\"slow\"} is not 39")
 	}
 }
