@@ -27,6 +27,8 @@ import (
 //	mesh-node HOST MARSADDR      marsmesh node with the echo RPC and sink command; READY its mesh address
 //	mesh-sinks HOST MARSADDR K   K marsmesh nodes counting fan-out rounds; READY their addresses, comma-separated
 //	nats-subs URL K              K NATS connections subscribed to the fan-out subject; READY ok
+//	mesh-topic-subs HOST MARS K  K marsmesh nodes subscribed to the pub-sub suite's topics (xpubsub.go); READY their addresses
+//	nats-topic-subs URL K        K NATS connections subscribed to the same subjects; READY ok
 //	driver KEY HOST PAYLOAD EP.. the client end of system KEY (lossy suite); READY ok
 //	mars-etcd, nats-js           the xkv suite's servers (xkv.go)
 //
@@ -116,6 +118,16 @@ func serveMain(args []string) int {
 		var k int
 		if k, err = strconv.Atoi(arg(3)); err == nil {
 			ready, stop, err = meshSinks(arg(1), arg(2), k)
+		}
+	case "mesh-topic-subs":
+		var k int
+		if k, err = strconv.Atoi(arg(3)); err == nil {
+			ready, stop, err = meshTopicSubs(arg(1), arg(2), k)
+		}
+	case "nats-topic-subs":
+		var k int
+		if k, err = strconv.Atoi(arg(2)); err == nil {
+			stop, err = natsTopicSubs(arg(1), k)
 		}
 	case "nats-subs":
 		var k int

@@ -155,6 +155,7 @@ func xTables(b *strings.Builder, run Run) {
 	}
 	xStreamTable(b, run)
 	xFanoutTable(b, run)
+	xPubsubTable(b, run) // xpubsub.go
 	lossyTable(b, run)
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,7 +58,8 @@ func drainOnTerm(emit func(string, ...any)) (stop func()) {
 // pubsubHelperCommand runs the pub-sub commands of a node process:
 //
 //	ps-sub <pattern> <group or -> <tag>: subscribe; the handler prints "PS <tag> <topic> <payload>"
-//	ps-pub <id> <count> <topic,topic,...>: publish "<id>:<seq>" to the topics in turn, in the background; prints "PSDONE <id> <errors> <first error>"
+//	ps-pub <id> <count> <rate> <topic,topic,...>: publish "<id>:<seq>" to the topics in turn, at most rate a second (0: no
+//	  limit), in the background; prints "PSDONE <id> <errors> <first error>"
 func pubsubHelperCommand(f []string) (string, bool) {
 	arg := func(i int) string {
 		if i < len(f) {
@@ -80,11 +82,18 @@ func pubsubHelperCommand(f []string) (string, bool) {
 		}
 		return "ok", true
 	case "ps-pub":
-		id, topics := arg(1), strings.Split(arg(3), ",")
+		id, topics := arg(1), strings.Split(arg(4), ",")
 		count, _ := strconv.Atoi(arg(2))
+		rate, _ := strconv.Atoi(arg(3))
 		go func() {
 			errs, first := 0, "-"
+			start := time.Now()
 			for i := range count {
+				if rate > 0 {
+					if ahead := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); ahead > 0 {
+						time.Sleep(ahead)
+					}
+				}
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				if err := Publish(ctx, topics[i%len(topics)], fmt.Appendf(nil, "%s:%d", id, i)); err != nil {
 					if errs++; errs == 1 {
@@ -110,6 +119,7 @@ type psSub struct {
 	pattern string // its plain subscription
 	group   string // its queue group
 	joiner  bool   // subscribed while publishing ran
+	late    []int  // publishers that had finished when it subscribed
 	state   string // "", "drained", "killed"
 }
 
@@ -123,9 +133,11 @@ func TestE2EPubsub(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	subsN, topicsN, groupsN, pubsN, total, joinersN := 6, 4, 2, 2, 2000, 1
+	// rate paces each publisher (messages a second) so that joiners
+	// subscribe while it publishes.
+	subsN, topicsN, groupsN, pubsN, total, joinersN, rate := 6, 4, 2, 2, 2000, 1, 250
 	if os.Getenv("MESH_PUBSUB_E2E") == "full" {
-		subsN, topicsN, groupsN, pubsN, total, joinersN = 30, 20, 3, 5, 100000, 3
+		subsN, topicsN, groupsN, pubsN, total, joinersN, rate = 30, 20, 3, 5, 100000, 3, 1000
 	}
 	per := total / pubsN
 	marsBin := buildMarsServer(t)
@@ -176,7 +188,7 @@ func TestE2EPubsub(t *testing.T) {
 		t.FailNow()
 	}
 	for i, p := range pubs {
-		if r := p.do("ps-pub p%d %d %s", i, per, strings.Join(topics, ",")); r != "started" {
+		if r := p.do("ps-pub p%d %d %d %s", i, per, rate, strings.Join(topics, ",")); r != "started" {
 			t.Fatal(r)
 		}
 	}
@@ -195,7 +207,15 @@ func TestE2EPubsub(t *testing.T) {
 	killed.p.kill()
 	joiners := make([]*psSub, joinersN)
 	for j := range joinersN {
-		wg.Go(func() { joiners[j] = newSub(subsN+j, true) })
+		wg.Go(func() {
+			s := newSub(subsN+j, true)
+			for i, p := range pubs { // it subscribed after these finished: nothing to expect from them
+				if len(p.eventsWith("PSDONE ")) > 0 {
+					s.late = append(s.late, i)
+				}
+			}
+			joiners[j] = s
+		})
 	}
 	wg.Wait()
 	if t.Failed() {
@@ -320,6 +340,8 @@ func checkPubsubE2E(t *testing.T, subs []*psSub, pubsN, per, groupsN int, topics
 			switch {
 			case s.state != "":
 				// drained or killed: in order and once (above) is all
+			case s.joiner && slices.Contains(s.late, pi):
+				t.Logf("joiner sub%d subscribed after p%d finished", s.i, pi)
 			case s.joiner:
 				// subscribed while p published: everything from its first message on
 				if len(l) == 0 {
