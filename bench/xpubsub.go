@@ -413,7 +413,9 @@ func xPubsubTable(b *strings.Builder, run Run) {
 		return
 	}
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
-	find := func(suite, system string, n, conc int) *Record { return run.find(suite, system, rs[0].Payload, conc, n, 0) }
+	find := func(suite, system string, n, conc int) *Record {
+		return run.find(suite, system, rs[0].Payload, conc, n, 0)
+	}
 	w("## Pub-sub across processes (payload %s)\n\n", sizeName(rs[0].Payload))
 	w("A publisher in the bench process; every subscriber (a marsmesh node that called Subscribe, or a NATS connection\n")
 	w("subscribed to the subject, with nats-server in a child) in child processes. Time to all: from the publish call\n")
