@@ -111,7 +111,7 @@ func main() {
 	}()
 	defer stopEverything() // normally a no-op: every suite stops what it started
 	defer guardChildren(runCleanups)()
-	suite := flag.String("suite", "all", "suites to run: all (xrpc, xoneway, xstream, xfanout; with -inproc also rpc, oneway, stream, fanout, cost), or a comma list of xrpc, xoneway, xstream, xfanout, xpubsub, lossy, xkv, rpc, oneway, stream, fanout, cost")
+	suite := flag.String("suite", "all", "suites to run: all (xrpc, xoneway, xstream, xfanout; with -inproc also rpc, oneway, stream, fanout, cost), or a comma list of xrpc, xoneway, xstream, xfanout, xpubsub, xpubsub-lossy, lossy, xkv, rpc, oneway, stream, fanout, cost")
 	inproc := flag.Bool("inproc", false, "with -suite all, also run the one-process suites rpc, oneway, stream, fanout and cost (the secondary view)")
 	fanProcs := flag.Int("fanprocs", -1, "receiver processes of the cross-process fan-out, receivers spread evenly (default: one per receiver; 8 with -quick)")
 	rounds := flag.Int("rounds", 0, "rounds of each cross-process case (default 5, or 3 with -quick; at least 3 for medians)")
@@ -222,6 +222,9 @@ func main() {
 		b.closeFleets()
 		if want["lossy"] {
 			b.suiteLossy()
+		}
+		if want["xpubsub-lossy"] {
+			b.suiteLossyPubsub()
 		}
 		if want["xkv"] {
 			b.suiteXKV()

@@ -157,6 +157,7 @@ func xTables(b *strings.Builder, run Run) {
 	xFanoutTable(b, run)
 	xPubsubTable(b, run) // xpubsub.go
 	lossyTable(b, run)
+	xPubsubLossyTable(b, run) // xpubsub_lossy.go
 }
 
 func xFanoutTable(b *strings.Builder, run Run) {
