@@ -257,7 +257,11 @@
 //     member); its peers drop it from their routes at once (the drain
 //     notice), the rest within a sync. Messages it had taken are handled.
 //     A node that dies leaves the routes when its peers find it dead
-//     (retryTimeout); what was sent to it meanwhile is lost with it.
+//     (retryTimeout); what was sent to it meanwhile is lost with it. So
+//     does a live node that a publisher's transport finds dead (a process
+//     stalled for retryTimeout): it misses what that publisher sends until
+//     their session is back (at most twice retryTimeout, or its next sign
+//     of life), and the messages lost with the old session.
 //   - Each subscription hands messages to its handler one at a time, in
 //     order, on a goroutine of its own while it has any. Messages waiting
 //     are bounded (SetPendingLimits; default DefaultPendingMsgs 65,536
