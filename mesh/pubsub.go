@@ -389,7 +389,9 @@ func (n *Node) toOne(ctx context.Context, topic string, members []member, body [
 		switch {
 		case err == nil && len(resp) == 0:
 			return nil, fmt.Errorf("%w: topic %q on %s: empty answer", ErrRequest, topic, m.addr)
-		case err == nil && (resp[0] == topicTaken || resp[0] == topicNoReply):
+		case err == nil && resp[0] == topicNoReply:
+			return nil, nil
+		case err == nil && resp[0] == topicTaken:
 			return resp[1:], nil
 		case err == nil && resp[0] == topicFailed:
 			return nil, &RemoteError{Addr: m.addr, Message: string(resp[1:])}

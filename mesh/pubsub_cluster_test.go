@@ -248,3 +248,64 @@ func TestPubsubSlowSubscriber(t *testing.T) {
 		t.Error("marsmesh_topic_dropped_total{pattern=\"slow\"} is not 39")
 	}
 }
+
+func TestPubsubRequestReplies(t *testing.T) {
+	c := newCluster(t, 2)
+	a, b := c.nodes[0], c.nodes[1]
+	if _, err := b.Subscribe("svc.panic", func(*Message) { panic("boom") }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Subscribe("svc.silent", func(m *Message) {}); err != nil {
+		t.Fatal(err)
+	}
+	var late *Message
+	if _, err := b.Subscribe("svc.twice", func(m *Message) {
+		if err := m.Respond([]byte("one")); err != nil {
+			t.Error(err)
+		}
+		if err := m.Respond([]byte("two")); !errors.Is(err, ErrNoReply) {
+			t.Errorf("second Respond: %v", err)
+		}
+		late = m
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var re *RemoteError
+	if _, err := a.Request(ctx, "svc.panic", nil); !errors.As(err, &re) || !IsRequestError(err) {
+		t.Errorf("a panicking handler: %v", err)
+	}
+	if resp, err := a.Request(ctx, "svc.silent", []byte("x")); err != nil || resp != nil {
+		t.Errorf("a handler that sets no reply: %q %v", resp, err)
+	}
+	if resp, err := a.Request(ctx, "svc.twice", nil); err != nil || string(resp) != "one" {
+		t.Errorf("first reply: %q %v", resp, err)
+	}
+	if err := late.Respond([]byte("late")); !errors.Is(err, ErrNoReply) {
+		t.Errorf("Respond after the handler returned: %v", err)
+	}
+	// A plain publish takes no reply.
+	got := make(chan error, 1)
+	if _, err := b.Subscribe("plain", func(m *Message) { got <- m.Respond(nil) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Publish(ctx, "plain", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; !errors.Is(err, ErrNoReply) {
+		t.Errorf("Respond to a publish: %v", err)
+	}
+	// Bad input.
+	if err := a.Publish(ctx, "a.*", nil); !errors.Is(err, ErrBadTopic) {
+		t.Errorf("Publish to a pattern: %v", err)
+	}
+	if _, err := a.Subscribe("a..b", func(*Message) {}); !errors.Is(err, ErrBadTopic) {
+		t.Errorf("Subscribe to a bad pattern: %v", err)
+	}
+	if _, err := a.QueueSubscribe("a.b", "", func(*Message) {}); !errors.Is(err, ErrBadTopic) {
+		t.Errorf("QueueSubscribe with no group: %v", err)
+	}
+	if _, err := a.Request(ctx, "a.>", nil); !errors.Is(err, ErrBadTopic) {
+		t.Errorf("Request to a pattern: %v", err)
+	}
+}
