@@ -258,7 +258,7 @@ func TestPubsubRequestReplies(t *testing.T) {
 	if _, err := b.Subscribe("svc.silent", func(m *Message) {}); err != nil {
 		t.Fatal(err)
 	}
-	var late *Message
+	late := make(chan *Message, 1)
 	if _, err := b.Subscribe("svc.twice", func(m *Message) {
 		if err := m.Respond([]byte("one")); err != nil {
 			t.Error(err)
@@ -266,7 +266,7 @@ func TestPubsubRequestReplies(t *testing.T) {
 		if err := m.Respond([]byte("two")); !errors.Is(err, ErrNoReply) {
 			t.Errorf("second Respond: %v", err)
 		}
-		late = m
+		late <- m
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestPubsubRequestReplies(t *testing.T) {
 	if resp, err := a.Request(ctx, "svc.twice", nil); err != nil || string(resp) != "one" {
 		t.Errorf("first reply: %q %v", resp, err)
 	}
-	if err := late.Respond([]byte("late")); !errors.Is(err, ErrNoReply) {
+	if err := (<-late).Respond([]byte("late")); !errors.Is(err, ErrNoReply) {
 		t.Errorf("Respond after the handler returned: %v", err)
 	}
 	// A plain publish takes no reply.

@@ -33,10 +33,12 @@ type replyTo struct {
 	from     netip.AddrPort
 	id       uint64
 	deadline time.Time
-	data     []byte
-	set      bool
-	done     bool
 	ackOnly  bool // a queue delivery: answered once the handler returned, with no reply
+
+	mu   sync.Mutex // Respond may be called from another goroutine
+	data []byte
+	set  bool
+	done bool
 }
 
 // ErrNoReply: Respond was called on a message that is not a Request, or
@@ -48,7 +50,12 @@ var ErrNoReply = errors.New("mesh: message takes no reply")
 // after the handler returned, or when a reply is already set.
 func (m *Message) Respond(data []byte) error {
 	r := m.reply
-	if r == nil || r.ackOnly || r.done || r.set {
+	if r == nil || r.ackOnly {
+		return fmt.Errorf("%w (topic %q)", ErrNoReply, m.Topic)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done || r.set {
 		return fmt.Errorf("%w (topic %q)", ErrNoReply, m.Topic)
 	}
 	r.data, r.set = data, true
@@ -195,12 +202,15 @@ func (s *Subscription) run() {
 		s.ps.delivered.Add(1)
 		_, err := s.ps.b.protect(0, func() ([]byte, error) { s.h(m); return nil, nil })
 		if r := m.reply; r != nil {
+			r.mu.Lock()
 			r.done = true
+			set, data := r.set, r.data
+			r.mu.Unlock()
 			switch {
 			case err != nil:
 				s.ps.answer(r, topicFailed, []byte(err.Error()))
-			case r.set:
-				s.ps.answer(r, topicTaken, r.data)
+			case set:
+				s.ps.answer(r, topicTaken, data)
 			default:
 				s.ps.answer(r, topicNoReply, nil)
 			}
