@@ -47,7 +47,8 @@ var ErrNoReply = errors.New("mesh: message takes no reply")
 
 // Respond sets the reply to a Request; it is sent when the handler
 // returns. It fails with ErrNoReply if the message is not a Request,
-// after the handler returned, or when a reply is already set.
+// after the handler returned, or when a reply is already set. It may be
+// called from any goroutine.
 func (m *Message) Respond(data []byte) error {
 	r := m.reply
 	if r == nil || r.ackOnly {
