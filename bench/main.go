@@ -34,6 +34,7 @@ type plan struct {
 	owPayloads []int
 	owCount    int64
 	fanNodes   []int
+	psNodes    []int // subscribers of the pub-sub suite (xpubsub.go)
 	fanLimits  []int
 	fanPayload int
 	fanRounds  int
@@ -54,7 +55,7 @@ func fullPlan(d time.Duration) plan {
 		duration: d, payloads: []int{64, 1024, 64 << 10}, concs: []int{1, 16, 64, 256},
 		latCount: 20000, tputCount: 120000,
 		owPayloads: []int{64, 1024}, owCount: 300000, streamCount: 300000,
-		fanNodes: []int{8, 32, 64}, fanLimits: []int{2, 4, 8}, fanPayload: 64, fanRounds: 300,
+		fanNodes: []int{8, 32, 64}, fanLimits: []int{2, 4, 8}, fanPayload: 64, fanRounds: 300, psNodes: []int{1, 8, 64},
 		costRPC: 30000, costOW: 200000, sessions: 1000, rounds: 5,
 		xrounds: 5, lossRates: []float64{0, 1, 5}, lossCount: 2000,
 	}
@@ -65,7 +66,7 @@ func quickPlan(d time.Duration) plan {
 		duration: d, payloads: []int{64, 1024, 64 << 10}, concs: []int{1, 64},
 		latCount: 3000, tputCount: 10000,
 		owPayloads: []int{64}, owCount: 50000, streamCount: 50000,
-		fanNodes: []int{8, 64}, fanLimits: []int{8}, fanPayload: 64, fanRounds: 50,
+		fanNodes: []int{8, 64}, fanLimits: []int{8}, fanPayload: 64, fanRounds: 50, psNodes: []int{1, 8},
 		costRPC: 5000, costOW: 50000, sessions: 200, rounds: 2,
 		xrounds: 3, lossRates: []float64{0, 5}, lossCount: 200, fanProcs: 8,
 	}
@@ -110,7 +111,7 @@ func main() {
 	}()
 	defer stopEverything() // normally a no-op: every suite stops what it started
 	defer guardChildren(runCleanups)()
-	suite := flag.String("suite", "all", "suites to run: all (xrpc, xoneway, xstream, xfanout; with -inproc also rpc, oneway, stream, fanout, cost), or a comma list of xrpc, xoneway, xstream, xfanout, lossy, xkv, rpc, oneway, stream, fanout, cost")
+	suite := flag.String("suite", "all", "suites to run: all (xrpc, xoneway, xstream, xfanout; with -inproc also rpc, oneway, stream, fanout, cost), or a comma list of xrpc, xoneway, xstream, xfanout, xpubsub, xpubsub-lossy, lossy, xkv, rpc, oneway, stream, fanout, cost")
 	inproc := flag.Bool("inproc", false, "with -suite all, also run the one-process suites rpc, oneway, stream, fanout and cost (the secondary view)")
 	fanProcs := flag.Int("fanprocs", -1, "receiver processes of the cross-process fan-out, receivers spread evenly (default: one per receiver; 8 with -quick)")
 	rounds := flag.Int("rounds", 0, "rounds of each cross-process case (default 5, or 3 with -quick; at least 3 for medians)")
@@ -219,9 +220,15 @@ func main() {
 		if all || want["xfanout"] {
 			b.suiteXFanout()
 		}
+		if want["xpubsub"] {
+			b.suiteXPubsub()
+		}
 		b.closeFleets()
 		if want["lossy"] {
 			b.suiteLossy()
+		}
+		if want["xpubsub-lossy"] {
+			b.suiteLossyPubsub()
 		}
 		if want["xkv"] {
 			b.suiteXKV()

@@ -27,6 +27,9 @@ import (
 //	mesh-node HOST MARSADDR      marsmesh node with the echo RPC and sink command; READY its mesh address
 //	mesh-sinks HOST MARSADDR K   K marsmesh nodes counting fan-out rounds; READY their addresses, comma-separated
 //	nats-subs URL K              K NATS connections subscribed to the fan-out subject; READY ok
+//	mesh-topic-subs HOST MARS K  K marsmesh nodes subscribed to the pub-sub suite's topics (xpubsub.go); READY their addresses
+//	nats-topic-subs URL K        K NATS connections subscribed to the same subjects; READY ok
+//	ps-pub KEY HOST EP           a publisher of system KEY (lossy pub-sub suite); requests "pub ROUND PAYLOAD", "known"
 //	driver KEY HOST PAYLOAD EP.. the client end of system KEY (lossy suite); READY ok
 //	mars-etcd, nats-js           the xkv suite's servers (xkv.go)
 //
@@ -57,7 +60,8 @@ func serveMain(args []string) int {
 	}
 	var sink counter
 	var target rpcTarget
-	var node *mesh.Node // a mesh-node child's, for its counters
+	var node *mesh.Node    // a mesh-node child's, for its counters
+	var psPub *psPublisher // a ps-pub child's (xpubsub_lossy.go)
 	var stop func() error
 	ready := "ok"
 	var err error
@@ -117,6 +121,20 @@ func serveMain(args []string) int {
 		if k, err = strconv.Atoi(arg(3)); err == nil {
 			ready, stop, err = meshSinks(arg(1), arg(2), k)
 		}
+	case "mesh-topic-subs":
+		var k int
+		if k, err = strconv.Atoi(arg(3)); err == nil {
+			ready, stop, err = meshTopicSubs(arg(1), arg(2), k)
+		}
+	case "nats-topic-subs":
+		var k int
+		if k, err = strconv.Atoi(arg(2)); err == nil {
+			stop, err = natsTopicSubs(arg(1), k)
+		}
+	case "ps-pub":
+		if psPub, err = newPSPublisher(arg(1), arg(2), arg(3)); err == nil {
+			stop = psPub.close
+		}
 	case "nats-subs":
 		var k int
 		if k, err = strconv.Atoi(arg(2)); err == nil {
@@ -149,6 +167,8 @@ func serveMain(args []string) int {
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		switch {
+		case psPub != nil:
+			fmt.Fprintln(out, psPubRequest(psPub, f))
 		case len(f) == 1 && f[0] == "count":
 			n, last := sink.deliveries()
 			fmt.Fprintf(out, "%d %d\n", n, last.UnixNano())

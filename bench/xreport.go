@@ -155,7 +155,9 @@ func xTables(b *strings.Builder, run Run) {
 	}
 	xStreamTable(b, run)
 	xFanoutTable(b, run)
+	xPubsubTable(b, run) // xpubsub.go
 	lossyTable(b, run)
+	xPubsubLossyTable(b, run) // xpubsub_lossy.go
 }
 
 func xFanoutTable(b *strings.Builder, run Run) {

@@ -29,18 +29,21 @@ type NodeStats struct {
 	BytesIn           uint64 `json:"bytesIn"`
 	BytesOut          uint64 `json:"bytesOut"`
 	Sessions          uint64 `json:"sessions"`
+	TopicsPublished   uint64 `json:"topicsPublished"` // pub-sub: messages published (Publish, Request)
+	TopicsDelivered   uint64 `json:"topicsDelivered"` // pub-sub: messages handed to the node's subscriptions
 }
 
 // nodeStatsFields is how many counters a record carries; a decoder ignores
 // counters past the ones it knows, and reads missing ones as 0.
-const nodeStatsFields = 10
+const nodeStatsFields = 12
 
 // maxNodeStatsFields bounds the counters a record may carry.
 const maxNodeStatsFields = 64
 
 func (st *NodeStats) fields() [nodeStatsFields]*uint64 {
 	return [nodeStatsFields]*uint64{&st.MessagesSent, &st.MessagesReceived, &st.MessageSendErrors,
-		&st.RPCs, &st.RPCErrors, &st.DatagramsIn, &st.DatagramsOut, &st.BytesIn, &st.BytesOut, &st.Sessions}
+		&st.RPCs, &st.RPCErrors, &st.DatagramsIn, &st.DatagramsOut, &st.BytesIn, &st.BytesOut, &st.Sessions,
+		&st.TopicsPublished, &st.TopicsDelivered}
 }
 
 // nodeStatsMsg is a KindNodeStats message: [app, addr, inc, [counters...],
@@ -322,6 +325,8 @@ func ratesOf(cur, prev NodeStats, dt int64) *NodeRates {
 		DatagramsOut:     rate(cur.DatagramsOut, prev.DatagramsOut),
 		BytesIn:          rate(cur.BytesIn, prev.BytesIn),
 		BytesOut:         rate(cur.BytesOut, prev.BytesOut),
+		TopicsPublished:  rate(cur.TopicsPublished, prev.TopicsPublished),
+		TopicsDelivered:  rate(cur.TopicsDelivered, prev.TopicsDelivered),
 	}
 }
 
@@ -400,4 +405,6 @@ type NodeRates struct {
 	DatagramsOut     float64 `json:"datagramsOut"`
 	BytesIn          float64 `json:"bytesIn"`
 	BytesOut         float64 `json:"bytesOut"`
+	TopicsPublished  float64 `json:"topicsPublished"`
+	TopicsDelivered  float64 `json:"topicsDelivered"`
 }

@@ -48,7 +48,7 @@ func TestNodeStatsRoundTrip(t *testing.T) {
 	b = appendString(b, "more")
 	b = appendString(b, "extra")
 	out, err = decodeNodeStats(b)
-	if err != nil || out.Stats.Sessions != nodeStatsFields-1 || out.Mars != "10.0.0.1:6789" ||
+	if err != nil || out.Stats.TopicsDelivered != nodeStatsFields-1 || out.Mars != "10.0.0.1:6789" ||
 		len(out.Replicas) != 1 || out.Replicas[0].State != "in use" || len(out.Peers) != 1 || out.Peers[0].RTTMs != 2.5 {
 		t.Fatalf("decoded %+v, %v", out, err)
 	}

@@ -251,6 +251,74 @@
 // of a round trip to MARS per claim. A common pattern uses both: route by
 // Owner, and have the owner Claim the key before it acts.
 //
+// # Pub-sub
+//
+// Subscribe(pattern, handler) subscribes to NATS-style topics: tokens
+// separated by '.', "*" for one token, ">" for one or more at the end
+// ("chat.*.lobby", "chat.>"); at most MaxTopicLen (255) bytes, no empty
+// token, no white space, a wildcard only as a whole token (ErrBadTopic).
+// Publish(ctx, topic, payload) sends to every matching subscription in the
+// cluster, this node's included. QueueSubscribe(pattern, group, handler)
+// joins a queue group: each message goes to one member of each group with
+// a matching subscription. Request(ctx, topic, payload) sends to one node
+// with any matching subscription (round robin) and returns the reply its
+// handler set with Message.Respond (sent when the handler returns).
+//
+// Interest (patterns and groups) travels two ways: Subscribe and
+// Unsubscribe push it to every node the view lists as online or joining,
+// acknowledged, and return once those answered (at most the retry
+// timeout); it is also in the node's MARS record (the node value
+// "_mesh.topics", text), so a node that joins later learns it within the
+// sync bound. A publisher matches a topic against the interest of the
+// online nodes of its view (and of nodes that told it directly before
+// MARS lists them), cached per view generation, and sends only to nodes
+// that match, directly (the measured fastest way up to 64 receivers).
+//
+// Guarantees:
+//
+//   - Plain subscriptions get every message published after Subscribe
+//     returned, exactly once and in publish order per publisher, while
+//     both nodes live: one reliable session per node pair carries them.
+//     Publish returns once the message is queued to every subscriber node
+//     (waiting for room in a full peer queue until ctx ends).
+//   - A queue group's message goes to one member (round robin over the
+//     members, one node at a time), as an acknowledged delivery in the
+//     background (Publish does not wait; at most 4,096 under way per
+//     node), answered once the member's handler returned. A member that
+//     has no matching subscription any more, is at its pending limit,
+//     drains, or dies before answering is skipped and the next tried, for
+//     up to twice the retry timeout plus 10 s. So each message is handled
+//     exactly once, unless the member dies after its handler ran and
+//     before its answer arrived: then another member handles it too
+//     (at least once on a member's death). A delivery no member took is
+//     counted (TopicStats.QueueFailed) and logged. Queue deliveries are not
+//     ordered.
+//   - A node that drains (Shutdown) takes no new message from the moment it
+//     begins: plain publishes are dropped on arrival and queue deliveries
+//     and requests are answered ErrDraining (the publisher tries another
+//     member); its peers drop it from their routes at once (the drain
+//     notice), the rest within a sync. Messages it had taken are handled.
+//     A node that dies leaves the routes when its peers find it dead
+//     (retryTimeout); what was sent to it meanwhile is lost with it. So
+//     does a live node that a publisher's transport finds dead (a process
+//     stalled for retryTimeout): it misses what that publisher sends until
+//     their session is back (at most twice retryTimeout, or its next sign
+//     of life), and the messages lost with the old session.
+//   - Each subscription hands messages to its handler one at a time, in
+//     order, on a goroutine of its own while it has any. Messages waiting
+//     are bounded (SetPendingLimits; default DefaultPendingMsgs 65,536
+//     and DefaultPendingBytes 64 MiB, as NATS): past either, new messages
+//     are dropped and counted (Subscription.Dropped, TopicStats,
+//     marsmesh_topic_dropped_total), never waited for: neither the
+//     publisher nor the transport ever waits on a handler.
+//   - A node has at most 128 distinct (pattern, group) entries; a guest
+//     cannot subscribe (it is never listed) but can publish.
+//
+// TopicStats, the node admin endpoint's /v1/topics and the marsmesh_topic_*
+// metrics count what was published, delivered, dropped and retried; the
+// MARS dashboard shows every app's patterns, subscriber nodes, queue
+// groups and rates.
+//
 // # Configuration
 //
 // See package config: the Diarkis keys (address, nic, port, marsAddress,
@@ -296,8 +364,9 @@
 //   - Membership (NodeState, OnNodeEvent, WatchNodes, Serving, IsDraining),
 //     HandleRPCWithContext, OnSendFailure, Node.HealthCheck, CreateResponseBytes,
 //     FanoutError, streams (HandleStream, OpenStream, Stream) and typed RPCs
-//     (NewRPC), AddSharedData (an atomic add to a shared counter) and
-//     ownership (Owner, SendRPCToOwner, Hold, ...) are additions. SendRequest's callback always runs on a
+//     (NewRPC), AddSharedData (an atomic add to a shared counter),
+//     ownership (Owner, SendRPCToOwner, Hold, ...) and pub-sub (Subscribe,
+//     QueueSubscribe, Publish, Request, Message) are additions. SendRequest's callback always runs on a
 //     goroutine of its own. SetCommandHandler and HandleCommand share one
 //     table.
 //   - TestPackPacket is left out; Msg, SendData and Shrink exist for

@@ -55,7 +55,11 @@ func TestHelperNode(t *testing.T) {
 		t.Skip("node process body for TestE2E; runs only with " + e2eNodeEnv + " set")
 	}
 	// A node process whose parent vanished without closing stdin ends anyway.
-	guard := time.AfterFunc(3*time.Minute, func() { os.Exit(3) })
+	guardFor := 3 * time.Minute
+	if os.Getenv("MESH_PUBSUB_E2E") == "full" {
+		guardFor = 20 * time.Minute // the full-size pub-sub run
+	}
+	guard := time.AfterFunc(guardFor, func() { os.Exit(3) })
 	defer guard.Stop()
 	if err := runHelperNode(os.Stdin, os.Stdout); err != nil {
 		t.Fatal(err)
@@ -73,6 +77,7 @@ func runHelperNode(in io.Reader, out io.Writer) error {
 		defer outMu.Unlock()
 		fmt.Fprintf(out, format+"\n", args...)
 	}
+	helperEmit = emit
 	HandleRPC(e2eEcho, func(d []byte, _ string) ([]byte, error) { return d, nil })
 	HandleRPC(e2eFail, func(d []byte, _ string) ([]byte, error) { return nil, fmt.Errorf("boom: %s", d) })
 	HandleRPCWithContext(e2eBlock, func(ctx context.Context, _ []byte, from string) ([]byte, error) {
@@ -99,6 +104,9 @@ func runHelperNode(in io.Reader, out io.Writer) error {
 	case <-ready:
 	case <-time.After(10 * time.Second):
 		return errors.New("no first sync with MARS in 10 s")
+	}
+	if os.Getenv(e2ePubsubTermEnv) != "" {
+		defer drainOnTerm(emit)() // pubsub_e2e_test.go
 	}
 	emit("ADDR %s", GetMyEndPoint())
 	sc := bufio.NewScanner(in)
@@ -192,6 +200,9 @@ func helperCommand(f []string) string {
 		addrs := GetNodeAddresses(nil)
 		slices.Sort(addrs)
 		return strings.Join(addrs, ",")
+	}
+	if r, ok := pubsubHelperCommand(f); ok { // pubsub_e2e_test.go
+		return r
 	}
 	return "unknown command " + f[0]
 }
@@ -397,7 +408,8 @@ func (p *procNode) read(stdout io.Reader, addrc chan<- string) {
 			addrc <- strings.TrimPrefix(line, "ADDR ")
 		case strings.HasPrefix(line, "R "):
 			p.replies <- strings.TrimPrefix(line, "R ")
-		case strings.HasPrefix(line, "CMD "), strings.HasPrefix(line, "RAW "), strings.HasPrefix(line, "BLOCK "):
+		case strings.HasPrefix(line, "CMD "), strings.HasPrefix(line, "RAW "), strings.HasPrefix(line, "BLOCK "),
+			strings.HasPrefix(line, "PS "), strings.HasPrefix(line, "PSDONE "), strings.HasPrefix(line, "DRAIN "):
 			p.mu.Lock()
 			p.events = append(p.events, line)
 			p.mu.Unlock()

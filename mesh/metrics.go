@@ -218,6 +218,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	describeOwners(ch) // owner_metrics.go
+	describeTopics(ch) // pubsub_stats.go
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -289,6 +290,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descViewNodes, prometheus.GaugeValue, float64(v), st)
 	}
 	n.collectOwners(ch) // owner_metrics.go
+	n.collectTopics(ch) // pubsub_stats.go
 }
 
 func itoa(v uint16) string {

@@ -44,6 +44,7 @@ func (n *Node) nodeStats() mars.NodeStats {
 		RPCs: t.RPCs, RPCErrors: t.RPCErrors,
 		DatagramsIn: st.PacketsIn, DatagramsOut: st.PacketsOut,
 		BytesIn: st.BytesIn, BytesOut: st.BytesOut,
-		Sessions: uint64(st.Sessions),
+		Sessions:        uint64(st.Sessions),
+		TopicsPublished: n.ps.published.Load(), TopicsDelivered: n.ps.delivered.Load(),
 	}
 }

@@ -64,6 +64,7 @@ type node struct {
 	metrics  meshMetrics  // counters for Collector (metrics.go)
 	peers    peerIncs     // the incarnation of each peer session (membership.go)
 	own      ownerTable   // owner candidates and holds (owner.go, owner_hold.go)
+	ps       *pubsub      // subscriptions, interest and routes (pubsub*.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -225,6 +226,9 @@ func (n *Node) build(cfg config.Mesh, o options) {
 	n.fan.init(n.clock)
 	n.streams = newStreamTable(&n.base, n.life, n.names, n.strict, n.handlers)
 	n.streams.drainNotice, n.streams.drainHeard = n.drainNotice, n.drainHeard
+	n.ps = newPubsub(&n.base, n.life)
+	n.ps.push = n.pushInterest
+	n.ps.answerTo = func(r *replyTo, payload []byte) { n.respondSoon(r.from, r.id, statusOK, payload, r.deadline) }
 }
 
 func marsTTL(cfg config.Mesh) time.Duration {

@@ -44,6 +44,8 @@ func (n *Node) onMessage(from netip.AddrPort, kind byte, p []byte, reliable bool
 		n.fan.handleFanout(from, p, reliable, nil)
 	case kindFanoutAck:
 		n.fan.handleFanoutAck(from, p)
+	case kindPublish:
+		n.handlePublish(from, p)
 	case kindBatch:
 		n.handleBatch(from, p, reliable)
 	case kindTrace:
@@ -99,6 +101,9 @@ func (n *Node) onPeerDown(addr netip.AddrPort, err error) {
 	failed := n.calls.failPeer(addr, err)
 	failed = n.fan.peerDown(addr, err) || failed
 	n.streams.peerDown(addr, err)
+	name := n.names.name(addr)
+	_, listed := n.mc.View().Node(name)
+	n.ps.peerDown(name, listed)
 	var pe *rudp.PeerError
 	if failed || (errors.As(err, &pe) && pe.Unacked > 0) {
 		n.ev.sendFailed(n.names.name(addr), err)

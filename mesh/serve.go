@@ -76,6 +76,10 @@ func (n *Node) serveRequest(from netip.AddrPort, p []byte, data []byte, reliable
 	if hdr.table != tableInternal && n.strict.drop(from) {
 		return
 	}
+	if hdr.table == tableInternal && (hdr.cmd == internalTopic || hdr.cmd == internalInterest) {
+		n.servePubsub(from, hdr, body) // pubsub.go: never blocks
+		return
+	}
 	j := &serveJob{n: n, from: from, hdr: hdr, body: body}
 	ok := false
 	switch hdr.table {

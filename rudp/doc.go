@@ -107,7 +107,10 @@
 // for such a flush (or for the one after a burst of replies, or for the
 // next round of a flush under way) also share KCP segments, so one
 // segment, its acknowledgement and its bookkeeping serve many messages. A
-// lone message still goes out at once, in its own segment. Where the interface towards
+// lone message still goes out at once, in its own segment, unless sent
+// with SendOptions.Later: then the flusher sends it (a sender that goes on
+// to other peers, such as a publish to many nodes, lets each session's
+// messages gather meanwhile). Where the interface towards
 // the peer has a large MTU (loopback, jumbo frames), a session's KCP
 // segments are up to 16 KiB and its datagrams up to 63 KiB (a 64 KiB
 // message is 5 segments in 2 datagrams on loopback instead of 48 and 48)

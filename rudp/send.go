@@ -25,6 +25,11 @@ type SendOptions struct {
 	// once, on a transport goroutine (it must not block), and not at all
 	// if SendMsg returns an error.
 	Done func(error)
+	// Later leaves a small message to the session's flusher goroutine
+	// instead of flushing it on the caller's goroutine, so that messages
+	// queued meanwhile share its packets: for a sender that goes on to
+	// other peers at once (a publish to many nodes).
+	Later bool
 }
 
 // SendMsg queues header+body as one reliable message to a peer, dialing it
@@ -44,7 +49,7 @@ func (t *Transport) SendMsg(ctx context.Context, to netip.AddrPort, kind byte, h
 	if done == nil && o.AckNow {
 		done = func(error) {}
 	}
-	return t.send(ctx, to, kind, len(header)+len(body), [][]byte{header, body}, done, o.NoWait)
+	return t.send(ctx, to, kind, len(header)+len(body), [][]byte{header, body}, done, o.NoWait, o.Later)
 }
 
 // Send queues one reliable message (the concatenation of parts, at most
@@ -55,7 +60,7 @@ func (t *Transport) Send(to netip.AddrPort, kind byte, parts ...[]byte) error {
 	if err != nil {
 		return err
 	}
-	return t.send(context.Background(), to, kind, size, parts, nil, false)
+	return t.send(context.Background(), to, kind, size, parts, nil, false, false)
 }
 
 // SendWithHeader is SendMsg with no options and no context.
@@ -101,13 +106,13 @@ func checkAddr(to netip.AddrPort) error {
 	return nil
 }
 
-func (t *Transport) send(ctx context.Context, to netip.AddrPort, kind byte, size int, parts [][]byte, done func(error), noWait bool) error {
+func (t *Transport) send(ctx context.Context, to netip.AddrPort, kind byte, size int, parts [][]byte, done func(error), noWait, later bool) error {
 	for attempt := 0; ; attempt++ {
 		s, err := t.session(to)
 		if err != nil {
 			return err
 		}
-		err = t.enqueue(ctx, s, kind, size, parts, done, noWait)
+		err = t.enqueue(ctx, s, kind, size, parts, done, noWait, later)
 		if err == errSessionGone && attempt == 0 {
 			continue // it died before this message joined it: dial again
 		}
@@ -120,7 +125,7 @@ func (t *Transport) send(ctx context.Context, to netip.AddrPort, kind byte, size
 
 var errSessionGone = errors.New("session gone")
 
-func (t *Transport) enqueue(ctx context.Context, s *session, kind byte, size int, parts [][]byte, done func(error), noWait bool) error {
+func (t *Transport) enqueue(ctx context.Context, s *session, kind byte, size int, parts [][]byte, done func(error), noWait, deferFlush bool) error {
 	s.mu.Lock()
 	waited := false
 	for {
@@ -165,7 +170,7 @@ func (t *Transport) enqueue(ctx context.Context, s *session, kind byte, size int
 		s.progressLocked(now) // progress is measured from the first byte in flight
 	}
 	established := s.state == stateEstablished
-	hot := established && !s.corked && !s.flushing && size < t.kcpMSS && now-s.sendFlushAt < int64(hotWindow)
+	hot := established && !s.corked && !s.flushing && size < t.kcpMSS && (deferFlush || now-s.sendFlushAt < int64(hotWindow))
 	// A small message that a flush soon after will carry (the flusher's,
 	// the deliverer's after a corked burst, or the next round of a
 	// goroutine flushing now) waits in the queue for it, sharing segments.

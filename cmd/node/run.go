@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,6 +39,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	adminAddr := fs.String("admin", "", "serve the admin HTTP endpoint (metrics, probes, status) on `host:port` (default: adminAddress of the configuration; off when empty)")
 	pprofOn := fs.Bool("pprof", false, "also serve the Go profiler on the admin endpoint, under /debug/pprof/")
 	traceFile := fs.String("trace-file", "", "trace every request, message and stream (OpenTelemetry, every span sampled) and append the spans to `file`, one JSON object a line")
+	var subscribe patternsFlag
+	fs.Var(&subscribe, "subscribe", "subscribe to a pub-sub topic `pattern` (e.g. chat.>) once joined, counting the messages (logged at debug level); repeatable")
 	events := fs.Bool("events", false, "log every membership event the node sees (mesh.OnNodeEvent: a node joining, online, draining, offline, gone), one info line each")
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
@@ -143,6 +146,20 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			ready = nil
 		}
 	}
+	var topicMsgs atomic.Uint64
+	for _, p := range subscribe {
+		if ctx.Err() != nil {
+			break
+		}
+		if _, err := mesh.Subscribe(p, func(m *mesh.Message) {
+			topicMsgs.Add(1)
+			log.Debug("topic message", "topic", m.Topic, "from", m.From, "bytes", len(m.Payload))
+		}); err != nil {
+			mesh.Shutdown()
+			return failure(stderr, name, err)
+		}
+		log.Info("subscribed", "pattern", p)
+	}
 	<-ctx.Done() // the same signals end ctx (see main)
 	log.Info("stopping", "addr", addr)
 	if err := <-shutDown; err != nil {
@@ -150,7 +167,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	total, msgs := h.counter()
-	log.Info("stopped", "counterTotal", total, "counterMessages", msgs, "broadcasts", h.broadcasts.Load())
+	log.Info("stopped", "counterTotal", total, "counterMessages", msgs, "broadcasts", h.broadcasts.Load(), "topicMessages", topicMsgs.Load())
 	return exitOK
 }
 
@@ -195,4 +212,14 @@ func parseValue(s string) interface{} {
 		return false
 	}
 	return s
+}
+
+// patternsFlag collects repeated -subscribe patterns.
+type patternsFlag []string
+
+func (f *patternsFlag) String() string { return strings.Join(*f, ",") }
+
+func (f *patternsFlag) Set(v string) error {
+	*f = append(*f, v)
+	return nil
 }

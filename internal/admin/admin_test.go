@@ -529,3 +529,56 @@ func TestOwnersEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// /v1/topics lists a node's subscriptions with their counts, what it
+// published, and the interest of the other nodes it routes by.
+func TestTopicsEndpoint(t *testing.T) {
+	c := startCluster(t)
+	eventually(t, "a and b list each other online", func() bool {
+		return slices.Contains(c.b.GetNodeAddressesByType("game"), c.a.Addr) && slices.Contains(c.a.GetNodeAddressesByType("match"), c.b.Addr)
+	})
+	got := make(chan struct{}, 10)
+	if _, err := c.b.Subscribe("chat.*", func(*mesh.Message) { got <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.b.QueueSubscribe("jobs.>", "workers", func(*mesh.Message) {}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := c.a.Publish(context.Background(), "chat.eu", []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		<-got
+	}
+	type topics struct {
+		Published     uint64                   `json:"published"`
+		Delivered     uint64                   `json:"delivered"`
+		ByTopic       map[string]uint64        `json:"byTopic"`
+		Subscriptions []mesh.SubscriptionStats `json:"subscriptions"`
+		Interest      []mesh.NodeInterest      `json:"interest"`
+	}
+	query := func(base string) topics {
+		t.Helper()
+		code, body := get(t, base+"/v1/topics")
+		if code != http.StatusOK {
+			t.Fatalf("/v1/topics: %d %s", code, body)
+		}
+		var o topics
+		if err := json.Unmarshal([]byte(body), &o); err != nil {
+			t.Fatalf("/v1/topics: %v in %s", err, body)
+		}
+		return o
+	}
+	a := query(c.aURL)
+	if a.Published != 3 || a.ByTopic["chat.eu"] != 3 || len(a.Interest) != 1 || a.Interest[0].Addr != c.b.Addr ||
+		!slices.Equal(a.Interest[0].Patterns, []string{"chat.*", "jobs.> queue=workers"}) {
+		t.Errorf("a's topics: %+v", a)
+	}
+	b := query(c.bURL)
+	if b.Delivered != 3 || len(b.Subscriptions) != 2 || b.Subscriptions[0].Pattern != "chat.*" || b.Subscriptions[0].Delivered != 3 ||
+		b.Subscriptions[1].Group != "workers" {
+		t.Errorf("b's topics: %+v", b)
+	}
+}

@@ -115,7 +115,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	for _, spec := range [][]string{
 		{"-type", "game", "-role", "UDP", "-endpoint", "203.0.113.10:7000", "-value", "capacity=100"},
 		{"-type", "game", "-role", "UDP", "-endpoint", "203.0.113.11:7000", "-value", "capacity=80"},
-		{"-type", "lobby", "-role", "HTTP", "-value", "region=eu"},
+		{"-type", "lobby", "-role", "HTTP", "-value", "region=eu", "-subscribe", "chat.>"},
 	} {
 		nodes = append(nodes, startProc(t, env, filepath.Join(bin, "node"), append([]string{"run"}, spec...)...))
 	}
@@ -211,6 +211,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	waitFor("the key-value panel", `(() => { const r = document.querySelector('tr.kvkey[data-key="room/1"]');
 		const b = document.querySelector('tr.kvkey[data-key="blob"]');
 		return !!r && r.textContent.includes("alpha") && !!b && b.textContent.includes("(binary)") && /\d+ s/.test(b.textContent); })()`)
+	waitFor("the pub-sub panel", `(() => { const r = document.querySelector('section.app div.topics tr.topic[data-pattern="chat.>"]');
+		const note = document.querySelector('section.app div.topics .note');
+		return !!r && r.dataset.subscribers === "1" && !!note && /Published [1-9][0-9.]*\/s/.test(note.textContent); })()`)
 	waitFor("the lease panel", fmt.Sprintf(`!!document.querySelector('tr.lease[data-key="room/1"][data-holder=%q]')`, caller))
 	shot("dashboard-online.png")
 
@@ -295,6 +298,7 @@ func startCaller(t *testing.T, marsPort int, addrs []string) string {
 			for _, a := range addrs {
 				n.SendRPC(1, a, []byte("ping"))
 			}
+			n.Publish(context.Background(), "chat.eu", []byte("hello")) // the lobby subscribes to chat.>
 		}
 	}()
 	t.Cleanup(func() {

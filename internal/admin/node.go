@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,7 +34,7 @@ func NodeOptions(n *mesh.Node, addr, marsAddr string) Options {
 			return nil
 		},
 		Status: func() any { return nodeStatus(n, marsAddr, started) },
-		Routes: map[string]http.Handler{"GET /v1/owners": ownersHandler(n)},
+		Routes: map[string]http.Handler{"GET /v1/owners": ownersHandler(n), "GET /v1/topics": topicsHandler(n)},
 	}
 }
 
@@ -74,6 +75,53 @@ func ownersHandler(n *mesh.Node) http.Handler {
 			"self":     n.Addr,
 			"selfOwns": ok && owner == n.Addr,
 			"held":     n.HeldKeys(),
+		})
+	})
+}
+
+// topicsHandler serves /v1/topics: the node's pub-sub counters (with
+// per-second rates since the previous request, over at least a second),
+// its subscriptions with their delivered, dropped and pending counts, the
+// topics it published to, and the other nodes' interest it routes by.
+func topicsHandler(n *mesh.Node) http.Handler {
+	var mu sync.Mutex
+	var prev mesh.TopicStats
+	var prevAt time.Time
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		st := n.TopicStats()
+		now := time.Now()
+		mu.Lock()
+		rates := map[string]float64{}
+		if !prevAt.IsZero() {
+			sec := now.Sub(prevAt).Seconds()
+			rates["published"] = float64(st.Published-prev.Published) / sec
+			rates["delivered"] = float64(st.Delivered-prev.Delivered) / sec
+			rates["dropped"] = float64(st.Dropped-prev.Dropped) / sec
+		}
+		if prevAt.IsZero() || now.Sub(prevAt) >= time.Second {
+			prev, prevAt = st, now
+		}
+		mu.Unlock()
+		subs := st.Subscriptions
+		if subs == nil {
+			subs = []mesh.SubscriptionStats{}
+		}
+		interest := st.Interest
+		if interest == nil {
+			interest = []mesh.NodeInterest{}
+		}
+		WriteJSON(w, map[string]any{
+			"self":          n.Addr,
+			"published":     st.Published,
+			"delivered":     st.Delivered,
+			"dropped":       st.Dropped,
+			"slowConsumers": st.SlowConsumers,
+			"retries":       st.Retries,
+			"refused":       st.Refused,
+			"rates":         rates, // per second since the previous request; empty on the first
+			"byTopic":       st.PublishedByTopic,
+			"subscriptions": subs,
+			"interest":      interest,
 		})
 	})
 }

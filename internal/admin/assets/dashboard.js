@@ -37,7 +37,7 @@
     return el("span", { class: "status " + status }, el("span", { class: "dot" }), status);
   }
   function values(v) {
-    const keys = Object.keys(v || {}).sort();
+    const keys = Object.keys(v || {}).filter(k => !k.startsWith("_mesh.")).sort(); // the mesh's own: see topicsTable
     if (keys.length === 0) return el("span", { class: "muted" }, "–");
     return el("span", { class: "mono" }, keys.map(k => k + "=" + JSON.stringify(v[k])).join("  "));
   }
@@ -165,6 +165,40 @@
         (app.nodes.length > MATRIX_MAX ? " The first " + MATRIX_MAX + " nodes by type and address." : "")));
   }
 
+  // topicsTable lists the topic patterns the online nodes subscribe to,
+  // from each node's interest value (_mesh.topics: a version line, then
+  // "pattern" or "pattern group" per line), with the app's pub-sub rates.
+  function topicsTable(app) {
+    const by = {};
+    let pub = 0, deliv = 0, reporting = 0;
+    for (const n of app.nodes) {
+      if (n.status !== "online") continue;
+      const r = n.stats && n.stats.rates;
+      if (r && r.topicsPublished !== undefined) { pub += r.topicsPublished; deliv += r.topicsDelivered; reporting++; }
+      const v = n.values && n.values["_mesh.topics"];
+      if (typeof v !== "string") continue;
+      for (const line of v.split("\n").slice(1)) {
+        const sp = line.indexOf(" ");
+        const pattern = sp < 0 ? line : line.slice(0, sp), group = sp < 0 ? "" : line.slice(sp + 1);
+        const e = by[pattern] || (by[pattern] = { plain: new Set(), groups: {} });
+        if (group === "") e.plain.add(n.addr); else (e.groups[group] || (e.groups[group] = new Set())).add(n.addr);
+      }
+    }
+    const patterns = Object.keys(by).sort();
+    const note = el("div", { class: "muted note" }, "Published " + rate(pub) + "/s, delivered to subscriptions " + rate(deliv) +
+      "/s (" + reporting + " node(s) reporting).");
+    if (patterns.length === 0) return el("div", null, el("div", { class: "empty" }, "no subscriptions"), note);
+    const body = el("tbody");
+    for (const p of patterns) {
+      const e = by[p];
+      const groups = Object.keys(e.groups).sort().map(g => g + " (" + e.groups[g].size + ")").join(", ");
+      body.append(el("tr", { class: "topic", "data-pattern": p, "data-subscribers": e.plain.size },
+        el("td", { class: "mono" }, p), el("td", { class: "num" }, e.plain.size), el("td", { class: "mono" }, groups || "–")));
+    }
+    return el("div", null, el("table", null, el("thead", null, el("tr", null, el("th", null, "Pattern"),
+      el("th", { class: "num" }, "Subscriber nodes"), el("th", null, "Queue groups (members)"))), body), note);
+  }
+
   function sharedTable(shared) {
     const keys = Object.keys(shared || {}).sort();
     if (keys.length === 0) return el("div", { class: "empty" }, "no shared data");
@@ -257,7 +291,8 @@
           el("div", null, el("h3", null, "Shared data"), sharedTable(sharedBy[a.app]))),
         el("div", { class: "cols" },
           el("div", { class: "kv" }, el("h3", null, "Key-value store"), kvTable(kvBy[a.app])),
-          el("div", { class: "leases" }, el("h3", null, "Leases"), leaseTable(leasesBy[a.app])))));
+          el("div", { class: "leases" }, el("h3", null, "Leases"), leaseTable(leasesBy[a.app]))),
+        el("div", { class: "topics" }, el("h3", null, "Pub-sub topics"), topicsTable(a))));
     }
     apps.replaceChildren(frag);
   }
