@@ -37,6 +37,8 @@ var (
 		"Authentic datagrams dropped as replays (seen before, or too old). Keyed mode only.", nil, nil)
 	trHeldDrops = prometheus.NewDesc("marsmesh_transport_held_drops_total",
 		"Unreliable messages dropped in keyed mode while they waited for a session that did not come up (or too many waited).", nil, nil)
+	trDialBacks = prometheus.NewDesc("marsmesh_transport_dial_backs_total",
+		"Handshakes started because sealed traffic came from a member address with no session here (a peer restarted, or this node did). Keyed mode only.", nil, nil)
 	trPaused = prometheus.NewDesc("marsmesh_backpressure_transport_pauses_total",
 		"Times a peer's delivery was paused because its consumer fell behind (backpressure).", nil, nil)
 )
@@ -69,9 +71,10 @@ func (t *Transport) Collect(ch chan<- prometheus.Metric) {
 	counter(trAuthFail, st.AuthFailures)
 	counter(trReplays, st.Replays)
 	counter(trHeldDrops, st.HeldDrops)
+	counter(trDialBacks, st.DialBacks)
 }
 
 func transportDescs() []*prometheus.Desc {
 	return []*prometheus.Desc{trDatagramsIn, trDatagramsOut, trBad, trWriteErrors, trSessions,
-		trBytesIn, trBytesOut, trRetrans, trSplits, trReasmDrop, trPeersDead, trPaused, trAuthFail, trReplays, trHeldDrops}
+		trBytesIn, trBytesOut, trRetrans, trSplits, trReasmDrop, trPeersDead, trPaused, trAuthFail, trReplays, trHeldDrops, trDialBacks}
 }
