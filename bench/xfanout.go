@@ -106,6 +106,13 @@ type xfan struct {
 }
 
 func (b *bench) spawnXFan(key string, n int) (*xfan, error) {
+	return b.spawnSubs(key, n, "mesh-sinks", "nats-subs", true)
+}
+
+// spawnSubs starts n receivers of a system spread over child processes
+// (b.fanProcs of them at most) of the given child kinds; with addrs, the
+// marsmesh children's node addresses are kept in x.addrs.
+func (b *bench) spawnSubs(key string, n int, meshKind, natsKind string, addrs bool) (*xfan, error) {
 	f, err := b.fleet(key)
 	if err != nil {
 		return nil, err
@@ -119,9 +126,9 @@ func (b *bench) spawnXFan(key string, n int) (*xfan, error) {
 		k := n/procs + btoi(i < n%procs)
 		var c *child
 		if key == sysMarsmesh {
-			c, err = startChild("", "mesh-sinks", "127.0.0.1", f.eps[0], fmt.Sprint(k))
+			c, err = startChild("", meshKind, "127.0.0.1", f.eps[0], fmt.Sprint(k))
 		} else {
-			c, err = startChild("", "nats-subs", f.eps[0], fmt.Sprint(k))
+			c, err = startChild("", natsKind, f.eps[0], fmt.Sprint(k))
 		}
 		if err != nil {
 			x.Close()
@@ -129,7 +136,7 @@ func (b *bench) spawnXFan(key string, n int) (*xfan, error) {
 		}
 		x.sinks = append(x.sinks, c)
 		x.pids = append(x.pids, c.pid())
-		if key == sysMarsmesh {
+		if addrs && key == sysMarsmesh {
 			x.addrs = append(x.addrs, strings.Split(c.ready, ",")...)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -131,31 +130,7 @@ func natsTopicSubs(url string, k int) (func() error, error) {
 
 // spawnXPubsub starts n subscribers of a system in child processes.
 func (b *bench) spawnXPubsub(key string, n int) (*xfan, error) {
-	f, err := b.fleet(key)
-	if err != nil {
-		return nil, err
-	}
-	procs := n
-	if b.fanProcs > 0 {
-		procs = min(b.fanProcs, n)
-	}
-	x := &xfan{pids: append([]int{os.Getpid()}, f.pids()[0])}
-	for i := range procs {
-		k := n/procs + btoi(i < n%procs)
-		var c *child
-		if key == sysMarsmesh {
-			c, err = startChild("", "mesh-topic-subs", "127.0.0.1", f.eps[0], fmt.Sprint(k))
-		} else {
-			c, err = startChild("", "nats-topic-subs", f.eps[0], fmt.Sprint(k))
-		}
-		if err != nil {
-			x.Close()
-			return nil, err
-		}
-		x.sinks = append(x.sinks, c)
-		x.pids = append(x.pids, c.pid())
-	}
-	return x, nil
+	return b.spawnSubs(key, n, "mesh-topic-subs", "nats-topic-subs", false)
 }
 
 // rate publishes count messages back to back and returns the time until
@@ -426,23 +401,11 @@ func xPubsubTable(b *strings.Builder, run Run) {
 	w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, n := range distinct(rs, func(r Record) int { return r.Nodes }) {
 		m, s := find("xpubsub", sysMarsmesh, n, 0), find("xpubsub", sysNATS, n, 0)
-		lat := func(r *Record) string {
-			if !r.ok() || r.Lat == nil {
-				return cellErr(r)
-			}
-			return fmtUs(r.Lat.P50) + " / " + fmtUs(r.Lat.P99)
-		}
-		rate := func(r *Record) string {
-			if !r.ok() {
-				return cellErr(r)
-			}
-			return fmtRate(r.Rate)
-		}
 		procs := 0
 		if m != nil {
 			procs = m.Procs
 		}
-		w("| %d | %s | %s | %s | %s | %s | %s | %d |\n", n, lat(m), lat(s), xratio(m, s, fP99), rate(m), rate(s), xratio(m, s, fRate), procs)
+		w("| %d | %s | %s | %s | %s | %s | %s | %d |\n", n, cellP50P99(m), cellP50P99(s), xratio(m, s, fP99), cellRate(m), cellRate(s), xratio(m, s, fRate), procs)
 	}
 	w("\n")
 	failures(b, rs)
@@ -456,20 +419,24 @@ func xPubsubTable(b *strings.Builder, run Run) {
 	for _, n := range distinct(rq, func(r Record) int { return r.Nodes }) {
 		m1, s1 := find("xpubsub-req", sysMarsmesh, n, 1), find("xpubsub-req", sysNATS, n, 1)
 		m16, s16 := find("xpubsub-req", sysMarsmesh, n, 16), find("xpubsub-req", sysNATS, n, 16)
-		lat := func(r *Record) string {
-			if !r.ok() || r.Lat == nil {
-				return cellErr(r)
-			}
-			return fmtUs(r.Lat.P50) + " / " + fmtUs(r.Lat.P99)
-		}
-		rate := func(r *Record) string {
-			if !r.ok() {
-				return cellErr(r)
-			}
-			return fmtRate(r.Rate)
-		}
-		w("| %d | %s | %s | %s | %s | %s | %s |\n", n, lat(m1), lat(s1), xratio(m1, s1, fP99), rate(m16), rate(s16), xratio(m16, s16, fRate))
+		w("| %d | %s | %s | %s | %s | %s | %s |\n", n, cellP50P99(m1), cellP50P99(s1), xratio(m1, s1, fP99), cellRate(m16), cellRate(s16), xratio(m16, s16, fRate))
 	}
 	w("\n")
 	failures(b, rq)
+}
+
+// cellP50P99 is a report cell of a record's p50 / p99 in µs (or its error).
+func cellP50P99(r *Record) string {
+	if !r.ok() || r.Lat == nil {
+		return cellErr(r)
+	}
+	return fmtUs(r.Lat.P50) + " / " + fmtUs(r.Lat.P99)
+}
+
+// cellRate is a report cell of a record's rate (or its error).
+func cellRate(r *Record) string {
+	if !r.ok() {
+		return cellErr(r)
+	}
+	return fmtRate(r.Rate)
 }
