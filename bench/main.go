@@ -113,6 +113,7 @@ func main() {
 	defer guardChildren(runCleanups)()
 	suite := flag.String("suite", "all", "suites to run: all (xrpc, xoneway, xstream, xfanout; with -inproc also rpc, oneway, stream, fanout, cost), or a comma list of xrpc, xoneway, xstream, xfanout, xpubsub, xpubsub-lossy, lossy, xkv, rpc, oneway, stream, fanout, cost")
 	inproc := flag.Bool("inproc", false, "with -suite all, also run the one-process suites rpc, oneway, stream, fanout and cost (the secondary view)")
+	psNodes := flag.String("psnodes", "", "comma list of subscriber counts of the pub-sub suite (default 1,8,64; 1,8 with -quick)")
 	fanProcs := flag.Int("fanprocs", -1, "receiver processes of the cross-process fan-out, receivers spread evenly (default: one per receiver; 8 with -quick)")
 	rounds := flag.Int("rounds", 0, "rounds of each cross-process case (default 5, or 3 with -quick; at least 3 for medians)")
 	loss := flag.String("loss", "", "comma list of netem loss percentages of the lossy suite (default 0,1,5; 0,5 with -quick)")
@@ -172,6 +173,9 @@ func main() {
 		}
 		if *concs != "" {
 			p.concs = intList(*concs)
+		}
+		if *psNodes != "" {
+			p.psNodes = intList(*psNodes)
 		}
 		if *rounds > 0 {
 			p.xrounds = *rounds
