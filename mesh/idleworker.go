@@ -1,34 +1,148 @@
 package mesh
 
-import "github.com/marsmesh/marsmesh/internal/pollwake"
+import (
+	"sync"
+
+	"github.com/marsmesh/marsmesh/internal/pollwake"
+)
 
 // Idle workers.
 //
-// A worker that runs out of jobs may park, up to maxIdleWorkers of them,
-// on a pollwake.Waker instead of ending. When work arrives while no
-// handler runs, the read goroutine wakes a parked worker through the
+// A worker that runs out of jobs may park, up to maxIdleWorkers of them
+// per pool, on a pollwake.Waker instead of ending. When work arrives while
+// no worker runs, the read goroutine wakes a parked worker through the
 // runtime's network poller rather than starting a goroutine: starting or
 // waking a goroutine through the scheduler makes the runtime wake a second
 // OS thread whenever a processor is idle, a futex wake-up (an
-// interprocessor interrupt on a VM) on the request's path. The parked
+// interprocessor interrupt on a VM) on the message's path. The parked
 // worker is found instead by the read goroutine's own thread once it waits
-// for the socket again. While handlers run, new work gets a new goroutine
-// as before (with threads busy, one woken through the poller could wait);
-// workers whose handler returned and that only answer do not count (at
-// one request at a time the next one often arrives while the worker of
-// the last is still writing its reply).
+// for the socket again. With many processes per core (a publish to many
+// subscriber processes) that halves the context switches per delivery.
+//
+// Two pools use it: handlers (inbound: while handlers run, new work gets a
+// new goroutine as before, since with threads busy one woken through the
+// poller could wait; workers whose handler returned and that only answer
+// do not count, as at one request at a time the next one often arrives
+// while the worker of the last is still writing its reply) and
+// subscriptions (pubsub_sub.go).
 //
 // A parked worker is not counted in the node's lifecycle (Shutdown does
-// not wait for it as for a handler); it is counted in in.parked, and
-// Shutdown wakes every parked worker when the node stops (closeIdleWorkers)
-// before it waits for them.
+// not wait for it as for a handler); Shutdown ends the parked workers
+// (close) when the node stops, then waits for them (wait).
 
-// maxIdleWorkers is how many workers may wait for work.
+// maxIdleWorkers is how many workers of a pool may wait for work.
 const maxIdleWorkers = 2
 
-type idleWorker struct {
-	w    *pollwake.Waker
-	work bool // woken for work; else the node stops
+// idlePool is one set of parked workers.
+type idlePool struct {
+	mu     sync.Mutex
+	idle   []*parkedWorker
+	closed bool
+	parked sync.WaitGroup
+}
+
+type parkedWorker struct {
+	w   *pollwake.Waker
+	job func() // set by wake; nil when the pool closed
+}
+
+// start runs job on a parked worker or, if none is parked, a new
+// goroutine. The caller counted job in life (enter); the worker ends it
+// (exit).
+func (p *idlePool) start(life *lifecycle, job func()) {
+	if !p.wake(job) {
+		go p.run(life, job)
+	}
+}
+
+// run runs jobs, each counted in life by its starter, parking between them.
+func (p *idlePool) run(life *lifecycle, job func()) {
+	var pw *parkedWorker
+	for job != nil {
+		job()
+		life.exit()
+		job = p.park(&pw)
+	}
+}
+
+// wake hands job to a parked worker; false if none is parked.
+func (p *idlePool) wake(job func()) bool {
+	p.mu.Lock()
+	k := len(p.idle)
+	if k == 0 {
+		p.mu.Unlock()
+		return false
+	}
+	pw := p.idle[k-1]
+	p.idle[k-1] = nil
+	p.idle = p.idle[:k-1]
+	pw.job = job
+	p.mu.Unlock()
+	pw.w.Wake()
+	return true
+}
+
+// park waits, as a parked worker, for a job and returns it; nil if the
+// pool has no room, no waker is free, or the pool closed (the worker then
+// ends). *pw is the worker's parking place, kept between jobs.
+func (p *idlePool) park(pw **parkedWorker) func() {
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= maxIdleWorkers {
+		p.mu.Unlock()
+		p.free(pw)
+		return nil
+	}
+	if *pw == nil {
+		w := pollwake.Get()
+		if w == nil {
+			p.mu.Unlock()
+			return nil
+		}
+		*pw = &parkedWorker{w: w}
+	}
+	me := *pw
+	p.parked.Add(1) // close empties the list before wait
+	p.idle = append(p.idle, me)
+	p.mu.Unlock()
+	me.w.Wait()
+	p.mu.Lock()
+	job := me.job
+	me.job = nil
+	p.mu.Unlock()
+	p.parked.Done()
+	if job == nil {
+		p.free(pw)
+	}
+	return job
+}
+
+func (p *idlePool) free(pw **parkedWorker) {
+	if *pw != nil {
+		pollwake.Put((*pw).w)
+		*pw = nil
+	}
+}
+
+// close ends the parked workers and parks no more.
+func (p *idlePool) close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.closed = true
+	p.mu.Unlock()
+	for _, pw := range idle {
+		pw.w.Wake() // job is nil: it ends
+	}
+}
+
+// wait waits for the parked workers to end (after close).
+func (p *idlePool) wait() { p.parked.Wait() }
+
+// parkedCount is how many workers are parked (tests).
+func (p *idlePool) parkedCount() (n int, closed bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle), p.closed
 }
 
 // startWorkerLocked starts a worker for the ready jobs; it runs under
@@ -37,76 +151,9 @@ func (in *inbound) startWorkerLocked() bool {
 	if !in.life.enter() {
 		return false
 	}
-	if k := len(in.idle); k > 0 && in.running <= int(in.replying.Load()) {
-		iw := in.idle[k-1]
-		in.idle[k-1] = nil
-		in.idle = in.idle[:k-1]
-		iw.work = true
-		iw.w.Wake()
+	if in.running <= int(in.replying.Load()) && in.workers.wake(in.worker) {
 		return true
 	}
-	go in.workerLoop()
+	go in.workers.run(in.life, in.worker)
 	return true
 }
-
-// workerLoop runs ready jobs (counted in the node's lifecycle), then parks as an idle
-// worker, or ends.
-func (in *inbound) workerLoop() {
-	var iw *idleWorker
-	for {
-		in.worker()
-		in.life.exit()
-		if iw = in.parkIdleWorker(iw); iw == nil {
-			return
-		}
-		iw.w.Wait()
-		in.mu.Lock()
-		work := iw.work
-		iw.work = false
-		in.mu.Unlock()
-		in.parked.Done()
-		if !work {
-			pollwake.Put(iw.w)
-			return
-		}
-	}
-}
-
-// parkIdleWorker lists the calling worker as idle, if there is room and
-// the node is not stopping; it returns nil (and frees iw's waker) if not.
-func (in *inbound) parkIdleWorker(iw *idleWorker) *idleWorker {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.idleClosed || len(in.idle) >= maxIdleWorkers {
-		if iw != nil {
-			pollwake.Put(iw.w)
-		}
-		return nil
-	}
-	if iw == nil {
-		w := pollwake.Get()
-		if w == nil {
-			return nil
-		}
-		iw = &idleWorker{w: w}
-	}
-	in.parked.Add(1) // Shutdown closes the idle list before it waits for in.parked
-	in.idle = append(in.idle, iw)
-	return iw
-}
-
-// closeIdleWorkers ends the parked workers; Shutdown runs it when the
-// node stops.
-func (in *inbound) closeIdleWorkers() {
-	in.mu.Lock()
-	idle := in.idle
-	in.idle = nil
-	in.idleClosed = true
-	in.mu.Unlock()
-	for _, iw := range idle {
-		iw.w.Wake() // work is false: it ends
-	}
-}
-
-// waitParked waits for the parked workers to end (after closeIdleWorkers).
-func (in *inbound) waitParked() { in.parked.Wait() }

@@ -1,16 +1,18 @@
 package mesh
 
 import (
+	"context"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 )
 
-func idleWorkers(n *Node) []*idleWorker {
-	n.in.mu.Lock()
-	defer n.in.mu.Unlock()
-	return append([]*idleWorker(nil), n.in.idle...)
+func idleWorkers(p *idlePool) []*parkedWorker {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*parkedWorker(nil), p.idle...)
 }
 
 // TestIdleWorkerReused: after a request a worker parks; the next request
@@ -37,14 +39,14 @@ func TestIdleWorkerReused(t *testing.T) {
 	if _, err := a.SendRPC(1, b.GetMyEndPoint(), []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() bool { return len(idleWorkers(b)) == 1 }, "a worker parks")
-	parked := idleWorkers(b)[0]
+	eventually(t, 10*time.Second, func() bool { return len(idleWorkers(&b.in.workers)) == 1 }, "a worker parks")
+	parked := idleWorkers(&b.in.workers)[0]
 	for i := range 20 {
 		if _, err := a.SendRPC(1, b.GetMyEndPoint(), []byte{byte(i)}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, func() bool { return len(idleWorkers(b)) == 1 }, "the worker parks again")
-		if idleWorkers(b)[0] != parked {
+		eventually(t, 10*time.Second, func() bool { return len(idleWorkers(&b.in.workers)) == 1 }, "the worker parks again")
+		if idleWorkers(&b.in.workers)[0] != parked {
 			t.Fatal("a request on an idle node did not go to the parked worker")
 		}
 	}
@@ -72,14 +74,63 @@ func TestIdleWorkerReused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, func() bool { return len(idleWorkers(b)) == maxIdleWorkers }, "at most %d workers park", maxIdleWorkers)
+	eventually(t, 10*time.Second, func() bool { return len(idleWorkers(&b.in.workers)) == maxIdleWorkers }, "at most %d workers park", maxIdleWorkers)
 	if err := b.Shutdown(); err != nil {
 		t.Logf("Shutdown: %v", err)
 	}
-	b.in.mu.Lock()
-	left, closed := len(b.in.idle), b.in.idleClosed
-	b.in.mu.Unlock()
+	left, closed := b.in.workers.parkedCount()
 	if left != 0 || !closed {
+		t.Fatalf("after Shutdown: %d parked workers, closed %v", left, closed)
+	}
+}
+
+// TestSubscriptionWorkerParks: a subscription's worker parks once its
+// queue is empty and the next publish to an idle node wakes it instead of
+// starting a goroutine; every message still arrives, in order; the
+// parked workers end when the node stops.
+func TestSubscriptionWorkerParks(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("workers park on wakers on Linux only")
+	}
+	c := newCluster(t, 2)
+	a, b := c.nodes[0], c.nodes[1]
+	var got topicLog
+	if _, err := b.Subscribe("room.*", got.handle); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	publish := func(i int) {
+		t.Helper()
+		if err := a.Publish(ctx, "room.1", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, func() bool { return got.count() == i+1 }, "message %d arrives", i)
+		eventually(t, 10*time.Second, func() bool { return len(idleWorkers(&b.ps.workers)) == 1 }, "the worker parks")
+	}
+	publish(0)
+	parked := idleWorkers(&b.ps.workers)[0]
+	for i := 1; i <= 20; i++ {
+		publish(i)
+		if idleWorkers(&b.ps.workers)[0] != parked {
+			t.Fatal("a publish to an idle node did not go to the parked worker")
+		}
+	}
+	// A burst: in order, exactly once.
+	for i := 21; i < 500; i++ {
+		if err := a.Publish(ctx, "room.1", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, func() bool { return got.count() == 500 }, "the burst arrives")
+	for i, p := range got.payloads() {
+		if p != strconv.Itoa(i) {
+			t.Fatalf("message %d is %q", i, p)
+		}
+	}
+	if err := b.Shutdown(); err != nil {
+		t.Logf("Shutdown: %v", err)
+	}
+	if left, closed := b.ps.workers.parkedCount(); left != 0 || !closed {
 		t.Fatalf("after Shutdown: %d parked workers, closed %v", left, closed)
 	}
 }

@@ -106,23 +106,21 @@ func (p *peerIn) pending() int { return len(p.jobs) - p.head }
 // idleworker.go) that run them, and inline handlers (inline.go). Workers
 // are counted in the node's lifecycle, so Shutdown waits for them.
 type inbound struct {
-	b          *base
-	life       *lifecycle
-	lim        InboundLimits
-	peerMax    int // handlers one peer may run at once
-	mu         sync.Mutex
-	peers      map[netip.AddrPort]*peerIn
-	spare      []*peerIn     // idle, for reuse
-	ready      []*peerIn     // peers with a job that may start, served in turn
-	running    int           // workers
-	replying   atomic.Int32  // workers whose handler returned, answering (rpc.go)
-	idle       []*idleWorker // parked workers (idleworker.go)
-	idleClosed bool          // the node stopped: no more parking
-	slow       atomic.Uint64
-	dropped    atomic.Uint64
-	pausedNow  atomic.Int64
-	serving    servingTable   // context-aware handlers running (serve.go)
-	parked     sync.WaitGroup // parked workers (not handlers: Shutdown ends them, then waits)
+	b         *base
+	life      *lifecycle
+	lim       InboundLimits
+	peerMax   int // handlers one peer may run at once
+	mu        sync.Mutex
+	peers     map[netip.AddrPort]*peerIn
+	spare     []*peerIn    // idle, for reuse
+	ready     []*peerIn    // peers with a job that may start, served in turn
+	running   int          // workers
+	replying  atomic.Int32 // workers whose handler returned, answering (rpc.go)
+	slow      atomic.Uint64
+	dropped   atomic.Uint64
+	pausedNow atomic.Int64
+	serving   servingTable // context-aware handlers running (serve.go)
+	workers   idlePool     // parked workers (idleworker.go)
 }
 
 func newInbound(b *base, life *lifecycle, l InboundLimits) *inbound {

@@ -167,7 +167,7 @@ func (s *Subscription) offer(m *Message) bool {
 	start := !s.running
 	s.running = true
 	s.mu.Unlock()
-	if start && !s.ps.life.start(s.run) {
+	if start && !s.ps.startRun(s) {
 		// The node is shutting down: nobody will run it (the queue held
 		// only this message, or a worker would be running).
 		s.mu.Lock()
@@ -176,6 +176,16 @@ func (s *Subscription) offer(m *Message) bool {
 		s.mu.Unlock()
 		return false
 	}
+	return true
+}
+
+// startRun runs s.run, counted in the node's lifecycle, on a parked
+// worker or a new goroutine (idleworker.go); false once the node stops.
+func (ps *pubsub) startRun(s *Subscription) bool {
+	if !ps.life.enter() {
+		return false
+	}
+	ps.workers.start(ps.life, s.run)
 	return true
 }
 

@@ -55,11 +55,19 @@ func appendPublish(b []byte, topic string) []byte {
 
 // parsePublish splits a kindPublish message; the topic is checked.
 func parsePublish(p []byte) (topic string, payload []byte, err error) {
-	topic, p, err = readShort(p)
-	if err != nil || checkTopic(topic) != nil {
+	raw, payload, err := splitPublish(p)
+	if err != nil || checkTopic(string(raw)) != nil {
 		return "", nil, errMalformed
 	}
-	return topic, p, nil
+	return string(raw), payload, nil
+}
+
+// splitPublish splits a kindPublish message; the topic is not checked.
+func splitPublish(p []byte) (topic, payload []byte, err error) {
+	if len(p) < 1 || len(p) < 1+int(p[0]) {
+		return nil, nil, errMalformed
+	}
+	return p[1 : 1+int(p[0])], p[1+int(p[0]):], nil
 }
 
 func appendTopicReq(b []byte, flags byte, group, topic string) []byte {

@@ -85,7 +85,8 @@ func (n *Node) ShutdownContext(ctx context.Context) error {
 		t.Stop()
 		close(n.life.done)
 		n.life.cancel()
-		n.in.closeIdleWorkers() // parked workers end (the calls' sweeper fails every call)
+		n.in.workers.close() // parked workers end (the calls' sweeper fails every call)
+		n.ps.workers.close()
 		// A handler that ignores its context (or has none) may never
 		// return: after AbandonWait it is left running, and Shutdown goes
 		// on (its answer, if it ever comes, finds the socket closed).
@@ -103,7 +104,8 @@ func (n *Node) ShutdownContext(ctx context.Context) error {
 		n.streams.waitCtl()
 		n.bg.Wait()
 		n.calls.wait()
-		n.in.waitParked()
+		n.in.workers.wait()
+		n.ps.workers.wait()
 		n.ev.close(AbandonWait)
 		n.closeErr = errors.Join(mcErr, trErr)
 	})

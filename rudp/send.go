@@ -45,11 +45,7 @@ func (t *Transport) SendMsg(ctx context.Context, to netip.AddrPort, kind byte, h
 	if err := checkHeaderBody(header, body); err != nil {
 		return err
 	}
-	done := o.Done
-	if done == nil && o.AckNow {
-		done = func(error) {}
-	}
-	return t.send(ctx, to, kind, len(header)+len(body), [][]byte{header, body}, done, o.NoWait, o.Later)
+	return t.send(ctx, to, kind, len(header)+len(body), [][]byte{header, body}, o)
 }
 
 // Send queues one reliable message (the concatenation of parts, at most
@@ -60,7 +56,7 @@ func (t *Transport) Send(to netip.AddrPort, kind byte, parts ...[]byte) error {
 	if err != nil {
 		return err
 	}
-	return t.send(context.Background(), to, kind, size, parts, nil, false, false)
+	return t.send(context.Background(), to, kind, size, parts, SendOptions{})
 }
 
 // SendWithHeader is SendMsg with no options and no context.
@@ -106,13 +102,13 @@ func checkAddr(to netip.AddrPort) error {
 	return nil
 }
 
-func (t *Transport) send(ctx context.Context, to netip.AddrPort, kind byte, size int, parts [][]byte, done func(error), noWait, later bool) error {
+func (t *Transport) send(ctx context.Context, to netip.AddrPort, kind byte, size int, parts [][]byte, o SendOptions) error {
 	for attempt := 0; ; attempt++ {
 		s, err := t.session(to)
 		if err != nil {
 			return err
 		}
-		err = t.enqueue(ctx, s, kind, size, parts, done, noWait, later)
+		err = t.enqueue(ctx, s, kind, size, parts, o)
 		if err == errSessionGone && attempt == 0 {
 			continue // it died before this message joined it: dial again
 		}
@@ -125,7 +121,7 @@ func (t *Transport) send(ctx context.Context, to netip.AddrPort, kind byte, size
 
 var errSessionGone = errors.New("session gone")
 
-func (t *Transport) enqueue(ctx context.Context, s *session, kind byte, size int, parts [][]byte, done func(error), noWait, deferFlush bool) error {
+func (t *Transport) enqueue(ctx context.Context, s *session, kind byte, size int, parts [][]byte, o SendOptions) error {
 	s.mu.Lock()
 	waited := false
 	for {
@@ -145,7 +141,7 @@ func (t *Transport) enqueue(ctx context.Context, s *session, kind byte, size int
 		if q == 0 || q+uint64(size) <= uint64(t.cfg.MaxQueued) {
 			break
 		}
-		if noWait {
+		if o.NoWait {
 			s.mu.Unlock()
 			return fmt.Errorf("%w: %s has %d bytes queued, limit %d", ErrWouldBlock, s.addr, q, t.cfg.MaxQueued)
 		}
@@ -170,14 +166,14 @@ func (t *Transport) enqueue(ctx context.Context, s *session, kind byte, size int
 		s.progressLocked(now) // progress is measured from the first byte in flight
 	}
 	established := s.state == stateEstablished
-	hot := established && !s.corked && !s.flushing && size < t.kcpMSS && (deferFlush || now-s.sendFlushAt < int64(hotWindow))
+	hot := established && !s.corked && !s.flushing && size < t.kcpMSS && (o.Later || now-s.sendFlushAt < int64(hotWindow))
 	// A small message that a flush soon after will carry (the flusher's,
 	// the deliverer's after a corked burst, or the next round of a
 	// goroutine flushing now) waits in the queue for it, sharing segments.
 	later := size < t.kcpMSS && (hot || s.corked || established && s.flushing)
-	s.enqueueLocked(kind, size, parts, done != nil, later)
-	if done != nil {
-		s.tracked = append(s.tracked, trackedMsg{end: s.appended, done: done})
+	s.enqueueLocked(kind, size, parts, o.Done != nil || o.AckNow, later)
+	if o.Done != nil {
+		s.tracked = append(s.tracked, trackedMsg{end: s.appended, done: o.Done})
 	}
 	activate := !s.active
 	s.active = true
