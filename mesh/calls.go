@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,7 @@ type call struct {
 	addr     string
 	cmd      uint16
 	deadline int64           // node clock ns, watched by the sweeper; 0 if a context watches it
+	since    int64           // node clock ns when it was sent (probes, see sweep)
 	ch       chan callResult // buffered: the one result never blocks its sender
 	w        *pollwake.Waker // the caller waits on it, not on ch (rpcwait.go); may be nil
 }
@@ -53,6 +55,16 @@ var callPool = sync.Pool{New: func() any { return &call{ch: make(chan callResult
 // sweepEvery is how often the sweeper looks for calls past their deadline
 // (SendRPC and SendRequest use it instead of a timer per call).
 const sweepEvery = 10 * time.Millisecond
+
+// probeAfter: a peer with a call waiting longer gets a keepalive from
+// the sweeper whenever its session sent nothing for as long (rudp Probe).
+// If the peer crashed and restarted on its address, the new process
+// answers with a handshake and the calls on the old one fail at once
+// (a send error), within about probeAfter + sweepEvery of the restart,
+// not at the session's next keepalive (up to RetryTimeout/4 away). A
+// call waiting on a slow handler costs its peer one small packet each
+// way per probeAfter.
+const probeAfter = 50 * time.Millisecond
 
 func newCallTable(b *base, done <-chan struct{}) *callTable {
 	return &callTable{b: b, done: done, m: make(map[uint64]*call), wake: make(chan struct{}, 1)}
@@ -103,8 +115,9 @@ func (t *callTable) watchDeadlines() {
 	}
 }
 
-// sweepLoop fails calls whose deadline passed, every sweepEvery while
-// there are any, and sleeps otherwise. When the node stops it fails every
+// sweepLoop fails calls whose deadline passed and probes the peers of
+// calls that wait long, every sweepEvery while there are calls, and
+// sleeps otherwise. When the node stops it fails every
 // call (callers waiting on a waker do not watch done).
 func (t *callTable) sweepLoop() {
 	defer t.wg.Done()
@@ -132,28 +145,36 @@ func (t *callTable) sweepLoop() {
 	}
 }
 
-// sweep fails the calls past their deadline and returns how many watched
-// calls are left.
+// sweep fails the calls past their deadline, probes the peers of calls
+// waiting longer than probeAfter, and returns how many calls are left.
 func (t *callTable) sweep(now int64) int {
 	var late []*call
+	var probe []netip.AddrPort
 	left := 0
 	t.mu.Lock()
 	for id, c := range t.m {
-		switch {
-		case c.deadline == 0:
-		case c.deadline <= now:
+		if c.deadline != 0 && c.deadline <= now {
 			late = append(late, c)
 			delete(t.m, id)
-		default:
-			left++
+			continue
+		}
+		left++
+		if now-c.since >= int64(probeAfter) && !slices.Contains(probe, c.to) && len(probe) < maxProbes {
+			probe = append(probe, c.to)
 		}
 	}
 	t.mu.Unlock()
 	for _, c := range late {
 		c.deliver(callResult{expired: true})
 	}
+	for _, to := range probe {
+		t.b.tr.Probe(to, probeAfter)
+	}
 	return left
 }
+
+// maxProbes bounds the peers one sweep probes.
+const maxProbes = 64
 
 func timeoutErr(cmd uint16, addr string, cause error) error {
 	return fmt.Errorf("%w: command %d to %s: %w", ErrRequestTimeout, cmd, addr, cause)

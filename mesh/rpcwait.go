@@ -25,12 +25,14 @@ import (
 // sweeper fails every call when the node stops, since a caller on a waker
 // does not watch n.life.done).
 
-// add registers a call to addr as id and returns it; a non-zero deadline
-// is watched by the sweeper. A call alone in the table with no context to
+// add registers a call to addr as id and returns it and makes sure the
+// sweeper runs (it probes the peers of calls that wait long); a non-zero
+// deadline is watched by the sweeper. A call alone in the table with no context to
 // watch (noCtx) gets a waker if one is free.
 func (t *callTable) add(id uint64, to netip.AddrPort, addr string, cmd uint16, deadline time.Time, noCtx bool) *call {
 	c := callPool.Get().(*call)
 	c.to, c.addr, c.cmd, c.deadline, c.w = to, addr, cmd, 0, nil
+	c.since = t.b.clock()
 	if !deadline.IsZero() {
 		c.deadline = max(int64(deadline.Sub(t.b.epoch)), 1) // monotonic
 	}
@@ -40,9 +42,7 @@ func (t *callTable) add(id uint64, to netip.AddrPort, addr string, cmd uint16, d
 	}
 	t.m[id] = c
 	t.mu.Unlock()
-	if c.deadline != 0 {
-		t.watchDeadlines()
-	}
+	t.watchDeadlines()
 	return c
 }
 

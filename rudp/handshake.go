@@ -487,16 +487,20 @@ func (t *Transport) handleTagged(c tagged, from netip.AddrPort) {
 }
 
 // handleNoSess: the peer does not know a session we use. It proves
-// nothing, so it only makes us probe: resend our ACK while confirming, or
-// send a SYN with a fresh token, whose answer replaces the session only if
-// a new incarnation gives it (handleSynAck).
+// nothing, so it only makes us probe (at most once per noSessProbeEvery
+// or keepalive period, whichever is shorter): resend our ACK while
+// confirming, or send a SYN with a fresh token, whose answer replaces the
+// session only if a new incarnation gives it (handleSynAck).
+// noSessProbeEvery bounds the probe SYNs hints (forged or not) draw per session.
+const noSessProbeEvery = 100 * time.Millisecond
+
 func (t *Transport) handleNoSess(s *session, c tagged, now int64) {
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c.conv != s.keys.conv || now-s.probeAt < int64(t.cfg.keepalive()) {
+	if c.conv != s.keys.conv || s.probeAt != 0 && now-s.probeAt < int64(min(t.cfg.keepalive(), noSessProbeEvery)) {
 		return
 	}
 	s.probeAt = now

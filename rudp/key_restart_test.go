@@ -177,3 +177,21 @@ func TestKeyDialBackFlood(t *testing.T) {
 		t.Fatalf("b holds sessions with %v, want only the member", peers)
 	}
 }
+
+// TestKeyRestartFoundByProbe: an idle session whose keepalive is an hour
+// away finds the restart as soon as its owner probes it (mesh does so for
+// peers of calls that wait for a reply): the probe reaches the new
+// incarnation, which dials back, and the stale session ends with
+// ErrPeerReset.
+func TestKeyRestartFoundByProbe(t *testing.T) {
+	a, aIn, b2, _ := restartPeer(t, restartConfig(testKey(t), time.Hour))
+	a.Probe(b2.LocalAddr(), 0)
+	d := waitDown(t, aIn, 20*time.Second) // the keepalive would take an hour
+	if !errors.Is(d.err, ErrPeerReset) {
+		t.Fatalf("the stale session ended with %v, want ErrPeerReset", d.err)
+	}
+	if !aIn.waitFor(20*time.Second, func() bool { return len(aIn.ups) == 2 }) {
+		t.Fatal("no session with b2 came up at a")
+	}
+	a.Probe(netip.MustParseAddrPort("127.0.0.1:9"), 0) // no session: nothing happens
+}

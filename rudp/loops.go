@@ -1,6 +1,7 @@
 package rudp
 
 import (
+	"net/netip"
 	"runtime"
 	"time"
 
@@ -249,6 +250,18 @@ func (t *Transport) sweep(now int64) (due int64) {
 	t.expireUdests(now)
 	t.cookies.get(t.cookieBucket(now)) // forgets the secrets of old buckets
 	return due
+}
+
+// Probe sends a keepalive on the established session with addr if it
+// sent nothing for at least quiet. A peer that restarted on that address
+// answers it with a handshake (keyed: a dial back; else a hint that it has
+// no such session), which ends the stale session at once with
+// ErrPeerReset instead of at the next keepalive or the silence limit.
+// mesh probes the peers of calls that wait for a reply.
+func (t *Transport) Probe(addr netip.AddrPort, quiet time.Duration) {
+	if s := t.lookup(addr); s != nil {
+		t.keepaliveBusy(s, t.now(), int64(quiet))
+	}
 }
 
 // keepaliveBusy sends s's keepalive without its lock (sendTagged needs
