@@ -66,6 +66,7 @@ type handshakeState struct {
 	establishedAt  int64
 	sec            sessSec // cluster-key state (keyed.go)
 	dialBack       bool    // dialed back on a stray sealed packet, not yet up (keyed.go)
+	udial          bool    // dialed for unreliable batching, not yet up (ubatch.go)
 }
 
 // pathState: packet and segment sizes (pathmtu.go, caps.go).
@@ -170,7 +171,7 @@ func (s *session) establishLocked(now int64) {
 	k.CapUna(k.Pulled()) // what is pulled is acknowledged (deliver.go recvLocked)
 	s.kcp = k
 	s.state = stateEstablished
-	s.dialBack = false
+	s.dialBack, s.udial = false, false
 	s.ping.Store(&tagged{typ: pktPing, conv: s.conv, tag: s.keys.ping})
 	s.establishedAt = now
 	s.lastRecv.Store(now)

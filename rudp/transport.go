@@ -227,6 +227,12 @@ func (t *Transport) activate(s *session) {
 
 // session returns the session with a peer, starting a dial if there is none.
 func (t *Transport) session(to netip.AddrPort) (*session, error) {
+	return t.sessionFor(to, false)
+}
+
+// sessionFor is session; a dial it starts for udial (unreliable batching,
+// ubatch.go) ends quietly if it never comes up and carried nothing.
+func (t *Transport) sessionFor(to netip.AddrPort, udial bool) (*session, error) {
 	t.mu.RLock()
 	s := t.sessions[to]
 	t.mu.RUnlock()
@@ -246,6 +252,7 @@ func (t *Transport) session(to netip.AddrPort) (*session, error) {
 	if dial {
 		s = newSession(t, to, t.now())
 		s.myTok = newToken()
+		s.udial = udial
 		t.sessions[to] = s
 	}
 	t.mu.Unlock()
@@ -281,9 +288,9 @@ func (t *Transport) kill(s *session, reason error, rst bool) {
 	}
 	keyed := s.state == stateEstablished || s.state == stateConfirming
 	c := tagged{typ: pktRst, conv: s.keys.conv, tag: s.keys.rst}
-	// A dial back that never came up and carried nothing was this
-	// transport's own probe: nobody is told about it.
-	quiet := s.dialBack && s.appended == 0
+	// A dial back or a dial for unreliable batching that never came up
+	// and carried nothing was this transport's own: nobody is told.
+	quiet := (s.dialBack || s.udial) && s.appended == 0
 	s.dieLocked(reason)
 	if reason != ErrPeerClosed && reason != ErrClosed && !quiet {
 		t.stats.peersDead.Add(1)

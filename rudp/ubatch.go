@@ -20,7 +20,8 @@ import (
 // the batch; a sender that fills maxUBatch datagrams sends them itself. A
 // batch datagram is at most MaxPacketSize bytes on the wire, or as large
 // as the peer reads and the path carries when a session with the peer
-// knows (its CAPS, caps.go; loopback: 63 KiB). A lost datagram loses the
+// knows (its CAPS, caps.go; loopback: 63 KiB); a batch to a peer with no
+// session dials one for that (udatagramLimit). A lost datagram loses the
 // messages in it, as separate datagrams would.
 
 const (
@@ -68,9 +69,16 @@ func (t *Transport) udestFor(to netip.AddrPort) *udest {
 
 // udatagramLimit is the size of the unreliable datagrams to addr (type
 // byte included, before sealing): larger than the standard one only when
-// a session with the peer has its CAPS.
+// a session with the peer has its CAPS. A batch to a peer with no session
+// dials one (without keys; with keys uwrite always does), so that the
+// batches that follow grow once the peer's CAPS arrive; a dial the peer
+// never answers ends quietly.
 func (t *Transport) udatagramLimit(to netip.AddrPort) int {
-	if s := t.lookup(to); s != nil {
+	s := t.lookup(to)
+	if s == nil && !t.ks.keyed {
+		s, _ = t.sessionFor(to, true)
+	}
+	if s != nil {
 		s.mu.Lock()
 		peer := s.peerPacket
 		s.mu.Unlock()

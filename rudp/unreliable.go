@@ -11,7 +11,8 @@ var datagramPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxPacketSiz
 // USend sends one unreliable message (the concatenation of parts, at most
 // MaxMessageSize bytes): never retransmitted, no session needed (with
 // Config.Keys it is sealed on the peer's session, which it dials if
-// needed; see the package doc). Above MaxSize bytes it is split into
+// needed; see the package doc; without keys a stream of them to a peer
+// dials one in the background so that they share large datagrams). Above MaxSize bytes it is split into
 // parts that the receiver reassembles; if any part is lost the whole
 // message is dropped.
 func (t *Transport) USend(to netip.AddrPort, kind byte, parts ...[]byte) error {

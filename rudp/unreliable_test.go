@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -256,5 +257,55 @@ func TestUnreliableBatchingWithSession(t *testing.T) {
 		if m.kind != 2 || string(m.payload) != string(patterned(id, 1024)) {
 			t.Fatalf("message %d damaged", id)
 		}
+	}
+}
+
+// TestUnreliableBatchDialsSession: without keys, a stream of unreliable
+// messages to a peer with no session dials one in the background, so that
+// later batches can use the large datagrams the peer's CAPS allow; a
+// stream to an address nobody answers from ends its dial quietly (no
+// OnPeerDown).
+func TestUnreliableBatchDialsSession(t *testing.T) {
+	if suiteKey != nil {
+		t.Skip("keyed: every unreliable message is sealed on a session (uwrite dials)")
+	}
+	aIn, bIn := newInbox(), newInbox()
+	cfg := Config{RetryTimeout: 500 * time.Millisecond} // the dead address's dial ends soon
+	a := listenUDP(t, aIn.config(cfg))
+	b := listenUDP(t, bIn.config(cfg))
+	for i := range 100 {
+		if err := a.USend(b.LocalAddr(), 1, patterned(i, 64)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, 10*time.Second, func() bool {
+		s := a.lookup(b.LocalAddr())
+		if s == nil {
+			return false
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.state == stateEstablished && s.peerPacket > MaxPacketSize
+	})
+	// Nobody answers at a silent socket: the dial ends, and nobody is told.
+	silent, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	dead := silent.LocalAddr().(*net.UDPAddr).AddrPort()
+	for i := range 100 {
+		if err := a.USend(dead, 1, patterned(i, 64)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.lookup(dead) == nil {
+		t.Fatal("a stream to an address without a session dialed nothing")
+	}
+	waitUntil(t, 20*time.Second, func() bool { return a.lookup(dead) == nil })
+	aIn.mu.Lock()
+	defer aIn.mu.Unlock()
+	if len(aIn.downs) != 0 && !(len(aIn.downs) == 1 && aIn.downs[0].addr == b.LocalAddr()) {
+		t.Fatalf("the unanswered dial was reported: %v %v", aIn.downs[0].addr, aIn.downs[0].err)
 	}
 }
