@@ -91,7 +91,8 @@
 // one direction (the other side's Recv returns io.EOF); the handler's
 // return ends the stream (the opener's Recv returns io.EOF after the last
 // message, or the handler's error as a *RemoteError). Each direction has a
-// window of StreamWindowMessages messages and StreamWindowBytes bytes sent
+// window of StreamWindowMessages messages (256 with a node of an earlier
+// revision, which takes no more) and StreamWindowBytes bytes sent
 // and not yet received by Recv; a writer past it waits, so a slow reader
 // slows only its own stream's writer, and the messages a node holds for a
 // stream stay bounded. All streams with one peer together may hold at most

@@ -136,12 +136,16 @@ func New(cfg config.Mesh, opts ...Option) (*Node, error) {
 		OnPeerDown:    n.onPeerDown,
 		Logger:        o.logger,
 		Keys:          keys,
+		Features:      featureStreamWindow,
 	}
 	if o.inline {
 		n.inlineConfig(&rc) // inline.go
 	}
 	if o.rudpConfig != nil {
 		o.rudpConfig(&rc)
+	}
+	if rc.Features&featureStreamWindow == 0 {
+		n.streams.window = streamWindowV1 // tests: a node of the previous revision
 	}
 	if o.conn != nil {
 		owned = nil

@@ -19,10 +19,22 @@ import (
 // message up to MaxMessageSize is never refused for its size. The reader
 // grants credit as it consumes (after about half a window, or at once when
 // the writer waits), so a slow reader holds up only its own stream's writer.
+//
+// Nodes before this revision allow 256 messages (streamWindowV1) and
+// refuse more: a writer uses StreamWindowMessages only towards a peer
+// whose transport CAPS carry featureStreamWindow, and grants a peer
+// without it every streamWindowV1/2 messages.
 const (
-	StreamWindowMessages = 256
+	StreamWindowMessages = 1024
 	StreamWindowBytes    = 4 << 20
 )
+
+// streamWindowV1 is the message window of nodes without featureStreamWindow.
+const streamWindowV1 = 256
+
+// featureStreamWindow, in the transport's Config.Features, says that this
+// node takes StreamWindowMessages per stream direction.
+const featureStreamWindow uint32 = 1 << 0
 
 // ErrStreamClosed: Send or CloseSend on a stream this side closed (Close,
 // CloseSend) or whose handler has returned.
@@ -64,6 +76,7 @@ type Stream struct {
 	sentMsgs    uint64
 	sentBytes   uint64
 	creditMsgs  uint64 // the peer's consumed counts as last granted
+	peerWin     uint64 // the message window with this peer (learnWindowLocked)
 	creditBytes uint64
 	wantSent    bool
 	sendClosed  bool
@@ -93,6 +106,7 @@ func newStream(t *streamTable, key streamKey, cmd uint16, ctx context.Context) *
 		sendWake: make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
+	s.learnWindowLocked() // not shared yet
 	if key.opened {
 		s.dir = dirFromOpener
 	} else {
@@ -146,7 +160,10 @@ func (s *Stream) Send(p []byte) error {
 			return fmt.Errorf("%w: Send after CloseSend", ErrStreamClosed)
 		}
 		inMsgs, inBytes := s.sentMsgs-s.creditMsgs, s.sentBytes-s.creditBytes
-		if inMsgs < StreamWindowMessages && (inBytes == 0 || inBytes+uint64(len(p)) <= StreamWindowBytes) {
+		if inMsgs >= s.peerWin {
+			s.learnWindowLocked() // the peer's CAPS may have come since
+		}
+		if inMsgs < s.peerWin && (inBytes == 0 || inBytes+uint64(len(p)) <= StreamWindowBytes) {
 			s.sentMsgs++
 			s.sentBytes += uint64(len(p))
 			s.mu.Unlock()
@@ -256,7 +273,24 @@ func (s *Stream) Recv() ([]byte, error) {
 // consumed: half a window since the last grant, or anything while it waits.
 func (s *Stream) grantDueLocked() bool {
 	msgs, bytes := s.consumedMsgs-s.grantedMsgs, s.consumedBytes-s.grantedBytes
-	return msgs >= StreamWindowMessages/2 || bytes >= StreamWindowBytes/2 || (s.peerWants && msgs > 0)
+	if msgs >= s.peerWin/2 && s.peerWin < StreamWindowMessages {
+		s.learnWindowLocked()
+	}
+	return msgs >= s.peerWin/2 || bytes >= StreamWindowBytes/2 || (s.peerWants && msgs > 0)
+}
+
+// learnWindowLocked sets the message window both ends of the stream use:
+// StreamWindowMessages with a peer whose CAPS say it takes it (or this
+// node itself), else streamWindowV1. Once large it stays so.
+func (s *Stream) learnWindowLocked() {
+	if s.peerWin == StreamWindowMessages {
+		return
+	}
+	s.peerWin = streamWindowV1
+	if s.t.window == StreamWindowMessages &&
+		(s.key.peer == s.t.b.self || s.t.b.tr.PeerFeatures(s.key.peer)&featureStreamWindow != 0) {
+		s.peerWin = StreamWindowMessages
+	}
 }
 
 // grantLocked records a grant of everything consumed and writes its body into b.
@@ -404,11 +438,11 @@ func (s *Stream) onData(p []byte) {
 		return
 	}
 	live := len(s.rq) - s.rqHead
-	if s.recvEOF || live >= StreamWindowMessages || (s.rqBytes > 0 && s.rqBytes+len(p) > StreamWindowBytes) {
+	if s.recvEOF || uint64(live) >= s.t.window || (s.rqBytes > 0 && s.rqBytes+len(p) > StreamWindowBytes) {
 		s.mu.Unlock()
 		s.t.b.bad("stream message past the window or after CloseSend", s.key.peer)
 		s.endAsync(sendErr(s.addr, errors.New("the peer broke the stream's flow control")), endReset,
-			fmt.Sprintf("stream message past the window (%d messages, %d bytes) or after CloseSend", StreamWindowMessages, StreamWindowBytes))
+			fmt.Sprintf("stream message past the window (%d messages, %d bytes) or after CloseSend", s.t.window, StreamWindowBytes))
 		return
 	}
 	if held := s.peerHeld.Add(int64(len(p))); held > streamPeerBudget {

@@ -64,10 +64,15 @@ type streamTable struct {
 	ctlWG     sync.WaitGroup
 
 	unknown atomic.Uint64 // frames for streams that had ended here
+
+	// window is the message window this node takes per stream direction:
+	// StreamWindowMessages when its transport announces
+	// featureStreamWindow, else streamWindowV1 (as a node before it).
+	window uint64
 }
 
 func newStreamTable(b *base, life *lifecycle, names *peerNames, strict *strictCheck, handlers *registry) *streamTable {
-	return &streamTable{b: b, life: life, names: names, strict: strict, handlers: handlers}
+	return &streamTable{b: b, life: life, names: names, strict: strict, handlers: handlers, window: StreamWindowMessages}
 }
 
 // add enters a stream; it refuses one a peer opens past maxStreamsPerPeer.

@@ -23,16 +23,19 @@ import (
 // as an unknown packet type (and counts a bad packet) and keeps the
 // standard sizes.
 //
-//	CAPS [0x17][conv u32][tag u64][flags][max datagram u32][max segment u32]
+//	CAPS [0x17][conv u32][tag u64][flags][max datagram u32][max segment u32][features u32]
 //
 // The tag is derived from the session keys like PING's. flags bit 0: the
-// sender has not heard the receiver's CAPS yet and asks for it.
+// sender has not heard the receiver's CAPS yet and asks for it. features
+// (later; absent from older transports' CAPS, read as 0) are the upper
+// layer's bits, Config.Features.
 
 const (
-	pktCaps   byte = 0x17
-	capsSize       = taggedSize + 1 + 4 + 4
-	capsAsk   byte = 1 // flags: answer with your CAPS
-	capsTries      = 4 // CAPS sent per session at most, answers included
+	pktCaps      byte = 0x17
+	capsSize          = taggedSize + 1 + 4 + 4 // the shortest CAPS (older transports send no features)
+	capsFullSize      = capsSize + 4
+	capsAsk      byte = 1 // flags: answer with your CAPS
+	capsTries         = 4 // CAPS sent per session at most, answers included
 )
 
 // caps is the decoded form of CAPS.
@@ -41,13 +44,15 @@ type caps struct {
 	flags      byte
 	maxPacket  uint32 // the largest UDP payload the sender reads whole
 	maxSegment uint32 // the most data one KCP segment may carry towards it
+	features   uint32 // the sender's Config.Features (0 from older transports)
 }
 
 func (c caps) append(b []byte) []byte {
 	b = c.tagged.append(b)
 	b = append(b, c.flags)
 	b = binary.BigEndian.AppendUint32(b, c.maxPacket)
-	return binary.BigEndian.AppendUint32(b, c.maxSegment)
+	b = binary.BigEndian.AppendUint32(b, c.maxSegment)
+	return binary.BigEndian.AppendUint32(b, c.features)
 }
 
 // parseCaps decodes a CAPS packet. Longer packets are accepted (a later
@@ -61,6 +66,9 @@ func parseCaps(p []byte) (caps, bool) {
 		flags:      p[13],
 		maxPacket:  binary.BigEndian.Uint32(p[14:]),
 		maxSegment: binary.BigEndian.Uint32(p[18:]),
+	}
+	if len(p) >= capsFullSize {
+		c.features = binary.BigEndian.Uint32(p[capsSize:])
 	}
 	return c, true
 }
@@ -77,11 +85,12 @@ func (t *Transport) sendCapsLocked(s *session) {
 		tagged:     tagged{typ: pktCaps, conv: s.keys.conv, tag: s.keys.caps},
 		maxPacket:  maxWirePacket,
 		maxSegment: kcp.MaxSegmentData,
+		features:   t.cfg.Features,
 	}
 	if s.peerPacket == 0 {
 		c.flags = capsAsk
 	}
-	var b [capsSize]byte
+	var b [capsFullSize]byte
 	t.sendPacket(s, c.append(b[:0]))
 }
 
@@ -108,6 +117,7 @@ func (t *Transport) handleCaps(c caps, from netip.AddrPort) {
 	first := s.peerPacket == 0
 	s.peerPacket = max(int(min(c.maxPacket, maxWirePacket)), MaxPacketSize)
 	s.peerSegment = max(int(min(c.maxSegment, kcp.MaxSegmentData)), t.kcpMSS)
+	s.peerFeatures.Store(c.features)
 	if s.state == stateEstablished && first {
 		s.growLocked()
 	}
@@ -135,4 +145,14 @@ func (s *session) growLocked() {
 	if s.kcp.SetSizes(mtu, s.peerSegment) == 0 {
 		s.mtu, s.mss = mtu, s.kcp.Mss()
 	}
+}
+
+// PeerFeatures returns the feature bits (Config.Features) of the peer at
+// addr, as its CAPS said; 0 while there is no session, before its CAPS
+// arrived, or for a transport from before features.
+func (t *Transport) PeerFeatures(addr netip.AddrPort) uint32 {
+	if s := t.lookup(addr); s != nil {
+		return s.peerFeatures.Load()
+	}
+	return 0
 }

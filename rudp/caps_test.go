@@ -186,3 +186,28 @@ func TestCapsLost(t *testing.T) {
 		t.Errorf("a sent %d CAPS, at most %d expected", n, capsTries)
 	}
 }
+
+// TestCapsFeatures: each end learns the other's Config.Features from its
+// CAPS; a CAPS without the field (an older transport's) reads as 0.
+func TestCapsFeatures(t *testing.T) {
+	aBox, bBox := newInbox(), newInbox()
+	a := listenUDP(t, aBox.config(Config{Features: 0x5}))
+	b := listenUDP(t, bBox.config(Config{Features: 0xA0}))
+	if got := a.PeerFeatures(b.LocalAddr()); got != 0 {
+		t.Fatalf("features %x before any session", got)
+	}
+	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, func() bool {
+		return a.PeerFeatures(b.LocalAddr()) == 0xA0 && b.PeerFeatures(a.LocalAddr()) == 0x5
+	})
+	old := caps{tagged: tagged{typ: pktCaps, conv: 7, tag: 9}, maxPacket: 1, maxSegment: 2, features: 0xFF}
+	c, ok := parseCaps(old.append(nil)[:capsSize])
+	if !ok || c.features != 0 || c.maxSegment != 2 {
+		t.Fatalf("a CAPS without features: %+v, %v", c, ok)
+	}
+	if c, ok := parseCaps(old.append(nil)); !ok || c.features != 0xFF {
+		t.Fatalf("a CAPS with features: %+v, %v", c, ok)
+	}
+}

@@ -71,6 +71,10 @@ type Config struct {
 	OnPeerDown func(addr netip.AddrPort, err error)
 	// Logger receives rate-limited warnings. Default slog.Default().
 	Logger *slog.Logger
+	// Features are the upper layer's feature bits, sent to every peer in
+	// CAPS (caps.go); PeerFeatures returns a peer's. A transport from
+	// before them sends none (0). Default 0.
+	Features uint32
 
 	// Keys are the cluster keys (see "Cluster keys" in the package doc).
 	// Empty: nothing is encrypted or authenticated. Otherwise every

@@ -39,7 +39,11 @@ func FuzzControl(f *testing.F) {
 			}
 		}
 		if c, ok := parseCaps(p); ok {
-			if !bytes.Equal(c.append(nil), p[:capsSize]) {
+			n := capsSize // an older CAPS has no features: they read as 0
+			if len(p) >= capsFullSize {
+				n = capsFullSize
+			}
+			if b := c.append(nil); !bytes.Equal(b[:n], p[:n]) || n < capsFullSize && c.features != 0 {
 				t.Fatalf("CAPS %+v does not round-trip", c)
 			}
 		}

@@ -71,11 +71,12 @@ type handshakeState struct {
 
 // pathState: packet and segment sizes (pathmtu.go, caps.go).
 type pathState struct {
-	mtu         int // KCP packet size
-	mss         int // KCP segment data size: mtu - kcpOverhead
-	peerPacket  int // the largest datagram the peer reads (its CAPS; 0: not heard)
-	peerSegment int // the largest segment the peer accepts (its CAPS)
-	capsSent    int // CAPS sent on this session
+	mtu          int           // KCP packet size
+	mss          int           // KCP segment data size: mtu - kcpOverhead
+	peerPacket   int           // the largest datagram the peer reads (its CAPS; 0: not heard)
+	peerSegment  int           // the largest segment the peer accepts (its CAPS)
+	peerFeatures atomic.Uint32 // the peer's Config.Features (its CAPS)
+	capsSent     int           // CAPS sent on this session
 }
 
 // flushState: who flushes and when (flushUnlock, loops.go, readloop.go).
