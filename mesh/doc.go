@@ -160,7 +160,11 @@
 // requests; a MARS outage after the first sync does not make it unhealthy)
 // and ErrDraining (IsDraining: the remote node is shutting down and did not
 // run the request; another node may). OnSendFailure hears every peer a
-// send could not reach.
+// send could not reach. A call waiting on a node that dies fails with a
+// send error after about the retry timeout of silence, or, if a new
+// process starts on the node's address, as soon as it answers: the peer
+// of a call waiting longer than 50 ms is probed whenever the session is
+// quiet that long.
 //
 // # Tracing
 //

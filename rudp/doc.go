@@ -45,7 +45,9 @@
 // sends a close frame. A packet for a session the receiver does not know
 // draws a hint that makes the sender probe with a new handshake (with
 // cluster keys: the receiver dials the sender back), so a peer restarted
-// on the same address replaces its predecessor's sessions at once. A
+// on the same address replaces its predecessor's sessions at once; an
+// idle session finds it by its next keepalive, or sooner by Probe (mesh
+// probes the peers of calls that wait for a reply). A
 // handshake unanswered for RetryTimeout fails (ErrUnreachable), as does
 // one answered but not proven by the peer within RetryTimeout of the
 // answer. Silence, of a peer or of a handshake, is judged from the read
