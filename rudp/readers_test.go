@@ -3,6 +3,7 @@ package rudp
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -135,6 +136,7 @@ func TestClaimsHandOffRepeatedly(t *testing.T) {
 func TestOnBlockingGivesUpDelivery(t *testing.T) {
 	const req, reply = 1, 2
 	replies := make(chan string, 16)
+	var orderMu sync.Mutex // OnBlocking runs on transport goroutines, the check on the test's
 	var order []string
 	ups := make(chan netip.AddrPort, 4)
 	var srv *Transport
@@ -147,7 +149,9 @@ func TestOnBlockingGivesUpDelivery(t *testing.T) {
 		},
 		OnPeerUp: func(a netip.AddrPort, _ uint64) { ups <- a },
 		OnBlocking: func(from netip.AddrPort, _ byte, p []byte) func() {
-			order = append(order, string(p)) // one deliverer per session: no lock needed
+			orderMu.Lock() // one deliverer per session: the lock only publishes order to the test
+			order = append(order, string(p))
+			orderMu.Unlock()
 			return func() {
 				if string(p) == "wait-up" {
 					if up := <-ups; up == from {
@@ -216,7 +220,10 @@ func TestOnBlockingGivesUpDelivery(t *testing.T) {
 	if got := string(cIn.msgs[0].payload); got != "a:q:wait-up" {
 		t.Fatalf("answer %q after Resume", got)
 	}
-	if want := []string{"one", "two", "three", "wait-up"}; fmt.Sprint(order) != fmt.Sprint(want) {
-		t.Fatalf("OnBlocking saw %v, want %v", order, want)
+	orderMu.Lock()
+	saw := fmt.Sprint(order)
+	orderMu.Unlock()
+	if want := []string{"one", "two", "three", "wait-up"}; saw != fmt.Sprint(want) {
+		t.Fatalf("OnBlocking saw %s, want %v", saw, want)
 	}
 }
