@@ -46,16 +46,19 @@ func TestSilenceNotJudgedWhileReadLoopBehind(t *testing.T) {
 }
 
 // TestSlowDeliveryKeepsPeerInformed: a deliverer that decodes slowly
-// under the session's lock (1 µs per byte, standing in for a process short
+// under the session's lock (3 µs per byte, standing in for a process short
 // of CPU: a full receive window then takes 1.5 silence limits) must not
 // keep the session's keepalives and acknowledgements from leaving: its
 // peer must not call it silent or stalled. The receiver pauses the
 // session until the sender's window is full, then resumes it, so that the
 // deliverer pulls a whole window at once.
 func TestSlowDeliveryKeepsPeerInformed(t *testing.T) {
-	// A silence limit of 1 s: the window takes 1.5 s, and the sender sees
-	// progress every 256 KiB (0.25 s) if the deliverer lets go.
-	cfg := Config{RetryInterval: 100 * time.Millisecond, RetryTimeout: 2 * testTimeout}
+	// A silence limit of 3 s: the window takes 4.5 s, and the sender sees
+	// progress every 256 KiB (0.75 s) if the deliverer lets go. (With a
+	// 1 s limit and 1 µs per byte, the same proportions, a test process
+	// stalled for a second beside two CPU-bound processes was called
+	// silent: the machine's stall, not the deliverer's.)
+	cfg := Config{RetryInterval: 100 * time.Millisecond, RetryTimeout: 6 * testTimeout}
 	aIn, bIn := newInbox(), newInbox()
 	a := listenUDP(t, aIn.config(cfg))
 	b := listenUDP(t, bIn.config(cfg))
@@ -79,13 +82,13 @@ func TestSlowDeliveryKeepsPeerInformed(t *testing.T) {
 	waitUntil(t, 10*testTimeout, full)
 	slow := func(tr *Transport, n int) {
 		if tr == b {
-			time.Sleep(time.Duration(n) * time.Microsecond)
+			time.Sleep(time.Duration(3*n) * time.Microsecond)
 		}
 	}
 	testDecodeHook.Store(&slow)
 	defer testDecodeHook.Store(nil)
 	b.Resume(a.LocalAddr())
-	if !bIn.waitFor(40*testTimeout, func() bool { return len(bIn.msgs) == 2 || len(bIn.downs) > 0 }) {
+	if !bIn.waitFor(80*testTimeout, func() bool { return len(bIn.msgs) == 2 || len(bIn.downs) > 0 }) {
 		t.Fatal("the message did not arrive")
 	}
 	aIn.mu.Lock()
