@@ -105,11 +105,32 @@ func pubsubHelperCommand(f []string) (string, bool) {
 			helperEmit("PSDONE %s %d %s", id, errs, first)
 		}()
 		return "started", true
+	case "ps-route": // ps-route <topic> <addr>: how this node routes topic, and addr's state in its view
+		r := Default().ps.routes(Default().mc.View()).lookup(arg(1))
+		in := false
+		for _, m := range r.plain {
+			in = in || m.addr == arg(2)
+		}
+		Default().ps.rmu.Lock()
+		ri, known := Default().ps.remote[arg(2)]
+		Default().ps.rmu.Unlock()
+		return fmt.Sprintf("routed=%v state=%v interest_known=%v entries=%d inc=%x view_inc=%x plain=%d",
+			in, Default().mc.View().State(arg(2)), known, len(ri.entries), ri.inc, viewInc(arg(2)), len(r.plain)), true
 	case "ps-stats":
 		st := Default().TopicStats()
 		return fmt.Sprintf("queueFailed=%d retries=%d dropped=%d inflight=%d", st.QueueFailed, st.Retries, st.Dropped, len(Default().ps.inflight)), true
 	}
 	return "", false
+}
+
+// viewInc is the incarnation the default node's view lists for addr (0: none).
+func viewInc(addr string) uint64 {
+	for _, nd := range Default().mc.View().Nodes() {
+		if nd.Addr == addr {
+			return nd.Incarnation
+		}
+	}
+	return 0
 }
 
 // psSub is one subscriber process of the test.
@@ -261,6 +282,18 @@ func TestE2EPubsub(t *testing.T) {
 				}
 				t.Logf("sub%d from p%d: %d messages, gaps %v", s.i, pi, len(l), gaps)
 			}
+			for pi, p := range pubs {
+				t.Logf("p%d routes %s to sub%d: %s", pi, topics[0], s.i, p.do("ps-route %s %s", topics[0], s.p.addr))
+			}
+			var marsLines []string // what MARS logged about it
+			for _, l := range strings.Split(mp.log.String(), "\n") {
+				if strings.Contains(l, s.p.addr) && len(marsLines) < 20 {
+					marsLines = append(marsLines, l)
+				}
+			}
+			t.Logf("MARS on sub%d:\n%s", s.i, strings.Join(marsLines, "\n"))
+			errs := s.p.stderr.String()
+			t.Logf("sub%d: %s; its log (end):\n%s", s.i, s.p.do("ps-stats"), errs[max(0, len(errs)-2000):])
 			t.Fatalf("sub%d (%s) has %d of its %d messages", s.i, s.pattern, s.count("plain"), expect)
 		}
 	}
