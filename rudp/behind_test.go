@@ -3,6 +3,7 @@ package rudp
 import (
 	"bytes"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -149,4 +150,58 @@ func stallOn(cfg Config, kind byte, d time.Duration) (Config, <-chan struct{}) {
 		deliver(from, k, p, reliable)
 	}
 	return cfg, stalled
+}
+
+// TestSilenceNotJudgedUnderReadBacklog: a receiver whose socket fills
+// with seconds of work at once (a burst of datagrams, each handled
+// slowly, standing in for a process short of CPU) reads full batch after
+// full batch, each read begun just now; the keepalives of an idle peer
+// wait behind the burst. It must not call that peer silent before it has
+// read what waits: seen in a race-enabled publisher that called all its
+// 30 subscriber processes silent at once and lost what it had queued.
+func TestSilenceNotJudgedUnderReadBacklog(t *testing.T) {
+	const burst, each = 1500, 2 * time.Millisecond // 3 s of handling: 6 silence limits
+	aIn, bIn, cIn := newInbox(), newInbox(), newInbox()
+	quiet := Config{RetryInterval: 100 * time.Millisecond, RetryTimeout: time.Minute} // a and c do not judge
+	a := listenUDP(t, aIn.config(quiet))
+	c := listenUDP(t, cIn.config(quiet))
+	bcfg := bIn.config(fastConfig())
+	deliver := bcfg.OnMessage
+	var slow atomic.Int64
+	bcfg.OnMessage = func(from netip.AddrPort, k byte, p []byte, reliable bool) {
+		if k == 7 {
+			slow.Add(1)
+			time.Sleep(each)
+			return
+		}
+		deliver(from, k, p, reliable)
+	}
+	b := listenUDP(t, bcfg)
+	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if !bIn.waitFor(10*testTimeout, func() bool { return len(bIn.msgs) == 1 }) {
+		t.Fatal("the first message did not arrive")
+	}
+	payload := bytes.Repeat([]byte("x"), 1000) // one per datagram
+	for range burst {
+		if err := c.USend(b.LocalAddr(), 7, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Send(b.LocalAddr(), 2, []byte("after the burst")); err != nil {
+		t.Fatal(err)
+	}
+	if !bIn.waitFor(time.Minute, func() bool { return len(bIn.msgs) == 2 || len(bIn.downs) > 0 }) {
+		t.Fatal("the message after the burst did not arrive")
+	}
+	bIn.mu.Lock()
+	defer bIn.mu.Unlock()
+	for _, d := range bIn.downs {
+		if d.addr == a.LocalAddr() {
+			t.Fatalf("the receiver called its idle peer down while its keepalives waited in the socket (%d of %d slow datagrams handled): %v",
+				slow.Load(), burst, d.err)
+		}
+	}
+	t.Logf("%d of %d slow datagrams handled", slow.Load(), burst)
 }

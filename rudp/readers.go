@@ -76,12 +76,13 @@ type readState struct {
 	from []netip.AddrPort
 
 	idle  func()           // t.markIdle, bound once
+	empty func()           // t.markCaughtUp, bound once
 	batch func(n int) bool // st.handle, bound once
 	t     *Transport
 }
 
 func (t *Transport) newReadState() *readState {
-	st := &readState{t: t, idle: t.markIdle}
+	st := &readState{t: t, idle: t.markIdle, empty: t.markCaughtUp}
 	st.batch = st.handle
 	if t.batch != nil && t.batch.raw != nil {
 		st.raw = t.batch.raw.newReader(readBatch, readBufSize)
@@ -128,7 +129,7 @@ func (t *Transport) newReadState() *readState {
 // again), or with the error that ended a read.
 func (st *readState) serve() error {
 	if st.raw != nil {
-		return st.raw.serve(st.bufs, st.from, st.idle, st.batch)
+		return st.raw.serve(st.bufs, st.from, st.idle, st.empty, st.batch)
 	}
 	st.idle()
 	n, err := st.read()
@@ -146,11 +147,21 @@ func (t *Transport) markIdle() {
 	t.rxBusy.Store(false)
 }
 
+// markCaughtUp notes that a read found the socket empty: every packet
+// that reached it before that read began is handled (behind.go).
+func (t *Transport) markCaughtUp() { t.rxCaught.Store(t.rxAt.Load()) }
+
 // handle handles a batch of n packets read into st.bufs and st.from; it
 // reports whether claimed messages wait (the read role must be handed on).
 func (st *readState) handle(n int) bool {
 	t := st.t
+	readAt := t.rxAt.Load()
 	t.rxBusy.Store(true)
+	if len(st.bufs) == 1 {
+		// One datagram per read: whether more wait is not known, so the
+		// read's start stands for how far the loop has come.
+		t.rxCaught.Store(readAt)
+	}
 	t.stats.packetsIn.Add(uint64(n))
 	var bytes int
 	start := t.now()
@@ -167,6 +178,11 @@ func (st *readState) handle(n int) bool {
 	}
 	t.stats.bytesIn.Add(uint64(bytes))
 	t.scheduleAcks()
+	if n < len(st.bufs) {
+		// The read took fewer than it could: it emptied the socket, and
+		// all that came before it is handled now.
+		t.rxCaught.Store(readAt)
+	}
 	return len(t.claimed) > 0
 }
 

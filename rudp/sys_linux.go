@@ -70,6 +70,7 @@ type rawReader struct {
 	out     [][]byte
 	outFrom []netip.AddrPort
 	idle    func() // before each recvmmsg and wait
+	empty   func() // when a recvmmsg found the socket empty
 	batch   func(n int) bool
 	errno   syscall.Errno
 }
@@ -100,7 +101,8 @@ func (r *rawSock) newReader(n, size int) *rawReader {
 // with bufs[:n] and from[:n] set. idle (if not nil) runs before each
 // recvmmsg and each wait for the socket. serve returns nil after a batch
 // that filled bufs (more may wait) or for which batch returned true, or
-// the error that ended the reads.
+// the error that ended the reads. empty (if not nil) runs when a
+// recvmmsg finds the socket empty.
 //
 // It all runs inside one RawConn.Read: after a batch that emptied the
 // socket it waits for the poller's next readiness edge at once, without
@@ -110,11 +112,11 @@ func (r *rawSock) newReader(n, size int) *rawReader {
 // first (loop always reads first). Close ends the wait (the poller
 // reports the closing), and never waits for more than one batch: batches
 // that keep coming full return.
-func (rr *rawReader) serve(bufs [][]byte, from []netip.AddrPort, idle func(), batch func(n int) bool) error {
-	rr.out, rr.outFrom, rr.idle, rr.batch, rr.errno = bufs, from, idle, batch, 0
+func (rr *rawReader) serve(bufs [][]byte, from []netip.AddrPort, idle, empty func(), batch func(n int) bool) error {
+	rr.out, rr.outFrom, rr.idle, rr.empty, rr.batch, rr.errno = bufs, from, idle, empty, batch, 0
 	err := rr.s.rc.Read(rr.fn)
 	errno := rr.errno
-	rr.out, rr.outFrom, rr.idle, rr.batch = nil, nil, nil, nil
+	rr.out, rr.outFrom, rr.idle, rr.empty, rr.batch = nil, nil, nil, nil, nil
 	if err != nil {
 		return err
 	}
@@ -137,6 +139,9 @@ func (rr *rawReader) loop(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if rr.empty != nil {
+				rr.empty()
+			}
 			return false // the poller waits for the next datagram
 		default:
 			rr.errno = errno

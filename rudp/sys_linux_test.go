@@ -134,7 +134,7 @@ func TestRawSockClosed(t *testing.T) {
 	rr = r.newReader(2, 2048)
 	handled := make(chan struct{}, 1)
 	go func() {
-		errc <- rr.serve(make([][]byte, 2), make([]netip.AddrPort, 2), nil, func(int) bool {
+		errc <- rr.serve(make([][]byte, 2), make([]netip.AddrPort, 2), nil, nil, func(int) bool {
 			handled <- struct{}{}
 			return false // wait for more
 		})
@@ -248,7 +248,7 @@ func FuzzSockaddr(f *testing.F) {
 // readOnce is one batch of rr.serve.
 func readOnce(rr *rawReader, bufs [][]byte, from []netip.AddrPort) (int, error) {
 	got := 0
-	err := rr.serve(bufs, from, nil, func(n int) bool { got = n; return true })
+	err := rr.serve(bufs, from, nil, nil, func(n int) bool { got = n; return true })
 	return got, err
 }
 
@@ -282,7 +282,7 @@ func TestRawServeWaitsInRead(t *testing.T) {
 	next, calls, idles := 0, 0, 0
 	for next < total && !t.Failed() {
 		calls++
-		err := rr.serve(bufs, from, func() { idles++ }, func(n int) bool {
+		err := rr.serve(bufs, from, func() { idles++ }, nil, func(n int) bool {
 			for i := range n {
 				if got := int(bufs[i][0]) | int(bufs[i][1])<<8; got != next {
 					t.Errorf("datagram %d, want %d", got, next)

@@ -47,6 +47,7 @@ type Transport struct {
 	wake         chan struct{}
 	rxBusy       atomic.Bool  // the read loop handles a batch (behind.go)
 	rxAt         atomic.Int64 // when it last began a read
+	rxCaught     atomic.Int64 // it has handled every packet that reached the socket before this (behind.go)
 	lateSweep    bool         // the timer loop woke late: the process was short of CPU (timer goroutine only)
 	timerPlanned atomic.Int64 // when the timer loop plans to wake next (timerDueAt)
 	hsStarted    atomic.Bool  // a handshake started since the timer loop last looked (sweep)
