@@ -93,6 +93,7 @@ func runHelperNode(in io.Reader, out io.Writer) error {
 		emit("RAW %s %s", from, p)
 		return nil, nil
 	})
+	OnSendFailure(func(addr string, err error) { emit("SENDFAIL %s %s", addr, strings.ReplaceAll(err.Error(), " ", "_")) })
 	SetNodeType(os.Getenv(e2eTypeEnv))
 	ready := make(chan struct{})
 	OnReady(func() { close(ready) })
@@ -409,7 +410,8 @@ func (p *procNode) read(stdout io.Reader, addrc chan<- string) {
 		case strings.HasPrefix(line, "R "):
 			p.replies <- strings.TrimPrefix(line, "R ")
 		case strings.HasPrefix(line, "CMD "), strings.HasPrefix(line, "RAW "), strings.HasPrefix(line, "BLOCK "),
-			strings.HasPrefix(line, "PS "), strings.HasPrefix(line, "PSDONE "), strings.HasPrefix(line, "DRAIN "):
+			strings.HasPrefix(line, "PS "), strings.HasPrefix(line, "PSDONE "), strings.HasPrefix(line, "DRAIN "),
+			strings.HasPrefix(line, "SENDFAIL "):
 			p.mu.Lock()
 			p.events = append(p.events, line)
 			p.mu.Unlock()

@@ -142,6 +142,10 @@ type psSub struct {
 	joiner  bool   // subscribed while publishing ran
 	late    []int  // publishers that had finished when it subscribed
 	state   string // "", "drained", "killed"
+
+	countMu sync.Mutex
+	counted int            // events counted so far
+	counts  map[string]int // PS lines per tag
 }
 
 func (s *psSub) events() []string {
@@ -271,19 +275,37 @@ func TestE2EPubsub(t *testing.T) {
 		if s.joiner {
 			continue // checked below: a suffix of each publisher's messages
 		}
-		if !waitFor(time.Minute, func() bool { return s.count("plain") >= expect }) {
+		if !waitProgress(time.Minute, func() int { return s.count("plain") }, expect) {
 			got, _, _ := s.received("plain")
-			for pi, l := range got {
-				var gaps []string // missing sequence ranges
-				for k := 1; k < len(l) && len(gaps) < 5; k++ {
-					if l[k] > l[k-1]+1 {
-						gaps = append(gaps, fmt.Sprintf("%d-%d", l[k-1]+1, l[k]-1))
+			for pi := range pubsN {
+				var missing []string // sequence ranges it should have and has not
+				have := make(map[int]bool, len(got[pi]))
+				for _, seq := range got[pi] {
+					have[seq] = true
+				}
+				from, n := -1, 0
+				for seq := range per + 1 {
+					miss := seq < per && want(s, pi, seq) && !have[seq]
+					switch {
+					case miss && from < 0:
+						from, n = seq, 1
+					case miss:
+						n++
+					case from >= 0 && seq < per && !want(s, pi, seq):
+						// a message it should not get: the range goes on
+					case from >= 0:
+						if len(missing) < 8 {
+							missing = append(missing, fmt.Sprintf("%d-%d (%d)", from, seq-1, n))
+						}
+						from = -1
 					}
 				}
-				t.Logf("sub%d from p%d: %d messages, gaps %v", s.i, pi, len(l), gaps)
+				t.Logf("sub%d from p%d: %d messages, missing %v", s.i, pi, len(got[pi]), missing)
 			}
+			topic := topics[s.i%topicsN] // one it subscribes to
 			for pi, p := range pubs {
-				t.Logf("p%d routes %s to sub%d: %s", pi, topics[0], s.i, p.do("ps-route %s %s", topics[0], s.p.addr))
+				t.Logf("p%d routes %s to sub%d: %s; its send failures to it: %v", pi, topic, s.i,
+					p.do("ps-route %s %s", topic, s.p.addr), p.eventsWith("SENDFAIL "+s.p.addr))
 			}
 			var marsLines []string // what MARS logged about it
 			for _, l := range strings.Split(mp.log.String(), "\n") {
@@ -298,13 +320,20 @@ func TestE2EPubsub(t *testing.T) {
 		}
 	}
 	groupTotal := total * groupsN
-	eventually(t, 2*time.Minute, func() bool {
+	queued := func() int {
 		n := 0
 		for _, s := range subs {
 			n += s.count("queue")
 		}
-		return n >= groupTotal-1000 // the killed member may have taken some with it
-	}, "the queue groups have their messages")
+		return n
+	}
+	// The killed member may have taken some with it.
+	if !waitProgress(time.Minute, queued, groupTotal-1000) {
+		for i, p := range pubs {
+			t.Logf("pub%d: %s", i, p.do("ps-stats"))
+		}
+		t.Fatalf("the queue groups have %d of their %d messages, and no more came for a minute", queued(), groupTotal)
+	}
 	for i, p := range pubs {
 		eventually(t, time.Minute, func() bool { return strings.HasSuffix(p.do("ps-stats"), " inflight=0") }, "pub%d's queue deliveries end", i)
 		r := p.do("ps-stats")
@@ -343,13 +372,25 @@ func (s *psSub) received(tag string) (got map[int][]int, afterDrain, pending int
 	return got, afterDrain, pending
 }
 
+// count returns how many messages a subscription got; it reads only the
+// events that came since it last looked (the test polls it often, and
+// parsing every event each time starved the node processes under -race).
 func (s *psSub) count(tag string) int {
-	got, _, _ := s.received(tag)
-	n := 0
-	for _, l := range got {
-		n += len(l)
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
+	s.p.mu.Lock()
+	fresh := s.p.events[s.counted:]
+	s.counted = len(s.p.events)
+	s.p.mu.Unlock()
+	if s.counts == nil {
+		s.counts = make(map[string]int)
 	}
-	return n
+	for _, e := range fresh {
+		if f := strings.Fields(e); len(f) == 4 && f[0] == "PS" {
+			s.counts[f[1]]++
+		}
+	}
+	return s.counts[tag]
 }
 
 func (p *procNode) eventsWith(prefix string) []string {
@@ -465,7 +506,24 @@ func slicesIndex(l []int, v int) int {
 	return 0
 }
 
-// waitFor polls cond every 10 ms until it holds or the timeout passes.
+// waitProgress polls count until it reaches target; it gives up when
+// count has not grown for stall (a loaded machine makes it slow, not
+// stuck).
+func waitProgress(stall time.Duration, count func() int, target int) bool {
+	last, since := count(), time.Now()
+	for last < target {
+		if time.Since(since) > stall {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+		if n := count(); n > last {
+			last, since = n, time.Now()
+		}
+	}
+	return true
+}
+
+// waitFor polls cond every 100 ms until it holds or the timeout passes.
 func waitFor(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
