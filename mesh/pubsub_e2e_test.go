@@ -339,7 +339,14 @@ func TestE2EPubsub(t *testing.T) {
 		r := p.do("ps-stats")
 		t.Logf("pub%d: %s", i, r)
 		if !strings.HasPrefix(r, "queueFailed=0 ") {
-			t.Errorf("pub%d: queue deliveries failed: %s", i, r)
+			var why []string
+			for _, l := range strings.Split(p.stderr.String(), "\n") {
+				if strings.Contains(l, "queue group") {
+					why = append(why, l)
+				}
+			}
+			errs := p.stderr.String()
+			t.Errorf("pub%d: queue deliveries failed: %s\n%s\nits log (end):\n%s", i, r, strings.Join(why, "\n"), errs[max(0, len(errs)-3000):])
 		}
 	}
 	checkPubsubE2E(t, subs, pubsN, per, groupsN, topics)

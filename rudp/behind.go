@@ -10,14 +10,16 @@ package rudp
 
 // behind reports whether the read loop may not yet have seen packets that
 // reached the socket by limit (the moment a silence verdict would count
-// from): it is handling a batch and has not found the socket empty since
-// limit (with a backlog, each read begins just now but its packets may
-// have waited for seconds: a race-enabled publisher acknowledged by 30
-// subscriber processes on 2 cores called all of them silent at once so),
-// or it waits with datagrams unread in the socket, or this sweep runs late
-// (the process was short of CPU: the read loop had no turn either). sweep
-// defers the verdict then and looks again after sweepEvery. A node whose
-// socket never empties judges no peer silent: MARS still finds dead nodes.
+// from): it is handling a batch and has not yet handled what reached the
+// socket by limit, or it waits with datagrams unread in the socket, or
+// this sweep runs late (the process was short of CPU: the read loop had no
+// turn either). sweep defers the verdict then and looks again after
+// sweepEvery. How far the loop has come (rxCaught) is the start of its
+// last read that found the socket empty, or the kernel's arrival stamp of
+// the last datagram of a full batch: with a backlog each read begins just
+// now, but its packets may have waited for seconds (a race-enabled
+// publisher acknowledged by 30 subscriber processes on 2 cores, 9-40 s
+// behind, called all of them silent at once so).
 func (t *Transport) behind(limit int64) bool {
 	switch {
 	case t.lateSweep:

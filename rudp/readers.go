@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/marsmesh/marsmesh/internal/pollwake"
 	"golang.org/x/net/ipv4"
@@ -178,10 +179,18 @@ func (st *readState) handle(n int) bool {
 	}
 	t.stats.bytesIn.Add(uint64(bytes))
 	t.scheduleAcks()
-	if n < len(st.bufs) {
+	switch {
+	case n < len(st.bufs):
 		// The read took fewer than it could: it emptied the socket, and
 		// all that came before it is handled now.
 		t.rxCaught.Store(readAt)
+	case st.raw != nil && st.raw.stamp != 0:
+		// A full batch: all that reached the socket before its last
+		// datagram is handled now (FIFO), however long it waited.
+		at := t.now() - max(time.Now().UnixNano()-st.raw.stamp, 0)
+		if at > t.rxCaught.Load() {
+			t.rxCaught.Store(at)
+		}
 	}
 	return len(t.claimed) > 0
 }

@@ -24,8 +24,9 @@ import (
 
 // rawSock is the raw-call path of a *net.UDPConn.
 type rawSock struct {
-	rc syscall.RawConn
-	v6 bool // an AF_INET6 socket: IPv4 peers are written as mapped addresses
+	rc     syscall.RawConn
+	v6     bool // an AF_INET6 socket: IPv4 peers are written as mapped addresses
+	stamps bool // the kernel stamps each datagram with its arrival (SO_TIMESTAMPNS)
 }
 
 func newRawSock(c *net.UDPConn) *rawSock {
@@ -43,6 +44,7 @@ func newRawSock(c *net.UDPConn) *rawSock {
 		case *syscall.SockaddrInet6:
 			ok, r.v6 = err == nil, true
 		}
+		r.stamps = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1) == nil
 	})
 	if cerr != nil || !ok {
 		return nil
@@ -64,6 +66,7 @@ type rawReader struct {
 	iovs  []syscall.Iovec
 	names []syscall.RawSockaddrInet6 // large enough for either family
 	bufs  [][]byte                   // full-size buffers behind iovs
+	ctrl  []byte                     // a control buffer per datagram, for its arrival stamp
 	fn    func(fd uintptr) bool      // rr.loop, bound once (a closure per call allocates)
 
 	// The current serve call.
@@ -73,7 +76,11 @@ type rawReader struct {
 	empty   func() // when a recvmmsg found the socket empty
 	batch   func(n int) bool
 	errno   syscall.Errno
+	stamp   int64 // when the last datagram of the batch reached the socket (Unix ns; 0: unknown)
 }
+
+// ctrlSize is CMSG_SPACE of a struct timespec.
+const ctrlSize = syscall.SizeofCmsghdr + 16
 
 func (r *rawSock) newReader(n, size int) *rawReader {
 	rr := &rawReader{
@@ -82,6 +89,9 @@ func (r *rawSock) newReader(n, size int) *rawReader {
 		iovs:  make([]syscall.Iovec, n),
 		names: make([]syscall.RawSockaddrInet6, n),
 		bufs:  make([][]byte, n),
+	}
+	if r.stamps {
+		rr.ctrl = make([]byte, n*ctrlSize)
 	}
 	for i := range n {
 		rr.bufs[i] = make([]byte, size)
@@ -151,6 +161,7 @@ func (rr *rawReader) loop(fd uintptr) bool {
 			rr.out[i] = rr.bufs[i][:rr.hdrs[i].n]
 			rr.outFrom[i] = sockaddrToAddrPort(&rr.names[i], rr.hdrs[i].hdr.Namelen)
 		}
+		rr.stamp = rr.arrival(got - 1)
 		if rr.batch(got) || got == len(rr.hdrs) {
 			return true
 		}
@@ -169,6 +180,10 @@ func (rr *rawReader) recv(fd uintptr) (int, syscall.Errno) {
 		rr.hdrs[i].hdr.Namelen = syscall.SizeofSockaddrInet6
 		rr.hdrs[i].hdr.Flags = 0
 		rr.hdrs[i].n = 0
+		if rr.ctrl != nil {
+			rr.hdrs[i].hdr.Control = &rr.ctrl[i*ctrlSize]
+			rr.hdrs[i].hdr.SetControllen(ctrlSize)
+		}
 	}
 	r1, _, e := syscall.RawSyscall6(unix.SYS_RECVMMSG, fd,
 		uintptr(unsafe.Pointer(&rr.hdrs[0])), uintptr(len(rr.hdrs)), 0, 0, 0)
@@ -176,6 +191,21 @@ func (rr *rawReader) recv(fd uintptr) (int, syscall.Errno) {
 		return 0, e
 	}
 	return int(r1), 0
+}
+
+// arrival returns when datagram i of the last recvmmsg reached the socket
+// (Unix ns), from its SCM_TIMESTAMPNS control message; 0 if it has none.
+func (rr *rawReader) arrival(i int) int64 {
+	if rr.ctrl == nil || rr.hdrs[i].hdr.Controllen < ctrlSize {
+		return 0
+	}
+	c := rr.ctrl[i*ctrlSize : (i+1)*ctrlSize]
+	h := (*syscall.Cmsghdr)(unsafe.Pointer(&c[0]))
+	if h.Level != syscall.SOL_SOCKET || h.Type != syscall.SCM_TIMESTAMPNS {
+		return 0
+	}
+	ts := (*syscall.Timespec)(unsafe.Pointer(&c[syscall.SizeofCmsghdr]))
+	return ts.Nano()
 }
 
 // sockaddrToAddrPort decodes a sockaddr_in or sockaddr_in6 (an IPv4-mapped

@@ -303,3 +303,29 @@ func TestRawServeWaitsInRead(t *testing.T) {
 		t.Errorf("idle ran %d times, want at least once per datagram (%d)", idles, total)
 	}
 }
+
+// TestRawSockArrivalStamp: each batch carries when its last datagram
+// reached the socket (the kernel's stamp), not when it was read: a
+// datagram read 200 ms after it came is 200 ms old (behind.go relies on
+// it to tell a backlog from a silent peer).
+func TestRawSockArrivalStamp(t *testing.T) {
+	_, ra := rawPair(t, "udp4", "127.0.0.1:0")
+	cb, rb := rawPair(t, "udp4", "127.0.0.1:0")
+	if !rb.stamps {
+		t.Skip("the kernel does not stamp datagrams (SO_TIMESTAMPNS)")
+	}
+	var w rawWriter
+	before := time.Now().UnixNano()
+	if _, err := ra.write(&w, [][]byte{[]byte("old")}, cb.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now().UnixNano()
+	time.Sleep(200 * time.Millisecond)
+	rr := rb.newReader(4, readBufSize)
+	if n, err := readOnce(rr, make([][]byte, 4), make([]netip.AddrPort, 4)); err != nil || n != 1 {
+		t.Fatalf("read: %d, %v", n, err)
+	}
+	if rr.stamp < before || rr.stamp > sent {
+		t.Fatalf("stamp %d ns after the send began, want within the send (%d ns)", rr.stamp-before, sent-before)
+	}
+}
