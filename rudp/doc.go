@@ -51,10 +51,14 @@
 // handshake unanswered for RetryTimeout fails (ErrUnreachable), as does
 // one answered but not proven by the peer within RetryTimeout of the
 // answer. Silence, of a peer or of a handshake, is judged from the read
-// loop's point of view: not while it is behind
-// (busy with a batch it began before the limit, or datagrams wait unread
-// in its socket) nor in a check that itself ran late (the process was
-// short of CPU); the verdict waits for the next check. A slow batch of
+// loop's point of view: not while it is behind (it has not yet handled
+// what reached the socket by the limit, judged by the kernel's arrival
+// stamp of the last datagram it read, or datagrams wait unread in its
+// socket) nor in a check that itself ran late (the process was short of
+// CPU); the verdict waits for the next check. A node whose socket stays
+// seconds deep therefore calls nobody silent until it has caught up
+// (meanwhile mesh learns of a dead node from MARS, and calls to it end at
+// their deadline). A slow batch of
 // packets sends the acknowledgements owed so far without waiting for its
 // end. A session busy delivering a large message still speaks: the
 // deliverer lets go of the session every 256 KiB it decodes (a large body
