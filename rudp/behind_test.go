@@ -205,3 +205,36 @@ func TestSilenceNotJudgedUnderReadBacklog(t *testing.T) {
 	}
 	t.Logf("%d of %d slow datagrams handled", slow.Load(), burst)
 }
+
+// TestHandshakeAnsweredPastCookieLife: a dialer whose read loop is held up
+// longer than the responder's cookies live reads the SYN-ACK too late: the
+// responder refuses the ACK that echoes the expired cookie. The dialer
+// must start the handshake again (once) and deliver what it queued, not
+// give up on a peer that answered (it dropped its queue so under -race).
+func TestHandshakeAnsweredPastCookieLife(t *testing.T) {
+	const stall = 4 * time.Second // cookies live 1 to 2 buckets of max(RetryTimeout, 1 s)
+	aIn, bIn, cIn := newInbox(), newInbox(), newInbox()
+	acfg, stalled := stallOn(aIn.config(fastConfig()), 9, stall)
+	a := listenUDP(t, acfg)
+	b := listenUDP(t, bIn.config(fastConfig()))
+	c := listenUDP(t, cIn.config(Config{RetryTimeout: 20 * stall})) // c does not judge
+	if err := c.Send(a.LocalAddr(), 9, []byte("stall")); err != nil {
+		t.Fatal(err)
+	}
+	<-stalled
+	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil { // a dials b
+		t.Fatal(err)
+	}
+	if !bIn.waitFor(10*stall, func() bool { return len(bIn.msgs) == 1 }) {
+		aIn.mu.Lock()
+		defer aIn.mu.Unlock()
+		t.Fatalf("the message did not arrive; the dialer's peer-down events: %v", aIn.downs)
+	}
+	aIn.mu.Lock()
+	defer aIn.mu.Unlock()
+	for _, d := range aIn.downs {
+		if d.addr == b.LocalAddr() {
+			t.Fatalf("the dialer saw the responder go down: %v", d.err)
+		}
+	}
+}

@@ -210,6 +210,22 @@ func (t *Transport) sendSynLocked(s *session, now int64) {
 	s.synWait = min(2*s.synWait, time.Second)
 }
 
+// redialLocked starts the handshake of a confirming session again, once,
+// with a fresh token: the peer answered its SYN but never took its proof,
+// as when the answer waited in this transport's socket past the life of
+// the peer's cookie (this process was behind) and the peer refused the
+// ACK that echoed it. What waits to be sent stays queued: none of it has
+// left (it waits for the confirmation).
+func (t *Transport) redialLocked(s *session, now int64) {
+	s.state, s.redialed = stateDialing, true
+	s.myTok, s.peerTok, s.remoteInc, s.keys = newToken(), 0, 0, sessionKeys{}
+	s.sec.eph = nil
+	s.sec.crypto.Store(nil)
+	s.created = now
+	s.synWait = 50 * time.Millisecond
+	t.sendSynLocked(s, now)
+}
+
 // sendAckLocked (re)sends the ACK of a confirming session.
 func (t *Transport) sendAckLocked(s *session, now int64) {
 	t.sendHandshake(s.addr, s.ackPacketLocked())

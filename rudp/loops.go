@@ -211,6 +211,8 @@ func (t *Transport) sweep(now int64) (due int64) {
 				heard = s.lastRecv.Load()
 			}
 			switch {
+			case now-heard > timeout && !t.behind(heard+timeout) && s.state == stateConfirming && !s.redialed:
+				t.redialLocked(s, now)
 			case now-heard > timeout && !t.behind(heard+timeout):
 				reason = ErrUnreachable
 			case now < s.synNext:

@@ -67,6 +67,7 @@ type handshakeState struct {
 	sec            sessSec // cluster-key state (keyed.go)
 	dialBack       bool    // dialed back on a stray sealed packet, not yet up (keyed.go)
 	udial          bool    // dialed for unreliable batching, not yet up (ubatch.go)
+	redialed       bool    // its handshake was started again once (redialLocked)
 }
 
 // pathState: packet and segment sizes (pathmtu.go, caps.go).
