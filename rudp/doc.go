@@ -48,9 +48,10 @@
 // on the same address replaces its predecessor's sessions at once; an
 // idle session finds it by its next keepalive, or sooner by Probe (mesh
 // probes the peers of calls that wait for a reply). A
-// handshake unanswered for RetryTimeout fails (ErrUnreachable), as does
-// one answered but not proven by the peer within RetryTimeout of the
-// answer. Silence, of a peer or of a handshake, is judged from the read
+// handshake unanswered for RetryTimeout fails (ErrUnreachable); one
+// answered but not proven by the peer within RetryTimeout of the answer
+// (its cookie may have expired while the answer waited in this side's
+// socket) starts again once with what it queued, then fails so. Silence, of a peer or of a handshake, is judged from the read
 // loop's point of view: not while it is behind (it has not yet handled
 // what reached the socket by the limit, judged by the kernel's arrival
 // stamp of the last datagram it read, or datagrams wait unread in its
