@@ -210,10 +210,11 @@ func (t *Transport) sweep(now int64) (due int64) {
 			if s.state == stateConfirming {
 				heard = s.lastRecv.Load()
 			}
+			unanswered := now-heard > timeout && !t.behind(heard+timeout)
 			switch {
-			case now-heard > timeout && !t.behind(heard+timeout) && s.state == stateConfirming && !s.redialed:
-				t.redialLocked(s, now)
-			case now-heard > timeout && !t.behind(heard+timeout):
+			case unanswered && s.state == stateConfirming && !s.redialed:
+				t.redialLocked(s, now) // answered, but the proof was not taken
+			case unanswered:
 				reason = ErrUnreachable
 			case now < s.synNext:
 			case s.state == stateDialing:
