@@ -204,6 +204,7 @@ func (n *Node) startDrain() *drainState {
 	if !n.guest {
 		n.mc.Drain()
 	}
+	n.checkHoldsNow() // lost to the next owners as draining begins (owner_hold.go)
 	d := &drainState{told: make(map[string]bool), allIn: make(chan struct{})}
 	targets := make(map[netip.AddrPort]bool)
 	view := n.mc.View()

@@ -124,6 +124,19 @@ func (n *Node) startHoldChecks() {
 	n.mc.View().OnChange(func() { t.check.Post(struct{}{}) })
 }
 
+// checkHoldsNow checks the holds on the caller's goroutine, if there are
+// any (Shutdown: as draining begins, not when the dispatcher gets to the
+// view's change).
+func (n *Node) checkHoldsNow() {
+	t := &n.own.holds
+	t.mu.Lock()
+	started := t.check != nil
+	t.mu.Unlock()
+	if started {
+		n.checkHolds()
+	}
+}
+
 // checkHolds checks every hold whose candidates changed.
 func (n *Node) checkHolds() {
 	t := &n.own.holds
