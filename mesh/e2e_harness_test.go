@@ -360,6 +360,18 @@ type procNode struct {
 // file cfgPath and finds MARS through DIARKIS_MARS_PORT (env adds or
 // overrides variables). It may run on any
 // goroutine; the caller stops the process (stop) when the test ends.
+// mustStartNode is startProcNode that fails the test if the process does
+// not start, and stops it when the test ends.
+func mustStartNode(t *testing.T, name string, marsPort uint16, cfgPath, typ string, env ...string) *procNode {
+	t.Helper()
+	p, err := startProcNode(t, name, marsPort, cfgPath, typ, env...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.stop)
+	return p
+}
+
 func startProcNode(t *testing.T, name string, marsPort uint16, cfgPath, typ string, env ...string) (*procNode, error) {
 	p := &procNode{
 		t: t, name: name, stderr: &lockedBuffer{},

@@ -178,12 +178,7 @@ func TestE2EPubsub(t *testing.T) {
 		topics[i] = fmt.Sprintf("ps.t%d.x", i)
 	}
 	start := func(name, typ string, env ...string) *procNode {
-		p, err := startProcNode(t, name, mp.port, cfg, typ, append(env, nodeEnv...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(p.stop)
-		return p
+		return mustStartNode(t, name, mp.port, cfg, typ, append(env, nodeEnv...)...)
 	}
 	var pubs []*procNode
 	for i := range pubsN {

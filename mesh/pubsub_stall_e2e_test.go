@@ -19,15 +19,7 @@ func TestE2EPubsubStalledSubscriber(t *testing.T) {
 	marsBin := buildMarsServer(t)
 	mp := startMarsServer(t, marsBin)
 	cfg := e2eConfig(t)
-	start := func(name, typ string) *procNode {
-		p, err := startProcNode(t, name, mp.port, cfg, typ)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(p.stop)
-		return p
-	}
-	pub, sub := start("pub", "pub"), start("sub", "sub")
+	pub, sub := mustStartNode(t, "pub", mp.port, cfg, "pub"), mustStartNode(t, "sub", mp.port, cfg, "sub")
 	s := &psSub{p: sub, pattern: "st.x"}
 	if r := sub.do("ps-sub st.x - plain"); r != "ok" {
 		t.Fatal(r)

@@ -114,18 +114,7 @@ func TestSlowDeliveryKeepsPeerInformed(t *testing.T) {
 // read loop runs again the session comes up and the message is delivered.
 func TestHandshakeNotJudgedWhileReadLoopBehind(t *testing.T) {
 	const stall = 3 * testTimeout
-	aIn, bIn, cIn := newInbox(), newInbox(), newInbox()
-	acfg, stalled := stallOn(aIn.config(fastConfig()), 9, stall)
-	a := listenUDP(t, acfg)
-	b := listenUDP(t, bIn.config(fastConfig()))
-	c := listenUDP(t, cIn.config(Config{RetryTimeout: 20 * stall})) // c does not judge
-	if err := c.Send(a.LocalAddr(), 9, []byte("stall")); err != nil {
-		t.Fatal(err)
-	}
-	<-stalled
-	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil { // a dials b
-		t.Fatal(err)
-	}
+	_, aIn, bIn := dialWhileStalled(t, stall)
 	if !bIn.waitFor(20*stall, func() bool { return len(bIn.msgs) == 1 }) {
 		t.Fatal("the message did not arrive: the dialer gave up on an answered handshake")
 	}
@@ -134,6 +123,26 @@ func TestHandshakeNotJudgedWhileReadLoopBehind(t *testing.T) {
 	for _, d := range aIn.downs {
 		t.Fatalf("the dialer saw a peer go down: %v", d.err)
 	}
+}
+
+// dialWhileStalled makes a transport a dial b while a's read loop is held
+// up for stall (a third transport, which never judges, sends the message
+// that stalls it), so that b's answer waits unread in a's socket. It
+// returns b and the inboxes of a and b.
+func dialWhileStalled(t *testing.T, stall time.Duration) (b *Transport, aIn, bIn *inbox) {
+	aIn, bIn, cIn := newInbox(), newInbox(), newInbox()
+	acfg, stalled := stallOn(aIn.config(fastConfig()), 9, stall)
+	a := listenUDP(t, acfg)
+	b = listenUDP(t, bIn.config(fastConfig()))
+	c := listenUDP(t, cIn.config(Config{RetryTimeout: 20 * stall})) // c does not judge
+	if err := c.Send(a.LocalAddr(), 9, []byte("stall")); err != nil {
+		t.Fatal(err)
+	}
+	<-stalled
+	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil { // a dials b
+		t.Fatal(err)
+	}
+	return b, aIn, bIn
 }
 
 // stallOn makes cfg's OnMessage hold up the read loop for d when a message
@@ -213,18 +222,7 @@ func TestSilenceNotJudgedUnderReadBacklog(t *testing.T) {
 // give up on a peer that answered (it dropped its queue so under -race).
 func TestHandshakeAnsweredPastCookieLife(t *testing.T) {
 	const stall = 4 * time.Second // cookies live 1 to 2 buckets of max(RetryTimeout, 1 s)
-	aIn, bIn, cIn := newInbox(), newInbox(), newInbox()
-	acfg, stalled := stallOn(aIn.config(fastConfig()), 9, stall)
-	a := listenUDP(t, acfg)
-	b := listenUDP(t, bIn.config(fastConfig()))
-	c := listenUDP(t, cIn.config(Config{RetryTimeout: 20 * stall})) // c does not judge
-	if err := c.Send(a.LocalAddr(), 9, []byte("stall")); err != nil {
-		t.Fatal(err)
-	}
-	<-stalled
-	if err := a.Send(b.LocalAddr(), 1, []byte("hello")); err != nil { // a dials b
-		t.Fatal(err)
-	}
+	b, aIn, bIn := dialWhileStalled(t, stall)
 	if !bIn.waitFor(10*stall, func() bool { return len(bIn.msgs) == 1 }) {
 		aIn.mu.Lock()
 		defer aIn.mu.Unlock()
