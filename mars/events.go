@@ -24,7 +24,7 @@ type callbacks struct {
 	initial  []func() // waiting for the first sync
 	update   []func()
 	updated  []func()
-	syncs    *dispatch.Lane[bool, syncTick] // runs update and updated
+	syncs    *dispatch.Lane[struct{}, syncTick] // runs update and updated
 	sdUpdate []handler[func(string, int16)]
 	sdRemove []handler[func(string)]
 	nextID   uint64
@@ -64,29 +64,45 @@ func keyLane(d *dispatch.Dispatcher, run func(keyChange)) (post func(keyChange),
 	return l.Post, l.Close
 }
 
-// syncTick is one sync, before (OnUpdate) or after (OnUpdated) it.
-type syncTick struct{ after bool }
+// syncTick is what a sync lane has pending: the OnUpdate (after false) or
+// OnUpdated (true) callbacks, and with two set, the other kind after them.
+type syncTick struct{ after, two bool }
+
+// last is the kind of callbacks t runs last.
+func (t syncTick) last() bool { return t.after != t.two }
 
 // syncLane delivers the syncs to OnUpdate and OnUpdated callbacks: one lane
 // for both, so they alternate as the Diarkis API has them; behind, it holds
-// one pending "update" and one "updated".
-func (c *Client) syncLane() *dispatch.Lane[bool, syncTick] {
-	return dispatch.NewLane(c.disp, dispatch.LaneConfig[bool, syncTick]{
-		Limit: 2,
+// one pending run of each kind, in the order they were posted (a run of
+// update, updated, update collapses to its first and last: update).
+func (c *Client) syncLane() *dispatch.Lane[struct{}, syncTick] {
+	run := func(after bool) {
+		list := &c.cb.update
+		if after {
+			list = &c.cb.updated
+		}
+		c.cb.mu.Lock()
+		fs := slices.Clone(*list)
+		c.cb.mu.Unlock()
+		for _, f := range fs {
+			f()
+		}
+	}
+	return dispatch.NewLane(c.disp, dispatch.LaneConfig[struct{}, syncTick]{
+		Limit: 1,
 		Run: func(t syncTick) {
-			list := &c.cb.update
-			if t.after {
-				list = &c.cb.updated
-			}
-			c.cb.mu.Lock()
-			fs := slices.Clone(*list)
-			c.cb.mu.Unlock()
-			for _, f := range fs {
-				f()
+			run(t.after)
+			if t.two {
+				run(!t.after)
 			}
 		},
-		Key:   func(t syncTick) bool { return t.after },
-		Merge: func(o, _ syncTick) (syncTick, bool) { return o, true },
+		Key: func(syncTick) struct{} { return struct{}{} },
+		Merge: func(o, n syncTick) (syncTick, bool) {
+			if n.after != o.last() {
+				o.two = !o.two // A then B; A, B then A is A
+			}
+			return o, true
+		},
 	})
 }
 

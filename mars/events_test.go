@@ -1,8 +1,12 @@
 package mars
 
 import (
+	"log/slog"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/marsmesh/marsmesh/internal/dispatch"
 )
 
 type roomWatcher struct{ name string }
@@ -51,5 +55,43 @@ func TestRemoveFuncMatchesTheExactClosure(t *testing.T) {
 	}
 	if hs = removeFunc(hs, plainCallback); len(hs) != 0 {
 		t.Fatal("removing from an empty list")
+	}
+}
+
+// TestSyncLaneAlternates: OnUpdate and OnUpdated callbacks alternate and
+// the last sync posted is the last delivered, however far behind the lane
+// is and whatever was merged.
+func TestSyncLaneAlternates(t *testing.T) {
+	for posts := 1; posts <= 7; posts++ {
+		d := dispatch.New(slog.New(slog.DiscardHandler))
+		c := &Client{disp: d}
+		var got []bool // written by the lane's callbacks, one at a time
+		gate := make(chan struct{})
+		record := func(after bool) func() {
+			return func() {
+				got = append(got, after)
+				if len(got) == 1 {
+					<-gate // behind from the first sync on
+				}
+			}
+		}
+		c.cb.update = []func(){record(false)}
+		c.cb.updated = []func(){record(true)}
+		c.cb.syncs = c.syncLane()
+		for i := range posts {
+			c.cb.syncs.Post(syncTick{after: i%2 == 1})
+		}
+		close(gate)
+		if !d.Close(time.Minute) {
+			t.Fatal("the lane did not finish")
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i] == got[i-1] {
+				t.Fatalf("%d posts: callbacks do not alternate: %v", posts, got)
+			}
+		}
+		if last := (posts-1)%2 == 1; got[len(got)-1] != last {
+			t.Fatalf("%d posts: the last sync posted was not the last delivered: %v", posts, got)
+		}
 	}
 }
