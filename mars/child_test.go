@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"github.com/marsmesh/marsmesh/internal/syncbuf"
-	"net"
+	"github.com/marsmesh/marsmesh/internal/testport"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -134,15 +134,7 @@ type marsProc struct {
 }
 
 // freeUDPPort finds a UDP port that is free right now on 127.0.0.1.
-func freeUDPPort(t testing.TB) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
+func freeUDPPort(t testing.TB) int { return testport.Free(t) }
 
 // startMarsProc runs mars-server on 127.0.0.1:port and waits until it
 // logs that it listens.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/marsmesh/marsmesh/internal/testport"
 )
 
 // End-to-end tests with separate processes over real UDP on 127.0.0.1: a
@@ -527,12 +528,4 @@ func (l *msgLog) count(addr, tag string) int {
 }
 
 // freeUDPPort finds a UDP port free right now on 127.0.0.1.
-func freeUDPPort(t *testing.T) uint16 {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
-}
+func freeUDPPort(t *testing.T) uint16 { return uint16(testport.Free(t)) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/marsmesh/marsmesh/internal/syncbuf"
+	"github.com/marsmesh/marsmesh/internal/testport"
 	"net"
 	"net/netip"
 	"os"
@@ -22,15 +23,7 @@ import (
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
+func freePort(t *testing.T) int { return testport.Free(t) }
 
 func TestHelp(t *testing.T) {
 	var out syncbuf.Buffer

@@ -50,7 +50,7 @@ func TestChurnRollingRestart(t *testing.T) {
 		t.Skip("10 node processes restarted in turn: about a minute")
 	}
 	key := newKey(t)
-	marsPort := strconv.Itoa(freePort(t, "udp"))
+	marsPort := strconv.Itoa(freePort(t))
 	env := []string{"DIARKIS_MARS_PORT=" + marsPort, "DIARKIS_MESH_KEY=" + key}
 	startMarsProc(t, freeAdmin(t), env...)
 

@@ -23,7 +23,7 @@ import (
 func TestClusterKeyKeepsOutsidersOut(t *testing.T) {
 	key, wrong := newKey(t), newKey(t)
 	dir := t.TempDir()
-	marsPort := strconv.Itoa(freePort(t, "udp"))
+	marsPort := strconv.Itoa(freePort(t))
 	base := []string{"DIARKIS_MARS_PORT=" + marsPort}
 	marsAdmin := freeAdmin(t)
 	startMarsProc(t, marsAdmin, append(base, "DIARKIS_MESH_KEY="+key)...)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/marsmesh/marsmesh/config"
+	"github.com/marsmesh/marsmesh/internal/testport"
 	"github.com/marsmesh/marsmesh/mars"
 	"github.com/marsmesh/marsmesh/mesh"
 	"github.com/marsmesh/marsmesh/rudp"
@@ -66,28 +66,11 @@ func writeTestFile(t *testing.T, dir, name, content string) string {
 	return path
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T, network string) int {
-	t.Helper()
-	switch network {
-	case "udp":
-		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	default:
-		l, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port
-	}
-}
+// freePort returns a loopback port free for UDP and TCP, out of the way
+// of ports the kernel hands out (internal/testport).
+func freePort(t *testing.T) int { return testport.Free(t) }
 
-func freeAdmin(t *testing.T) string { return "127.0.0.1:" + strconv.Itoa(freePort(t, "tcp")) }
+func freeAdmin(t *testing.T) string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
 
 // startMarsProc runs mars-server with env and an admin endpoint, and
 // waits until it listens.

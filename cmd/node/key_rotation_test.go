@@ -22,7 +22,7 @@ import (
 func TestClusterKeyRotation(t *testing.T) {
 	k1, k2 := newKey(t), newKey(t)
 	dir := t.TempDir()
-	marsPort := strconv.Itoa(freePort(t, "udp"))
+	marsPort := strconv.Itoa(freePort(t))
 	marsAdmin := freeAdmin(t)
 	files := map[string]string{}
 	for _, name := range []string{"mars", "n1", "n2", "n3", "client"} {
@@ -49,7 +49,7 @@ func TestClusterKeyRotation(t *testing.T) {
 	nodes := map[string]*proc{}
 	addrs := map[string]string{}
 	for _, name := range names {
-		ports[name] = strconv.Itoa(freePort(t, "udp"))
+		ports[name] = strconv.Itoa(freePort(t))
 		nodes[name], addrs[name] = startNode(name)
 	}
 	waitListed()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/marsmesh/marsmesh/config"
 	"github.com/marsmesh/marsmesh/internal/syncbuf"
+	"github.com/marsmesh/marsmesh/internal/testport"
 	"github.com/marsmesh/marsmesh/mesh"
 )
 
@@ -47,23 +47,7 @@ func artifactDir(t *testing.T) string {
 	return dir
 }
 
-func freePort(t *testing.T, network string) int {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testport.Free(t) }
 
 type proc struct {
 	cmd    *exec.Cmd
@@ -106,7 +90,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	marsPort, adminPort := freePort(t, "udp"), freePort(t, "tcp")
+	marsPort, adminPort := freePort(t), freePort(t)
 	env := []string{"DIARKIS_MARS_PORT=" + strconv.Itoa(marsPort), "DIARKIS_PORT=0", "DIARKIS_RETRY_INTERVAL=200", "DIARKIS_RETRY_TIMEOUT=1000"}
 	adminURL := fmt.Sprintf("http://127.0.0.1:%d/", adminPort)
 	startProc(t, env, filepath.Join(bin, "mars-server"), "-admin", fmt.Sprintf("127.0.0.1:%d", adminPort),
