@@ -96,9 +96,9 @@ func TestStoreChangeBehindItsRevisionHeals(t *testing.T) {
 // the key never changes again.
 //
 // The late change must be logged after the node's view went past it and
-// before the look-back, which comes 2 to 3 Intervals after MARS is back:
-// Interval is 1 s, so a test goroutine stalled for 2 s would see a false
-// failure.
+// before the look-back, which comes 2 to 3 Intervals after MARS is back: an
+// outage after which the test was too slow for that (a stalled machine) is
+// tried again.
 func TestLookBackHealsAViewPastAChange(t *testing.T) {
 	net := faultnet.New(3)
 	conn, err := net.Listen("127.0.0.1:0")
@@ -114,27 +114,41 @@ func TestLookBackHealsAViewPastAChange(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 	var logs syncbuf.Buffer
-	n := memNode(t, net, s.Addr().String(), ClientConfig{Interval: time.Second, InTouchSpan: time.Second,
+	interval := time.Second
+	n := memNode(t, net, s.Addr().String(), ClientConfig{Interval: interval, InTouchSpan: time.Second,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	n.c.SetSharedData("k", 1)
 	waitFor(t, 10*time.Second, "k = 1", func() bool { return sharedIs(n.c.View(), "k", 1) })
 
-	net.Partition(n.tr.LocalAddr(), s.Addr())
-	waitFor(t, 10*time.Second, "the node lost MARS", func() bool { return strings.Contains(logs.String(), "lost MARS") })
-	s.mu.Lock()
-	a := s.apps[""]
-	*a.clock++ // a version with no change, which the node will get
-	a.ver = *a.clock
-	v := a.ver
-	s.mu.Unlock()
-	net.Heal(n.tr.LocalAddr(), s.Addr())
-	waitFor(t, 10*time.Second, "the view at the empty version", func() bool {
-		_, ver := n.c.View().Version()
-		return ver >= v
-	})
-	s.mu.Lock()
-	a.setKeyAt("k", 2, v) // the change comes late, at a version the view holds
-	s.mu.Unlock()
+	for outage := 1; ; outage++ {
+		net.Partition(n.tr.LocalAddr(), s.Addr())
+		waitFor(t, 10*time.Second, "the node lost MARS", func() bool { return strings.Count(logs.String(), "lost MARS") >= outage })
+		s.mu.Lock()
+		a := s.apps[""]
+		*a.clock++ // a version with no change, which the node will get
+		a.ver = *a.clock
+		v := a.ver
+		s.mu.Unlock()
+		healed := time.Now()
+		net.Heal(n.tr.LocalAddr(), s.Addr())
+		waitFor(t, 10*time.Second, "the view at the empty version", func() bool {
+			_, ver := n.c.View().Version()
+			return ver >= v
+		})
+		s.mu.Lock()
+		inTime := time.Since(healed) < 2*interval // the look-back is not asked yet
+		if inTime {
+			a.setKeyAt("k", 2, v) // the change comes late, at a version the view holds
+		}
+		s.mu.Unlock()
+		if inTime {
+			break
+		}
+		if outage == 5 {
+			t.Fatal("five outages in a row, the test took longer than the look-back's delay")
+		}
+		t.Logf("outage %d: the view reached the empty version %v after MARS was back, too late for the test; again", outage, time.Since(healed))
+	}
 	if !sharedIs(n.c.View(), "k", 1) {
 		t.Fatal("the view got the late change at once")
 	}
