@@ -265,7 +265,8 @@ func (p *kvProc) wait(t *testing.T, timeout time.Duration) {
 		t.Fatalf("%s did not finish in %v:\n%s", p.name, timeout, p.stderr)
 	}
 	if !p.cmd.ProcessState.Success() || strings.Contains(p.stderr.String(), "DATA RACE") {
-		t.Fatalf("%s: %v\n%s", p.name, p.cmd.ProcessState, p.stderr)
+		out := p.output() // the helper's t.Fatal goes to its stdout
+		t.Fatalf("%s: %v\nlast output:\n%s\n%s", p.name, p.cmd.ProcessState, strings.Join(out[max(0, len(out)-20):], "\n"), p.stderr)
 	}
 }
 
