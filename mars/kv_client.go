@@ -27,6 +27,9 @@ const (
 	// kvCheckEvery is how often a waiting call looks whether the client
 	// moved to another MARS address.
 	kvCheckEvery = 100 * time.Millisecond
+	// kvStoreRetry is how long a write whose store call failed at MARS
+	// waits before it is sent again.
+	kvStoreRetry = 200 * time.Millisecond
 	// kvWindow bounds the writes in flight per client.
 	kvWindow = 256
 	// kvPollHold is how long MARS may hold a watch poll.
@@ -240,6 +243,7 @@ func (c *Client) kvCall(ctx context.Context, req *kvReq, write bool) (*kvReply, 
 	defer tick.Stop()
 	var sentAt time.Time
 	var to netip.AddrPort
+	var failed *kvReply // the last store failure MARS answered a write with
 	first := time.Now()
 	for {
 		cur := c.mars.Load()
@@ -264,12 +268,21 @@ func (c *Client) kvCall(ctx context.Context, req *kvReq, write bool) (*kvReply, 
 			switch {
 			case rep.Code == kvLocalUnsupported:
 				return nil, ErrKVUnsupported
+			case write && rep.Code == kvUnavailable && strings.HasPrefix(rep.Msg, storeFailed):
+				// The write may or may not have applied; its result record
+				// tells MARS which when it comes again, so a store that
+				// stalled (etcd slow, a failover) costs time, not the write.
+				failed, sentAt = rep, time.Now().Add(kvStoreRetry-resend)
 			case rep.Code != kvOK:
 				return rep, kvErrorOf(rep)
+			default:
+				return rep, nil
 			}
-			return rep, nil
 		case <-tick.C:
 		case <-ctx.Done():
+			if failed != nil {
+				return failed, kvErrorOf(failed)
+			}
 			return nil, c.kvCtxErr(ctx)
 		case <-c.kv.done:
 			return nil, ErrClosed
@@ -296,7 +309,8 @@ func (c *Client) kvRead(req *kvReq) {
 // key's new revision. With opts.CAS it applies only if the key is at
 // opts.Rev (0: absent), else it fails with ErrConflict (the KVError holds
 // the key's revision). The put is applied exactly once, also when MARS
-// fails over or restarts meanwhile; once it returns, every Get sees it.
+// fails over or restarts meanwhile or its store call fails (it is sent
+// again until ctx ends); once it returns, every Get sees it.
 // Without a deadline in ctx, ClientConfig.KVTimeout bounds it.
 func (c *Client) Put(ctx context.Context, key string, value []byte, opts PutOptions) (int64, error) {
 	if err := CheckKVKey(key); err != nil {

@@ -114,7 +114,9 @@ var (
 	// may claim leases.
 	ErrNotLive = errors.New("mars: node not online")
 	// ErrUnavailable: MARS cannot serve the request now (its store is
-	// unreachable, or it restarted and holds claims back); try again.
+	// unreachable, or it restarted and holds claims back); try again. A
+	// write whose store call failed is sent again by the client until the
+	// call's deadline: then it is the store's last failure.
 	ErrUnavailable = errors.New("mars: temporarily unavailable")
 )
 

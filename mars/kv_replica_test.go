@@ -1,9 +1,11 @@
 package mars
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -126,4 +128,61 @@ func TestKVReplicas(t *testing.T) {
 		return err == nil
 	})
 	_ = s2
+}
+
+// stallingStore is a store whose next writes fail as a stalled etcd's do:
+// the first applies and then reports a timeout (the write committed, the
+// answer was lost), the rest fail without applying.
+type stallingStore struct {
+	*memSession
+	fails atomic.Int32 // writes left to fail
+}
+
+var errStalled = errors.New("context deadline exceeded (test)")
+
+func (s *stallingStore) WriteIf(ctx context.Context, expect []StoreRecord, writes []StoreWrite) (bool, []StoreRecord, int64, error) {
+	switch n := s.fails.Add(-1); {
+	case n < 0:
+		return s.memSession.WriteIf(ctx, expect, writes)
+	case n == 2:
+		s.memSession.WriteIf(ctx, expect, writes)
+		return false, nil, 0, errStalled
+	default:
+		return false, nil, 0, errStalled
+	}
+}
+
+// TestKVWriteThroughStoreStall: a write whose store call fails at MARS
+// (a timeout, etcd away a moment) is sent again by the client, and
+// applies once: the caller gets its revision, not ErrUnavailable.
+func TestKVWriteThroughStoreStall(t *testing.T) {
+	st := &stallingStore{memSession: NewMemoryStore().Session().(*memSession)}
+	s := startServer(t, "", storeOpts(st))
+	n := readyNode(t, s.Addr().String(), ClientConfig{Interval: fastInterval})
+	ctx := ctxT(t)
+	r0, err := n.c.Put(ctx, "ctr", []byte("0"), PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.fails.Store(3) // applied but unanswered, then two failures
+	r1, err := n.c.Put(ctx, "ctr", []byte("1"), PutOptions{CAS: true, Rev: r0})
+	if err != nil {
+		t.Fatalf("a write through a store stall: %v", err)
+	}
+	if e, err := n.c.Get(ctx, "ctr"); err != nil || e.Rev != r1 || string(e.Value) != "1" {
+		t.Fatalf("after the stall: %+v %v, want 1 at revision %d", e, err, r1)
+	}
+	if _, err := n.c.Put(ctx, "ctr", []byte("2"), PutOptions{CAS: true, Rev: r0}); !IsConflict(err) {
+		t.Fatalf("a CAS at the old revision: %v, want a conflict (the stalled write applied once)", err)
+	}
+
+	// A store that stays away: the caller's deadline ends the call with
+	// the store's failure.
+	st.fails.Store(1 << 30)
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if _, err := n.c.Put(short, "other", []byte("x"), PutOptions{}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a write while the store stays away: %v, want ErrUnavailable", err)
+	}
+	st.fails.Store(0)
 }

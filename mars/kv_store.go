@@ -208,8 +208,12 @@ func (s *Server) kvFlushWaiting() {
 	})
 }
 
+// storeFailed starts the message of a reply whose store call failed (a
+// timeout, etcd briefly unreachable): a client sends such a write again.
+const storeFailed = "store: "
+
 func unavailable(err error) *kvReply {
-	return &kvReply{Code: kvUnavailable, Msg: "store: " + err.Error()}
+	return &kvReply{Code: kvUnavailable, Msg: storeFailed + err.Error()}
 }
 
 // kvResultLease returns the store lease result records hang on (a new one

@@ -47,7 +47,7 @@ var (
 	ErrKVBadKey      = mars.ErrBadKVKey      // key or lease name refused
 	ErrKVLimit       = mars.ErrLimit         // value too large, or an app's keys, bytes or leases at their limit
 	ErrKVUnsupported = mars.ErrKVUnsupported // the MARS in use predates the key-value store
-	ErrKVUnavailable = mars.ErrUnavailable   // MARS cannot serve it now (store unreachable, claims held after a restart): retry
+	ErrKVUnavailable = mars.ErrUnavailable   // MARS cannot serve it now (store unreachable until the deadline, claims held after a restart): retry
 	ErrLeaseHeld     = mars.ErrLeaseHeld     // another node (or this one) holds the lease
 	ErrLeaseLost     = mars.ErrLeaseLost     // the lease is no longer held
 	ErrNotLive       = mars.ErrNotLive       // only nodes listed online may claim
