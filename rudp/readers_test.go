@@ -139,7 +139,10 @@ func TestOnBlockingGivesUpDelivery(t *testing.T) {
 	var orderMu sync.Mutex // OnBlocking runs on transport goroutines, the check on the test's
 	var order []string
 	ups := make(chan netip.AddrPort, 4)
-	var srv *Transport
+	// The work reads the server through an atomic: the test sets it after
+	// Listen, and a datagram through the kernel orders nothing for the
+	// race detector.
+	var srvAt atomic.Pointer[Transport]
 	cfg := Config{
 		MayBlock: func(kind byte) bool { return kind == req },
 		OnMessage: func(_ netip.AddrPort, kind byte, p []byte, _ bool) {
@@ -159,6 +162,7 @@ func TestOnBlockingGivesUpDelivery(t *testing.T) {
 					}
 				}
 				// Ask the caller and wait for its answer.
+				srv := srvAt.Load()
 				if err := srv.Send(from, req, []byte("q:"+string(p))); err != nil {
 					t.Error(err)
 					return
@@ -172,7 +176,8 @@ func TestOnBlockingGivesUpDelivery(t *testing.T) {
 			}
 		},
 	}
-	srv = listenUDP(t, cfg)
+	srv := listenUDP(t, cfg)
+	srvAt.Store(srv)
 	cIn := newInbox()
 	var caller *Transport
 	callerCfg := cIn.config(Config{})
