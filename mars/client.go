@@ -46,7 +46,8 @@ type ClientConfig struct {
 	// Interval is the report period. Default 1 s.
 	Interval time.Duration
 	// InTouchSpan is how recent MARS's last reply must be for InTouch to
-	// hold. Default 3 × Interval.
+	// hold. Default 3 × Interval. It must be longer than Interval (MARS
+	// replies about once per Interval; a span that short would flap).
 	InTouchSpan time.Duration
 	// Guest nodes sync the view (and may set shared data) but are never listed.
 	Guest bool
@@ -208,6 +209,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.InTouchSpan <= 0 {
 		cfg.InTouchSpan = 3 * cfg.Interval
+	}
+	if cfg.InTouchSpan <= cfg.Interval {
+		return nil, fmt.Errorf("mars: InTouchSpan (%v) must be longer than Interval (%v): MARS replies about once per Interval", cfg.InTouchSpan, cfg.Interval)
 	}
 	if cfg.MarsAddrTTL == 0 {
 		cfg.MarsAddrTTL = 60 * time.Second

@@ -544,7 +544,13 @@ type lookBack struct {
 	marsInc uint64         // the MARS incarnation from is a version of
 	from    uint64         // the view's version before the disturbance; 0: none pending
 	at      int64          // client clock from which the look-back may be asked
+	due     int64          // later disturbances postpone at at most to here
 	asked   bool           // a report asked for it
+	// A disturbance that would postpone the pending look-back past due
+	// gets its own, asked after the pending one: disturbances that keep
+	// coming (a flapping link) never starve the look-back.
+	next   uint64 // its from; 0: none
+	nextAt int64  // its at
 }
 
 // lookBackSettle is how long after a disturbance the look-back waits (the
@@ -559,10 +565,27 @@ func (c *Client) lookBackLater() {
 	if ver == 0 {
 		return // the first sync is a full snapshot anyway
 	}
-	if lb.from == 0 || lb.marsInc != marsInc || ver < lb.from {
-		lb.marsInc, lb.from = marsInc, ver
+	at := c.clock() + int64(c.lookBackSettle())
+	switch {
+	case lb.from == 0 || lb.marsInc != marsInc:
+		*lb = lookBack{src: lb.src, marsInc: marsInc, from: ver, at: at, due: at + int64(3*c.cfg.Interval)}
+	case at <= lb.due:
+		lb.from, lb.at, lb.asked = min(lb.from, ver), at, false
+	default:
+		if lb.next == 0 || ver < lb.next {
+			lb.next = ver
+		}
+		lb.nextAt = at
 	}
-	lb.at, lb.asked = c.clock()+int64(c.lookBackSettle()), false
+}
+
+// done ends the pending look-back and starts the one queued behind
+// it, if any.
+func (lb *lookBack) done(interval time.Duration) {
+	lb.from, lb.asked = 0, false
+	if lb.next != 0 {
+		lb.from, lb.at, lb.due, lb.next = lb.next, lb.nextAt, lb.nextAt+int64(3*interval), 0
+	}
 }
 
 // lookBackVer returns the version a report asks changes from: the view's
@@ -572,9 +595,13 @@ func (c *Client) lookBackVer(marsInc, ver uint64) uint64 {
 	if lb.from == 0 || c.clock() < lb.at {
 		return ver
 	}
-	if lb.marsInc != marsInc || lb.from >= ver {
-		lb.from = 0 // versions of another MARS, or nothing to look back on
+	if lb.marsInc != marsInc {
+		*lb = lookBack{src: lb.src} // versions of another MARS
 		return ver
+	}
+	if lb.from >= ver {
+		lb.done(c.cfg.Interval) // nothing to look back on
+		return c.lookBackVer(marsInc, ver)
 	}
 	lb.asked = true
 	return lb.from
@@ -585,6 +612,6 @@ func (c *Client) lookBackVer(marsInc, ver uint64) uint64 {
 func (c *Client) lookedBack(h *syncHead) {
 	lb := &c.look
 	if lb.from != 0 && lb.asked && (h.Flags&syncFull != 0 || h.From <= lb.from) {
-		lb.from = 0
+		lb.done(c.cfg.Interval)
 	}
 }

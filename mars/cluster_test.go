@@ -306,6 +306,10 @@ func TestClientRefusesBadInputLocally(t *testing.T) {
 			t.Fatalf("NewClient with MarsAddr %q accepted", bad)
 		}
 	}
+	if _, err := NewClient(ClientConfig{Transport: n.tr, MarsAddr: "x:1", Interval: time.Second, InTouchSpan: time.Second}); err == nil ||
+		!strings.Contains(err.Error(), "InTouchSpan") {
+		t.Fatalf("NewClient with InTouchSpan = Interval: %v", err)
+	}
 	n.c.Start()
 	waitFor(t, 2*time.Second, "54-byte key accepted", func() bool {
 		_, ok := n.c.View().SharedData(strings.Repeat("k", 54))
