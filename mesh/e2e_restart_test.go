@@ -4,11 +4,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/marsmesh/marsmesh/config"
+	"github.com/marsmesh/marsmesh/internal/testport"
 	"github.com/marsmesh/marsmesh/rudp"
 )
 
@@ -44,7 +46,10 @@ func TestE2EKeyedCrashRestart(t *testing.T) {
 		t.Cleanup(p.stop)
 		return p
 	}
-	victim, peers := start("victim", "0"), []*procNode{start("peer0", "0"), start("peer1", "0")}
+	// The victim's port comes from below the ephemeral range: while it is
+	// down, no socket bound to port 0 elsewhere can be handed it.
+	victim := start("victim", strconv.Itoa(testport.Free(t)))
+	peers := []*procNode{start("peer0", "0"), start("peer1", "0")}
 	type result struct {
 		answer string
 		at     time.Time

@@ -3,10 +3,12 @@ package mesh
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/marsmesh/marsmesh/config"
+	"github.com/marsmesh/marsmesh/internal/testport"
 	"github.com/marsmesh/marsmesh/mars"
 	"github.com/marsmesh/marsmesh/rudp"
 )
@@ -54,7 +56,9 @@ func TestPendingCallFailsWhenPeerRestarts(t *testing.T) {
 				}
 				return n
 			}
-			a, victim := start("0"), start("0")
+			// The victim's port is from below the ephemeral range (see
+			// testport): nothing else is handed it while it is down.
+			a, victim := start("0"), start(strconv.Itoa(testport.Free(t)))
 			inHandler, release := make(chan struct{}, 1), make(chan struct{})
 			t.Cleanup(func() { close(release) }) // before the nodes' Shutdown
 			victim.HandleRPCWithContext(1, func(ctx context.Context, d []byte, _ string) ([]byte, error) {
