@@ -544,13 +544,15 @@ func TestE2ELeases(t *testing.T) {
 	var mine *Lease
 	for mine == nil && time.Since(killedAt) < 20*time.Second {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		asked := time.Now()
 		mine, err = claimer.Claim(ctx, dead, kvLeaseTTL)
 		cancel()
 		// Held: not yet expired. Lost: granted, but the answer came
 		// after the lease's deadline here (a stalled process on a loaded
 		// machine), so the claimer let it go: try again.
 		if err != nil && !IsLeaseHeld(err) && !IsLeaseLost(err) {
-			t.Fatalf("claim of %q: %v", dead, err)
+			t.Fatalf("claim of %q asked %v after the kill: %v (after %v)", dead, asked.Sub(killedAt).Round(time.Millisecond),
+				err, time.Since(asked).Round(time.Millisecond))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
