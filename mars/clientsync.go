@@ -37,6 +37,8 @@ import (
 //     later asks for the changes since the version the view held before
 //     (see lookBack): a view that went past a change it never got (from a
 //     replica that served a version its copy did not hold yet) gets it.
+//     Disturbances that keep coming postpone it by at most 3 intervals;
+//     the later ones get a look-back of their own after it.
 
 // recentSpan is how long MARS must keep answering after acknowledging a
 // change before every node's view surely holds it: each node pulls every
