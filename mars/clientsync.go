@@ -546,7 +546,7 @@ type lookBack struct {
 	marsInc uint64         // the MARS incarnation from is a version of
 	from    uint64         // the view's version before the disturbance; 0: none pending
 	at      int64          // client clock from which the look-back may be asked
-	due     int64          // later disturbances postpone at at most to here
+	due     int64          // the latest time later disturbances may move at to
 	asked   bool           // a report asked for it
 	// A disturbance that would postpone the pending look-back past due
 	// gets its own, asked after the pending one: disturbances that keep
@@ -570,7 +570,8 @@ func (c *Client) lookBackLater() {
 	at := c.clock() + int64(c.lookBackSettle())
 	switch {
 	case lb.from == 0 || lb.marsInc != marsInc:
-		*lb = lookBack{src: lb.src, marsInc: marsInc, from: ver, at: at, due: at + int64(3*c.cfg.Interval)}
+		*lb = lookBack{src: lb.src, marsInc: marsInc}
+		lb.start(ver, at, c.cfg.Interval)
 	case at <= lb.due:
 		lb.from, lb.at, lb.asked = min(lb.from, ver), at, false
 	default:
@@ -581,12 +582,19 @@ func (c *Client) lookBackLater() {
 	}
 }
 
+// start makes a look-back from version from pending, to be asked from at;
+// later disturbances may postpone it by 3 intervals at most.
+func (lb *lookBack) start(from uint64, at int64, interval time.Duration) {
+	lb.from, lb.at, lb.due, lb.asked = from, at, at+int64(3*interval), false
+}
+
 // done ends the pending look-back and starts the one queued behind
 // it, if any.
 func (lb *lookBack) done(interval time.Duration) {
 	lb.from, lb.asked = 0, false
 	if lb.next != 0 {
-		lb.from, lb.at, lb.due, lb.next = lb.next, lb.nextAt, lb.nextAt+int64(3*interval), 0
+		lb.start(lb.next, lb.nextAt, interval)
+		lb.next = 0
 	}
 }
 

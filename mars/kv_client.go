@@ -272,7 +272,8 @@ func (c *Client) kvCall(ctx context.Context, req *kvReq, write bool) (*kvReply, 
 				// The write may or may not have applied; its result record
 				// tells MARS which when it comes again, so a store that
 				// stalled (etcd slow, a failover) costs time, not the write.
-				failed, sentAt = rep, time.Now().Add(kvStoreRetry-resend)
+				failed = rep
+				sentAt = time.Now().Add(kvStoreRetry - resend) // so it goes again kvStoreRetry from now
 			case rep.Code != kvOK:
 				return rep, kvErrorOf(rep)
 			default:

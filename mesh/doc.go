@@ -216,10 +216,11 @@
 // order, across MARS failovers and restarts; a KVResync event when the
 // history is gone). Writes apply exactly once, also through a failover or
 // a store that stalls (the client sends them again until the deadline);
-// once one returns, every node's Get sees it. Claim grants a key to one node at a time, renewed in
-// the background; Lease.Token grows with every grant of the key (fence the
-// writes the lease protects with it) and Lease.Lost fires before MARS can
-// grant the key to another node (see mars.Lease for the clock bound).
+// once one returns, every node's Get sees it. Claim grants a key to one
+// node at a time, renewed in the background; Lease.Token grows with every
+// grant of the key (fence the writes the lease protects with it) and
+// Lease.Lost fires before MARS can grant the key to another node (see
+// mars.Lease for the clock bound).
 // Shutdown releases the node's leases first. Errors wrap ErrKVNotFound,
 // ErrKVConflict, ErrKVBadKey, ErrKVLimit, ErrLeaseHeld, ErrLeaseLost,
 // ErrNotLive, ErrKVUnavailable or ErrKVUnsupported (predicates
