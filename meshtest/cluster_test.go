@@ -84,6 +84,9 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.WaitState(a, addr, mesh.StateNone)
+	// Lookups change with the view; the events reach the handler through
+	// a's dispatcher, a moment later.
+	c.Eventually(func() bool { return slices.Contains(ev.states(addr), mesh.StateGone) }, "a's handler hears %s is gone", addr)
 	if got, want := ev.states(addr), []mesh.NodeState{mesh.StateOnline, mesh.StateDraining, mesh.StateGone}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("a saw %s go %v, want %v", addr, got, want)
 	}
