@@ -189,7 +189,9 @@ func (c *Client) kvSendOnce(req *kvReq) {
 }
 
 // kvCall sends req and waits for the answer; writes get a sequence number.
-// A reply that is not OK comes back as an error (with the reply).
+// Writes and releases are sent again when MARS answers with a store
+// failure, until ctx ends. A reply that is not OK comes back as an error
+// (with the reply).
 func (c *Client) kvCall(ctx context.Context, req *kvReq, write bool) (*kvReply, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -268,10 +270,13 @@ func (c *Client) kvCall(ctx context.Context, req *kvReq, write bool) (*kvReply, 
 			switch {
 			case rep.Code == kvLocalUnsupported:
 				return nil, ErrKVUnsupported
-			case write && rep.Code == kvUnavailable && strings.HasPrefix(rep.Msg, storeFailed):
+			case (write || req.Op == kvRelease) && rep.Code == kvUnavailable && strings.HasPrefix(rep.Msg, storeFailed):
 				// The write may or may not have applied; its result record
 				// tells MARS which when it comes again, so a store that
 				// stalled (etcd slow, a failover) costs time, not the write.
+				// A release needs no record: MARS deletes the lease only
+				// while it names this holder and token, so a second one
+				// after an applied first is a no-op.
 				failed = rep
 				sentAt = time.Now().Add(kvStoreRetry - resend) // so it goes again kvStoreRetry from now
 			case rep.Code != kvOK:

@@ -132,10 +132,24 @@ func TestKVReplicas(t *testing.T) {
 
 // stallingStore is a store whose next writes fail as a stalled etcd's do:
 // the first applies and then reports a timeout (the write committed, the
-// answer was lost), the rest fail without applying.
+// answer was lost), the rest fail without applying. WriteIf and Update
+// (releases) count their failures apart.
 type stallingStore struct {
 	*memSession
-	fails atomic.Int32 // writes left to fail
+	fails       atomic.Int32 // WriteIf calls left to fail
+	updateFails atomic.Int32 // Update calls left to fail
+}
+
+func (s *stallingStore) Update(ctx context.Context, keys []StoreKey, fn func([]StoreRecord) ([]StoreWrite, error)) (int64, error) {
+	switch n := s.updateFails.Add(-1); {
+	case n < 0:
+		return s.memSession.Update(ctx, keys, fn)
+	case n == 2:
+		s.memSession.Update(ctx, keys, fn)
+		return 0, errStalled
+	default:
+		return 0, errStalled
+	}
 }
 
 var errStalled = errors.New("context deadline exceeded (test)")
@@ -185,4 +199,40 @@ func TestKVWriteThroughStoreStall(t *testing.T) {
 		t.Fatalf("a write while the store stays away: %v, want ErrUnavailable", err)
 	}
 	st.fails.Store(0)
+}
+
+// TestLeaseReleaseThroughStoreStall: a release whose store call fails at
+// MARS (applied but unanswered, then failing) is sent again, returns nil,
+// and leaves the key free for another node.
+func TestLeaseReleaseThroughStoreStall(t *testing.T) {
+	st := &stallingStore{memSession: NewMemoryStore().Session().(*memSession)}
+	s := startServer(t, "", storeOpts(st))
+	a := readyNode(t, s.Addr().String(), ClientConfig{Interval: fastInterval})
+	b := readyNode(t, s.Addr().String(), ClientConfig{Interval: fastInterval})
+	ctx := ctxT(t)
+	l, err := a.c.Claim(ctx, "room", 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.updateFails.Store(3) // applied but unanswered, then two failures
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("a release through a store stall: %v", err)
+	}
+	l2, err := b.c.Claim(ctx, "room", 30*time.Second)
+	if err != nil {
+		t.Fatalf("a claim after the release: %v (a 30 s lease: the key must have been freed, not expired)", err)
+	}
+	if l2.Token() <= l.Token() {
+		t.Fatalf("token %d after %d", l2.Token(), l.Token())
+	}
+
+	// A store that stays away: the caller's deadline ends the release
+	// with the store's failure.
+	st.updateFails.Store(1 << 30)
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := l2.Release(short); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a release while the store stays away: %v, want ErrUnavailable", err)
+	}
+	st.updateFails.Store(0)
 }

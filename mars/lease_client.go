@@ -98,7 +98,9 @@ func (l *Lease) lose(why error) bool {
 }
 
 // Release gives the lease up: Lost fires at once, and MARS frees the key
-// for other nodes. A lease that was lost already is not an error.
+// for other nodes. A release MARS could not store (etcd away a moment) is
+// sent again until ctx ends (without a deadline, ClientConfig.KVTimeout).
+// A lease that was lost already is not an error.
 func (l *Lease) Release(ctx context.Context) error {
 	if !l.lose(fmt.Errorf("%w: released", ErrLeaseLost)) {
 		return nil
