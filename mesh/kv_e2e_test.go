@@ -34,7 +34,7 @@ import (
 const (
 	kvNodeEnv   = "MESH_E2E_KV"        // lease or cas: the workload of a node process
 	kvWritesEnv = "MESH_E2E_KV_WRITES" // cas: increments per node
-	kvDurEnv    = "MESH_E2E_KV_DUR"    // lease: how long to run
+	kvDurEnv    = "MESH_E2E_KV_DUR"    // lease: the longest it runs (it ends when its stdin closes)
 	kvKeys      = 8                    // lease: keys claimed; cas: counters
 	kvLeaseTTL  = 2 * time.Second
 )
@@ -153,13 +153,19 @@ func kvCASWorkload(n *Node, writes int, emit func(string, ...any)) error {
 	return nil
 }
 
-// kvLeaseWorkload claims random keys for d, holding each a little, and
+// kvLeaseWorkload claims random keys until its stdin closes (the test
+// says when it is done with it) or d passes, holding each a little, and
 // prints its validity: "G key token fromNs deadlineNs" on a grant, "H key
 // token deadlineNs" when a renewal moves the deadline, "R key token atNs"
 // before a release and "L key token deadlineNs" when Lost fires.
 func kvLeaseWorkload(n *Node, d time.Duration, emit func(string, ...any)) {
 	end := time.Now().Add(d)
-	for time.Now().Before(end) {
+	var stop atomic.Bool
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		stop.Store(true)
+	}()
+	for !stop.Load() && time.Now().Before(end) {
 		key := fmt.Sprintf("lease/%d", rand.IntN(kvKeys))
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		l, err := n.Claim(ctx, key, kvLeaseTTL)
@@ -205,6 +211,7 @@ func kvLeaseWorkload(n *Node, d time.Duration, emit func(string, ...any)) {
 type kvProc struct {
 	name   string
 	cmd    *exec.Cmd
+	stdin  io.WriteCloser // closing it ends a lease workload
 	stderr *lockedBuffer
 	mu     sync.Mutex
 	lines  []string
@@ -219,6 +226,9 @@ func startKVProc(t *testing.T, name, mode string, env ...string) *kvProc {
 	p.cmd.Stderr = p.stderr
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
+		t.Fatal(err)
+	}
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.cmd.Start(); err != nil {
@@ -475,7 +485,7 @@ func runCASCheck(t *testing.T, env []string, disrupt func(nodes []*kvProc, total
 }
 
 // TestE2ELeases: 20 node processes (MESH_E2E_KV_NODES) claim and release
-// 8 keys (TTL 2 s) for 20 s against two mars-server -store etcd replicas
+// 8 keys (TTL 2 s) until the test is done with them against two mars-server -store etcd replicas
 // over a real etcd, while one holder is stopped (SIGSTOP) past its TTL and
 // then continued, one is cut off from MARS in one direction (it hears
 // nothing from MARS, MARS still hears it) past its TTL, another is killed
@@ -487,7 +497,10 @@ func runCASCheck(t *testing.T, env []string, disrupt func(nodes []*kvProc, total
 func TestE2ELeases(t *testing.T) {
 	r1, port := twoReplicas(t)
 	const retryTimeout = e2eHeavyRetryTimeout * time.Millisecond
-	const run = 20 * time.Second
+	// The workload runs until the faults below are over (the test closes
+	// its stdin), however long the processes took to start; run only
+	// bounds it.
+	const run = 3 * time.Minute
 	count := 20
 	if v, err := strconv.Atoi(os.Getenv("MESH_E2E_KV_NODES")); err == nil && v >= 4 {
 		count = v
@@ -564,8 +577,11 @@ func TestE2ELeases(t *testing.T) {
 	mine.Release(context.Background())
 
 	for _, p := range nodes {
+		p.stdin.Close()
+	}
+	for _, p := range nodes {
 		if p != deadP {
-			p.wait(t, run+time.Minute)
+			p.wait(t, time.Minute)
 		}
 	}
 
