@@ -58,3 +58,23 @@ func TestSeenGenerations(t *testing.T) {
 		t.Fatalf("generations of %d and %d IDs, limit %d", len(f.cur), len(f.prev), maxSeen)
 	}
 }
+
+// TestNameCacheLast: names stay right when lookups alternate between
+// peers (the last-looked-up entry changes each time) and after forget.
+func TestNameCacheLast(t *testing.T) {
+	var p peerNames
+	a := netip.MustParseAddrPort("127.0.0.1:7000")
+	b := netip.MustParseAddrPort("[::1]:7001")
+	for range 3 {
+		if p.name(a) != a.String() || p.name(b) != b.String() || p.name(b) != b.String() {
+			t.Fatal("wrong name")
+		}
+	}
+	p.forget(b)
+	if l := p.last.Load(); l != nil && l.ap == b {
+		t.Fatal("forget left the peer as the last looked up")
+	}
+	if p.name(b) != b.String() || p.name(a) != a.String() {
+		t.Fatal("wrong name after forget")
+	}
+}

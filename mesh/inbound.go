@@ -112,6 +112,7 @@ type inbound struct {
 	peerMax   int // handlers one peer may run at once
 	mu        sync.Mutex
 	peers     map[netip.AddrPort]*peerIn
+	last      *peerIn      // the last peer looked up (a burst from one skips the map); in peers
 	spare     []*peerIn    // idle, for reuse
 	ready     []*peerIn    // peers with a job that may start, served in turn
 	running   int          // workers
@@ -149,8 +150,12 @@ func (n *Node) InboundDrops() uint64 { return n.in.dropped.Load() }
 func (in *inbound) admitLocked(p *peerIn, size int, reliable bool) bool {
 	over := p.bytes+size > in.lim.PeerBytes || p.count+1 > in.lim.PeerCount
 	if over && !reliable {
-		in.dropped.Add(1)
-		in.b.warnOnce("mesh: inbound bound reached, unreliable message dropped", "from", p.addr)
+		// A flood drops a message per packet: the warning (rate-limited
+		// by time in any case) is asked for on the first drop and every
+		// 256th after, not at a log call's cost per drop.
+		if n := in.dropped.Add(1); n&255 == 1 {
+			in.b.warnOnce("mesh: inbound bound reached, unreliable messages dropped", "from", p.addr, "droppedInAll", n)
+		}
 		return false
 	}
 	p.bytes += size
@@ -184,6 +189,9 @@ func (in *inbound) releaseLocked(p *peerIn, size, count int) {
 func (in *inbound) forgetIdleLocked(p *peerIn) {
 	if p.count == 0 && p.running == 0 && p.pending() == 0 && !p.paused && !p.drain && in.peers[p.addr] == p {
 		delete(in.peers, p.addr)
+		if in.last == p {
+			in.last = nil
+		}
 		if len(in.spare) < maxSparePeers && cap(p.jobs) <= 64 {
 			*p = peerIn{jobs: p.jobs[:0]}
 			in.spare = append(in.spare, p)
@@ -194,6 +202,9 @@ func (in *inbound) forgetIdleLocked(p *peerIn) {
 const maxSparePeers = 64
 
 func (in *inbound) peerLocked(addr netip.AddrPort) *peerIn {
+	if p := in.last; p != nil && p.addr == addr {
+		return p
+	}
 	p := in.peers[addr]
 	if p == nil {
 		if k := len(in.spare); k > 0 {
@@ -206,6 +217,7 @@ func (in *inbound) peerLocked(addr netip.AddrPort) *peerIn {
 		p.addr = addr
 		in.peers[addr] = p
 	}
+	in.last = p
 	return p
 }
 

@@ -13,27 +13,43 @@ const maxNames = 4096
 // peerNames caches the mesh address strings of peers. The zero value is
 // ready.
 type peerNames struct {
-	m   sync.Map // netip.AddrPort -> string, at most maxNames entries
-	num atomic.Int64
+	m    sync.Map // netip.AddrPort -> *peerName, at most maxNames entries
+	num  atomic.Int64
+	last atomic.Pointer[peerName] // the last one looked up: a burst from one peer skips the map
 }
 
-// name returns the mesh address string of a peer, cached.
+type peerName struct {
+	ap netip.AddrPort
+	s  string
+}
+
+// name returns the mesh address string of a peer, cached. (A name is its
+// address's string: an entry that outlives forget is still right.)
 func (p *peerNames) name(a netip.AddrPort) string {
-	if v, ok := p.m.Load(a); ok {
-		return v.(string)
+	if l := p.last.Load(); l != nil && l.ap == a {
+		return l.s
 	}
-	s := a.String()
+	if v, ok := p.m.Load(a); ok {
+		pn := v.(*peerName)
+		p.last.Store(pn)
+		return pn.s
+	}
+	pn := &peerName{ap: a, s: a.String()}
 	if p.num.Load() < maxNames {
-		if _, loaded := p.m.LoadOrStore(a, s); !loaded {
+		if _, loaded := p.m.LoadOrStore(a, pn); !loaded {
 			p.num.Add(1)
 		}
 	}
-	return s
+	p.last.Store(pn)
+	return pn.s
 }
 
 // forget drops a peer's cached name (its session ended).
 func (p *peerNames) forget(a netip.AddrPort) {
 	if _, ok := p.m.LoadAndDelete(a); ok {
 		p.num.Add(-1)
+	}
+	if l := p.last.Load(); l != nil && l.ap == a {
+		p.last.CompareAndSwap(l, nil)
 	}
 }

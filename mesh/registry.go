@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // rpcHandler serves SendRPC; exactly one of its funcs is set.
@@ -29,22 +30,63 @@ type streamHandler func(ctx context.Context, s *Stream) error
 // registry keeps, per ID, one handler that runs them all (see chainRPC,
 // cmdHandler.call and cmdHandler.callRequest), so dispatch costs one map
 // lookup. A stream ID has one handler: the first registration wins.
+//
+// Dispatch reads an immutable snapshot of those handlers (no lock: the
+// read goroutine looks one up per message); a registration, which is
+// rare, copies the table it changes.
 type registry struct {
-	mu      sync.RWMutex
-	rpcs    map[uint16][]rpcHandler
-	cmds    map[uint16][]cmdHandler
-	rpc     map[uint16]rpcHandler // what dispatch runs: rpcs[id] chained
-	cmd     map[uint16]cmdHandler // what dispatch runs: cmds[id] chained
-	streams map[uint16]streamHandler
-	dup     map[uint16]bool // a second stream handler was refused
+	mu   sync.Mutex // registrations
+	rpcs map[uint16][]rpcHandler
+	cmds map[uint16][]cmdHandler
+	dup  map[uint16]bool // a second stream handler was refused
+	disp atomic.Pointer[dispatchTable]
+}
+
+// dispatchTable is what dispatch runs, per ID; never changed once stored.
+type dispatchTable struct {
+	rpc     idTable[rpcHandler] // rpcs[id] chained
+	cmd     idTable[cmdHandler] // cmds[id] chained
+	streams idTable[streamHandler]
+}
+
+// idTable maps a command ID to a value in two steps of 256 (no hashing
+// per message); pages are allocated as IDs are set. A table is copied,
+// never changed, once a dispatchTable holds it.
+type idTable[T any] struct {
+	pages [256]*[256]idEntry[T]
+}
+
+type idEntry[T any] struct {
+	v  T
+	ok bool
+}
+
+func (t *idTable[T]) get(id uint16) (T, bool) {
+	if p := t.pages[id>>8]; p != nil {
+		e := &p[id&0xff]
+		return e.v, e.ok
+	}
+	var zero T
+	return zero, false
+}
+
+// with returns a copy of t with id set to v (the page of id copied, the
+// others shared).
+func (t *idTable[T]) with(id uint16, v T) idTable[T] {
+	c := *t
+	page := new([256]idEntry[T])
+	if old := t.pages[id>>8]; old != nil {
+		*page = *old
+	}
+	page[id&0xff] = idEntry[T]{v: v, ok: true}
+	c.pages[id>>8] = page
+	return c
 }
 
 func newRegistry() *registry {
-	return &registry{
-		rpcs: map[uint16][]rpcHandler{}, cmds: map[uint16][]cmdHandler{},
-		rpc: map[uint16]rpcHandler{}, cmd: map[uint16]cmdHandler{},
-		streams: map[uint16]streamHandler{}, dup: map[uint16]bool{},
-	}
+	r := &registry{rpcs: map[uint16][]rpcHandler{}, cmds: map[uint16][]cmdHandler{}, dup: map[uint16]bool{}}
+	r.disp.Store(&dispatchTable{})
+	return r
 }
 
 // addRPC adds a handler to id, after those already there. It always adds
@@ -53,7 +95,9 @@ func (r *registry) addRPC(id uint16, h rpcHandler) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.rpcs[id] = append(r.rpcs[id], h)
-	r.rpc[id] = chainRPC(r.rpcs[id])
+	d := *r.disp.Load()
+	d.rpc = d.rpc.with(id, chainRPC(r.rpcs[id]))
+	r.disp.Store(&d)
 	return true
 }
 
@@ -63,11 +107,13 @@ func (r *registry) addCmd(id uint16, h cmdHandler) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.cmds[id] = append(r.cmds[id], h)
+	d := *r.disp.Load()
 	if hs := r.cmds[id]; len(hs) == 1 {
-		r.cmd[id] = hs[0]
+		d.cmd = d.cmd.with(id, hs[0])
 	} else {
-		r.cmd[id] = cmdHandler{chain: hs[:len(hs):len(hs)]}
+		d.cmd = d.cmd.with(id, cmdHandler{chain: hs[:len(hs):len(hs)]})
 	}
+	r.disp.Store(&d)
 	return true
 }
 
@@ -76,40 +122,33 @@ func (r *registry) addCmd(id uint16, h cmdHandler) bool {
 func (r *registry) addStream(id uint16, h streamHandler) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.streams[id]; ok {
+	d := *r.disp.Load()
+	if _, ok := d.streams.get(id); ok {
 		r.dup[id] = true
 		return false
 	}
-	r.streams[id] = h
+	d.streams = d.streams.with(id, h)
+	r.disp.Store(&d)
 	return true
 }
 
 func (r *registry) getRPC(id uint16) (rpcHandler, bool) {
-	r.mu.RLock()
-	h, ok := r.rpc[id]
-	r.mu.RUnlock()
-	return h, ok
+	return r.disp.Load().rpc.get(id)
 }
 
 func (r *registry) getCmd(id uint16) (cmdHandler, bool) {
-	r.mu.RLock()
-	h, ok := r.cmd[id]
-	r.mu.RUnlock()
-	return h, ok
+	return r.disp.Load().cmd.get(id)
 }
 
 func (r *registry) getStream(id uint16) (streamHandler, bool) {
-	r.mu.RLock()
-	h, ok := r.streams[id]
-	r.mu.RUnlock()
-	return h, ok
+	return r.disp.Load().streams.get(id)
 }
 
 // isDup reports whether id has more than one RPC or command handler, has
 // both an RPC and a command handler, or was offered a second stream handler.
 func (r *registry) isDup(id uint16) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	nRPC, nCmd := len(r.rpcs[id]), len(r.cmds[id])
 	return r.dup[id] || nRPC > 1 || nCmd > 1 || (nRPC > 0 && nCmd > 0)
 }

@@ -126,3 +126,63 @@ func TestSendRequestCallbackGoroutine(t *testing.T) {
 		}
 	}
 }
+
+// TestIDTable: a table copied with a new ID leaves the original as it
+// was, shares the pages it did not change, and finds IDs at both ends
+// of a page.
+func TestIDTable(t *testing.T) {
+	var empty idTable[int]
+	if _, ok := empty.get(7); ok {
+		t.Fatal("an empty table has 7")
+	}
+	a := empty.with(0x1200, 1)
+	b := a.with(0x12ff, 2)
+	c := b.with(0xffff, 3)
+	for _, tc := range []struct {
+		tab  *idTable[int]
+		id   uint16
+		want int
+		ok   bool
+	}{
+		{&a, 0x1200, 1, true}, {&a, 0x12ff, 0, false}, {&b, 0x1200, 1, true}, {&b, 0x12ff, 2, true},
+		{&c, 0xffff, 3, true}, {&b, 0xffff, 0, false}, {&c, 0x1201, 0, false}, {&c, 0, 0, false},
+	} {
+		if v, ok := tc.tab.get(tc.id); v != tc.want || ok != tc.ok {
+			t.Errorf("get(%#x) = %d, %v; want %d, %v", tc.id, v, ok, tc.want, tc.ok)
+		}
+	}
+	if b.pages[0x12] == a.pages[0x12] || c.pages[0x12] != b.pages[0x12] {
+		t.Error("a copy must copy the page it changes and share the others")
+	}
+}
+
+// TestRegistryDispatch: what dispatch finds follows registrations, also
+// for a dispatch table read before them.
+func TestRegistryDispatch(t *testing.T) {
+	r := newRegistry()
+	before := r.disp.Load()
+	r.addCmd(5, cmdHandler{raw: func([]byte, string) ([]byte, error) { return []byte("a"), nil }})
+	r.addRPC(5, rpcHandler{plain: func([]byte, string) ([]byte, error) { return nil, nil }})
+	if !r.addStream(9, func(context.Context, *Stream) error { return nil }) || r.addStream(9, nil) {
+		t.Fatal("the first stream handler of an ID is taken, a second refused")
+	}
+	if _, ok := before.cmd.get(5); ok {
+		t.Fatal("a stored dispatch table changed")
+	}
+	if h, ok := r.getCmd(5); !ok || h.raw == nil {
+		t.Fatal("command 5 not found")
+	}
+	if _, ok := r.getRPC(5); !ok {
+		t.Fatal("RPC 5 not found")
+	}
+	if h, ok := r.getStream(9); !ok || h == nil {
+		t.Fatal("stream 9 not found, or the refused one replaced it")
+	}
+	if _, ok := r.getCmd(6); ok {
+		t.Fatal("command 6 found")
+	}
+	r.addCmd(5, cmdHandler{raw: func([]byte, string) ([]byte, error) { return nil, nil }})
+	if h, _ := r.getCmd(5); len(h.chain) != 2 || !r.isDup(5) {
+		t.Fatal("two handlers of command 5 must chain")
+	}
+}
