@@ -110,6 +110,10 @@ func MergeRuns(runs []Run) Run {
 	var order []string
 	for i, run := range runs {
 		for _, r := range run.Records {
+			r.Rounds = slices.Clone(r.Rounds)
+			for j := range r.Rounds {
+				r.Rounds[j].Run = i + 1
+			}
 			k := r.key()
 			if _, ok := groups[k]; !ok {
 				order = append(order, k)
@@ -194,6 +198,10 @@ func mergeRecords(rs []Record) Record {
 			}
 			m.ErrKinds[k] += v // summed over the runs
 		}
+	}
+	m.Rounds = nil // every run's rounds, told apart by RoundFig.Run
+	for _, r := range ok {
+		m.Rounds = append(m.Rounds, r.Rounds...)
 	}
 	m.Runs = len(ok)
 	return m

@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -218,5 +219,31 @@ func TestXFanoutFlatColumn(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+// TestMergedRoundRatios: a merged report's per-round ratios cover the
+// rounds of every run, each paired with the peer's round of the same run
+// and position, also when one run measured fewer rounds.
+func TestMergedRoundRatios(t *testing.T) {
+	rec := func(system string, p50s ...float64) Record {
+		r := Record{Suite: "xrpc", System: system, Payload: 64, Conc: 1}
+		for _, v := range p50s {
+			r.Rounds = append(r.Rounds, RoundFig{Done: 1, P50: v})
+		}
+		return r
+	}
+	runs := []Run{
+		{Records: []Record{rec(sysMarsmesh, 10, 20), rec(sysUDP, 5, 10)}},
+		{Records: []Record{rec(sysMarsmesh, 30), rec(sysUDP, 10, 99)}},
+	}
+	m := MergeRuns(runs)
+	mine, peer := m.find("xrpc", sysMarsmesh, 64, 1, 0, 0), m.find("xrpc", sysUDP, 64, 1, 0, 0)
+	got := roundRatios(mine, peer, fP50)
+	if want := []float64{2, 2, 3}; !slices.Equal(got, want) {
+		t.Fatalf("ratios %v, want %v", got, want)
+	}
+	if runs[0].Records[0].Rounds[0].Run != 0 {
+		t.Fatal("merging changed a source run")
 	}
 }

@@ -3,21 +3,47 @@ package main
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
 // roundRatios is mine/peer of f in every round both measured (the
 // systems of a case take turns within a round, so a round's ratio
-// compares figures taken under the same outside load).
+// compares figures taken under the same outside load). In a merged
+// report the rounds of every source run count, paired within their run.
 func roundRatios(mine, peer *Record, f func(RoundFig) float64) []float64 {
 	if mine == nil || peer == nil || mine.Err != "" || peer.Err != "" {
 		return nil
 	}
 	var out []float64
-	for i := 0; i < len(mine.Rounds) && i < len(peer.Rounds); i++ {
-		m, p := mine.Rounds[i], peer.Rounds[i]
-		if m.Done > 0 && p.Done > 0 && f(p) > 0 {
-			out = append(out, f(m)/f(p))
+	mr, pr := roundsByRun(mine.Rounds), roundsByRun(peer.Rounds)
+	for _, run := range runOrder(mine.Rounds) {
+		ms, ps := mr[run], pr[run]
+		for i := 0; i < len(ms) && i < len(ps); i++ {
+			m, p := ms[i], ps[i]
+			if m.Done > 0 && p.Done > 0 && f(p) > 0 {
+				out = append(out, f(m)/f(p))
+			}
+		}
+	}
+	return out
+}
+
+// roundsByRun groups rounds by their source run, in order.
+func roundsByRun(rs []RoundFig) map[int][]RoundFig {
+	out := map[int][]RoundFig{}
+	for _, r := range rs {
+		out[r.Run] = append(out[r.Run], r)
+	}
+	return out
+}
+
+// runOrder is the source runs of rounds in the order they first appear.
+func runOrder(rs []RoundFig) []int {
+	var out []int
+	for _, r := range rs {
+		if !slices.Contains(out, r.Run) {
+			out = append(out, r.Run)
 		}
 	}
 	return out
@@ -62,7 +88,7 @@ func xTables(b *strings.Builder, run Run) {
 		concs := distinct(rs, func(r Record) int { return r.Conc })
 		rounds := 0
 		for _, r := range rs {
-			rounds = max(rounds, len(r.Rounds))
+			rounds = max(rounds, len(r.Rounds)/max(r.Runs, 1)) // a merged record holds every run's rounds
 		}
 		w("## Request/response across processes (echo of the payload)\n\n")
 		w("Each system's server end runs in its own processes (marsmesh: a MARS registry process and the serving node's\n")
@@ -411,7 +437,8 @@ func xGoalTable(b *strings.Builder, run Run) {
 		return
 	}
 	fmt.Fprintf(b, "## Goals (issue 12, across processes)\n\n")
-	fmt.Fprintf(b, "Ratio: the median of the per-round ratios (systems measured in the same round); per round: each round's ratio.\n\n")
+	fmt.Fprintf(b, "Ratio: the median of the per-round ratios (systems measured in the same round; in a merged report, the rounds of\n")
+	fmt.Fprintf(b, "every run); per round: each round's ratio.\n\n")
 	fmt.Fprintf(b, "| goal | case | marsmesh | peer | ratio | per round | target | result |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, g := range gs {
 		rs := roundRatios(g.mine, g.peer, g.f)

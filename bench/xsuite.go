@@ -34,6 +34,9 @@ type RoundFig struct {
 	// Retx: reliable segments sent again per 1,000 requests, both ends
 	// (marsmesh only: its transports' counters).
 	Retx float64 `json:"retransmits_per_k,omitempty"`
+	// Run is, in a merged report, which source run (from 1) the round is
+	// of; 0 in a run's own report.
+	Run int `json:"run,omitempty"`
 }
 
 func roundFig(done, errs int64, el time.Duration, lat []time.Duration, c xcost) RoundFig {
