@@ -66,15 +66,16 @@ func TestNameCacheLast(t *testing.T) {
 	a := netip.MustParseAddrPort("127.0.0.1:7000")
 	b := netip.MustParseAddrPort("[::1]:7001")
 	for range 3 {
-		if p.name(a) != a.String() || p.name(b) != b.String() || p.name(b) != b.String() {
+		if p.recvName(a) != a.String() || p.recvName(b) != b.String() || p.name(b) != b.String() || p.name(a) != a.String() {
 			t.Fatal("wrong name")
 		}
 	}
+	p.recvName(b)
 	p.forget(b)
 	if l := p.last.Load(); l != nil && l.ap == b {
 		t.Fatal("forget left the peer as the last looked up")
 	}
-	if p.name(b) != b.String() || p.name(a) != a.String() {
+	if p.recvName(b) != b.String() || p.name(a) != a.String() {
 		t.Fatal("wrong name after forget")
 	}
 }

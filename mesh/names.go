@@ -29,10 +29,25 @@ func (p *peerNames) name(a netip.AddrPort) string {
 	if l := p.last.Load(); l != nil && l.ap == a {
 		return l.s
 	}
+	return p.lookup(a).s
+}
+
+// recvName is name for the read goroutine's per-message lookups: it also
+// remembers the peer, so that the rest of a burst from it skips the map.
+// (Only the read path stores it: goroutines on other cores writing it for
+// peers that take turns would share the cache line.)
+func (p *peerNames) recvName(a netip.AddrPort) string {
+	if l := p.last.Load(); l != nil && l.ap == a {
+		return l.s
+	}
+	pn := p.lookup(a)
+	p.last.Store(pn)
+	return pn.s
+}
+
+func (p *peerNames) lookup(a netip.AddrPort) *peerName {
 	if v, ok := p.m.Load(a); ok {
-		pn := v.(*peerName)
-		p.last.Store(pn)
-		return pn.s
+		return v.(*peerName)
 	}
 	pn := &peerName{ap: a, s: a.String()}
 	if p.num.Load() < maxNames {
@@ -40,8 +55,7 @@ func (p *peerNames) name(a netip.AddrPort) string {
 			p.num.Add(1)
 		}
 	}
-	p.last.Store(pn)
-	return pn.s
+	return pn
 }
 
 // forget drops a peer's cached name (its session ended).

@@ -450,7 +450,7 @@ func (n *Node) handlePublish(from netip.AddrPort, p []byte) {
 	if len(subs) == 0 {
 		return
 	}
-	sender := n.names.name(from)
+	sender := n.names.recvName(from)
 	for _, s := range subs {
 		s.offer(&Message{Topic: topic, Payload: payload, From: sender})
 	}

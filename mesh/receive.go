@@ -65,7 +65,7 @@ func (n *Node) handleCommand(from netip.AddrPort, p []byte, reliable bool) {
 	if n.strict.drop(from) {
 		return
 	}
-	n.deliverCommand(from, n.names.name(from), binary.BigEndian.Uint16(p), p[2:], reliable, nil)
+	n.deliverCommand(from, n.names.recvName(from), binary.BigEndian.Uint16(p), p[2:], reliable, nil)
 }
 
 // deliverCommand queues a one-way message from peer from (the session
@@ -168,7 +168,7 @@ func (n *Node) onTraced(from netip.AddrPort, kind byte, p []byte, reliable bool,
 		if n.strict.drop(from) {
 			return
 		}
-		n.deliverCommand(from, n.names.name(from), binary.BigEndian.Uint16(p), p[2:], reliable, tc)
+		n.deliverCommand(from, n.names.recvName(from), binary.BigEndian.Uint16(p), p[2:], reliable, tc)
 	case kindFanout:
 		n.fan.handleFanout(from, p, reliable, tc)
 	case kindStreamOpen:
