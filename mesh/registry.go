@@ -28,12 +28,12 @@ type streamHandler func(ctx context.Context, s *Stream) error
 // registry holds the handlers of every command ID, per table. RPC and
 // command IDs may have several handlers, kept in registration order; the
 // registry keeps, per ID, one handler that runs them all (see chainRPC,
-// cmdHandler.call and cmdHandler.callRequest), so dispatch costs one map
+// cmdHandler.call and cmdHandler.callRequest), so dispatch costs one
 // lookup. A stream ID has one handler: the first registration wins.
 //
-// Dispatch reads an immutable snapshot of those handlers (no lock: the
-// read goroutine looks one up per message); a registration, which is
-// rare, copies the table it changes.
+// Dispatch reads an immutable snapshot of those handlers, indexed by ID
+// (no lock and no hashing: the read goroutine looks one up per message);
+// a registration, which is rare, copies the page it changes.
 type registry struct {
 	mu   sync.Mutex // registrations
 	rpcs map[uint16][]rpcHandler
